@@ -1,0 +1,92 @@
+"""Reads the compacted catalog topic into the engine's catalog, like a Faust GlobalTable.
+
+Every worker reads every partition of ``shop.products`` without a consumer group. At
+start it reads up to the end offsets it saw when it started, then sets ``ready``; the
+demand agent waits for ``ready`` so no order is mapped with a half-read catalog. Later
+upserts apply as they arrive. Invalid products go to the dead-letter topic.
+
+End offsets are compared with ``>=`` on the position after each fetched batch: some
+brokers (Tansu) report a high watermark that stops at the base offset of the last
+batch, but a fetch always returns the whole batch, so the comparison still ends after
+the last record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.contract import TOPIC_PRODUCTS
+from streams import metrics
+from streams.core.engine import DemandEngine, Record, Rejected
+
+log = logging.getLogger(__name__)
+
+
+class CatalogReader:
+    def __init__(
+        self,
+        bootstrap: str,
+        engine: DemandEngine,
+        on_rejected: Callable[[Rejected], Awaitable[None]],
+        client_config: dict[str, Any] | None = None,
+        topic: str = TOPIC_PRODUCTS,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.engine = engine
+        self.on_rejected = on_rejected
+        self.client_config = client_config or {}
+        self.topic = topic
+        self.ready = asyncio.Event()
+        self.applied = 0
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self.client_config,
+        )
+        self._consumer = consumer
+        await consumer.start()
+        try:
+            parts = None
+            for _ in range(100):
+                parts = consumer.partitions_for_topic(self.topic)
+                if parts:
+                    break
+                await consumer._client.force_metadata_update()
+                await asyncio.sleep(0.1)
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts or [0])]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            pending = {tp for tp in tps if ends[tp] > 0}
+            if not pending:
+                self.ready.set()
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for tp, msgs in batches.items():
+                    for m in msgs:
+                        rec = Record(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
+                        rejected = self.engine.apply_product(rec)
+                        if rejected is not None:
+                            await self.on_rejected(rejected)
+                        else:
+                            self.applied += 1
+                    if msgs and tp in pending and msgs[-1].offset + 1 >= ends[tp]:
+                        pending.discard(tp)
+                metrics.CATALOG_PRODUCTS.set(len(self.engine.catalog))
+                if not self.ready.is_set() and not pending:
+                    log.info("catalog loaded: %d SKUs", len(self.engine.catalog))
+                    self.ready.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()

@@ -1,0 +1,132 @@
+"""The ``c2m`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from streams.settings import Settings
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings:\n{exc}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """c2m-pulse: shop events on Kafka -> demand signals for factories in ClickHouse."""
+
+
+@main.command()
+def config() -> None:
+    """Print the effective settings (secrets masked)."""
+    click.echo(json.dumps(_settings().masked(), indent=2, ensure_ascii=False, default=str))
+
+
+@main.group()
+def db() -> None:
+    """ClickHouse schema."""
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations from deploy/clickhouse (idempotent)."""
+    from streams.clickhouse.client import connect
+    from streams.clickhouse.migrations import migrate
+
+    s = _settings()
+    applied = migrate(connect(s), s.clickhouse_database)
+    click.echo(f"applied migrations: {applied or 'none (up to date)'}")
+
+
+@main.command()
+@click.argument("sql")
+def query(sql: str) -> None:
+    """Run a read query against the configured ClickHouse and print the rows (TSV)."""
+    from streams.clickhouse.client import connect
+
+    result = connect(_settings()).query(sql, settings={"readonly": 1})
+    click.echo("\t".join(result.column_names))
+    for row in result.result_rows:
+        click.echo("\t".join(str(v) for v in row))
+
+
+@main.command()
+@click.option("--web-port", type=int, help="Faust web port (C2M_WEB_PORT)")
+@click.option("--duration", type=float, help="Stop after N seconds")
+def worker(web_port: int | None, duration: float | None) -> None:
+    """Run the Faust worker (starts an embedded broker if C2M_KAFKA_BOOTSTRAP is unset)."""
+    from streams.runner import configure_logging, kafka_bootstrap, run_worker
+
+    s = _settings(web_port=web_port)
+    configure_logging(s.log_level)
+    with kafka_bootstrap(s) as bootstrap:
+        run_worker(s, bootstrap, duration_s=duration)
+
+
+@main.command()
+def broker() -> None:
+    """Run the embedded Kafka broker in the foreground and create the topics."""
+    import time
+
+    from streams.kafka.embedded import EmbeddedBroker
+    from streams.kafka.topics import ensure_topics
+
+    s = _settings()
+    with EmbeddedBroker() as b:
+        ensure_topics(b.bootstrap, s.topic_partitions)
+        click.echo(f"embedded broker on {b.bootstrap}; export C2M_KAFKA_BOOTSTRAP={b.bootstrap}")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+@main.command()
+@click.option("--rate", type=float, default=1000.0, show_default=True, help="Events per second")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Wall seconds")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--speed", type=float, default=60.0, show_default=True,
+              help="Simulated seconds per wall second")
+def simulate(rate: float, duration: float, seed: int, speed: float) -> None:
+    """Produce realistic shop events to the input topics (needs C2M_KAFKA_BOOTSTRAP)."""
+    from streams.kafka.topics import ensure_topics
+    from streams.sim.producer import run_simulation
+
+    s = _settings()
+    if not s.kafka_bootstrap:
+        raise click.ClickException("set C2M_KAFKA_BOOTSTRAP (or run `c2m demo`)")
+    ensure_topics(s.kafka_bootstrap, s.topic_partitions, s.kafka_client_config())
+    n = asyncio.run(
+        run_simulation(
+            s.kafka_bootstrap, seed=seed, rate=rate, duration_s=duration, speed=speed,
+            producer_config=s.kafka_client_config(),
+        )
+    )
+    click.echo(f"produced {n} events")
+
+
+@main.command()
+@click.option("--duration", type=float, default=None, help="Stop after N seconds")
+@click.option("--rate", type=float, default=1000.0, show_default=True, help="Events per second")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--speed", type=float, default=60.0, show_default=True,
+              help="Simulated seconds per wall second")
+def demo(duration: float | None, rate: float, seed: int, speed: float) -> None:
+    """Everything on this machine: embedded broker, worker, simulator, live view."""
+    from streams.demo import run_demo
+
+    sys.exit(run_demo(_settings(), duration_s=duration, rate=rate, seed=seed, speed=speed))
+
+
+if __name__ == "__main__":
+    main()

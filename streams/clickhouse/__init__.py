@@ -1,0 +1,1 @@
+"""ClickHouse I/O: connection, migrations and the demand store (the sink)."""

@@ -1,0 +1,134 @@
+"""The demand store: the only module that reads or writes c2m-pulse tables.
+
+Write protocol of one flush (the argument for no double counting is in
+docs/ARCHITECTURE.md, "Exactly the same numbers"):
+
+1. ``demand_state`` rows: absolute per-partition cell values, version = partition position;
+2. ``late_events`` rows (keyed by source coordinates);
+3. ``checkpoints``: one row per partition, written last.
+
+Only after all three succeed does the worker acknowledge the Kafka offsets. Event values
+only ever travel as insert data or bound query parameters, never inside SQL text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.core.demand import MEASURES, CellKey
+from streams.core.engine import Checkpoint, FlushBatch, LateEvent
+from streams.errors import SinkError, SinkUnavailable
+
+STATE_COLUMNS = [
+    "source_topic", "source_partition", "window_seconds", "window_start",
+    "category", "color", "size", "price_band", "region", *MEASURES, "version",
+]
+CHECKPOINT_COLUMNS = [
+    "source_topic", "source_partition", "position", "max_ts",
+    "consumed", "processed", "dead_lettered", "duplicates", "late",
+]
+LATE_COLUMNS = [
+    "source_topic", "source_partition", "source_offset", "event_id", "event_type",
+    "ts", "watermark", "lateness_ms", "payload",
+]
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+class DemandStore:
+    def __init__(self, client: Any, database: str) -> None:
+        self.client = client
+        self.db = database
+
+    # ---------------------------------------------------------------- writes
+    def write(self, batch: FlushBatch, late: Sequence[LateEvent] = ()) -> None:
+        try:
+            if batch.rows:
+                self.client.insert(
+                    f"{self.db}.demand_state", batch.rows, column_names=STATE_COLUMNS
+                )
+            if late:
+                self.client.insert(
+                    f"{self.db}.late_events",
+                    [
+                        [
+                            e.record.topic, e.record.partition, e.record.offset, e.event_id,
+                            e.event_type, _dt(e.ts_ms), _dt(e.watermark_ms),
+                            e.watermark_ms - e.ts_ms,
+                            (e.record.value or b"").decode("utf-8", "replace"),
+                        ]
+                        for e in late
+                    ],
+                    column_names=LATE_COLUMNS,
+                )
+            if batch.checkpoints:
+                self.client.insert(
+                    f"{self.db}.checkpoints",
+                    [
+                        [
+                            c.topic, c.partition, c.position,
+                            -1 if c.max_ts is None else c.max_ts,
+                            c.consumed, c.processed, c.dead_lettered, c.duplicates, c.late,
+                        ]
+                        for c in batch.checkpoints
+                    ],
+                    column_names=CHECKPOINT_COLUMNS,
+                )
+        except Exception as exc:
+            raise SinkUnavailable(f"ClickHouse write failed: {type(exc).__name__}: {exc}") from exc
+
+    # ---------------------------------------------------------------- recovery
+    def load_partition(
+        self, topic: str, partition: int, at_most: int, horizon_ms: int, lateness_ms: int
+    ) -> tuple[Checkpoint, list[tuple[CellKey, list[int]]]] | None:
+        """State of a source partition as of its last checkpoint at or before ``at_most``."""
+        params = {"t": topic, "p": partition, "at": at_most}
+        try:
+            cps = self.client.query(
+                f"SELECT {', '.join(CHECKPOINT_COLUMNS[2:])} FROM {self.db}.checkpoints "  # noqa: S608
+                "WHERE source_topic = {t:String} AND source_partition = {p:UInt16} "
+                "AND position <= {at:UInt64} ORDER BY position DESC LIMIT 1",
+                parameters=params,
+            ).result_rows
+            if not cps:
+                return None
+            pos, max_ts, *ledger = cps[0]
+            cp = Checkpoint(topic, partition, pos, None if max_ts < 0 else max_ts, *ledger)
+            keep_from_s = 0 if cp.max_ts is None else (cp.max_ts - lateness_ms - horizon_ms) // 1000
+            measures = ", ".join(f"argMax({m}, version)" for m in MEASURES)
+            rows = self.client.query(
+                f"SELECT window_seconds, toUnixTimestamp(window_start), category, color, size, "  # noqa: S608
+                f"price_band, region, {measures} FROM {self.db}.demand_state "
+                "WHERE source_topic = {t:String} AND source_partition = {p:UInt16} "
+                "AND version <= {v:UInt64} "
+                "AND toUnixTimestamp(window_start) + window_seconds > {keep:Int64} "
+                "GROUP BY window_seconds, window_start, category, color, size, price_band, region",
+                parameters={**params, "v": pos, "keep": keep_from_s},
+            ).result_rows
+        except Exception as exc:
+            raise SinkUnavailable(
+                f"ClickHouse read failed: {type(exc).__name__}", topic=topic, partition=partition
+            ) from exc
+        return cp, [((r[0], r[1], *r[2:7]), list(r[7:])) for r in rows]  # type: ignore[misc]
+
+    # ---------------------------------------------------------------- reads for views
+    def top_cells(self, window_seconds: int, limit: int = 10) -> list[tuple[Any, ...]]:
+        """Top cells by units in the latest window of the given size."""
+        try:
+            return list(
+                self.client.query(
+                    "SELECT window_start, category, color, size, price_band, region, orders, "
+                    f"units, gmv FROM {self.db}.demand_by_attribute "  # noqa: S608
+                    "WHERE window_seconds = {w:UInt32} AND window_start = ("
+                    f"SELECT max(window_start) FROM {self.db}.demand_state "
+                    "WHERE window_seconds = {w:UInt32}) ORDER BY units DESC, category, color, "
+                    "size LIMIT {n:UInt32}",
+                    parameters={"w": window_seconds, "n": limit},
+                ).result_rows
+            )
+        except Exception as exc:
+            raise SinkError(f"ClickHouse read failed: {type(exc).__name__}") from exc

@@ -1,0 +1,326 @@
+"""The demand engine: raw Kafka records in, demand counters, dead letters and late events out.
+
+Framework-free: the Faust worker, the tests and the benchmarks feed it lists of
+``Record``. Per record the steps are
+
+1. decode against the topic contract (``schemas.contract.decode``) -> dead letter on failure;
+2. reject event times too far ahead of the record's Kafka timestamp (``future_ts``);
+3. drop a repeated ``event_id`` (dedup horizon, per source partition);
+4. events behind the watermark by more than the correction horizon -> late events;
+5. apply to every window size; events behind the watermark but within the horizon are
+   applied too (a correction: the window's row is re-flushed with a higher version).
+
+Nothing here reads the wall clock except step 2 when a record has no Kafka timestamp.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.contract import (
+    TOPIC_LOGISTICS,
+    TOPIC_ORDERS,
+    TOPIC_PAGEVIEWS,
+    TOPIC_PRODUCTS,
+    ContractViolation,
+    decode,
+)
+from schemas.events import LogisticsMovement, OrderEvent, PageViewEvent, ProductUpsert
+from streams.core.catalog import UNKNOWN, UNKNOWN_PRODUCT, Catalog, ProductAttrs
+from streams.core.dedup import Deduplicator
+from streams.core.demand import (
+    CANCELLED_UNITS,
+    GMV_E4,
+    ORDERS,
+    PAGEVIEWS,
+    RETURNED_UNITS,
+    UNITS,
+    CellKey,
+    PartitionState,
+    price_e4,
+)
+from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark, window_start_s
+
+DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    window_seconds: tuple[int, ...] = DEFAULT_WINDOW_SECONDS
+    allowed_lateness_ms: int = 10 * 60_000
+    correction_horizon_ms: int = 48 * 3_600_000
+    dedup_horizon_ms: int = 48 * 3_600_000
+    max_future_ms: int = 5 * 60_000
+    max_message_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka record, as the engine sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that goes to the dead-letter topic."""
+
+    record: Record
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LateEvent:
+    """A valid event behind the watermark by more than the correction horizon."""
+
+    record: Record
+    event_id: str
+    event_type: str
+    ts_ms: int
+    watermark_ms: int
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    rejected: list[Rejected] = field(default_factory=list)
+    late: list[LateEvent] = field(default_factory=list)
+
+
+#: One row of ``c2m.demand_state`` (see deploy/clickhouse): source, cell, measures, version.
+StateRow = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """How far one source partition is reflected in a flush."""
+
+    topic: str
+    partition: int
+    position: int  # next offset to process; also the version of the rows of this flush
+    max_ts: int | None
+    consumed: int
+    processed: int
+    dead_lettered: int
+    duplicates: int
+    late: int
+
+
+@dataclass(slots=True)
+class FlushBatch:
+    rows: list[StateRow]
+    checkpoints: list[Checkpoint]
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.checkpoints)
+
+
+class DemandEngine:
+    """Demand counters for all source partitions this process owns."""
+
+    def __init__(self, config: EngineConfig | None = None, catalog: Catalog | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.catalog = catalog if catalog is not None else Catalog()
+        self.states: dict[tuple[str, int], PartitionState] = {}
+
+    # ---------------------------------------------------------------- state
+    def state(self, topic: str, partition: int) -> PartitionState:
+        st = self.states.get((topic, partition))
+        if st is None:
+            st = PartitionState(
+                topic=topic,
+                partition=partition,
+                watermark=Watermark(self.config.allowed_lateness_ms),
+                dedup=Deduplicator(self.config.dedup_horizon_ms),
+            )
+            self.states[(topic, partition)] = st
+        return st
+
+    def drop(self, topic: str, partition: int) -> None:
+        """Forget a partition (revoked, or about to be restored from the store)."""
+        self.states.pop((topic, partition), None)
+
+    def restore(
+        self,
+        checkpoint: Checkpoint,
+        rows: Iterable[tuple[CellKey, list[int]]],
+    ) -> PartitionState:
+        """Rebuild a partition from its last flushed checkpoint and cell rows."""
+        self.drop(checkpoint.topic, checkpoint.partition)
+        st = self.state(checkpoint.topic, checkpoint.partition)
+        st.watermark.max_ts = checkpoint.max_ts
+        st.position = st.flushed_position = checkpoint.position
+        st.ledger.consumed = checkpoint.consumed
+        st.ledger.processed = checkpoint.processed
+        st.ledger.dead_lettered = checkpoint.dead_lettered
+        st.ledger.duplicates = checkpoint.duplicates
+        st.ledger.late = checkpoint.late
+        for key, vec in rows:
+            st.cells[key] = list(vec)
+        return st
+
+    # ---------------------------------------------------------------- catalog
+    def apply_product(self, record: Record) -> Rejected | None:
+        """Apply one ``shop.products`` record to the catalog."""
+        try:
+            ev: ProductUpsert = decode(TOPIC_PRODUCTS, record.value, self.config.max_message_bytes)
+        except ContractViolation as exc:
+            return Rejected(record, exc.reason, exc.detail)
+        self.catalog.upsert(
+            sku=ev.sku,
+            ts=ev.ts,
+            category=ev.category,
+            color=ev.color,
+            size=ev.size,
+            list_price=ev.list_price,
+            factory_id=ev.factory_id,
+            lead_time_days=ev.lead_time_days,
+            moq=ev.moq,
+        )
+        return None
+
+    # ---------------------------------------------------------------- demand
+    def process(self, records: Sequence[Record], out: BatchOutcome | None = None) -> BatchOutcome:
+        """Apply demand records (any mix of partitions, each in offset order)."""
+        out = out if out is not None else BatchOutcome()
+        cfg = self.config
+        wall_ms: int | None = None
+        st: PartitionState | None = None
+        for rec in records:
+            if st is None or st.topic != rec.topic or st.partition != rec.partition:
+                st = self.state(rec.topic, rec.partition)
+            st.position = rec.offset + 1
+            ledger = st.ledger
+            ledger.consumed += 1
+            try:
+                ev = decode(rec.topic, rec.value, cfg.max_message_bytes)
+            except ContractViolation as exc:
+                ledger.dead_lettered += 1
+                out.rejected.append(Rejected(rec, exc.reason, exc.detail))
+                continue
+            ts: int = ev.ts
+            ref = rec.timestamp_ms
+            if ref is None or ref < 0:
+                if wall_ms is None:
+                    wall_ms = int(time.time() * 1000)
+                ref = wall_ms
+            if ts > ref + cfg.max_future_ms:
+                ledger.dead_lettered += 1
+                out.rejected.append(
+                    Rejected(
+                        rec,
+                        "future_ts",
+                        f"ts is {(ts - ref) // 1000} s ahead of the record time "
+                        f"(limit {cfg.max_future_ms // 1000} s)",
+                    )
+                )
+                continue
+            if not st.dedup.first_time(ev.event_id, ts):
+                ledger.duplicates += 1
+                continue
+            behind = st.watermark.lateness(ts)
+            if behind > cfg.correction_horizon_ms:
+                ledger.late += 1
+                wm = st.watermark.value
+                out.late.append(LateEvent(rec, ev.event_id, ev.event_type, ts, wm or 0))
+                continue
+            if behind > 0:
+                ledger.corrected += 1
+            self._apply(st, ev)
+            ledger.processed += 1
+            st.watermark.observe(ts)
+        return out
+
+    def _attrs(self, st: PartitionState, sku: str, ts: int) -> ProductAttrs:
+        attrs = self.catalog.lookup(sku, ts)
+        if attrs is None:
+            st.ledger.unknown_sku_lines += 1
+            return UNKNOWN_PRODUCT
+        return attrs
+
+    def _apply(self, st: PartitionState, ev: Any) -> None:
+        sizes = self.config.window_seconds
+        ts = ev.ts
+        if isinstance(ev, OrderEvent):
+            region = ev.region
+            if ev.event_type == "order_placed":
+                touched: set[CellKey] = set()
+                for line in ev.lines:
+                    a = self._attrs(st, line.sku, ts)
+                    gmv = line.qty * price_e4(line.unit_price)
+                    for size_s in sizes:
+                        key = (size_s, window_start_s(ts, size_s),
+                               a.category, a.color, a.size, a.price_band, region)
+                        vec = st.cell(key)
+                        vec[UNITS] += line.qty
+                        vec[GMV_E4] += gmv
+                        touched.add(key)
+                for key in touched:
+                    st.cells[key][ORDERS] += 1
+            else:
+                for line in ev.lines:
+                    a = self._attrs(st, line.sku, ts)
+                    for size_s in sizes:
+                        key = (size_s, window_start_s(ts, size_s),
+                               a.category, a.color, a.size, a.price_band, region)
+                        st.cell(key)[CANCELLED_UNITS] += line.qty
+        elif isinstance(ev, PageViewEvent):
+            a = self._attrs(st, ev.sku, ts)
+            for size_s in sizes:
+                key = (size_s, window_start_s(ts, size_s),
+                       a.category, a.color, a.size, a.price_band, ev.region)
+                st.cell(key)[PAGEVIEWS] += 1
+        elif isinstance(ev, LogisticsMovement) and ev.event_type == "returned":
+            a = self._attrs(st, ev.sku, ts)
+            region = ev.region or UNKNOWN
+            for size_s in sizes:
+                key = (size_s, window_start_s(ts, size_s),
+                       a.category, a.color, a.size, a.price_band, region)
+                st.cell(key)[RETURNED_UNITS] += ev.qty
+        # Other logistics events (stock levels, shipments, restocks) carry no demand;
+        # they are validated and counted as processed. Inventory is the alerts' job.
+
+    # ---------------------------------------------------------------- flushing
+    def flush_batch(self) -> FlushBatch:
+        """Rows and checkpoints for everything changed since the last flush.
+
+        Nothing is marked flushed here: call ``flushed(batch)`` once the sink has
+        durably written the batch, so a failed write is simply retried.
+        """
+        rows: list[StateRow] = []
+        checkpoints: list[Checkpoint] = []
+        for st in self.states.values():
+            if not st.needs_flush() or st.position is None:
+                continue
+            version = st.position
+            for key, vec in st.dirty_rows():
+                rows.append((st.topic, st.partition, *key, *vec, version))
+            lg = st.ledger
+            checkpoints.append(
+                Checkpoint(
+                    st.topic, st.partition, version, st.watermark.max_ts,
+                    lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
+                )
+            )
+        return FlushBatch(rows, checkpoints)
+
+    def flushed(self, batch: FlushBatch) -> None:
+        """The sink wrote ``batch``: mark it clean and drop what can no longer change."""
+        for cp in batch.checkpoints:
+            st = self.states.get((cp.topic, cp.partition))
+            if st is None or st.position != cp.position:
+                # processed more since the batch was cut: keep dirty marks for the new work
+                continue
+            st.mark_flushed()
+            wm = st.watermark.value
+            if wm is not None:
+                st.dedup.expire(wm)
+            st.evict(self.config.correction_horizon_ms)

@@ -1,0 +1,90 @@
+"""Running the Faust worker from our CLI: logging, the optional embedded broker, topics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import faust
+
+from streams.app import PulseApp, create_app
+from streams.kafka.embedded import EmbeddedBroker
+from streams.kafka.topics import ensure_topics
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Loggers that format debug messages on hot paths even when not shown.
+_NOISY = ("aiokafka", "faust", "mode", "kafka", "clickhouse_connect")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+
+
+@contextlib.contextmanager
+def kafka_bootstrap(settings: Settings) -> Iterator[str]:
+    """The configured bootstrap servers, or an embedded broker for the duration."""
+    if settings.kafka_bootstrap:
+        yield settings.kafka_bootstrap
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with EmbeddedBroker(log_path=settings.data_dir / "broker.log") as broker:
+        log.warning("started embedded Kafka broker (Tansu) on %s", broker.bootstrap)
+        yield broker.bootstrap
+
+
+Task = Callable[[PulseApp], Coroutine[Any, Any, None]]
+
+
+def run_worker(
+    settings: Settings,
+    bootstrap: str,
+    *,
+    tasks: tuple[Task, ...] = (),
+    duration_s: float | None = None,
+    on_stopped: Callable[[PulseApp], None] | None = None,
+) -> None:
+    """Create topics and the app, then run the Faust worker until stopped."""
+    ensure_topics(bootstrap, settings.topic_partitions, settings.kafka_client_config())
+    pulse = create_app(settings, bootstrap)
+    for fn in tasks:
+        _add_task(pulse, fn)
+    if duration_s is not None:
+
+        async def stop_later() -> None:
+            await asyncio.sleep(duration_s)
+            # Same path as Ctrl-C / SIGTERM: Faust's worker stops everything cleanly.
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        pulse.app.task(stop_later)
+
+    worker = faust.Worker(
+        pulse.app,
+        loglevel=settings.log_level.upper(),
+        quiet=True,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    finally:
+        pulse.pipeline.close()
+        if on_stopped is not None:
+            on_stopped(pulse)
+
+
+def _add_task(pulse: PulseApp, fn: Task) -> None:
+    async def runner() -> None:
+        await fn(pulse)
+
+    runner.__name__ = getattr(fn, "__name__", "task")
+    pulse.app.task(runner)

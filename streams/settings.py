@@ -1,0 +1,158 @@
+"""All settings of c2m-pulse in one pydantic-settings model (environment prefix ``C2M_``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.core.engine import EngineConfig
+from streams.core.pricebands import DEFAULT_EDGES
+from streams.core.windows import DEFAULT_WINDOW_SECONDS
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+class Settings(BaseSettings):
+    """Effective configuration. ``c2m config`` prints it with secrets masked."""
+
+    model_config = SettingsConfigDict(env_prefix="C2M_", extra="ignore", validate_default=True)
+
+    app_id: str = Field("c2m-pulse", description="Faust app id and Kafka consumer group")
+    data_dir: Path = Field(Path(".c2m"), description="Embedded ClickHouse data and logs")
+
+    # Kafka
+    kafka_bootstrap: str | None = Field(
+        None, description="host:port[,host:port]; unset = start the embedded Tansu broker"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    topic_partitions: int = Field(4, ge=1, le=1024, description="Partitions of created topics")
+    rebalance_timeout_seconds: float = Field(
+        5.0, gt=0, description="Consumer group rebalance timeout (small for Tansu)"
+    )
+    session_timeout_seconds: float = Field(
+        10.0, gt=0, le=90, description="Consumer group session timeout"
+    )
+
+    # ClickHouse
+    clickhouse_url: str | None = Field(
+        None, description="chdb:///path or http(s)://host:port; unset = chdb under data_dir"
+    )
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr = SecretStr("")
+    clickhouse_database: str = "c2m"
+
+    # Servers (loopback by default)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535)
+
+    # Engine
+    window_seconds: tuple[int, ...] = DEFAULT_WINDOW_SECONDS
+    allowed_lateness_seconds: int = Field(600, ge=0)
+    correction_horizon_hours: float = Field(48.0, gt=0)
+    dedup_horizon_hours: float = Field(48.0, gt=0)
+    max_future_seconds: int = Field(300, ge=0)
+    max_message_bytes: int = Field(1_048_576, ge=1024)
+    price_band_edges: tuple[float, ...] = DEFAULT_EDGES
+
+    # Flushing and batching
+    flush_interval_seconds: float = Field(1.0, gt=0)
+    batch_max_events: int = Field(10_000, ge=1)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+    @field_validator("clickhouse_database")
+    @classmethod
+    def _ident(cls, value: str) -> str:
+        if not _IDENT.fullmatch(value):
+            raise ValueError("clickhouse_database must be a plain identifier")
+        return value
+
+    @field_validator("window_seconds")
+    @classmethod
+    def _windows(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(w <= 0 or 86_400 % w and w % 86_400 for w in value):
+            raise ValueError("window sizes must be positive and divide or be multiples of a day")
+        return tuple(sorted(set(value)))
+
+    @model_validator(mode="after")
+    def _sasl(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_mechanism:
+            raise ValueError("SASL security protocols need C2M_KAFKA_SASL_MECHANISM")
+        return self
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def effective_clickhouse_url(self) -> str:
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            window_seconds=self.window_seconds,
+            allowed_lateness_ms=self.allowed_lateness_seconds * 1000,
+            correction_horizon_ms=int(self.correction_horizon_hours * 3_600_000),
+            dedup_horizon_ms=int(self.dedup_horizon_hours * 3_600_000),
+            max_future_ms=self.max_future_seconds * 1000,
+            max_message_bytes=self.max_message_bytes,
+        )
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """Security options for aiokafka producers/consumers (secrets unwrapped here only)."""
+        cfg: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            cfg["ssl_context"] = create_ssl_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
+                certfile=str(self.kafka_ssl_certfile) if self.kafka_ssl_certfile else None,
+                keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+            )
+        if self.kafka_security_protocol.startswith("SASL"):
+            cfg["sasl_mechanism"] = self.kafka_sasl_mechanism
+            cfg["sasl_plain_username"] = self.kafka_sasl_username
+            cfg["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        return cfg
+
+    def masked(self) -> dict[str, Any]:
+        """Settings for display: SecretStr masked, passwords in URLs removed."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "**********" if value.get_secret_value() else ""
+            elif name == "clickhouse_url" and value:
+                value = mask_url(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        out["effective_clickhouse_url"] = mask_url(self.effective_clickhouse_url)
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Remove any password from a URL's userinfo."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:**********@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

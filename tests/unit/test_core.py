@@ -1,0 +1,83 @@
+"""Pure core: price bands, windows, watermarks, catalog as-of lookup, dedup."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.core.catalog import Catalog
+from streams.core.dedup import Deduplicator
+from streams.core.pricebands import PriceBands
+from streams.core.windows import Watermark, window_start_s
+
+
+@pytest.mark.parametrize(
+    ("price", "label"),
+    [(0, "0-10"), (9.99, "0-10"), (10, "10-20"), (49.5, "20-50"), (50, "50-100"),
+     (199.99, "100-200"), (200, "200-500"), (500, "500+"), (12_000, "500+")],
+)
+def test_default_price_bands(price: float, label: str) -> None:
+    assert PriceBands().label(price) == label
+
+
+def test_custom_price_bands_and_validation() -> None:
+    bands = PriceBands([0, 2.5, 99])
+    assert bands.labels == ("0-2.5", "2.5-99", "99+")
+    with pytest.raises(ValueError):
+        PriceBands([1, 2])
+    with pytest.raises(ValueError):
+        PriceBands([0, 5, 5])
+
+
+def test_window_start_is_floor_in_utc() -> None:
+    ts = 1_794_398_699_999  # 2026-11-11T12:04:59.999Z
+    assert window_start_s(ts, 300) == 1_794_398_400
+    assert window_start_s(ts + 1, 300) == 1_794_398_700
+    assert window_start_s(ts, 86_400) == 1_794_355_200  # midnight UTC
+
+
+def test_watermark_only_moves_forward() -> None:
+    wm = Watermark(allowed_lateness_ms=600_000)
+    assert wm.value is None and wm.lateness(0) == 0
+    wm.observe(10_000_000)
+    wm.observe(9_000_000)
+    assert wm.value == 9_400_000
+    assert wm.lateness(9_000_000) == 400_000
+    assert wm.lateness(9_500_000) < 0
+
+
+def _upsert(cat: Catalog, ts: int, color: str, price: float = 15.0) -> None:
+    cat.upsert(sku="k", ts=ts, category="袜子", color=color, size="M", list_price=price,
+               factory_id="F1", lead_time_days=7, moq=100)
+
+
+def test_catalog_lookup_is_as_of_event_time() -> None:
+    cat = Catalog()
+    _upsert(cat, 1000, "雾霾蓝", 15)
+    _upsert(cat, 3000, "奶白", 60)
+    _upsert(cat, 2000, "樱花粉", 25)  # arrives late, sorts into place
+    assert cat.lookup("k", 500).color == "雾霾蓝"  # before the first version: the oldest
+    assert cat.lookup("k", 1999).color == "雾霾蓝"
+    assert cat.lookup("k", 2000).price_band == "20-50"
+    assert cat.lookup("k", 10**12).color == "奶白"
+    assert cat.lookup("missing", 0) is None
+    _upsert(cat, 3000, "black", 60)  # same ts replaces
+    assert cat.latest("k").color == "black"
+
+
+def test_catalog_keeps_bounded_versions() -> None:
+    cat = Catalog(max_versions=3)
+    for i in range(10):
+        _upsert(cat, i * 10, f"c{i}")
+    assert cat.lookup("k", 0).color == "c7"
+
+
+def test_dedup_within_horizon_then_forgets() -> None:
+    d = Deduplicator(horizon_ms=2 * 3_600_000)
+    assert d.first_time("a", 0)
+    assert not d.first_time("a", 0)
+    assert d.first_time("b", 5 * 3_600_000)
+    assert d.expire(watermark_ms=3 * 3_600_000 - 1) == 0  # hour 0 still within 2 h
+    assert not d.first_time("a", 0)
+    assert d.expire(watermark_ms=3 * 3_600_000) == 1  # hour 0 ended 2 h before
+    assert len(d) == 1
+    assert d.first_time("a", 10 * 3_600_000)  # forgotten after the horizon
