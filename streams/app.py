@@ -53,7 +53,8 @@ def _faust_broker_credentials(settings: Settings) -> Any:
     ssl_context = settings.kafka_client_config().get("ssl_context")
     if proto == "SSL":
         return faust.SSLCredentials(ssl_context)
-    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    secret = settings.kafka_sasl_password
+    password = secret.get_secret_value() if secret else ""
     return faust.SASLCredentials(
         username=settings.kafka_sasl_username or "",
         password=password,
@@ -119,7 +120,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     )
     pulse = PulseApp(app, settings, bootstrap, engine, store, pipeline, reader, client)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def catalog() -> None:
         await reader.run()
 
@@ -137,15 +138,15 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
             ]
             await pipeline.handle(records, events, stream.ack)
 
-    @app.timer(interval=max(settings.flush_interval_seconds / 2, 0.1))
+    @app.timer(interval=max(settings.flush_interval_seconds / 2, 0.1))  # type: ignore[untyped-decorator]
     async def flush_timer() -> None:
         await pipeline.flush_if_due()
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         pipeline.drop_partitions([(tp.topic, tp.partition) for tp in revoked])
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_flush(sender: Any, **kwargs: Any) -> None:
         # The consumer is stopped by now: this makes the last numbers durable in
         # ClickHouse; their offsets are re-read on the next start and restored exactly.

@@ -17,6 +17,13 @@ from streams.runner import configure_logging, kafka_bootstrap, run_worker
 from streams.settings import Settings, mask_url
 from streams.sim.producer import run_simulation
 
+#: Printed at the end of the demo for the user to try; {db} is the database identifier.
+EXAMPLE_QUERY = (
+    "SELECT window_start, category, color, size, price_band, sum(units) AS units "
+    "FROM {db}.demand_by_attribute WHERE window_seconds = 3600 "
+    "GROUP BY ALL ORDER BY units DESC LIMIT 10"
+)
+
 #: A few broken messages so the dead-letter path is visible in the demo.
 _POISON = (
     b"this is not json",
@@ -74,7 +81,8 @@ class LiveView:
             "",
         ]
         if rows:
-            lines.append(f"top cells by units, 5-minute window starting {rows[0][0]:%Y-%m-%d %H:%M} UTC")
+            start = f"{rows[0][0]:%Y-%m-%d %H:%M}"
+            lines.append(f"top cells by units, 5-minute window starting {start} UTC")
             widths = [10, 8, 8, 8, 8, 6, 6, 10]
             lines.append(_fmt_row(
                 ["category", "color", "size", "price", "region", "units", "orders", "gmv CNY"],
@@ -122,21 +130,17 @@ def run_demo(
     def summary(pulse: PulseApp) -> None:
         totals = ledger_totals(pulse.engine)
         db = settings.clickhouse_database
-        rows = pulse.client.query(
-            f"SELECT count(), sum(units) FROM {db}.demand_by_attribute"  # noqa: S608
-        ).result_rows[0]
+        rows = pulse.store.totals()
+        example = EXAMPLE_QUERY.replace("{db}", db)
         print(
             f"\nc2m-pulse demo stopped at {datetime.now(UTC):%H:%M:%S} UTC.\n"
             f"  consumed {totals['consumed']} events: {totals['processed']} processed, "
             f"{totals['dead_lettered']} dead-lettered, {totals['duplicates']} duplicates, "
             f"{totals['late']} late\n"
-            f"  {db}.demand_by_attribute: {rows[0]} rows, {rows[1] or 0} units\n"
+            f"  {db}.demand_by_attribute: {rows[0]} rows, {rows[1]} units\n"
             f"  data: ClickHouse (chDB) at {mask_url(settings.effective_clickhouse_url)}, "
             f"database {db}\n\n"
-            "Try:\n"
-            f"  c2m query \"SELECT window_start, category, color, size, price_band, "
-            f"sum(units) AS units FROM {db}.demand_by_attribute WHERE window_seconds = 3600 "
-            "GROUP BY ALL ORDER BY units DESC LIMIT 10\"",
+            f"Try:\n  c2m query \"{example}\"",
             flush=True,
         )
 

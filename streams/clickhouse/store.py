@@ -113,22 +113,27 @@ class DemandStore:
             raise SinkUnavailable(
                 f"ClickHouse read failed: {type(exc).__name__}", topic=topic, partition=partition
             ) from exc
-        return cp, [((r[0], r[1], *r[2:7]), list(r[7:])) for r in rows]  # type: ignore[misc]
+        return cp, [((r[0], r[1], *r[2:7]), list(r[7:])) for r in rows]
 
     # ---------------------------------------------------------------- reads for views
+    def totals(self) -> tuple[int, int]:
+        """(rows, units) of demand_by_attribute over all windows."""
+        sql = f"SELECT count(), sum(units) FROM {self.db}.demand_by_attribute"  # noqa: S608
+        rows, units = self.client.query(sql).result_rows[0]
+        return int(rows), int(units or 0)
+
     def top_cells(self, window_seconds: int, limit: int = 10) -> list[tuple[Any, ...]]:
         """Top cells by units in the latest window of the given size."""
         try:
-            return list(
-                self.client.query(
-                    "SELECT window_start, category, color, size, price_band, region, orders, "
-                    f"units, gmv FROM {self.db}.demand_by_attribute "  # noqa: S608
-                    "WHERE window_seconds = {w:UInt32} AND window_start = ("
-                    f"SELECT max(window_start) FROM {self.db}.demand_state "
-                    "WHERE window_seconds = {w:UInt32}) ORDER BY units DESC, category, color, "
-                    "size LIMIT {n:UInt32}",
-                    parameters={"w": window_seconds, "n": limit},
-                ).result_rows
+            sql = (
+                "SELECT window_start, category, color, size, price_band, region, orders, "  # noqa: S608
+                f"units, gmv FROM {self.db}.demand_by_attribute "
+                "WHERE window_seconds = {w:UInt32} AND window_start = ("
+                f"SELECT max(window_start) FROM {self.db}.demand_state "
+                "WHERE window_seconds = {w:UInt32}) ORDER BY units DESC, category, color, "
+                "size LIMIT {n:UInt32}"
             )
+            params = {"w": window_seconds, "n": limit}
+            return list(self.client.query(sql, parameters=params).result_rows)
         except Exception as exc:
             raise SinkError(f"ClickHouse read failed: {type(exc).__name__}") from exc

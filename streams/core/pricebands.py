@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import pairwise
 
 DEFAULT_EDGES: tuple[float, ...] = (0, 10, 20, 50, 100, 200, 500)
 
@@ -24,11 +25,11 @@ class PriceBands:
     def __init__(self, edges: Sequence[float] = DEFAULT_EDGES) -> None:
         if not edges or edges[0] != 0:
             raise ValueError("price band edges must start at 0")
-        if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(edges)):
             raise ValueError("price band edges must be strictly increasing")
         self.edges = tuple(float(e) for e in edges)
         self.labels = tuple(
-            [f"{_fmt(a)}-{_fmt(b)}" for a, b in zip(edges, edges[1:], strict=False)]
+            [f"{_fmt(a)}-{_fmt(b)}" for a, b in pairwise(edges)]
             + [f"{_fmt(edges[-1])}+"]
         )
 

@@ -56,13 +56,16 @@ class EmbeddedBroker:
             "--storage-engine", "memory://tansu/",
             "--cluster-id", "c2m-embedded",
         ]
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "RUST_LOG": os.environ.get("C2M_BROKER_LOG", "warn")}
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        if out is not subprocess.DEVNULL:
-            out.close()
+        with contextlib.ExitStack() as stack:
+            out = (
+                stack.enter_context(open(self.log_path, "ab"))
+                if self.log_path
+                else subprocess.DEVNULL
+            )
+            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

@@ -59,8 +59,19 @@ def test_event_time_forms(value: object, expected: int) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["2026-11-11T12:00:00", "2026-11-11", "yesterday", "2026-13-01T00:00:00Z",
-     "2026-11-11T12:00:00+25:00", -1, 10**16, True, 1.5, None, "２０２６-11-11T12:00:00Z"],
+    [
+        "2026-11-11T12:00:00",
+        "2026-11-11",
+        "yesterday",
+        "2026-13-01T00:00:00Z",
+        "2026-11-11T12:00:00+25:00",
+        -1,
+        10**16,
+        True,
+        1.5,
+        None,
+        "２０２６-11-11T12:00:00Z",
+    ],
 )
 def test_event_time_rejects(value: object) -> None:
     with pytest.raises(ValueError):
@@ -116,23 +127,55 @@ def test_logistics_union() -> None:
     base = {"event_id": "l1", "ts": 0, "shop_id": "s", "sku": "k"}
     ok = decode("shop.logistics", orjson.dumps({**base, "event_type": "returned", "qty": 1}))
     assert ok.qty == 1 and ok.region is None
-    level = decode("shop.logistics", orjson.dumps({**base, "event_type": "stock_level", "on_hand": 0}))
+    level = decode(
+        "shop.logistics", orjson.dumps({**base, "event_type": "stock_level", "on_hand": 0})
+    )
     assert level.on_hand == 0
-    assert _reason("shop.logistics", orjson.dumps({**base, "event_type": "stock_level", "qty": 3})) == "missing_field"
-    assert _reason("shop.logistics", orjson.dumps({**base, "event_type": "lost", "qty": 3})) == "unknown_event_type"
-    assert _reason("shop.logistics", orjson.dumps({**base, "event_type": "shipped", "qty": 0})) == "invalid_field"
+    assert (
+        _reason("shop.logistics", orjson.dumps({**base, "event_type": "stock_level", "qty": 3}))
+        == "missing_field"
+    )
+    assert (
+        _reason("shop.logistics", orjson.dumps({**base, "event_type": "lost", "qty": 3}))
+        == "unknown_event_type"
+    )
+    assert (
+        _reason("shop.logistics", orjson.dumps({**base, "event_type": "shipped", "qty": 0}))
+        == "invalid_field"
+    )
 
 
 def test_pageview_and_product() -> None:
-    pv = {"event_id": "v", "event_type": "page_view", "ts": 1, "shop_id": "s", "sku": "k",
-          "visitor_id": "u", "region": "广东"}
+    pv = {
+        "event_id": "v",
+        "event_type": "page_view",
+        "ts": 1,
+        "shop_id": "s",
+        "sku": "k",
+        "visitor_id": "u",
+        "region": "广东",
+    }
     assert decode("shop.pageviews", orjson.dumps(pv)).region == "广东"
-    prod = {"event_id": "p", "event_type": "product_upsert", "ts": 1, "shop_id": "s", "sku": "k",
-            "factory_id": "F1", "category": "漱口杯", "color": "樱花粉", "size": "均码",
-            "list_price": 12.5, "lead_time_days": 10, "moq": 500}
+    prod = {
+        "event_id": "p",
+        "event_type": "product_upsert",
+        "ts": 1,
+        "shop_id": "s",
+        "sku": "k",
+        "factory_id": "F1",
+        "category": "漱口杯",
+        "color": "樱花粉",
+        "size": "均码",
+        "list_price": 12.5,
+        "lead_time_days": 10,
+        "moq": 500,
+    }
     assert decode("shop.products", orjson.dumps(prod)).color == "樱花粉"
     assert _reason("shop.products", orjson.dumps({**prod, "moq": 0})) == "invalid_field"
-    assert _reason("shop.pageviews", orjson.dumps({**pv, "event_type": "click"})) == "unknown_event_type"
+    assert (
+        _reason("shop.pageviews", orjson.dumps({**pv, "event_type": "click"}))
+        == "unknown_event_type"
+    )
 
 
 def test_json_schema_files_match_models() -> None:
@@ -147,12 +190,29 @@ def test_json_schema_files_match_models() -> None:
 
 def test_dead_letter_envelope_keeps_raw_value_and_coordinates() -> None:
     raw = b"\xff not utf8"
-    env = json.loads(build_dead_letter(reason="invalid_json", detail="x", topic="shop.orders",
-                                       partition=3, offset=42, timestamp_ms=5, value=raw))
+    env = json.loads(
+        build_dead_letter(
+            reason="invalid_json",
+            detail="x",
+            topic="shop.orders",
+            partition=3,
+            offset=42,
+            timestamp_ms=5,
+            value=raw,
+        )
+    )
     dl = DeadLetter.model_validate(env)
     assert dl.source.partition == 3 and dl.source.offset == 42
     assert dl.value_base64 is not None and dl.value_utf8 is None and dl.value_bytes == len(raw)
-    big = build_dead_letter(reason="too_large", detail="", topic="t", partition=0, offset=0,
-                            timestamp_ms=None, value=b"a" * 1000, keep_bytes=10)
+    big = build_dead_letter(
+        reason="too_large",
+        detail="",
+        topic="t",
+        partition=0,
+        offset=0,
+        timestamp_ms=None,
+        value=b"a" * 1000,
+        keep_bytes=10,
+    )
     env = json.loads(big)
     assert env["value_truncated"] is True and env["value_utf8"] == "a" * 10

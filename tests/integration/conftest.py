@@ -1,0 +1,150 @@
+"""Integration fixtures: a real Tansu broker process, real `c2m worker` processes, chDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.kafka.embedded import EmbeddedBroker, free_port
+from streams.kafka.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as b:
+        ensure_topics(b.bootstrap, 4)
+        yield b
+
+
+class Worker:
+    """A `c2m worker` child process with its own data directory and web port."""
+
+    def __init__(self, bootstrap: str, data_dir: Path, **env: str) -> None:
+        self.bootstrap = bootstrap
+        self.data_dir = data_dir
+        self.web_port = free_port()
+        self.log_path = data_dir.parent / f"worker-{self.web_port}.log"
+        self.env = {
+            **os.environ,
+            "C2M_KAFKA_BOOTSTRAP": bootstrap,
+            "C2M_DATA_DIR": str(data_dir),
+            "C2M_WEB_PORT": str(self.web_port),
+            "C2M_METRICS_PORT": str(free_port()),
+            "C2M_REBALANCE_TIMEOUT_SECONDS": "3",
+            "C2M_SESSION_TIMEOUT_SECONDS": "6",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def stats(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.web_port}/api/stats", timeout=2
+            ) as resp:
+                return json.loads(resp.read())
+        except OSError:
+            return None
+
+    def wait_consumed(self, n: int, timeout: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, self.log_tail()
+            last = self.stats() or last
+            if last and last["consumed"] >= n:
+                return last
+            time.sleep(0.5)
+        raise AssertionError(f"worker consumed {last} of {n} in {timeout}s\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"worker did not stop in {timeout}s\n{self.log_tail()}") from None
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Query the worker's chDB *after it stopped* (one engine path per process)."""
+        return query_chdb(self.data_dir / "chdb", sql, **params)
+
+
+_CHDB_CLIENTS: dict[str, Any] = {}
+
+
+def query_chdb(path: Path, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    import clickhouse_connect
+
+    key = str(path)
+    if key not in _CHDB_CLIENTS:
+        _CHDB_CLIENTS[key] = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+    return list(_CHDB_CLIENTS[key].query(sql, parameters=params).result_rows)
+
+
+@pytest.fixture
+def worker_factory(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
+    workers: list[Worker] = []
+
+    def make(data_dir: Path | None = None, **env: str) -> Worker:
+        w = Worker(broker.bootstrap, data_dir or tmp_path / f"data{len(workers)}", **env)
+        workers.append(w)
+        return w
+
+    yield make
+    for w in workers:
+        if w.proc is not None and w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()
+
+
+def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]]) -> None:
+    """Produce (topic, key, value) with a real Kafka client, in order, and flush."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    for topic, key, value in messages:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[Any]:
+    """Read ``expected`` records from every partition of ``topic`` (no consumer group)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    parts = consumer.partitions_for_topic(topic) or {0}
+    consumer.assign([TopicPartition(topic, p) for p in parts])
+    consumer.seek_to_beginning()
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < expected and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            out.extend(records)
+    consumer.close()
+    return out

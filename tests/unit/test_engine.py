@@ -1,0 +1,268 @@
+"""The demand engine against the plain-Python oracle, without Kafka or ClickHouse."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+
+from streams.core.engine import Checkpoint, DemandEngine, EngineConfig, FlushBatch, Record
+from tests import oracle
+
+T0 = 1_794_398_400_000  # 2026-11-11T12:00:00Z
+PRODUCTS = [
+    {
+        "event_id": "p1",
+        "event_type": "product_upsert",
+        "ts": 0,
+        "shop_id": "s",
+        "sku": "A",
+        "factory_id": "F1",
+        "category": "袜子",
+        "color": "雾霾蓝",
+        "size": "1-3岁",
+        "list_price": 15.0,
+        "lead_time_days": 7,
+        "moq": 100,
+    },
+    {
+        "event_id": "p2",
+        "event_type": "product_upsert",
+        "ts": 0,
+        "shop_id": "s",
+        "sku": "B",
+        "factory_id": "F2",
+        "category": "漱口杯",
+        "color": "樱花粉",
+        "size": "均码",
+        "list_price": 120.0,
+        "lead_time_days": 20,
+        "moq": 500,
+    },
+]
+
+
+def _order(i: int, ts: int, kind: str = "order_placed", sku: str = "A") -> dict[str, Any]:
+    return {
+        "event_id": f"o{i}-{kind}",
+        "event_type": kind,
+        "ts": ts,
+        "shop_id": "s",
+        "order_id": f"o{i}",
+        "region": "浙江" if i % 2 else "广东",
+        "buyer_id": "b",
+        "lines": [
+            {"sku": sku, "qty": 1 + i % 3, "unit_price": 9.99},
+            {"sku": "B", "qty": 1, "unit_price": 118.5},
+        ],
+    }
+
+
+def _engine(**cfg: Any) -> DemandEngine:
+    eng = DemandEngine(EngineConfig(**cfg))
+    for i, p in enumerate(PRODUCTS):
+        assert eng.apply_product(Record("shop.products", 0, i, None, None, orjson.dumps(p))) is None
+    return eng
+
+
+def _records(events: list[tuple[str, dict[str, Any]]], partitions: int = 3) -> list[Record]:
+    offsets = [0] * partitions
+    recs = []
+    for i, (topic, ev) in enumerate(events):
+        p = i % partitions
+        recs.append(Record(topic, p, offsets[p], T0 + 10**9, None, orjson.dumps(ev)))
+        offsets[p] += 1
+    return recs
+
+
+class FakeStore:
+    """Keeps the latest version per (source partition, cell), like the ClickHouse view."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[Any, ...], tuple[int, list[int]]] = {}
+        self.checkpoints: list[Checkpoint] = []
+
+    def write(self, batch: FlushBatch) -> None:
+        for row in batch.rows:
+            key, measures, version = row[:9], list(row[9:15]), row[15]
+            if key not in self.rows or self.rows[key][0] <= version:
+                self.rows[key] = (version, measures)
+        self.checkpoints.extend(batch.checkpoints)
+
+    def view(self) -> dict[tuple[Any, ...], dict[str, float]]:
+        out: dict[tuple[Any, ...], list[int]] = {}
+        for key, (_, m) in self.rows.items():
+            acc = out.setdefault(key[2:], [0] * 6)
+            for i, v in enumerate(m):
+                acc[i] += v
+        return {
+            k: {
+                "orders": v[0],
+                "units": v[1],
+                "gmv": v[2] / 10_000,
+                "cancelled_units": v[3],
+                "returned_units": v[4],
+                "pageviews": v[5],
+            }
+            for k, v in out.items()
+        }
+
+
+def _assert_equal(got: dict[Any, dict[str, float]], want: dict[Any, dict[str, float]]) -> None:
+    assert set(got) == set(want)
+    for key, w in want.items():
+        g = got[key]
+        for m in ("orders", "units", "cancelled_units", "returned_units", "pageviews"):
+            assert g[m] == w[m], (key, m)
+        assert abs(g["gmv"] - w["gmv"]) <= 1e-6 * max(1.0, abs(w["gmv"])), key
+
+
+def _mixed_events(n: int, seed: int = 1) -> list[tuple[str, dict[str, Any]]]:
+    rng = random.Random(seed)
+    events: list[tuple[str, dict[str, Any]]] = []
+    for i in range(n):
+        ts = T0 + i * 7_000 + rng.randint(-180_000, 180_000)
+        events.append(("shop.orders", _order(i, ts, sku=rng.choice("AAB") if i % 11 else "ZZZ")))
+        if i % 10 == 0:
+            events.append(("shop.orders", _order(i, ts + 60_000, "order_cancelled")))
+        events.append(
+            (
+                "shop.pageviews",
+                {
+                    "event_id": f"v{i}",
+                    "event_type": "page_view",
+                    "ts": ts,
+                    "shop_id": "s",
+                    "sku": "A",
+                    "visitor_id": f"u{i % 50}",
+                    "region": "浙江",
+                },
+            )
+        )
+        if i % 15 == 0:
+            events.append(
+                (
+                    "shop.logistics",
+                    {
+                        "event_id": f"r{i}",
+                        "event_type": "returned",
+                        "ts": ts + 3_600_000,
+                        "shop_id": "s",
+                        "sku": "B",
+                        "qty": 1,
+                        "region": "广东",
+                    },
+                )
+            )
+    return events
+
+
+def test_engine_matches_oracle_whatever_the_batching() -> None:
+    events = _mixed_events(3000)
+    want = oracle.demand(PRODUCTS, events)
+    for batch_size in (1, 97, 10_000):
+        eng, store = _engine(), FakeStore()
+        recs = _records(events)
+        for i in range(0, len(recs), batch_size):
+            out = eng.process(recs[i : i + batch_size])
+            assert not out.rejected and not out.late
+            if i % (batch_size * 5) == 0:
+                batch = eng.flush_batch()
+                store.write(batch)
+                eng.flushed(batch)
+        batch = eng.flush_batch()
+        store.write(batch)
+        eng.flushed(batch)
+        _assert_equal(store.view(), want)
+
+
+def test_duplicates_count_once_and_ledger_balances() -> None:
+    events = _mixed_events(500)
+    doubled = [e for ev in events for e in (ev, ev)]
+    eng, store = _engine(), FakeStore()
+    eng.process(_records(doubled, partitions=1))
+    batch = eng.flush_batch()
+    store.write(batch)
+    _assert_equal(store.view(), oracle.demand(PRODUCTS, events))
+    lg = eng.states[("shop.orders", 0)].ledger
+    assert lg.duplicates > 0 and lg.balanced()
+
+
+def test_unknown_sku_counts_under_unknown() -> None:
+    eng = _engine()
+    eng.process(_records([("shop.orders", _order(11, T0, sku="NOPE"))], partitions=1))
+    keys = {k[2:7] for k in eng.states[("shop.orders", 0)].cells}
+    assert ("unknown", "unknown", "unknown", "unknown", "浙江") in keys
+    assert eng.states[("shop.orders", 0)].ledger.unknown_sku_lines == 1
+
+
+def test_late_beyond_horizon_and_future_events() -> None:
+    eng = _engine(correction_horizon_ms=3_600_000, allowed_lateness_ms=600_000)
+    recs = _records(
+        [
+            ("shop.orders", _order(1, T0 + 10 * 3_600_000)),
+            ("shop.orders", _order(2, T0 + 9 * 3_600_000)),  # 1 h late: within horizon + lateness
+            ("shop.orders", _order(3, T0)),  # 10 h late: beyond the horizon
+            ("shop.orders", _order(4, T0 + 10**9 + 301_000)),  # ahead of the record time
+        ],
+        partitions=1,
+    )
+    out = eng.process(recs)
+    assert [r.reason for r in out.rejected] == ["future_ts"]
+    assert [e.event_id for e in out.late] == ["o3-order_placed"]
+    lg = eng.states[("shop.orders", 0)].ledger
+    assert (lg.processed, lg.late, lg.dead_lettered, lg.corrected) == (2, 1, 1, 1)
+    assert lg.balanced()
+
+
+def test_invalid_records_are_rejected_with_coordinates() -> None:
+    eng = _engine()
+    recs = [
+        Record("shop.orders", 2, 40, None, b"k", b"{bad"),
+        Record("shop.orders", 2, 41, None, b"k", orjson.dumps(_order(1, T0))),
+    ]
+    out = eng.process(recs)
+    assert len(out.rejected) == 1
+    rej = out.rejected[0]
+    assert (rej.reason, rej.record.partition, rej.record.offset) == ("invalid_json", 2, 40)
+    assert eng.states[("shop.orders", 2)].position == 42
+
+
+def test_restore_from_checkpoint_continues_exactly() -> None:
+    events = _mixed_events(1500, seed=3)
+    recs = _records(events)
+    want = oracle.demand(PRODUCTS, events)
+    eng, store = _engine(), FakeStore()
+    half = len(recs) // 2
+    eng.process(recs[:half])
+    batch = eng.flush_batch()
+    store.write(batch)
+    eng.flushed(batch)
+    eng.process(recs[half : half + 200])  # processed but never flushed: lost in the "crash"
+
+    fresh = _engine()
+    for cp in batch.checkpoints:
+        rows = [
+            ((k[2], k[3], *k[4:9]), v)
+            for k, (ver, v) in store.rows.items()
+            if (k[0], k[1]) == (cp.topic, cp.partition) and ver <= cp.position
+        ]
+        fresh.restore(cp, rows)
+    resume = [r for r in recs[half:] if r.offset >= fresh.states[(r.topic, r.partition)].position]
+    fresh.process(resume)
+    batch = fresh.flush_batch()
+    store.write(batch)
+    _assert_equal(store.view(), want)
+
+
+def test_windows_beyond_the_horizon_are_evicted() -> None:
+    eng = _engine(correction_horizon_ms=3_600_000)
+    eng.process(_records([("shop.orders", _order(1, T0))], partitions=1))
+    batch = eng.flush_batch()
+    eng.flushed(batch)
+    eng.process(_records([("shop.orders", _order(2, T0 + 3 * 86_400_000))], partitions=1)[0:1])
+    st = eng.states[("shop.orders", 0)]
+    batch = eng.flush_batch()
+    eng.flushed(batch)
+    assert all(k[1] * 1000 >= T0 + 2 * 86_400_000 for k in st.cells)
