@@ -10,14 +10,17 @@ ahead of ClickHouse.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from faust.types import TP
+from prometheus_client import start_http_server
 
 from schemas.contract import TOPIC_DEAD_LETTER, TOPIC_LOGISTICS, TOPIC_ORDERS, TOPIC_PAGEVIEWS
+from streams import metrics
 from streams.catalog_reader import CatalogReader
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrations import migrate
@@ -27,6 +30,8 @@ from streams.core.engine import DemandEngine, Record
 from streams.core.pricebands import PriceBands
 from streams.pipeline import DemandPipeline
 from streams.settings import Settings
+
+__version__ = importlib.metadata.version("c2m-pulse")
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +105,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     store = DemandStore(client, settings.clickhouse_database)
 
     app = faust.App(settings.app_id, **faust_config(settings, bootstrap))
+    metrics.BUILD.info({"version": __version__, "app_id": settings.app_id})
     demand_topic = app.topic(
         TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS,
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
@@ -119,6 +125,12 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         bootstrap, engine, pipeline.dead_letter, client_config=settings.kafka_client_config()
     )
     pulse = PulseApp(app, settings, bootstrap, engine, store, pipeline, reader, client)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def metrics_server() -> None:
+        if settings.metrics_port:
+            start_http_server(settings.metrics_port, addr=settings.metrics_host)
+            log.info("metrics on %s:%d", settings.metrics_host, settings.metrics_port)
 
     @app.task  # type: ignore[untyped-decorator]
     async def catalog() -> None:
