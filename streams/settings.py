@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     @field_validator("window_seconds")
     @classmethod
     def _windows(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or any(w <= 0 or 86_400 % w and w % 86_400 for w in value):
+        if not value or any(w <= 0 or (86_400 % w and w % 86_400) for w in value):
             raise ValueError("window sizes must be positive and divide or be multiples of a day")
         return tuple(sorted(set(value)))
 
@@ -94,6 +94,10 @@ class Settings(BaseSettings):
         if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_mechanism:
             raise ValueError("SASL security protocols need C2M_KAFKA_SASL_MECHANISM")
         return self
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "clickhouse_url" and value else value
 
     # ---------------------------------------------------------------- derived
     @property
