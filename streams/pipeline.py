@@ -102,8 +102,7 @@ class DemandPipeline:
             if st is not None and st.position == first:
                 continue
             loaded = await self._with_retry(
-                self.store.load_partition, topic, partition, first,
-                cfg.correction_horizon_ms, cfg.allowed_lateness_ms,
+                self.store.load_partition, topic, partition, first, cfg
             )
             if loaded is None:
                 self.engine.drop(topic, partition)
@@ -113,8 +112,8 @@ class DemandPipeline:
                         topic, partition, first,
                     )
                 continue
-            checkpoint, rows = loaded
-            st = self.engine.restore(checkpoint, rows)
+            checkpoint, rows, ids = loaded
+            st = self.engine.restore(checkpoint, rows, ids)
             lg = st.ledger
             self._counted[(topic, partition)] = (
                 lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
@@ -149,6 +148,7 @@ class DemandPipeline:
             metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
             metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
             metrics.FLUSH_ROWS.labels("late_events").inc(len(late))
+            metrics.FLUSH_ROWS.labels("dedup_ids").inc(len(batch.dedup_rows))
             metrics.FLUSH_ROWS.labels("checkpoints").inc(len(batch.checkpoints))
             self.engine.flushed(batch)
             self._update_gauges()

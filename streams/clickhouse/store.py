@@ -4,8 +4,9 @@ Write protocol of one flush (the argument for no double counting is in
 docs/ARCHITECTURE.md, "Exactly the same numbers"):
 
 1. ``demand_state`` rows: absolute per-partition cell values, version = partition position;
-2. ``late_events`` rows (keyed by source coordinates);
-3. ``checkpoints``: one row per partition, written last.
+2. ``dedup_ids``: event ids first seen since the last flush;
+3. ``late_events`` rows (keyed by source coordinates);
+4. ``checkpoints``: one row per partition, written last.
 
 Only after all three succeed does the worker acknowledge the Kafka offsets. Event values
 only ever travel as insert data or bound query parameters, never inside SQL text.
@@ -17,8 +18,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.core.dedup import BUCKET_MS
 from streams.core.demand import MEASURES, CellKey
-from streams.core.engine import Checkpoint, FlushBatch, LateEvent
+from streams.core.engine import Checkpoint, EngineConfig, FlushBatch, LateEvent
 from streams.errors import SinkError, SinkUnavailable
 
 STATE_COLUMNS = [
@@ -29,6 +31,7 @@ CHECKPOINT_COLUMNS = [
     "source_topic", "source_partition", "position", "max_ts",
     "consumed", "processed", "dead_lettered", "duplicates", "late",
 ]
+DEDUP_COLUMNS = ["source_topic", "source_partition", "hour", "id_hash", "version"]
 LATE_COLUMNS = [
     "source_topic", "source_partition", "source_offset", "event_id", "event_type",
     "ts", "watermark", "lateness_ms", "payload",
@@ -50,6 +53,10 @@ class DemandStore:
             if batch.rows:
                 self.client.insert(
                     f"{self.db}.demand_state", batch.rows, column_names=STATE_COLUMNS
+                )
+            if batch.dedup_rows:
+                self.client.insert(
+                    f"{self.db}.dedup_ids", batch.dedup_rows, column_names=DEDUP_COLUMNS
                 )
             if late:
                 self.client.insert(
@@ -83,9 +90,10 @@ class DemandStore:
 
     # ---------------------------------------------------------------- recovery
     def load_partition(
-        self, topic: str, partition: int, at_most: int, horizon_ms: int, lateness_ms: int
-    ) -> tuple[Checkpoint, list[tuple[CellKey, list[int]]]] | None:
-        """State of a source partition as of its last checkpoint at or before ``at_most``."""
+        self, topic: str, partition: int, at_most: int, cfg: EngineConfig
+    ) -> tuple[Checkpoint, list[tuple[CellKey, list[int]]], list[tuple[int, int]]] | None:
+        """State of a source partition as of its last checkpoint at or before ``at_most``:
+        the checkpoint, the cells that can still change, the dedup ids still in horizon."""
         params = {"t": topic, "p": partition, "at": at_most}
         try:
             cps = self.client.query(
@@ -98,7 +106,9 @@ class DemandStore:
                 return None
             pos, max_ts, *ledger = cps[0]
             cp = Checkpoint(topic, partition, pos, None if max_ts < 0 else max_ts, *ledger)
-            keep_from_s = 0 if cp.max_ts is None else (cp.max_ts - lateness_ms - horizon_ms) // 1000
+            wm = None if cp.max_ts is None else cp.max_ts - cfg.allowed_lateness_ms
+            keep_from_s = 0 if wm is None else (wm - cfg.correction_horizon_ms) // 1000
+            keep_hour = 0 if wm is None else max((wm - cfg.dedup_horizon_ms) // BUCKET_MS, 0)
             measures = ", ".join(f"argMax({m}, version)" for m in MEASURES)
             rows = self.client.query(
                 f"SELECT window_seconds, toUnixTimestamp(window_start), category, color, size, "  # noqa: S608
@@ -109,11 +119,18 @@ class DemandStore:
                 "GROUP BY window_seconds, window_start, category, color, size, price_band, region",
                 parameters={**params, "v": pos, "keep": keep_from_s},
             ).result_rows
+            ids = self.client.query(
+                f"SELECT hour, id_hash FROM {self.db}.dedup_ids "  # noqa: S608
+                "WHERE source_topic = {t:String} AND source_partition = {p:UInt16} "
+                "AND version <= {v:UInt64} AND hour >= {h:UInt32}",
+                parameters={**params, "v": pos, "h": keep_hour},
+            ).result_rows
         except Exception as exc:
             raise SinkUnavailable(
                 f"ClickHouse read failed: {type(exc).__name__}", topic=topic, partition=partition
             ) from exc
-        return cp, [((r[0], r[1], *r[2:7]), list(r[7:])) for r in rows]
+        cells = [((r[0], r[1], *r[2:7]), list(r[7:])) for r in rows]
+        return cp, cells, [(int(h), int(i)) for h, i in ids]
 
     # ---------------------------------------------------------------- reads for views
     def totals(self) -> tuple[int, int]:

@@ -114,13 +114,18 @@ class Checkpoint:
     late: int
 
 
+#: One row of ``c2m.dedup_ids``: (topic, partition, hour bucket, id hash, version).
+DedupRow = tuple[str, int, int, int, int]
+
+
 @dataclass(slots=True)
 class FlushBatch:
     rows: list[StateRow]
     checkpoints: list[Checkpoint]
+    dedup_rows: list[DedupRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.rows or self.checkpoints)
+        return bool(self.rows or self.checkpoints or self.dedup_rows)
 
 
 class DemandEngine:
@@ -152,8 +157,9 @@ class DemandEngine:
         self,
         checkpoint: Checkpoint,
         rows: Iterable[tuple[CellKey, list[int]]],
+        dedup_ids: Iterable[tuple[int, int]] = (),
     ) -> PartitionState:
-        """Rebuild a partition from its last flushed checkpoint and cell rows."""
+        """Rebuild a partition from its last flushed checkpoint, cell rows and dedup ids."""
         self.drop(checkpoint.topic, checkpoint.partition)
         st = self.state(checkpoint.topic, checkpoint.partition)
         st.watermark.max_ts = checkpoint.max_ts
@@ -165,6 +171,7 @@ class DemandEngine:
         st.ledger.late = checkpoint.late
         for key, vec in rows:
             st.cells[key] = list(vec)
+        st.dedup.load(dedup_ids)
         return st
 
     # ---------------------------------------------------------------- catalog
@@ -297,12 +304,16 @@ class DemandEngine:
         """
         rows: list[StateRow] = []
         checkpoints: list[Checkpoint] = []
+        dedup_rows: list[DedupRow] = []
         for st in self.states.values():
             if not st.needs_flush() or st.position is None:
                 continue
             version = st.position
             for key, vec in st.dirty_rows():
                 rows.append((st.topic, st.partition, *key, *vec, version))
+            dedup_rows.extend(
+                (st.topic, st.partition, bucket, h, version) for bucket, h in st.dedup.pending
+            )
             lg = st.ledger
             checkpoints.append(
                 Checkpoint(
@@ -310,13 +321,19 @@ class DemandEngine:
                     lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
                 )
             )
-        return FlushBatch(rows, checkpoints)
+        return FlushBatch(rows, checkpoints, dedup_rows)
 
     def flushed(self, batch: FlushBatch) -> None:
         """The sink wrote ``batch``: mark it clean and drop what can no longer change."""
+        persisted: dict[tuple[str, int], int] = {}
+        for topic, partition, *_ in batch.dedup_rows:
+            persisted[(topic, partition)] = persisted.get((topic, partition), 0) + 1
         for cp in batch.checkpoints:
             st = self.states.get((cp.topic, cp.partition))
-            if st is None or st.position != cp.position:
+            if st is None:
+                continue
+            st.dedup.persisted(persisted.get((cp.topic, cp.partition), 0))
+            if st.position != cp.position:
                 # processed more since the batch was cut: keep dirty marks for the new work
                 continue
             st.mark_flushed()

@@ -82,8 +82,10 @@ class FakeStore:
     def __init__(self) -> None:
         self.rows: dict[tuple[Any, ...], tuple[int, list[int]]] = {}
         self.checkpoints: list[Checkpoint] = []
+        self.dedup: list[tuple[str, int, int, int, int]] = []
 
     def write(self, batch: FlushBatch) -> None:
+        self.dedup.extend(batch.dedup_rows)
         for row in batch.rows:
             key, measures, version = row[:9], list(row[9:15]), row[15]
             if key not in self.rows or self.rows[key][0] <= version:
@@ -248,9 +250,21 @@ def test_restore_from_checkpoint_continues_exactly() -> None:
             for k, (ver, v) in store.rows.items()
             if (k[0], k[1]) == (cp.topic, cp.partition) and ver <= cp.position
         ]
-        fresh.restore(cp, rows)
+        ids = [
+            (b, h)
+            for t, p, b, h, ver in store.dedup
+            if (t, p) == (cp.topic, cp.partition) and ver <= cp.position
+        ]
+        fresh.restore(cp, rows, ids)
     resume = [r for r in recs[half:] if r.offset >= fresh.states[(r.topic, r.partition)].position]
-    fresh.process(resume)
+    # producer retries of events counted before the crash arrive after the restart
+    redelivered = [
+        Record(r.topic, r.partition, 10_000 + i, r.timestamp_ms, r.key, r.value)
+        for i, r in enumerate(recs[:50])
+    ]
+    out = fresh.process(resume + sorted(redelivered, key=lambda r: (r.topic, r.partition)))
+    assert sum(st.ledger.duplicates for st in fresh.states.values()) == 50
+    assert not out.rejected
     batch = fresh.flush_batch()
     store.write(batch)
     _assert_equal(store.view(), want)
