@@ -97,16 +97,24 @@ class Worker:
         return query_chdb(self.data_dir / "chdb", sql, **params)
 
 
-_CHDB_CLIENTS: dict[str, Any] = {}
+_QUERY_SCRIPT = """
+import json, sys
+import clickhouse_connect
+path, sql, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+client = clickhouse_connect.get_client(dsn="chdb://" + path)
+rows = client.query(sql, parameters=params).result_rows
+print(json.dumps([list(r) for r in rows], ensure_ascii=False, default=str))
+"""
 
 
 def query_chdb(path: Path, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-    import clickhouse_connect
-
-    key = str(path)
-    if key not in _CHDB_CLIENTS:
-        _CHDB_CLIENTS[key] = clickhouse_connect.get_client(dsn=f"chdb://{path}")
-    return list(_CHDB_CLIENTS[key].query(sql, parameters=params).result_rows)
+    """Run a query in a fresh process: chDB allows one engine path per process."""
+    out = subprocess.run(
+        [sys.executable, "-c", _QUERY_SCRIPT, str(path), sql, json.dumps(params)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [tuple(r) for r in json.loads(out.stdout)]
 
 
 @pytest.fixture
