@@ -100,7 +100,7 @@ def broker() -> None:
 def simulate(rate: float, duration: float, seed: int, speed: float) -> None:
     """Produce realistic shop events to the input topics (needs C2M_KAFKA_BOOTSTRAP)."""
     from streams.kafka.topics import ensure_topics
-    from streams.sim.producer import run_simulation
+    from streams.sim.producer import orders_per_hour_for, run_simulation
 
     s = _settings()
     if not s.kafka_bootstrap:
@@ -110,6 +110,7 @@ def simulate(rate: float, duration: float, seed: int, speed: float) -> None:
         run_simulation(
             s.kafka_bootstrap, seed=seed, rate=rate, duration_s=duration, speed=speed,
             producer_config=s.kafka_client_config(),
+            sim_options={"orders_per_hour": orders_per_hour_for(rate, speed)},
         )
     )
     click.echo(f"produced {n} events")

@@ -15,7 +15,7 @@ from schemas.contract import TOPIC_ORDERS
 from streams.app import PulseApp, ledger_totals
 from streams.runner import configure_logging, kafka_bootstrap, run_worker
 from streams.settings import Settings, mask_url
-from streams.sim.producer import run_simulation
+from streams.sim.producer import orders_per_hour_for, run_simulation
 
 #: Printed at the end of the demo for the user to try; {db} is the database identifier.
 EXAMPLE_QUERY = (
@@ -122,6 +122,12 @@ def run_demo(
         result["produced"] = await run_simulation(
             pulse.bootstrap, seed=seed, rate=rate, duration_s=None, speed=speed,
             start_ms=start_ms, producer_config=settings.kafka_client_config(),
+            sim_options={
+                "orders_per_hour": orders_per_hour_for(rate, speed),
+                # a promotion in the middle of the run, so a spike shows up
+                "promo_start_ms": start_ms + int(span_s * 500),
+                "promo_hours": max(span_s / 3600 / 6, 0.25),
+            },
         )
 
     async def live(pulse: PulseApp) -> None:

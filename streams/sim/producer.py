@@ -20,6 +20,15 @@ from aiokafka import AIOKafkaProducer
 
 from streams.sim.model import ShopSimulator, SimEvent
 
+#: Average events the simulator emits per order (page views, cancels, logistics).
+EVENTS_PER_ORDER: Final = 20.0
+
+
+def orders_per_hour_for(rate: float, speed: float) -> float:
+    """Order volume that makes the simulator produce about ``rate`` events per wall second."""
+    return rate * 3600.0 / speed / EVENTS_PER_ORDER
+
+
 #: Futures awaited together (and progress reported) every this many sends.
 SEND_BATCH: Final = 500
 #: Simulated time covered when ``duration_s`` is None and no ``start_ms`` is given, as a
@@ -77,6 +86,7 @@ async def run_simulation(
     stop: asyncio.Event | None = None,
     on_progress: Callable[[int], None] | None = None,
     producer_config: dict[str, Any] | None = None,
+    sim_options: dict[str, Any] | None = None,
 ) -> int:
     """Produce the catalog, then simulated shop events; return how many were produced.
 
@@ -92,6 +102,7 @@ async def run_simulation(
     - ``producer_config``: extra ``AIOKafkaProducer`` arguments (security settings...);
       they override the defaults ``acks="all"``, ``linger_ms=5``,
       ``enable_idempotence=False``.
+    - ``sim_options``: keyword arguments for ``ShopSimulator`` (orders_per_hour, promo...).
     """
     if speed <= 0:
         raise ValueError("speed must be > 0")
@@ -104,7 +115,7 @@ async def run_simulation(
     if start_ms is None:
         span_s = duration_s if duration_s is not None else DEFAULT_BACKFILL_WALL_S
         start_ms = max(0, _now_ms() - int(span_s * speed * 1000))
-    sim = ShopSimulator(seed, start_ms)
+    sim = ShopSimulator(seed, start_ms, **(sim_options or {}))
     bucket = _TokenBucket(rate) if rate is not None else None
     step_ms = max(1000, int(_STEP_WALL_S * speed * 1000))
 

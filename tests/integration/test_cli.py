@@ -1,0 +1,66 @@
+"""The `c2m` command as a user runs it: demo, db migrate, query, config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams.kafka.embedded import free_port
+from tests.integration.conftest import query_chdb
+
+pytestmark = pytest.mark.integration
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("C2M_")}
+    env.update(
+        C2M_WEB_PORT=str(free_port()),
+        C2M_METRICS_PORT=str(free_port()),
+        C2M_REBALANCE_TIMEOUT_SECONDS="3",
+        C2M_SESSION_TIMEOUT_SECONDS="6",
+    )
+    return env
+
+
+def _c2m(*args: str, cwd: Path, env: dict[str, str], timeout: float = 180) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_demo_with_nothing_configured_leaves_rows(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    out = _c2m("demo", "--duration", "20", "--rate", "500", cwd=tmp_path, env=env)
+    assert "c2m-pulse demo stopped" in out
+    assert "3 dead-lettered" in out  # the demo's three poison messages
+    assert "c2m query" in out
+    rows = query_chdb(
+        tmp_path / ".c2m" / "chdb",
+        "SELECT count(), sum(units), uniqExact(window_seconds) FROM c2m.demand_by_attribute",
+    )
+    count, units, sizes = rows[0]
+    assert count > 0 and int(units) > 0 and sizes == 3
+    # the query the demo suggests works
+    assert "window_start" in _c2m(
+        "query", "SELECT window_start FROM c2m.demand_by_attribute LIMIT 1", cwd=tmp_path, env=env
+    )
+
+
+def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    assert "applied migrations: [1, 2]" in _c2m("db", "migrate", cwd=tmp_path, env=env)
+    assert "none (up to date)" in _c2m("db", "migrate", cwd=tmp_path, env=env)
+    assert '"app_id": "c2m-pulse"' in _c2m("config", cwd=tmp_path, env=env)
