@@ -52,7 +52,7 @@ INPUT_TOPICS: Final = tuple(ADAPTERS)
 
 
 @dataclass(frozen=True, slots=True)
-class ContractViolation(Exception):  # noqa: N818 - a violation, not a program error
+class ContractViolation(Exception):
     """Why an event does not meet its topic's contract. ``detail`` never contains values."""
 
     reason: str
