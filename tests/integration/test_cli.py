@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka.embedded import free_port
+from streams.kafka.embedded import EmbeddedBroker, free_port
 from tests.integration.conftest import query_chdb
 
 pytestmark = pytest.mark.integration
@@ -64,3 +64,27 @@ def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
     assert "applied migrations: [1, 2]" in _c2m("db", "migrate", cwd=tmp_path, env=env)
     assert "none (up to date)" in _c2m("db", "migrate", cwd=tmp_path, env=env)
     assert '"app_id": "c2m-pulse"' in _c2m("config", cwd=tmp_path, env=env)
+
+
+def test_simulate_writes_valid_events_with_a_real_producer(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    from collections import Counter
+
+    from schemas.contract import decode
+    from tests.integration.conftest import consume_all
+
+    env = _env(tmp_path)
+    env["C2M_KAFKA_BOOTSTRAP"] = broker.bootstrap
+    out = _c2m("simulate", "--rate", "400", "--duration", "4", "--seed", "3", cwd=tmp_path, env=env)
+    produced = int(out.split()[1])
+    assert produced > 500
+    topics: Counter[str] = Counter()
+    for topic in ("shop.products", "shop.orders", "shop.pageviews", "shop.logistics"):
+        records = consume_all(broker.bootstrap, topic, 10**9, timeout=3)
+        for r in records:
+            decode(topic, r.value)  # raises if the simulator broke the contract
+        topics[topic] = len(records)
+    assert topics["shop.products"] == 120
+    assert sum(topics.values()) == produced
+    assert all(topics.values())
