@@ -103,6 +103,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     migrate(client, settings.clickhouse_database)
     engine = DemandEngine(settings.engine_config(), Catalog(PriceBands(settings.price_band_edges)))
     store = DemandStore(client, settings.clickhouse_database)
+    store.record_settings({"idle_partition_ms": settings.idle_partition_seconds * 1000})
 
     app = faust.App(settings.app_id, **faust_config(settings, bootstrap))
     metrics.BUILD.info({"version": __version__, "app_id": settings.app_id})
@@ -184,7 +185,8 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
 
 def ledger_totals(engine: DemandEngine) -> dict[str, int]:
     """Ledger counters summed over all partitions this process holds."""
-    keys = ("consumed", "processed", "dead_lettered", "duplicates", "late", "unknown_sku_lines")
+    keys = ("consumed", "processed", "dead_lettered", "duplicates", "late", "corrected",
+            "unknown_sku_lines")
     out = dict.fromkeys(keys, 0)
     for st in engine.states.values():
         for k in keys:

@@ -144,7 +144,9 @@ class DemandPipeline:
         late, self._pending_late = self._pending_late, []
         if batch or late:
             started = time.perf_counter()
-            await self._with_retry(self.store.write, batch, late)
+            await self._with_retry(
+                self.store.write, batch, late, self.engine.config.allowed_lateness_ms
+            )
             metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
             metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
             metrics.FLUSH_ROWS.labels("late_events").inc(len(late))

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     correction_horizon_hours: float = Field(48.0, gt=0)
     dedup_horizon_hours: float = Field(48.0, gt=0)
     max_future_seconds: int = Field(300, ge=0)
+    idle_partition_seconds: int = Field(
+        900, ge=0, description="Event-time lag behind the newest partition that makes one idle"
+    )
     max_message_bytes: int = Field(1_048_576, ge=1024)
     price_band_edges: tuple[float, ...] = DEFAULT_EDGES
 

@@ -33,31 +33,44 @@ def ts_ms(value: Any) -> int:
 
 def demand(
     products: Iterable[dict[str, Any]],
-    events: Iterable[tuple[str, dict[str, Any]]],
+    events: Iterable[tuple[Any, ...]],
     window_seconds: Iterable[int] = (300, 3600, 86400),
+    *,
+    lateness_ms: int = 600_000,
+    horizon_ms: int | None = None,
+    late: list[dict[str, Any]] | None = None,
 ) -> dict[tuple[Any, ...], dict[str, float]]:
-    """(window_seconds, window_start_s, category, color, size, price_band, region) -> measures."""
+    """(window_seconds, window_start_s, category, color, size, price_band, region) -> measures.
+
+    ``events`` are ``(topic, value)`` or ``(topic, partition, value)`` in delivery order.
+    With ``horizon_ms``, an event more than that behind its partition's watermark (max ts of
+    applied events minus ``lateness_ms``) is not counted and is appended to ``late``.
+    """
     catalog: dict[str, tuple[str, str, str, str]] = {}
     for p in products:
         catalog[p["sku"]] = (p["category"], p["color"], p["size"], band(p["list_price"]))
     sizes = list(window_seconds)
-    out: dict[tuple[Any, ...], dict[str, float]] = defaultdict(
-        lambda: {
-            "orders": 0,
-            "units": 0,
-            "gmv": 0.0,
-            "cancelled_units": 0,
-            "returned_units": 0,
-            "pageviews": 0,
-        }
+    out: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(
+        lambda: {"orders": 0, "units": 0, "gmv": 0.0, "cancelled_units": 0,
+                 "returned_units": 0, "pageviews": 0, "visitors": set()}
     )
     seen: set[str] = set()
+    newest: dict[tuple[str, int], int] = {}
     unknown = ("unknown", "unknown", "unknown", "unknown")
-    for topic, ev in events:
+    for item in events:
+        topic, partition, ev = (item[0], 0, item[1]) if len(item) == 2 else item
         if ev["event_id"] in seen:
             continue
         seen.add(ev["event_id"])
-        t = ts_ms(ev["ts"]) // 1000
+        t_ms = ts_ms(ev["ts"])
+        src = (topic, partition)
+        behind = newest[src] - lateness_ms - t_ms if src in newest else 0
+        if horizon_ms is not None and behind > horizon_ms:
+            if late is not None:
+                late.append(ev)
+            continue
+        newest[src] = max(newest.get(src, t_ms), t_ms)
+        t = t_ms // 1000
         for w in sizes:
             start = t - t % w
             if topic == "shop.orders":
@@ -73,8 +86,17 @@ def demand(
                 for key in cells:
                     out[key]["orders"] += 1
             elif topic == "shop.pageviews":
-                out[(w, start, *catalog.get(ev["sku"], unknown), ev["region"])]["pageviews"] += 1
+                key = (w, start, *catalog.get(ev["sku"], unknown), ev["region"])
+                out[key]["pageviews"] += 1
+                out[key]["visitors"].add(ev["visitor_id"])
             elif topic == "shop.logistics" and ev["event_type"] == "returned":
                 key = (w, start, *catalog.get(ev["sku"], unknown), ev.get("region") or "unknown")
                 out[key]["returned_units"] += ev["qty"]
-    return dict(out)
+    result: dict[tuple[Any, ...], dict[str, float]] = {}
+    for key, m in out.items():
+        visitors = m.pop("visitors")
+        m["unique_visitors"] = len(visitors)
+        m["net_units"] = m["units"] - m["cancelled_units"] - m["returned_units"]
+        m["conversion_rate"] = m["orders"] / m["pageviews"] if m["pageviews"] else 0.0
+        result[key] = m
+    return result

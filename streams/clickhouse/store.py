@@ -4,7 +4,8 @@ Write protocol of one flush (the argument for no double counting is in
 docs/ARCHITECTURE.md, "Exactly the same numbers"):
 
 1. ``demand_state`` rows: absolute per-partition cell values, version = partition position;
-2. ``dedup_ids``: event ids first seen since the last flush;
+2. ``visitor_cells`` and ``dedup_ids``: visitors per cell and event ids first seen since
+   the last flush (both keyed so that writing a row twice changes nothing);
 3. ``late_events`` rows (keyed by source coordinates);
 4. ``checkpoints``: one row per partition, written last.
 
@@ -29,7 +30,11 @@ STATE_COLUMNS = [
 ]
 CHECKPOINT_COLUMNS = [
     "source_topic", "source_partition", "position", "max_ts",
-    "consumed", "processed", "dead_lettered", "duplicates", "late",
+    "consumed", "processed", "dead_lettered", "duplicates", "late", "watermark",
+]
+VISITOR_COLUMNS = [
+    "window_seconds", "window_start", "category", "color", "size", "price_band", "region",
+    "visitor_hash",
 ]
 DEDUP_COLUMNS = ["source_topic", "source_partition", "hour", "id_hash", "version"]
 LATE_COLUMNS = [
@@ -48,11 +53,17 @@ class DemandStore:
         self.db = database
 
     # ---------------------------------------------------------------- writes
-    def write(self, batch: FlushBatch, late: Sequence[LateEvent] = ()) -> None:
+    def write(
+        self, batch: FlushBatch, late: Sequence[LateEvent] = (), lateness_ms: int = 0
+    ) -> None:
         try:
             if batch.rows:
                 self.client.insert(
                     f"{self.db}.demand_state", batch.rows, column_names=STATE_COLUMNS
+                )
+            if batch.visitor_rows:
+                self.client.insert(
+                    f"{self.db}.visitor_cells", batch.visitor_rows, column_names=VISITOR_COLUMNS
                 )
             if batch.dedup_rows:
                 self.client.insert(
@@ -80,6 +91,7 @@ class DemandStore:
                             c.topic, c.partition, c.position,
                             -1 if c.max_ts is None else c.max_ts,
                             c.consumed, c.processed, c.dead_lettered, c.duplicates, c.late,
+                            -1 if c.max_ts is None else c.max_ts - lateness_ms,
                         ]
                         for c in batch.checkpoints
                     ],
@@ -97,7 +109,7 @@ class DemandStore:
         params = {"t": topic, "p": partition, "at": at_most}
         try:
             cps = self.client.query(
-                f"SELECT {', '.join(CHECKPOINT_COLUMNS[2:])} FROM {self.db}.checkpoints "  # noqa: S608
+                f"SELECT {', '.join(CHECKPOINT_COLUMNS[2:-1])} FROM {self.db}.checkpoints "  # noqa: S608
                 "WHERE source_topic = {t:String} AND source_partition = {p:UInt16} "
                 "AND position <= {at:UInt64} ORDER BY position DESC LIMIT 1",
                 parameters=params,
@@ -131,6 +143,16 @@ class DemandStore:
             ) from exc
         cells = [((r[0], r[1], *r[2:7]), list(r[7:])) for r in rows]
         return cp, cells, [(int(h), int(i)) for h, i in ids]
+
+    def record_settings(self, values: dict[str, int]) -> None:
+        """Settings the SQL views need (e.g. the idle-partition rule)."""
+        try:
+            self.client.insert(
+                f"{self.db}.pipeline_settings", [[k, v] for k, v in values.items()],
+                column_names=["name", "value"],
+            )
+        except Exception as exc:
+            raise SinkUnavailable(f"ClickHouse write failed: {type(exc).__name__}") from exc
 
     # ---------------------------------------------------------------- reads for views
     def totals(self) -> tuple[int, int]:

@@ -65,6 +65,9 @@ class PartitionState:
     dirty: set[CellKey] = field(default_factory=set)
     ledger: Ledger = field(default_factory=Ledger)
     flushed_position: int | None = None
+    #: (cell, visitor hash) pairs seen since the last flush; unique visitors are counted
+    #: in ClickHouse (uniqExact over these rows), which merges partitions exactly.
+    new_visitors: set[tuple[CellKey, int]] = field(default_factory=set)
 
     def cell(self, key: CellKey) -> list[int]:
         vec = self.cells.get(key)
@@ -82,6 +85,7 @@ class PartitionState:
 
     def mark_flushed(self) -> None:
         self.dirty.clear()
+        self.new_visitors.clear()
         self.flushed_position = self.position
 
     def evict(self, horizon_ms: int) -> int:

@@ -30,7 +30,7 @@ from schemas.contract import (
 )
 from schemas.events import LogisticsMovement, OrderEvent, PageViewEvent, ProductUpsert
 from streams.core.catalog import UNKNOWN, UNKNOWN_PRODUCT, Catalog, ProductAttrs
-from streams.core.dedup import Deduplicator
+from streams.core.dedup import Deduplicator, id_hash
 from streams.core.demand import (
     CANCELLED_UNITS,
     GMV_E4,
@@ -116,6 +116,8 @@ class Checkpoint:
 
 #: One row of ``c2m.dedup_ids``: (topic, partition, hour bucket, id hash, version).
 DedupRow = tuple[str, int, int, int, int]
+#: One row of ``c2m.visitor_cells``: (*CellKey, visitor hash).
+VisitorRow = tuple[Any, ...]
 
 
 @dataclass(slots=True)
@@ -123,9 +125,10 @@ class FlushBatch:
     rows: list[StateRow]
     checkpoints: list[Checkpoint]
     dedup_rows: list[DedupRow] = field(default_factory=list)
+    visitor_rows: list[VisitorRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.rows or self.checkpoints or self.dedup_rows)
+        return bool(self.rows or self.checkpoints or self.dedup_rows or self.visitor_rows)
 
 
 class DemandEngine:
@@ -281,10 +284,12 @@ class DemandEngine:
                         st.cell(key)[CANCELLED_UNITS] += line.qty
         elif isinstance(ev, PageViewEvent):
             a = self._attrs(st, ev.sku, ts)
+            visitor = id_hash(ev.visitor_id)
             for size_s in sizes:
                 key = (size_s, window_start_s(ts, size_s),
                        a.category, a.color, a.size, a.price_band, ev.region)
                 st.cell(key)[PAGEVIEWS] += 1
+                st.new_visitors.add((key, visitor))
         elif isinstance(ev, LogisticsMovement) and ev.event_type == "returned":
             a = self._attrs(st, ev.sku, ts)
             region = ev.region or UNKNOWN
@@ -305,6 +310,7 @@ class DemandEngine:
         rows: list[StateRow] = []
         checkpoints: list[Checkpoint] = []
         dedup_rows: list[DedupRow] = []
+        visitor_rows: list[VisitorRow] = []
         for st in self.states.values():
             if not st.needs_flush() or st.position is None:
                 continue
@@ -314,6 +320,7 @@ class DemandEngine:
             dedup_rows.extend(
                 (st.topic, st.partition, bucket, h, version) for bucket, h in st.dedup.pending
             )
+            visitor_rows.extend((*key, visitor) for key, visitor in st.new_visitors)
             lg = st.ledger
             checkpoints.append(
                 Checkpoint(
@@ -321,7 +328,7 @@ class DemandEngine:
                     lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
                 )
             )
-        return FlushBatch(rows, checkpoints, dedup_rows)
+        return FlushBatch(rows, checkpoints, dedup_rows, visitor_rows)
 
     def flushed(self, batch: FlushBatch) -> None:
         """The sink wrote ``batch``: mark it clean and drop what can no longer change."""
