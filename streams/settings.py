@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     allowed_lateness_seconds: int = Field(600, ge=0)
     correction_horizon_hours: float = Field(48.0, gt=0)
     dedup_horizon_hours: float = Field(48.0, gt=0)
+    live_retention_hours: float = Field(
+        168.0, ge=0, description="Hourly/daily windows kept in memory for rolling sums"
+    )
     max_future_seconds: int = Field(300, ge=0)
     idle_partition_seconds: int = Field(
         900, ge=0, description="Event-time lag behind the newest partition that makes one idle"
@@ -117,6 +120,7 @@ class Settings(BaseSettings):
             dedup_horizon_ms=int(self.dedup_horizon_hours * 3_600_000),
             max_future_ms=self.max_future_seconds * 1000,
             max_message_bytes=self.max_message_bytes,
+            live_retention_ms=int(self.live_retention_hours * 3_600_000),
         )
 
     def kafka_client_config(self) -> dict[str, Any]:

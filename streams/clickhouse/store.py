@@ -119,7 +119,8 @@ class DemandStore:
             pos, max_ts, *ledger = cps[0]
             cp = Checkpoint(topic, partition, pos, None if max_ts < 0 else max_ts, *ledger)
             wm = None if cp.max_ts is None else cp.max_ts - cfg.allowed_lateness_ms
-            keep_from_s = 0 if wm is None else (wm - cfg.correction_horizon_ms) // 1000
+            keep_short = 0 if wm is None else cfg.keep_from_s(300, wm)
+            keep_long = 0 if wm is None else cfg.keep_from_s(3600, wm)
             keep_hour = 0 if wm is None else max((wm - cfg.dedup_horizon_ms) // BUCKET_MS, 0)
             measures = ", ".join(f"argMax({m}, version)" for m in MEASURES)
             rows = self.client.query(
@@ -127,9 +128,10 @@ class DemandStore:
                 f"price_band, region, {measures} FROM {self.db}.demand_state "
                 "WHERE source_topic = {t:String} AND source_partition = {p:UInt16} "
                 "AND version <= {v:UInt64} "
-                "AND toUnixTimestamp(window_start) + window_seconds > {keep:Int64} "
+                "AND toUnixTimestamp(window_start) + window_seconds > "
+                "if(window_seconds >= 3600, {keep_long:Int64}, {keep_short:Int64}) "
                 "GROUP BY window_seconds, window_start, category, color, size, price_band, region",
-                parameters={**params, "v": pos, "keep": keep_from_s},
+                parameters={**params, "v": pos, "keep_short": keep_short, "keep_long": keep_long},
             ).result_rows
             ids = self.client.query(
                 f"SELECT hour, id_hash FROM {self.db}.dedup_ids "  # noqa: S608

@@ -88,14 +88,20 @@ class PartitionState:
         self.new_visitors.clear()
         self.flushed_position = self.position
 
-    def evict(self, horizon_ms: int) -> int:
-        """Drop clean windows that no accepted event can touch any more."""
+    def evict(self, horizon_ms: int, live_retention_ms: int = 0) -> int:
+        """Drop clean windows that no accepted event can touch any more.
+
+        Windows of an hour or longer are kept for ``live_retention_ms`` too (if longer),
+        so the live rolling sums (up to 7 days) can be read from memory.
+        """
         wm = self.watermark.value
         if wm is None:
             return 0
-        limit_s = (wm - horizon_ms) // 1000
+        short_s = (wm - horizon_ms) // 1000
+        long_s = (wm - max(horizon_ms, live_retention_ms)) // 1000
         stale = [
-            k for k in self.cells if k[1] + k[0] <= limit_s and k not in self.dirty
+            k for k in self.cells
+            if k[1] + k[0] <= (long_s if k[0] >= 3600 else short_s) and k not in self.dirty
         ]
         for k in stale:
             del self.cells[k]

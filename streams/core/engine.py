@@ -55,6 +55,14 @@ class EngineConfig:
     dedup_horizon_ms: int = 48 * 3_600_000
     max_future_ms: int = 5 * 60_000
     max_message_bytes: int = 1_048_576
+    live_retention_ms: int = 7 * 86_400_000  # hourly and daily windows kept for rolling sums
+
+    def keep_from_s(self, window_seconds: int, watermark_ms: int) -> int:
+        """Windows ending at or before this (epoch s) can be dropped from memory."""
+        keep = self.correction_horizon_ms
+        if window_seconds >= 3600:
+            keep = max(keep, self.live_retention_ms)
+        return (watermark_ms - keep) // 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,4 +355,4 @@ class DemandEngine:
             wm = st.watermark.value
             if wm is not None:
                 st.dedup.expire(wm)
-            st.evict(self.config.correction_horizon_ms)
+            st.evict(self.config.correction_horizon_ms, self.config.live_retention_ms)

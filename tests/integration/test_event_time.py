@@ -102,6 +102,55 @@ def _rows(worker: Any) -> list[tuple[Any, ...]]:
     )
 
 
+def _check_rollups_and_rolling(
+    worker: Any,
+    want: dict[tuple[Any, ...], dict[str, float]],
+    products: list[dict[str, Any]],
+    items: list[tuple[str, int, bytes, dict[str, Any]]],
+    late: list[dict[str, Any]],
+) -> None:
+    """The documented roll-up queries and the rolling view against the oracle."""
+    # category x colour over all sizes, price bands and regions, hourly
+    got = worker.query(
+        "SELECT toUnixTimestamp(window_start), category, color, sum(units), sum(net_units) "
+        "FROM c2m.demand_by_attribute WHERE window_seconds = 3600 GROUP BY ALL"
+    )
+    expect: dict[tuple[Any, ...], list[float]] = {}
+    for (w, start, cat, color, *_), m in want.items():
+        if w == 3600:
+            acc = expect.setdefault((start, cat, color), [0, 0])
+            acc[0] += m["units"]
+            acc[1] += m["net_units"]
+    assert {tuple(r[:3]): [r[3], r[4]] for r in got} == expect
+    # unique visitors per category over all other dimensions: from visitor_cells
+    got_uv = worker.query(
+        "SELECT toUnixTimestamp(window_start), category, uniqExact(visitor_hash) "
+        "FROM c2m.visitor_cells WHERE window_seconds = 3600 GROUP BY ALL"
+    )
+    catalog = {p["sku"]: p["category"] for p in products}
+    excluded = {e["event_id"] for e in late}
+    visitors: dict[tuple[Any, ...], set[str]] = {}
+    for topic, _, _, v in items:
+        if topic == "shop.pageviews" and v["event_id"] not in excluded:
+            t = oracle.ts_ms(v["ts"]) // 1000
+            visitors.setdefault((t - t % 3600, catalog[v["sku"]]), set()).add(v["visitor_id"])
+    assert {tuple(r[:2]): r[2] for r in got_uv} == {k: len(s) for k, s in visitors.items()}
+    # rolling view: last 1 h of 5-minute windows as of the newest event time
+    rolling = worker.query(
+        "SELECT toUnixTimestamp(as_of), category, color, size, price_band, region, units, "
+        "pageviews FROM c2m.demand_rolling WHERE horizon = '1h'"
+    )
+    assert rolling
+    as_of = rolling[0][0]
+    expect_r: dict[tuple[Any, ...], list[float]] = {}
+    for (w, start, *cell), m in want.items():
+        if w == 300 and as_of - 3600 <= start < as_of:
+            acc = expect_r.setdefault(tuple(cell), [0, 0])
+            acc[0] += m["units"]
+            acc[1] += m["pageviews"]
+    assert {tuple(r[1:6]): [r[6], r[7]] for r in rolling} == expect_r
+
+
 @pytest.mark.slow
 def test_every_measure_equals_oracle_and_replay_is_identical(
     broker: Any, worker_factory: Any
@@ -131,6 +180,7 @@ def test_every_measure_equals_oracle_and_replay_is_identical(
                 assert abs(g[m] - w[m]) <= 1e-6 * max(abs(w[m]), 1e-9), (key, m, g[m], w[m])
             else:
                 assert g[m] == w[m], (key, m, g[m], w[m])
+    _check_rollups_and_rolling(first, want, products, items, late)
     late_rows = first.query("SELECT event_id FROM c2m.late_events ORDER BY event_id")
     assert sorted(e["event_id"] for e in late) == [r[0] for r in late_rows]
 

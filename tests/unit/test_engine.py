@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 
 from streams.core.engine import Checkpoint, DemandEngine, EngineConfig, FlushBatch, Record
 from tests import oracle
@@ -271,12 +272,41 @@ def test_restore_from_checkpoint_continues_exactly() -> None:
 
 
 def test_windows_beyond_the_horizon_are_evicted() -> None:
-    eng = _engine(correction_horizon_ms=3_600_000)
+    eng = _engine(correction_horizon_ms=3_600_000, live_retention_ms=2 * 86_400_000)
     eng.process(_records([("shop.orders", _order(1, T0))], partitions=1))
-    batch = eng.flush_batch()
-    eng.flushed(batch)
-    eng.process(_records([("shop.orders", _order(2, T0 + 3 * 86_400_000))], partitions=1)[0:1])
+    eng.flushed(eng.flush_batch())
+    eng.process(_records([("shop.orders", _order(2, T0 + 3 * 86_400_000))], partitions=1))
+    eng.flushed(eng.flush_batch())
     st = eng.states[("shop.orders", 0)]
-    batch = eng.flush_batch()
-    eng.flushed(batch)
     assert all(k[1] * 1000 >= T0 + 2 * 86_400_000 for k in st.cells)
+    # hourly and daily windows stay for the live retention, 5-minute ones only the horizon
+    eng.process(_records([("shop.orders", _order(3, T0 + 4 * 86_400_000))], partitions=1)[:1])
+    eng.flushed(eng.flush_batch())
+    sizes_of_day3 = {k[0] for k in st.cells if k[1] * 1000 < T0 + 4 * 86_400_000}
+    assert sizes_of_day3 == {3600, 86400}
+
+
+def test_live_rollups_and_rolling_match_the_oracle() -> None:
+    from streams.core.rollup import as_dict, merge_partitions, rolling, rollup
+
+    events = _mixed_events(2000, seed=9)
+    eng = _engine()
+    eng.process(_records(events, partitions=3))
+    want = oracle.demand(PRODUCTS, events)
+    cells = merge_partitions(eng.states.values())
+    by_cat_color = rollup(cells, ("category", "color"))
+    expect: dict[tuple[Any, ...], float] = {}
+    for (w, start, cat, color, _size, _band, _region), m in want.items():
+        key = (w, start, cat, color)
+        expect[key] = expect.get(key, 0) + m["units"]
+    assert {k: v[1] for k, v in by_cat_color.items()} == expect
+    as_of = (T0 // 1000) // 3600 * 3600 + 3 * 3600
+    last_3h = rolling(cells, window_seconds=300, as_of_s=as_of, span_s=3 * 3600)
+    expect_rolling: dict[tuple[Any, ...], float] = {}
+    for (w, start, *cell), m in want.items():
+        if w == 300 and as_of - 3 * 3600 <= start < as_of:
+            expect_rolling[tuple(cell)] = expect_rolling.get(tuple(cell), 0) + m["net_units"]
+    assert expect_rolling
+    assert {k: as_dict(v)["net_units"] for k, v in last_3h.items()} == expect_rolling
+    with pytest.raises(ValueError):
+        rollup(cells, ("colour",))

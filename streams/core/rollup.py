@@ -1,0 +1,84 @@
+"""Live roll-ups and rolling sums over the engine's cells (pure, no I/O).
+
+Cells are additive across source partitions and across any subset of dimensions, so a
+roll-up is a plain sum: no double counting as long as every event lands in exactly one
+cell per window size (it does). Unique visitors are not additive; they are counted in
+ClickHouse (see docs/ARCHITECTURE.md, "Roll-ups").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from streams.core.demand import MEASURES, CellKey, PartitionState
+
+DIMENSIONS = ("category", "color", "size", "price_band", "region")
+_DIM_INDEX = {name: 2 + i for i, name in enumerate(DIMENSIONS)}
+
+#: (window_seconds, window_start_s, *chosen dimension values)
+RollupKey = tuple[int | str, ...]
+
+
+def merge_partitions(
+    states: Iterable[PartitionState], window_seconds: int | None = None
+) -> dict[CellKey, list[int]]:
+    """Sum the cells of several source partitions (optionally one window size)."""
+    out: dict[CellKey, list[int]] = {}
+    for st in states:
+        for key, vec in st.cells.items():
+            if window_seconds is not None and key[0] != window_seconds:
+                continue
+            acc = out.get(key)
+            if acc is None:
+                out[key] = list(vec)
+            else:
+                for i, v in enumerate(vec):
+                    acc[i] += v
+    return out
+
+
+def rollup(
+    cells: Mapping[CellKey, Sequence[int]], dims: Sequence[str]
+) -> dict[RollupKey, list[int]]:
+    """Sum cells over every dimension not in ``dims`` (e.g. ``("category", "color")``)."""
+    unknown = set(dims) - set(DIMENSIONS)
+    if unknown:
+        raise ValueError(f"unknown dimensions {sorted(unknown)}; use {DIMENSIONS}")
+    idx = [_DIM_INDEX[d] for d in dims]
+    out: dict[RollupKey, list[int]] = {}
+    for key, vec in cells.items():
+        rk: RollupKey = (key[0], key[1], *(key[i] for i in idx))
+        acc = out.get(rk)
+        if acc is None:
+            out[rk] = list(vec)
+        else:
+            for i, v in enumerate(vec):
+                acc[i] += v
+    return out
+
+
+def rolling(
+    cells: Mapping[CellKey, Sequence[int]], *, window_seconds: int, as_of_s: int, span_s: int
+) -> dict[tuple[str, ...], list[int]]:
+    """Per cell (without the window), the sum of windows in ``[as_of - span, as_of)``."""
+    out: dict[tuple[str, ...], list[int]] = {}
+    lo = as_of_s - span_s
+    for key, vec in cells.items():
+        if key[0] != window_seconds or not lo <= key[1] < as_of_s:
+            continue
+        ck: tuple[str, ...] = key[2:]
+        acc = out.get(ck)
+        if acc is None:
+            out[ck] = list(vec)
+        else:
+            for i, v in enumerate(vec):
+                acc[i] += v
+    return out
+
+
+def as_dict(vec: Sequence[int]) -> dict[str, float]:
+    """A measure vector as named measures (GMV in CNY)."""
+    d: dict[str, float] = dict(zip(MEASURES, vec, strict=True))
+    d["gmv"] = d.pop("gmv_e4") / 10_000
+    d["net_units"] = d["units"] - d["cancelled_units"] - d["returned_units"]
+    return d
