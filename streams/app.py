@@ -1,11 +1,10 @@
-"""The Faust application: topics, the demand agent, the catalog task, the flush timer.
+"""The Faust application: the worker lifecycle, the producer, the web server, the tasks.
 
-Faust provides the consumer group, partition assignment and rebalancing, offset commits,
-the producer, the web server and the worker lifecycle. The agent consumes the three
-demand topics as raw bytes in batches (``noack_take``) and hands them to the
-framework-free ``DemandPipeline``, which acknowledges events only after the ClickHouse
-flush that covers them: Faust commits acknowledged offsets, so a commit never runs
-ahead of ClickHouse.
+Faust runs the worker (signals, graceful stop), the producer (dead letters), the web
+server (health, readiness, stats) and three tasks: the metrics server, the catalog
+reader and the demand consumer. The demand consumer (``streams.ingest``) reads the
+demand topics in bulk below Faust's per-event stream machinery, in consumer group
+``C2M_APP_ID``, and commits offsets only after the ClickHouse flush that covers them.
 """
 
 from __future__ import annotations
@@ -16,18 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from faust.types import TP
+from faust.app.base import BootStrategy
 from prometheus_client import start_http_server
 
-from schemas.contract import TOPIC_DEAD_LETTER, TOPIC_LOGISTICS, TOPIC_ORDERS, TOPIC_PAGEVIEWS
+from schemas.contract import TOPIC_DEAD_LETTER
 from streams import metrics
 from streams.catalog_reader import CatalogReader
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrations import migrate
 from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
-from streams.core.engine import DemandEngine, Record
+from streams.core.engine import DemandEngine
 from streams.core.pricebands import PriceBands
+from streams.ingest import DemandConsumer
 from streams.pipeline import DemandPipeline
 from streams.settings import Settings
 
@@ -47,6 +47,7 @@ class PulseApp:
     store: DemandStore
     pipeline: DemandPipeline
     catalog_reader: CatalogReader
+    ingest: DemandConsumer
     client: Any
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -70,7 +71,7 @@ def _faust_broker_credentials(settings: Settings) -> Any:
 
 def faust_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
     """Keyword arguments for ``faust.App`` derived from the settings (tested as a mapping)."""
-    cfg: dict[str, Any] = {
+    return {
         "broker": f"kafka://{bootstrap}",
         "broker_credentials": _faust_broker_credentials(settings),
         "value_serializer": "raw",
@@ -78,15 +79,6 @@ def faust_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
         "topic_partitions": settings.topic_partitions,
         "topic_allow_declare": False,
         "topic_disable_leader": True,
-        "consumer_auto_offset_reset": "earliest",
-        "broker_commit_interval": 1.0,
-        "broker_rebalance_timeout": settings.rebalance_timeout_seconds,
-        "broker_session_timeout": settings.session_timeout_seconds,
-        "broker_heartbeat_interval": min(3.0, settings.session_timeout_seconds / 3),
-        "stream_buffer_maxsize": max(settings.batch_max_events, 1000),
-        # Unflushed events are never acked until their flush; waiting for "empty" at
-        # shutdown would wait for a flush. The final flush is in on_before_shutdown.
-        "stream_wait_empty": False,
         "web_enabled": True,
         "web_host": settings.web_host,
         "web_port": settings.web_port,
@@ -94,7 +86,6 @@ def faust_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
         "datadir": str(settings.data_dir / "faust"),
         "producer_acks": -1,
     }
-    return cfg
 
 
 def create_app(settings: Settings, bootstrap: str, client: Any | None = None) -> PulseApp:
@@ -106,11 +97,10 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     store.record_settings({"idle_partition_ms": settings.idle_partition_seconds * 1000})
 
     app = faust.App(settings.app_id, **faust_config(settings, bootstrap))
+    # The demand topics are consumed by our bulk consumer (streams.ingest), in the consumer
+    # group C2M_APP_ID; Faust's own per-event consumer is not started.
+    app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
     metrics.BUILD.info({"version": __version__, "app_id": settings.app_id})
-    demand_topic = app.topic(
-        TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS,
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-    )
     dead_letter_topic = app.topic(
         TOPIC_DEAD_LETTER, key_type=bytes, value_type=bytes,
         key_serializer="raw", value_serializer="raw",
@@ -125,7 +115,14 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     reader = CatalogReader(
         bootstrap, engine, pipeline.dead_letter, client_config=settings.kafka_client_config()
     )
-    pulse = PulseApp(app, settings, bootstrap, engine, store, pipeline, reader, client)
+    ingest = DemandConsumer(
+        bootstrap, settings.app_id, pipeline,
+        batch_max_events=settings.batch_max_events,
+        rebalance_timeout_s=settings.rebalance_timeout_seconds,
+        session_timeout_s=settings.session_timeout_seconds,
+        client_config=settings.kafka_client_config(),
+    )
+    pulse = PulseApp(app, settings, bootstrap, engine, store, pipeline, reader, ingest, client)
 
     @app.task  # type: ignore[untyped-decorator]
     async def metrics_server() -> None:
@@ -137,33 +134,17 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     async def catalog() -> None:
         await reader.run()
 
-    @app.agent(demand_topic, name="c2m-demand")
-    async def demand(stream: Any) -> None:
+    @app.task  # type: ignore[untyped-decorator]
+    async def demand() -> None:
+        # No demand event is mapped before the catalog has been read to its end.
         await reader.ready.wait()
-        async for events in stream.noack_take(settings.batch_max_events, within=0.2):
-            records = [
-                Record(
-                    m.topic, m.partition, m.offset,
-                    None if m.timestamp is None else int(m.timestamp * 1000),
-                    m.key, m.value,
-                )
-                for m in (ev.message for ev in events)
-            ]
-            await pipeline.handle(records, events, stream.ack)
-
-    @app.timer(interval=max(settings.flush_interval_seconds / 2, 0.1))  # type: ignore[untyped-decorator]
-    async def flush_timer() -> None:
-        await pipeline.flush_if_due()
-
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def on_revoked(sender: Any, revoked: set[TP], **kwargs: Any) -> None:
-        pipeline.drop_partitions([(tp.topic, tp.partition) for tp in revoked])
+        await ingest.run()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_flush(sender: Any, **kwargs: Any) -> None:
-        # The consumer is stopped by now: this makes the last numbers durable in
-        # ClickHouse; their offsets are re-read on the next start and restored exactly.
-        await pipeline.flush()
+        # Stop consuming, flush the last numbers to ClickHouse and commit their offsets
+        # while the producer (dead letters) is still running.
+        await ingest.stop()
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -171,15 +152,19 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = reader.ready.is_set() and pipeline.sink_healthy
-        body = {"catalog_ready": reader.ready.is_set(), "sink_healthy": pipeline.sink_healthy}
+        body = {
+            "catalog_ready": reader.ready.is_set(),
+            "partitions_assigned": ingest.assigned.is_set(),
+            "sink_healthy": pipeline.sink_healthy,
+            "paused": ingest.paused,
+        }
+        ready = body["catalog_ready"] and body["sink_healthy"]
         return web.json(body, status=200 if ready else 503)
 
     @app.page("/api/stats")
     async def stats(web: Any, request: Any) -> Any:
         return web.json(ledger_totals(engine) | {"catalog_skus": len(engine.catalog)})
 
-    pulse.extra["agent"] = demand
     return pulse
 
 

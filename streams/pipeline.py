@@ -1,9 +1,10 @@
 """The demand pipeline: engine + store + dead letters + the commit-after-flush rule.
 
-Framework-neutral glue used by the Faust agent (``streams.app``): it receives batches
-of ``Record`` with an opaque acknowledgement handle each, and acknowledges a handle only
-after everything derived from its record is durable (ClickHouse rows and checkpoint,
-dead letters delivered). Faust then commits acknowledged offsets.
+Framework-neutral glue between the bulk consumer (``streams.ingest``) and the pure
+engine. A flush writes everything derived from the records applied so far (ClickHouse
+rows, then the checkpoint), waits until the dead letters are delivered, and only then
+commits the checkpoint positions to Kafka. A Kafka commit therefore never runs ahead of
+ClickHouse, and every committed offset is the position of a checkpoint.
 
 All ClickHouse calls run on one dedicated thread, so the event loop never blocks on
 I/O and the client is never used from two threads.
@@ -27,9 +28,14 @@ from streams.errors import SinkError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+TP = tuple[str, int]
 #: Sends one dead letter (key, value) and returns an awaitable that completes on delivery.
 DeadLetterSender = Callable[[bytes | None, bytes], Awaitable[Awaitable[Any]]]
-Ack = Callable[[Any], Awaitable[Any]]
+#: Commits {(topic, partition): next offset} to Kafka.
+Committer = Callable[[dict[TP, int]], Awaitable[None]]
+
+_LEDGER_FIELDS = ("consumed", "processed", "dead_lettered", "duplicates", "late")
+_OUTCOMES = ("consumed", "processed", "dead_lettered", "duplicate", "late")
 
 
 class DemandPipeline:
@@ -41,89 +47,114 @@ class DemandPipeline:
         *,
         flush_interval_s: float = 1.0,
         max_pending_events: int = 200_000,
-        retry_max_s: float = 30.0,
     ) -> None:
         self.engine = engine
         self.store = store
         self.send_dead_letter = send_dead_letter
+        self.commit: Committer | None = None
         self.flush_interval_s = flush_interval_s
         self.max_pending_events = max_pending_events
-        self.retry_max_s = retry_max_s
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="c2m-clickhouse")
         self._lock = asyncio.Lock()
-        self._pending_acks: list[tuple[Ack, Any]] = []
+        self._pending_events = 0
         self._pending_late: list[LateEvent] = []
         self._pending_deliveries: list[Awaitable[Any]] = []
         self._last_flush = time.monotonic()
         self.sink_healthy = True
         self.flushes = 0
-        self._counted: dict[tuple[str, int], tuple[int, ...]] = {}
+        self._counted: dict[TP, tuple[int, ...]] = {}
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
     # ---------------------------------------------------------------- batches
-    async def handle(self, records: Sequence[Record], handles: Sequence[Any], ack: Ack) -> None:
-        """Apply one batch; flush when due. ``handles[i]`` is acked once ``records[i]`` is safe."""
+    async def handle(self, records: Sequence[Record]) -> None:
+        """Apply one batch (any partitions, each in offset order). Does not flush."""
         async with self._lock:
-            await self._restore_if_needed(records)
+            records = self._skip_applied(records)
+            if not records:
+                return
             started = time.perf_counter()
             outcome = self.engine.process(records)
             metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
-            self._count(records)
             metrics.BATCH_SIZE.observe(len(records))
+            self._count(records)
             await self._emit(outcome)
-            self._pending_acks.extend((ack, h) for h in handles)
-            if (
-                time.monotonic() - self._last_flush >= self.flush_interval_s
-                or len(self._pending_acks) >= self.max_pending_events
-            ):
-                await self._flush_locked()
+            self._pending_events += len(records)
 
-    async def flush_if_due(self) -> None:
-        """Called by a timer so an idle stream still gets its last batch flushed."""
-        if time.monotonic() - self._last_flush < self.flush_interval_s:
-            return
+    def _skip_applied(self, records: Sequence[Record]) -> Sequence[Record]:
+        """Drop records at or before a partition's position (a re-delivery is harmless)."""
+        states = self.engine.states
+        if all(
+            (st := states.get((r.topic, r.partition))) is None
+            or st.position is None
+            or r.offset >= st.position
+            for r in records
+        ):
+            return records
+        return [
+            r for r in records
+            if (st := states.get((r.topic, r.partition))) is None
+            or st.position is None
+            or r.offset >= st.position
+        ]
+
+    def flush_due(self) -> bool:
+        if self._pending_events >= self.max_pending_events:
+            return True
+        return (
+            time.monotonic() - self._last_flush >= self.flush_interval_s
+            and (self._pending_events > 0 or bool(self._pending_late))
+        )
+
+    @property
+    def pending_events(self) -> int:
+        return self._pending_events
+
+    async def flush(self) -> bool:
+        """One flush attempt: ClickHouse, dead letters, then the Kafka commit.
+
+        Returns False if ClickHouse failed; everything stays pending for the next try.
+        """
         async with self._lock:
-            await self._flush_locked()
+            return await self._flush_locked()
 
-    async def flush(self) -> None:
+    # ---------------------------------------------------------------- partitions
+    async def restore(self, topic: str, partition: int) -> int | None:
+        """Load a newly assigned partition from its latest checkpoint.
+
+        Returns the position to seek to, or None when there is no checkpoint (then the
+        consumer starts at the group's committed offset, or the earliest one).
+        """
         async with self._lock:
-            await self._flush_locked()
-
-    async def _restore_if_needed(self, records: Sequence[Record]) -> None:
-        """A partition whose first offset is not our position was (re)assigned: restore it."""
-        firsts: dict[tuple[str, int], int] = {}
-        for r in records:
-            firsts.setdefault((r.topic, r.partition), r.offset)
-        cfg = self.engine.config
-        for (topic, partition), first in firsts.items():
-            st = self.engine.states.get((topic, partition))
-            if st is not None and st.position == first:
-                continue
             loaded = await self._with_retry(
-                self.store.load_partition, topic, partition, first, cfg
+                self.store.load_partition, topic, partition, 2**62, self.engine.config
             )
             if loaded is None:
                 self.engine.drop(topic, partition)
-                if first > 0:
-                    log.warning(
-                        "no checkpoint for %s[%d] at or before offset %d: starting empty",
-                        topic, partition, first,
-                    )
-                continue
+                self._counted.pop((topic, partition), None)
+                return None
             checkpoint, rows, ids = loaded
             st = self.engine.restore(checkpoint, rows, ids)
-            lg = st.ledger
-            self._counted[(topic, partition)] = (
-                lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
-                lg.unknown_sku_lines,
-            )
+            self._counted[(topic, partition)] = self._ledger_tuple(st.ledger)
             log.info(
-                "restored %s[%d] at position %d (%d cells)",
-                topic, partition, checkpoint.position, len(rows),
+                "restored %s[%d] at position %d (%d cells, %d dedup ids)",
+                topic, partition, checkpoint.position, len(rows), len(ids),
             )
+            return checkpoint.position
 
+    async def release(self, tps: Sequence[TP], timeout_s: float = 10.0) -> None:
+        """Partitions are being revoked: flush and commit them, then forget them."""
+        async with self._lock:
+            try:
+                await asyncio.wait_for(self._flush_locked(), timeout=timeout_s)
+            except TimeoutError:
+                log.warning("flush on revoke timed out; the next owner restores its checkpoint")
+            for topic, partition in tps:
+                self.engine.drop(topic, partition)
+                self._counted.pop((topic, partition), None)
+
+    # ---------------------------------------------------------------- internals
     async def _emit(self, outcome: BatchOutcome) -> None:
         for rej in outcome.rejected:
             await self.dead_letter(rej)
@@ -138,69 +169,70 @@ class DemandPipeline:
         metrics.DEAD_LETTERS.labels(rec.topic, rej.reason).inc()
         self._pending_deliveries.append(await self.send_dead_letter(rec.key, value))
 
-    # ---------------------------------------------------------------- flushing
-    async def _flush_locked(self) -> None:
+    async def _flush_locked(self) -> bool:
         batch = self.engine.flush_batch()
-        late, self._pending_late = self._pending_late, []
+        late = self._pending_late
         if batch or late:
             started = time.perf_counter()
-            await self._with_retry(
-                self.store.write, batch, late, self.engine.config.allowed_lateness_ms
-            )
+            try:
+                await self.io(
+                    self.store.write, batch, late, self.engine.config.allowed_lateness_ms
+                )
+            except SinkError as exc:
+                if self.sink_healthy:
+                    log.warning("ClickHouse flush failed, will retry: %s", exc)
+                self.sink_healthy = False
+                metrics.FLUSH_RETRIES.inc()
+                return False
+            if not self.sink_healthy:
+                log.warning("ClickHouse is back; flushed the backlog")
+            self.sink_healthy = True
             metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
             metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
-            metrics.FLUSH_ROWS.labels("late_events").inc(len(late))
+            metrics.FLUSH_ROWS.labels("visitor_cells").inc(len(batch.visitor_rows))
             metrics.FLUSH_ROWS.labels("dedup_ids").inc(len(batch.dedup_rows))
+            metrics.FLUSH_ROWS.labels("late_events").inc(len(late))
             metrics.FLUSH_ROWS.labels("checkpoints").inc(len(batch.checkpoints))
             self.engine.flushed(batch)
+            self._pending_late = []
             self._update_gauges()
         deliveries, self._pending_deliveries = self._pending_deliveries, []
         for d in deliveries:
             await d
-        acks, self._pending_acks = self._pending_acks, []
-        for ack, handle in acks:
-            await ack(handle)
+        if batch.checkpoints and self.commit is not None:
+            await self.commit({(c.topic, c.partition): c.position for c in batch.checkpoints})
+        self._pending_events = 0
         self._last_flush = time.monotonic()
         self.flushes += 1
+        return True
 
     async def _with_retry(self, fn: Callable[..., T], *args: Any) -> T:
-        """Retry ClickHouse I/O with capped exponential backoff until it succeeds.
-
-        While this waits the agent does not take new batches: Faust's bounded stream
-        buffer then stops fetching, so memory stays bounded (back-pressure).
-        """
+        """Retry ClickHouse reads with capped exponential backoff until they succeed."""
         delay = 0.2
         while True:
             try:
-                result = await self.io(fn, *args)
-                if not self.sink_healthy:
-                    log.warning("ClickHouse is back")
-                self.sink_healthy = True
-                return result
+                return await self.io(fn, *args)
             except SinkError as exc:
-                self.sink_healthy = False
                 metrics.FLUSH_RETRIES.inc()
                 log.warning("%s; retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max_s)
+                delay = min(delay * 2, 30.0)
+
+    @staticmethod
+    def _ledger_tuple(lg: Any) -> tuple[int, ...]:
+        return (*(getattr(lg, f) for f in _LEDGER_FIELDS), lg.unknown_sku_lines)
 
     def _count(self, records: Sequence[Record]) -> None:
         """Move the per-topic outcome counters by what the ledgers gained in this batch."""
         for tp in {(r.topic, r.partition) for r in records}:
-            lg = self.engine.states[tp].ledger
-            now = (lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
-                   lg.unknown_sku_lines)
-            before = self._counted.get(tp, (0, 0, 0, 0, 0, 0))
+            now = self._ledger_tuple(self.engine.states[tp].ledger)
+            before = self._counted.get(tp, (0,) * len(now))
             self._counted[tp] = now
-            topic = tp[0]
-            for outcome, new, old in zip(
-                ("consumed", "processed", "dead_lettered", "duplicate", "late"),
-                now, before, strict=False,
-            ):
+            for outcome, new, old in zip(_OUTCOMES, now, before, strict=False):
                 if new > old:
-                    metrics.EVENTS.labels(topic, outcome).inc(new - old)
-            if now[5] > before[5]:
-                metrics.UNKNOWN_SKU_LINES.labels(topic).inc(now[5] - before[5])
+                    metrics.EVENTS.labels(tp[0], outcome).inc(new - old)
+            if now[-1] > before[-1]:
+                metrics.UNKNOWN_SKU_LINES.labels(tp[0]).inc(now[-1] - before[-1])
 
     def _update_gauges(self) -> None:
         now = time.time()
@@ -211,10 +243,6 @@ class DemandPipeline:
             if wm is not None:
                 metrics.WATERMARK_LAG.labels(st.topic, str(st.partition)).set(now - wm / 1000)
         metrics.LIVE_CELLS.set(cells)
-
-    def drop_partitions(self, tps: Sequence[tuple[str, int]]) -> None:
-        for topic, partition in tps:
-            self.engine.drop(topic, partition)
 
     def close(self) -> None:
         self._io.shutdown(wait=True)

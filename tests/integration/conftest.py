@@ -45,6 +45,7 @@ class Worker:
             "C2M_METRICS_PORT": str(free_port()),
             "C2M_REBALANCE_TIMEOUT_SECONDS": "3",
             "C2M_SESSION_TIMEOUT_SECONDS": "6",
+            "C2M_LOG_LEVEL": "info",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
@@ -66,7 +67,7 @@ class Worker:
         except OSError:
             return None
 
-    def wait_consumed(self, n: int, timeout: float = 300) -> dict[str, Any]:
+    def wait_consumed(self, n: int, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         last: dict[str, Any] | None = None
         while time.monotonic() < deadline:

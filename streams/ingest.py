@@ -1,0 +1,181 @@
+"""The demand consumer: bulk fetch below Faust's per-event stream machinery.
+
+Faust's per-message path (Event objects, stream processors, per-message acks) costs
+~150-200 us an event; this service runs inside the Faust app (started as an app task,
+sharing its loop, producer, web server and lifecycle) but consumes the demand topics with
+``aiokafka``'s ``getmany`` in batches of raw records and hands them to the pipeline.
+
+Offsets: ClickHouse is the source of truth. On assignment a partition is restored from
+its latest checkpoint and the consumer seeks to the checkpoint position; without a
+checkpoint it starts at the group's committed offset (or the earliest). After every
+flush the checkpoint positions are committed, so lag tools see real progress. On
+revocation the partition is flushed and committed before it is released.
+
+Back-pressure: when a flush fails (ClickHouse down or slow) the consumer pauses all its
+partitions and keeps polling (so it stays in the group) while retrying the flush with
+capped exponential backoff; nothing new is fetched, so memory stays bounded by what was
+consumed before the failure (at most ``max_pending_events`` events, plus one batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from streams.core.engine import DEMAND_TOPICS, Record
+from streams.pipeline import TP, DemandPipeline
+
+log = logging.getLogger(__name__)
+
+
+def _fmt(tps: Iterable[TP]) -> str:
+    by_topic: dict[str, list[int]] = {}
+    for topic, partition in tps:
+        by_topic.setdefault(topic, []).append(partition)
+    return ", ".join(f"{t}{sorted(p)}" for t, p in sorted(by_topic.items())) or "none"
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, ingest: DemandConsumer) -> None:
+        self.ingest = ingest
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in revoked]
+        log.info("partitions revoked: %s", _fmt(tps))
+        if tps:
+            async with self.ingest.poll_lock:
+                await self.ingest.pipeline.release(tps)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        consumer = self.ingest.consumer
+        if consumer is None:  # pragma: no cover - assignments only come after start
+            return
+        log.info("partitions assigned: %s", _fmt([(tp.topic, tp.partition) for tp in assigned]))
+        # Under the poll lock: no batch is fetched or applied while partitions are being
+        # restored, so no record can be applied to a state that a restore then replaces.
+        async with self.ingest.poll_lock:
+            for tp in assigned:
+                position = await self.ingest.pipeline.restore(tp.topic, tp.partition)
+                if position is not None:
+                    consumer.seek(tp, position)
+        self.ingest.assigned.set()
+
+
+class DemandConsumer:
+    def __init__(
+        self,
+        bootstrap: str,
+        group_id: str,
+        pipeline: DemandPipeline,
+        *,
+        batch_max_events: int = 10_000,
+        rebalance_timeout_s: float = 5.0,
+        session_timeout_s: float = 10.0,
+        client_config: dict[str, Any] | None = None,
+        topics: tuple[str, ...] = DEMAND_TOPICS,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.pipeline = pipeline
+        self.batch_max_events = batch_max_events
+        self.rebalance_timeout_s = rebalance_timeout_s
+        self.session_timeout_s = session_timeout_s
+        self.client_config = client_config or {}
+        self.topics = topics
+        self.consumer: AIOKafkaConsumer | None = None
+        self.assigned = asyncio.Event()
+        self.paused = False
+        self._stopping = asyncio.Event()
+        self.finished = asyncio.Event()
+        #: held while fetching+applying a batch and while a rebalance restores partitions
+        self.poll_lock = asyncio.Lock()
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop after the current batch: final flush and commit, then leave the group."""
+        self._stopping.set()
+        if self.consumer is not None:
+            try:
+                await asyncio.wait_for(self.finished.wait(), timeout=timeout_s)
+            except TimeoutError:
+                log.warning("demand consumer did not stop in %.0fs", timeout_s)
+
+    async def run(self) -> None:
+        self.pipeline.commit = self._commit
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            client_id=f"{self.group_id}-demand",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.batch_max_events,
+            rebalance_timeout_ms=int(self.rebalance_timeout_s * 1000),
+            session_timeout_ms=int(self.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, self.session_timeout_s / 3) * 1000),
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            **self.client_config,
+        )
+        self.consumer = consumer
+        consumer.subscribe(list(self.topics), listener=_Rebalance(self))
+        await consumer.start()
+        try:
+            await self._loop(consumer)
+            if self.pipeline.pending_events or self.pipeline.flush_due():
+                await self.pipeline.flush()
+        finally:
+            await consumer.stop()
+            self.finished.set()
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        backoff = 0.2
+        while not self._stopping.is_set():
+            async with self.poll_lock:
+                batches = await consumer.getmany(
+                    timeout_ms=100, max_records=self.batch_max_events
+                )
+                if batches:
+                    records = [
+                        Record(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
+                        for msgs in batches.values()
+                        for m in msgs
+                    ]
+                    await self.pipeline.handle(records)
+            if not self.pipeline.flush_due() and not self.paused:
+                continue
+            if await self.pipeline.flush():
+                backoff = 0.2
+                if self.paused:
+                    consumer.resume(*consumer.assignment())
+                    self.paused = False
+                continue
+            # ClickHouse is failing: stop fetching, keep polling, retry with backoff.
+            if not self.paused:
+                consumer.pause(*consumer.assignment())
+                self.paused = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def _commit(self, positions: dict[TP, int]) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            return
+        assignment = consumer.assignment()
+        offsets = {
+            TopicPartition(topic, partition): position
+            for (topic, partition), position in positions.items()
+            if TopicPartition(topic, partition) in assignment
+        }
+        if offsets:
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:
+                # The checkpoint in ClickHouse is authoritative; a missed commit only
+                # makes lag look higher until the next one.
+                log.warning("offset commit failed: %s", type(exc).__name__)
