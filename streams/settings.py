@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     clickhouse_user: str = "default"
     clickhouse_password: SecretStr = SecretStr("")
     clickhouse_database: str = "c2m"
+    clickhouse_fault_file: Path | None = Field(
+        None, description="Chaos drills only: while this file exists ClickHouse calls fail"
+    )
 
     # Servers (loopback by default)
     web_host: str = "127.0.0.1"

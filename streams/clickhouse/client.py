@@ -14,6 +14,15 @@ from streams.settings import Settings, mask_url
 
 def connect(settings: Settings) -> Any:
     """A client for the configured ClickHouse. One chDB engine path per process."""
+    client = _connect(settings)
+    if settings.clickhouse_fault_file is not None:
+        from streams.clickhouse.faults import FaultInjectingClient
+
+        return FaultInjectingClient(client, settings.clickhouse_fault_file)
+    return client
+
+
+def _connect(settings: Settings) -> Any:
     url = settings.effective_clickhouse_url
     scheme = urlsplit(url).scheme
     try:
