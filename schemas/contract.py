@@ -11,7 +11,8 @@ Reason codes (stable, used in the dead-letter topic and in metrics):
 - ``missing_field``: a required field is absent
 - ``invalid_ts``: ``ts`` is neither RFC 3339 with offset nor epoch milliseconds
 - ``invalid_field``: any other type or range violation (qty < 1, negative price, ...)
-- ``future_ts``: ``ts`` too far ahead of the wall clock (raised by the engine)
+- ``future_ts``: ``ts`` too far ahead of the record's Kafka timestamp (raised by the engine)
+- ``stale_ts``: ``ts`` more than ``C2M_MAX_PAST_DAYS`` before the record timestamp (engine)
 """
 
 from __future__ import annotations

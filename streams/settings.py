@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         168.0, ge=0, description="Hourly/daily windows kept in memory for rolling sums"
     )
     max_future_seconds: int = Field(300, ge=0)
+    max_past_days: int = Field(
+        365, ge=1, description="ts this far before the record time is dead-lettered (stale_ts)"
+    )
     idle_partition_seconds: int = Field(
         900, ge=0, description="Event-time lag behind the newest partition that makes one idle"
     )
@@ -122,6 +125,7 @@ class Settings(BaseSettings):
             correction_horizon_ms=int(self.correction_horizon_hours * 3_600_000),
             dedup_horizon_ms=int(self.dedup_horizon_hours * 3_600_000),
             max_future_ms=self.max_future_seconds * 1000,
+            max_past_ms=self.max_past_days * 86_400_000,
             max_message_bytes=self.max_message_bytes,
             live_retention_ms=int(self.live_retention_hours * 3_600_000),
         )

@@ -4,7 +4,8 @@ Framework-free: the Faust worker, the tests and the benchmarks feed it lists of
 ``Record``. Per record the steps are
 
 1. decode against the topic contract (``schemas.contract.decode``) -> dead letter on failure;
-2. reject event times too far ahead of the record's Kafka timestamp (``future_ts``);
+2. reject event times too far ahead of the record's Kafka timestamp (``future_ts``) or
+   absurdly far behind it (``stale_ts``, e.g. a zero timestamp from 1970);
 3. drop a repeated ``event_id`` (dedup horizon, per source partition);
 4. events behind the watermark by more than the correction horizon -> late events;
 5. apply to every window size; events behind the watermark but within the horizon are
@@ -54,6 +55,7 @@ class EngineConfig:
     correction_horizon_ms: int = 48 * 3_600_000
     dedup_horizon_ms: int = 48 * 3_600_000
     max_future_ms: int = 5 * 60_000
+    max_past_ms: int = 365 * 86_400_000  # older than this before the record time: stale_ts
     max_message_bytes: int = 1_048_576
     live_retention_ms: int = 7 * 86_400_000  # hourly and daily windows kept for rolling sums
 
@@ -238,6 +240,17 @@ class DemandEngine:
                         "future_ts",
                         f"ts is {(ts - ref) // 1000} s ahead of the record time "
                         f"(limit {cfg.max_future_ms // 1000} s)",
+                    )
+                )
+                continue
+            if ts < ref - cfg.max_past_ms:
+                ledger.dead_lettered += 1
+                out.rejected.append(
+                    Rejected(
+                        rec,
+                        "stale_ts",
+                        f"ts is {(ref - ts) // 86_400_000} days before the record time "
+                        f"(limit {cfg.max_past_ms // 86_400_000} days)",
                     )
                 )
                 continue
