@@ -9,6 +9,7 @@ ClickHouse (see docs/ARCHITECTURE.md, "Roll-ups").
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from streams.core.demand import MEASURES, CellKey, PartitionState
 
@@ -19,6 +20,15 @@ _DIM_INDEX = {name: 2 + i for i, name in enumerate(DIMENSIONS)}
 RollupKey = tuple[int | str, ...]
 
 
+def _accumulate(out: dict[Any, list[int]], key: Any, vec: Sequence[int]) -> None:
+    acc = out.get(key)
+    if acc is None:
+        out[key] = list(vec)
+    else:
+        for i, v in enumerate(vec):
+            acc[i] += v
+
+
 def merge_partitions(
     states: Iterable[PartitionState], window_seconds: int | None = None
 ) -> dict[CellKey, list[int]]:
@@ -26,14 +36,8 @@ def merge_partitions(
     out: dict[CellKey, list[int]] = {}
     for st in states:
         for key, vec in st.cells.items():
-            if window_seconds is not None and key[0] != window_seconds:
-                continue
-            acc = out.get(key)
-            if acc is None:
-                out[key] = list(vec)
-            else:
-                for i, v in enumerate(vec):
-                    acc[i] += v
+            if window_seconds is None or key[0] == window_seconds:
+                _accumulate(out, key, vec)
     return out
 
 
@@ -47,13 +51,7 @@ def rollup(
     idx = [_DIM_INDEX[d] for d in dims]
     out: dict[RollupKey, list[int]] = {}
     for key, vec in cells.items():
-        rk: RollupKey = (key[0], key[1], *(key[i] for i in idx))
-        acc = out.get(rk)
-        if acc is None:
-            out[rk] = list(vec)
-        else:
-            for i, v in enumerate(vec):
-                acc[i] += v
+        _accumulate(out, (key[0], key[1], *(key[i] for i in idx)), vec)
     return out
 
 
@@ -64,15 +62,8 @@ def rolling(
     out: dict[tuple[str, ...], list[int]] = {}
     lo = as_of_s - span_s
     for key, vec in cells.items():
-        if key[0] != window_seconds or not lo <= key[1] < as_of_s:
-            continue
-        ck: tuple[str, ...] = key[2:]
-        acc = out.get(ck)
-        if acc is None:
-            out[ck] = list(vec)
-        else:
-            for i, v in enumerate(vec):
-                acc[i] += v
+        if key[0] == window_seconds and lo <= key[1] < as_of_s:
+            _accumulate(out, key[2:], vec)
     return out
 
 
