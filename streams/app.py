@@ -163,7 +163,14 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
 
     @app.page("/api/stats")
     async def stats(web: Any, request: Any) -> Any:
-        return web.json(ledger_totals(engine) | {"catalog_skus": len(engine.catalog)})
+        return web.json(
+            ledger_totals(engine)
+            | {
+                "catalog_skus": len(engine.catalog),
+                "flushes": pipeline.flushes,
+                "pending_events": pipeline.pending_events,
+            }
+        )
 
     return pulse
 
