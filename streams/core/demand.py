@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from streams.core.dedup import Deduplicator
+from streams.core.inventory import SkuHours
 from streams.core.windows import Watermark
 
 # Slots in the per-cell measure vector.
@@ -68,6 +69,8 @@ class PartitionState:
     #: (cell, visitor hash) pairs seen since the last flush; unique visitors are counted
     #: in ClickHouse (uniqExact over these rows), which merges partitions exactly.
     new_visitors: set[tuple[CellKey, int]] = field(default_factory=set)
+    #: per-SKU hourly counters (inventory and the production brief)
+    skus: SkuHours = field(default_factory=SkuHours)
 
     def cell(self, key: CellKey) -> list[int]:
         vec = self.cells.get(key)
@@ -77,7 +80,7 @@ class PartitionState:
         return vec
 
     def needs_flush(self) -> bool:
-        return bool(self.dirty) or self.position != self.flushed_position
+        return bool(self.dirty) or bool(self.skus.dirty) or self.position != self.flushed_position
 
     def dirty_rows(self) -> Iterator[tuple[CellKey, list[int]]]:
         for key in self.dirty:
@@ -86,6 +89,7 @@ class PartitionState:
     def mark_flushed(self) -> None:
         self.dirty.clear()
         self.new_visitors.clear()
+        self.skus.dirty.clear()
         self.flushed_position = self.position
 
     def evict(self, horizon_ms: int, live_retention_ms: int = 0) -> int:
@@ -105,4 +109,4 @@ class PartitionState:
         ]
         for k in stale:
             del self.cells[k]
-        return len(stale)
+        return len(stale) + self.skus.evict(short_s)

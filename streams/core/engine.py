@@ -29,7 +29,13 @@ from schemas.contract import (
     ContractViolation,
     decode,
 )
-from schemas.events import LogisticsMovement, OrderEvent, PageViewEvent, ProductUpsert
+from schemas.events import (
+    LogisticsMovement,
+    OrderEvent,
+    PageViewEvent,
+    ProductUpsert,
+    StockLevel,
+)
 from streams.core.catalog import UNKNOWN, UNKNOWN_PRODUCT, Catalog, ProductAttrs
 from streams.core.dedup import Deduplicator, id_hash
 from streams.core.demand import (
@@ -42,6 +48,16 @@ from streams.core.demand import (
     CellKey,
     PartitionState,
     price_e4,
+)
+from streams.core.inventory import (
+    SKU_CANCELLED,
+    SKU_ORDERS,
+    SKU_PAGEVIEWS,
+    SKU_RECEIVED,
+    SKU_RETURNED,
+    SKU_SHIPPED,
+    SKU_UNITS,
+    SkuKey,
 )
 from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark, window_start_s
 
@@ -128,6 +144,11 @@ class Checkpoint:
 DedupRow = tuple[str, int, int, int, int]
 #: One row of ``c2m.visitor_cells``: (*CellKey, visitor hash).
 VisitorRow = tuple[Any, ...]
+#: One row of ``c2m.sku_state``: (topic, partition, sku, hour_s, *SKU_MEASURES, version).
+SkuRow = tuple[Any, ...]
+#: One row of ``c2m.products``: (sku, ts, factory_id, category, color, size, price_band,
+#: list_price, lead_time_days, moq).
+ProductRow = tuple[Any, ...]
 
 
 @dataclass(slots=True)
@@ -136,9 +157,14 @@ class FlushBatch:
     checkpoints: list[Checkpoint]
     dedup_rows: list[DedupRow] = field(default_factory=list)
     visitor_rows: list[VisitorRow] = field(default_factory=list)
+    sku_rows: list[SkuRow] = field(default_factory=list)
+    product_rows: list[ProductRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.rows or self.checkpoints or self.dedup_rows or self.visitor_rows)
+        return bool(
+            self.rows or self.checkpoints or self.dedup_rows or self.visitor_rows
+            or self.sku_rows or self.product_rows
+        )
 
 
 class DemandEngine:
@@ -148,6 +174,8 @@ class DemandEngine:
         self.config = config or EngineConfig()
         self.catalog = catalog if catalog is not None else Catalog()
         self.states: dict[tuple[str, int], PartitionState] = {}
+        #: catalog versions not yet written to ClickHouse (``c2m.products``)
+        self.pending_products: list[ProductRow] = []
 
     # ---------------------------------------------------------------- state
     def state(self, topic: str, partition: int) -> PartitionState:
@@ -171,6 +199,7 @@ class DemandEngine:
         checkpoint: Checkpoint,
         rows: Iterable[tuple[CellKey, list[int]]],
         dedup_ids: Iterable[tuple[int, int]] = (),
+        sku_rows: Iterable[tuple[SkuKey, list[int]]] = (),
     ) -> PartitionState:
         """Rebuild a partition from its last flushed checkpoint, cell rows and dedup ids."""
         self.drop(checkpoint.topic, checkpoint.partition)
@@ -184,6 +213,8 @@ class DemandEngine:
         st.ledger.late = checkpoint.late
         for key, vec in rows:
             st.cells[key] = list(vec)
+        for skey, svec in sku_rows:
+            st.skus.buckets[skey] = list(svec)
         st.dedup.load(dedup_ids)
         return st
 
@@ -204,6 +235,12 @@ class DemandEngine:
             factory_id=ev.factory_id,
             lead_time_days=ev.lead_time_days,
             moq=ev.moq,
+        )
+        attrs = self.catalog.lookup(ev.sku, ev.ts)
+        assert attrs is not None  # noqa: S101 - just upserted
+        self.pending_products.append(
+            (ev.sku, ev.ts, ev.factory_id, ev.category, ev.color, ev.size, attrs.price_band,
+             ev.list_price, ev.lead_time_days, ev.moq)
         )
         return None
 
@@ -282,9 +319,16 @@ class DemandEngine:
         ts = ev.ts
         if isinstance(ev, OrderEvent):
             region = ev.region
+            skus = st.skus
             if ev.event_type == "order_placed":
                 touched: set[CellKey] = set()
+                sku_seen: set[str] = set()
                 for line in ev.lines:
+                    sb = skus.bucket(line.sku, ts)
+                    sb[SKU_UNITS] += line.qty
+                    if line.sku not in sku_seen:
+                        sku_seen.add(line.sku)
+                        sb[SKU_ORDERS] += 1
                     a = self._attrs(st, line.sku, ts)
                     gmv = line.qty * price_e4(line.unit_price)
                     for size_s in sizes:
@@ -298,6 +342,7 @@ class DemandEngine:
                     st.cells[key][ORDERS] += 1
             else:
                 for line in ev.lines:
+                    skus.bucket(line.sku, ts)[SKU_CANCELLED] += line.qty
                     a = self._attrs(st, line.sku, ts)
                     for size_s in sizes:
                         key = (size_s, window_start_s(ts, size_s),
@@ -306,20 +351,28 @@ class DemandEngine:
         elif isinstance(ev, PageViewEvent):
             a = self._attrs(st, ev.sku, ts)
             visitor = id_hash(ev.visitor_id)
+            st.skus.bucket(ev.sku, ts)[SKU_PAGEVIEWS] += 1
             for size_s in sizes:
                 key = (size_s, window_start_s(ts, size_s),
                        a.category, a.color, a.size, a.price_band, ev.region)
                 st.cell(key)[PAGEVIEWS] += 1
                 st.new_visitors.add((key, visitor))
         elif isinstance(ev, LogisticsMovement) and ev.event_type == "returned":
+            st.skus.bucket(ev.sku, ts)[SKU_RETURNED] += ev.qty
             a = self._attrs(st, ev.sku, ts)
             region = ev.region or UNKNOWN
             for size_s in sizes:
                 key = (size_s, window_start_s(ts, size_s),
                        a.category, a.color, a.size, a.price_band, region)
                 st.cell(key)[RETURNED_UNITS] += ev.qty
-        # Other logistics events (stock levels, shipments, restocks) carry no demand;
-        # they are validated and counted as processed. Inventory is the alerts' job.
+        elif isinstance(ev, LogisticsMovement) and ev.event_type == "restock_shipped":
+            st.skus.bucket(ev.sku, ts)[SKU_SHIPPED] += ev.qty
+        elif isinstance(ev, LogisticsMovement) and ev.event_type == "restock_received":
+            st.skus.bucket(ev.sku, ts)[SKU_RECEIVED] += ev.qty
+        elif isinstance(ev, StockLevel):
+            st.skus.stock_count(ev.sku, ts, ev.on_hand)
+        # shipped / delivered movements carry no demand or stock change of their own:
+        # validated and counted as processed.
 
     # ---------------------------------------------------------------- flushing
     def flush_batch(self) -> FlushBatch:
@@ -332,6 +385,7 @@ class DemandEngine:
         checkpoints: list[Checkpoint] = []
         dedup_rows: list[DedupRow] = []
         visitor_rows: list[VisitorRow] = []
+        sku_rows: list[SkuRow] = []
         for st in self.states.values():
             if not st.needs_flush() or st.position is None:
                 continue
@@ -342,6 +396,10 @@ class DemandEngine:
                 (st.topic, st.partition, bucket, h, version) for bucket, h in st.dedup.pending
             )
             visitor_rows.extend((*key, visitor) for key, visitor in st.new_visitors)
+            sku_rows.extend(
+                (st.topic, st.partition, sku, hour, *vec, version)
+                for (sku, hour), vec in st.skus.dirty_rows()
+            )
             lg = st.ledger
             checkpoints.append(
                 Checkpoint(
@@ -349,10 +407,14 @@ class DemandEngine:
                     lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
                 )
             )
-        return FlushBatch(rows, checkpoints, dedup_rows, visitor_rows)
+        return FlushBatch(
+            rows, checkpoints, dedup_rows, visitor_rows, sku_rows, list(self.pending_products)
+        )
 
     def flushed(self, batch: FlushBatch) -> None:
         """The sink wrote ``batch``: mark it clean and drop what can no longer change."""
+        if batch.product_rows:
+            del self.pending_products[: len(batch.product_rows)]
         persisted: dict[tuple[str, int], int] = {}
         for topic, partition, *_ in batch.dedup_rows:
             persisted[(topic, partition)] = persisted.get((topic, partition), 0) + 1
