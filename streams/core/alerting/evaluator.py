@@ -87,6 +87,7 @@ class AlertEvaluator:
                         "color": product.color, "size": product.size,
                         "price_band": product.price_band,
                     },
+                    r.downgrade_ok,
                 )
             )
         return out
@@ -113,6 +114,7 @@ class AlertEvaluator:
                         dim, value, s.observed, round(s.baseline, 3),
                         round(s.ratio, 3) if math.isfinite(s.ratio) else -1.0,
                         details={"score": round(s.score, 3), "measure": "cell_orders"},
+                        downgrade_ok=s.downgrade_ok,
                     )
                 )
             r = evaluate_share(series, parent, hour, first, cfg)
