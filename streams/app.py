@@ -18,9 +18,12 @@ import faust
 from faust.app.base import BootStrategy
 from prometheus_client import start_http_server
 
+from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS
 from schemas.contract import TOPIC_DEAD_LETTER
 from streams import metrics
+from streams.alerting import AlertService
 from streams.catalog_reader import CatalogReader
+from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrations import migrate
 from streams.clickhouse.store import DemandStore
@@ -49,6 +52,7 @@ class PulseApp:
     catalog_reader: CatalogReader
     ingest: DemandConsumer
     client: Any
+    alerts: AlertService
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,7 +126,21 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         session_timeout_s=settings.session_timeout_seconds,
         client_config=settings.kafka_client_config(),
     )
-    pulse = PulseApp(app, settings, bootstrap, engine, store, pipeline, reader, ingest, client)
+    alert_topics = {
+        name: app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        for name in (TOPIC_RESTOCK_ALERTS, TOPIC_DEMAND_SIGNALS)
+    }
+
+    async def publish_alert(topic: str, key: bytes, value: bytes) -> Any:
+        return await alert_topics[topic].send(key=key, value=value)
+
+    alert_store = AlertStore(client, settings.clickhouse_database)
+    alerts = AlertService(alert_store, publish_alert, pipeline.io, settings.alert_config())
+    pulse = PulseApp(
+        app, settings, bootstrap, engine, store, pipeline, reader, ingest, client, alerts
+    )
 
     @app.task  # type: ignore[untyped-decorator]
     async def metrics_server() -> None:
@@ -139,6 +157,31 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         # No demand event is mapped before the catalog has been read to its end.
         await reader.ready.wait()
         await ingest.run()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def alert_rules() -> None:
+        if settings.alerts_enabled:
+            await reader.ready.wait()
+            await alerts.run(settings.alert_interval_seconds)
+
+    @app.page("/api/alerts")
+    async def api_alerts(web: Any, request: Any) -> Any:
+        factory = request.query.get("factory", "")[:64]
+        open_only = request.query.get("all", "") == ""
+        rows = await pipeline.io(alert_store.alerts, factory, open_only)
+        return web.json({"alerts": rows})
+
+    @app.page("/api/brief")
+    async def api_brief(web: Any, request: Any) -> Any:
+        try:
+            days = min(max(int(request.query.get("days", "14")), 1), 365)
+            run_days = min(max(int(request.query.get("run_days", "30")), 1), 365)
+        except ValueError:
+            return web.json({"error": "days and run_days must be integers"}, status=400)
+        category = request.query.get("category", "")[:128]
+        factory = request.query.get("factory", "")[:64]
+        rows = await pipeline.io(alert_store.brief, category, factory, days, run_days)
+        return web.json({"rows": jsonable(rows)})
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_flush(sender: Any, **kwargs: Any) -> None:
@@ -173,6 +216,21 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         )
 
     return pulse
+
+
+def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ClickHouse rows with datetimes as RFC 3339 strings and NaN/inf as null."""
+    import math
+    from datetime import datetime
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, datetime):
+            return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    return [{k: conv(v) for k, v in r.items()} for r in rows]
 
 
 def ledger_totals(engine: DemandEngine) -> dict[str, int]:

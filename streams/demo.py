@@ -16,6 +16,7 @@ from streams.app import PulseApp, ledger_totals
 from streams.runner import configure_logging, kafka_bootstrap, run_worker
 from streams.settings import Settings, mask_url
 from streams.sim.producer import orders_per_hour_for, run_simulation
+from streams.sim.scenario import Scenario
 
 #: Printed at the end of the demo for the user to try; {db} is the database identifier.
 EXAMPLE_QUERY = (
@@ -101,13 +102,43 @@ class LiveView:
         self.out.flush()
 
 
+def history_options(start_ms: int, days: float) -> dict[str, Any]:
+    """Simulator options for a demo with ``days`` of history: the alert scenario (SKUs
+    heading for stockout, colours taking off half a day before the end)."""
+    surge = start_ms + int(max(days - 0.5, 0.5) * 86_400_000)
+    return {
+        "n_skus": 60,
+        "orders_per_hour": 200.0,
+        "scenario": Scenario(surge_start_ms=surge),
+    }
+
+
 def run_demo(
-    settings: Settings, *, duration_s: float | None, rate: float, seed: int, speed: float
+    settings: Settings,
+    *,
+    duration_s: float | None,
+    rate: float,
+    seed: int,
+    speed: float,
+    history_days: float = 0.0,
 ) -> int:
     configure_logging(settings.log_level)
     span_s = (duration_s if duration_s is not None else 6 * 3600 / speed) * speed
     start_ms = int((time.time() - span_s) * 1000)
     result: dict[str, Any] = {}
+    if history_days > 0:
+        start_ms = int(time.time() * 1000 - history_days * 86_400_000)
+        sim_options = history_options(start_ms, history_days)
+        sim_rate: float | None = None  # history as fast as it goes, then real time
+        sim_speed = 1e9
+    else:
+        sim_options = {
+            "orders_per_hour": orders_per_hour_for(rate, speed),
+            # a promotion in the middle of the run, so a spike shows up
+            "promo_start_ms": start_ms + int(span_s * 500),
+            "promo_hours": max(span_s / 3600 / 6, 0.25),
+        }
+        sim_rate, sim_speed = rate, speed
 
     async def simulator(pulse: PulseApp) -> None:
         producer = AIOKafkaProducer(
@@ -120,14 +151,9 @@ def run_demo(
         finally:
             await producer.stop()
         result["produced"] = await run_simulation(
-            pulse.bootstrap, seed=seed, rate=rate, duration_s=None, speed=speed,
+            pulse.bootstrap, seed=seed, rate=sim_rate, duration_s=None, speed=sim_speed,
             start_ms=start_ms, producer_config=settings.kafka_client_config(),
-            sim_options={
-                "orders_per_hour": orders_per_hour_for(rate, speed),
-                # a promotion in the middle of the run, so a spike shows up
-                "promo_start_ms": start_ms + int(span_s * 500),
-                "promo_hours": max(span_s / 3600 / 6, 0.25),
-            },
+            sim_options=sim_options,
         )
 
     async def live(pulse: PulseApp) -> None:
@@ -144,6 +170,7 @@ def run_demo(
             f"{totals['dead_lettered']} dead-lettered, {totals['duplicates']} duplicates, "
             f"{totals['late']} late\n"
             f"  {db}.demand_by_attribute: {rows[0]} rows, {rows[1]} units\n"
+            f"  alerts: {pulse.alerts.hours_evaluated} event-time hours evaluated\n"
             f"  data: ClickHouse (chDB) at {mask_url(settings.effective_clickhouse_url)}, "
             f"database {db}\n\n"
             f"Try:\n  c2m query \"{example}\"",

@@ -33,3 +33,8 @@ WATERMARK_LAG = Gauge(
     ["topic", "partition"],
 )
 BUILD = Info("c2m_build", "c2m-pulse build information")
+ALERTS = Counter(
+    "c2m_alerts_total", "Alert changes published, by rule, severity and state",
+    ["kind", "severity", "state"],
+)
+ALERT_HOURS = Counter("c2m_alert_hours_evaluated_total", "Event-time hours evaluated for alerts")
