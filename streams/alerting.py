@@ -2,9 +2,11 @@
 
 Loop (a Faust task in the worker, every ``alert_interval_seconds``):
 
-1. read the global event-time watermark (``c2m.event_time_progress``: the minimum over
-   active partitions, idle ones excluded). An hour is *finished* when the watermark is
-   past its end; hours are evaluated in order, each exactly once;
+1. read the event-time watermark of every source partition (``c2m.checkpoints``) and
+   take the alert watermark (``streams.core.alerting.progress``: stricter than the
+   demand views' idle rule, so a replay sees the same complete hours). An hour is
+   *finished* when the watermark is past its end; hours are evaluated in order, each
+   exactly once;
 2. load the rules' inputs for the pending hours plus their history from ClickHouse
    (``sku_hourly``, ``products_current``, hourly ``demand_state``) and run the pure
    evaluator (``streams.core.alerting``) hour by hour;
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +43,7 @@ from streams.clickhouse.alerts import AlertStore
 from streams.core.alerting.book import Alert
 from streams.core.alerting.evaluator import AlertConfig, AlertEvaluator, PreparedInputs
 from streams.core.alerting.inputs import DAY, HOUR
+from streams.core.alerting.progress import alert_watermark
 from streams.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -137,6 +141,9 @@ class AlertService:
         io: IO,
         config: AlertConfig | None = None,
         max_hours_per_tick: int = 48,
+        expected_partitions: Callable[[], set[tuple[str, int]]] = set,
+        idle_ms: int = 900_000,
+        idle_wall_s: float = 60.0,
     ) -> None:
         self.store = store
         self.publish = publish
@@ -147,6 +154,10 @@ class AlertService:
         self.last_hour: int | None = None
         self._loaded = False
         self.hours_evaluated = 0
+        self.expected_partitions = expected_partitions
+        self.idle_ms = idle_ms
+        self.idle_wall_s = idle_wall_s
+        self._started = time.monotonic()
 
     async def _reload(self) -> None:
         current = await self.io(self.store.current_alerts)
@@ -166,7 +177,11 @@ class AlertService:
     async def _tick(self) -> int:
         if not self._loaded:
             await self._reload()
-        wm = await self.io(self.store.watermark_ms)
+        progress = await self.io(self.store.partition_progress)
+        wm = alert_watermark(
+            progress, self.expected_partitions(), idle_ms=self.idle_ms,
+            idle_wall_s=self.idle_wall_s, uptime_s=time.monotonic() - self._started,
+        )
         if wm is None:
             return 0
         done_until = (wm // 1000) // HOUR * HOUR  # hours ending at or before this are finished

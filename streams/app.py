@@ -137,7 +137,20 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         return await alert_topics[topic].send(key=key, value=value)
 
     alert_store = AlertStore(client, settings.clickhouse_database)
-    alerts = AlertService(alert_store, publish_alert, pipeline.io, settings.alert_config())
+    def demand_partitions() -> set[tuple[str, int]]:
+        consumer = ingest.consumer
+        if consumer is None:
+            return set()
+        return {
+            (t, p) for t in ingest.topics for p in (consumer.partitions_for_topic(t) or ())
+        }
+
+    alerts = AlertService(
+        alert_store, publish_alert, pipeline.io, settings.alert_config(),
+        expected_partitions=demand_partitions,
+        idle_ms=settings.idle_partition_seconds * 1000,
+        idle_wall_s=settings.alert_idle_wall_seconds,
+    )
     pulse = PulseApp(
         app, settings, bootstrap, engine, store, pipeline, reader, ingest, client, alerts
     )
@@ -212,6 +225,8 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
                 "catalog_skus": len(engine.catalog),
                 "flushes": pipeline.flushes,
                 "pending_events": pipeline.pending_events,
+                "alert_hours_evaluated": alerts.hours_evaluated,
+                "alert_last_hour": alerts.last_hour,
             }
         )
 

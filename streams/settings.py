@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # Alerts (docs/ALERTS.md)
     alerts_enabled: bool = Field(True, description="Evaluate restock and demand-surge alerts")
     alert_interval_seconds: float = Field(5.0, gt=0)
+    alert_idle_wall_seconds: float = Field(
+        60.0, ge=0, description="A partition without new checkpoints this long may be idle"
+    )
     alert_service_level: float = Field(0.95, gt=0.5, lt=1.0)
     alert_history_days: int = Field(14, ge=1, le=90)
     alert_review_days: int = Field(7, ge=0, le=90)

@@ -14,6 +14,7 @@ from typing import Any
 
 from streams.core.alerting.book import Alert
 from streams.core.alerting.inputs import DIMENSIONS, AlertInputs, Product, SkuHour
+from streams.core.alerting.progress import PartitionProgress
 from streams.core.catalog import UNKNOWN
 from streams.errors import SinkUnavailable
 
@@ -46,11 +47,18 @@ class AlertStore:
             raise SinkUnavailable(f"ClickHouse read failed: {type(exc).__name__}: {exc}") from exc
 
     # ---------------------------------------------------------------- progress
-    def watermark_ms(self) -> int | None:
-        rows = self._rows(f"SELECT watermark_ms FROM {self.db}.event_time_progress")  # noqa: S608
-        if not rows or rows[0][0] is None or rows[0][0] < 0:
-            return None
-        return int(rows[0][0])
+    def partition_progress(self) -> dict[tuple[str, int], PartitionProgress]:
+        """Latest checkpoint of every source partition, with its age in seconds."""
+        rows = self._rows(
+            "SELECT source_topic, source_partition, argMax(watermark, position), "  # noqa: S608
+            "argMax(max_ts, position), "
+            "dateDiff('millisecond', max(written_at), now64(3)) / 1000 "
+            f"FROM {self.db}.checkpoints GROUP BY source_topic, source_partition"
+        )
+        return {
+            (str(t), int(p)): PartitionProgress(int(wm), int(mx), float(age))
+            for t, p, wm, mx, age in rows
+        }
 
     def first_hour(self) -> int | None:
         rows = self._rows(

@@ -30,15 +30,17 @@ DAYS = 8
 SURGE_START_MS = START_MS + 6 * DAY_MS + 2 * HOUR_MS
 
 
-def scenario_sim(seed: int = 7) -> ShopSimulator:
+def scenario_sim(seed: int = 7, surge_start_ms: int = SURGE_START_MS) -> ShopSimulator:
     return ShopSimulator(
         seed, START_MS, n_skus=60, orders_per_hour=200,
-        scenario=Scenario(surge_start_ms=SURGE_START_MS),
+        scenario=Scenario(surge_start_ms=surge_start_ms),
     )
 
 
-def scenario_events(seed: int = 7, days: float = DAYS) -> tuple[list[SimEvent], ScenarioTruth]:
-    sim = scenario_sim(seed)
+def scenario_events(
+    seed: int = 7, days: float = DAYS, surge_start_ms: int = SURGE_START_MS
+) -> tuple[list[SimEvent], ScenarioTruth]:
+    sim = scenario_sim(seed, surge_start_ms)
     events = sim.catalog() + sim.events(START_MS + int(days * DAY_MS))
     return events, sim.truth
 

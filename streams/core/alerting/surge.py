@@ -16,7 +16,7 @@ Surge at hour H for key k with parent category c:
 - fires when observed >= ``min_orders`` and observed >= ``ratio`` x b and the
   overdispersed Poisson score (observed - b) / sqrt(dispersion x max(b, 1)) >=
   ``min_score``; clears below ``resolve_ratio`` x b. Critical at ``critical_ratio`` x b
-  and above; back to warning only below 3/4 of that (hysteresis).
+  and above; back to warning only below ``ratio`` x b (hysteresis).
 
 Rising share at hour H: k's share of its category's orders over the last 24 h against
 its share over the ``baseline_days - 1`` days before; fires when the ratio of shares is
@@ -105,7 +105,7 @@ def evaluate_surge(
     firing = obs >= cfg.min_orders and obs >= cfg.ratio * base and score >= cfg.min_score
     clear = obs < cfg.resolve_ratio * base or obs < cfg.min_orders / 2
     severity = "critical" if obs >= cfg.critical_ratio * base else "warning"
-    downgrade_ok = obs < 0.75 * cfg.critical_ratio * base
+    downgrade_ok = obs < cfg.ratio * base
     return SurgeFinding(firing, clear, severity, obs, base, ratio, score, downgrade_ok)
 
 
