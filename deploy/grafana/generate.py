@@ -56,7 +56,7 @@ def ch(
         "datasource": CLICKHOUSE,
         "editorType": "sql",
         "format": 0 if kind == "timeseries" else 1,  # 0 time series, 1 table
-        "queryType": "timeseries" if kind == "timeseries" else "table",
+        "queryType": "timeSeries" if kind == "timeseries" else "table",  # plugin QueryType
         "rawSql": sql.strip(),
         "refId": "A",
     }
