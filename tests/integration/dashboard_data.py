@@ -31,6 +31,7 @@ from streams.sim.model import generate_history
 
 START_MS = 1_794_398_400_000  # 2026-11-11 12:00 UTC (a whole hour: windows align)
 HOURS = 3
+SEED = 7
 PARTITIONS = 4
 
 
@@ -49,7 +50,7 @@ def build(engine_dir: Path) -> Any:
         offsets[(topic, part)] = off + 1
         return Record(topic, part, off, ts_ms, key.encode(), orjson.dumps(value))
 
-    events = generate_history(7, START_MS, HOURS, orders_per_hour=400)
+    events = generate_history(SEED, START_MS, HOURS, orders_per_hour=400)
     demand: list[Record] = []
     for ev in events:
         rec = record(ev.topic, ev.key, ev.value, ev.ts_ms)

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.dashboard_data import HOURS, START_MS
+from streams.sim.model import ShopSimulator
+from tests.integration.dashboard_data import HOURS, SEED, START_MS
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +149,7 @@ def test_every_clickhouse_panel_returns_rows_on_simulated_data(tmp_path: Path) -
     var_queries = [v["query"] for v in variables if v["type"] == "query"]
     frm, to = START_MS // 1000, START_MS // 1000 + HOURS * 3600
     # two settings of the variables: hourly windows with "All" categories; 5-minute
-    # windows with one category (the first the category variable's query returns)
+    # windows with one category of the simulated catalog
     combos = [{"window": "3600", "category": "__all"}, {"window": "300", "category": None}]
     # Grafana's interval for a 3 h range on a ~1000 px panel is 10 s; also try 5 minutes.
     queries = []
@@ -157,14 +158,14 @@ def test_every_clickhouse_panel_returns_rows_on_simulated_data(tmp_path: Path) -
             for _, _, t in targets:
                 queries.append((combo, interval, t["rawSql"]))
 
-    # first pass: the variable queries, to pick a real category
-    var_rows = _run_chdb(tmp_path / "chdb-vars", var_queries)
-    assert all(var_rows), "a template variable query returned nothing"
-    category = var_rows[0][0][0]
+    # a category of the simulated catalog (the category variable must offer it)
+    category = sorted(e.value["category"] for e in ShopSimulator(SEED, START_MS).catalog())[0]
     combos[1]["category"] = category
 
     expanded = [expand(sql, frm, to, interval, c) for c, interval, sql in queries]  # type: ignore[arg-type]
-    results = _run_chdb(tmp_path / "chdb", expanded)
+    results = _run_chdb(tmp_path / "chdb", var_queries + expanded)
+    var_rows, results = results[: len(var_queries)], results[len(var_queries) :]
+    assert [category] in var_rows[0], "the category variable does not offer the category"
     empty = [
         (title, combo, interval)
         for (combo, interval, _), rows, (_, title, _) in zip(
