@@ -99,7 +99,18 @@ def test_dashboards_are_generated_and_reference_provisioned_datasources() -> Non
     titles = {_load(p)["title"] for p in DASHBOARDS}
     assert {"Factory demand", "Pipeline health"} <= titles
     for path in DASHBOARDS:
-        for panel in _load(path)["panels"]:
+        board = _load(path)
+        panels = board["panels"]
+        assert len({p["id"] for p in panels}) == len(panels), path.name
+        cells: set[tuple[int, int]] = set()
+        for panel in panels:
+            assert panel["type"] in {"timeseries", "table", "stat", "barchart"}, panel["title"]
+            g = panel["gridPos"]
+            assert g["x"] >= 0 and g["x"] + g["w"] <= 24, panel["title"]
+            area = {(x, y) for x in range(g["x"], g["x"] + g["w"])
+                    for y in range(g["y"], g["y"] + g["h"])}
+            assert not area & cells, f"{panel['title']} overlaps another panel"
+            cells |= area
             for t in panel["targets"]:
                 assert (t["datasource"]["type"], t["datasource"]["uid"]) in uids, panel["title"]
 
