@@ -33,6 +33,7 @@ from streams.core.pricebands import PriceBands
 from streams.ingest import DemandConsumer
 from streams.pipeline import DemandPipeline
 from streams.settings import Settings
+from streams.web import register_web_view
 
 __version__ = importlib.metadata.version("c2m-pulse")
 
@@ -230,6 +231,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
             }
         )
 
+    register_web_view(app, pulse)  # /view and /api/view/{name}
     return pulse
 
 

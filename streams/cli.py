@@ -97,7 +97,10 @@ def broker() -> None:
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--speed", type=float, default=60.0, show_default=True,
               help="Simulated seconds per wall second")
-def simulate(rate: float, duration: float, seed: int, speed: float) -> None:
+@click.option("--forever", is_flag=True,
+              help="Ignore --duration: backfill ten wall minutes at --speed, then run in "
+                   "real time until stopped")
+def simulate(rate: float, duration: float, seed: int, speed: float, forever: bool) -> None:
     """Produce realistic shop events to the input topics (needs C2M_KAFKA_BOOTSTRAP)."""
     from streams.kafka.topics import ensure_topics
     from streams.sim.producer import orders_per_hour_for, run_simulation
@@ -108,7 +111,8 @@ def simulate(rate: float, duration: float, seed: int, speed: float) -> None:
     ensure_topics(s.kafka_bootstrap, s.topic_partitions, s.kafka_client_config())
     n = asyncio.run(
         run_simulation(
-            s.kafka_bootstrap, seed=seed, rate=rate, duration_s=duration, speed=speed,
+            s.kafka_bootstrap, seed=seed, rate=rate, duration_s=None if forever else duration,
+            speed=speed,
             producer_config=s.kafka_client_config(),
             sim_options={"orders_per_hour": orders_per_hour_for(rate, speed)},
         )

@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams import metrics
 from streams.core.engine import DEMAND_TOPICS, Record
 from streams.pipeline import TP, DemandPipeline
 
@@ -65,6 +66,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 if position is not None:
                     consumer.seek(tp, position)
         self.ingest.assigned.set()
+        metrics.PARTITIONS_ASSIGNED.set(len(consumer.assignment()))
 
 
 class DemandConsumer:
@@ -145,11 +147,14 @@ class DemandConsumer:
                         for msgs in batches.values()
                         for m in msgs
                     ]
-                    await self.pipeline.handle(records)
+                    await self.pipeline.handle(
+                        records, min(msgs[0].timestamp for msgs in batches.values())
+                    )
             if not self.pipeline.flush_due() and not self.paused:
                 continue
             if await self.pipeline.flush():
                 backoff = 0.2
+                self._update_lag(consumer)
                 if self.paused:
                     consumer.resume(*consumer.assignment())
                     self.paused = False
@@ -161,6 +166,18 @@ class DemandConsumer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
             backoff = min(backoff * 2, 30.0)
+
+    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Consumer lag per partition from the highwater of the last fetch response."""
+        states = self.pipeline.engine.states
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            st = states.get((tp.topic, tp.partition))
+            if highwater is None or st is None or st.position is None:
+                continue
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                max(highwater - st.position, 0)
+            )
 
     async def _commit(self, positions: dict[TP, int]) -> None:
         consumer = self.consumer

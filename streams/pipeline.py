@@ -63,13 +63,19 @@ class DemandPipeline:
         self.sink_healthy = True
         self.flushes = 0
         self._counted: dict[TP, tuple[int, ...]] = {}
+        #: Kafka timestamp (ms) of the oldest record of each batch applied since the last flush
+        self._pending_record_ts: list[int] = []
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
     # ---------------------------------------------------------------- batches
-    async def handle(self, records: Sequence[Record]) -> None:
-        """Apply one batch (any partitions, each in offset order). Does not flush."""
+    async def handle(self, records: Sequence[Record], oldest_ts_ms: int | None = None) -> None:
+        """Apply one batch (any partitions, each in offset order). Does not flush.
+
+        ``oldest_ts_ms``: Kafka timestamp of the batch's oldest record, for the end-to-end
+        latency metric (observed when the flush covering the batch is committed).
+        """
         async with self._lock:
             records = self._skip_applied(records)
             if not records:
@@ -81,6 +87,9 @@ class DemandPipeline:
             self._count(records)
             await self._emit(outcome)
             self._pending_events += len(records)
+            if oldest_ts_ms is not None and oldest_ts_ms > 0:
+                self._pending_record_ts.append(oldest_ts_ms)
+            self._update_gauges()
 
     def _skip_applied(self, records: Sequence[Record]) -> Sequence[Record]:
         """Drop records at or before a partition's position (a re-delivery is harmless)."""
@@ -157,6 +166,8 @@ class DemandPipeline:
             for topic, partition in tps:
                 self.engine.drop(topic, partition)
                 self._counted.pop((topic, partition), None)
+                metrics.forget_partition(topic, partition)
+            self._update_gauges()
 
     # ---------------------------------------------------------------- internals
     async def _emit(self, outcome: BatchOutcome) -> None:
@@ -178,6 +189,8 @@ class DemandPipeline:
         late = self._pending_late
         if batch or late:
             started = time.perf_counter()
+            if not self.sink_healthy:
+                metrics.FLUSH_RETRIES.inc()
             try:
                 await self.io(
                     self.store.write, batch, late, self.engine.config.allowed_lateness_ms
@@ -186,7 +199,7 @@ class DemandPipeline:
                 if self.sink_healthy:
                     log.warning("ClickHouse flush failed, will retry: %s", exc)
                 self.sink_healthy = False
-                metrics.FLUSH_RETRIES.inc()
+                metrics.FLUSH_FAILURES.labels("write").inc()
                 return False
             if not self.sink_healthy:
                 log.warning("ClickHouse is back; flushed the backlog")
@@ -207,6 +220,7 @@ class DemandPipeline:
             await d
         if batch.checkpoints and self.commit is not None:
             await self.commit({(c.topic, c.partition): c.position for c in batch.checkpoints})
+        self._observe_end_to_end()
         self._pending_events = 0
         self._last_flush = time.monotonic()
         self.flushes += 1
@@ -219,6 +233,7 @@ class DemandPipeline:
             try:
                 return await self.io(fn, *args)
             except SinkError as exc:
+                metrics.FLUSH_FAILURES.labels("read").inc()
                 metrics.FLUSH_RETRIES.inc()
                 log.warning("%s; retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
@@ -240,15 +255,25 @@ class DemandPipeline:
             if now[-1] > before[-1]:
                 metrics.UNKNOWN_SKU_LINES.labels(tp[0]).inc(now[-1] - before[-1])
 
+    def _observe_end_to_end(self) -> None:
+        stamps, self._pending_record_ts = self._pending_record_ts, []
+        now_ms = time.time() * 1000
+        for ts in stamps:
+            metrics.END_TO_END_SECONDS.observe(max(now_ms - ts, 0.0) / 1000)
+
     def _update_gauges(self) -> None:
         now = time.time()
-        cells = 0
+        cells = dedup_ids = visitors = 0
         for st in self.engine.states.values():
             cells += len(st.cells)
+            dedup_ids += len(st.dedup)
+            visitors += len(st.new_visitors)
             wm = st.watermark.value
             if wm is not None:
                 metrics.WATERMARK_LAG.labels(st.topic, str(st.partition)).set(now - wm / 1000)
         metrics.LIVE_CELLS.set(cells)
+        metrics.DEDUP_IDS.set(dedup_ids)
+        metrics.VISITOR_ENTRIES.set(visitors)
 
     def close(self) -> None:
         self._io.shutdown(wait=True)
