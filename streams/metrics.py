@@ -72,7 +72,9 @@ ALERTS = Counter(
     "c2m_alerts_total", "Alert changes published, by rule, severity and state",
     ["kind", "severity", "state"],
 )
-ALERT_HOURS = Counter("c2m_alert_evaluations_total", "Event-time hours evaluated by the alert rules")
+ALERT_HOURS = Counter(
+    "c2m_alert_evaluations_total", "Event-time hours evaluated by the alert rules"
+)
 
 _PER_PARTITION = (WATERMARK_LAG, CONSUMER_LAG)
 

@@ -138,6 +138,30 @@ WHERE horizon = '24h' AND {CATEGORY}
 GROUP BY category, color, size, price_band
 ORDER BY net_units_24h DESC LIMIT 20""",
        description="c2m.demand_rolling: as of the newest event time, not the wall clock."),
+    ch("Open alerts", "table", """
+SELECT changed_at, kind, severity, state, category,
+       if(kind = 'restock', sku, concat(dimension, '=', value)) AS subject,
+       recommended_qty, projected_stockout,
+       JSONExtractString(message, 'summary_zh') AS summary_zh,
+       JSONExtractString(message, 'summary_en') AS summary_en
+FROM c2m.alerts FINAL
+WHERE state != 'resolved'
+ORDER BY severity = 'critical' DESC, changed_at DESC LIMIT 50""", width=24, height=9,
+       description="Current version of every open restock alert and demand signal "
+                   "(c2m.alerts; times are event time)."),
+    ch("Production brief (last 14 days, run covering 30 days)", "table", """
+WITH b AS (SELECT * FROM c2m.production_brief(days=14, run_days=30, factory=''))
+SELECT category, dimension, value, recommended_qty, qty_low, qty_high,
+       round(share, 4) AS share, net_units, round(conversion_rate, 4) AS conversion,
+       round(return_rate, 4) AS return_rate
+FROM b
+WHERE category = if(${category:sqlstring} = '__all',
+                    (SELECT category FROM b WHERE dimension = 'total'
+                     ORDER BY net_units DESC LIMIT 1),
+                    ${category:sqlstring})
+ORDER BY dimension = 'total' DESC, dimension, net_units DESC LIMIT 40""", width=24, height=10,
+       description="c2m.production_brief: colour mix, size curve and price bands with 95% "
+                   "intervals; the top category when none is chosen."),
 ]
 
 _RATE = "$__rate_interval"
@@ -158,6 +182,10 @@ PIPELINE_PANELS: list[Panel] = [
         (f'sum by (outcome) (rate(c2m_events_total{{outcome!="consumed"}}[{_RATE}]))',
          "{{outcome}}"),
     ], unit="ops"),
+    prom("Alerts published (changes per hour)", [
+        (f"sum by (kind, severity) (rate(c2m_alerts_total[{_RATE}])) * 3600",
+         "{{kind}} {{severity}}"),
+    ]),
     prom("Dead letters by reason (per s)", [
         (f"sum by (reason) (rate(c2m_dead_letters_total[{_RATE}]))", "{{reason}}"),
     ], unit="ops"),

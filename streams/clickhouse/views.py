@@ -112,6 +112,41 @@ LIMIT {limit:UInt32}
 """
 
 
+_ALERTS = """
+SELECT changed_at, kind, severity, state, category,
+       if(kind = 'restock', sku, concat(dimension, '=', value)) AS subject,
+       recommended_qty,
+       JSONExtractString(message, 'summary_zh') AS summary_zh,
+       JSONExtractString(message, 'summary_en') AS summary_en
+FROM {db}.alerts FINAL
+WHERE state != 'resolved'
+ORDER BY severity = 'critical' DESC, changed_at DESC, alert_id
+LIMIT {limit:UInt32}
+"""
+
+_BRIEF = """
+WITH b AS (SELECT * FROM {db}.production_brief(days={days:UInt32}, run_days={run_days:UInt32},
+                                               factory=''))
+SELECT category, dimension, value, recommended_qty, qty_low, qty_high,
+       round(share, 4) AS share, net_units, round(conversion_rate, 4) AS conversion,
+       round(return_rate, 4) AS return_rate
+FROM b
+WHERE category = if({category:String} = '',
+                    (SELECT category FROM b WHERE dimension = 'total'
+                     ORDER BY net_units DESC, category LIMIT 1),
+                    {category:String})
+ORDER BY dimension = 'total' DESC, dimension, net_units DESC, value
+LIMIT 40
+"""
+
+
+def _text(args: Mapping[str, str], name: str, max_len: int) -> str:
+    raw = args.get(name, "")
+    if len(raw) > max_len or any(ord(c) < 32 for c in raw):
+        raise BadRequest(f"{name} must be at most {max_len} printable characters")
+    return raw
+
+
 def _per_dim(sql: str) -> dict[str, str]:
     return {d: sql.replace("{dim}", d) for d in DIMENSIONS}
 
@@ -140,6 +175,17 @@ QUERIES: dict[str, ViewQuery] = {
     ),
     "rolling": ViewQuery(
         {"": _ROLLING}, lambda a: ("", {"limit": _int(a, "limit", 15, 1, 200)})
+    ),
+    "alerts": ViewQuery(
+        {"": _ALERTS}, lambda a: ("", {"limit": _int(a, "limit", 20, 1, 200)})
+    ),
+    "brief": ViewQuery(
+        {"": _BRIEF},
+        lambda a: (
+            "",
+            {"category": _text(a, "category", 128), "days": _int(a, "days", 14, 1, 365),
+             "run_days": _int(a, "run_days", 30, 1, 365)},
+        ),
     ),
 }
 

@@ -72,7 +72,29 @@ def build(engine_dir: Path) -> Any:
         store.write(batch, late, engine.config.allowed_lateness_ms)
         engine.flushed(batch)
         late = []
+    _write_alerts(client)
     return client
+
+
+def _write_alerts(client: Any) -> None:
+    """Alerts as the worker stores them, from the signal-quality scenario (three days of
+    history are needed before the rules can fire; three hours of demand are not enough)."""
+    from streams.alerting import to_message
+    from streams.clickhouse.alerts import AlertStore
+    from streams.core.alerting.evaluator import AlertEvaluator, PreparedInputs
+    from tests.signals.quality import DAY_MS, HOUR_MS, scenario_events
+    from tests.signals.quality import START_MS as SCENARIO_START
+    from tests.signals.reference import reference_inputs
+
+    events, _ = scenario_events(7, 3.0, SCENARIO_START + 2 * DAY_MS + 2 * HOUR_MS)
+    prep = PreparedInputs(reference_inputs(events))
+    assert prep.first_hour is not None
+    evaluator = AlertEvaluator()
+    store = AlertStore(client, "c2m")
+    last = SCENARIO_START // 1000 + 3 * 86_400 - 3600
+    for hour in range(prep.first_hour, last, 3600):
+        changes = evaluator.evaluate(hour, prep)
+        store.write([(a, to_message(a).model_dump_json()) for a in changes], hour)
 
 
 def main() -> None:
