@@ -469,11 +469,15 @@ class ShopSimulator:
         ]
         if sc.surge_start_ms is not None:
             used: set[str] = set()
-            for _, (cat, color) in sorted(candidates, reverse=True):
+            total_pop = sum(pop)
+            for weight, (cat, color) in sorted(candidates, reverse=True):
                 if cat in used or len(truth.surges) >= sc.surges:
                     continue
-                used.add(cat)
                 start = sc.surge_start_ms + len(truth.surges) * sc.surge_gap_hours * HOUR_MS
+                base = self.orders_per_hour * seasonality(start) * weight / total_pop
+                if base < sc.surge_min_base_per_hour:
+                    continue
+                used.add(cat)
                 ids = tuple(skus[i].sku for i in by_color[(cat, color)])
                 truth.surges.append(Surge(cat, color, ids, start))
                 truth.multiplier.update({sku: sc.surge_multiplier for sku in ids})

@@ -14,7 +14,9 @@
   ``surge_gap_hours`` another one in another category (``surges`` in all): its SKUs
   become ``surge_multiplier`` times as popular, without taking demand from the other
   SKUs (traffic grows by what they gain). ``ScenarioTruth.uplift`` gives, for any set of
-  SKUs, the factor by which their expected orders grew (what a surge alert should see);
+  SKUs, the factor by which their expected orders grew (what a surge alert should see).
+  Only colours expected to take at least ``surge_min_base_per_hour`` orders an hour at
+  the surge start are chosen: the rules ignore smaller cells on purpose;
 - one size of one category has ``high_return_multiplier`` times its return rate.
 """
 
@@ -33,6 +35,9 @@ class Scenario:
     surge_multiplier: float = 4.0
     surges: int = 2
     surge_gap_hours: int = 4
+    #: only colours with at least this many expected orders per hour when their surge
+    #: starts: below it the rules' minimum volume applies (the long tail must not fire)
+    surge_min_base_per_hour: float = 4.5
     high_return_multiplier: float = 3.0
 
 

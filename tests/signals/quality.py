@@ -136,11 +136,11 @@ def score(
     return out
 
 
-def main() -> None:
-    events, truth = scenario_events()
+def main(seed: int = 7) -> None:
+    events, truth = scenario_events(seed)
     changes = evaluate_hours(events)
     scores = score(changes, truth, events)
-    print(f"scenario: {len(events):,} events over {DAYS} days, seed 7")
+    print(f"scenario: {len(events):,} events over {DAYS} days, seed {seed}")
     print(
         "| rule | truth | episodes TP/FP | precision | recall | detection delay (h) "
         "| collateral |"
@@ -164,4 +164,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    for arg in sys.argv[1:] or ["7"]:
+        main(int(arg))

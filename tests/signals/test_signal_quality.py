@@ -90,3 +90,19 @@ def test_restart_midway_changes_nothing(
         got += second.evaluate(h, prep)
         h += 3600
     assert got == changes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [3, 11, 19])
+def test_targets_hold_on_other_seeds(seed: int) -> None:
+    events, truth = scenario_events(seed)
+    changes = evaluate_hours(events)
+    scores = score(changes, truth, events)
+    for kind in ("restock", "surge"):
+        assert scores[kind].precision >= 0.9 and scores[kind].recall >= 0.9, (kind, scores)
+    assert all(0 <= d <= 1 for d in scores["surge"].delays_h)
+    for a in changes:
+        if a.kind == "restock" and a.state == "open":
+            true_out = truth.stockout_ms.get(a.sku)
+            lead_s = a.details["lead_time_days"] * 86_400
+            assert true_out is None or true_out // 1000 - a.opened_at >= lead_s, a
