@@ -104,8 +104,10 @@ class LiveView:
 
 def history_options(start_ms: int, days: float) -> dict[str, Any]:
     """Simulator options for a demo with ``days`` of history: the alert scenario (SKUs
-    heading for stockout, colours taking off half a day before the end)."""
-    surge = start_ms + int(max(days - 0.5, 0.5) * 86_400_000)
+    heading for stockout, colours taking off on the last day)."""
+    # the surges start at 10:00 China time (02:00 UTC) on the last day of the history
+    last_day = (start_ms + int(max(days - 1, 0.5) * 86_400_000)) // 86_400_000 * 86_400_000
+    surge = last_day + 2 * 3_600_000
     return {
         "n_skus": 60,
         "orders_per_hour": 200.0,
