@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,14 @@ def test_alerts_end_to_end(worker_factory: Any, tmp_path: Path) -> None:
     n_demand = sum(1 for e in events if e.topic != "shop.products")
 
     stats = _run_until_idle(w, n_demand)
+    metrics_url = f"http://127.0.0.1:{w.env['C2M_METRICS_PORT']}/metrics"
+    with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+        exposition = resp.read().decode()
+    published_by_kind: dict[str, float] = defaultdict(float)
+    for line in exposition.splitlines():
+        if line.startswith("c2m_alerts_total{"):
+            kind = line.split('kind="')[1].split('"')[0]
+            published_by_kind[kind] += float(line.rsplit(" ", 1)[1])
     assert w.stop() == 0
     last_hour = stats["alert_last_hour"]
     assert last_hour is not None and last_hour >= SURGE_MS // 1000 + 3 * 3600
@@ -81,6 +90,8 @@ def test_alerts_end_to_end(worker_factory: Any, tmp_path: Path) -> None:
             want.append((a.alert_id, a.version, a.kind, a.state, a.severity, a.window_start))
     key = lambda r: (r[5], r[2], r[0], r[1])  # noqa: E731
     assert sorted(got, key=key) == sorted(want, key=key)
+    for kind in ("restock", "surge", "rising_share"):
+        assert published_by_kind[kind] == sum(1 for r in got if r[2] == kind), kind
     kinds = {r[2] for r in got}
     assert {"restock", "surge", "rising_share"} <= kinds
     assert any(r[2] == "restock" and r[4] == "critical" for r in got)
