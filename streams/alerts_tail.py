@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMessage
+from streams.errors import BrokerError
 
 _STATE = {"open": "新 NEW", "updated": "更新 UPD", "resolved": "解除 RES"}
 _SEVERITY = {"critical": "紧急 CRIT", "warning": "注意 WARN", "info": "信息 INFO"}
@@ -84,6 +85,10 @@ async def tail(
                 await consumer._client.force_metadata_update()
                 parts = consumer.partitions_for_topic(topic) or set()
             tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            raise BrokerError(
+                f"no alert topics on {bootstrap}: is a c2m worker (or c2m demo) running?"
+            )
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         last = time.monotonic()

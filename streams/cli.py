@@ -141,7 +141,12 @@ def alerts_tail(factory: str | None, lang: str, idle_exit: float | None) -> None
         raise click.ClickException(
             "no broker: set C2M_KAFKA_BOOTSTRAP, or start `c2m demo` (same C2M_DATA_DIR)"
         )
-    run_tail(bootstrap, factory, lang, idle_exit, s.kafka_client_config())
+    from streams.errors import C2MError
+
+    try:
+        run_tail(bootstrap, factory, lang, idle_exit, s.kafka_client_config())
+    except C2MError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
