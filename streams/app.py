@@ -27,9 +27,12 @@ from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine
 from streams.core.pricebands import PriceBands
+from streams.errors import ConfigError
 from streams.ingest import DemandConsumer
+from streams.kafka.sink import KafkaSink
 from streams.pipeline import DemandPipeline
 from streams.settings import Settings
+from streams.sink import Sink
 
 __version__ = importlib.metadata.version("c2m-pulse")
 
@@ -44,12 +47,19 @@ class PulseApp:
     settings: Settings
     bootstrap: str
     engine: DemandEngine
-    store: DemandStore
+    store: DemandStore | None  # None when flushes go through c2m.sink (C2M_SINK=kafka)
     pipeline: DemandPipeline
     catalog_reader: CatalogReader
     ingest: DemandConsumer
     client: Any
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def direct_store(self) -> DemandStore:
+        """The ClickHouse store of a direct-write worker (the demo's and the CLI's)."""
+        if self.store is None:
+            raise ConfigError("this worker writes through c2m.sink (C2M_SINK=kafka); "
+                              "query the `c2m writer`'s ClickHouse instead")
+        return self.store
 
 
 def _faust_broker_credentials(settings: Settings) -> Any:
@@ -89,12 +99,24 @@ def faust_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
 
 
 def create_app(settings: Settings, bootstrap: str, client: Any | None = None) -> PulseApp:
-    """Build the app. Applies ClickHouse migrations (idempotent) before anything runs."""
-    client = client if client is not None else connect(settings)
-    migrate(client, settings.clickhouse_database)
+    """Build the app. Applies ClickHouse migrations (idempotent) before anything runs.
+
+    With ``C2M_SINK=kafka`` the worker never opens ClickHouse: flushes go to ``c2m.sink``
+    and the ``c2m writer`` process (which migrates) owns the database.
+    """
     engine = DemandEngine(settings.engine_config(), Catalog(PriceBands(settings.price_band_edges)))
-    store = DemandStore(client, settings.clickhouse_database)
-    store.record_settings({"idle_partition_ms": settings.idle_partition_seconds * 1000})
+    store: DemandStore | None = None
+    sink: Sink | None = None
+    if settings.sink == "kafka":
+        sink = KafkaSink(
+            bootstrap, settings.writer_url, client_config=settings.kafka_client_config(),
+            fault_file=settings.clickhouse_fault_file,
+        )
+    else:
+        client = client if client is not None else connect(settings)
+        migrate(client, settings.clickhouse_database)
+        store = DemandStore(client, settings.clickhouse_database)
+        store.record_settings({"idle_partition_ms": settings.idle_partition_seconds * 1000})
 
     app = faust.App(settings.app_id, **faust_config(settings, bootstrap))
     # The demand topics are consumed by our bulk consumer (streams.ingest), in the consumer
@@ -110,7 +132,8 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         return await dead_letter_topic.send(key=key, value=value)
 
     pipeline = DemandPipeline(
-        engine, store, send_dead_letter, flush_interval_s=settings.flush_interval_seconds
+        engine, store, send_dead_letter, flush_interval_s=settings.flush_interval_seconds,
+        sink=sink,
     )
     reader = CatalogReader(
         bootstrap, engine, pipeline.dead_letter, client_config=settings.kafka_client_config()

@@ -71,7 +71,7 @@ class LiveView:
             if self._ticks % 5 == 0:
                 print(head, file=self.out, flush=True)
             return
-        rows = await self.pulse.pipeline.io(self.pulse.store.top_cells, 300, 8)
+        rows = await self.pulse.pipeline.io(self.pulse.direct_store().top_cells, 300, 8)
         lines = [
             "c2m-pulse demo   (Ctrl-C to stop)",
             f"broker {self.pulse.bootstrap}   "
@@ -105,6 +105,8 @@ def run_demo(
     settings: Settings, *, duration_s: float | None, rate: float, seed: int, speed: float
 ) -> int:
     configure_logging(settings.log_level)
+    # One process owns the embedded ClickHouse here: the demo always writes directly.
+    settings = settings.model_copy(update={"sink": "clickhouse"})
     span_s = (duration_s if duration_s is not None else 6 * 3600 / speed) * speed
     start_ms = int((time.time() - span_s) * 1000)
     result: dict[str, Any] = {}
@@ -136,7 +138,7 @@ def run_demo(
     def summary(pulse: PulseApp) -> None:
         totals = ledger_totals(pulse.engine)
         db = settings.clickhouse_database
-        rows = pulse.store.totals()
+        rows = pulse.direct_store().totals()
         example = EXAMPLE_QUERY.replace("{db}", db)
         print(
             f"\nc2m-pulse demo stopped at {datetime.now(UTC):%H:%M:%S} UTC.\n"

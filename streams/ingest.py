@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams import metrics
 from streams.core.engine import DEMAND_TOPICS, Record
 from streams.pipeline import TP, DemandPipeline
 
@@ -57,11 +58,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         if consumer is None:  # pragma: no cover - assignments only come after start
             return
         log.info("partitions assigned: %s", _fmt([(tp.topic, tp.partition) for tp in assigned]))
+        metrics.REBALANCES.inc()
         # Under the poll lock: no batch is fetched or applied while partitions are being
         # restored, so no record can be applied to a state that a restore then replaces.
         async with self.ingest.poll_lock:
             for tp in assigned:
-                position = await self.ingest.pipeline.restore(tp.topic, tp.partition)
+                committed = await self.ingest.committed(tp)
+                position = await self.ingest.pipeline.restore(tp.topic, tp.partition, committed)
                 if position is not None:
                     consumer.seek(tp, position)
         self.ingest.assigned.set()
@@ -122,6 +125,7 @@ class DemandConsumer:
             **self.client_config,
         )
         self.consumer = consumer
+        await self.pipeline.sink.start()
         consumer.subscribe(list(self.topics), listener=_Rebalance(self))
         await consumer.start()
         try:
@@ -130,7 +134,27 @@ class DemandConsumer:
                 await self.pipeline.flush()
         finally:
             await consumer.stop()
+            await self.pipeline.close_sink()
             self.finished.set()
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset of ``tp`` (None if there is none).
+
+        Retried until the broker answers: restoring without knowing it could let an
+        asynchronous sink answer "no checkpoint" for a partition whose state is in flight.
+        """
+        delay = 0.2
+        while self.consumer is not None:
+            try:
+                offset = await self.consumer.committed(tp)
+            except KafkaError as exc:
+                log.warning("committed offset of %s[%d] unknown: %s; retrying", tp.topic,
+                            tp.partition, type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            return None if offset is None or offset < 0 else int(offset)
+        return None
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         backoff = 0.2

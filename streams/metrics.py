@@ -32,4 +32,10 @@ WATERMARK_LAG = Gauge(
     "Wall clock minus event-time watermark, per source partition",
     ["topic", "partition"],
 )
+REBALANCES = Counter(
+    "c2m_rebalances_total", "Partition assignments received by a consumer (one per rebalance)"
+)
+SINK_WRITER_MESSAGES = Counter(
+    "c2m_writer_messages_total", "c2m.sink messages written to ClickHouse by the writer"
+)
 BUILD = Info("c2m_build", "c2m-pulse build information")
