@@ -104,6 +104,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     With ``C2M_SINK=kafka`` the worker never opens ClickHouse: flushes go to ``c2m.sink``
     and the ``c2m writer`` process (which migrates) owns the database.
     """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives in it
     engine = DemandEngine(settings.engine_config(), Catalog(PriceBands(settings.price_band_edges)))
     store: DemandStore | None = None
     sink: Sink | None = None

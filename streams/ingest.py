@@ -51,6 +51,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions revoked: %s", _fmt(tps))
         if tps:
             async with self.ingest.poll_lock:
+                # Until the new assignment arrives, aiokafka still fetches the old
+                # partitions; records of a released partition must not be applied to a
+                # fresh state (it would be flushed with a ledger and cells that start
+                # from zero at a later position).
+                self.ingest.owned.difference_update(tps)
                 await self.ingest.pipeline.release(tps)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -67,6 +72,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 position = await self.ingest.pipeline.restore(tp.topic, tp.partition, committed)
                 if position is not None:
                     consumer.seek(tp, position)
+                self.ingest.owned.add((tp.topic, tp.partition))
         self.ingest.assigned.set()
 
 
@@ -98,6 +104,8 @@ class DemandConsumer:
         self.finished = asyncio.Event()
         #: held while fetching+applying a batch and while a rebalance restores partitions
         self.poll_lock = asyncio.Lock()
+        #: partitions restored and not yet released: only their records are applied
+        self.owned: set[TP] = set()
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Stop after the current batch: final flush and commit, then leave the group."""
@@ -164,12 +172,15 @@ class DemandConsumer:
                     timeout_ms=100, max_records=self.batch_max_events
                 )
                 if batches:
+                    owned = self.owned
                     records = [
                         Record(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
-                        for msgs in batches.values()
+                        for tp, msgs in batches.items()
+                        if (tp.topic, tp.partition) in owned
                         for m in msgs
                     ]
-                    await self.pipeline.handle(records)
+                    if records:
+                        await self.pipeline.handle(records)
             if not self.pipeline.flush_due() and not self.paused:
                 continue
             if await self.pipeline.flush():

@@ -236,11 +236,17 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
 
     @app.page("/api/stats")
     async def stats(web: Any, request: Any) -> Any:
-        return web.json({
+        """What the writer has written; the ledger is summed over the stored checkpoints."""
+        try:
+            ledger = await writer.io(store.ledger_totals)
+        except SinkError:
+            ledger = {}
+        return web.json(ledger | {
             "writes": writer.writes,
             "messages_written": writer.messages_written,
             "pending_messages": len(writer.pending),
             "skipped": writer.skipped,
+            "sink_healthy": writer.sink_healthy,
         })
 
     @app.page("/api/sink/state")
