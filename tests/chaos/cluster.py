@@ -8,6 +8,7 @@ per topic) and durably from the checkpoints in ClickHouse (``c2m.source_progress
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -34,6 +35,36 @@ class Writer(Worker):
     def sink_env(self) -> dict[str, str]:
         """Environment for workers that flush through this writer."""
         return {"C2M_SINK": "kafka", "C2M_WRITER_PORT": str(self.web_port)}
+
+
+def wait_until(what: str, cond: Callable[[], Any], timeout: float, *procs: Worker) -> Any:
+    """Poll ``cond`` until truthy; fail early if one of ``procs`` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in procs:
+            assert p.proc is not None and p.proc.poll() is None, (
+                f"{p.command} died\n{p.log_tail()}"
+            )
+        if result := cond():
+            return result
+        time.sleep(0.3)
+    stats = [p.stats() for p in procs]
+    tails = "\n".join(p.log_tail(2000) for p in procs)
+    raise AssertionError(f"timed out waiting for {what}: {stats}\n{tails}")
+
+
+def consumed(proc: Worker) -> int:
+    return int((proc.stats() or {}).get("consumed", -1))
+
+
+def rows_beyond_checkpoint(proc: Worker) -> int:
+    """demand_state rows newer than their partition's last checkpoint: a flush that wrote
+    its rows and died before its checkpoint (query after the process is gone)."""
+    return int(proc.query(
+        "SELECT count() FROM c2m.demand_state AS d LEFT JOIN (SELECT source_topic, "
+        "source_partition, max(position) AS cp FROM c2m.checkpoints GROUP BY ALL) AS c "
+        "USING (source_topic, source_partition) WHERE d.version > c.cp"
+    )[0][0])
 
 
 def metrics_text(worker: Worker) -> str:

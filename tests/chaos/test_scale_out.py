@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from tests.chaos.cluster import (
     assert_stored_ledger,
     metric_value,
     metrics_text,
+    wait_until,
 )
 from tests.integration.conftest import produce
 from tests.integration.test_pipeline_oracle import (
@@ -31,19 +31,6 @@ from tests.integration.test_pipeline_oracle import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def wait_until(what: str, cond: Any, timeout: float = 120, *procs: Any) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for p in procs:
-            assert p.proc.poll() is None, f"{p.command} died\n{p.log_tail()}"
-        if result := cond():
-            return result
-        time.sleep(0.5)
-    tails = "\n".join(p.log_tail(2000) for p in procs)
-    stats = [p.stats() for p in procs]
-    raise AssertionError(f"timed out waiting for {what}: {stats}\n{tails}")
 
 
 def test_two_workers_one_killed_give_the_oracle_numbers(
