@@ -29,6 +29,7 @@ from tests.integration.test_pipeline_oracle import (
     _messages,
     assert_matches_oracle,
 )
+from tests.integration.test_servers import _listening
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,6 +55,9 @@ def test_two_workers_one_killed_give_the_oracle_numbers(
             and sum((w.stats() or {}).get("consumed", 0) for w in workers) == first_half,
             120, writer, *workers,
         )
+        # the writer's servers are loopback-only, like the worker's
+        assert _listening(writer.web_port) == {"127.0.0.1"}
+        assert _listening(int(writer.env["C2M_METRICS_PORT"])) == {"127.0.0.1"}
         before = victim.stats()["consumed"]
         # SIGKILL the victim while it consumes the second half
         rest = threading.Thread(
