@@ -5,7 +5,8 @@ holds a flush at its most dangerous point and the test kills the process there:
   ``checkpoints`` blocks); the restarted worker restores the older checkpoint;
 - Kafka sink: the writer is killed with rows written and the checkpoint pending, and the
   worker is killed after ``c2m.sink`` acknowledged its flush but before the offset commit;
-  the restarted worker waits for the restarted writer to hold its checkpoint.
+  the restarted worker, started before the writer, waits in its restore until the
+  restarted writer holds its checkpoint.
 
 Both end with ClickHouse equal to the oracle and balanced ledgers."""
 
@@ -88,8 +89,11 @@ def test_writer_and_worker_killed_mid_flush_on_the_kafka_sink(
     _stall_and_kill(writer, writer_fault)
     assert rows_beyond_checkpoint(writer) > 0
 
-    writer.start()
+    # the new worker comes up first: its restore must wait for the writer (read-your-writes)
     second = worker_factory(**writer.sink_env()).start()
+    wait_until("the restore to wait for the writer",
+               lambda: "waits: writer unreachable" in second.log_tail(20_000), 60, second)
+    writer.start()
     wait_until("everything consumed", lambda: consumed(second) == len(demand), 180,
                second, writer)
     assert_metrics_ledger_balanced(second)
