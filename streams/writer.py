@@ -118,14 +118,15 @@ class SinkWriter:
         last_write = time.monotonic()
         while not self._stopping.is_set():
             room = self.batch_max_messages - len(self.pending)
-            if room > 0 and not self.paused:
+            if room > 0:
+                # also while paused: polling keeps the member inside max_poll_interval
                 fetched = await consumer.getmany(timeout_ms=100, max_records=room)
                 for tp, msgs in fetched.items():
                     for m in msgs:
                         self._take(m)
                     self._pending_offsets[tp] = msgs[-1].offset + 1
             else:
-                await asyncio.sleep(0.05)  # paused: the consumer keeps its heartbeat
+                await asyncio.sleep(0.05)
             if not self.pending and not self._pending_offsets:
                 continue
             full = len(self.pending) >= self.batch_max_messages

@@ -100,7 +100,7 @@ def test_ten_x_burst_drains_without_rebalance_storm(
           f"rebalances {before} -> {after}, {len(demand)} events")
     assert after == before  # no member left or joined during the burst
     burst_rate = (len(demand) - sent_at_burst) / (source.finished_at - burst_at)
-    assert burst_rate > 6 * BASE_RATE, burst_rate  # it really was a burst
+    assert burst_rate > 5 * BASE_RATE, burst_rate  # it really was a burst
 
     for w in workers:
         assert_metrics_ledger_balanced(w)

@@ -21,6 +21,7 @@ from tests.chaos.cluster import (
     metrics_text,
     wait_until,
 )
+from tests.chaos.test_clickhouse_outage import _readyz
 from tests.integration.conftest import produce
 from tests.integration.test_pipeline_oracle import (
     _actual,
@@ -94,3 +95,42 @@ def test_two_workers_one_killed_give_the_oracle_numbers(
     sizes = (300, 3600, 86400)
     assert_matches_oracle(_actual(writer, sizes), _expected(history), sizes)
     assert_stored_ledger(writer.query, produced)
+
+
+def test_writer_clickhouse_outage_is_caught_up_exactly(
+    broker: Any, worker_factory: Any, tmp_path: Path
+) -> None:
+    """The writer's ClickHouse fails mid-stream: the writer pauses and reports 503, the
+    worker keeps consuming and flushing into c2m.sink (Kafka holds the backlog); then the
+    writer catches up exactly."""
+    history = _history(seed=29, hours=1, orders_per_hour=1200)
+    demand = [e for e in history if e.topic != "shop.products"]
+    half = len(history) // 2
+    fault = tmp_path / "writer-fault"
+    writer = Writer(broker.bootstrap, tmp_path / "writer",
+                    C2M_CLICKHOUSE_FAULT_FILE=str(fault)).start()
+    worker = worker_factory(**writer.sink_env()).start()
+    produce(broker.bootstrap, _messages(history[:half]))
+    first_half = sum(1 for e in history[:half] if e.topic != "shop.products")
+    wait_until("the first half written",
+               lambda: (writer.stats() or {}).get("consumed") == first_half, 120, writer, worker)
+
+    fault.touch()  # the writer's ClickHouse goes away
+    produce(broker.bootstrap, _messages(history[half:]))
+    # the worker does not need ClickHouse to go on: it consumes and flushes everything
+    wait_until("the worker to consume everything",
+               lambda: (worker.stats() or {}).get("consumed") == len(demand), 120,
+               writer, worker)
+    wait_until("the writer to report the outage",
+               lambda: _readyz(writer.web_port) == (503, {"sink_healthy": False, "paused": True}),
+               30, writer)
+
+    fault.unlink()
+    wait_until("the writer to catch up",
+               lambda: (writer.stats() or {}).get("consumed") == len(demand), 90, writer)
+    assert _readyz(writer.web_port)[0] == 200
+    assert_metrics_ledger_balanced(worker)
+    assert worker.stop() == 0 and writer.stop() == 0
+    sizes = (300, 3600, 86400)
+    assert_matches_oracle(_actual(writer, sizes), _expected(history), sizes)
+    assert_stored_ledger(writer.query, Counter(e.topic for e in demand))
