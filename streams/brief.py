@@ -28,8 +28,14 @@ def fetch_brief(
     query = urllib.parse.urlencode(
         {"category": category, "factory": factory, "days": days, "run_days": run_days}
     )
-    host = settings.web_host if settings.web_host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
-    url = f"http://{host}:{settings.web_port}/api/brief?{query}"
+    # the process that owns ClickHouse: the worker, or the writer with C2M_SINK=kafka
+    if settings.sink == "kafka":
+        host, port = settings.writer_host, settings.writer_port
+    else:
+        host, port = settings.web_host, settings.web_port
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard bind is reached on loopback
+        host = "127.0.0.1"
+    url = f"http://{host}:{port}/api/brief?{query}"
     try:
         with urllib.request.urlopen(url, timeout=30) as resp:
             rows: list[dict[str, Any]] = json.loads(resp.read())["rows"]

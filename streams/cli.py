@@ -73,6 +73,21 @@ def worker(web_port: int | None, duration: float | None) -> None:
 
 
 @main.command()
+@click.option("--port", type=int, help="Web port for restores (C2M_WRITER_PORT)")
+@click.option("--duration", type=float, help="Stop after N seconds")
+def writer(port: int | None, duration: float | None) -> None:
+    """Run the single ClickHouse writer for workers with C2M_SINK=kafka (needs a broker)."""
+    from streams.runner import configure_logging
+    from streams.writer import run_writer
+
+    s = _settings(writer_port=port)
+    if not s.kafka_bootstrap:
+        raise click.ClickException("set C2M_KAFKA_BOOTSTRAP: workers and writer share a broker")
+    configure_logging(s.log_level)
+    run_writer(s, s.kafka_bootstrap, duration_s=duration)
+
+
+@main.command()
 def broker() -> None:
     """Run the embedded Kafka broker in the foreground and create the topics."""
     import time

@@ -72,7 +72,7 @@ class LiveView:
             if self._ticks % 5 == 0:
                 print(head, file=self.out, flush=True)
             return
-        rows = await self.pulse.pipeline.io(self.pulse.store.top_cells, 300, 8)
+        rows = await self.pulse.pipeline.io(self.pulse.direct_store().top_cells, 300, 8)
         lines = [
             "c2m-pulse demo   (Ctrl-C to stop)",
             f"broker {self.pulse.bootstrap}   "
@@ -125,6 +125,8 @@ def run_demo(
     history_days: float = 0.0,
 ) -> int:
     configure_logging(settings.log_level)
+    # One process owns the embedded ClickHouse here: the demo always writes directly.
+    settings = settings.model_copy(update={"sink": "clickhouse"})
     span_s = (duration_s if duration_s is not None else 6 * 3600 / speed) * speed
     start_ms = int((time.time() - span_s) * 1000)
     result: dict[str, Any] = {}
@@ -164,7 +166,7 @@ def run_demo(
     def summary(pulse: PulseApp) -> None:
         totals = ledger_totals(pulse.engine)
         db = settings.clickhouse_database
-        rows = pulse.store.totals()
+        rows = pulse.direct_store().totals()
         example = EXAMPLE_QUERY.replace("{db}", db)
         print(
             f"\nc2m-pulse demo stopped at {datetime.now(UTC):%H:%M:%S} UTC.\n"
@@ -172,7 +174,8 @@ def run_demo(
             f"{totals['dead_lettered']} dead-lettered, {totals['duplicates']} duplicates, "
             f"{totals['late']} late\n"
             f"  {db}.demand_by_attribute: {rows[0]} rows, {rows[1]} units\n"
-            f"  alerts: {pulse.alerts.hours_evaluated} event-time hours evaluated\n"
+            f"  alerts: {pulse.alerts.hours_evaluated if pulse.alerts else 0} event-time hours "
+            "evaluated\n"
             f"  data: ClickHouse (chDB) at {mask_url(settings.effective_clickhouse_url)}, "
             f"database {db}\n\n"
             f"Try:\n  c2m query \"{example}\"",

@@ -67,6 +67,12 @@ CONSUMER_LAG = Gauge(
     ["topic", "partition"],
 )
 PARTITIONS_ASSIGNED = Gauge("c2m_partitions_assigned", "Source partitions this worker owns")
+REBALANCES = Counter(
+    "c2m_rebalances_total", "Partition assignments received by a consumer (one per rebalance)"
+)
+SINK_WRITER_MESSAGES = Counter(
+    "c2m_writer_messages_total", "c2m.sink messages written to ClickHouse by the writer"
+)
 BUILD = Info("c2m_build", "c2m-pulse build information")
 ALERTS = Counter(
     "c2m_alerts_total", "Alert changes published, by rule, severity and state",

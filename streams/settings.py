@@ -60,6 +60,17 @@ class Settings(BaseSettings):
         None, description="Chaos drills only: while this file exists ClickHouse calls fail"
     )
 
+    # Where flushes go (docs/ARCHITECTURE.md, "Scale-out")
+    sink: Literal["clickhouse", "kafka"] = Field(
+        "clickhouse",
+        description="clickhouse = write directly; kafka = produce to c2m.sink for `c2m writer`",
+    )
+    writer_host: str = Field("127.0.0.1", description="`c2m writer` web server (restores)")
+    writer_port: int = Field(6067, ge=0, le=65535)
+    writer_batch_max_messages: int = Field(
+        100, ge=1, description="c2m.sink messages the writer merges into one ClickHouse write"
+    )
+
     # Servers (loopback by default)
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
@@ -144,6 +155,10 @@ class Settings(BaseSettings):
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+    @property
+    def writer_url(self) -> str:
+        return f"http://{self.writer_host}:{self.writer_port}"
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(

@@ -18,6 +18,10 @@ from streams.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
+#: Flush batches from workers to the single writer (C2M_SINK=kafka). One partition: one
+#: total order of flushes, read by one writer.
+TOPIC_SINK = "c2m.sink"
+
 # Retention is set explicitly: some brokers (Tansu) report only configs set at creation.
 _WEEK_MS = str(7 * 24 * 3_600_000)
 
@@ -38,6 +42,7 @@ def topic_specs() -> list[TopicSpec]:
         TopicSpec(TOPIC_DEAD_LETTER, 1, {"retention.ms": str(30 * 24 * 3_600_000)}),
         TopicSpec(TOPIC_RESTOCK_ALERTS, None, {"retention.ms": str(30 * 24 * 3_600_000)}),
         TopicSpec(TOPIC_DEMAND_SIGNALS, None, {"retention.ms": str(30 * 24 * 3_600_000)}),
+        TopicSpec(TOPIC_SINK, 1, {"retention.ms": _WEEK_MS}),
     ]
 
 
