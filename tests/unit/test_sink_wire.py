@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from streams.clickhouse.store import PartitionSnapshot
 from streams.core.engine import Checkpoint, FlushBatch, LateEvent, Record
 from streams.sink import (
     decode_flush,
@@ -26,6 +27,9 @@ def _batch(n_rows: int) -> tuple[FlushBatch, list[LateEvent]]:
                      Checkpoint("shop.pageviews", 0, 12, None, 12, 12, 0, 0, 0)],
         dedup_rows=[("shop.orders", 1, 472_222, BIG_HASH, 77)],
         visitor_rows=[(300, 1_700_000_100, "a", "b", "c", "d", "e", BIG_HASH)],
+        sku_rows=[("shop.orders", 1, "SKU-袜", 1_700_000_000, 1, 3, 0, 0, 2, 0, 0, -1, 0, 77)],
+        product_rows=[("SKU-袜", 1_699_000_000_000, "F001", "袜子", "蓝", "M", "0-10", 9.9,
+                       3, 500)],
     )
     late = [LateEvent(Record("shop.orders", 1, 50, 1, b"k", '{"x":"\u202e"}'.encode()),
                       "e1", "order_placed", 1_600_000_000_000, 1_699_000_000_000)]
@@ -35,7 +39,7 @@ def _batch(n_rows: int) -> tuple[FlushBatch, list[LateEvent]]:
 def test_roundtrip_and_chunking_keep_checkpoints_in_the_last_message() -> None:
     batch, late = _batch(12)
     msgs = encode_flush(batch, late, 600_000, max_rows=5)
-    assert len(msgs) == 3  # 12 rows + 1 visitor + 1 dedup + 1 late = 15 rows, 5 per message
+    assert len(msgs) == 4  # 12 rows + visitor + dedup + late + SKU + product = 17, 5 each
     decoded = [decode_flush(m) for m in msgs]
     assert all(not b.checkpoints for b, _, _ in decoded[:-1])
     assert decoded[-1][0].checkpoints == batch.checkpoints
@@ -44,6 +48,8 @@ def test_roundtrip_and_chunking_keep_checkpoints_in_the_last_message() -> None:
     assert merged.rows == batch.rows
     assert merged.visitor_rows == batch.visitor_rows
     assert merged.dedup_rows == batch.dedup_rows
+    assert merged.sku_rows == batch.sku_rows
+    assert merged.product_rows == batch.product_rows
     assert [(e.record.topic, e.record.partition, e.record.offset, e.record.value, e.event_id,
              e.ts_ms, e.watermark_ms) for e in merged_late] == [
         (e.record.topic, e.record.partition, e.record.offset, e.record.value, e.event_id,
@@ -67,7 +73,10 @@ def test_unknown_version_is_refused() -> None:
 
 def test_restore_payload_roundtrip() -> None:
     cp = Checkpoint("shop.orders", 3, 10, 5, 10, 9, 1, 0, 0)
-    loaded = (cp, [((300, 60, "a", "b", "c", "d", "e"), [1, 2, 3, 0, 0, 4])], [(5, BIG_HASH)])
+    loaded = PartitionSnapshot(
+        cp, [((300, 60, "a", "b", "c", "d", "e"), [1, 2, 3, 0, 0, 4])], [(5, BIG_HASH)],
+        [(("SKU-袜", 3600), [1, 3, 0, 0, 2, 5, 5, 3_600_100, 40])],
+    )
     doc = orjson.loads(orjson.dumps(encode_loaded(loaded)))
     assert decode_loaded(doc) == loaded
     assert decode_loaded(orjson.loads(orjson.dumps(encode_loaded(None)))) is None
