@@ -184,7 +184,8 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     async def demand() -> None:
         # No demand event is mapped before the catalog has been read to its end.
         await reader.ready.wait()
-        await ingest.run()
+        if settings.ingest_enabled:
+            await ingest.run()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_flush(sender: Any, **kwargs: Any) -> None:

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
 
     # Alerts (docs/ALERTS.md)
     alerts_enabled: bool = Field(True, description="Evaluate restock and demand-surge alerts")
+    ingest_enabled: bool = Field(
+        True, description="Consume the demand topics (false: an alerts-only process)"
+    )
     alert_interval_seconds: float = Field(5.0, gt=0)
     alert_idle_wall_seconds: float = Field(
         60.0, ge=0, description="A partition without new checkpoints this long may be idle"

@@ -24,7 +24,8 @@ def compose() -> dict[str, Any]:
 def test_services_and_healthchecks(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {
-        "kafka", "clickhouse", "migrate", "worker", "simulator", "prometheus", "grafana"
+        "kafka", "clickhouse", "migrate", "worker", "alerter", "simulator", "prometheus",
+        "grafana",
     }
     for name, svc in services.items():
         if name not in ("migrate", "simulator"):  # one-shot and client-only
@@ -105,6 +106,15 @@ def test_wiring_between_services(compose: dict[str, Any]) -> None:
     sd = job["dns_sd_configs"][0]
     assert sd["names"] == ["worker"] and sd["port"] == int(worker_env["C2M_METRICS_PORT"])
     assert worker_env["C2M_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    # the alert rules run exactly once: in the alerter, which consumes nothing
+    alerter_env = services["alerter"]["environment"]
+    assert worker_env["C2M_ALERTS_ENABLED"] == "false"
+    assert alerter_env["C2M_INGEST_ENABLED"] == "false"
+    assert alerter_env.get("C2M_ALERTS_ENABLED", "true") != "false"
+    alerter_job = next(j for j in prom["scrape_configs"] if j["job_name"] == "c2m-alerter")
+    assert alerter_job["static_configs"][0]["targets"] == [
+        f"alerter:{alerter_env['C2M_METRICS_PORT']}"
+    ]
     datasources = yaml.safe_load(
         (ROOT / "deploy/grafana/provisioning/datasources/datasources.yml").read_text()
     )["datasources"]
