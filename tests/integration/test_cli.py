@@ -106,7 +106,7 @@ def test_alerts_tail_and_brief_against_a_running_demo(tmp_path: Path) -> None:
     env["C2M_ALERT_INTERVAL_SECONDS"] = "1"
     env["C2M_ALERT_IDLE_WALL_SECONDS"] = "10"
     demo = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "demo", "--history-days", "3", "--duration", "400"],
+        [sys.executable, "-m", "streams.cli", "demo", "--history-days", "5", "--duration", "400"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -134,7 +134,7 @@ def test_alerts_tail_and_brief_against_a_running_demo(tmp_path: Path) -> None:
         assert "补货提醒" in out and "Restock" in out
         assert "建议补货" in out and "lead time" in out
 
-        brief = _c2m("brief", "--category", "袜子", "--days", "3", cwd=tmp_path, env=env)
+        brief = _c2m("brief", "--category", "袜子", "--days", "5", cwd=tmp_path, env=env)
         assert "production brief: 袜子" in brief and "colour mix" in brief
         assert "size curve" in brief and "total quantity" in brief
         rows = json.loads(_c2m("brief", "--category", "袜子", "--json", cwd=tmp_path, env=env))
