@@ -29,6 +29,10 @@ MEASURES: Final = ("orders", "units", "gmv_e4", "cancelled_units", "returned_uni
 
 #: (window_seconds, window_start_s, category, color, size, price_band, region)
 CellKey = tuple[int, int, str, str, str, str, str]
+#: The hot-path cache entry of one (category, color, size, price_band, region, time grain):
+#: the cell key and measure vector of every window size, and the visitor hashes seen there
+#: since the last flush (unique visitors are counted in ClickHouse, see ``visitor_rows``).
+HotEntry = tuple[tuple[CellKey, ...], tuple[list[int], ...], set[int]]
 
 
 def price_e4(price: float) -> int:
@@ -65,9 +69,10 @@ class PartitionState:
     dirty: set[CellKey] = field(default_factory=set)
     ledger: Ledger = field(default_factory=Ledger)
     flushed_position: int | None = None
-    #: (cell, visitor hash) pairs seen since the last flush; unique visitors are counted
-    #: in ClickHouse (uniqExact over these rows), which merges partitions exactly.
-    new_visitors: set[tuple[CellKey, int]] = field(default_factory=set)
+    #: (dims, time grain) -> HotEntry, for the cells changed since the last flush. Every
+    #: cell in it is dirty (``cell()`` marked it); it is cleared with the dirty marks, so
+    #: it never holds a vector that a flush, eviction or restore has let go of.
+    hot: dict[tuple[object, ...], HotEntry] = field(default_factory=dict)
 
     def cell(self, key: CellKey) -> list[int]:
         vec = self.cells.get(key)
@@ -83,9 +88,20 @@ class PartitionState:
         for key in self.dirty:
             yield key, self.cells[key]
 
+    def visitor_rows(self) -> set[tuple[object, ...]]:
+        """(*cell key, visitor hash) for the visitors seen since the last flush; unique
+        visitors are counted in ClickHouse (uniqExact over these rows), which merges
+        partitions exactly."""
+        return {
+            (*key, visitor)
+            for keys, _, visitors in self.hot.values()
+            for key in keys
+            for visitor in visitors
+        }
+
     def mark_flushed(self) -> None:
         self.dirty.clear()
-        self.new_visitors.clear()
+        self.hot.clear()
         self.flushed_position = self.position
 
     def evict(self, horizon_ms: int, live_retention_ms: int = 0) -> int:

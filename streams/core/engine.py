@@ -19,6 +19,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
+from math import gcd
 from typing import Any
 
 from schemas.contract import (
@@ -29,7 +31,8 @@ from schemas.contract import (
     ContractViolation,
     decode,
 )
-from schemas.events import LogisticsMovement, OrderEvent, PageViewEvent, ProductUpsert
+from schemas.events import ProductUpsert
+from schemas.fastpath import fast_decode
 from streams.core.catalog import UNKNOWN, UNKNOWN_PRODUCT, Catalog, ProductAttrs
 from streams.core.dedup import Deduplicator, id_hash
 from streams.core.demand import (
@@ -40,12 +43,18 @@ from streams.core.demand import (
     RETURNED_UNITS,
     UNITS,
     CellKey,
+    HotEntry,
     PartitionState,
     price_e4,
 )
-from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark, window_start_s
+from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark
 
 DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
+
+
+def _never(topic: str, raw: bytes | None, max_bytes: int) -> None:
+    """The fast decoder switched off: always defer to the contract decoder."""
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +67,7 @@ class EngineConfig:
     max_past_ms: int = 365 * 86_400_000  # older than this before the record time: stale_ts
     max_message_bytes: int = 1_048_576
     live_retention_ms: int = 7 * 86_400_000  # hourly and daily windows kept for rolling sums
+    fast_decode: bool = True  # schemas.fastpath first (it accepts only when sure); False: off
 
     def keep_from_s(self, window_seconds: int, watermark_ms: int) -> int:
         """Windows ending at or before this (epoch s) can be dropped from memory."""
@@ -148,6 +158,10 @@ class DemandEngine:
         self.config = config or EngineConfig()
         self.catalog = catalog if catalog is not None else Catalog()
         self.states: dict[tuple[str, int], PartitionState] = {}
+        # every window size is a multiple of this grain, so (dims, ts // grain) fixes the
+        # window of every size: the key of the per-partition hot-cell cache
+        self._grain_s = reduce(gcd, self.config.window_seconds)
+        self._visitor_hashes: dict[str, int] = {}
 
     # ---------------------------------------------------------------- state
     def state(self, topic: str, partition: int) -> PartitionState:
@@ -209,66 +223,112 @@ class DemandEngine:
 
     # ---------------------------------------------------------------- demand
     def process(self, records: Sequence[Record], out: BatchOutcome | None = None) -> BatchOutcome:
-        """Apply demand records (any mix of partitions, each in offset order)."""
+        """Apply demand records (any mix of partitions, each in offset order).
+
+        The hot loop: records are decoded by ``schemas.fastpath`` when it is sure and by the
+        contract decoder otherwise (all rejections come from there); per-partition state is
+        held in locals while a run of records of one partition lasts.
+        """
         out = out if out is not None else BatchOutcome()
         cfg = self.config
+        max_bytes = cfg.max_message_bytes
+        max_future, max_past = cfg.max_future_ms, cfg.max_past_ms
+        horizon = cfg.correction_horizon_ms
+        lateness_ms = cfg.allowed_lateness_ms
+        fast = fast_decode if cfg.fast_decode else _never
+        rejected = out.rejected
         wall_ms: int | None = None
         st: PartitionState | None = None
+        topic: str = ""
+        partition = -1
+        max_ts: int | None = None
+        last = -1
+        # ledger deltas of the current run, written back by _leave()
+        consumed = processed = dead = dups = late = corrected = 0
         for rec in records:
-            if st is None or st.topic != rec.topic or st.partition != rec.partition:
-                st = self.state(rec.topic, rec.partition)
-            st.position = rec.offset + 1
-            ledger = st.ledger
-            ledger.consumed += 1
-            try:
-                ev = decode(rec.topic, rec.value, cfg.max_message_bytes)
-            except ContractViolation as exc:
-                ledger.dead_lettered += 1
-                out.rejected.append(Rejected(rec, exc.reason, exc.detail))
-                continue
+            if rec.partition != partition or rec.topic != topic:
+                if st is not None:
+                    self._leave(st, last, max_ts, consumed, processed, dead, dups, late, corrected)
+                    consumed = processed = dead = dups = late = corrected = 0
+                topic, partition = rec.topic, rec.partition
+                st = self.state(topic, partition)
+                max_ts = st.watermark.max_ts
+            last = rec.offset
+            consumed += 1
+            ev = fast(topic, rec.value, max_bytes)
+            if ev is None:
+                try:
+                    ev = decode(topic, rec.value, max_bytes)
+                except ContractViolation as exc:
+                    dead += 1
+                    rejected.append(Rejected(rec, exc.reason, exc.detail))
+                    continue
             ts: int = ev.ts
             ref = rec.timestamp_ms
             if ref is None or ref < 0:
                 if wall_ms is None:
                     wall_ms = int(time.time() * 1000)
                 ref = wall_ms
-            if ts > ref + cfg.max_future_ms:
-                ledger.dead_lettered += 1
-                out.rejected.append(
+            if ts > ref + max_future:
+                dead += 1
+                rejected.append(
                     Rejected(
                         rec,
                         "future_ts",
                         f"ts is {(ts - ref) // 1000} s ahead of the record time "
-                        f"(limit {cfg.max_future_ms // 1000} s)",
+                        f"(limit {max_future // 1000} s)",
                     )
                 )
                 continue
-            if ts < ref - cfg.max_past_ms:
-                ledger.dead_lettered += 1
-                out.rejected.append(
+            if ts < ref - max_past:
+                dead += 1
+                rejected.append(
                     Rejected(
                         rec,
                         "stale_ts",
                         f"ts is {(ref - ts) // 86_400_000} days before the record time "
-                        f"(limit {cfg.max_past_ms // 86_400_000} days)",
+                        f"(limit {max_past // 86_400_000} days)",
                     )
                 )
                 continue
-            if not st.dedup.first_time(ev.event_id, ts):
-                ledger.duplicates += 1
+            if not st.dedup.first_time(ev.event_id, ts):  # type: ignore[union-attr]
+                dups += 1
                 continue
-            behind = st.watermark.lateness(ts)
-            if behind > cfg.correction_horizon_ms:
-                ledger.late += 1
-                wm = st.watermark.value
-                out.late.append(LateEvent(rec, ev.event_id, ev.event_type, ts, wm or 0))
-                continue
-            if behind > 0:
-                ledger.corrected += 1
-            self._apply(st, ev)
-            ledger.processed += 1
-            st.watermark.observe(ts)
+            if max_ts is not None:
+                behind = max_ts - lateness_ms - ts
+                if behind > horizon:
+                    late += 1
+                    out.late.append(
+                        LateEvent(rec, ev.event_id, ev.event_type, ts, max_ts - lateness_ms)
+                    )
+                    continue
+                if behind > 0:
+                    corrected += 1
+                if ts > max_ts:
+                    max_ts = ts
+            else:
+                max_ts = ts
+            self._apply(st, ev)  # type: ignore[arg-type]
+            processed += 1
+        if st is not None:
+            self._leave(st, last, max_ts, consumed, processed, dead, dups, late, corrected)
         return out
+
+    @staticmethod
+    def _leave(
+        st: PartitionState, last_offset: int, max_ts: int | None,
+        consumed: int, processed: int, dead: int, dups: int, late: int, corrected: int,
+    ) -> None:
+        """Write a run's position, watermark and ledger deltas back to the partition."""
+        st.position = last_offset + 1
+        st.watermark.max_ts = max_ts
+        lg = st.ledger
+        lg.consumed += consumed
+        lg.processed += processed
+        lg.dead_lettered += dead
+        lg.duplicates += dups
+        lg.late += late
+        lg.corrected += corrected
 
     def _attrs(self, st: PartitionState, sku: str, ts: int) -> ProductAttrs:
         attrs = self.catalog.lookup(sku, ts)
@@ -277,47 +337,59 @@ class DemandEngine:
             return UNKNOWN_PRODUCT
         return attrs
 
+    def _entry(self, st: PartitionState, a: ProductAttrs, region: str, ts: int) -> HotEntry:
+        """The cells of every window size for (attributes, region) at ``ts``, cached."""
+        ts_s = ts // 1000
+        hk = (a.category, a.color, a.size, a.price_band, region, ts_s // self._grain_s)
+        entry = st.hot.get(hk)
+        if entry is None:
+            keys = tuple(
+                (s, ts_s - ts_s % s, a.category, a.color, a.size, a.price_band, region)
+                for s in self.config.window_seconds
+            )
+            entry = st.hot[hk] = (keys, tuple(st.cell(k) for k in keys), set())
+        return entry
+
+    def _visitor(self, visitor_id: str) -> int:
+        h = self._visitor_hashes.get(visitor_id)
+        if h is None:
+            if len(self._visitor_hashes) >= 100_000:
+                self._visitor_hashes.clear()
+            h = self._visitor_hashes[visitor_id] = id_hash(visitor_id)
+        return h
+
     def _apply(self, st: PartitionState, ev: Any) -> None:
-        sizes = self.config.window_seconds
         ts = ev.ts
-        if isinstance(ev, OrderEvent):
+        kind = ev.event_type
+        if kind == "page_view":
+            _, vecs, visitors = self._entry(st, self._attrs(st, ev.sku, ts), ev.region, ts)
+            for vec in vecs:
+                vec[PAGEVIEWS] += 1
+            visitors.add(self._visitor(ev.visitor_id))
+        elif kind == "order_placed":
             region = ev.region
-            if ev.event_type == "order_placed":
-                touched: set[CellKey] = set()
-                for line in ev.lines:
-                    a = self._attrs(st, line.sku, ts)
-                    gmv = line.qty * price_e4(line.unit_price)
-                    for size_s in sizes:
-                        key = (size_s, window_start_s(ts, size_s),
-                               a.category, a.color, a.size, a.price_band, region)
-                        vec = st.cell(key)
-                        vec[UNITS] += line.qty
-                        vec[GMV_E4] += gmv
-                        touched.add(key)
-                for key in touched:
-                    st.cells[key][ORDERS] += 1
-            else:
-                for line in ev.lines:
-                    a = self._attrs(st, line.sku, ts)
-                    for size_s in sizes:
-                        key = (size_s, window_start_s(ts, size_s),
-                               a.category, a.color, a.size, a.price_band, region)
-                        st.cell(key)[CANCELLED_UNITS] += line.qty
-        elif isinstance(ev, PageViewEvent):
-            a = self._attrs(st, ev.sku, ts)
-            visitor = id_hash(ev.visitor_id)
-            for size_s in sizes:
-                key = (size_s, window_start_s(ts, size_s),
-                       a.category, a.color, a.size, a.price_band, ev.region)
-                st.cell(key)[PAGEVIEWS] += 1
-                st.new_visitors.add((key, visitor))
-        elif isinstance(ev, LogisticsMovement) and ev.event_type == "returned":
-            a = self._attrs(st, ev.sku, ts)
-            region = ev.region or UNKNOWN
-            for size_s in sizes:
-                key = (size_s, window_start_s(ts, size_s),
-                       a.category, a.color, a.size, a.price_band, region)
-                st.cell(key)[RETURNED_UNITS] += ev.qty
+            touched: dict[int, list[int]] = {}
+            for line in ev.lines:
+                qty = line.qty
+                gmv = qty * price_e4(line.unit_price)
+                _, vecs, _ = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
+                for vec in vecs:
+                    vec[UNITS] += qty
+                    vec[GMV_E4] += gmv
+                    touched[id(vec)] = vec
+            for vec in touched.values():
+                vec[ORDERS] += 1
+        elif kind == "order_cancelled":
+            region = ev.region
+            for line in ev.lines:
+                _, vecs, _ = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
+                for vec in vecs:
+                    vec[CANCELLED_UNITS] += line.qty
+        elif kind == "returned":
+            qty = ev.qty
+            _, vecs, _ = self._entry(st, self._attrs(st, ev.sku, ts), ev.region or UNKNOWN, ts)
+            for vec in vecs:
+                vec[RETURNED_UNITS] += qty
         # Other logistics events (stock levels, shipments, restocks) carry no demand;
         # they are validated and counted as processed. Inventory is the alerts' job.
 
@@ -341,7 +413,7 @@ class DemandEngine:
             dedup_rows.extend(
                 (st.topic, st.partition, bucket, h, version) for bucket, h in st.dedup.pending
             )
-            visitor_rows.extend((*key, visitor) for key, visitor in st.new_visitors)
+            visitor_rows.extend(st.visitor_rows())
             lg = st.ledger
             checkpoints.append(
                 Checkpoint(
