@@ -104,7 +104,11 @@ class DemandPipeline:
             return True
         return (
             time.monotonic() - self._last_flush >= self.flush_interval_s
-            and (self._pending_events > 0 or bool(self._pending_late))
+            and (
+                self._pending_events > 0
+                or bool(self._pending_late)
+                or bool(self.engine.pending_products)
+            )
         )
 
     @property
@@ -134,8 +138,8 @@ class DemandPipeline:
                 self.engine.drop(topic, partition)
                 self._counted.pop((topic, partition), None)
                 return None
-            checkpoint, rows, ids = loaded
-            st = self.engine.restore(checkpoint, rows, ids)
+            checkpoint, rows, ids = loaded.checkpoint, loaded.cells, loaded.dedup_ids
+            st = self.engine.restore(checkpoint, rows, ids, loaded.sku_hours)
             self._counted[(topic, partition)] = self._ledger_tuple(st.ledger)
             log.info(
                 "restored %s[%d] at position %d (%d cells, %d dedup ids)",
@@ -190,6 +194,8 @@ class DemandPipeline:
             metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
             metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
             metrics.FLUSH_ROWS.labels("visitor_cells").inc(len(batch.visitor_rows))
+            metrics.FLUSH_ROWS.labels("sku_state").inc(len(batch.sku_rows))
+            metrics.FLUSH_ROWS.labels("products").inc(len(batch.product_rows))
             metrics.FLUSH_ROWS.labels("dedup_ids").inc(len(batch.dedup_rows))
             metrics.FLUSH_ROWS.labels("late_events").inc(len(late))
             metrics.FLUSH_ROWS.labels("checkpoints").inc(len(batch.checkpoints))

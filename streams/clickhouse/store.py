@@ -1,11 +1,13 @@
-"""The demand store: the only module that reads or writes c2m-pulse tables.
+"""The demand store: reads and writes the demand tables (alerts: ``streams.clickhouse.alerts``).
 
 Write protocol of one flush (the argument for no double counting is in
 docs/ARCHITECTURE.md, "Exactly the same numbers"):
 
 1. ``demand_state`` rows: absolute per-partition cell values, version = partition position;
-2. ``visitor_cells`` and ``dedup_ids``: visitors per cell and event ids first seen since
-   the last flush (both keyed so that writing a row twice changes nothing);
+2. ``sku_state`` rows (per-SKU hourly counters, versioned the same way), ``products``
+   (catalog versions), ``visitor_cells`` and ``dedup_ids``: visitors per cell and event
+   ids first seen since the last flush (all keyed so that writing a row twice changes
+   nothing);
 3. ``late_events`` rows (keyed by source coordinates);
 4. ``checkpoints``: one row per partition, written last.
 
@@ -16,12 +18,14 @@ only ever travel as insert data or bound query parameters, never inside SQL text
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from streams.core.dedup import BUCKET_MS
 from streams.core.demand import MEASURES, CellKey
 from streams.core.engine import Checkpoint, EngineConfig, FlushBatch, LateEvent
+from streams.core.inventory import SKU_MEASURES, SkuKey
 from streams.errors import SinkError, SinkUnavailable
 
 STATE_COLUMNS = [
@@ -36,11 +40,26 @@ VISITOR_COLUMNS = [
     "window_seconds", "window_start", "category", "color", "size", "price_band", "region",
     "visitor_hash",
 ]
+SKU_COLUMNS = ["source_topic", "source_partition", "sku", "hour_start", *SKU_MEASURES, "version"]
+PRODUCT_COLUMNS = [
+    "sku", "ts", "factory_id", "category", "color", "size", "price_band", "list_price",
+    "lead_time_days", "moq",
+]
 DEDUP_COLUMNS = ["source_topic", "source_partition", "hour", "id_hash", "version"]
 LATE_COLUMNS = [
     "source_topic", "source_partition", "source_offset", "event_id", "event_type",
     "ts", "watermark", "lateness_ms", "payload",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionSnapshot:
+    """What ``load_partition`` returns: everything needed to restore a source partition."""
+
+    checkpoint: Checkpoint
+    cells: list[tuple[CellKey, list[int]]]
+    dedup_ids: list[tuple[int, int]]
+    sku_hours: list[tuple[SkuKey, list[int]]]
 
 
 def _dt(ms: int) -> datetime:
@@ -60,6 +79,14 @@ class DemandStore:
             if batch.rows:
                 self.client.insert(
                     f"{self.db}.demand_state", batch.rows, column_names=STATE_COLUMNS
+                )
+            if batch.sku_rows:
+                self.client.insert(
+                    f"{self.db}.sku_state", batch.sku_rows, column_names=SKU_COLUMNS
+                )
+            if batch.product_rows:
+                self.client.insert(
+                    f"{self.db}.products", batch.product_rows, column_names=PRODUCT_COLUMNS
                 )
             if batch.visitor_rows:
                 self.client.insert(
@@ -103,9 +130,10 @@ class DemandStore:
     # ---------------------------------------------------------------- recovery
     def load_partition(
         self, topic: str, partition: int, at_most: int, cfg: EngineConfig
-    ) -> tuple[Checkpoint, list[tuple[CellKey, list[int]]], list[tuple[int, int]]] | None:
+    ) -> PartitionSnapshot | None:
         """State of a source partition as of its last checkpoint at or before ``at_most``:
-        the checkpoint, the cells that can still change, the dedup ids still in horizon."""
+        the checkpoint, the cells and SKU hours that can still change, the dedup ids
+        still in horizon."""
         params = {"t": topic, "p": partition, "at": at_most}
         try:
             cps = self.client.query(
@@ -139,12 +167,23 @@ class DemandStore:
                 "AND version <= {v:UInt64} AND hour >= {h:UInt32}",
                 parameters={**params, "v": pos, "h": keep_hour},
             ).result_rows
+            sku_measures = ", ".join(f"argMax({m}, version)" for m in SKU_MEASURES)
+            sku_rows = self.client.query(
+                f"SELECT sku, toUnixTimestamp(hour_start), {sku_measures} "  # noqa: S608
+                f"FROM {self.db}.sku_state "
+                "WHERE source_topic = {t:String} AND source_partition = {p:UInt16} "
+                "AND version <= {v:UInt64} "
+                "AND toUnixTimestamp(hour_start) + 3600 > {keep_short:Int64} "
+                "GROUP BY sku, hour_start",
+                parameters={**params, "v": pos, "keep_short": keep_short},
+            ).result_rows
         except Exception as exc:
             raise SinkUnavailable(
                 f"ClickHouse read failed: {type(exc).__name__}", topic=topic, partition=partition
             ) from exc
         cells = [((r[0], r[1], *r[2:7]), list(r[7:])) for r in rows]
-        return cp, cells, [(int(h), int(i)) for h, i in ids]
+        skus = [((r[0], int(r[1])), [int(x) for x in r[2:]]) for r in sku_rows]
+        return PartitionSnapshot(cp, cells, [(int(h), int(i)) for h, i in ids], skus)
 
     def record_settings(self, values: dict[str, int]) -> None:
         """Settings the SQL views need (e.g. the idle-partition rule)."""

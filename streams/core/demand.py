@@ -11,11 +11,12 @@ and independent of the order of addition.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
 from streams.core.dedup import Deduplicator
+from streams.core.inventory import SkuHours
 from streams.core.windows import Watermark
 
 # Slots in the per-cell measure vector.
@@ -30,9 +31,8 @@ MEASURES: Final = ("orders", "units", "gmv_e4", "cancelled_units", "returned_uni
 #: (window_seconds, window_start_s, category, color, size, price_band, region)
 CellKey = tuple[int, int, str, str, str, str, str]
 #: The hot-path cache entry of one (category, color, size, price_band, region, time grain):
-#: the cell key and measure vector of every window size, and the visitor hashes seen there
-#: since the last flush (unique visitors are counted in ClickHouse, see ``visitor_rows``).
-HotEntry = tuple[tuple[CellKey, ...], tuple[list[int], ...], set[int]]
+#: the measure vector and the visitor-hash set of the cell of every window size.
+HotEntry = tuple[tuple[list[int], ...], tuple[set[int], ...]]
 
 
 def price_e4(price: float) -> int:
@@ -73,6 +73,11 @@ class PartitionState:
     #: cell in it is dirty (``cell()`` marked it); it is cleared with the dirty marks, so
     #: it never holds a vector that a flush, eviction or restore has let go of.
     hot: dict[tuple[object, ...], HotEntry] = field(default_factory=dict)
+    #: cell -> visitor hashes seen there since the last flush; unique visitors are counted
+    #: in ClickHouse (uniqExact over these rows), which merges partitions exactly.
+    visitors: dict[CellKey, set[int]] = field(default_factory=dict)
+    #: per-SKU hourly counters (inventory and the production brief)
+    skus: SkuHours = field(default_factory=SkuHours)
 
     def cell(self, key: CellKey) -> list[int]:
         vec = self.cells.get(key)
@@ -82,26 +87,36 @@ class PartitionState:
         return vec
 
     def needs_flush(self) -> bool:
-        return bool(self.dirty) or self.position != self.flushed_position
+        return bool(self.dirty) or bool(self.skus.dirty) or self.position != self.flushed_position
 
     def dirty_rows(self) -> Iterator[tuple[CellKey, list[int]]]:
         for key in self.dirty:
             yield key, self.cells[key]
 
-    def visitor_rows(self) -> set[tuple[object, ...]]:
-        """(*cell key, visitor hash) for the visitors seen since the last flush; unique
-        visitors are counted in ClickHouse (uniqExact over these rows), which merges
-        partitions exactly."""
-        return {
-            (*key, visitor)
-            for keys, _, visitors in self.hot.values()
-            for key in keys
-            for visitor in visitors
-        }
+    def hot_entry(self, hk: tuple[object, ...], keys: Iterable[CellKey]) -> HotEntry:
+        """Cache the vectors (marked dirty) and visitor sets of ``keys`` under ``hk``."""
+        keys = tuple(keys)
+        vecs = tuple(self.cell(k) for k in keys)
+        sets = []
+        for k in keys:
+            vs = self.visitors.get(k)
+            if vs is None:
+                vs = self.visitors[k] = set()
+            sets.append(vs)
+        entry = self.hot[hk] = (vecs, tuple(sets))
+        return entry
+
+    def visitor_rows(self) -> Iterator[tuple[object, ...]]:
+        """(*cell key, visitor hash) for the visitors seen since the last flush."""
+        for key, visitors in self.visitors.items():
+            for visitor in visitors:
+                yield (*key, visitor)
 
     def mark_flushed(self) -> None:
         self.dirty.clear()
         self.hot.clear()
+        self.visitors.clear()
+        self.skus.dirty.clear()
         self.flushed_position = self.position
 
     def evict(self, horizon_ms: int, live_retention_ms: int = 0) -> int:
@@ -121,4 +136,4 @@ class PartitionState:
         ]
         for k in stale:
             del self.cells[k]
-        return len(stale)
+        return len(stale) + self.skus.evict(short_s)

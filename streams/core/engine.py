@@ -47,6 +47,16 @@ from streams.core.demand import (
     PartitionState,
     price_e4,
 )
+from streams.core.inventory import (
+    SKU_CANCELLED,
+    SKU_ORDERS,
+    SKU_PAGEVIEWS,
+    SKU_RECEIVED,
+    SKU_RETURNED,
+    SKU_SHIPPED,
+    SKU_UNITS,
+    SkuKey,
+)
 from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark
 
 DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
@@ -138,6 +148,11 @@ class Checkpoint:
 DedupRow = tuple[str, int, int, int, int]
 #: One row of ``c2m.visitor_cells``: (*CellKey, visitor hash).
 VisitorRow = tuple[Any, ...]
+#: One row of ``c2m.sku_state``: (topic, partition, sku, hour_s, *SKU_MEASURES, version).
+SkuRow = tuple[Any, ...]
+#: One row of ``c2m.products``: (sku, ts, factory_id, category, color, size, price_band,
+#: list_price, lead_time_days, moq).
+ProductRow = tuple[Any, ...]
 
 
 @dataclass(slots=True)
@@ -146,9 +161,14 @@ class FlushBatch:
     checkpoints: list[Checkpoint]
     dedup_rows: list[DedupRow] = field(default_factory=list)
     visitor_rows: list[VisitorRow] = field(default_factory=list)
+    sku_rows: list[SkuRow] = field(default_factory=list)
+    product_rows: list[ProductRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.rows or self.checkpoints or self.dedup_rows or self.visitor_rows)
+        return bool(
+            self.rows or self.checkpoints or self.dedup_rows or self.visitor_rows
+            or self.sku_rows or self.product_rows
+        )
 
 
 class DemandEngine:
@@ -162,6 +182,8 @@ class DemandEngine:
         # window of every size: the key of the per-partition hot-cell cache
         self._grain_s = reduce(gcd, self.config.window_seconds)
         self._visitor_hashes: dict[str, int] = {}
+        #: catalog versions not yet written to ClickHouse (``c2m.products``)
+        self.pending_products: list[ProductRow] = []
 
     # ---------------------------------------------------------------- state
     def state(self, topic: str, partition: int) -> PartitionState:
@@ -185,6 +207,7 @@ class DemandEngine:
         checkpoint: Checkpoint,
         rows: Iterable[tuple[CellKey, list[int]]],
         dedup_ids: Iterable[tuple[int, int]] = (),
+        sku_rows: Iterable[tuple[SkuKey, list[int]]] = (),
     ) -> PartitionState:
         """Rebuild a partition from its last flushed checkpoint, cell rows and dedup ids."""
         self.drop(checkpoint.topic, checkpoint.partition)
@@ -198,6 +221,8 @@ class DemandEngine:
         st.ledger.late = checkpoint.late
         for key, vec in rows:
             st.cells[key] = list(vec)
+        for skey, svec in sku_rows:
+            st.skus.buckets[skey] = list(svec)
         st.dedup.load(dedup_ids)
         return st
 
@@ -218,6 +243,12 @@ class DemandEngine:
             factory_id=ev.factory_id,
             lead_time_days=ev.lead_time_days,
             moq=ev.moq,
+        )
+        attrs = self.catalog.lookup(ev.sku, ev.ts)
+        assert attrs is not None  # noqa: S101 - just upserted
+        self.pending_products.append(
+            (ev.sku, ev.ts, ev.factory_id, ev.category, ev.color, ev.size, attrs.price_band,
+             ev.list_price, ev.lead_time_days, ev.moq)
         )
         return None
 
@@ -343,11 +374,13 @@ class DemandEngine:
         hk = (a.category, a.color, a.size, a.price_band, region, ts_s // self._grain_s)
         entry = st.hot.get(hk)
         if entry is None:
-            keys = tuple(
-                (s, ts_s - ts_s % s, a.category, a.color, a.size, a.price_band, region)
-                for s in self.config.window_seconds
+            entry = st.hot_entry(
+                hk,
+                (
+                    (s, ts_s - ts_s % s, a.category, a.color, a.size, a.price_band, region)
+                    for s in self.config.window_seconds
+                ),
             )
-            entry = st.hot[hk] = (keys, tuple(st.cell(k) for k in keys), set())
         return entry
 
     def _visitor(self, visitor_id: str) -> int:
@@ -362,17 +395,28 @@ class DemandEngine:
         ts = ev.ts
         kind = ev.event_type
         if kind == "page_view":
-            _, vecs, visitors = self._entry(st, self._attrs(st, ev.sku, ts), ev.region, ts)
+            sku = ev.sku
+            st.skus.bucket(sku, ts)[SKU_PAGEVIEWS] += 1
+            vecs, sets = self._entry(st, self._attrs(st, sku, ts), ev.region, ts)
             for vec in vecs:
                 vec[PAGEVIEWS] += 1
-            visitors.add(self._visitor(ev.visitor_id))
+            visitor = self._visitor(ev.visitor_id)
+            for visitors in sets:
+                visitors.add(visitor)
         elif kind == "order_placed":
             region = ev.region
+            skus = st.skus
             touched: dict[int, list[int]] = {}
+            sku_seen: set[str] = set()
             for line in ev.lines:
-                qty = line.qty
+                sku, qty = line.sku, line.qty
+                sb = skus.bucket(sku, ts)
+                sb[SKU_UNITS] += qty
+                if sku not in sku_seen:
+                    sku_seen.add(sku)
+                    sb[SKU_ORDERS] += 1
                 gmv = qty * price_e4(line.unit_price)
-                _, vecs, _ = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
+                vecs, _ = self._entry(st, self._attrs(st, sku, ts), region, ts)
                 for vec in vecs:
                     vec[UNITS] += qty
                     vec[GMV_E4] += gmv
@@ -381,17 +425,26 @@ class DemandEngine:
                 vec[ORDERS] += 1
         elif kind == "order_cancelled":
             region = ev.region
+            skus = st.skus
             for line in ev.lines:
-                _, vecs, _ = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
+                skus.bucket(line.sku, ts)[SKU_CANCELLED] += line.qty
+                vecs, _ = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
                 for vec in vecs:
                     vec[CANCELLED_UNITS] += line.qty
         elif kind == "returned":
             qty = ev.qty
-            _, vecs, _ = self._entry(st, self._attrs(st, ev.sku, ts), ev.region or UNKNOWN, ts)
+            st.skus.bucket(ev.sku, ts)[SKU_RETURNED] += qty
+            vecs, _ = self._entry(st, self._attrs(st, ev.sku, ts), ev.region or UNKNOWN, ts)
             for vec in vecs:
                 vec[RETURNED_UNITS] += qty
-        # Other logistics events (stock levels, shipments, restocks) carry no demand;
-        # they are validated and counted as processed. Inventory is the alerts' job.
+        elif kind == "restock_shipped":
+            st.skus.bucket(ev.sku, ts)[SKU_SHIPPED] += ev.qty
+        elif kind == "restock_received":
+            st.skus.bucket(ev.sku, ts)[SKU_RECEIVED] += ev.qty
+        elif kind == "stock_level":
+            st.skus.stock_count(ev.sku, ts, ev.on_hand)
+        # shipped / delivered movements carry no demand or stock change of their own:
+        # validated and counted as processed.
 
     # ---------------------------------------------------------------- flushing
     def flush_batch(self) -> FlushBatch:
@@ -404,6 +457,7 @@ class DemandEngine:
         checkpoints: list[Checkpoint] = []
         dedup_rows: list[DedupRow] = []
         visitor_rows: list[VisitorRow] = []
+        sku_rows: list[SkuRow] = []
         for st in self.states.values():
             if not st.needs_flush() or st.position is None:
                 continue
@@ -414,6 +468,10 @@ class DemandEngine:
                 (st.topic, st.partition, bucket, h, version) for bucket, h in st.dedup.pending
             )
             visitor_rows.extend(st.visitor_rows())
+            sku_rows.extend(
+                (st.topic, st.partition, sku, hour, *vec, version)
+                for (sku, hour), vec in st.skus.dirty_rows()
+            )
             lg = st.ledger
             checkpoints.append(
                 Checkpoint(
@@ -421,10 +479,14 @@ class DemandEngine:
                     lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
                 )
             )
-        return FlushBatch(rows, checkpoints, dedup_rows, visitor_rows)
+        return FlushBatch(
+            rows, checkpoints, dedup_rows, visitor_rows, sku_rows, list(self.pending_products)
+        )
 
     def flushed(self, batch: FlushBatch) -> None:
         """The sink wrote ``batch``: mark it clean and drop what can no longer change."""
+        if batch.product_rows:
+            del self.pending_products[: len(batch.product_rows)]
         persisted: dict[tuple[str, int], int] = {}
         for topic, partition, *_ in batch.dedup_rows:
             persisted[(topic, partition)] = persisted.get((topic, partition), 0) + 1

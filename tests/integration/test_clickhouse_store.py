@@ -103,7 +103,7 @@ def test_attribute_values_are_data_not_sql(store: DemandStore) -> None:
     cfg = EngineConfig()
     loaded = store.load_partition("shop.orders", 0, 1, cfg)
     assert loaded is not None
-    assert sorted(k[2] for k, _ in loaded[1]) == sorted(EVIL)
+    assert sorted(k[2] for k, _ in loaded.cells) == sorted(EVIL)
     top = store.top_cells(300, 100)
     assert len(top) == len(EVIL)
 
@@ -129,9 +129,8 @@ def test_restore_reads_the_state_as_of_the_checkpoint(store: DemandStore) -> Non
     cfg = EngineConfig()
     loaded = store.load_partition("shop.orders", 2, 150, cfg)
     assert loaded is not None
-    cp, cells, ids = loaded
-    assert cp == cp1
-    assert cells == [((300, W, *cell), [1, 1, 100, 0, 0, 0])]
-    assert ids == [(W // 3600, 42)]
+    assert loaded.checkpoint == cp1
+    assert loaded.cells == [((300, W, *cell), [1, 1, 100, 0, 0, 0])]
+    assert loaded.dedup_ids == [(W // 3600, 42)]
     assert store.load_partition("shop.orders", 2, 99, cfg) is None
     assert store.load_partition("shop.orders", 3, 1000, cfg) is None

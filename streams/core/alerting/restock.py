@@ -1,0 +1,142 @@
+"""Restock rule: inventory position against a lead-time-aware reorder point.
+
+For one SKU as of time T (the end of an evaluated hour):
+
+- daily demand: net units (ordered - cancelled) per 24 h day before T, over the last
+  ``history_days`` days that have data; rate = mean, sigma = sample standard deviation;
+- position: the latest stock count before T, taken as on-hand at the start of its hour
+  (see ``streams.core.inventory``: this can only understate stock), minus net units
+  since, plus restock received since; in transit = restock shipped - received;
+- reorder point = rate x L + z x sigma x sqrt(L), L = the catalog lead time in days and
+  z the normal quantile of the service level (95% -> 1.645);
+- fires when on-hand + in-transit <= reorder point (and rate >= ``min_daily_rate``);
+  clears only above reorder point x ``resolve_margin`` (hysteresis: no flapping);
+- recommended quantity covers L + ``review_days`` at the service level, minus the
+  position, at least the MOQ and rounded up to a multiple of it;
+- days of cover = on-hand / rate; projected stockout = T + days of cover; severity is
+  critical when that comes before a run ordered now could arrive (cover < L).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+from streams.core.alerting.inputs import DAY, HOUR, Product, SkuHour
+
+
+@dataclass(frozen=True, slots=True)
+class RestockConfig:
+    service_level: float = 0.95
+    history_days: int = 14
+    min_history_days: int = 1
+    review_days: int = 7
+    min_daily_rate: float = 1.0
+    resolve_margin: float = 1.1
+
+    @property
+    def z(self) -> float:
+        return NormalDist().inv_cdf(self.service_level)
+
+
+@dataclass(frozen=True, slots=True)
+class RestockFinding:
+    sku: str
+    firing: bool
+    clear: bool  # above the reorder point by the resolve margin
+    severity: str
+    on_hand: int
+    in_transit: int
+    daily_rate: float
+    daily_sigma: float
+    reorder_point: float
+    recommended_qty: int
+    days_of_cover: float
+    stockout_s: int | None  # projected stockout (epoch s), None without demand
+
+
+def daily_net(hours: dict[int, SkuHour], end_s: int, days: int, first_s: int) -> list[int]:
+    """Net units per 24 h day before ``end_s``, newest first, only days after ``first_s``."""
+    out: list[int] = []
+    get = hours.get
+    for d in range(days):
+        hi = end_s - d * DAY
+        if hi <= first_s:
+            break
+        total = 0
+        for t in range(hi - DAY, hi, HOUR):
+            h = get(t)
+            if h is not None:
+                total += h.units - h.cancelled
+        out.append(total)
+    return out
+
+
+def position(hours: dict[int, SkuHour], end_s: int) -> tuple[int, int] | None:
+    """(on hand, in transit) at ``end_s``; None without a stock count before it."""
+    end_ms = end_s * 1000
+    anchor: int | None = None
+    if hours:
+        first = min(hours)
+        t = (end_s - 1) // HOUR * HOUR
+        while t >= first:
+            h = hours.get(t)
+            if h is not None and 0 <= h.count_ts < end_ms:
+                anchor = t
+                break
+            t -= HOUR
+    if anchor is None:
+        return None
+    on_hand = hours[anchor].count_on_hand
+    shipped = received = 0
+    for t, h in hours.items():
+        if t >= end_s:
+            continue
+        shipped += h.shipped
+        received += h.received
+        if t >= anchor:
+            on_hand += h.received - h.net
+    return on_hand, max(shipped - received, 0)
+
+
+def evaluate_restock(
+    product: Product,
+    hours: dict[int, SkuHour],
+    end_s: int,
+    first_s: int,
+    cfg: RestockConfig,
+) -> RestockFinding | None:
+    """The restock finding for one SKU at ``end_s``; None when it cannot be judged."""
+    days = daily_net(hours, end_s, cfg.history_days, first_s)
+    if len(days) < cfg.min_history_days or end_s - first_s < cfg.min_history_days * DAY:
+        return None
+    pos = position(hours, end_s)
+    if pos is None:
+        return None
+    on_hand, in_transit = pos
+    rate = sum(days) / len(days)
+    sigma = (
+        math.sqrt(sum((d - rate) ** 2 for d in days) / (len(days) - 1)) if len(days) > 1 else 0.0
+    )
+    lead = max(product.lead_time_days, 0)
+    z = cfg.z
+    rop = rate * lead + z * sigma * math.sqrt(lead)
+    total = on_hand + in_transit
+    firing = rate >= cfg.min_daily_rate and total <= rop
+    clear = rate < cfg.min_daily_rate or total > rop * cfg.resolve_margin
+    cover_days = lead + cfg.review_days
+    target = rate * cover_days + z * sigma * math.sqrt(cover_days)
+    moq = max(product.moq, 1)
+    qty = max(math.ceil(target - total), moq)
+    qty = math.ceil(qty / moq) * moq
+    if rate > 0:
+        doc = max(on_hand, 0) / rate
+        stockout: int | None = end_s + int(doc * DAY) // HOUR * HOUR
+    else:
+        doc, stockout = math.inf, None
+    severity = "critical" if doc < lead else "warning"
+    return RestockFinding(
+        product.sku, firing, clear, severity, on_hand, in_transit, rate, sigma, rop,
+        qty, doc, stockout,
+    )

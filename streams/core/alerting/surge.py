@@ -1,0 +1,143 @@
+"""Demand-surge and rising-share rules, per (category, dimension, value) and hour.
+
+The measure is *cell orders*: orders touching a demand cell, summed over the cells of the
+key (orders, unlike units, do not jump with one buyer's pack size).
+
+Surge at hour H for key k with parent category c:
+
+- own baseline: the same hour of day on the previous ``baseline_days`` days, the plain
+  mean blended half-and-half with an EWMA over those days (recent days weigh more), so
+  the baseline knows the time of day;
+- prior: the parent's baseline (the same blend over the category) times k's long-run
+  share of the category (Laplace-smoothed over the dimension's values);
+- shrinkage: b = (n x own + K x prior) / (n + K), n = orders in k's same-hour history,
+  K = ``shrink_orders``: a sparse long-tail cell leans on its parent instead of on a
+  noisy history of zeros and ones;
+- fires when observed >= ``min_orders`` and observed >= ``ratio`` x b and the Poisson
+  score (observed - b) / sqrt(max(b, 1)) >= ``min_score``; clears below
+  ``resolve_ratio`` x b. Critical at ``critical_ratio`` x b and above.
+
+Rising share at hour H: k's share of its category's orders over the last 24 h against
+its share over the ``baseline_days - 1`` days before; fires when the ratio of shares is
+>= ``share_ratio``, the two-proportion z-score >= ``share_score`` and k had at least
+``min_share_orders`` orders in the 24 h; clears when the ratio falls below
+``share_resolve_ratio``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from streams.core.alerting.inputs import DAY, HOUR, CumSeries
+
+
+@dataclass(frozen=True, slots=True)
+class SurgeConfig:
+    baseline_days: int = 7
+    ewma_alpha: float = 0.5
+    shrink_orders: float = 20.0
+    min_orders: int = 12
+    ratio: float = 2.5
+    min_score: float = 4.0
+    resolve_ratio: float = 1.5
+    critical_ratio: float = 4.0
+    share_ratio: float = 1.5
+    share_score: float = 4.0
+    min_share_orders: int = 30
+    share_resolve_ratio: float = 1.2
+
+
+@dataclass(frozen=True, slots=True)
+class SurgeFinding:
+    firing: bool
+    clear: bool
+    severity: str
+    observed: float
+    baseline: float
+    ratio: float
+    score: float
+
+
+def _same_hour(series: CumSeries, hour: int, days: int, first: int) -> list[int]:
+    """Values at the same hour on previous days, oldest first (only days with data)."""
+    out = []
+    for d in range(days, 0, -1):
+        t = hour - d * DAY
+        if t >= first:
+            out.append(series.get(t, 0))
+    return out
+
+
+def blended(history: list[int], alpha: float) -> float:
+    """Half the mean, half an EWMA (oldest first) of the same-hour history."""
+    if not history:
+        return 0.0
+    ewma = float(history[0])
+    for x in history[1:]:
+        ewma = alpha * x + (1 - alpha) * ewma
+    return 0.5 * (sum(history) / len(history)) + 0.5 * ewma
+
+
+def evaluate_surge(
+    series: CumSeries,
+    parent: CumSeries,
+    share: float,
+    hour: int,
+    first: int,
+    cfg: SurgeConfig,
+) -> SurgeFinding | None:
+    """Surge finding for one key at ``hour``; None without a day of history."""
+    hist = _same_hour(series, hour, cfg.baseline_days, first)
+    if not hist:
+        return None
+    parent_hist = _same_hour(parent, hour, cfg.baseline_days, first)
+    own = blended(hist, cfg.ewma_alpha)
+    prior = blended(parent_hist, cfg.ewma_alpha) * share
+    n = float(sum(hist))
+    base = (n * own + cfg.shrink_orders * prior) / (n + cfg.shrink_orders)
+    obs = float(series.get(hour, 0))
+    score = (obs - base) / math.sqrt(max(base, 1.0))
+    ratio = obs / base if base > 0 else math.inf
+    firing = obs >= cfg.min_orders and obs >= cfg.ratio * base and score >= cfg.min_score
+    clear = obs < cfg.resolve_ratio * base or obs < cfg.min_orders / 2
+    severity = "critical" if obs >= cfg.critical_ratio * base else "warning"
+    return SurgeFinding(firing, clear, severity, obs, base, ratio, score)
+
+
+def long_run_share(
+    series: CumSeries, parent: CumSeries, hour: int, days: int, siblings: int
+) -> float:
+    """k's Laplace-smoothed share of the parent over the ``days`` days before ``hour``."""
+    lo = hour - days * DAY
+    own = series.sum(lo, hour)
+    total = parent.sum(lo, hour)
+    return (own + 1.0) / (total + max(siblings, 1))
+
+
+def evaluate_share(
+    series: CumSeries,
+    parent: CumSeries,
+    hour: int,
+    first: int,
+    cfg: SurgeConfig,
+) -> SurgeFinding | None:
+    """Rising-share finding at ``hour`` (window: the 24 h ending with it)."""
+    now_lo = hour + HOUR - DAY
+    base_lo = max(now_lo - (cfg.baseline_days - 1) * DAY, first)
+    if now_lo - base_lo < DAY:
+        return None
+    x_now = series.sum(now_lo, hour + HOUR)
+    n_now = parent.sum(now_lo, hour + HOUR)
+    x_base = series.sum(base_lo, now_lo)
+    n_base = parent.sum(base_lo, now_lo)
+    if n_now == 0 or n_base == 0:
+        return None
+    s_now, s_base = x_now / n_now, (x_base + 0.5) / (n_base + 1.0)
+    pooled = (x_now + x_base) / (n_now + n_base)
+    se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n_now + 1 / n_base))
+    score = (s_now - s_base) / se
+    ratio = s_now / s_base
+    firing = x_now >= cfg.min_share_orders and ratio >= cfg.share_ratio and score >= cfg.share_score
+    clear = ratio < cfg.share_resolve_ratio
+    return SurgeFinding(firing, clear, "info", s_now, s_base, ratio, score)
