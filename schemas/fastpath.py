@@ -9,10 +9,12 @@ reason codes by construction; this module only has to be right about what it acc
 
 It accepts a message only when all of these hold, otherwise it answers ``None``:
 
-- the bytes are valid UTF-8 and contain no backslash and no DEL byte (so no JSON escape,
-  no lone surrogate and no control character can be inside any string: raw control
-  characters are invalid JSON and msgspec rejects them);
-- at most 64 ``{``/``[`` bytes (so nesting is far below pydantic's recursion limit);
+- the bytes contain no backslash and no DEL byte (so no JSON escape, no lone surrogate
+  and no control character can be inside any string: raw control characters are invalid
+  JSON and msgspec rejects them), and are valid UTF-8 (msgspec checks every string it
+  decodes; when a message has fields beyond the contract's, the whole message is checked);
+- nesting is far below pydantic's recursion limit (200): shorter than 256 bytes, or at
+  most 64 ``{``/``[`` bytes;
 - msgspec decodes it into the topic's struct below: the same field names, types (strict:
   no ``"3"`` for 3, no bool for an int, no float for an int), lengths (in code points)
   and ranges as ``schemas.events``; unknown fields are skipped as pydantic ignores them
@@ -186,9 +188,19 @@ def _ts(value: int | str) -> int | None:
 
 
 def _plain(raw: bytes) -> bool:
-    """No escapes, no DEL, shallow, valid UTF-8: the cases msgspec and pydantic agree on."""
-    if b"\\" in raw or b"\x7f" in raw or raw.count(b"{") + raw.count(b"[") > 64:
-        return False
+    """No escapes, no DEL, nesting far below pydantic's limit: cases both decoders agree on.
+
+    A message shorter than 256 bytes cannot nest deeper than 128 levels; pydantic's JSON
+    parser accepts up to 200.
+    """
+    return not (
+        b"\\" in raw
+        or b"\x7f" in raw
+        or (len(raw) > 256 and raw.count(b"{") + raw.count(b"[") > 64)
+    )
+
+
+def _utf8(raw: bytes) -> bool:
     if raw.isascii():
         return True
     try:
@@ -198,17 +210,62 @@ def _plain(raw: bytes) -> bool:
     return True
 
 
-_dec_order = msgspec.json.Decoder(FastOrder).decode
-_dec_pageview = msgspec.json.Decoder(FastPageView).decode
-_dec_logistics = msgspec.json.Decoder(FastLogistics).decode
-_dec_product = msgspec.json.Decoder(FastProduct).decode
+def _decoder(struct: type[Any], exact: type[Any]) -> Callable[[bytes], Any]:
+    """Decode with ``exact`` (the same struct, unknown fields forbidden) first: when the
+    message has no other fields msgspec has read, and so validated, every byte of it.
+    Otherwise decode with ``struct``, skipping unknown fields as pydantic ignores them,
+    after checking that the whole message is valid UTF-8 (msgspec does not look inside
+    the values it skips; pydantic rejects invalid UTF-8 anywhere)."""
+    first = msgspec.json.Decoder(exact).decode
+    second = msgspec.json.Decoder(struct).decode
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return first(raw)
+        except msgspec.ValidationError:
+            pass  # an unknown field, or an invalid value: the second decoder decides
+        if not _utf8(raw):
+            return None
+        return second(raw)
+
+    return decode
+
+
+class _OrderLineExact(FastOrderLine, forbid_unknown_fields=True):
+    pass
+
+
+class _OrderExact(FastOrder, forbid_unknown_fields=True):
+    lines: Annotated[  # type: ignore[assignment]
+        list[_OrderLineExact], msgspec.Meta(min_length=1, max_length=1000)
+    ]
+
+
+class _PageViewExact(FastPageView, forbid_unknown_fields=True):
+    pass
+
+
+class _LogisticsExact(FastLogistics, forbid_unknown_fields=True):
+    pass
+
+
+class _ProductExact(FastProduct, forbid_unknown_fields=True):
+    pass
+
+
+_dec_order = _decoder(FastOrder, _OrderExact)
+_dec_pageview = _decoder(FastPageView, _PageViewExact)
+_dec_logistics = _decoder(FastLogistics, _LogisticsExact)
+_dec_product = _decoder(FastProduct, _ProductExact)
 _Error = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 
 
-def _order(raw: bytes) -> FastOrder | None:
+def _order(raw: bytes) -> Any:
     try:
         ev = _dec_order(raw)
     except _Error:
+        return None
+    if ev is None:
         return None
     if ev.event_type not in _ORDER_TYPES:
         return None
@@ -219,10 +276,12 @@ def _order(raw: bytes) -> FastOrder | None:
     return ev
 
 
-def _pageview(raw: bytes) -> FastPageView | None:
+def _pageview(raw: bytes) -> Any:
     try:
         ev = _dec_pageview(raw)
     except _Error:
+        return None
+    if ev is None:
         return None
     if ev.event_type != "page_view":
         return None
@@ -233,10 +292,12 @@ def _pageview(raw: bytes) -> FastPageView | None:
     return ev
 
 
-def _logistics(raw: bytes) -> FastLogistics | None:
+def _logistics(raw: bytes) -> Any:
     try:
         ev = _dec_logistics(raw)
     except _Error:
+        return None
+    if ev is None:
         return None
     kind = ev.event_type
     if kind in _MOVEMENTS:
@@ -256,10 +317,12 @@ def _logistics(raw: bytes) -> FastLogistics | None:
     return ev
 
 
-def _product(raw: bytes) -> FastProduct | None:
+def _product(raw: bytes) -> Any:
     try:
         ev = _dec_product(raw)
     except _Error:
+        return None
+    if ev is None:
         return None
     if ev.event_type != "product_upsert":
         return None

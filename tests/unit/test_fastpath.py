@@ -87,7 +87,8 @@ _EDGE_VALUES: list[Any] = [
 _RAW_MUTATIONS: list[tuple[bytes, bytes]] = [
     (b'"ts":', b'"ts" : '), (b",", b", "), (b"}", b',"extra":NaN}'), (b"}", b',"x":"\xff"}'),
     (b"}", b',"deep":' + b"[" * 70 + b"]" * 70 + b"}"), (b"}", b',"n":' + b"9" * 400 + b"}"),
-    (b"{", b'{"event_type":"page_view",'), (b"{", b" \t\n{"), (b"}", b"} x"), (b"}", b",}"),
+    (b"{", b'{"event_type":"page_view",'), (b"}", ',"备注":"好","n":[1,{"a":null}]}'.encode()),
+    (b"{", b" \t\n{"), (b"}", b"} x"), (b"}", b",}"),
     (b'"', b'"\\u0041'), (b":1", b":01"), (b'"qty":', b'"qty":-'), (b'"lines":[', b'"lines":[]'),
 ]
 
