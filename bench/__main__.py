@@ -280,7 +280,7 @@ def _poll_commits(bootstrap: str, group: str,
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         while not done.is_set():
-            offsets = admin.list_consumer_group_offsets(group)
+            offsets = admin.list_group_offsets(group).get(group, {})
             now = time.monotonic()
             out.append((now, {(tp.topic, tp.partition): meta.offset
                               for tp, meta in offsets.items() if isinstance(tp, TopicPartition)}))

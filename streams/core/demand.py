@@ -95,15 +95,20 @@ class PartitionState:
 
     def hot_entry(self, hk: tuple[object, ...], keys: Iterable[CellKey]) -> HotEntry:
         """Cache the vectors (marked dirty) and visitor sets of ``keys`` under ``hk``."""
-        keys = tuple(keys)
-        vecs = tuple(self.cell(k) for k in keys)
+        cells, visitors, dirty = self.cells, self.visitors, self.dirty
+        vecs = []
         sets = []
         for k in keys:
-            vs = self.visitors.get(k)
+            vec = cells.get(k)
+            if vec is None:
+                vec = cells[k] = [0, 0, 0, 0, 0, 0]
+            dirty.add(k)
+            vecs.append(vec)
+            vs = visitors.get(k)
             if vs is None:
-                vs = self.visitors[k] = set()
+                vs = visitors[k] = set()
             sets.append(vs)
-        entry = self.hot[hk] = (vecs, tuple(sets))
+        entry = self.hot[hk] = (tuple(vecs), tuple(sets))
         return entry
 
     def visitor_rows(self) -> Iterator[tuple[object, ...]]:

@@ -181,6 +181,7 @@ class DemandEngine:
         # every window size is a multiple of this grain, so (dims, ts // grain) fixes the
         # window of every size: the key of the per-partition hot-cell cache
         self._grain_s = reduce(gcd, self.config.window_seconds)
+        self._sizes = tuple(self.config.window_seconds)
         self._visitor_hashes: dict[str, int] = {}
         #: catalog versions not yet written to ClickHouse (``c2m.products``)
         self.pending_products: list[ProductRow] = []
@@ -374,12 +375,10 @@ class DemandEngine:
         hk = (a.category, a.color, a.size, a.price_band, region, ts_s // self._grain_s)
         entry = st.hot.get(hk)
         if entry is None:
+            cat, color, size, band = a.category, a.color, a.size, a.price_band
             entry = st.hot_entry(
                 hk,
-                (
-                    (s, ts_s - ts_s % s, a.category, a.color, a.size, a.price_band, region)
-                    for s in self.config.window_seconds
-                ),
+                [(s, ts_s - ts_s % s, cat, color, size, band, region) for s in self._sizes],
             )
         return entry
 
