@@ -17,10 +17,12 @@ Nothing here reads the wall clock except step 2 when a record has no Kafka times
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from math import gcd
+from operator import itemgetter
 from typing import Any
 
 from schemas.contract import (
@@ -486,9 +488,7 @@ class DemandEngine:
         """The sink wrote ``batch``: mark it clean and drop what can no longer change."""
         if batch.product_rows:
             del self.pending_products[: len(batch.product_rows)]
-        persisted: dict[tuple[str, int], int] = {}
-        for topic, partition, *_ in batch.dedup_rows:
-            persisted[(topic, partition)] = persisted.get((topic, partition), 0) + 1
+        persisted = Counter(map(itemgetter(0, 1), batch.dedup_rows))  # per (topic, partition)
         for cp in batch.checkpoints:
             st = self.states.get((cp.topic, cp.partition))
             if st is None:
