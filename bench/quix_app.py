@@ -31,12 +31,19 @@ _progress = {"count": 0, "first": 0.0, "last": 0.0}
 _written = [0.0]
 
 
-def _seen(value: Any) -> None:
+def _started(value: Any) -> None:
+    if not _progress["first"]:
+        _progress["first"] = time.monotonic()
+
+
+def _done(value: dict[str, Any]) -> None:
+    """After the repartition: an event counts once all its records got here (weights)."""
     now = time.monotonic()
-    if not _progress["count"]:
-        _progress["first"] = now
-    _progress["count"] += 1
+    _progress["count"] += value["w"]
     _progress["last"] = now
+    if now - _written[0] > 0.5:
+        _written[0] = now
+        STATUS.write_text(json.dumps(_progress))
     if now - _written[0] > 0.5:
         _written[0] = now
         STATUS.write_text(json.dumps(_progress))
@@ -51,6 +58,14 @@ def _cell(sku: str, region: str) -> str:
 
 
 def _measures(value: dict[str, Any]) -> list[dict[str, Any]]:
+    """The event's measure records, each with its share ``w`` of the event."""
+    out = _records(value) or [{"cell": "none"}]  # no demand: still goes the whole way
+    for m in out:
+        m["w"] = 1 / len(out)
+    return out
+
+
+def _records(value: dict[str, Any]) -> list[dict[str, Any]]:
     kind = value["event_type"]
     if kind == "page_view":
         return [{"cell": _cell(value["sku"], value["region"]), "pageviews": 1}]
@@ -93,9 +108,10 @@ def main() -> None:
     for name in ("shop.pageviews", "shop.orders", "shop.logistics"):
         topic = app.topic(name, value_deserializer="json", timestamp_extractor=_ts)
         sdf = app.dataframe(topic)
-        sdf = sdf.update(_seen)
+        sdf = sdf.update(_started)
         sdf = sdf.apply(_measures, expand=True)
         sdf = sdf.group_by(lambda m: m["cell"], name=f"{name}-by-cell")
+        sdf = sdf.update(_done)
         for size in SIZES_MS:
             sdf.tumbling_window(duration_ms=size, name=f"w{size}").reduce(_add, _init).current()
     app.run()
