@@ -33,6 +33,9 @@ CellKey = tuple[int, int, str, str, str, str, str]
 #: The hot-path cache entry of one (category, color, size, price_band, region, time grain):
 #: the measure vector and the visitor-hash set of the cell of every window size.
 HotEntry = tuple[tuple[list[int], ...], tuple[set[int], ...]]
+#: The page-view lane's entry for one (sku, region, time grain): the catalog generation it
+#: was built at, whether the SKU is unknown, the SKU's hourly vector, and the HotEntry.
+PageViewEntry = tuple[int, bool, list[int], tuple[list[int], ...], tuple[set[int], ...]]
 
 
 def price_e4(price: float) -> int:
@@ -78,6 +81,8 @@ class PartitionState:
     visitors: dict[CellKey, set[int]] = field(default_factory=dict)
     #: per-SKU hourly counters (inventory and the production brief)
     skus: SkuHours = field(default_factory=SkuHours)
+    #: page-view lane: (sku, region, time grain) -> PageViewEntry; same life as ``hot``
+    hot_pv: dict[tuple[str, str, int], PageViewEntry] = field(default_factory=dict)
 
     def cell(self, key: CellKey) -> list[int]:
         vec = self.cells.get(key)
@@ -120,6 +125,7 @@ class PartitionState:
     def mark_flushed(self) -> None:
         self.dirty.clear()
         self.hot.clear()
+        self.hot_pv.clear()
         self.visitors.clear()
         self.skus.dirty.clear()
         self.flushed_position = self.position

@@ -46,6 +46,7 @@ from streams.core.demand import (
     UNITS,
     CellKey,
     HotEntry,
+    PageViewEntry,
     PartitionState,
     price_e4,
 )
@@ -79,7 +80,8 @@ class EngineConfig:
     max_past_ms: int = 365 * 86_400_000  # older than this before the record time: stale_ts
     max_message_bytes: int = 1_048_576
     live_retention_ms: int = 7 * 86_400_000  # hourly and daily windows kept for rolling sums
-    fast_decode: bool = True  # schemas.fastpath first (it accepts only when sure); False: off
+    #: schemas.fastpath before pydantic, and the page-view lane; False: the reference paths
+    fast_paths: bool = True
 
     def keep_from_s(self, window_seconds: int, watermark_ms: int) -> int:
         """Windows ending at or before this (epoch s) can be dropped from memory."""
@@ -269,8 +271,13 @@ class DemandEngine:
         max_future, max_past = cfg.max_future_ms, cfg.max_past_ms
         horizon = cfg.correction_horizon_ms
         lateness_ms = cfg.allowed_lateness_ms
-        fast = fast_decode if cfg.fast_decode else _never
+        fast = fast_decode if cfg.fast_paths else _never
         rejected = out.rejected
+        catalog = self.catalog
+        grain_ms = self._grain_s * 1000
+        # page-view lane: a grain must never straddle an hour (the SKU counters are hourly)
+        pv_lane = cfg.fast_paths and 3600 % self._grain_s == 0
+        vhashes = self._visitor_hashes
         wall_ms: int | None = None
         st: PartitionState | None = None
         topic: str = ""
@@ -342,6 +349,25 @@ class DemandEngine:
                     max_ts = ts
             else:
                 max_ts = ts
+            if pv_lane and topic == TOPIC_PAGEVIEWS:
+                # the page-view lane: one cache lookup instead of catalog, SKU hour and cells
+                pk = (ev.sku, ev.region, ts // grain_ms)
+                e = st.hot_pv.get(pk)  # type: ignore[union-attr]
+                if e is None or e[0] != catalog.generation:
+                    e = self._pv_entry(st, ev.sku, ev.region, ts)  # type: ignore[arg-type]
+                if e is not None:
+                    if e[1]:
+                        st.ledger.unknown_sku_lines += 1  # type: ignore[union-attr]
+                    e[2][SKU_PAGEVIEWS] += 1
+                    for vec in e[3]:
+                        vec[PAGEVIEWS] += 1
+                    visitor = vhashes.get(ev.visitor_id)
+                    if visitor is None:
+                        visitor = self._visitor(ev.visitor_id)
+                    for visitors in e[4]:
+                        visitors.add(visitor)
+                    processed += 1
+                    continue
             self._apply(st, ev)  # type: ignore[arg-type]
             processed += 1
         if st is not None:
@@ -382,6 +408,22 @@ class DemandEngine:
                 hk,
                 [(s, ts_s - ts_s % s, cat, color, size, band, region) for s in self._sizes],
             )
+        return entry
+
+    def _pv_entry(
+        self, st: PartitionState, sku: str, region: str, ts: int
+    ) -> PageViewEntry | None:
+        """Build the page-view lane entry for (sku, region, grain of ``ts``), or None when
+        the catalog has a version boundary inside the grain (then ``_apply`` does it)."""
+        grain_ms = self._grain_s * 1000
+        start = ts - ts % grain_ms
+        a = self.catalog.lookup(sku, start)
+        if a is not self.catalog.lookup(sku, start + grain_ms - 1):
+            return None
+        vecs, sets = self._entry(st, UNKNOWN_PRODUCT if a is None else a, region, ts)
+        entry = st.hot_pv[(sku, region, ts // grain_ms)] = (
+            self.catalog.generation, a is None, st.skus.bucket(sku, ts), vecs, sets,
+        )
         return entry
 
     def _visitor(self, visitor_id: str) -> int:
