@@ -81,6 +81,10 @@ class PartitionState:
     visitors: dict[CellKey, set[int]] = field(default_factory=dict)
     #: per-SKU hourly counters (inventory and the production brief)
     skus: SkuHours = field(default_factory=SkuHours)
+    #: (window end s, window >= 1 h) -> the cells ending then, so eviction is O(evicted);
+    #: rebuilt from ``cells`` whenever ``indexed`` says something else changed ``cells``
+    ends: dict[tuple[int, bool], list[CellKey]] = field(default_factory=dict)
+    indexed: int = 0
     #: page-view lane: (sku, region, time grain) -> PageViewEntry; same life as ``hot``
     hot_pv: dict[tuple[str, str, int], PageViewEntry] = field(default_factory=dict)
 
@@ -88,8 +92,24 @@ class PartitionState:
         vec = self.cells.get(key)
         if vec is None:
             vec = self.cells[key] = [0, 0, 0, 0, 0, 0]
+            self._index(key)
         self.dirty.add(key)
         return vec
+
+    def _index(self, key: CellKey) -> None:
+        ek = (key[0] + key[1], key[0] >= 3600)
+        keys = self.ends.get(ek)
+        if keys is None:
+            self.ends[ek] = [key]
+        else:
+            keys.append(key)
+        self.indexed += 1
+
+    def _reindex(self) -> None:
+        self.ends = {}
+        self.indexed = 0
+        for key in self.cells:
+            self._index(key)
 
     def needs_flush(self) -> bool:
         return bool(self.dirty) or bool(self.skus.dirty) or self.position != self.flushed_position
@@ -107,6 +127,7 @@ class PartitionState:
             vec = cells.get(k)
             if vec is None:
                 vec = cells[k] = [0, 0, 0, 0, 0, 0]
+                self._index(k)
             dirty.add(k)
             vecs.append(vec)
             vs = visitors.get(k)
@@ -141,10 +162,17 @@ class PartitionState:
             return 0
         short_s = (wm - horizon_ms) // 1000
         long_s = (wm - max(horizon_ms, live_retention_ms)) // 1000
-        stale = [
-            k for k in self.cells
-            if k[1] + k[0] <= (long_s if k[0] >= 3600 else short_s) and k not in self.dirty
-        ]
-        for k in stale:
-            del self.cells[k]
-        return len(stale) + self.skus.evict(short_s)
+        if len(self.cells) != self.indexed:
+            self._reindex()  # cells were set directly (a restore)
+        evicted = 0
+        for ek in [e for e in self.ends if e[0] <= (long_s if e[1] else short_s)]:
+            keep = []
+            for k in self.ends.pop(ek):
+                if k in self.dirty:
+                    keep.append(k)
+                elif self.cells.pop(k, None) is not None:
+                    evicted += 1
+            if keep:
+                self.ends[ek] = keep
+        self.indexed = len(self.cells)
+        return evicted + self.skus.evict(short_s)
