@@ -71,33 +71,42 @@ class DemandPipeline:
     async def handle(self, records: Sequence[Record]) -> None:
         """Apply one batch (any partitions, each in offset order). Does not flush."""
         async with self._lock:
-            records = self._skip_applied(records)
+            records, tps = self._skip_applied(records)
             if not records:
                 return
             started = time.perf_counter()
             outcome = self.engine.process(records)
             metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
             metrics.BATCH_SIZE.observe(len(records))
-            self._count(records)
+            self._count(tps)
             await self._emit(outcome)
             self._pending_events += len(records)
 
-    def _skip_applied(self, records: Sequence[Record]) -> Sequence[Record]:
-        """Drop records at or before a partition's position (a re-delivery is harmless)."""
+    def _skip_applied(self, records: Sequence[Record]) -> tuple[Sequence[Record], set[TP]]:
+        """Drop records at or before a partition's position (a re-delivery is harmless).
+
+        Also returns the partitions in the batch. Each partition's records are in offset
+        order, so only the first record of every run of one partition needs a look.
+        """
         states = self.engine.states
-        if all(
-            (st := states.get((r.topic, r.partition))) is None
-            or st.position is None
-            or r.offset >= st.position
-            for r in records
-        ):
-            return records
-        return [
+        tps: set[TP] = set()
+        topic, partition = "", -1
+        for r in records:
+            if r.partition != partition or r.topic != topic:
+                topic, partition = r.topic, r.partition
+                tps.add((topic, partition))
+                st = states.get((topic, partition))
+                if st is not None and st.position is not None and r.offset < st.position:
+                    break
+        else:
+            return records, tps
+        kept = [
             r for r in records
             if (st := states.get((r.topic, r.partition))) is None
             or st.position is None
             or r.offset >= st.position
         ]
+        return kept, {(r.topic, r.partition) for r in kept}
 
     def flush_due(self) -> bool:
         if self._pending_events >= self.max_pending_events:
@@ -228,9 +237,9 @@ class DemandPipeline:
     def _ledger_tuple(lg: Any) -> tuple[int, ...]:
         return (*(getattr(lg, f) for f in _LEDGER_FIELDS), lg.unknown_sku_lines)
 
-    def _count(self, records: Sequence[Record]) -> None:
+    def _count(self, tps: set[TP]) -> None:
         """Move the per-topic outcome counters by what the ledgers gained in this batch."""
-        for tp in {(r.topic, r.partition) for r in records}:
+        for tp in tps:
             now = self._ledger_tuple(self.engine.states[tp].ledger)
             before = self._counted.get(tp, (0,) * len(now))
             self._counted[tp] = now
