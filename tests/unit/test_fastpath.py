@@ -247,3 +247,15 @@ def test_page_view_lane_matches_the_reference_path() -> None:
     assert results[0][3].unknown_sku_lines == 66  # SKU C is not in the catalog
     colors = {r[5] for r in results[0][0]}
     assert {"red", "blue", "green", "black", "unknown"} <= colors
+
+
+@pytest.mark.parametrize("price", [
+    b"1e-400", b"-1e-400", b"1E400", b"0.0000000000000000000000000000001", b"-0", b"-0.0",
+    b"999999999.99999999999", b"1000000000.0000000001", b"1000000000.000001",
+    b"12345678901234567890", b"9.95", b"1e2", b"0e0",
+])
+def test_number_edge_cases_agree(price: bytes) -> None:
+    raw = (b'{"event_id":"e","ts":1793491200000,"shop_id":"s","event_type":"order_placed",'
+           b'"order_id":"o","region":"r","buyer_id":"b","lines":[{"sku":"A","qty":1,'
+           b'"unit_price":' + price + b"}]}")
+    check("shop.orders", raw)
