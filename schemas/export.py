@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMessage
 from schemas.contract import ADAPTERS, CONTRACT_VERSION, TOPIC_DEAD_LETTER
 from schemas.deadletter import DeadLetter
 
@@ -20,6 +21,8 @@ def documents() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema document, for every topic with a contract."""
     adapters: dict[str, TypeAdapter[Any]] = dict(ADAPTERS)
     adapters[TOPIC_DEAD_LETTER] = TypeAdapter(DeadLetter)
+    adapters[TOPIC_RESTOCK_ALERTS] = TypeAdapter(AlertMessage)
+    adapters[TOPIC_DEMAND_SIGNALS] = TypeAdapter(AlertMessage)
     docs: dict[str, dict[str, Any]] = {}
     for topic, adapter in adapters.items():
         schema = adapter.json_schema(mode="validation")

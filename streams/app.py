@@ -9,8 +9,10 @@ demand topics in bulk below Faust's per-event stream machinery, in consumer grou
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,18 +20,25 @@ import faust
 from faust.app.base import BootStrategy
 from prometheus_client import start_http_server
 
+from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS
 from schemas.contract import TOPIC_DEAD_LETTER
 from streams import metrics
+from streams.alerting import AlertService
 from streams.catalog_reader import CatalogReader
+from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrations import migrate
 from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine
 from streams.core.pricebands import PriceBands
+from streams.errors import ConfigError
 from streams.ingest import DemandConsumer
+from streams.kafka.sink import KafkaSink
 from streams.pipeline import DemandPipeline
 from streams.settings import Settings
+from streams.sink import Sink
+from streams.web import register_web_view
 
 __version__ = importlib.metadata.version("c2m-pulse")
 
@@ -44,12 +53,20 @@ class PulseApp:
     settings: Settings
     bootstrap: str
     engine: DemandEngine
-    store: DemandStore
+    store: DemandStore | None  # None when flushes go through c2m.sink (C2M_SINK=kafka)
     pipeline: DemandPipeline
     catalog_reader: CatalogReader
     ingest: DemandConsumer
     client: Any
+    alerts: AlertService | None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def direct_store(self) -> DemandStore:
+        """The ClickHouse store of a direct-write worker (the demo's and the CLI's)."""
+        if self.store is None:
+            raise ConfigError("this worker writes through c2m.sink (C2M_SINK=kafka); "
+                              "query the `c2m writer`'s ClickHouse instead")
+        return self.store
 
 
 def _faust_broker_credentials(settings: Settings) -> Any:
@@ -89,12 +106,25 @@ def faust_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
 
 
 def create_app(settings: Settings, bootstrap: str, client: Any | None = None) -> PulseApp:
-    """Build the app. Applies ClickHouse migrations (idempotent) before anything runs."""
-    client = client if client is not None else connect(settings)
-    migrate(client, settings.clickhouse_database)
+    """Build the app. Applies ClickHouse migrations (idempotent) before anything runs.
+
+    With ``C2M_SINK=kafka`` the worker never opens ClickHouse: flushes go to ``c2m.sink``
+    and the ``c2m writer`` process (which migrates) owns the database.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives in it
     engine = DemandEngine(settings.engine_config(), Catalog(PriceBands(settings.price_band_edges)))
-    store = DemandStore(client, settings.clickhouse_database)
-    store.record_settings({"idle_partition_ms": settings.idle_partition_seconds * 1000})
+    store: DemandStore | None = None
+    sink: Sink | None = None
+    if settings.sink == "kafka":
+        sink = KafkaSink(
+            bootstrap, settings.writer_url, client_config=settings.kafka_client_config(),
+            fault_file=settings.clickhouse_fault_file,
+        )
+    else:
+        client = client if client is not None else connect(settings)
+        migrate(client, settings.clickhouse_database)
+        store = DemandStore(client, settings.clickhouse_database)
+        store.record_settings({"idle_partition_ms": settings.idle_partition_seconds * 1000})
 
     app = faust.App(settings.app_id, **faust_config(settings, bootstrap))
     # The demand topics are consumed by our bulk consumer (streams.ingest), in the consumer
@@ -110,7 +140,8 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         return await dead_letter_topic.send(key=key, value=value)
 
     pipeline = DemandPipeline(
-        engine, store, send_dead_letter, flush_interval_s=settings.flush_interval_seconds
+        engine, store, send_dead_letter, flush_interval_s=settings.flush_interval_seconds,
+        sink=sink,
     )
     reader = CatalogReader(
         bootstrap, engine, pipeline.dead_letter, client_config=settings.kafka_client_config()
@@ -122,7 +153,22 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         session_timeout_s=settings.session_timeout_seconds,
         client_config=settings.kafka_client_config(),
     )
-    pulse = PulseApp(app, settings, bootstrap, engine, store, pipeline, reader, ingest, client)
+    def demand_partitions() -> set[tuple[str, int]]:
+        consumer = ingest.consumer
+        if consumer is None:
+            return set()
+        return {
+            (t, p) for t in ingest.topics for p in (consumer.partitions_for_topic(t) or ())
+        }
+
+    # Alerts run where ClickHouse is: here with the direct sink, in `c2m writer` otherwise.
+    alerts = attach_alerts(
+        app, settings, client if store is not None else None, pipeline.io,
+        demand_partitions, reader.ready,
+    )
+    pulse = PulseApp(
+        app, settings, bootstrap, engine, store, pipeline, reader, ingest, client, alerts
+    )
 
     @app.task  # type: ignore[untyped-decorator]
     async def metrics_server() -> None:
@@ -138,7 +184,8 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     async def demand() -> None:
         # No demand event is mapped before the catalog has been read to its end.
         await reader.ready.wait()
-        await ingest.run()
+        if settings.ingest_enabled:
+            await ingest.run()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_flush(sender: Any, **kwargs: Any) -> None:
@@ -169,10 +216,99 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
                 "catalog_skus": len(engine.catalog),
                 "flushes": pipeline.flushes,
                 "pending_events": pipeline.pending_events,
+                "alert_hours_evaluated": alerts.hours_evaluated if alerts else 0,
+                "alert_last_hour": alerts.last_hour if alerts else None,
             }
         )
 
+    register_web_view(app, pulse)  # /view and /api/view/{name}
     return pulse
+
+
+def attach_alerts(
+    app: faust.App,
+    settings: Settings,
+    client: Any | None,
+    io: Callable[..., Awaitable[Any]],
+    expected_partitions: Callable[[], set[tuple[str, int]]],
+    ready: asyncio.Event | None = None,
+) -> AlertService | None:
+    """The alert service of the process that owns ClickHouse (``client``): the factory
+    topics, the evaluation task, ``/api/alerts`` and ``/api/brief``. Without a client
+    (a worker writing through ``c2m.sink``) the pages answer 503: ask the writer."""
+    alert_topics = {
+        name: app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        for name in (TOPIC_RESTOCK_ALERTS, TOPIC_DEMAND_SIGNALS)
+    }
+
+    async def publish_alert(topic: str, key: bytes, value: bytes) -> Any:
+        return await alert_topics[topic].send(key=key, value=value)
+
+    alert_store = AlertStore(client, settings.clickhouse_database) if client is not None else None
+    alerts = (
+        AlertService(
+            alert_store, publish_alert, io, settings.alert_config(),
+            expected_partitions=expected_partitions,
+            idle_ms=settings.idle_partition_seconds * 1000,
+            idle_wall_s=settings.alert_idle_wall_seconds,
+        )
+        if alert_store is not None
+        else None
+    )
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def alert_rules() -> None:
+        if settings.alerts_enabled and alerts is not None:
+            if ready is not None:
+                await ready.wait()
+            await alerts.run(settings.alert_interval_seconds)
+
+    def unavailable(web: Any) -> Any:
+        return web.json(
+            {"error": "this worker writes through c2m.sink: ask the c2m writer"}, status=503
+        )
+
+    @app.page("/api/alerts")
+    async def api_alerts(web: Any, request: Any) -> Any:
+        if alert_store is None:
+            return unavailable(web)
+        factory = request.query.get("factory", "")[:64]
+        open_only = request.query.get("all", "") == ""
+        rows = await io(alert_store.alerts, factory, open_only)
+        return web.json({"alerts": rows})
+
+    @app.page("/api/brief")
+    async def api_brief(web: Any, request: Any) -> Any:
+        if alert_store is None:
+            return unavailable(web)
+        try:
+            days = min(max(int(request.query.get("days", "14")), 1), 365)
+            run_days = min(max(int(request.query.get("run_days", "30")), 1), 365)
+        except ValueError:
+            return web.json({"error": "days and run_days must be integers"}, status=400)
+        category = request.query.get("category", "")[:128]
+        factory = request.query.get("factory", "")[:64]
+        rows = await io(alert_store.brief, category, factory, days, run_days)
+        return web.json({"rows": jsonable(rows)})
+
+    return alerts
+
+
+def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ClickHouse rows with datetimes as RFC 3339 strings and NaN/inf as null."""
+    import math
+    from datetime import datetime
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, datetime):
+            return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    return [{k: conv(v) for k, v in r.items()} for r in rows]
 
 
 def ledger_totals(engine: DemandEngine) -> dict[str, int]:

@@ -73,6 +73,21 @@ def worker(web_port: int | None, duration: float | None) -> None:
 
 
 @main.command()
+@click.option("--port", type=int, help="Web port for restores (C2M_WRITER_PORT)")
+@click.option("--duration", type=float, help="Stop after N seconds")
+def writer(port: int | None, duration: float | None) -> None:
+    """Run the single ClickHouse writer for workers with C2M_SINK=kafka (needs a broker)."""
+    from streams.runner import configure_logging
+    from streams.writer import run_writer
+
+    s = _settings(writer_port=port)
+    if not s.kafka_bootstrap:
+        raise click.ClickException("set C2M_KAFKA_BOOTSTRAP: workers and writer share a broker")
+    configure_logging(s.log_level)
+    run_writer(s, s.kafka_bootstrap, duration_s=duration)
+
+
+@main.command()
 def broker() -> None:
     """Run the embedded Kafka broker in the foreground and create the topics."""
     import time
@@ -97,7 +112,10 @@ def broker() -> None:
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--speed", type=float, default=60.0, show_default=True,
               help="Simulated seconds per wall second")
-def simulate(rate: float, duration: float, seed: int, speed: float) -> None:
+@click.option("--forever", is_flag=True,
+              help="Ignore --duration: backfill ten wall minutes at --speed, then run in "
+                   "real time until stopped")
+def simulate(rate: float, duration: float, seed: int, speed: float, forever: bool) -> None:
     """Produce realistic shop events to the input topics (needs C2M_KAFKA_BOOTSTRAP)."""
     from streams.kafka.topics import ensure_topics
     from streams.sim.producer import orders_per_hour_for, run_simulation
@@ -108,12 +126,66 @@ def simulate(rate: float, duration: float, seed: int, speed: float) -> None:
     ensure_topics(s.kafka_bootstrap, s.topic_partitions, s.kafka_client_config())
     n = asyncio.run(
         run_simulation(
-            s.kafka_bootstrap, seed=seed, rate=rate, duration_s=duration, speed=speed,
+            s.kafka_bootstrap, seed=seed, rate=rate, duration_s=None if forever else duration,
+            speed=speed,
             producer_config=s.kafka_client_config(),
             sim_options={"orders_per_hour": orders_per_hour_for(rate, speed)},
         )
     )
     click.echo(f"produced {n} events")
+
+
+@main.group()
+def alerts() -> None:
+    """Factory alerts."""
+
+
+@alerts.command("tail")
+@click.option("--factory", "-f", help="Only this factory's alerts (e.g. F001)")
+@click.option("--lang", type=click.Choice(["both", "zh", "en"]), default="both", show_default=True)
+@click.option("--idle-exit", type=float, default=None,
+              help="Exit after N seconds without a new message (default: follow forever)")
+def alerts_tail(factory: str | None, lang: str, idle_exit: float | None) -> None:
+    """Follow new and updated alerts (from factory.restock-alerts and factory.demand-signals)."""
+    from streams.alerts_tail import run_tail
+    from streams.runner import running_bootstrap
+
+    s = _settings()
+    bootstrap = running_bootstrap(s)
+    if bootstrap is None:
+        raise click.ClickException(
+            "no broker: set C2M_KAFKA_BOOTSTRAP, or start `c2m demo` (same C2M_DATA_DIR)"
+        )
+    from streams.errors import C2MError
+
+    try:
+        run_tail(bootstrap, factory, lang, idle_exit, s.kafka_client_config())
+    except C2MError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--category", "-c", required=True, help="Product category, e.g. 袜子")
+@click.option("--factory", "-f", default="", help="Only SKUs this factory makes")
+@click.option("--days", type=click.IntRange(1, 365), default=14, show_default=True,
+              help="Demand over the last N days (event time)")
+@click.option("--run-days", type=click.IntRange(1, 365), default=30, show_default=True,
+              help="Days of demand the production run should cover")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON")
+def brief(category: str, factory: str, days: int, run_days: int, as_json: bool) -> None:
+    """Production brief for the next run: colour mix, size curve, price band, quantity.
+
+    Asks the running worker (C2M_WEB_HOST:C2M_WEB_PORT, which owns the embedded
+    ClickHouse); without one, reads ClickHouse directly.
+    """
+    from streams.brief import fetch_brief, render_brief
+
+    s = _settings()
+    rows = fetch_brief(s, category, factory, days, run_days)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    click.echo(render_brief(rows, category, factory, days, run_days))
 
 
 @main.command()
@@ -122,11 +194,18 @@ def simulate(rate: float, duration: float, seed: int, speed: float) -> None:
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--speed", type=float, default=60.0, show_default=True,
               help="Simulated seconds per wall second")
-def demo(duration: float | None, rate: float, seed: int, speed: float) -> None:
+@click.option("--history-days", type=float, default=0.0, show_default=True,
+              help="Start with N days of history (the alert scenario), then run live")
+def demo(
+    duration: float | None, rate: float, seed: int, speed: float, history_days: float
+) -> None:
     """Everything on this machine: embedded broker, worker, simulator, live view."""
     from streams.demo import run_demo
 
-    sys.exit(run_demo(_settings(), duration_s=duration, rate=rate, seed=seed, speed=speed))
+    sys.exit(run_demo(
+        _settings(), duration_s=duration, rate=rate, seed=seed, speed=speed,
+        history_days=history_days,
+    ))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from streams.app import PulseApp, ledger_totals
 from streams.runner import configure_logging, kafka_bootstrap, run_worker
 from streams.settings import Settings, mask_url
 from streams.sim.producer import orders_per_hour_for, run_simulation
+from streams.sim.scenario import Scenario
 
 #: Printed at the end of the demo for the user to try; {db} is the database identifier.
 EXAMPLE_QUERY = (
@@ -71,7 +72,7 @@ class LiveView:
             if self._ticks % 5 == 0:
                 print(head, file=self.out, flush=True)
             return
-        rows = await self.pulse.pipeline.io(self.pulse.store.top_cells, 300, 8)
+        rows = await self.pulse.pipeline.io(self.pulse.direct_store().top_cells, 300, 8)
         lines = [
             "c2m-pulse demo   (Ctrl-C to stop)",
             f"broker {self.pulse.bootstrap}   "
@@ -101,13 +102,47 @@ class LiveView:
         self.out.flush()
 
 
+def history_options(start_ms: int, days: float) -> dict[str, Any]:
+    """Simulator options for a demo with ``days`` of history: the alert scenario (SKUs
+    heading for stockout, colours taking off on the last day)."""
+    # the surges start at 10:00 China time (02:00 UTC) on the last day of the history
+    last_day = (start_ms + int(max(days - 1, 0.5) * 86_400_000)) // 86_400_000 * 86_400_000
+    surge = last_day + 2 * 3_600_000
+    return {
+        "n_skus": 60,
+        "orders_per_hour": 200.0,
+        "scenario": Scenario(surge_start_ms=surge),
+    }
+
+
 def run_demo(
-    settings: Settings, *, duration_s: float | None, rate: float, seed: int, speed: float
+    settings: Settings,
+    *,
+    duration_s: float | None,
+    rate: float,
+    seed: int,
+    speed: float,
+    history_days: float = 0.0,
 ) -> int:
     configure_logging(settings.log_level)
+    # One process owns the embedded ClickHouse here: the demo always writes directly.
+    settings = settings.model_copy(update={"sink": "clickhouse"})
     span_s = (duration_s if duration_s is not None else 6 * 3600 / speed) * speed
     start_ms = int((time.time() - span_s) * 1000)
     result: dict[str, Any] = {}
+    if history_days > 0:
+        start_ms = int(time.time() * 1000 - history_days * 86_400_000)
+        sim_options = history_options(start_ms, history_days)
+        sim_rate: float | None = None  # history as fast as it goes, then real time
+        sim_speed = 1e9
+    else:
+        sim_options = {
+            "orders_per_hour": orders_per_hour_for(rate, speed),
+            # a promotion in the middle of the run, so a spike shows up
+            "promo_start_ms": start_ms + int(span_s * 500),
+            "promo_hours": max(span_s / 3600 / 6, 0.25),
+        }
+        sim_rate, sim_speed = rate, speed
 
     async def simulator(pulse: PulseApp) -> None:
         producer = AIOKafkaProducer(
@@ -120,14 +155,9 @@ def run_demo(
         finally:
             await producer.stop()
         result["produced"] = await run_simulation(
-            pulse.bootstrap, seed=seed, rate=rate, duration_s=None, speed=speed,
+            pulse.bootstrap, seed=seed, rate=sim_rate, duration_s=None, speed=sim_speed,
             start_ms=start_ms, producer_config=settings.kafka_client_config(),
-            sim_options={
-                "orders_per_hour": orders_per_hour_for(rate, speed),
-                # a promotion in the middle of the run, so a spike shows up
-                "promo_start_ms": start_ms + int(span_s * 500),
-                "promo_hours": max(span_s / 3600 / 6, 0.25),
-            },
+            sim_options=sim_options,
         )
 
     async def live(pulse: PulseApp) -> None:
@@ -136,7 +166,7 @@ def run_demo(
     def summary(pulse: PulseApp) -> None:
         totals = ledger_totals(pulse.engine)
         db = settings.clickhouse_database
-        rows = pulse.store.totals()
+        rows = pulse.direct_store().totals()
         example = EXAMPLE_QUERY.replace("{db}", db)
         print(
             f"\nc2m-pulse demo stopped at {datetime.now(UTC):%H:%M:%S} UTC.\n"
@@ -144,6 +174,8 @@ def run_demo(
             f"{totals['dead_lettered']} dead-lettered, {totals['duplicates']} duplicates, "
             f"{totals['late']} late\n"
             f"  {db}.demand_by_attribute: {rows[0]} rows, {rows[1]} units\n"
+            f"  alerts: {pulse.alerts.hours_evaluated if pulse.alerts else 0} event-time hours "
+            "evaluated\n"
             f"  data: ClickHouse (chDB) at {mask_url(settings.effective_clickhouse_url)}, "
             f"database {db}\n\n"
             f"Try:\n  c2m query \"{example}\"",

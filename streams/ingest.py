@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams import metrics
 from streams.core.engine import DEMAND_TOPICS, Record
 from streams.pipeline import TP, DemandPipeline
 
@@ -50,6 +51,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions revoked: %s", _fmt(tps))
         if tps:
             async with self.ingest.poll_lock:
+                # Until the new assignment arrives, aiokafka still fetches the old
+                # partitions; records of a released partition must not be applied to a
+                # fresh state (it would be flushed with a ledger and cells that start
+                # from zero at a later position).
+                self.ingest.owned.difference_update(tps)
                 await self.ingest.pipeline.release(tps)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -57,14 +63,18 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         if consumer is None:  # pragma: no cover - assignments only come after start
             return
         log.info("partitions assigned: %s", _fmt([(tp.topic, tp.partition) for tp in assigned]))
+        metrics.REBALANCES.inc()
         # Under the poll lock: no batch is fetched or applied while partitions are being
         # restored, so no record can be applied to a state that a restore then replaces.
         async with self.ingest.poll_lock:
             for tp in assigned:
-                position = await self.ingest.pipeline.restore(tp.topic, tp.partition)
+                committed = await self.ingest.committed(tp)
+                position = await self.ingest.pipeline.restore(tp.topic, tp.partition, committed)
                 if position is not None:
                     consumer.seek(tp, position)
+                self.ingest.owned.add((tp.topic, tp.partition))
         self.ingest.assigned.set()
+        metrics.PARTITIONS_ASSIGNED.set(len(consumer.assignment()))
 
 
 class DemandConsumer:
@@ -95,6 +105,8 @@ class DemandConsumer:
         self.finished = asyncio.Event()
         #: held while fetching+applying a batch and while a rebalance restores partitions
         self.poll_lock = asyncio.Lock()
+        #: partitions restored and not yet released: only their records are applied
+        self.owned: set[TP] = set()
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Stop after the current batch: final flush and commit, then leave the group."""
@@ -122,6 +134,7 @@ class DemandConsumer:
             **self.client_config,
         )
         self.consumer = consumer
+        await self.pipeline.sink.start()
         consumer.subscribe(list(self.topics), listener=_Rebalance(self))
         await consumer.start()
         try:
@@ -130,7 +143,27 @@ class DemandConsumer:
                 await self.pipeline.flush()
         finally:
             await consumer.stop()
+            await self.pipeline.close_sink()
             self.finished.set()
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset of ``tp`` (None if there is none).
+
+        Retried until the broker answers: restoring without knowing it could let an
+        asynchronous sink answer "no checkpoint" for a partition whose state is in flight.
+        """
+        delay = 0.2
+        while self.consumer is not None:
+            try:
+                offset = await self.consumer.committed(tp)
+            except KafkaError as exc:
+                log.warning("committed offset of %s[%d] unknown: %s; retrying", tp.topic,
+                            tp.partition, type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            return None if offset is None or offset < 0 else int(offset)
+        return None
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         backoff = 0.2
@@ -140,16 +173,22 @@ class DemandConsumer:
                     timeout_ms=100, max_records=self.batch_max_events
                 )
                 if batches:
+                    owned = self.owned
                     records = [
                         Record(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
-                        for msgs in batches.values()
+                        for tp, msgs in batches.items()
+                        if (tp.topic, tp.partition) in owned
                         for m in msgs
                     ]
-                    await self.pipeline.handle(records)
+                    if records:
+                        await self.pipeline.handle(
+                            records, min(msgs[0].timestamp for msgs in batches.values())
+                        )
             if not self.pipeline.flush_due() and not self.paused:
                 continue
             if await self.pipeline.flush():
                 backoff = 0.2
+                self._update_lag(consumer)
                 if self.paused:
                     consumer.resume(*consumer.assignment())
                     self.paused = False
@@ -161,6 +200,18 @@ class DemandConsumer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
             backoff = min(backoff * 2, 30.0)
+
+    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Consumer lag per partition from the highwater of the last fetch response."""
+        states = self.pipeline.engine.states
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            st = states.get((tp.topic, tp.partition))
+            if highwater is None or st is None or st.position is None:
+                continue
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                max(highwater - st.position, 0)
+            )
 
     async def _commit(self, positions: dict[TP, int]) -> None:
         consumer = self.consumer

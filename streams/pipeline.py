@@ -7,7 +7,9 @@ commits the checkpoint positions to Kafka. A Kafka commit therefore never runs a
 ClickHouse, and every committed offset is the position of a checkpoint.
 
 All ClickHouse calls run on one dedicated thread, so the event loop never blocks on
-I/O and the client is never used from two threads.
+I/O and the client is never used from two threads. Where a flush goes is the sink's
+business (``streams.sink``): ClickHouse directly (the default), or the ``c2m.sink`` topic
+and the single writer process (``C2M_SINK=kafka``, for several workers on embedded chDB).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from streams import metrics
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import BatchOutcome, DemandEngine, LateEvent, Record, Rejected
 from streams.errors import SinkError
+from streams.sink import ClickHouseSink, Loaded, Sink
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +45,12 @@ class DemandPipeline:
     def __init__(
         self,
         engine: DemandEngine,
-        store: DemandStore,
+        store: DemandStore | None,
         send_dead_letter: DeadLetterSender,
         *,
         flush_interval_s: float = 1.0,
         max_pending_events: int = 200_000,
+        sink: Sink | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -55,6 +59,11 @@ class DemandPipeline:
         self.flush_interval_s = flush_interval_s
         self.max_pending_events = max_pending_events
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="c2m-clickhouse")
+        if sink is None:
+            if store is None:
+                raise ValueError("DemandPipeline needs a store or a sink")
+            sink = ClickHouseSink(store, self.io)
+        self.sink: Sink = sink
         self._lock = asyncio.Lock()
         self._pending_events = 0
         self._pending_late: list[LateEvent] = []
@@ -63,13 +72,19 @@ class DemandPipeline:
         self.sink_healthy = True
         self.flushes = 0
         self._counted: dict[TP, tuple[int, ...]] = {}
+        #: Kafka timestamp (ms) of the oldest record of each batch applied since the last flush
+        self._pending_record_ts: list[int] = []
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
     # ---------------------------------------------------------------- batches
-    async def handle(self, records: Sequence[Record]) -> None:
-        """Apply one batch (any partitions, each in offset order). Does not flush."""
+    async def handle(self, records: Sequence[Record], oldest_ts_ms: int | None = None) -> None:
+        """Apply one batch (any partitions, each in offset order). Does not flush.
+
+        ``oldest_ts_ms``: Kafka timestamp of the batch's oldest record, for the end-to-end
+        latency metric (observed when the flush covering the batch is committed).
+        """
         async with self._lock:
             records, tps = self._skip_applied(records)
             if not records:
@@ -81,6 +96,9 @@ class DemandPipeline:
             self._count(tps)
             await self._emit(outcome)
             self._pending_events += len(records)
+            if oldest_ts_ms is not None and oldest_ts_ms > 0:
+                self._pending_record_ts.append(oldest_ts_ms)
+            self._update_gauges()
 
     def _skip_applied(self, records: Sequence[Record]) -> tuple[Sequence[Record], set[TP]]:
         """Drop records at or before a partition's position (a re-delivery is harmless).
@@ -133,16 +151,18 @@ class DemandPipeline:
             return await self._flush_locked()
 
     # ---------------------------------------------------------------- partitions
-    async def restore(self, topic: str, partition: int) -> int | None:
+    async def restore(
+        self, topic: str, partition: int, committed: int | None = None
+    ) -> int | None:
         """Load a newly assigned partition from its latest checkpoint.
 
         Returns the position to seek to, or None when there is no checkpoint (then the
         consumer starts at the group's committed offset, or the earliest one).
+        ``committed`` (the group's committed offset) lets an asynchronous sink wait until
+        it holds the checkpoint of that commit.
         """
         async with self._lock:
-            loaded = await self._with_retry(
-                self.store.load_partition, topic, partition, 2**62, self.engine.config
-            )
+            loaded = await self._load_with_retry(topic, partition, committed)
             if loaded is None:
                 self.engine.drop(topic, partition)
                 self._counted.pop((topic, partition), None)
@@ -166,6 +186,8 @@ class DemandPipeline:
             for topic, partition in tps:
                 self.engine.drop(topic, partition)
                 self._counted.pop((topic, partition), None)
+                metrics.forget_partition(topic, partition)
+            self._update_gauges()
 
     # ---------------------------------------------------------------- internals
     async def _emit(self, outcome: BatchOutcome) -> None:
@@ -187,18 +209,18 @@ class DemandPipeline:
         late = self._pending_late
         if batch or late:
             started = time.perf_counter()
+            if not self.sink_healthy:
+                metrics.FLUSH_RETRIES.inc()
             try:
-                await self.io(
-                    self.store.write, batch, late, self.engine.config.allowed_lateness_ms
-                )
+                await self.sink.write(batch, late, self.engine.config.allowed_lateness_ms)
             except SinkError as exc:
                 if self.sink_healthy:
-                    log.warning("ClickHouse flush failed, will retry: %s", exc)
+                    log.warning("%s flush failed, will retry: %s", self.sink.name, exc)
                 self.sink_healthy = False
-                metrics.FLUSH_RETRIES.inc()
+                metrics.FLUSH_FAILURES.labels("write").inc()
                 return False
             if not self.sink_healthy:
-                log.warning("ClickHouse is back; flushed the backlog")
+                log.warning("%s sink is back; flushed the backlog", self.sink.name)
             self.sink_healthy = True
             metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
             metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
@@ -216,18 +238,24 @@ class DemandPipeline:
             await d
         if batch.checkpoints and self.commit is not None:
             await self.commit({(c.topic, c.partition): c.position for c in batch.checkpoints})
+        self._observe_end_to_end()
         self._pending_events = 0
         self._last_flush = time.monotonic()
         self.flushes += 1
         return True
 
-    async def _with_retry(self, fn: Callable[..., T], *args: Any) -> T:
-        """Retry ClickHouse reads with capped exponential backoff until they succeed."""
+    async def _load_with_retry(
+        self, topic: str, partition: int, committed: int | None
+    ) -> Loaded | None:
+        """Retry restore reads with capped exponential backoff until they succeed."""
         delay = 0.2
         while True:
             try:
-                return await self.io(fn, *args)
+                return await self.sink.load_partition(
+                    topic, partition, committed, self.engine.config
+                )
             except SinkError as exc:
+                metrics.FLUSH_FAILURES.labels("read").inc()
                 metrics.FLUSH_RETRIES.inc()
                 log.warning("%s; retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
@@ -249,15 +277,28 @@ class DemandPipeline:
             if now[-1] > before[-1]:
                 metrics.UNKNOWN_SKU_LINES.labels(tp[0]).inc(now[-1] - before[-1])
 
+    def _observe_end_to_end(self) -> None:
+        stamps, self._pending_record_ts = self._pending_record_ts, []
+        now_ms = time.time() * 1000
+        for ts in stamps:
+            metrics.END_TO_END_SECONDS.observe(max(now_ms - ts, 0.0) / 1000)
+
     def _update_gauges(self) -> None:
         now = time.time()
-        cells = 0
+        cells = dedup_ids = visitors = 0
         for st in self.engine.states.values():
             cells += len(st.cells)
+            dedup_ids += len(st.dedup)
+            visitors += st.pending_visitors()
             wm = st.watermark.value
             if wm is not None:
                 metrics.WATERMARK_LAG.labels(st.topic, str(st.partition)).set(now - wm / 1000)
         metrics.LIVE_CELLS.set(cells)
+        metrics.DEDUP_IDS.set(dedup_ids)
+        metrics.VISITOR_ENTRIES.set(visitors)
+
+    async def close_sink(self) -> None:
+        await self.sink.close()
 
     def close(self) -> None:
         self._io.shutdown(wait=True)

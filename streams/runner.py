@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import signal
@@ -38,9 +39,31 @@ def kafka_bootstrap(settings: Settings) -> Iterator[str]:
         yield settings.kafka_bootstrap
         return
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    marker = settings.data_dir / EMBEDDED_MARKER
     with EmbeddedBroker(log_path=settings.data_dir / "broker.log") as broker:
         log.warning("started embedded Kafka broker (Tansu) on %s", broker.bootstrap)
-        yield broker.bootstrap
+        # Other commands (`c2m alerts tail`) find the running embedded stack through this.
+        marker.write_text(
+            json.dumps({"bootstrap": broker.bootstrap, "web_port": settings.web_port})
+        )
+        try:
+            yield broker.bootstrap
+        finally:
+            marker.unlink(missing_ok=True)
+
+
+EMBEDDED_MARKER = "embedded.json"
+
+
+def running_bootstrap(settings: Settings) -> str | None:
+    """C2M_KAFKA_BOOTSTRAP, or the embedded broker of a running `c2m demo`/worker."""
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    marker = settings.data_dir / EMBEDDED_MARKER
+    try:
+        return str(json.loads(marker.read_text())["bootstrap"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 Task = Callable[[PulseApp], Coroutine[Any, Any, None]]

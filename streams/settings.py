@@ -10,6 +10,9 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.core.alerting.evaluator import AlertConfig
+from streams.core.alerting.restock import RestockConfig
+from streams.core.alerting.surge import SurgeConfig
 from streams.core.engine import EngineConfig
 from streams.core.pricebands import DEFAULT_EDGES
 from streams.core.windows import DEFAULT_WINDOW_SECONDS
@@ -57,6 +60,17 @@ class Settings(BaseSettings):
         None, description="Chaos drills only: while this file exists ClickHouse calls fail"
     )
 
+    # Where flushes go (docs/ARCHITECTURE.md, "Scale-out")
+    sink: Literal["clickhouse", "kafka"] = Field(
+        "clickhouse",
+        description="clickhouse = write directly; kafka = produce to c2m.sink for `c2m writer`",
+    )
+    writer_host: str = Field("127.0.0.1", description="`c2m writer` web server (restores)")
+    writer_port: int = Field(6067, ge=0, le=65535)
+    writer_batch_max_messages: int = Field(
+        100, ge=1, description="c2m.sink messages the writer merges into one ClickHouse write"
+    )
+
     # Servers (loopback by default)
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
@@ -85,6 +99,22 @@ class Settings(BaseSettings):
     flush_interval_seconds: float = Field(1.0, gt=0)
     batch_max_events: int = Field(10_000, ge=1)
 
+    # Alerts (docs/ALERTS.md)
+    alerts_enabled: bool = Field(True, description="Evaluate restock and demand-surge alerts")
+    ingest_enabled: bool = Field(
+        True, description="Consume the demand topics (false: an alerts-only process)"
+    )
+    alert_interval_seconds: float = Field(5.0, gt=0)
+    alert_idle_wall_seconds: float = Field(
+        60.0, ge=0, description="A partition without new checkpoints this long may be idle"
+    )
+    alert_service_level: float = Field(0.95, gt=0.5, lt=1.0)
+    alert_history_days: int = Field(14, ge=1, le=90)
+    alert_review_days: int = Field(7, ge=0, le=90)
+    alert_cooldown_hours: int = Field(24, ge=0)
+    surge_min_orders: int = Field(12, ge=1)
+    surge_ratio: float = Field(2.5, gt=1.0)
+
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     @field_validator("clickhouse_database")
@@ -112,11 +142,26 @@ class Settings(BaseSettings):
             yield name, mask_url(value) if name == "clickhouse_url" and value else value
 
     # ---------------------------------------------------------------- derived
+    def alert_config(self) -> AlertConfig:
+        return AlertConfig(
+            restock=RestockConfig(
+                service_level=self.alert_service_level,
+                history_days=self.alert_history_days,
+                review_days=self.alert_review_days,
+            ),
+            surge=SurgeConfig(min_orders=self.surge_min_orders, ratio=self.surge_ratio),
+            cooldown_hours=self.alert_cooldown_hours,
+        )
+
     @property
     def effective_clickhouse_url(self) -> str:
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+    @property
+    def writer_url(self) -> str:
+        return f"http://{self.writer_host}:{self.writer_port}"
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(

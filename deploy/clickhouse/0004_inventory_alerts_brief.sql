@@ -99,6 +99,7 @@ CREATE TABLE IF NOT EXISTS {db}.alert_history
     state              LowCardinality(String) COMMENT 'open | updated | resolved',
     severity           LowCardinality(String) COMMENT 'critical | warning | info',
     factory_id         String COMMENT 'restock alerts: the factory that makes the SKU',
+    factories          Array(String) COMMENT 'factories making the SKU or category',
     category           String,
     sku                String,
     dimension          LowCardinality(String) COMMENT 'demand signals: color | size | price_band',
@@ -111,7 +112,8 @@ CREATE TABLE IF NOT EXISTS {db}.alert_history
     score              Float64 COMMENT 'restock: days of cover, surge: observed/baseline',
     recommended_qty    Int64,
     projected_stockout Nullable(DateTime('UTC')),
-    details            String COMMENT 'the full alert message (JSON, schemas/json)',
+    details            String COMMENT 'the rule numbers (JSON)',
+    message            String COMMENT 'the published message (JSON, schemas/json)',
     recorded_at        DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree
@@ -136,7 +138,7 @@ ENGINE = ReplacingMergeTree
 ORDER BY hour_start;
 
 -- Production brief for the next run, as of the newest event time, over the last {days}
--- full days: mix by colour, size and price band (share of net units with a 95% Wilson
+-- days (or fewer, when there is less history: days_with_data): mix by colour, size and price band (share of net units with a 95% Wilson
 -- interval), conversion and return rate, and quantities for a run covering {run_days}
 -- days of demand (95% interval from the day-to-day spread). {factory} = '' for all
 -- factories. Query: SELECT * FROM c2m.production_brief(days=14, run_days=30, factory='')
@@ -162,12 +164,10 @@ WITH
     (
         SELECT
             category,
+            count()                                             AS span_days,
             sum(net_day)                                        AS cat_net,
-            sum(net_day) / {days:UInt32}                        AS daily_rate,
-            sqrt(
-                (sum(net_day * net_day) - sum(net_day) * sum(net_day) / {days:UInt32})
-                / greatest({days:UInt32} - 1, 1)
-            )                                                   AS daily_sd
+            sum(net_day) / span_days                            AS daily_rate,
+            if(span_days > 1, stddevSamp(net_day), 0)           AS daily_sd
         FROM
         (
             SELECT category, day_ago, sum(net) AS net_day FROM base GROUP BY category, day_ago
@@ -210,9 +210,10 @@ SELECT
         / (1 + 3.8416 / n)                                            AS share_high,
     t.daily_rate                                                      AS category_daily_rate,
     toInt64(ceil(greatest(t.daily_rate, 0) * {run_days:UInt32} * share)) AS recommended_qty,
-    toInt64(ceil(greatest(t.daily_rate - 1.96 * t.daily_sd / sqrt({days:UInt32}), 0)
+    t.span_days                                                       AS days_with_data,
+    toInt64(ceil(greatest(t.daily_rate - 1.96 * t.daily_sd / sqrt(t.span_days), 0)
                  * {run_days:UInt32} * share_low))                    AS qty_low,
-    toInt64(ceil(greatest(t.daily_rate + 1.96 * t.daily_sd / sqrt({days:UInt32}), 0)
+    toInt64(ceil(greatest(t.daily_rate + 1.96 * t.daily_sd / sqrt(t.span_days), 0)
                  * {run_days:UInt32} * share_high))                   AS qty_high
 FROM by_value AS v
 INNER JOIN totals AS t ON v.category = t.category

@@ -1,13 +1,18 @@
 """A fault-injecting ClickHouse client wrapper, for chaos tests and drills.
 
-Enabled only by ``C2M_CLICKHOUSE_FAULT_FILE``: while that file exists every call fails as
-if ClickHouse were unreachable. chDB runs in-process and cannot be "stopped", so this is
-how tests take the embedded ClickHouse away for a while (an HTTP server would be cut off
-with a TCP proxy instead).
+Enabled only by ``C2M_CLICKHOUSE_FAULT_FILE``. While that file exists:
+
+- by default (any content but ``stall``) every call fails as if ClickHouse were
+  unreachable. chDB runs in-process and cannot be "stopped", so this is how tests take the
+  embedded ClickHouse away for a while (an HTTP server would be cut off with a TCP proxy);
+- with the content ``stall``, the insert into ``checkpoints`` (the last write of a flush)
+  blocks after touching ``<file>.stalled``, until the file is removed: the flush's rows are
+  in ClickHouse, its checkpoint is not. A test SIGKILLs the process in exactly that state.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +25,27 @@ class FaultInjectingClient:
         self._fault_file = fault_file
         self.failures = 0
 
+    def _mode(self) -> str | None:
+        try:
+            return self._fault_file.read_text().strip() or "fail"
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return "fail"
+
     def _check(self) -> None:
-        if self._fault_file.exists():
+        mode = self._mode()
+        if mode is not None and mode != "stall":
             self.failures += 1
             raise OperationalError("injected fault: ClickHouse unavailable")
 
-    def insert(self, *args: Any, **kwargs: Any) -> Any:
+    def insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
         self._check()
-        return self._client.insert(*args, **kwargs)
+        if table.endswith(".checkpoints") and self._mode() == "stall":
+            Path(f"{self._fault_file}.stalled").touch()
+            while self._fault_file.exists():
+                time.sleep(0.05)
+        return self._client.insert(table, *args, **kwargs)
 
     def query(self, *args: Any, **kwargs: Any) -> Any:
         self._check()

@@ -202,6 +202,17 @@ class DemandStore:
         rows, units = self.client.query(sql).result_rows[0]
         return int(rows), int(units or 0)
 
+    def ledger_totals(self) -> dict[str, int]:
+        """Ledger summed over the latest checkpoint of every source partition."""
+        keys = ("consumed", "processed", "dead_lettered", "duplicates", "late")
+        sql = (f"SELECT {', '.join(f'sum({k})' for k in keys)} "  # noqa: S608
+               f"FROM {self.db}.source_progress")
+        try:
+            row = self.client.query(sql).result_rows[0]
+        except Exception as exc:
+            raise SinkError(f"ClickHouse read failed: {type(exc).__name__}") from exc
+        return {k: int(v or 0) for k, v in zip(keys, row, strict=True)}
+
     def top_cells(self, window_seconds: int, limit: int = 10) -> list[tuple[Any, ...]]:
         """Top cells by units in the latest window of the given size."""
         try:

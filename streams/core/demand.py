@@ -137,6 +137,10 @@ class PartitionState:
         entry = self.hot[hk] = (tuple(vecs), tuple(sets))
         return entry
 
+    def pending_visitors(self) -> int:
+        """(cell, visitor) pairs seen since the last flush."""
+        return sum(len(v) for v in self.visitors.values())
+
     def visitor_rows(self) -> Iterator[tuple[object, ...]]:
         """(*cell key, visitor hash) for the visitors seen since the last flush."""
         for key, visitors in self.visitors.items():

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS
 from schemas.contract import (
     TOPIC_DEAD_LETTER,
     TOPIC_LOGISTICS,
@@ -16,6 +17,10 @@ from schemas.contract import (
 from streams.errors import BrokerError
 
 log = logging.getLogger(__name__)
+
+#: Flush batches from workers to the single writer (C2M_SINK=kafka). One partition: one
+#: total order of flushes, read by one writer.
+TOPIC_SINK = "c2m.sink"
 
 # Retention is set explicitly: some brokers (Tansu) report only configs set at creation.
 _WEEK_MS = str(7 * 24 * 3_600_000)
@@ -35,6 +40,9 @@ def topic_specs() -> list[TopicSpec]:
         TopicSpec(TOPIC_LOGISTICS, None, {"retention.ms": _WEEK_MS}),
         TopicSpec(TOPIC_PRODUCTS, 1, {"cleanup.policy": "compact", "retention.ms": "-1"}),
         TopicSpec(TOPIC_DEAD_LETTER, 1, {"retention.ms": str(30 * 24 * 3_600_000)}),
+        TopicSpec(TOPIC_RESTOCK_ALERTS, None, {"retention.ms": str(30 * 24 * 3_600_000)}),
+        TopicSpec(TOPIC_DEMAND_SIGNALS, None, {"retention.ms": str(30 * 24 * 3_600_000)}),
+        TopicSpec(TOPIC_SINK, 1, {"retention.ms": _WEEK_MS}),
     ]
 
 

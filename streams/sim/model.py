@@ -45,6 +45,7 @@ from itertools import accumulate
 from typing import Any, Final
 
 from schemas.contract import TOPIC_LOGISTICS, TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_PRODUCTS
+from streams.sim.scenario import Scenario, ScenarioTruth, Surge
 
 MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 3_600_000
@@ -278,6 +279,7 @@ class ShopSimulator:
         disorder_ms: int = 180_000,
         ts_format_mix: bool = True,
         warm_start: bool = True,
+        scenario: Scenario | None = None,
     ) -> None:
         if n_shops < 1:
             raise ValueError("n_shops must be >= 1")
@@ -303,6 +305,10 @@ class ShopSimulator:
         self.promo_multiplier = float(promo_multiplier)
         self.disorder_ms = int(disorder_ms)
         self.ts_format_mix = ts_format_mix
+        self.scenario = scenario
+        self.truth = ScenarioTruth()
+        self._rate_factor = 1.0  # traffic growth from a scenario surge
+        self._surges_on = 0
 
         self._rng = random.Random(seed)
         self._tag = f"{seed}-{start_ms:x}"
@@ -325,6 +331,8 @@ class ShopSimulator:
         self._late_delay = self.disorder_ms / 0.15
         self._build_catalog()
         self._build_visitors()
+        if scenario is not None:
+            self._build_scenario(scenario)
         self._build_stock()
         self.warm_start = warm_start
 
@@ -386,6 +394,7 @@ class ShopSimulator:
         self._order_cum = _cumulative(pop)
         self._order_cum_promo = _cumulative([p * b for p, b in zip(pop, boost, strict=True)])
         pv = [p * a for p, a in zip(pop, appeal, strict=True)]
+        self._pv_weights = pv
         self._pv_cum = _cumulative(pv)
         self._pv_cum_promo = _cumulative([p * b for p, b in zip(pv, boost, strict=True)])
         self._shop_skus: list[list[int]] = [[] for _ in range(self.n_shops)]
@@ -418,6 +427,90 @@ class ShopSimulator:
         weights = [w for _, w in _REGIONS]
         self._visitor_region = self._rng.choices(names, weights, k=_VISITORS)
 
+    def _build_scenario(self, sc: Scenario) -> None:
+        """Apply a ``Scenario``: lead times, high returns, and pick the truth SKUs."""
+        from dataclasses import replace
+
+        rng = random.Random(f"scenario-{self.seed}")
+        truth = self.truth
+        pop = self._pop
+        # a size with high returns: the most popular (category, size) of a sized category
+        by_size: dict[tuple[str, str], float] = {}
+        for i, s in enumerate(self._skus):
+            if len(s.category.sizes) > 1:
+                k = (s.category.name, s.size)
+                by_size[k] = by_size.get(k, 0.0) + pop[i]
+        if by_size:
+            truth.high_return_category, truth.high_return_size = max(
+                by_size, key=lambda k: (by_size[k], k)
+            )
+        skus = []
+        for s in self._skus:
+            rate = s.return_rate
+            if (s.category.name, s.size) == (truth.high_return_category, truth.high_return_size):
+                rate = min(0.45, rate * sc.high_return_multiplier)
+            skus.append(
+                replace(s, lead_time_days=rng.randint(*sc.lead_time_days), return_rate=rate)
+            )
+        self._skus = skus
+        for ev, s in zip(self._catalog, skus, strict=True):
+            ev.value["lead_time_days"] = s.lead_time_days
+        truth.popularity = {s.sku: pop[i] for i, s in enumerate(skus)}
+        # a colour taking off: the most popular (category, colour) under a third of its
+        # category, with at least two SKUs
+        cat_pop: dict[str, float] = {}
+        by_color: dict[tuple[str, str], list[int]] = {}
+        for i, s in enumerate(skus):
+            cat_pop[s.category.name] = cat_pop.get(s.category.name, 0.0) + pop[i]
+            by_color.setdefault((s.category.name, s.color), []).append(i)
+        candidates = [
+            (sum(pop[i] for i in ids), k) for k, ids in by_color.items()
+            if len(ids) >= 2 and sum(pop[i] for i in ids) < cat_pop[k[0]] / 3
+        ]
+        if sc.surge_start_ms is not None:
+            used: set[str] = set()
+            total_pop = sum(pop)
+            for weight, (cat, color) in sorted(candidates, reverse=True):
+                if cat in used or len(truth.surges) >= sc.surges:
+                    continue
+                start = sc.surge_start_ms + len(truth.surges) * sc.surge_gap_hours * HOUR_MS
+                base = self.orders_per_hour * seasonality(start) * weight / total_pop
+                if base < sc.surge_min_base_per_hour:
+                    continue
+                used.add(cat)
+                ids = tuple(skus[i].sku for i in by_color[(cat, color)])
+                truth.surges.append(Surge(cat, color, ids, start))
+                truth.multiplier.update({sku: sc.surge_multiplier for sku in ids})
+        # SKUs heading for stockout: popular enough to matter, not in the surge
+        ranked = sorted(
+            (i for i, s in enumerate(skus) if s.sku not in truth.multiplier),
+            key=lambda i: -pop[i],
+        )
+        pool = ranked[: max(sc.stockout_skus * 3, 1)]
+        chosen = sorted(rng.sample(pool, min(sc.stockout_skus, len(pool))))
+        truth.stockout_skus = [skus[i].sku for i in chosen]
+
+    def _start_surge(self) -> None:
+        """The next scenario surge begins: rebuild the popularity tables."""
+        sg = self.truth.surges[self._surges_on]
+        self._surges_on += 1
+        on = {sku for s in self.truth.surges[: self._surges_on] for sku in s.skus}
+        mult = {sku: m for sku, m in self.truth.multiplier.items() if sku in on}
+        pop = [p * mult.get(s.sku, 1.0) for p, s in zip(self._pop, self._skus, strict=True)]
+        self._rate_factor = sum(pop) / sum(self._pop)
+        pv = [
+            p * (b / a if a else 1.0)
+            for p, a, b in zip(self._pv_weights, self._pop, pop, strict=True)
+        ]
+        self._order_cum = _cumulative(pop)
+        self._pv_cum = _cumulative(pv)
+        self._shop_order_cum = [_cumulative([pop[i] for i in ids]) for ids in self._shop_skus]
+        self._shop_pv_cum = [_cumulative([pv[i] for i in ids]) for ids in self._shop_skus]
+        self._daily_units[:] = [
+            d * (self.truth.multiplier[s.sku] if s.sku in sg.skus else 1.0)
+            for d, s in zip(self._daily_units, self._skus, strict=True)
+        ]
+
     def _build_stock(self) -> None:
         rng = self._rng
         total = self._order_cum[-1]
@@ -425,11 +518,19 @@ class ShopSimulator:
         self._reorder_days: list[float] = []
         self._on_hand: list[int] = []
         self._restock_pending: list[bool] = []
+        self._on_road: list[int] = [0] * len(self._skus)
         low: list[int] = []
         for i, s in enumerate(self._skus):
             mean_qty = 2.6 if s.category.multi else 1.7
             daily = self.orders_per_hour * 24 * _MEAN_LINES * mean_qty * self._pop[i] / total
-            if rng.random() < 0.1:
+            sc = self.scenario
+            if sc is not None:
+                lead = s.lead_time_days
+                if s.sku in self.truth.stockout_skus:
+                    cover = lead + rng.uniform(*sc.stockout_cover_days)
+                else:
+                    cover = lead + sc.healthy_cover_days + rng.uniform(2.0, 10.0)
+            elif rng.random() < 0.1:
                 cover = rng.uniform(0.2, 2.0)
                 low.append(i)
             else:
@@ -724,9 +825,13 @@ class ShopSimulator:
             elif kind == _ACT_RESTOCK_IN:
                 self._on_hand[i] += qty
                 self._restock_pending[i] = False
+                self._on_road[i] -= qty
             else:
                 self._stock_level(i, ts)
                 self._act(ts + _STOCK_REPORT_MS, _ACT_REPORT, i, 0)
+                if self.scenario is not None:
+                    self._scenario_restock(i, ts)
+                    continue
                 reorder_point = self._daily_units[i] * self._reorder_days[i]
                 if not self._restock_pending[i] and self._on_hand[i] < reorder_point:
                     self._restock_pending[i] = True
@@ -740,6 +845,24 @@ class ShopSimulator:
                     self._restock_event("restock_shipped", i, qty, ship)
                     self._restock_event("restock_received", i, qty, received)
                     self._act(received, _ACT_RESTOCK_IN, i, qty)
+
+    def _scenario_restock(self, i: int, ts: int) -> None:
+        """Scenario policy: lead-time-aware restocks for healthy SKUs, none for the truth."""
+        sc = self.scenario
+        s = self._skus[i]
+        if sc is None or s.sku in self.truth.stockout_skus:
+            return
+        daily = self._daily_units[i]
+        want = daily * (s.lead_time_days + sc.healthy_cover_days)
+        if self._on_hand[i] + self._on_road[i] >= want:
+            return
+        qty = max(s.moq, math.ceil(daily * 30 / 100) * 100)
+        ship = ts + int(self._rng.uniform(HOUR_MS, 6 * HOUR_MS))
+        received = ts + s.lead_time_days * DAY_MS
+        self._on_road[i] += qty
+        self._restock_event("restock_shipped", i, qty, ship)
+        self._restock_event("restock_received", i, qty, received)
+        self._act(received, _ACT_RESTOCK_IN, i, qty)
 
     def _order_session(self, start: float, promo: bool) -> None:
         """A visitor views a few SKUs of one shop, then orders (and maybe cancels)."""
@@ -771,6 +894,10 @@ class ShopSimulator:
         on_hand = self._on_hand
         for i, qty, _ in lines:
             on_hand[i] -= qty
+            if on_hand[i] <= 0 and self.scenario is not None:
+                sku = self._skus[i].sku
+                if sku in self.truth.stockout_skus and sku not in self.truth.stockout_ms:
+                    self.truth.stockout_ms[sku] = placed
         if rnd() < (_PROMO_CANCEL_RATE if promo else _CANCEL_RATE):
             u = rnd()
             if u < 0.6:  # changed their mind quickly
@@ -815,7 +942,10 @@ class ShopSimulator:
             self._ghosts(t0, t1)
         mid = t0 + TICK_MS // 2
         promo = self._promo(mid)
-        rate = self.orders_per_hour * seasonality(mid) / HOUR_MS
+        surges = self.truth.surges
+        while self._surges_on < len(surges) and t0 >= surges[self._surges_on].start_ms:
+            self._start_surge()
+        rate = self.orders_per_hour * seasonality(mid) / HOUR_MS * self._rate_factor
         if promo:
             rate *= self.promo_multiplier
         if rate <= 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ import pytest
 from kafka import KafkaProducer
 
 from tests import oracle
+from tests.chaos.cluster import assert_metrics_ledger_balanced, assert_stored_ledger
 from tests.integration.conftest import consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -108,7 +110,9 @@ def test_poison_is_dead_lettered_and_nothing_stalls(broker: Any, worker_factory:
     offsets = sorted(e["source"]["offset"] for e in dead.values())
     assert len(set(offsets)) == len(POISON)
 
+    assert_metrics_ledger_balanced(worker)
     assert worker.stop() == 0
+    assert_stored_ledger(worker.query, Counter({"shop.orders": len(valid) + len(POISON)}))
     want = oracle.demand(PRODUCTS, [("shop.orders", ev) for ev in valid], (300,))
     rows = worker.query(
         "SELECT toUnixTimestamp(window_start), category, color, size, price_band, region, "

@@ -32,6 +32,8 @@ def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 class Worker:
     """A `c2m worker` child process with its own data directory and web port."""
 
+    command = "worker"
+
     def __init__(self, bootstrap: str, data_dir: Path, **env: str) -> None:
         self.bootstrap = bootstrap
         self.data_dir = data_dir
@@ -53,7 +55,7 @@ class Worker:
     def start(self) -> Worker:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
+                [sys.executable, "-m", "streams.cli", self.command],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
         return self

@@ -91,3 +91,56 @@ def test_simulate_writes_valid_events_with_a_real_producer(
     assert topics["shop.products"] == 120
     assert sum(topics.values()) == produced
     assert all(topics.values())
+
+
+@pytest.mark.slow
+def test_alerts_tail_and_brief_against_a_running_demo(tmp_path: Path) -> None:
+    """`c2m demo --history-days` (embedded broker and chDB), and while it runs, in other
+    processes with nothing but the same data directory: `c2m alerts tail` finds the demo's
+    broker, `c2m brief` asks the demo's worker (the embedded chDB is the worker's)."""
+    import json
+    import time
+    import urllib.request
+
+    env = _env(tmp_path)
+    env["C2M_ALERT_INTERVAL_SECONDS"] = "1"
+    env["C2M_ALERT_IDLE_WALL_SECONDS"] = "10"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "demo", "--history-days", "3", "--duration", "400"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{env['C2M_WEB_PORT']}/api/alerts?all=1"
+        deadline = time.monotonic() + 300
+        alerts: list[dict[str, object]] = []
+        while time.monotonic() < deadline and demo.poll() is None:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    alerts = json.loads(resp.read())["alerts"]
+            except OSError:
+                alerts = []
+            if any(a["kind"] == "restock" for a in alerts) and any(
+                a["kind"] == "surge" for a in alerts
+            ):
+                break
+            time.sleep(2)
+        assert demo.poll() is None, "the demo stopped"
+        restock = next(a for a in alerts if a["kind"] == "restock")
+        factory = str(restock["factory_id"])
+
+        out = _c2m("alerts", "tail", "--factory", factory, "--idle-exit", "4",
+                   cwd=tmp_path, env=env)
+        assert f"#{restock['alert_id']} v1" in out
+        assert "补货提醒" in out and "Restock" in out
+        assert "建议补货" in out and "lead time" in out
+
+        brief = _c2m("brief", "--category", "袜子", "--days", "3", cwd=tmp_path, env=env)
+        assert "production brief: 袜子" in brief and "colour mix" in brief
+        assert "size curve" in brief and "total quantity" in brief
+        rows = json.loads(_c2m("brief", "--category", "袜子", "--json", cwd=tmp_path, env=env))
+        colors = [r for r in rows if r["dimension"] == "color"]
+        assert colors and abs(sum(r["share"] for r in colors) - 1) < 0.02
+        assert all(r["share_low"] <= r["share"] <= r["share_high"] for r in colors)
+    finally:
+        demo.terminate()
+        demo.wait(timeout=120)

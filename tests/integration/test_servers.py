@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,19 @@ def test_servers_bind_loopback_and_expose_metrics(broker: Any, worker_factory: A
 
     with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/healthz", timeout=5) as r:
         assert json.loads(r.read()) == {"status": "ok"}
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-    }
+    deadline = time.monotonic() + 30
+    while True:  # the end-to-end latency is observed once the flush is committed
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text)
+            for s in fam.samples
+        }
+        if samples.get(("c2m_end_to_end_latency_seconds_count", ()), 0) > 0:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.3)
     assert samples[("c2m_events_total", (("outcome", "consumed"), ("topic", "shop.orders")))] == 51
     assert samples[("c2m_events_total", (("outcome", "processed"), ("topic", "shop.orders")))] == 50
     assert (
@@ -87,6 +94,18 @@ def test_servers_bind_loopback_and_expose_metrics(broker: Any, worker_factory: A
         == 1
     )
     assert samples[("c2m_catalog_products", ())] == 1
+    # the records were produced just now: end-to-end latency is seconds, not hours
+    e2e_sum = samples[("c2m_end_to_end_latency_seconds_sum", ())]
+    assert 0 < e2e_sum / samples[("c2m_end_to_end_latency_seconds_count", ())] < 120
+    assert samples[("c2m_sink_rows_total", (("table", "demand_state"),))] > 0
+    assert samples[("c2m_sink_flush_seconds_count", ())] > 0
+    assert samples[("c2m_dedup_ids", ())] == 50  # the 50 valid order ids
+    assert samples[("c2m_live_cells", ())] > 0
+    assert samples[("c2m_partitions_assigned", ())] == 12  # 3 demand topics x 4 partitions
+    lag = {k[1] for k in samples if k[0] == "c2m_consumer_lag_records"}
+    assert any(dict(labels)["topic"] == "shop.orders" for labels in lag)  # values: see Tansu
+    assert any(k[0] == "c2m_watermark_lag_seconds" for k in samples)
+    assert samples[("c2m_build_info", (("app_id", "c2m-pulse"), ("version", "0.1.0")))] == 1
     # no label value comes from an event field
     assert "浙江" not in text and "袜子" not in text
     promtool = shutil.which("promtool")

@@ -494,7 +494,8 @@ def test_run_simulation_rate_cap(fake_producer: type[_FakeProducer]) -> None:
     )
     elapsed = time.monotonic() - t0
     assert elapsed < 3.0
-    assert 500 <= n <= 1_000 * elapsed + 100 + 1  # burst of a tenth of a second
+    # the cap is an upper bound; how many get through in a second depends on the load
+    assert 0 < n <= 1_000 * elapsed + 100 + 1  # burst of a tenth of a second
 
 
 def test_run_simulation_real_time_after_backfill(fake_producer: type[_FakeProducer]) -> None:

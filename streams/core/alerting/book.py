@@ -80,15 +80,24 @@ class Finding:
     recommended_qty: int = 0
     stockout_s: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: may a critical alert drop back to this severity? (the rule's own hysteresis)
+    downgrade_ok: bool = True
+
+
+def severity_of(prev: Alert, new: Finding) -> str:
+    """Critical stays critical until the rule says the downgrade is clear."""
+    if prev.severity == "critical" and new.severity != "critical" and not new.downgrade_ok:
+        return "critical"
+    return new.severity
 
 
 def material(prev: Alert, new: Finding) -> bool:
     """Is ``new`` worth an update of ``prev``?"""
-    if new.severity != prev.severity:
+    if severity_of(prev, new) != prev.severity:
         return True
     if new.kind == "restock":
-        moq = int(new.details.get("moq", 1)) or 1
-        return abs(new.recommended_qty - prev.recommended_qty) >= moq
+        # a day of cover lost since the last published version (score = days of cover)
+        return 0 <= new.score <= prev.score - 1.0
     # demand signals: the surge (or share) grew by half again since last published
     return new.observed >= 1.5 * prev.observed and new.observed - prev.observed >= 1
 
@@ -126,7 +135,7 @@ class AlertBook:
             return new
         if f.firing and material(cur, f):
             new = replace(
-                cur, version=cur.version + 1, state="updated", severity=f.severity,
+                cur, version=cur.version + 1, state="updated", severity=severity_of(cur, f),
                 window_start=hour, changed_at=end, observed=f.observed, expected=f.expected,
                 score=f.score, recommended_qty=f.recommended_qty, stockout_s=f.stockout_s,
                 details=f.details,

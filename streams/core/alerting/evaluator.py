@@ -29,11 +29,17 @@ class AlertConfig:
 
 
 class PreparedInputs:
-    """``AlertInputs`` indexed once for many hourly evaluations."""
+    """``AlertInputs`` indexed once for many hourly evaluations.
+
+    ``first_hour`` is the first hour with data; the rules' history starts an hour later,
+    because a stream that began mid-hour leaves its first hour partly observed (a partial
+    hour as "the same hour yesterday" would make the next day look like a surge).
+    """
 
     def __init__(self, inputs: AlertInputs, first_hour: int | None = None) -> None:
         self.inputs = inputs
-        self.first_hour = first_hour if first_hour is not None else inputs.first_hour()
+        first = first_hour if first_hour is not None else inputs.first_hour()
+        self.first_hour = None if first is None else first + HOUR
         self.series = {k: CumSeries(v) for k, v in inputs.orders.items()}
         self.parents = {c: CumSeries(v) for c, v in inputs.category_orders.items()}
         siblings: dict[tuple[str, str], int] = {}
@@ -87,6 +93,7 @@ class AlertEvaluator:
                         "color": product.color, "size": product.size,
                         "price_band": product.price_band,
                     },
+                    r.downgrade_ok,
                 )
             )
         return out
@@ -113,6 +120,7 @@ class AlertEvaluator:
                         dim, value, s.observed, round(s.baseline, 3),
                         round(s.ratio, 3) if math.isfinite(s.ratio) else -1.0,
                         details={"score": round(s.score, 3), "measure": "cell_orders"},
+                        downgrade_ok=s.downgrade_ok,
                     )
                 )
             r = evaluate_share(series, parent, hour, first, cfg)

@@ -7,14 +7,18 @@ For one SKU as of time T (the end of an evaluated hour):
 - position: the latest stock count before T, taken as on-hand at the start of its hour
   (see ``streams.core.inventory``: this can only understate stock), minus net units
   since, plus restock received since; in transit = restock shipped - received;
-- reorder point = rate x L + z x sigma x sqrt(L), L = the catalog lead time in days and
-  z the normal quantile of the service level (95% -> 1.645);
+- reorder point = rate x L' + z x sigma x sqrt(L'), z the normal quantile of the service
+  level (95% -> 1.645) and L' = L + ``check_hours``/24, L the catalog lead time in days.
+  The small extra is the periodic-review term: the rule is checked once per event-time
+  hour, and a peak hour can take about twice the average hourly demand, so without it
+  an alert could come an hour's peak demand after the position crossed rate x L;
 - fires when on-hand + in-transit <= reorder point (and rate >= ``min_daily_rate``);
   clears only above reorder point x ``resolve_margin`` (hysteresis: no flapping);
 - recommended quantity covers L + ``review_days`` at the service level, minus the
   position, at least the MOQ and rounded up to a multiple of it;
 - days of cover = on-hand / rate; projected stockout = T + days of cover; severity is
-  critical when that comes before a run ordered now could arrive (cover < L).
+  critical when that comes before a run ordered now could arrive (cover < L), and
+  stays critical until the cover is back above 1.25 x L.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class RestockConfig:
     review_days: int = 7
     min_daily_rate: float = 1.0
     resolve_margin: float = 1.1
+    check_hours: float = 2.0
 
     @property
     def z(self) -> float:
@@ -54,15 +59,17 @@ class RestockFinding:
     recommended_qty: int
     days_of_cover: float
     stockout_s: int | None  # projected stockout (epoch s), None without demand
+    downgrade_ok: bool  # cover clearly above the lead time: critical may drop to warning
 
 
 def daily_net(hours: dict[int, SkuHour], end_s: int, days: int, first_s: int) -> list[int]:
-    """Net units per 24 h day before ``end_s``, newest first, only days after ``first_s``."""
+    """Net units per 24 h day before ``end_s``, newest first: only whole days at or after
+    ``first_s`` (a partly observed day would understate the rate)."""
     out: list[int] = []
     get = hours.get
     for d in range(days):
         hi = end_s - d * DAY
-        if hi <= first_s:
+        if hi - DAY < first_s:
             break
         total = 0
         for t in range(hi - DAY, hi, HOUR):
@@ -121,7 +128,8 @@ def evaluate_restock(
     )
     lead = max(product.lead_time_days, 0)
     z = cfg.z
-    rop = rate * lead + z * sigma * math.sqrt(lead)
+    protect = lead + cfg.check_hours / 24
+    rop = rate * protect + z * sigma * math.sqrt(protect)
     total = on_hand + in_transit
     firing = rate >= cfg.min_daily_rate and total <= rop
     clear = rate < cfg.min_daily_rate or total > rop * cfg.resolve_margin
@@ -138,5 +146,5 @@ def evaluate_restock(
     severity = "critical" if doc < lead else "warning"
     return RestockFinding(
         product.sku, firing, clear, severity, on_hand, in_transit, rate, sigma, rop,
-        qty, doc, stockout,
+        qty, doc, stockout, doc >= 1.25 * lead,
     )

@@ -13,9 +13,10 @@ Surge at hour H for key k with parent category c:
 - shrinkage: b = (n x own + K x prior) / (n + K), n = orders in k's same-hour history,
   K = ``shrink_orders``: a sparse long-tail cell leans on its parent instead of on a
   noisy history of zeros and ones;
-- fires when observed >= ``min_orders`` and observed >= ``ratio`` x b and the Poisson
-  score (observed - b) / sqrt(max(b, 1)) >= ``min_score``; clears below
-  ``resolve_ratio`` x b. Critical at ``critical_ratio`` x b and above.
+- fires when observed >= ``min_orders`` and observed >= ``ratio`` x b and the
+  overdispersed Poisson score (observed - b) / sqrt(dispersion x max(b, 1)) >=
+  ``min_score``; clears below ``resolve_ratio`` x b. Critical at ``critical_ratio`` x b
+  and above; back to warning only below ``ratio`` x b (hysteresis).
 
 Rising share at hour H: k's share of its category's orders over the last 24 h against
 its share over the ``baseline_days - 1`` days before; fires when the ratio of shares is
@@ -39,7 +40,8 @@ class SurgeConfig:
     shrink_orders: float = 20.0
     min_orders: int = 12
     ratio: float = 2.5
-    min_score: float = 4.0
+    min_score: float = 5.0
+    dispersion: float = 2.0  # variance / mean of hourly cell orders (sessions, multi-line)
     resolve_ratio: float = 1.5
     critical_ratio: float = 4.0
     share_ratio: float = 1.5
@@ -57,6 +59,7 @@ class SurgeFinding:
     baseline: float
     ratio: float
     score: float
+    downgrade_ok: bool = True
 
 
 def _same_hour(series: CumSeries, hour: int, days: int, first: int) -> list[int]:
@@ -97,12 +100,13 @@ def evaluate_surge(
     n = float(sum(hist))
     base = (n * own + cfg.shrink_orders * prior) / (n + cfg.shrink_orders)
     obs = float(series.get(hour, 0))
-    score = (obs - base) / math.sqrt(max(base, 1.0))
+    score = (obs - base) / math.sqrt(cfg.dispersion * max(base, 1.0))
     ratio = obs / base if base > 0 else math.inf
     firing = obs >= cfg.min_orders and obs >= cfg.ratio * base and score >= cfg.min_score
     clear = obs < cfg.resolve_ratio * base or obs < cfg.min_orders / 2
     severity = "critical" if obs >= cfg.critical_ratio * base else "warning"
-    return SurgeFinding(firing, clear, severity, obs, base, ratio, score)
+    downgrade_ok = obs < cfg.ratio * base
+    return SurgeFinding(firing, clear, severity, obs, base, ratio, score, downgrade_ok)
 
 
 def long_run_share(

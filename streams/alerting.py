@@ -1,0 +1,225 @@
+"""The alert service: evaluates finished event-time hours and publishes what changed.
+
+Loop (a Faust task in the worker, every ``alert_interval_seconds``):
+
+1. read the event-time watermark of every source partition (``c2m.checkpoints``) and
+   take the alert watermark (``streams.core.alerting.progress``: stricter than the
+   demand views' idle rule, so a replay sees the same complete hours). An hour is
+   *finished* when the watermark is past its end; hours are evaluated in order, each
+   exactly once;
+2. load the rules' inputs for the pending hours plus their history from ClickHouse
+   (``sku_hourly``, ``products_current``, hourly ``demand_state``) and run the pure
+   evaluator (``streams.core.alerting``) hour by hour;
+3. for each hour: publish its alert changes to ``factory.restock-alerts`` (key
+   factory_id) and ``factory.demand-signals`` (key category) and wait for the acks, then
+   write them to ``c2m.alert_history`` and ``c2m.alerts``, then mark the hour done in
+   ``c2m.alert_progress``.
+
+A crash between 3's publish and its writes re-evaluates the hour after the restart and
+publishes the same (alert_id, version) messages again: at-least-once, never a new id.
+A failed write reloads the book from ClickHouse before the next try, so memory never
+runs ahead of what is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.alerts import (
+    TOPIC_DEMAND_SIGNALS,
+    TOPIC_RESTOCK_ALERTS,
+    AlertMessage,
+    RestockDetails,
+    SignalDetails,
+)
+from streams import metrics
+from streams.clickhouse.alerts import AlertStore
+from streams.core.alerting.book import Alert
+from streams.core.alerting.evaluator import AlertConfig, AlertEvaluator, PreparedInputs
+from streams.core.alerting.inputs import DAY, HOUR
+from streams.core.alerting.progress import alert_watermark
+from streams.errors import SinkError
+
+log = logging.getLogger(__name__)
+
+#: Sends (topic, key, value); returns an awaitable that completes on delivery.
+Publisher = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
+IO = Callable[..., Awaitable[Any]]
+
+_DIM_ZH = {"color": "颜色", "size": "尺码", "price_band": "价格带"}
+_STATE_ZH = {"open": "新", "updated": "更新", "resolved": "已解除"}
+
+
+def _iso(s: int | None) -> str | None:
+    return None if s is None else datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_message(a: Alert) -> AlertMessage:
+    """The published form of one alert version, with Chinese and English summaries."""
+    d = a.details
+    restock = signal = None
+    when = _iso(a.window_start) or ""
+    if a.kind == "restock":
+        stockout = _iso(a.stockout_s)
+        cover = a.score if a.score >= 0 else None
+        restock = RestockDetails(
+            on_hand=d["on_hand"], in_transit=d["in_transit"], daily_rate=d["daily_rate"],
+            daily_sigma=d["daily_sigma"], lead_time_days=d["lead_time_days"], moq=d["moq"],
+            service_level=d["service_level"], review_days=d["review_days"],
+            reorder_point=a.expected, recommended_qty=a.recommended_qty, days_of_cover=cover,
+            projected_stockout=stockout, color=d["color"], size=d["size"],
+            price_band=d["price_band"],
+        )
+        day = (stockout or "-")[:10]
+        what = f"{a.category}/{d['color']}/{d['size']}"
+        zh = (
+            f"[{_STATE_ZH[a.state]}] 补货提醒 {a.sku}（{what}）：现货 {d['on_hand']} 件，"
+            f"在途 {d['in_transit']} 件，日均净需求 {d['daily_rate']:.1f} 件，预计 {day} 断货；"
+            f"建议补货 {a.recommended_qty} 件（起订量 {d['moq']}，交期 {d['lead_time_days']} 天）"
+        )
+        en = (
+            f"[{a.state}] Restock {a.sku} ({what}): {d['on_hand']} on hand, "
+            f"{d['in_transit']} in transit, {d['daily_rate']:.1f}/day net demand, stockout "
+            f"{day}; order {a.recommended_qty} (MOQ {d['moq']}, lead time "
+            f"{d['lead_time_days']} d)"
+        )
+    else:
+        ratio = a.score if a.score >= 0 else math.inf
+        signal = SignalDetails(
+            observed=a.observed, baseline=a.expected,
+            ratio=a.score, score=float(d.get("score", 0.0)),
+        )
+        what = f"{a.category} {_DIM_ZH.get(a.dimension, a.dimension)}={a.value}"
+        if a.kind == "surge":
+            zh = (
+                f"[{_STATE_ZH[a.state]}] 需求激增 {what}：{when} 这一小时 {a.observed:.0f} 单，"
+                f"基线 {a.expected:.1f}（{ratio:.1f} 倍）"
+            )
+            en = (
+                f"[{a.state}] Demand surge {a.category} {a.dimension}={a.value}: "
+                f"{a.observed:.0f} orders in the hour from {when}, baseline {a.expected:.1f} "
+                f"({ratio:.1f}x)"
+            )
+        else:
+            zh = (
+                f"[{_STATE_ZH[a.state]}] 份额上升 {what}：近24小时占品类 {a.observed:.1%}，"
+                f"此前 {a.expected:.1%}"
+            )
+            en = (
+                f"[{a.state}] Rising share {a.category} {a.dimension}={a.value}: "
+                f"{a.observed:.1%} of the category's orders in the last 24 h, "
+                f"{a.expected:.1%} before"
+            )
+    return AlertMessage(
+        alert_id=a.alert_id, version=a.version, kind=a.kind,
+        state=a.state, severity=a.severity,
+        factory_id=a.factory_id or None, factories=list(a.factories), category=a.category,
+        sku=a.sku or None, dimension=a.dimension or None,
+        value=a.value or None, window_start=when, opened_at=_iso(a.opened_at) or "",
+        changed_at=_iso(a.changed_at) or "", restock=restock, signal=signal,
+        summary_zh=zh, summary_en=en,
+    )
+
+
+def topic_and_key(a: Alert) -> tuple[str, bytes]:
+    if a.kind == "restock":
+        return TOPIC_RESTOCK_ALERTS, a.factory_id.encode()
+    return TOPIC_DEMAND_SIGNALS, a.category.encode()
+
+
+class AlertService:
+    def __init__(
+        self,
+        store: AlertStore,
+        publish: Publisher,
+        io: IO,
+        config: AlertConfig | None = None,
+        max_hours_per_tick: int = 48,
+        expected_partitions: Callable[[], set[tuple[str, int]]] = set,
+        idle_ms: int = 900_000,
+        idle_wall_s: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.publish = publish
+        self.io = io
+        self.config = config or AlertConfig()
+        self.max_hours_per_tick = max_hours_per_tick
+        self.evaluator = AlertEvaluator(self.config)
+        self.last_hour: int | None = None
+        self._loaded = False
+        self.hours_evaluated = 0
+        self.expected_partitions = expected_partitions
+        self.idle_ms = idle_ms
+        self.idle_wall_s = idle_wall_s
+        self._started = time.monotonic()
+
+    async def _reload(self) -> None:
+        current = await self.io(self.store.current_alerts)
+        self.evaluator.book.restore(current)
+        self.last_hour = await self.io(self.store.last_evaluated)
+        self._loaded = True
+
+    async def tick(self) -> int:
+        """Evaluate the finished hours not done yet (up to a chunk). Returns how many."""
+        try:
+            return await self._tick()
+        except SinkError as exc:
+            log.warning("alert evaluation deferred: %s", exc)
+            self._loaded = False
+            return 0
+
+    async def _tick(self) -> int:
+        if not self._loaded:
+            await self._reload()
+        progress = await self.io(self.store.partition_progress)
+        wm = alert_watermark(
+            progress, self.expected_partitions(), idle_ms=self.idle_ms,
+            idle_wall_s=self.idle_wall_s, uptime_s=time.monotonic() - self._started,
+        )
+        if wm is None:
+            return 0
+        done_until = (wm // 1000) // HOUR * HOUR  # hours ending at or before this are finished
+        first = await self.io(self.store.first_hour)
+        if first is None:
+            return 0
+        nxt = first if self.last_hour is None else self.last_hour + HOUR
+        hours = list(range(nxt, done_until, HOUR))[: self.max_hours_per_tick]
+        if not hours:
+            return 0
+        lo = hours[0] - self.config.history_days * DAY
+        inputs = await self.io(self.store.load_inputs, lo, hours[-1] + HOUR)
+        prep = PreparedInputs(inputs, first)
+        for hour in hours:
+            changes = self.evaluator.evaluate(hour, prep)
+            out: list[tuple[Alert, str]] = []
+            deliveries = []
+            for a in changes:
+                msg = to_message(a).model_dump_json()
+                topic, key = topic_and_key(a)
+                deliveries.append(await self.publish(topic, key, msg.encode()))
+                out.append((a, msg))
+            for d in deliveries:
+                await d
+            try:
+                await self.io(self.store.write, out, hour)
+            except SinkError:
+                self._loaded = False  # the book ran ahead of the store: reload first
+                raise
+            for a in changes:
+                metrics.ALERTS.labels(a.kind, a.severity, a.state).inc()
+            self.last_hour = hour
+            self.hours_evaluated += 1
+            metrics.ALERT_HOURS.inc()
+        return len(hours)
+
+    async def run(self, interval_s: float, stop: asyncio.Event | None = None) -> None:
+        while stop is None or not stop.is_set():
+            n = await self.tick()
+            if n < self.max_hours_per_tick:
+                await asyncio.sleep(interval_s)

@@ -1,0 +1,121 @@
+"""``c2m alerts tail``: what a factory runs to follow its alerts (a plain Kafka consumer).
+
+Reads ``factory.restock-alerts`` and ``factory.demand-signals`` from the beginning (the
+current state first), keeps the messages for one factory and prints each alert version
+once, newest version per alert_id only: a re-delivered message is not printed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMessage
+from streams.errors import BrokerError
+
+_STATE = {"open": "新 NEW", "updated": "更新 UPD", "resolved": "解除 RES"}
+_SEVERITY = {"critical": "紧急 CRIT", "warning": "注意 WARN", "info": "信息 INFO"}
+
+
+def for_factory(msg: AlertMessage, factory: str | None) -> bool:
+    if not factory:
+        return True
+    if msg.kind == "restock":
+        return msg.factory_id == factory
+    return factory in msg.factories
+
+
+def format_line(msg: AlertMessage, lang: str) -> str:
+    head = f"{msg.window_start[:16].replace('T', ' ')}Z  {_STATE[msg.state]}  " \
+           f"{_SEVERITY[msg.severity]}  #{msg.alert_id} v{msg.version}"
+    text = {"zh": msg.summary_zh, "en": msg.summary_en}.get(lang)
+    if text is None:
+        text = f"{msg.summary_zh}\n    {msg.summary_en}"
+    return f"{head}\n    {text}"
+
+
+class AlertFollower:
+    """Deduplicating filter over alert messages (pure: the tests feed it directly)."""
+
+    def __init__(self, factory: str | None) -> None:
+        self.factory = factory
+        self.seen: dict[str, int] = {}
+        self.invalid = 0
+
+    def accept(self, raw: bytes | None) -> AlertMessage | None:
+        try:
+            msg = AlertMessage.model_validate_json(raw or b"")
+        except ValidationError:
+            self.invalid += 1
+            return None
+        if not for_factory(msg, self.factory):
+            return None
+        if self.seen.get(msg.alert_id, 0) >= msg.version:
+            return None
+        self.seen[msg.alert_id] = msg.version
+        return msg
+
+
+async def tail(
+    bootstrap: str,
+    factory: str | None,
+    emit: Callable[[AlertMessage], None],
+    *,
+    idle_exit_s: float | None = None,
+    client_config: dict[str, Any] | None = None,
+) -> int:
+    """Print alerts until interrupted (or ``idle_exit_s`` without a message). Returns count."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+        **(client_config or {}),
+    )
+    await consumer.start()
+    follower = AlertFollower(factory)
+    shown = 0
+    try:
+        tps = []
+        for topic in (TOPIC_RESTOCK_ALERTS, TOPIC_DEMAND_SIGNALS):
+            parts = consumer.partitions_for_topic(topic)
+            if parts is None:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic) or set()
+            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            raise BrokerError(
+                f"no alert topics on {bootstrap}: is a c2m worker (or c2m demo) running?"
+            )
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        last = time.monotonic()
+        while idle_exit_s is None or time.monotonic() - last < idle_exit_s:
+            batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+            records = [r for rs in batch.values() for r in rs]
+            if records:
+                last = time.monotonic()
+            records.sort(key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
+            for r in records:
+                msg = follower.accept(r.value)
+                if msg is not None:
+                    emit(msg)
+                    shown += 1
+    finally:
+        await consumer.stop()
+    return shown
+
+
+def run_tail(bootstrap: str, factory: str | None, lang: str, idle_exit_s: float | None,
+             client_config: dict[str, Any] | None = None) -> int:
+    def emit(msg: AlertMessage) -> None:
+        print(format_line(msg, lang), flush=True)
+
+    try:
+        return asyncio.run(
+            tail(bootstrap, factory, emit, idle_exit_s=idle_exit_s, client_config=client_config)
+        )
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,197 @@
+"""The alert store: inputs of the alert rules, alert rows and evaluation progress.
+
+Reads go through parameters only; alert rows are written with the insert API. The
+write order for one evaluated hour is ``alert_history`` -> ``alerts`` -> ``alert_progress``,
+and the hour's messages are published *before* that (see streams.alerting).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.core.alerting.book import Alert
+from streams.core.alerting.inputs import DIMENSIONS, AlertInputs, Product, SkuHour
+from streams.core.alerting.progress import PartitionProgress
+from streams.core.catalog import UNKNOWN
+from streams.errors import SinkUnavailable
+
+ALERT_COLUMNS = [
+    "alert_id", "version", "kind", "state", "severity", "factory_id", "factories", "category",
+    "sku", "dimension", "value", "window_start", "opened_at", "changed_at", "observed",
+    "expected", "score", "recommended_qty", "projected_stockout", "details", "message",
+]
+
+
+def _dt(s: int) -> datetime:
+    return datetime.fromtimestamp(s, UTC)
+
+
+def _epoch(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp())
+
+
+class AlertStore:
+    def __init__(self, client: Any, database: str) -> None:
+        self.client = client
+        self.db = database
+
+    def _rows(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        try:
+            return list(self.client.query(sql, parameters=params).result_rows)
+        except Exception as exc:
+            raise SinkUnavailable(f"ClickHouse read failed: {type(exc).__name__}: {exc}") from exc
+
+    # ---------------------------------------------------------------- progress
+    def partition_progress(self) -> dict[tuple[str, int], PartitionProgress]:
+        """Latest checkpoint of every source partition, with its age in seconds."""
+        rows = self._rows(
+            "SELECT source_topic, source_partition, argMax(watermark, position), "  # noqa: S608
+            "argMax(max_ts, position), "
+            "dateDiff('millisecond', max(written_at), now64(3)) / 1000 "
+            f"FROM {self.db}.checkpoints GROUP BY source_topic, source_partition"
+        )
+        return {
+            (str(t), int(p)): PartitionProgress(int(wm), int(mx), float(age))
+            for t, p, wm, mx, age in rows
+        }
+
+    def first_hour(self) -> int | None:
+        rows = self._rows(
+            f"SELECT min(toUnixTimestamp(window_start)) FROM {self.db}.demand_state "  # noqa: S608
+            "WHERE window_seconds = 3600"
+        )
+        rows2 = self._rows(
+            f"SELECT min(toUnixTimestamp(hour_start)) FROM {self.db}.sku_state"  # noqa: S608
+        )
+        found = [int(r[0][0]) for r in (rows, rows2) if r and r[0][0]]
+        return min(found) if found else None
+
+    def last_evaluated(self) -> int | None:
+        rows = self._rows(
+            f"SELECT max(toUnixTimestamp(hour_start)), count() FROM {self.db}.alert_progress"  # noqa: S608
+        )
+        return int(rows[0][0]) if rows and rows[0][1] else None
+
+    # ---------------------------------------------------------------- inputs
+    def load_inputs(self, lo_s: int, hi_s: int) -> AlertInputs:
+        """Products, SKU hours and cell orders per key for hours in [lo_s, hi_s)."""
+        products = {
+            r[0]: Product(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]))
+            for r in self._rows(
+                "SELECT sku, factory_id, category, color, size, price_band, lead_time_days, "  # noqa: S608
+                f"moq FROM {self.db}.products_current"
+            )
+        }
+        sku_hours: dict[str, dict[int, SkuHour]] = defaultdict(dict)
+        for r in self._rows(
+            "SELECT sku, toUnixTimestamp(hour_start), units, cancelled_units, "  # noqa: S608
+            f"restock_shipped, restock_received, count_ts, count_on_hand FROM {self.db}.sku_hourly "
+            "WHERE hour_start >= toDateTime({lo:Int64}, 'UTC') "
+            "AND hour_start < toDateTime({hi:Int64}, 'UTC')",
+            lo=lo_s, hi=hi_s,
+        ):
+            sku_hours[r[0]][int(r[1])] = SkuHour(
+                int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7])
+            )
+        orders: dict[tuple[str, str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        cats: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for cat, color, size, band, h, n in self._rows(
+            "SELECT category, color, size, price_band, toUnixTimestamp(window_start) AS h, "  # noqa: S608
+            "sum(o) FROM (SELECT window_start, category, color, size, price_band, region, "
+            "source_topic, source_partition, argMax(orders, version) AS o "
+            f"FROM {self.db}.demand_state WHERE window_seconds = 3600 "
+            "AND window_start >= toDateTime({lo:Int64}, 'UTC') "
+            "AND window_start < toDateTime({hi:Int64}, 'UTC') "
+            "GROUP BY window_start, category, color, size, price_band, region, "
+            "source_topic, source_partition) "
+            "GROUP BY category, color, size, price_band, h HAVING sum(o) > 0",
+            lo=lo_s, hi=hi_s,
+        ):
+            if cat == UNKNOWN:
+                continue
+            hour, count = int(h), int(n)
+            cats[cat][hour] += count
+            for dim, value in zip(DIMENSIONS, (color, size, band), strict=True):
+                orders[(cat, dim, value)][hour] += count
+        return AlertInputs(
+            products,
+            dict(sku_hours),
+            {k: dict(v) for k, v in orders.items()},
+            {k: dict(v) for k, v in cats.items()},
+        )
+
+    # ---------------------------------------------------------------- alerts
+    def current_alerts(self) -> list[Alert]:
+        """The newest version of every alert (to rebuild the lifecycle book)."""
+        cols = ", ".join(ALERT_COLUMNS[:-1])
+        out = []
+        for r in self._rows(f"SELECT {cols} FROM {self.db}.alerts FINAL"):  # noqa: S608
+            d = dict(zip(ALERT_COLUMNS, r, strict=False))
+            kind = d["kind"]
+            key = (d["sku"],) if kind == "restock" else (d["category"], d["dimension"], d["value"])
+            stockout = d["projected_stockout"]
+            out.append(
+                Alert(
+                    d["alert_id"], int(d["version"]), kind, d["state"], d["severity"], key,
+                    d["factory_id"], tuple(d["factories"]), d["category"], d["sku"],
+                    d["dimension"], d["value"], _epoch(d["window_start"]),
+                    _epoch(d["opened_at"]), _epoch(d["changed_at"]), float(d["observed"]),
+                    float(d["expected"]), float(d["score"]), int(d["recommended_qty"]),
+                    None if stockout is None else _epoch(stockout), json.loads(d["details"]),
+                )
+            )
+        return out
+
+    def write(self, changes: list[tuple[Alert, str]], hour_s: int) -> None:
+        """Store an evaluated hour: its alert changes (with their messages), then progress."""
+        try:
+            if changes:
+                rows = [
+                    [
+                        a.alert_id, a.version, a.kind, a.state, a.severity, a.factory_id,
+                        list(a.factories), a.category, a.sku, a.dimension, a.value,
+                        _dt(a.window_start), _dt(a.opened_at), _dt(a.changed_at), a.observed,
+                        a.expected, a.score, a.recommended_qty,
+                        None if a.stockout_s is None else _dt(a.stockout_s),
+                        json.dumps(a.details, ensure_ascii=False, sort_keys=True), message,
+                    ]
+                    for a, message in changes
+                ]
+                self.client.insert(f"{self.db}.alert_history", rows, column_names=ALERT_COLUMNS)
+                self.client.insert(f"{self.db}.alerts", rows, column_names=ALERT_COLUMNS)
+            self.client.insert(
+                f"{self.db}.alert_progress", [[_dt(hour_s)]], column_names=["hour_start"]
+            )
+        except Exception as exc:
+            raise SinkUnavailable(f"ClickHouse write failed: {type(exc).__name__}: {exc}") from exc
+
+    def alerts(
+        self, factory: str = "", open_only: bool = True, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Current alerts (newest first) as their published messages."""
+        rows = self._rows(
+            f"SELECT message FROM {self.db}.alerts FINAL "  # noqa: S608
+            "WHERE ({f:String} = '' OR has(factories, {f:String})) "
+            "AND (NOT {o:Bool} OR state != 'resolved') "
+            "ORDER BY changed_at DESC, alert_id LIMIT {n:UInt32}",
+            f=factory, o=open_only, n=limit,
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    def brief(self, category: str, factory: str, days: int, run_days: int) -> list[dict[str, Any]]:
+        """Rows of ``c2m.production_brief`` for one category."""
+        try:
+            res = self.client.query(
+                f"SELECT * FROM {self.db}.production_brief("  # noqa: S608
+                "days={d:UInt32}, run_days={r:UInt32}, factory={f:String}) "
+                "WHERE category = {c:String}",
+                parameters={"d": days, "r": run_days, "f": factory, "c": category},
+            )
+        except Exception as exc:
+            raise SinkUnavailable(f"ClickHouse read failed: {type(exc).__name__}: {exc}") from exc
+        return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]

@@ -1,0 +1,215 @@
+"""Read queries of the built-in web view (``/view``, ``/api/view/{name}``).
+
+Every query is a constant: column names come from :data:`DIMENSIONS` (never from a
+request), request values travel as bound parameters (``{name:Type}``), and the database
+is the validated identifier from the settings. A request's arguments are checked by the
+query's ``args`` function before anything runs.
+
+Adding a section to the web view = one entry in :data:`QUERIES` plus a
+``<section data-view="name" data-render="table">`` in ``streams/web/view.html`` (the
+``table`` renderer shows any query; write a new renderer only for a new chart type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from streams.errors import SinkError
+
+DIMENSIONS = ("category", "color", "size", "price_band", "region")
+HORIZONS = ("1h", "24h", "7d")
+WINDOWS = (300, 3600, 86400)
+
+
+class BadRequest(ValueError):
+    """A request argument is missing or not allowed (HTTP 400)."""
+
+
+def _choice(args: Mapping[str, str], name: str, allowed: tuple[Any, ...], default: Any) -> Any:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    for value in allowed:
+        if str(value) == raw:
+            return value
+    raise BadRequest(f"{name} must be one of {', '.join(map(str, allowed))}")
+
+
+def _int(args: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise BadRequest(f"{name} must be an integer in [{lo}, {hi}]")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class ViewQuery:
+    #: SQL per variant (key: a dimension, or "" when the query has none); ``{db}`` is
+    #: replaced by the database identifier, ``{x:Type}`` are bound parameters.
+    sql: Mapping[str, str]
+    #: request arguments -> (variant, bound parameters); raises BadRequest
+    args: Callable[[Mapping[str, str]], tuple[str, dict[str, Any]]]
+
+
+_SUMMARY = """
+SELECT
+    (SELECT newest_ts FROM {db}.event_time_progress)    AS newest_ts_ms,
+    (SELECT watermark_ms FROM {db}.event_time_progress) AS watermark_ms,
+    max(as_of)                                          AS as_of,
+    sum(orders)                                         AS orders,
+    sum(units)                                          AS units,
+    sum(net_units)                                      AS net_units,
+    round(sum(gmv), 2)                                  AS gmv,
+    sum(pageviews)                                      AS pageviews
+FROM {db}.demand_rolling
+WHERE horizon = {horizon:String}
+"""
+
+_BREAKDOWN = """
+SELECT {dim} AS key, sum(units) AS units, sum(net_units) AS net_units, sum(orders) AS orders,
+       sum(returned_units) AS returned_units
+FROM {db}.demand_rolling
+WHERE horizon = {horizon:String}
+GROUP BY key
+ORDER BY units DESC, key
+LIMIT {limit:UInt32}
+"""
+
+_SERIES = """
+WITH (SELECT max(window_start) FROM {db}.demand_state
+      WHERE window_seconds = {window:UInt32}) AS latest
+SELECT toUnixTimestamp(window_start) AS t, {dim} AS key, sum(units) AS units
+FROM {db}.demand_by_attribute
+WHERE window_seconds = {window:UInt32}
+  AND window_start > latest - toIntervalSecond({window:UInt32} * {points:UInt32})
+  AND {dim} IN (
+      SELECT {dim} FROM {db}.demand_by_attribute
+      WHERE window_seconds = {window:UInt32}
+        AND window_start > latest - toIntervalSecond({window:UInt32} * {points:UInt32})
+      GROUP BY {dim} ORDER BY sum(units) DESC, {dim} LIMIT {top:UInt32})
+GROUP BY t, key
+ORDER BY t, key
+"""
+
+_ROLLING = """
+SELECT category, color, size, price_band,
+       sumIf(units, horizon = '1h')      AS units_1h,
+       sumIf(units, horizon = '24h')     AS units_24h,
+       sumIf(units, horizon = '7d')      AS units_7d,
+       sumIf(net_units, horizon = '24h') AS net_units_24h,
+       sumIf(orders, horizon = '24h')    AS orders_24h,
+       round(sumIf(gmv, horizon = '24h'), 2) AS gmv_24h
+FROM {db}.demand_rolling
+GROUP BY category, color, size, price_band
+ORDER BY units_24h DESC, category, color, size, price_band
+LIMIT {limit:UInt32}
+"""
+
+
+_ALERTS = """
+SELECT changed_at, kind, severity, state, category,
+       if(kind = 'restock', sku, concat(dimension, '=', value)) AS subject,
+       recommended_qty,
+       JSONExtractString(message, 'summary_zh') AS summary_zh,
+       JSONExtractString(message, 'summary_en') AS summary_en
+FROM {db}.alerts FINAL
+WHERE state != 'resolved'
+ORDER BY severity = 'critical' DESC, changed_at DESC, alert_id
+LIMIT {limit:UInt32}
+"""
+
+_BRIEF = """
+WITH b AS (SELECT * FROM {db}.production_brief(days={days:UInt32}, run_days={run_days:UInt32},
+                                               factory=''))
+SELECT category, dimension, value, recommended_qty, qty_low, qty_high,
+       round(share, 4) AS share, net_units, round(conversion_rate, 4) AS conversion,
+       round(return_rate, 4) AS return_rate
+FROM b
+WHERE category = if({category:String} = '',
+                    (SELECT category FROM b WHERE dimension = 'total'
+                     ORDER BY net_units DESC, category LIMIT 1),
+                    {category:String})
+ORDER BY dimension = 'total' DESC, dimension, net_units DESC, value
+LIMIT 40
+"""
+
+
+def _text(args: Mapping[str, str], name: str, max_len: int) -> str:
+    raw = args.get(name, "")
+    if len(raw) > max_len or any(ord(c) < 32 for c in raw):
+        raise BadRequest(f"{name} must be at most {max_len} printable characters")
+    return raw
+
+
+def _per_dim(sql: str) -> dict[str, str]:
+    return {d: sql.replace("{dim}", d) for d in DIMENSIONS}
+
+
+QUERIES: dict[str, ViewQuery] = {
+    "summary": ViewQuery(
+        {"": _SUMMARY},
+        lambda a: ("", {"horizon": _choice(a, "horizon", HORIZONS, "24h")}),
+    ),
+    "breakdown": ViewQuery(
+        _per_dim(_BREAKDOWN),
+        lambda a: (
+            _choice(a, "dim", DIMENSIONS, "color"),
+            {"horizon": _choice(a, "horizon", HORIZONS, "24h"),
+             "limit": _int(a, "limit", 12, 1, 100)},
+        ),
+    ),
+    "series": ViewQuery(
+        _per_dim(_SERIES),
+        lambda a: (
+            _choice(a, "dim", DIMENSIONS, "color"),
+            {"window": _choice(a, "window", WINDOWS, 3600),
+             "points": _int(a, "points", 24, 1, 500),
+             "top": _int(a, "top", 5, 1, 12)},
+        ),
+    ),
+    "rolling": ViewQuery(
+        {"": _ROLLING}, lambda a: ("", {"limit": _int(a, "limit", 15, 1, 200)})
+    ),
+    "alerts": ViewQuery(
+        {"": _ALERTS}, lambda a: ("", {"limit": _int(a, "limit", 20, 1, 200)})
+    ),
+    "brief": ViewQuery(
+        {"": _BRIEF},
+        lambda a: (
+            "",
+            {"category": _text(a, "category", 128), "days": _int(a, "days", 14, 1, 365),
+             "run_days": _int(a, "run_days", 30, 1, 365)},
+        ),
+    ),
+}
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return float(v)
+    return v
+
+
+def run_view(client: Any, database: str, name: str, args: Mapping[str, str]) -> dict[str, Any]:
+    """Run one view query: {"columns": [...], "rows": [[...], ...]} (JSON-ready)."""
+    query = QUERIES.get(name)
+    if query is None:
+        raise BadRequest(f"unknown view {name!r}")
+    variant, params = query.args(args)
+    sql = query.sql[variant].replace("{db}", database)
+    try:
+        result = client.query(sql, parameters=params)
+    except Exception as exc:
+        raise SinkError(f"ClickHouse read failed: {type(exc).__name__}") from exc
+    return {
+        "columns": list(result.column_names),
+        "rows": [[_json_value(v) for v in row] for row in result.result_rows],
+    }

@@ -1,0 +1,220 @@
+"""Where a flush goes: the sink contract, the direct ClickHouse sink and the sink wire format.
+
+A sink takes one flush batch (state rows, visitor rows, dedup ids, late events and the
+checkpoints, last) and returns only once the batch is durable *for restore*: a later
+``load_partition`` of any source partition in the batch sees its checkpoint. The pipeline
+commits Kafka offsets only after ``write`` returned, so a commit never runs ahead of the
+sink. Two sinks:
+
+- ``ClickHouseSink``: today's direct write through ``DemandStore`` on the pipeline's I/O
+  thread (embedded chDB in one process, or an HTTP ClickHouse server that several workers
+  may write to).
+- ``streams.kafka.sink.KafkaSink``: produces the batch to the ``c2m.sink`` topic and awaits
+  the acks; the single ``c2m writer`` process (``streams.writer``) owns ClickHouse, writes
+  many flushes in few large inserts, and serves restores over loopback HTTP.
+
+The wire format (``encode_flush`` / ``decode_flush``) is plain JSON, pure and unit-tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from streams.clickhouse.store import DemandStore, PartitionSnapshot
+from streams.core.demand import CellKey
+from streams.core.engine import Checkpoint, EngineConfig, FlushBatch, LateEvent, Record
+from streams.core.inventory import SkuKey
+from streams.kafka.topics import TOPIC_SINK
+
+T = TypeVar("T")
+#: What a restore needs: the checkpoint, cells and SKU hours that can still change, dedup
+#: ids in horizon.
+Loaded = PartitionSnapshot
+#: Runs a blocking function on the pipeline's single ClickHouse thread.
+IoRunner = Callable[..., Awaitable[Any]]
+
+#: The topic between workers and the writer (one partition: a total order of flushes).
+SINK_TOPIC = TOPIC_SINK
+WIRE_VERSION = 1
+
+
+class Sink(Protocol):
+    """Durable destination of flush batches and source of partition restores."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def write(
+        self, batch: FlushBatch, late: Sequence[LateEvent], lateness_ms: int
+    ) -> None:
+        """Make ``batch`` durable; raise ``SinkError`` to have the flush retried."""
+
+    async def load_partition(
+        self, topic: str, partition: int, committed: int | None, cfg: EngineConfig
+    ) -> Loaded | None:
+        """Latest checkpointed state of a source partition, or None without a checkpoint.
+
+        ``committed`` is the consumer group's committed offset: a sink that writes
+        asynchronously must not answer with a checkpoint older than that."""
+
+    async def close(self) -> None: ...
+
+
+class ClickHouseSink:
+    """Direct write: the flush goes to ClickHouse from this process."""
+
+    name = "clickhouse"
+
+    def __init__(self, store: DemandStore, io: IoRunner) -> None:
+        self.store = store
+        self.io = io
+
+    async def start(self) -> None:
+        return None
+
+    async def write(
+        self, batch: FlushBatch, late: Sequence[LateEvent], lateness_ms: int
+    ) -> None:
+        await self.io(self.store.write, batch, late, lateness_ms)
+
+    async def load_partition(
+        self, topic: str, partition: int, committed: int | None, cfg: EngineConfig
+    ) -> Loaded | None:
+        # Synchronous writes from the same group: ClickHouse already holds every
+        # checkpoint whose offset was committed.
+        loaded: Loaded | None = await self.io(
+            self.store.load_partition, topic, partition, 2**62, cfg
+        )
+        return loaded
+
+    async def close(self) -> None:
+        return None
+
+
+# ---------------------------------------------------------------- wire format
+@dataclass(slots=True)
+class SinkMessage:
+    """One message on ``c2m.sink``: a chunk of one flush. Checkpoints ride in the last one."""
+
+    rows: list[list[Any]] = field(default_factory=list)
+    visitors: list[list[Any]] = field(default_factory=list)
+    dedup: list[list[Any]] = field(default_factory=list)
+    late: list[list[Any]] = field(default_factory=list)
+    skus: list[list[Any]] = field(default_factory=list)
+    products: list[list[Any]] = field(default_factory=list)
+    checkpoints: list[list[Any]] = field(default_factory=list)
+    lateness_ms: int = 0
+
+    def size(self) -> int:
+        return (len(self.rows) + len(self.visitors) + len(self.dedup) + len(self.late)
+                + len(self.skus) + len(self.products) + len(self.checkpoints))
+
+
+def _late_row(e: LateEvent) -> list[Any]:
+    r = e.record
+    payload = (r.value or b"").decode("utf-8", "replace")
+    return [r.topic, r.partition, r.offset, e.event_id, e.event_type, e.ts_ms,
+            e.watermark_ms, payload]
+
+
+def _checkpoint_row(c: Checkpoint) -> list[Any]:
+    return [c.topic, c.partition, c.position, c.max_ts, c.consumed, c.processed,
+            c.dead_lettered, c.duplicates, c.late]
+
+
+def encode_flush(
+    batch: FlushBatch, late: Sequence[LateEvent], lateness_ms: int, max_rows: int = 5_000
+) -> list[bytes]:
+    """Split one flush into messages of at most ``max_rows`` rows; the checkpoints are
+    in the last message, so a reader that stops part-way never sees a checkpoint whose
+    rows it has not seen."""
+    msgs = [SinkMessage(lateness_ms=lateness_ms)]
+
+    def add(attr: str, rows: Iterator[list[Any]]) -> None:
+        for row in rows:
+            if msgs[-1].size() >= max_rows:
+                msgs.append(SinkMessage(lateness_ms=lateness_ms))
+            getattr(msgs[-1], attr).append(row)
+
+    add("rows", (list(r) for r in batch.rows))
+    add("visitors", (list(r) for r in batch.visitor_rows))
+    add("dedup", (list(r) for r in batch.dedup_rows))
+    add("late", (_late_row(e) for e in late))
+    add("skus", (list(r) for r in batch.sku_rows))
+    add("products", (list(r) for r in batch.product_rows))
+    msgs[-1].checkpoints = [_checkpoint_row(c) for c in batch.checkpoints]
+    return [
+        orjson.dumps({
+            "v": WIRE_VERSION, "rows": m.rows, "visitors": m.visitors, "dedup": m.dedup,
+            "late": m.late, "skus": m.skus, "products": m.products,
+            "checkpoints": m.checkpoints, "lateness_ms": m.lateness_ms,
+        })
+        for m in msgs
+    ]
+
+
+def decode_flush(value: bytes) -> tuple[FlushBatch, list[LateEvent], int]:
+    """The inverse of one ``encode_flush`` message."""
+    doc = orjson.loads(value)
+    if doc.get("v") != WIRE_VERSION:
+        raise ValueError(f"unsupported sink message version {doc.get('v')!r}")
+    batch = FlushBatch(
+        rows=[tuple(r) for r in doc["rows"]],
+        checkpoints=[Checkpoint(*c) for c in doc["checkpoints"]],
+        dedup_rows=[(str(t), int(p), int(h), int(i), int(v)) for t, p, h, i, v in doc["dedup"]],
+        visitor_rows=[tuple(r) for r in doc["visitors"]],
+        sku_rows=[tuple(r) for r in doc.get("skus", ())],
+        product_rows=[tuple(r) for r in doc.get("products", ())],
+    )
+    late = [
+        LateEvent(Record(t, p, o, None, None, payload.encode()), eid, etype, ts, wm)
+        for t, p, o, eid, etype, ts, wm, payload in doc["late"]
+    ]
+    return batch, late, int(doc["lateness_ms"])
+
+
+def merge_flushes(
+    parts: Sequence[tuple[FlushBatch, list[LateEvent], int]],
+) -> list[tuple[FlushBatch, list[LateEvent], int]]:
+    """Many decoded messages -> one batch per lateness setting (normally exactly one), so
+    the writer issues one insert per table however many flushes it consumed."""
+    merged: dict[int, tuple[FlushBatch, list[LateEvent]]] = {}
+    for batch, late, lateness in parts:
+        into = merged.setdefault(lateness, (FlushBatch([], []), []))
+        into[0].rows.extend(batch.rows)
+        into[0].visitor_rows.extend(batch.visitor_rows)
+        into[0].dedup_rows.extend(batch.dedup_rows)
+        into[0].sku_rows.extend(batch.sku_rows)
+        into[0].product_rows.extend(batch.product_rows)
+        into[0].checkpoints.extend(batch.checkpoints)
+        into[1].extend(late)
+    return [(b, lt, lateness) for lateness, (b, lt) in merged.items()]
+
+
+# ---------------------------------------------------------------- restore wire format
+def encode_loaded(loaded: Loaded | None) -> dict[str, Any]:
+    if loaded is None:
+        return {"checkpoint": None}
+    return {
+        "checkpoint": _checkpoint_row(loaded.checkpoint),
+        "cells": [[list(k), v] for k, v in loaded.cells],
+        "ids": [list(i) for i in loaded.dedup_ids],
+        "skus": [[list(k), v] for k, v in loaded.sku_hours],
+    }
+
+
+def decode_loaded(doc: dict[str, Any]) -> Loaded | None:
+    if doc.get("checkpoint") is None:
+        return None
+    cp = Checkpoint(*doc["checkpoint"])
+    cells: list[tuple[CellKey, list[int]]] = [(tuple(k), list(v)) for k, v in doc["cells"]]
+    ids = [(int(h), int(i)) for h, i in doc["ids"]]
+    skus: list[tuple[SkuKey, list[int]]] = [
+        ((str(k[0]), int(k[1])), [int(x) for x in v]) for k, v in doc.get("skus", ())
+    ]
+    return PartitionSnapshot(cp, cells, ids, skus)

@@ -1,0 +1,105 @@
+"""SIGKILL in the middle of a flush (issue 5, scenario a). The fault file in ``stall`` mode
+holds a flush at its most dangerous point and the test kills the process there:
+
+- direct write: the flush's rows are in ClickHouse, its checkpoint is not (the insert of
+  ``checkpoints`` blocks); the restarted worker restores the older checkpoint;
+- Kafka sink: the writer is killed with rows written and the checkpoint pending, and the
+  worker is killed after ``c2m.sink`` acknowledged its flush but before the offset commit;
+  the restarted worker, started before the writer, waits in its restore until the
+  restarted writer holds its checkpoint.
+
+Both end with ClickHouse equal to the oracle and balanced ledgers."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chaos.cluster import (
+    Writer,
+    assert_metrics_ledger_balanced,
+    assert_stored_ledger,
+    consumed,
+    rows_beyond_checkpoint,
+    wait_until,
+)
+from tests.integration.conftest import produce
+from tests.integration.test_pipeline_oracle import (
+    _actual,
+    _expected,
+    _history,
+    _messages,
+    assert_matches_oracle,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SIZES = (300, 3600, 86400)
+
+
+def _stall_and_kill(proc: Any, fault: Path) -> None:
+    fault.write_text("stall")
+    wait_until("the flush to stall", lambda: Path(f"{fault}.stalled").exists(), 60, proc)
+    proc.stop(signal.SIGKILL)
+    fault.unlink()
+
+
+def test_worker_killed_mid_flush_restarts_exactly(
+    broker: Any, worker_factory: Any, tmp_path: Path
+) -> None:
+    history = _history(seed=5, hours=2, orders_per_hour=1500)
+    demand = [e for e in history if e.topic != "shop.products"]
+    produce(broker.bootstrap, _messages(history))
+    fault = tmp_path / "fault"
+    data = tmp_path / "worker"
+
+    first = worker_factory(data, C2M_CLICKHOUSE_FAULT_FILE=str(fault)).start()
+    wait_until("a third consumed", lambda: consumed(first) >= len(demand) // 3, 120, first)
+    _stall_and_kill(first, fault)
+    assert rows_beyond_checkpoint(first) > 0  # killed between the rows and the checkpoint
+
+    second = worker_factory(data).start()
+    wait_until("everything consumed", lambda: consumed(second) == len(demand), 180, second)
+    assert_metrics_ledger_balanced(second)
+    assert second.stop() == 0
+    assert_matches_oracle(_actual(second, SIZES), _expected(history), SIZES)
+    assert_stored_ledger(second.query, Counter(e.topic for e in demand))
+
+
+def test_writer_and_worker_killed_mid_flush_on_the_kafka_sink(
+    broker: Any, worker_factory: Any, tmp_path: Path
+) -> None:
+    history = _history(seed=7, hours=2, orders_per_hour=1500)
+    demand = [e for e in history if e.topic != "shop.products"]
+    produce(broker.bootstrap, _messages(history))
+    writer_fault, worker_fault = tmp_path / "writer-fault", tmp_path / "worker-fault"
+
+    writer = Writer(broker.bootstrap, tmp_path / "writer",
+                    C2M_CLICKHOUSE_FAULT_FILE=str(writer_fault)).start()
+    first = worker_factory(C2M_CLICKHOUSE_FAULT_FILE=str(worker_fault),
+                           **writer.sink_env()).start()
+    wait_until("a quarter consumed", lambda: consumed(first) >= len(demand) // 4, 120,
+               first, writer)
+    # the worker: its flush is acknowledged on c2m.sink, the offset commit never happens
+    _stall_and_kill(first, worker_fault)
+    # the writer: rows of its next write are in ClickHouse, the checkpoints are not
+    _stall_and_kill(writer, writer_fault)
+    assert rows_beyond_checkpoint(writer) > 0
+
+    # the new worker comes up first: its restore must wait for the writer (read-your-writes)
+    second = worker_factory(**writer.sink_env()).start()
+    wait_until("the restore to wait for the writer",
+               lambda: "waits: writer unreachable" in second.log_tail(20_000), 60, second)
+    writer.start()
+    wait_until("everything consumed", lambda: consumed(second) == len(demand), 180,
+               second, writer)
+    assert_metrics_ledger_balanced(second)
+    assert second.stop() == 0
+    wait_until("the writer to hold the final checkpoints",
+               lambda: consumed(writer) == len(demand), 60, writer)
+    assert writer.stop() == 0
+    assert_matches_oracle(_actual(writer, SIZES), _expected(history), SIZES)
+    assert_stored_ledger(writer.query, Counter(e.topic for e in demand))

@@ -1,0 +1,81 @@
+"""Independent reference aggregation for the alert tests: simulator events -> AlertInputs.
+
+Written from the event contract alone (not from the engine): cell orders count, per
+order, each distinct (category, colour, size, price band, region) cell its lines touch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from streams.core.alerting.inputs import DIMENSIONS, AlertInputs, Product, SkuHour
+from streams.core.pricebands import PriceBands
+from streams.sim.model import SimEvent
+
+
+def ts_ms(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def hour(ms: int) -> int:
+    return ms // 3_600_000 * 3600
+
+
+def reference_inputs(events: list[SimEvent]) -> AlertInputs:
+    bands = PriceBands()
+    products: dict[str, Product] = {}
+    for ev in events:
+        v = ev.value
+        if v["event_type"] == "product_upsert":
+            products[v["sku"]] = Product(
+                v["sku"], v["factory_id"], v["category"], v["color"], v["size"],
+                bands.label(v["list_price"]), v["lead_time_days"], v["moq"],
+            )
+    sku_hours: dict[str, dict[int, SkuHour]] = defaultdict(dict)
+    orders: dict[tuple[str, str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    cat_orders: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+
+    def bucket(sku: str, h: int) -> SkuHour:
+        b = sku_hours[sku].get(h)
+        if b is None:
+            b = sku_hours[sku][h] = SkuHour()
+        return b
+
+    for ev in events:
+        v = ev.value
+        kind = v["event_type"]
+        if kind == "product_upsert":
+            continue
+        t = ts_ms(v["ts"])
+        h = hour(t)
+        if kind == "order_placed":
+            cells = set()
+            for line in v["lines"]:
+                bucket(line["sku"], h).units += line["qty"]
+                p = products[line["sku"]]
+                cells.add((p.category, p.color, p.size, p.price_band, v["region"]))
+            for cat, color, size, band, _region in cells:
+                cat_orders[cat][h] += 1
+                for dim, value in zip(DIMENSIONS, (color, size, band), strict=True):
+                    orders[(cat, dim, value)][h] += 1
+        elif kind == "order_cancelled":
+            for line in v["lines"]:
+                bucket(line["sku"], h).cancelled += line["qty"]
+        elif kind == "restock_shipped":
+            bucket(v["sku"], h).shipped += v["qty"]
+        elif kind == "restock_received":
+            bucket(v["sku"], h).received += v["qty"]
+        elif kind == "stock_level":
+            b = bucket(v["sku"], h)
+            if (t, v["on_hand"]) > (b.count_ts, b.count_on_hand):
+                b.count_ts, b.count_on_hand = t, v["on_hand"]
+    return AlertInputs(
+        products,
+        dict(sku_hours),
+        {k: dict(s) for k, s in orders.items()},
+        {k: dict(s) for k, s in cat_orders.items()},
+    )

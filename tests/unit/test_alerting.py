@@ -1,0 +1,126 @@
+"""Unit tests of the pure alert logic: restock arithmetic, surge shrinkage, lifecycle,
+progress."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from streams.core.alerting.book import AlertBook, Finding, alert_id
+from streams.core.alerting.inputs import DAY, HOUR, CumSeries, Product, SkuHour
+from streams.core.alerting.progress import PartitionProgress, alert_watermark
+from streams.core.alerting.restock import RestockConfig, evaluate_restock, position
+from streams.core.alerting.surge import SurgeConfig, evaluate_surge
+
+T0 = 1_772_323_200  # 2026-03-01T00:00Z
+P = Product("SKU1", "F001", "袜子", "白", "M", "0-10", lead_time_days=5, moq=300)
+
+
+def _steady(days: int, per_hour: int, on_hand: int) -> dict[int, SkuHour]:
+    hours = {t: SkuHour(units=per_hour) for t in range(T0, T0 + days * DAY, HOUR)}
+    hours[T0].count_ts, hours[T0].count_on_hand = T0 * 1000 + 1, on_hand
+    return hours
+
+
+def test_position_counts_from_the_start_of_the_count_hour() -> None:
+    hours = _steady(2, 10, 1000)
+    hours[T0 + 5 * HOUR].received = 50
+    hours[T0 + 5 * HOUR].shipped = 50
+    hours[T0 + 6 * HOUR].shipped = 80
+    end = T0 + 10 * HOUR
+    # 10 hours x 10 units since the count hour (inclusive), +50 received; 80 on the road
+    assert position(hours, end) == (1000 - 100 + 50, 80)
+    assert position({T0: SkuHour(units=5)}, end) is None  # no count: unknown
+
+
+def test_reorder_point_quantity_and_severity() -> None:
+    hours = _steady(3, 10, 2000)  # 240 a day, no variation
+    cfg = RestockConfig()
+    end = T0 + 3 * DAY
+    r = evaluate_restock(P, hours, end, T0, cfg)
+    assert r is not None
+    assert r.daily_rate == 240 and r.daily_sigma == 0
+    protect = 5 + cfg.check_hours / 24
+    assert math.isclose(r.reorder_point, 240 * protect)
+    assert r.on_hand == 2000 - 720 and not r.firing  # 1280 > 1220
+    # 240 * 12 days of cover minus position 1280, rounded up to the MOQ
+    assert r.recommended_qty == 1800 and r.recommended_qty % P.moq == 0
+    assert math.isclose(r.days_of_cover, 1280 / 240)
+    assert r.severity == "warning"
+    r2 = evaluate_restock(P, _steady(4, 10, 2000), end + 6 * HOUR, T0, cfg)
+    assert r2 is not None and r2.firing  # 1220 >= 1220: fires
+    low = _steady(3, 10, 1500)
+    r3 = evaluate_restock(P, low, end, T0, cfg)
+    assert r3 is not None and r3.firing and r3.severity == "critical"  # 780 / 240 < 5 days
+    assert r3.stockout_s is not None and r3.stockout_s < end + 5 * DAY
+
+
+def test_partial_first_day_is_not_counted() -> None:
+    hours = _steady(2, 10, 5000)
+    r = evaluate_restock(P, hours, T0 + DAY + 12 * HOUR, T0, RestockConfig())
+    assert r is not None and r.daily_rate == 240  # one whole day, not 1.5 days / 2
+
+
+def test_surge_shrinks_sparse_cells_toward_the_parent() -> None:
+    cfg = SurgeConfig()
+    hour = T0 + 3 * DAY + 12 * HOUR
+    parent = CumSeries({hour - d * DAY: 100 for d in (1, 2, 3)} | {hour: 100})
+    sparse = CumSeries({hour: 14})  # never seen at this hour before
+    s = evaluate_surge(sparse, parent, 0.1, hour, T0, cfg)
+    assert s is not None
+    assert math.isclose(s.baseline, 10.0)  # all prior: parent 100 x share 0.1
+    assert not s.firing  # 14 vs 10 is noise
+    busy = CumSeries({hour - d * DAY: 10 for d in (1, 2, 3)} | {hour: 40})
+    s2 = evaluate_surge(busy, parent, 0.1, hour, T0, cfg)
+    assert s2 is not None and s2.firing and s2.severity == "critical"
+
+
+def _finding(firing: bool, clear: bool, severity: str = "warning", obs: float = 20) -> Finding:
+    return Finding(
+        "surge", ("袜子", "color", "白"), firing, clear, severity, "", ("F001",), "袜子", "",
+        "color", "白", obs, 5.0, obs / 5.0,
+    )
+
+
+def test_lifecycle_open_update_resolve_cooldown() -> None:
+    book = AlertBook(cooldown_hours=3)
+    h = T0
+    a = book.apply(_finding(True, False), h)
+    assert a is not None and a.state == "open" and a.version == 1
+    assert a.alert_id == alert_id("surge", ("袜子", "color", "白"), h)
+    assert book.apply(_finding(True, False, obs=22), h + HOUR) is None  # not material
+    u = book.apply(_finding(True, False, obs=40), h + 2 * HOUR)
+    assert u is not None and u.state == "updated" and u.version == 2
+    assert book.apply(_finding(False, False), h + 3 * HOUR) is None  # hysteresis band
+    r = book.apply(_finding(False, True), h + 4 * HOUR)
+    assert r is not None and r.state == "resolved" and r.version == 3
+    assert book.apply(_finding(True, False), h + 5 * HOUR) is None  # cooling down
+    again = book.apply(_finding(True, False), h + 7 * HOUR)
+    assert again is not None and again.alert_id != a.alert_id
+
+
+def test_critical_does_not_flap_back() -> None:
+    book = AlertBook()
+    book.apply(_finding(True, False, "critical"), T0)
+    f = replace(_finding(True, False, "warning", obs=21), downgrade_ok=False)
+    assert book.apply(f, T0 + HOUR) is None  # still in the band: stays critical
+    assert book.open[("surge", f.key)].severity == "critical"
+    down = book.apply(replace(f, downgrade_ok=True), T0 + 2 * HOUR)
+    assert down is not None and down.severity == "warning" and down.version == 2
+
+
+def test_alert_watermark_waits_for_slow_partitions_not_idle_ones() -> None:
+    prog = {
+        ("o", 0): PartitionProgress(10_000_000, 10_600_000, 1.0),
+        ("o", 1): PartitionProgress(5_000_000, 5_600_000, 1.0),  # slow but being read
+    }
+    exp = {("o", 0), ("o", 1)}
+    kw = {"idle_ms": 900_000, "idle_wall_s": 60.0, "uptime_s": 300.0}
+    assert alert_watermark(prog, exp, **kw) == 5_000_000
+    prog[("o", 1)] = PartitionProgress(5_000_000, 5_600_000, 120.0)  # quiet for 2 min
+    assert alert_watermark(prog, exp, **kw) == 10_000_000
+    # a partition without a checkpoint blocks until the worker has run idle_wall_s
+    exp.add(("o", 2))
+    assert alert_watermark(prog, exp, **{**kw, "uptime_s": 10.0}) is None
+    assert alert_watermark(prog, exp, **kw) == 10_000_000
+    assert alert_watermark({}, exp, **kw) is None

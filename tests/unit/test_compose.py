@@ -1,0 +1,133 @@
+"""docker-compose.yml, checked statically (no Docker here): services, healthchecks, pinned
+images, loopback ports, named volumes, and that every referenced local file exists."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return doc
+
+
+def test_services_and_healthchecks(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {
+        "kafka", "clickhouse", "migrate", "worker", "alerter", "simulator", "prometheus",
+        "grafana",
+    }
+    for name, svc in services.items():
+        if name not in ("migrate", "simulator"):  # one-shot and client-only
+            assert svc["healthcheck"]["test"], name
+        for dep, cond in svc.get("depends_on", {}).items():
+            assert dep in services, (name, dep)
+            if cond["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], (name, dep)
+    assert services["worker"]["deploy"]["replicas"] == 2
+    assert services["worker"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["migrate"]["command"] == ["db", "migrate"]
+    env = services["kafka"]["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, single node
+    assert "grafana-clickhouse-datasource" in services["grafana"]["environment"][
+        "GF_INSTALL_PLUGINS"
+    ]
+
+
+def test_images_are_pinned(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        image = svc.get("image")
+        assert image or svc.get("build"), name
+        if image:
+            repo, _, tag = image.rpartition(":")
+            assert repo and tag and tag != "latest" and "/" not in tag, (name, image)
+            assert re.search(r"\d", tag), (name, image)
+
+
+def test_ports_are_loopback_only(compose: dict[str, Any]) -> None:
+    published = 0
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            assert isinstance(port, str) and port.startswith("127.0.0.1:"), (name, port)
+            published += 1
+    assert published >= 5
+
+
+def test_volumes_are_named_and_local_files_exist(compose: dict[str, Any]) -> None:
+    declared = set(compose["volumes"])
+    used = set()
+    for name, svc in compose["services"].items():
+        build = svc.get("build")
+        if build:
+            context = ROOT / (build if isinstance(build, str) else build.get("context", "."))
+            dockerfile = "Dockerfile" if isinstance(build, str) else build.get(
+                "dockerfile", "Dockerfile"
+            )
+            assert (context / dockerfile).is_file(), name
+        for vol in svc.get("volumes", []):
+            source = vol.split(":")[0]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), (name, source)
+            else:
+                assert source in declared, (name, source)
+                used.add(source)
+    assert used == declared
+    assert {"kafka-data", "clickhouse-data", "prometheus-data", "grafana-data"} <= declared
+
+
+def test_dockerfile_copies_existing_paths() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM \S+:\d[\w.-]*", text, re.M), "base image not pinned"
+    for line in text.splitlines():
+        if line.startswith("COPY "):
+            for src in line.split()[1:-1]:
+                assert (ROOT / src).exists(), src
+    # migrations are read from the source tree, which the image keeps in /app
+    assert "C2M_MIGRATIONS_DIR=/app/deploy/clickhouse" in text
+
+
+def test_wiring_between_services(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    worker_env = services["worker"]["environment"]
+    prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == "c2m-worker")
+    sd = job["dns_sd_configs"][0]
+    assert sd["names"] == ["worker"] and sd["port"] == int(worker_env["C2M_METRICS_PORT"])
+    assert worker_env["C2M_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    # the alert rules run exactly once: in the alerter, which consumes nothing
+    alerter_env = services["alerter"]["environment"]
+    assert worker_env["C2M_ALERTS_ENABLED"] == "false"
+    assert alerter_env["C2M_INGEST_ENABLED"] == "false"
+    assert alerter_env.get("C2M_ALERTS_ENABLED", "true") != "false"
+    alerter_job = next(j for j in prom["scrape_configs"] if j["job_name"] == "c2m-alerter")
+    assert alerter_job["static_configs"][0]["targets"] == [
+        f"alerter:{alerter_env['C2M_METRICS_PORT']}"
+    ]
+    datasources = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/datasources.yml").read_text()
+    )["datasources"]
+    ch = next(d for d in datasources if d["type"] == "grafana-clickhouse-datasource")
+    assert ch["jsonData"]["host"] == "clickhouse"
+    assert worker_env["C2M_CLICKHOUSE_URL"] == f"http://clickhouse:{ch['jsonData']['port']}"
+    grafana_env = services["grafana"]["environment"]
+    assert {"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD"} <= set(grafana_env)
+    home = grafana_env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (ROOT / "deploy/grafana/dashboards" / Path(home).name).is_file()
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian prometheus) missing; .ci/run installs it"
+    check = subprocess.run([promtool, "check", "config", "--syntax-only",
+                            str(ROOT / "deploy/prometheus/prometheus.yml")],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr

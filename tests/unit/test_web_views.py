@@ -1,0 +1,66 @@
+"""The web view's query registry: request arguments are validated, never put into SQL."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from streams.clickhouse.views import DIMENSIONS, QUERIES, BadRequest, run_view
+from streams.web import page_html
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, object]]] = []
+
+    def query(self, sql: str, parameters: dict[str, object]) -> object:
+        self.calls.append((sql, parameters))
+        return type("R", (), {"column_names": ("a",), "result_rows": [(1,)]})()
+
+
+@pytest.mark.parametrize("name", sorted(QUERIES))
+def test_every_query_binds_its_parameters(name: str) -> None:
+    client = _Client()
+    run_view(client, "c2m", name, {})
+    sql, params = client.calls[0]
+    assert "{db}" not in sql and "{dim}" not in sql
+    bound = set(re.findall(r"\{(\w+):\w+\}", sql))
+    assert bound == set(params), (bound, params)
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("breakdown", {"dim": "units; DROP TABLE c2m.demand_state"}),
+        ("breakdown", {"horizon": "2h"}),
+        ("series", {"window": "60"}),
+        ("series", {"points": "-1"}),
+        ("series", {"top": "1e9"}),
+        ("rolling", {"limit": "100000"}),
+        ("nope", {}),
+    ],
+)
+def test_bad_arguments_are_rejected_before_any_query(name: str, args: dict[str, str]) -> None:
+    client = _Client()
+    with pytest.raises(BadRequest):
+        run_view(client, "c2m", name, args)
+    assert client.calls == []
+
+
+def test_dimension_selects_a_prebuilt_query() -> None:
+    client = _Client()
+    for dim in DIMENSIONS:
+        run_view(client, "c2m", "breakdown", {"dim": dim, "horizon": "7d"})
+    for dim, (sql, _) in zip(DIMENSIONS, client.calls, strict=True):
+        assert f"SELECT {dim} AS key" in sql
+    assert all(p["horizon"] == "7d" for _, p in client.calls)
+
+
+def test_page_is_self_contained_and_every_section_has_a_query_and_renderer() -> None:
+    html = page_html()
+    assert not re.search(r"(src|href)=\"?https?:", html), "no external resources (offline)"
+    renderers = set(re.findall(r"^  (\w+)\(body, data\)", html, re.M))
+    for view, render in re.findall(r'data-view="(\w+)"[^>]*data-render="(\w+)"', html):
+        assert view in QUERIES and render in renderers, (view, render)
+    assert "innerHTML" not in html  # event values are shown with textContent only
