@@ -24,9 +24,13 @@ async def _no_dead_letters(key: bytes | None, value: bytes) -> Any:  # pragma: n
     raise AssertionError("no dead letters expected")
 
 
+class _NoSink:
+    """handle() never writes; a flush would fail loudly."""
+
+
 def test_redelivered_records_are_skipped() -> None:
     engine = DemandEngine()
-    pipeline = DemandPipeline(engine, store=None, send_dead_letter=_no_dead_letters)  # type: ignore[arg-type]
+    pipeline = DemandPipeline(engine, None, _no_dead_letters, sink=_NoSink())  # type: ignore[arg-type]
     try:
         asyncio.run(pipeline.handle([_view(p, o) for o in range(5) for p in (0, 1)]))
         # a re-delivery overlapping the first batch, partitions interleaved and in runs
