@@ -86,36 +86,45 @@ class DemandPipeline:
         latency metric (observed when the flush covering the batch is committed).
         """
         async with self._lock:
-            records = self._skip_applied(records)
+            records, tps = self._skip_applied(records)
             if not records:
                 return
             started = time.perf_counter()
             outcome = self.engine.process(records)
             metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
             metrics.BATCH_SIZE.observe(len(records))
-            self._count(records)
+            self._count(tps)
             await self._emit(outcome)
             self._pending_events += len(records)
             if oldest_ts_ms is not None and oldest_ts_ms > 0:
                 self._pending_record_ts.append(oldest_ts_ms)
             self._update_gauges()
 
-    def _skip_applied(self, records: Sequence[Record]) -> Sequence[Record]:
-        """Drop records at or before a partition's position (a re-delivery is harmless)."""
+    def _skip_applied(self, records: Sequence[Record]) -> tuple[Sequence[Record], set[TP]]:
+        """Drop records at or before a partition's position (a re-delivery is harmless).
+
+        Also returns the partitions in the batch. Each partition's records are in offset
+        order, so only the first record of every run of one partition needs a look.
+        """
         states = self.engine.states
-        if all(
-            (st := states.get((r.topic, r.partition))) is None
-            or st.position is None
-            or r.offset >= st.position
-            for r in records
-        ):
-            return records
-        return [
+        tps: set[TP] = set()
+        topic, partition = "", -1
+        for r in records:
+            if r.partition != partition or r.topic != topic:
+                topic, partition = r.topic, r.partition
+                tps.add((topic, partition))
+                st = states.get((topic, partition))
+                if st is not None and st.position is not None and r.offset < st.position:
+                    break
+        else:
+            return records, tps
+        kept = [
             r for r in records
             if (st := states.get((r.topic, r.partition))) is None
             or st.position is None
             or r.offset >= st.position
         ]
+        return kept, {(r.topic, r.partition) for r in kept}
 
     def flush_due(self) -> bool:
         if self._pending_events >= self.max_pending_events:
@@ -256,9 +265,9 @@ class DemandPipeline:
     def _ledger_tuple(lg: Any) -> tuple[int, ...]:
         return (*(getattr(lg, f) for f in _LEDGER_FIELDS), lg.unknown_sku_lines)
 
-    def _count(self, records: Sequence[Record]) -> None:
+    def _count(self, tps: set[TP]) -> None:
         """Move the per-topic outcome counters by what the ledgers gained in this batch."""
-        for tp in {(r.topic, r.partition) for r in records}:
+        for tp in tps:
             now = self._ledger_tuple(self.engine.states[tp].ledger)
             before = self._counted.get(tp, (0,) * len(now))
             self._counted[tp] = now
@@ -280,7 +289,7 @@ class DemandPipeline:
         for st in self.engine.states.values():
             cells += len(st.cells)
             dedup_ids += len(st.dedup)
-            visitors += len(st.new_visitors)
+            visitors += st.pending_visitors()
             wm = st.watermark.value
             if wm is not None:
                 metrics.WATERMARK_LAG.labels(st.topic, str(st.partition)).set(now - wm / 1000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -95,6 +96,11 @@ def run_worker(
         loglevel=settings.log_level.upper(),
         quiet=True,
     )
+    # The hot path allocates a few short-lived objects per event; with the default
+    # thresholds the cyclic GC would rescan the whole (large, long-lived) heap of the app
+    # and the demand state over and over. Freeze what start-up built, collect less often.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -37,13 +37,15 @@ UNKNOWN_PRODUCT = ProductAttrs(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, 0.0,
 class Catalog:
     """SKU -> versions of ``ProductAttrs`` by event time."""
 
-    __slots__ = ("_bands", "_max_versions", "_products")
+    __slots__ = ("_bands", "_max_versions", "_products", "generation")
 
     def __init__(self, bands: PriceBands | None = None, max_versions: int = 8) -> None:
         self._bands = bands or PriceBands()
         self._max_versions = max_versions
         # sku -> (sorted list of ts, parallel list of attrs)
         self._products: dict[str, tuple[list[int], list[ProductAttrs]]] = {}
+        #: bumped by every upsert: caches of lookups are valid while it stays the same
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._products)
@@ -65,6 +67,7 @@ class Catalog:
         moq: int,
     ) -> None:
         """Add a version of ``sku`` valid from ``ts``; the same ts replaces that version."""
+        self.generation += 1
         attrs = ProductAttrs(
             category=category,
             color=color,

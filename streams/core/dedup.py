@@ -38,11 +38,18 @@ class Deduplicator:
 
     def first_time(self, event_id: str, ts_ms: int) -> bool:
         """True the first time ``event_id`` is offered; False for a duplicate."""
-        h = id_hash(event_id)
-        if h in self._seen:
+        h = int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "little")
+        seen = self._seen
+        if h in seen:
             return False
-        self._add(ts_ms // BUCKET_MS, h)
-        self.pending.append((ts_ms // BUCKET_MS, h))
+        seen.add(h)
+        bucket = ts_ms // BUCKET_MS
+        ids = self._buckets.get(bucket)
+        if ids is None:
+            self._buckets[bucket] = [h]
+        else:
+            ids.append(h)
+        self.pending.append((bucket, h))
         return True
 
     def _add(self, bucket: int, h: int) -> None:

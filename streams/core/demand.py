@@ -11,7 +11,7 @@ and independent of the order of addition.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -30,6 +30,12 @@ MEASURES: Final = ("orders", "units", "gmv_e4", "cancelled_units", "returned_uni
 
 #: (window_seconds, window_start_s, category, color, size, price_band, region)
 CellKey = tuple[int, int, str, str, str, str, str]
+#: The hot-path cache entry of one (category, color, size, price_band, region, time grain):
+#: the measure vector and the visitor-hash set of the cell of every window size.
+HotEntry = tuple[tuple[list[int], ...], tuple[set[int], ...]]
+#: The page-view lane's entry for one (sku, region, time grain): the catalog generation it
+#: was built at, whether the SKU is unknown, the SKU's hourly vector, and the HotEntry.
+PageViewEntry = tuple[int, bool, list[int], tuple[list[int], ...], tuple[set[int], ...]]
 
 
 def price_e4(price: float) -> int:
@@ -66,18 +72,44 @@ class PartitionState:
     dirty: set[CellKey] = field(default_factory=set)
     ledger: Ledger = field(default_factory=Ledger)
     flushed_position: int | None = None
-    #: (cell, visitor hash) pairs seen since the last flush; unique visitors are counted
+    #: (dims, time grain) -> HotEntry, for the cells changed since the last flush. Every
+    #: cell in it is dirty (``cell()`` marked it); it is cleared with the dirty marks, so
+    #: it never holds a vector that a flush, eviction or restore has let go of.
+    hot: dict[tuple[object, ...], HotEntry] = field(default_factory=dict)
+    #: cell -> visitor hashes seen there since the last flush; unique visitors are counted
     #: in ClickHouse (uniqExact over these rows), which merges partitions exactly.
-    new_visitors: set[tuple[CellKey, int]] = field(default_factory=set)
+    visitors: dict[CellKey, set[int]] = field(default_factory=dict)
     #: per-SKU hourly counters (inventory and the production brief)
     skus: SkuHours = field(default_factory=SkuHours)
+    #: (window end s, window >= 1 h) -> the cells ending then, so eviction is O(evicted);
+    #: rebuilt from ``cells`` whenever ``indexed`` says something else changed ``cells``
+    ends: dict[tuple[int, bool], list[CellKey]] = field(default_factory=dict)
+    indexed: int = 0
+    #: page-view lane: (sku, region, time grain) -> PageViewEntry; same life as ``hot``
+    hot_pv: dict[tuple[str, str, int], PageViewEntry] = field(default_factory=dict)
 
     def cell(self, key: CellKey) -> list[int]:
         vec = self.cells.get(key)
         if vec is None:
             vec = self.cells[key] = [0, 0, 0, 0, 0, 0]
+            self._index(key)
         self.dirty.add(key)
         return vec
+
+    def _index(self, key: CellKey) -> None:
+        ek = (key[0] + key[1], key[0] >= 3600)
+        keys = self.ends.get(ek)
+        if keys is None:
+            self.ends[ek] = [key]
+        else:
+            keys.append(key)
+        self.indexed += 1
+
+    def _reindex(self) -> None:
+        self.ends = {}
+        self.indexed = 0
+        for key in self.cells:
+            self._index(key)
 
     def needs_flush(self) -> bool:
         return bool(self.dirty) or bool(self.skus.dirty) or self.position != self.flushed_position
@@ -86,9 +118,40 @@ class PartitionState:
         for key in self.dirty:
             yield key, self.cells[key]
 
+    def hot_entry(self, hk: tuple[object, ...], keys: Iterable[CellKey]) -> HotEntry:
+        """Cache the vectors (marked dirty) and visitor sets of ``keys`` under ``hk``."""
+        cells, visitors, dirty = self.cells, self.visitors, self.dirty
+        vecs = []
+        sets = []
+        for k in keys:
+            vec = cells.get(k)
+            if vec is None:
+                vec = cells[k] = [0, 0, 0, 0, 0, 0]
+                self._index(k)
+            dirty.add(k)
+            vecs.append(vec)
+            vs = visitors.get(k)
+            if vs is None:
+                vs = visitors[k] = set()
+            sets.append(vs)
+        entry = self.hot[hk] = (tuple(vecs), tuple(sets))
+        return entry
+
+    def pending_visitors(self) -> int:
+        """(cell, visitor) pairs seen since the last flush."""
+        return sum(len(v) for v in self.visitors.values())
+
+    def visitor_rows(self) -> Iterator[tuple[object, ...]]:
+        """(*cell key, visitor hash) for the visitors seen since the last flush."""
+        for key, visitors in self.visitors.items():
+            for visitor in visitors:
+                yield (*key, visitor)
+
     def mark_flushed(self) -> None:
         self.dirty.clear()
-        self.new_visitors.clear()
+        self.hot.clear()
+        self.hot_pv.clear()
+        self.visitors.clear()
         self.skus.dirty.clear()
         self.flushed_position = self.position
 
@@ -103,10 +166,17 @@ class PartitionState:
             return 0
         short_s = (wm - horizon_ms) // 1000
         long_s = (wm - max(horizon_ms, live_retention_ms)) // 1000
-        stale = [
-            k for k in self.cells
-            if k[1] + k[0] <= (long_s if k[0] >= 3600 else short_s) and k not in self.dirty
-        ]
-        for k in stale:
-            del self.cells[k]
-        return len(stale) + self.skus.evict(short_s)
+        if len(self.cells) != self.indexed:
+            self._reindex()  # cells were set directly (a restore)
+        evicted = 0
+        for ek in [e for e in self.ends if e[0] <= (long_s if e[1] else short_s)]:
+            keep = []
+            for k in self.ends.pop(ek):
+                if k in self.dirty:
+                    keep.append(k)
+                elif self.cells.pop(k, None) is not None:
+                    evicted += 1
+            if keep:
+                self.ends[ek] = keep
+        self.indexed = len(self.cells)
+        return evicted + self.skus.evict(short_s)

@@ -17,8 +17,12 @@ Nothing here reads the wall clock except step 2 when a record has no Kafka times
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
+from math import gcd
+from operator import itemgetter
 from typing import Any
 
 from schemas.contract import (
@@ -29,13 +33,8 @@ from schemas.contract import (
     ContractViolation,
     decode,
 )
-from schemas.events import (
-    LogisticsMovement,
-    OrderEvent,
-    PageViewEvent,
-    ProductUpsert,
-    StockLevel,
-)
+from schemas.events import ProductUpsert
+from schemas.fastpath import fast_decode
 from streams.core.catalog import UNKNOWN, UNKNOWN_PRODUCT, Catalog, ProductAttrs
 from streams.core.dedup import Deduplicator, id_hash
 from streams.core.demand import (
@@ -46,6 +45,8 @@ from streams.core.demand import (
     RETURNED_UNITS,
     UNITS,
     CellKey,
+    HotEntry,
+    PageViewEntry,
     PartitionState,
     price_e4,
 )
@@ -59,9 +60,14 @@ from streams.core.inventory import (
     SKU_UNITS,
     SkuKey,
 )
-from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark, window_start_s
+from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark
 
 DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
+
+
+def _never(topic: str, raw: bytes | None, max_bytes: int) -> None:
+    """The fast decoder switched off: always defer to the contract decoder."""
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,8 @@ class EngineConfig:
     max_past_ms: int = 365 * 86_400_000  # older than this before the record time: stale_ts
     max_message_bytes: int = 1_048_576
     live_retention_ms: int = 7 * 86_400_000  # hourly and daily windows kept for rolling sums
+    #: schemas.fastpath before pydantic, and the page-view lane; False: the reference paths
+    fast_paths: bool = True
 
     def keep_from_s(self, window_seconds: int, watermark_ms: int) -> int:
         """Windows ending at or before this (epoch s) can be dropped from memory."""
@@ -174,6 +182,11 @@ class DemandEngine:
         self.config = config or EngineConfig()
         self.catalog = catalog if catalog is not None else Catalog()
         self.states: dict[tuple[str, int], PartitionState] = {}
+        # every window size is a multiple of this grain, so (dims, ts // grain) fixes the
+        # window of every size: the key of the per-partition hot-cell cache
+        self._grain_s = reduce(gcd, self.config.window_seconds)
+        self._sizes = tuple(self.config.window_seconds)
+        self._visitor_hashes: dict[str, int] = {}
         #: catalog versions not yet written to ClickHouse (``c2m.products``)
         self.pending_products: list[ProductRow] = []
 
@@ -246,66 +259,136 @@ class DemandEngine:
 
     # ---------------------------------------------------------------- demand
     def process(self, records: Sequence[Record], out: BatchOutcome | None = None) -> BatchOutcome:
-        """Apply demand records (any mix of partitions, each in offset order)."""
+        """Apply demand records (any mix of partitions, each in offset order).
+
+        The hot loop: records are decoded by ``schemas.fastpath`` when it is sure and by the
+        contract decoder otherwise (all rejections come from there); per-partition state is
+        held in locals while a run of records of one partition lasts.
+        """
         out = out if out is not None else BatchOutcome()
         cfg = self.config
+        max_bytes = cfg.max_message_bytes
+        max_future, max_past = cfg.max_future_ms, cfg.max_past_ms
+        horizon = cfg.correction_horizon_ms
+        lateness_ms = cfg.allowed_lateness_ms
+        fast = fast_decode if cfg.fast_paths else _never
+        rejected = out.rejected
+        catalog = self.catalog
+        grain_ms = self._grain_s * 1000
+        # page-view lane: a grain must never straddle an hour (the SKU counters are hourly)
+        pv_lane = cfg.fast_paths and 3600 % self._grain_s == 0
+        vhashes = self._visitor_hashes
         wall_ms: int | None = None
         st: PartitionState | None = None
+        topic: str = ""
+        partition = -1
+        max_ts: int | None = None
+        last = -1
+        # ledger deltas of the current run, written back by _leave()
+        consumed = processed = dead = dups = late = corrected = 0
         for rec in records:
-            if st is None or st.topic != rec.topic or st.partition != rec.partition:
-                st = self.state(rec.topic, rec.partition)
-            st.position = rec.offset + 1
-            ledger = st.ledger
-            ledger.consumed += 1
-            try:
-                ev = decode(rec.topic, rec.value, cfg.max_message_bytes)
-            except ContractViolation as exc:
-                ledger.dead_lettered += 1
-                out.rejected.append(Rejected(rec, exc.reason, exc.detail))
-                continue
+            if rec.partition != partition or rec.topic != topic:
+                if st is not None:
+                    self._leave(st, last, max_ts, consumed, processed, dead, dups, late, corrected)
+                    consumed = processed = dead = dups = late = corrected = 0
+                topic, partition = rec.topic, rec.partition
+                st = self.state(topic, partition)
+                max_ts = st.watermark.max_ts
+            last = rec.offset
+            consumed += 1
+            ev = fast(topic, rec.value, max_bytes)
+            if ev is None:
+                try:
+                    ev = decode(topic, rec.value, max_bytes)
+                except ContractViolation as exc:
+                    dead += 1
+                    rejected.append(Rejected(rec, exc.reason, exc.detail))
+                    continue
             ts: int = ev.ts
             ref = rec.timestamp_ms
             if ref is None or ref < 0:
                 if wall_ms is None:
                     wall_ms = int(time.time() * 1000)
                 ref = wall_ms
-            if ts > ref + cfg.max_future_ms:
-                ledger.dead_lettered += 1
-                out.rejected.append(
+            if ts > ref + max_future:
+                dead += 1
+                rejected.append(
                     Rejected(
                         rec,
                         "future_ts",
                         f"ts is {(ts - ref) // 1000} s ahead of the record time "
-                        f"(limit {cfg.max_future_ms // 1000} s)",
+                        f"(limit {max_future // 1000} s)",
                     )
                 )
                 continue
-            if ts < ref - cfg.max_past_ms:
-                ledger.dead_lettered += 1
-                out.rejected.append(
+            if ts < ref - max_past:
+                dead += 1
+                rejected.append(
                     Rejected(
                         rec,
                         "stale_ts",
                         f"ts is {(ref - ts) // 86_400_000} days before the record time "
-                        f"(limit {cfg.max_past_ms // 86_400_000} days)",
+                        f"(limit {max_past // 86_400_000} days)",
                     )
                 )
                 continue
-            if not st.dedup.first_time(ev.event_id, ts):
-                ledger.duplicates += 1
+            if not st.dedup.first_time(ev.event_id, ts):  # type: ignore[union-attr]
+                dups += 1
                 continue
-            behind = st.watermark.lateness(ts)
-            if behind > cfg.correction_horizon_ms:
-                ledger.late += 1
-                wm = st.watermark.value
-                out.late.append(LateEvent(rec, ev.event_id, ev.event_type, ts, wm or 0))
-                continue
-            if behind > 0:
-                ledger.corrected += 1
-            self._apply(st, ev)
-            ledger.processed += 1
-            st.watermark.observe(ts)
+            if max_ts is not None:
+                behind = max_ts - lateness_ms - ts
+                if behind > horizon:
+                    late += 1
+                    out.late.append(
+                        LateEvent(rec, ev.event_id, ev.event_type, ts, max_ts - lateness_ms)
+                    )
+                    continue
+                if behind > 0:
+                    corrected += 1
+                if ts > max_ts:
+                    max_ts = ts
+            else:
+                max_ts = ts
+            if pv_lane and topic == TOPIC_PAGEVIEWS:
+                # the page-view lane: one cache lookup instead of catalog, SKU hour and cells
+                pk = (ev.sku, ev.region, ts // grain_ms)
+                e = st.hot_pv.get(pk)  # type: ignore[union-attr]
+                if e is None or e[0] != catalog.generation:
+                    e = self._pv_entry(st, ev.sku, ev.region, ts)  # type: ignore[arg-type]
+                if e is not None:
+                    if e[1]:
+                        st.ledger.unknown_sku_lines += 1  # type: ignore[union-attr]
+                    e[2][SKU_PAGEVIEWS] += 1
+                    for vec in e[3]:
+                        vec[PAGEVIEWS] += 1
+                    visitor = vhashes.get(ev.visitor_id)
+                    if visitor is None:
+                        visitor = self._visitor(ev.visitor_id)
+                    for visitors in e[4]:
+                        visitors.add(visitor)
+                    processed += 1
+                    continue
+            self._apply(st, ev)  # type: ignore[arg-type]
+            processed += 1
+        if st is not None:
+            self._leave(st, last, max_ts, consumed, processed, dead, dups, late, corrected)
         return out
+
+    @staticmethod
+    def _leave(
+        st: PartitionState, last_offset: int, max_ts: int | None,
+        consumed: int, processed: int, dead: int, dups: int, late: int, corrected: int,
+    ) -> None:
+        """Write a run's position, watermark and ledger deltas back to the partition."""
+        st.position = last_offset + 1
+        st.watermark.max_ts = max_ts
+        lg = st.ledger
+        lg.consumed += consumed
+        lg.processed += processed
+        lg.dead_lettered += dead
+        lg.duplicates += dups
+        lg.late += late
+        lg.corrected += corrected
 
     def _attrs(self, st: PartitionState, sku: str, ts: int) -> ProductAttrs:
         attrs = self.catalog.lookup(sku, ts)
@@ -314,62 +397,94 @@ class DemandEngine:
             return UNKNOWN_PRODUCT
         return attrs
 
+    def _entry(self, st: PartitionState, a: ProductAttrs, region: str, ts: int) -> HotEntry:
+        """The cells of every window size for (attributes, region) at ``ts``, cached."""
+        ts_s = ts // 1000
+        hk = (a.category, a.color, a.size, a.price_band, region, ts_s // self._grain_s)
+        entry = st.hot.get(hk)
+        if entry is None:
+            cat, color, size, band = a.category, a.color, a.size, a.price_band
+            entry = st.hot_entry(
+                hk,
+                [(s, ts_s - ts_s % s, cat, color, size, band, region) for s in self._sizes],
+            )
+        return entry
+
+    def _pv_entry(
+        self, st: PartitionState, sku: str, region: str, ts: int
+    ) -> PageViewEntry | None:
+        """Build the page-view lane entry for (sku, region, grain of ``ts``), or None when
+        the catalog has a version boundary inside the grain (then ``_apply`` does it)."""
+        grain_ms = self._grain_s * 1000
+        start = ts - ts % grain_ms
+        a = self.catalog.lookup(sku, start)
+        if a is not self.catalog.lookup(sku, start + grain_ms - 1):
+            return None
+        vecs, sets = self._entry(st, UNKNOWN_PRODUCT if a is None else a, region, ts)
+        entry = st.hot_pv[(sku, region, ts // grain_ms)] = (
+            self.catalog.generation, a is None, st.skus.bucket(sku, ts), vecs, sets,
+        )
+        return entry
+
+    def _visitor(self, visitor_id: str) -> int:
+        h = self._visitor_hashes.get(visitor_id)
+        if h is None:
+            if len(self._visitor_hashes) >= 100_000:
+                self._visitor_hashes.clear()
+            h = self._visitor_hashes[visitor_id] = id_hash(visitor_id)
+        return h
+
     def _apply(self, st: PartitionState, ev: Any) -> None:
-        sizes = self.config.window_seconds
         ts = ev.ts
-        if isinstance(ev, OrderEvent):
+        kind = ev.event_type
+        if kind == "page_view":
+            sku = ev.sku
+            st.skus.bucket(sku, ts)[SKU_PAGEVIEWS] += 1
+            vecs, sets = self._entry(st, self._attrs(st, sku, ts), ev.region, ts)
+            for vec in vecs:
+                vec[PAGEVIEWS] += 1
+            visitor = self._visitor(ev.visitor_id)
+            for visitors in sets:
+                visitors.add(visitor)
+        elif kind == "order_placed":
             region = ev.region
             skus = st.skus
-            if ev.event_type == "order_placed":
-                touched: set[CellKey] = set()
-                sku_seen: set[str] = set()
-                for line in ev.lines:
-                    sb = skus.bucket(line.sku, ts)
-                    sb[SKU_UNITS] += line.qty
-                    if line.sku not in sku_seen:
-                        sku_seen.add(line.sku)
-                        sb[SKU_ORDERS] += 1
-                    a = self._attrs(st, line.sku, ts)
-                    gmv = line.qty * price_e4(line.unit_price)
-                    for size_s in sizes:
-                        key = (size_s, window_start_s(ts, size_s),
-                               a.category, a.color, a.size, a.price_band, region)
-                        vec = st.cell(key)
-                        vec[UNITS] += line.qty
-                        vec[GMV_E4] += gmv
-                        touched.add(key)
-                for key in touched:
-                    st.cells[key][ORDERS] += 1
-            else:
-                for line in ev.lines:
-                    skus.bucket(line.sku, ts)[SKU_CANCELLED] += line.qty
-                    a = self._attrs(st, line.sku, ts)
-                    for size_s in sizes:
-                        key = (size_s, window_start_s(ts, size_s),
-                               a.category, a.color, a.size, a.price_band, region)
-                        st.cell(key)[CANCELLED_UNITS] += line.qty
-        elif isinstance(ev, PageViewEvent):
-            a = self._attrs(st, ev.sku, ts)
-            visitor = id_hash(ev.visitor_id)
-            st.skus.bucket(ev.sku, ts)[SKU_PAGEVIEWS] += 1
-            for size_s in sizes:
-                key = (size_s, window_start_s(ts, size_s),
-                       a.category, a.color, a.size, a.price_band, ev.region)
-                st.cell(key)[PAGEVIEWS] += 1
-                st.new_visitors.add((key, visitor))
-        elif isinstance(ev, LogisticsMovement) and ev.event_type == "returned":
-            st.skus.bucket(ev.sku, ts)[SKU_RETURNED] += ev.qty
-            a = self._attrs(st, ev.sku, ts)
-            region = ev.region or UNKNOWN
-            for size_s in sizes:
-                key = (size_s, window_start_s(ts, size_s),
-                       a.category, a.color, a.size, a.price_band, region)
-                st.cell(key)[RETURNED_UNITS] += ev.qty
-        elif isinstance(ev, LogisticsMovement) and ev.event_type == "restock_shipped":
+            touched: dict[int, list[int]] = {}
+            sku_seen: set[str] = set()
+            for line in ev.lines:
+                sku, qty = line.sku, line.qty
+                sb = skus.bucket(sku, ts)
+                sb[SKU_UNITS] += qty
+                if sku not in sku_seen:
+                    sku_seen.add(sku)
+                    sb[SKU_ORDERS] += 1
+                gmv = qty * price_e4(line.unit_price)
+                vecs, _ = self._entry(st, self._attrs(st, sku, ts), region, ts)
+                for vec in vecs:
+                    vec[UNITS] += qty
+                    vec[GMV_E4] += gmv
+                    touched[id(vec)] = vec
+            for vec in touched.values():
+                vec[ORDERS] += 1
+        elif kind == "order_cancelled":
+            region = ev.region
+            skus = st.skus
+            for line in ev.lines:
+                skus.bucket(line.sku, ts)[SKU_CANCELLED] += line.qty
+                vecs, _ = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
+                for vec in vecs:
+                    vec[CANCELLED_UNITS] += line.qty
+        elif kind == "returned":
+            qty = ev.qty
+            st.skus.bucket(ev.sku, ts)[SKU_RETURNED] += qty
+            vecs, _ = self._entry(st, self._attrs(st, ev.sku, ts), ev.region or UNKNOWN, ts)
+            for vec in vecs:
+                vec[RETURNED_UNITS] += qty
+        elif kind == "restock_shipped":
             st.skus.bucket(ev.sku, ts)[SKU_SHIPPED] += ev.qty
-        elif isinstance(ev, LogisticsMovement) and ev.event_type == "restock_received":
+        elif kind == "restock_received":
             st.skus.bucket(ev.sku, ts)[SKU_RECEIVED] += ev.qty
-        elif isinstance(ev, StockLevel):
+        elif kind == "stock_level":
             st.skus.stock_count(ev.sku, ts, ev.on_hand)
         # shipped / delivered movements carry no demand or stock change of their own:
         # validated and counted as processed.
@@ -395,7 +510,7 @@ class DemandEngine:
             dedup_rows.extend(
                 (st.topic, st.partition, bucket, h, version) for bucket, h in st.dedup.pending
             )
-            visitor_rows.extend((*key, visitor) for key, visitor in st.new_visitors)
+            visitor_rows.extend(st.visitor_rows())
             sku_rows.extend(
                 (st.topic, st.partition, sku, hour, *vec, version)
                 for (sku, hour), vec in st.skus.dirty_rows()
@@ -415,9 +530,7 @@ class DemandEngine:
         """The sink wrote ``batch``: mark it clean and drop what can no longer change."""
         if batch.product_rows:
             del self.pending_products[: len(batch.product_rows)]
-        persisted: dict[tuple[str, int], int] = {}
-        for topic, partition, *_ in batch.dedup_rows:
-            persisted[(topic, partition)] = persisted.get((topic, partition), 0) + 1
+        persisted = Counter(map(itemgetter(0, 1), batch.dedup_rows))  # per (topic, partition)
         for cp in batch.checkpoints:
             st = self.states.get((cp.topic, cp.partition))
             if st is None:

@@ -1,0 +1,349 @@
+"""Fast decoding of the common, well-formed event shapes: accept only when sure.
+
+``fast_decode(topic, raw)`` returns an event (a ``msgspec.Struct`` with the same field
+names and values as the pydantic model ``schemas.contract.decode`` returns, ``ts`` already
+in epoch milliseconds) or ``None``. ``None`` never means "invalid": it means "not sure",
+and the caller then runs the contract decoder, which accepts or rejects with its reason
+code. Rejections therefore always come from ``schemas.contract.decode`` and keep their
+reason codes by construction; this module only has to be right about what it accepts.
+
+It accepts a message only when all of these hold, otherwise it answers ``None``:
+
+- the bytes contain no backslash and no DEL byte (so no JSON escape, no lone surrogate
+  and no control character can be inside any string: raw control characters are invalid
+  JSON and msgspec rejects them), and are valid UTF-8 (msgspec checks every string it
+  decodes; when a message has fields beyond the contract's, the whole message is checked);
+- nesting is far below pydantic's recursion limit (200): shorter than 256 bytes, or at
+  most 64 ``{``/``[`` bytes;
+- msgspec decodes it into the topic's struct below: the same field names, types (strict:
+  no ``"3"`` for 3, no bool for an int, no float for an int), lengths (in code points)
+  and ranges as ``schemas.events``; unknown fields are skipped as pydantic ignores them
+  (pydantic and msgspec both keep the last of duplicate keys);
+- ``event_type`` is one of the topic's literals and the fields that type requires are
+  present; ``ts`` is an integer in range or an RFC 3339 string that ``fast_event_time``
+  converts exactly (it too answers ``None`` when unsure).
+
+The equivalence is tested on the simulator corpus, the chaos poison corpus and generated
+and mutated corpora (``tests/unit/test_fastpath.py``): every message accepted here is
+accepted by the contract decoder with equal field values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from schemas.contract import TOPIC_LOGISTICS, TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_PRODUCTS
+from schemas.types import MAX_EPOCH_MS
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Attr = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_Text = Annotated[str, msgspec.Meta(max_length=512)]
+_Price = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
+_Qty = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+
+
+class FastOrderLine(msgspec.Struct):
+    sku: _Id
+    qty: _Qty
+    unit_price: _Price
+
+
+class FastOrder(msgspec.Struct):
+    event_id: _Id
+    ts: int | str
+    shop_id: _Id
+    event_type: str
+    order_id: _Id
+    region: _Attr
+    buyer_id: _Id
+    lines: Annotated[list[FastOrderLine], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class FastPageView(msgspec.Struct):
+    event_id: _Id
+    ts: int | str
+    shop_id: _Id
+    event_type: str
+    sku: _Id
+    visitor_id: _Id
+    region: _Attr
+
+
+class FastLogistics(msgspec.Struct):
+    """Movements and stock levels in one struct; ``event_type`` says which fields count."""
+
+    event_id: _Id
+    ts: int | str
+    shop_id: _Id
+    event_type: str
+    sku: _Id
+    order_id: _Id | None = None
+    region: _Attr | None = None
+    reason: _Text | None = None
+    factory_id: _Id | None = None
+    qty: _Qty | None = None
+    on_hand: Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)] | None = None
+
+
+class FastProduct(msgspec.Struct):
+    event_id: _Id
+    ts: int | str
+    shop_id: _Id
+    event_type: str
+    sku: _Id
+    factory_id: _Id
+    category: _Attr
+    color: _Attr
+    size: _Attr
+    list_price: _Price
+    lead_time_days: Annotated[int, msgspec.Meta(ge=0, le=365)]
+    moq: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+
+
+FastEvent = FastOrder | FastPageView | FastLogistics | FastProduct
+
+_MOVEMENTS: Final = frozenset(
+    {"shipped", "delivered", "returned", "restock_shipped", "restock_received"}
+)
+_ORDER_TYPES: Final = frozenset({"order_placed", "order_cancelled"})
+
+# The same grammar as schemas.types._RFC3339 (kept in step by the equivalence tests).
+_RFC3339: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
+)
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+#: Largest whole-second value for which float(seconds + microseconds) truncates exactly.
+_MAX_EXACT_S: Final = 2**33
+# "YYYY-MM-DDTHH" -> UTC-naive epoch seconds of that hour, or -1 for an invalid date/hour.
+_HOURS: dict[str, int] = {}
+# "Z", "+08:00", ... -> offset in seconds, or None when out of range.
+_OFFSETS: dict[str, int | None] = {}
+
+
+def _hour_seconds(prefix: str) -> int:
+    try:
+        days = date(int(prefix[0:4]), int(prefix[5:7]), int(prefix[8:10])).toordinal()
+    except ValueError:
+        return -1
+    hour = int(prefix[11:13])
+    if hour > 23:
+        return -1
+    return (days - _EPOCH_ORDINAL) * 86_400 + hour * 3600
+
+
+def _offset_seconds(tz: str) -> int | None:
+    if tz in ("Z", "z"):
+        return 0
+    hours, minutes = int(tz[1:3]), int(tz[4:6])
+    if hours > 23 or minutes > 59:
+        return None
+    return (1 if tz[0] == "+" else -1) * (hours * 3600 + minutes * 60)
+
+
+def fast_event_time(value: str) -> int | None:
+    """Epoch ms of an RFC 3339 string exactly as ``parse_event_time`` computes it, or None.
+
+    Only answers for times after 1970-01-01T00:00:01Z and before 2242 (where the
+    original's float ``timestamp()`` truncation is exact); None means "use the original".
+    """
+    m = _RFC3339.fullmatch(value)
+    if m is None:
+        return None
+    prefix = value[:13]
+    base = _HOURS.get(prefix)
+    if base is None:
+        if len(_HOURS) > 100_000:
+            _HOURS.clear()
+        base = _HOURS[prefix] = _hour_seconds(prefix)
+    if base < 0:
+        return None
+    minute, second = int(value[14:16]), int(value[17:19])
+    if minute > 59 or second > 59:
+        return None
+    frac, tz = m.group(1), m.group(2)
+    off = _OFFSETS.get(tz, -1)
+    if off == -1:
+        off = _OFFSETS[tz] = _offset_seconds(tz)
+    if off is None:
+        return None
+    total = base + minute * 60 + second - off
+    if not 0 < total < _MAX_EXACT_S:
+        return None
+    ms = total * 1000
+    if frac:
+        ms += int((frac + "00")[:3])
+    return ms
+
+
+def _ts(value: int | str) -> int | None:
+    if isinstance(value, int):
+        return value if 0 <= value <= MAX_EPOCH_MS else None
+    return fast_event_time(value)
+
+
+def _plain(raw: bytes) -> bool:
+    """No escapes, no DEL, nesting far below pydantic's limit: cases both decoders agree on.
+
+    A message shorter than 256 bytes cannot nest deeper than 128 levels; pydantic's JSON
+    parser accepts up to 200.
+    """
+    return not (
+        b"\\" in raw
+        or b"\x7f" in raw
+        or (len(raw) > 256 and raw.count(b"{") + raw.count(b"[") > 64)
+    )
+
+
+def _utf8(raw: bytes) -> bool:
+    if raw.isascii():
+        return True
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _decoder(struct: type[Any], exact: type[Any]) -> Callable[[bytes], Any]:
+    """Decode with ``exact`` (the same struct, unknown fields forbidden) first: when the
+    message has no other fields msgspec has read, and so validated, every byte of it.
+    Otherwise decode with ``struct``, skipping unknown fields as pydantic ignores them,
+    after checking that the whole message is valid UTF-8 (msgspec does not look inside
+    the values it skips; pydantic rejects invalid UTF-8 anywhere)."""
+    first = msgspec.json.Decoder(exact).decode
+    second = msgspec.json.Decoder(struct).decode
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return first(raw)
+        except msgspec.ValidationError:
+            pass  # an unknown field, or an invalid value: the second decoder decides
+        if not _utf8(raw):
+            return None
+        return second(raw)
+
+    return decode
+
+
+class _OrderLineExact(FastOrderLine, forbid_unknown_fields=True):
+    pass
+
+
+class _OrderExact(FastOrder, forbid_unknown_fields=True):
+    lines: Annotated[  # type: ignore[assignment]
+        list[_OrderLineExact], msgspec.Meta(min_length=1, max_length=1000)
+    ]
+
+
+class _PageViewExact(FastPageView, forbid_unknown_fields=True):
+    pass
+
+
+class _LogisticsExact(FastLogistics, forbid_unknown_fields=True):
+    pass
+
+
+class _ProductExact(FastProduct, forbid_unknown_fields=True):
+    pass
+
+
+_dec_order = _decoder(FastOrder, _OrderExact)
+_dec_pageview = _decoder(FastPageView, _PageViewExact)
+_dec_logistics = _decoder(FastLogistics, _LogisticsExact)
+_dec_product = _decoder(FastProduct, _ProductExact)
+_Error = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+
+
+def _order(raw: bytes) -> Any:
+    try:
+        ev = _dec_order(raw)
+    except _Error:
+        return None
+    if ev is None:
+        return None
+    if ev.event_type not in _ORDER_TYPES:
+        return None
+    ts = _ts(ev.ts)
+    if ts is None:
+        return None
+    ev.ts = ts
+    return ev
+
+
+def _pageview(raw: bytes) -> Any:
+    try:
+        ev = _dec_pageview(raw)
+    except _Error:
+        return None
+    if ev is None:
+        return None
+    if ev.event_type != "page_view":
+        return None
+    ts = _ts(ev.ts)
+    if ts is None:
+        return None
+    ev.ts = ts
+    return ev
+
+
+def _logistics(raw: bytes) -> Any:
+    try:
+        ev = _dec_logistics(raw)
+    except _Error:
+        return None
+    if ev is None:
+        return None
+    kind = ev.event_type
+    if kind in _MOVEMENTS:
+        if ev.qty is None:
+            return None
+        ev.on_hand = None  # pydantic ignores it for a movement
+    elif kind == "stock_level":
+        if ev.on_hand is None:
+            return None
+        ev.qty = None  # ignored for a stock level
+    else:
+        return None
+    ts = _ts(ev.ts)
+    if ts is None:
+        return None
+    ev.ts = ts
+    return ev
+
+
+def _product(raw: bytes) -> Any:
+    try:
+        ev = _dec_product(raw)
+    except _Error:
+        return None
+    if ev is None:
+        return None
+    if ev.event_type != "product_upsert":
+        return None
+    ts = _ts(ev.ts)
+    if ts is None:
+        return None
+    ev.ts = ts
+    return ev
+
+
+_BY_TOPIC: Final[dict[str, Callable[[bytes], Any]]] = {
+    TOPIC_ORDERS: _order,
+    TOPIC_PAGEVIEWS: _pageview,
+    TOPIC_LOGISTICS: _logistics,
+    TOPIC_PRODUCTS: _product,
+}
+
+
+def fast_decode(topic: str, raw: bytes | None, max_bytes: int = 1_048_576) -> Any:
+    """The event for ``raw`` if it is surely valid for ``topic``, else None (use ``decode``)."""
+    if raw is None or len(raw) > max_bytes or not _plain(raw):
+        return None
+    dec = _BY_TOPIC.get(topic)
+    return None if dec is None else dec(raw)

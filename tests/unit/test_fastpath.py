@@ -1,0 +1,261 @@
+"""The fast decoder accepts only what the contract decoder accepts, with equal values.
+
+``schemas.fastpath.fast_decode`` answers an event or None ("not sure"); the contract
+decoder (pydantic) is the reference. For every message of the simulator corpus, the chaos
+poison corpus and a mutated corpus: if the fast path accepts, pydantic accepts too and
+every field is equal. Rejection reasons always come from pydantic (the engine calls it
+whenever the fast path says None), so they are identical by construction; the engine test
+at the end checks that on whole batches.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.contract import ContractViolation, decode
+from schemas.fastpath import fast_decode, fast_event_time
+from schemas.types import parse_event_time
+from streams.core.engine import DemandEngine, EngineConfig, Record
+from streams.sim.model import generate_history
+from tests.chaos.test_poison_input import POISON
+
+T0 = 1_793_491_200_000
+
+
+def _fields(ev: Any) -> dict[str, Any]:
+    """The pydantic model's fields, read from either decoder's event."""
+    return ev.model_dump() if hasattr(ev, "model_dump") else ev
+
+
+def check(topic: str, raw: bytes) -> bool:
+    """Fast path is None, or pydantic accepts with equal values. Returns "fast accepted"."""
+    fast = fast_decode(topic, raw)
+    if fast is None:
+        return False
+    try:
+        slow = decode(topic, raw)
+    except ContractViolation as exc:  # pragma: no cover - this is the failure we look for
+        raise AssertionError(f"fast path accepted what the contract rejects: {exc}") from None
+    want = slow.model_dump()
+    for name, value in want.items():
+        got = getattr(fast, name)
+        if name == "lines":
+            got = [{"sku": ln.sku, "qty": ln.qty, "unit_price": ln.unit_price} for ln in got]
+        assert got == value and type(got) is type(value), (name, got, value)
+    # nothing set on the fast event that the model does not have (logistics variants)
+    extra = {f for f in fast.__struct_fields__ if f not in want and getattr(fast, f) is not None}
+    assert not extra, extra
+    return True
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[tuple[str, bytes]]:
+    hist = generate_history(11, T0, 1.5, orders_per_hour=1500)
+    return [(e.topic, orjson.dumps(e.value)) for e in hist]
+
+
+def test_simulator_corpus_is_accepted_with_equal_values(corpus: list[tuple[str, bytes]]) -> None:
+    topics = {t for t, _ in corpus}
+    assert topics == {"shop.orders", "shop.pageviews", "shop.logistics", "shop.products"}
+    accepted = sum(check(t, raw) for t, raw in corpus)
+    assert accepted == len(corpus)  # every well-formed simulator message takes the fast path
+
+
+def test_poison_corpus_never_takes_the_fast_path() -> None:
+    for name, raw, _ in POISON:
+        assert fast_decode("shop.orders", raw) is None or check("shop.orders", raw), name
+
+
+_EDGE_VALUES: list[Any] = [
+    None, True, False, 0, -1, 1, 1.0, 1.5, -0.0, 3.0, 999_999_999.99, 1e9, 1e9 + 1, 1e999,
+    2**63, 2**64 + 1, 1_000_000, 1_000_001, 253_402_300_799_999, 253_402_300_800_000,
+    "", "x", "3", "x" * 64, "x" * 65, "x" * 128, "x" * 129, "雾" * 64, "🧦" * 65, "\u202e",
+    "a\x00b", "a\x7fb", "a\nb", "\ud800", "NaN", [], {}, [1], {"sku": "A"},
+    "2026-11-11T12:00:00Z", "2026-02-30T12:00:00Z", "2026-11-11T24:00:00Z",
+    "2026-11-11T12:60:00Z", "2026-11-11T12:00:60Z", "2026-11-11T12:00:00+24:00",
+    "2026-11-11T12:00:00+08:60", "2026-11-11T12:00:00", "1970-01-01T00:00:00.5Z",
+    "1969-12-31T23:59:59.999Z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z",
+    "2026-11-11t12:00:00.1234567891Z", "２０２６-11-11T12:00:00Z",
+]
+_RAW_MUTATIONS: list[tuple[bytes, bytes]] = [
+    (b'"ts":', b'"ts" : '), (b",", b", "), (b"}", b',"extra":NaN}'), (b"}", b',"x":"\xff"}'),
+    (b"}", b',"deep":' + b"[" * 70 + b"]" * 70 + b"}"), (b"}", b',"n":' + b"9" * 400 + b"}"),
+    (b"{", b'{"event_type":"page_view",'), (b"}", ',"备注":"好","n":[1,{"a":null}]}'.encode()),
+    (b"{", b" \t\n{"), (b"}", b"} x"), (b"}", b",}"),
+    (b'"', b'"\\u0041'), (b":1", b":01"), (b'"qty":', b'"qty":-'), (b'"lines":[', b'"lines":[]'),
+]
+
+
+def _dump(value: Any) -> bytes:
+    """JSON like a shop would send it, also for values orjson refuses (huge ints, inf)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _mutants(topic: str, raw: bytes, rng: random.Random) -> list[bytes]:
+    out: list[bytes] = []
+    ev = orjson.loads(raw)
+    keys = list(ev)
+    for _ in range(6):  # field-level: replace, drop, duplicate, retype a field
+        k = rng.choice(keys)
+        v = rng.choice(_EDGE_VALUES)
+        m = dict(ev)
+        op = rng.randrange(4)
+        if op == 0:
+            m[k] = v
+            out.append(_dump(m))
+        elif op == 1:
+            del m[k]
+            out.append(_dump(m))
+        elif op == 2:  # duplicate key: the last one wins in both decoders
+            dup = _dump({k: v})[1:-1]
+            out.append(raw[:-1] + b"," + dup + b"}")
+            out.append(b"{" + dup + b"," + raw[1:])
+        elif "lines" in ev:
+            line = dict(rng.choice(ev["lines"]))
+            line[rng.choice(["sku", "qty", "unit_price", "z"])] = v
+            m["lines"] = [*ev["lines"], line]
+            out.append(_dump(m))
+        else:
+            m["event_type"] = rng.choice(
+                ["page_view", "order_placed", "order_cancelled", "returned", "stock_level",
+                 "shipped", "product_upsert", "PAGE_VIEW", ""]
+            )
+            out.append(_dump(m))
+    for old, new in rng.sample(_RAW_MUTATIONS, 4):  # byte-level
+        if old in raw:
+            out.append(raw.replace(old, new, 1))
+    for _ in range(3):  # random byte flips
+        b = bytearray(raw)
+        b[rng.randrange(len(b))] = rng.randrange(256)
+        out.append(bytes(b))
+    return out
+
+
+def test_mutated_corpus_fast_accepts_only_what_the_contract_accepts(
+    corpus: list[tuple[str, bytes]],
+) -> None:
+    rng = random.Random(5)
+    sample = rng.sample(corpus, 1500)
+    fast = total = 0
+    for topic, raw in sample:
+        for mutant in _mutants(topic, raw, rng):
+            total += 1
+            fast += check(topic, mutant)
+    assert total > 10_000 and 0 < fast < total  # both paths exercised
+
+
+_ts_strings = st.builds(
+    "{:04d}-{:02d}-{:02d}{}{:02d}:{:02d}:{:02d}{}{}".format,
+    st.integers(0, 2300), st.integers(0, 13), st.integers(0, 32), st.sampled_from("Tt "),
+    st.integers(0, 25), st.integers(0, 61), st.integers(0, 61),
+    st.one_of(st.just(""), st.from_regex(r"\.[0-9]{1,10}", fullmatch=True)),
+    st.one_of(st.sampled_from(["Z", "z", "+08:00", "-05:30", "+00:00"]),
+              st.from_regex(r"[+-][0-9]{2}:[0-9]{2}", fullmatch=True)),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_ts_strings)
+def test_fast_event_time_equals_parse_event_time(value: str) -> None:
+    got = fast_event_time(value)
+    try:
+        want: int | None = parse_event_time(value)
+    except ValueError:
+        want = None
+    assert got is None or got == want
+    if want is not None and 1_000 <= want < 2**33 * 1000 - 86_400_000:
+        assert got == want  # the fast path answers for every ordinary valid time
+
+
+def test_engine_gives_the_same_outcome_with_and_without_the_fast_path(
+    corpus: list[tuple[str, bytes]],
+) -> None:
+    rng = random.Random(9)
+    messages: list[tuple[str, bytes]] = []
+    for topic, raw in corpus[:10_000]:
+        if topic == "shop.products":
+            continue
+        messages.append((topic, raw))
+        if rng.random() < 0.05:
+            messages.extend((topic, m) for m in _mutants(topic, raw, rng)[:2])
+    results = []
+    for fast in (True, False):
+        eng = DemandEngine(EngineConfig(fast_paths=fast))
+        for i, (t, raw) in enumerate(corpus):
+            if t == "shop.products":
+                eng.apply_product(Record(t, 0, i, None, None, raw))
+        ref = T0 + 4 * 3_600_000
+        recs = [Record(t, 0, i, ref, None, raw) for i, (t, raw) in enumerate(messages)]
+        out = eng.process(recs)
+        batch = eng.flush_batch()
+        results.append((
+            [(r.record.offset, r.reason, r.detail) for r in out.rejected],
+            [(e.record.offset, e.event_id, e.ts_ms) for e in out.late],
+            sorted(batch.rows), sorted(batch.visitor_rows), sorted(batch.dedup_rows),
+            batch.checkpoints,
+        ))
+    assert results[0] == results[1]
+    assert results[0][0]  # mutants were rejected, with the contract's reasons
+
+
+def _product(sku: str, ts: int, color: str, price: float) -> bytes:
+    return orjson.dumps({
+        "event_id": f"p-{sku}-{ts}", "event_type": "product_upsert", "ts": ts, "shop_id": "s",
+        "sku": sku, "factory_id": "F1", "category": "袜子", "color": color, "size": "M",
+        "list_price": price, "lead_time_days": 7, "moq": 10,
+    })
+
+
+def _view(i: int, sku: str, ts: int) -> bytes:
+    return orjson.dumps({
+        "event_id": f"v{i}", "ts": ts, "shop_id": "s", "event_type": "page_view", "sku": sku,
+        "visitor_id": f"u{i % 7}", "region": "浙江" if i % 2 else "广东",
+    })
+
+
+def test_page_view_lane_matches_the_reference_path() -> None:
+    """Catalog versions changing inside a 5-minute grain, a catalog update between batches,
+    unknown SKUs: the page-view lane gives what the reference path gives."""
+    t = T0 + 3_600_000
+    products = [_product("A", 0, "red", 15.0), _product("A", t + 120_000, "blue", 55.0),
+                _product("B", 0, "green", 5.0)]
+    later = _product("B", t + 800_000, "black", 250.0)  # arrives between the two batches
+    views = [_view(i, "ABC"[i % 3], t + i * 7_000) for i in range(200)]
+    results = []
+    for fast in (True, False):
+        eng = DemandEngine(EngineConfig(fast_paths=fast))
+        for i, raw in enumerate(products):
+            assert eng.apply_product(Record("shop.products", 0, i, None, None, raw)) is None
+        recs = [Record("shop.pageviews", 0, i, t + 10**7, None, raw)
+                for i, raw in enumerate(views)]
+        eng.process(recs[:100])
+        eng.apply_product(Record("shop.products", 0, 9, None, None, later))
+        eng.process(recs[100:])
+        batch = eng.flush_batch()
+        st = eng.states[("shop.pageviews", 0)]
+        results.append((sorted(batch.rows), sorted(batch.visitor_rows), sorted(batch.sku_rows),
+                        st.ledger))
+    assert results[0] == results[1]
+    assert results[0][3].unknown_sku_lines == 66  # SKU C is not in the catalog
+    colors = {r[5] for r in results[0][0]}
+    assert {"red", "blue", "green", "black", "unknown"} <= colors
+
+
+@pytest.mark.parametrize("price", [
+    b"1e-400", b"-1e-400", b"1E400", b"0.0000000000000000000000000000001", b"-0", b"-0.0",
+    b"999999999.99999999999", b"1000000000.0000000001", b"1000000000.000001",
+    b"12345678901234567890", b"9.95", b"1e2", b"0e0",
+])
+def test_number_edge_cases_agree(price: bytes) -> None:
+    raw = (b'{"event_id":"e","ts":1793491200000,"shop_id":"s","event_type":"order_placed",'
+           b'"order_id":"o","region":"r","buyer_id":"b","lines":[{"sku":"A","qty":1,'
+           b'"unit_price":' + price + b"}]}")
+    check("shop.orders", raw)
