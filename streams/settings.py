@@ -97,6 +97,9 @@ class Settings(BaseSettings):
 
     # Flushing and batching
     flush_interval_seconds: float = Field(1.0, gt=0)
+    flush_max_pending_events: int = Field(
+        200_000, ge=1, description="Flush before the interval once this many events are pending"
+    )
     batch_max_events: int = Field(10_000, ge=1)
 
     # Alerts (docs/ALERTS.md)

@@ -8,6 +8,8 @@ Enabled only by ``C2M_CLICKHOUSE_FAULT_FILE``. While that file exists:
 - with the content ``stall``, the insert into ``checkpoints`` (the last write of a flush)
   blocks after touching ``<file>.stalled``, until the file is removed: the flush's rows are
   in ClickHouse, its checkpoint is not. A test SIGKILLs the process in exactly that state.
+  ``stall N`` lets the first N such inserts through and stalls the next one, so a test can
+  arm the fault before the process starts and still stall a flush that is not its first.
 """
 
 from __future__ import annotations
@@ -19,11 +21,41 @@ from typing import Any
 from clickhouse_connect.driver.exceptions import OperationalError
 
 
+def stall_skips(mode: str | None) -> int | None:
+    """For a fault file content: None unless it asks to stall, else how many stall points
+    to let through first (``stall`` = 0, ``stall 2`` = 2)."""
+    if mode is None:
+        return None
+    words = mode.split()
+    if not words or words[0] != "stall":
+        return None
+    if len(words) == 2 and words[1].isdigit():
+        return int(words[1])
+    return 0 if len(words) == 1 else None
+
+
+class StallPoint:
+    """Counts the stall points passed; ``reached`` is True when this one must stall."""
+
+    def __init__(self) -> None:
+        self.passed = 0
+
+    def reached(self, mode: str | None) -> bool:
+        skips = stall_skips(mode)
+        if skips is None:
+            return False
+        if self.passed < skips:
+            self.passed += 1
+            return False
+        return True
+
+
 class FaultInjectingClient:
     def __init__(self, client: Any, fault_file: Path) -> None:
         self._client = client
         self._fault_file = fault_file
         self.failures = 0
+        self._stall = StallPoint()
 
     def _mode(self) -> str | None:
         try:
@@ -35,13 +67,13 @@ class FaultInjectingClient:
 
     def _check(self) -> None:
         mode = self._mode()
-        if mode is not None and mode != "stall":
+        if mode is not None and stall_skips(mode) is None:
             self.failures += 1
             raise OperationalError("injected fault: ClickHouse unavailable")
 
     def insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
         self._check()
-        if table.endswith(".checkpoints") and self._mode() == "stall":
+        if table.endswith(".checkpoints") and self._stall.reached(self._mode()):
             Path(f"{self._fault_file}.stalled").touch()
             while self._fault_file.exists():
                 time.sleep(0.05)

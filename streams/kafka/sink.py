@@ -24,6 +24,7 @@ import aiohttp
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from streams.clickhouse.faults import StallPoint
 from streams.core.engine import EngineConfig, FlushBatch, LateEvent
 from streams.errors import SinkUnavailable
 from streams.sink import SINK_TOPIC, Loaded, decode_loaded, encode_flush
@@ -50,6 +51,7 @@ class KafkaSink:
         self.writer_url = writer_url.rstrip("/")
         self.client_config = client_config or {}
         self.fault_file = fault_file
+        self._stall = StallPoint()
         self.topic = topic
         self._producer: AIOKafkaProducer | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -101,8 +103,9 @@ class KafkaSink:
         await self._fault_stall()
 
     async def _fault_stall(self) -> None:
-        """Chaos drills: with the fault file saying ``stall``, hold the flush after the acks
-        and before the commit (the window in which a crash leaves an uncommitted flush)."""
+        """Chaos drills: with the fault file saying ``stall`` (or ``stall N``: after N
+        flushes), hold the flush after the acks and before the commit (the window in which a
+        crash leaves an uncommitted flush)."""
         f = self.fault_file
         if f is None or not f.exists():
             return
@@ -110,7 +113,7 @@ class KafkaSink:
             mode = f.read_text().strip()
         except OSError:
             return
-        if mode != "stall":
+        if not self._stall.reached(mode):
             return
         Path(f"{f}.stalled").touch()
         while f.exists():

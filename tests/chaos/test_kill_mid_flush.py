@@ -40,11 +40,29 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SIZES = (300, 3600, 86400)
 
 
-def _stall_and_kill(proc: Any, fault: Path) -> None:
-    fault.write_text("stall")
-    wait_until("the flush to stall", lambda: Path(f"{fault}.stalled").exists(), 60, proc)
+def _arm(fault: Path, flushes_first: int = 0) -> None:
+    """Stall the flush after ``flushes_first`` complete ones (armed before the start, so
+    the stall point does not depend on how fast the process consumes)."""
+    fault.write_text(f"stall {flushes_first}")
+
+
+def _kill_when_stalled(proc: Any, fault: Path) -> int:
+    """SIGKILL ``proc`` inside its stalled flush; returns what it had consumed by then."""
+    wait_until("the flush to stall", lambda: Path(f"{fault}.stalled").exists(), 120, proc)
+    at_kill = consumed(proc)
     proc.stop(signal.SIGKILL)
     fault.unlink()
+    return at_kill
+
+
+def _paced(events: int, flushes: int) -> dict[str, str]:
+    """A worker that flushes about every ``events // flushes`` events and never on time
+    alone, in small batches: its n-th flush covers about n / ``flushes`` of the input."""
+    return {
+        "C2M_FLUSH_MAX_PENDING_EVENTS": str(max(events // flushes, 1)),
+        "C2M_FLUSH_INTERVAL_SECONDS": "3600",
+        "C2M_BATCH_MAX_EVENTS": "500",
+    }
 
 
 def test_worker_killed_mid_flush_restarts_exactly(
@@ -56,9 +74,11 @@ def test_worker_killed_mid_flush_restarts_exactly(
     fault = tmp_path / "fault"
     data = tmp_path / "worker"
 
-    first = worker_factory(data, C2M_CLICKHOUSE_FAULT_FILE=str(fault)).start()
-    wait_until("a third consumed", lambda: consumed(first) >= len(demand) // 3, 120, first)
-    _stall_and_kill(first, fault)
+    # one flush (about a third of the input) is checkpointed, the second one stalls
+    _arm(fault, flushes_first=1)
+    first = worker_factory(data, C2M_CLICKHOUSE_FAULT_FILE=str(fault),
+                           **_paced(len(demand), 3)).start()
+    assert 0 < _kill_when_stalled(first, fault) < len(demand)
     assert rows_beyond_checkpoint(first) > 0  # killed between the rows and the checkpoint
 
     second = worker_factory(data).start()
@@ -77,16 +97,17 @@ def test_writer_and_worker_killed_mid_flush_on_the_kafka_sink(
     produce(broker.bootstrap, _messages(history))
     writer_fault, worker_fault = tmp_path / "writer-fault", tmp_path / "worker-fault"
 
+    # the writer: rows of its first write are in ClickHouse, the checkpoints are not
+    _arm(writer_fault)
+    # the worker: two flushes acknowledged on c2m.sink and committed (the writer holds
+    # neither checkpoint yet), the third acknowledged and never committed
+    _arm(worker_fault, flushes_first=2)
     writer = Writer(broker.bootstrap, tmp_path / "writer",
                     C2M_CLICKHOUSE_FAULT_FILE=str(writer_fault)).start()
     first = worker_factory(C2M_CLICKHOUSE_FAULT_FILE=str(worker_fault),
-                           **writer.sink_env()).start()
-    wait_until("a quarter consumed", lambda: consumed(first) >= len(demand) // 4, 120,
-               first, writer)
-    # the worker: its flush is acknowledged on c2m.sink, the offset commit never happens
-    _stall_and_kill(first, worker_fault)
-    # the writer: rows of its next write are in ClickHouse, the checkpoints are not
-    _stall_and_kill(writer, writer_fault)
+                           **writer.sink_env(), **_paced(len(demand), 4)).start()
+    assert 0 < _kill_when_stalled(first, worker_fault) < len(demand)
+    _kill_when_stalled(writer, writer_fault)
     assert rows_beyond_checkpoint(writer) > 0
 
     # the new worker comes up first: its restore must wait for the writer (read-your-writes)
