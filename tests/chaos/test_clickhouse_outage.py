@@ -50,7 +50,11 @@ def test_clickhouse_outage_pauses_and_catches_up_exactly(
     demand = [e for e in history if e.topic != "shop.products"]
     half = len(history) // 2
     fault = tmp_path / "clickhouse-down"
-    worker = worker_factory(C2M_CLICKHOUSE_FAULT_FILE=str(fault)).start()
+    # a flush is due at least every 2,000 events, so the outage is noticed (and the
+    # consumer pauses) long before the second half is consumed, however fast it runs
+    worker = worker_factory(C2M_CLICKHOUSE_FAULT_FILE=str(fault),
+                            C2M_FLUSH_MAX_PENDING_EVENTS="2000",
+                            C2M_BATCH_MAX_EVENTS="500").start()
     produce(broker.bootstrap, _messages(history[:half]))
     first_half = sum(1 for e in history[:half] if e.topic != "shop.products")
     worker.wait_consumed(first_half)
