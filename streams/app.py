@@ -124,7 +124,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         client = client if client is not None else connect(settings)
         migrate(client, settings.clickhouse_database)
         store = DemandStore(client, settings.clickhouse_database)
-        store.record_settings({"idle_partition_ms": settings.idle_partition_seconds * 1000})
+        store.record_settings(settings.view_settings())
 
     app = faust.App(settings.app_id, **faust_config(settings, bootstrap))
     # The demand topics are consumed by our bulk consumer (streams.ingest), in the consumer

@@ -11,10 +11,14 @@ checkpoint it starts at the group's committed offset (or the earliest). After ev
 flush the checkpoint positions are committed, so lag tools see real progress. On
 revocation the partition is flushed and committed before it is released.
 
-Back-pressure: when a flush fails (ClickHouse down or slow) the consumer pauses all its
-partitions and keeps polling (so it stays in the group) while retrying the flush with
-capped exponential backoff; nothing new is fetched, so memory stays bounded by what was
-consumed before the failure (at most ``max_pending_events`` events, plus one batch).
+Flushes run in the background: while one cut is written, the next batches are fetched
+and applied (one flush at a time; ``DemandPipeline`` holds the state lock only to cut and
+settle). Back-pressure: once ``max_pending_events`` events are unflushed (the cut being
+written plus those applied since), fetching waits for the running flush. When a flush
+fails (ClickHouse down or slow) the consumer pauses all its partitions and keeps polling
+(so it stays in the group) while retrying the flush with capped exponential backoff;
+nothing new is fetched, so memory stays bounded by what was consumed before the failure
+(at most ``max_pending_events`` events, plus one batch).
 """
 
 from __future__ import annotations
@@ -166,40 +170,68 @@ class DemandConsumer:
         return None
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
+        """Fetch and apply batches; flush in the background while the next ones are applied.
+
+        One flush runs at a time. Fetching waits for it only when ``max_pending_events``
+        more are already waiting (back-pressure). A failed flush pauses the partitions and
+        the loop retries in the foreground with capped exponential backoff.
+        """
+        pipeline = self.pipeline
         backoff = 0.2
-        while not self._stopping.is_set():
-            async with self.poll_lock:
-                batches = await consumer.getmany(
-                    timeout_ms=100, max_records=self.batch_max_events
-                )
-                if batches:
-                    owned = self.owned
-                    records = [
-                        Record(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
-                        for tp, msgs in batches.items()
-                        if (tp.topic, tp.partition) in owned
-                        for m in msgs
-                    ]
-                    if records:
-                        await self.pipeline.handle(
-                            records, min(msgs[0].timestamp for msgs in batches.values())
-                        )
-            if not self.pipeline.flush_due() and not self.paused:
-                continue
-            if await self.pipeline.flush():
-                backoff = 0.2
-                self._update_lag(consumer)
-                if self.paused:
+        flushing: asyncio.Task[bool] | None = None
+        try:
+            while not self._stopping.is_set():
+                await self._poll(consumer)  # paused partitions return nothing
+                if flushing is not None:
+                    backlog = pipeline.unflushed_events >= pipeline.max_pending_events
+                    if backlog and not flushing.done():
+                        await asyncio.wait([flushing])
+                    if not flushing.done():
+                        continue
+                    ok, flushing = flushing.result(), None
+                    if ok:
+                        self._update_lag(consumer)
+                        continue
+                    consumer.pause(*consumer.assignment())
+                    self.paused = True
+                if not self.paused:
+                    if pipeline.flush_due():
+                        flushing = asyncio.create_task(pipeline.flush())
+                    continue
+                # The sink is failing: nothing is fetched, the consumer keeps polling (it
+                # stays in the group); retry in the foreground with capped backoff.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                if self._stopping.is_set():
+                    break
+                if await pipeline.flush():
+                    backoff = 0.2
+                    self._update_lag(consumer)
                     consumer.resume(*consumer.assignment())
                     self.paused = False
-                continue
-            # ClickHouse is failing: stop fetching, keep polling, retry with backoff.
-            if not self.paused:
-                consumer.pause(*consumer.assignment())
-                self.paused = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
-            backoff = min(backoff * 2, 30.0)
+                else:
+                    backoff = min(backoff * 2, 30.0)
+        finally:
+            if flushing is not None:
+                with contextlib.suppress(Exception):
+                    await flushing  # the final flush (in run) goes after it
+
+    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+        async with self.poll_lock:
+            batches = await consumer.getmany(timeout_ms=100, max_records=self.batch_max_events)
+            if not batches:
+                return
+            owned = self.owned
+            records = [
+                Record(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
+                for tp, msgs in batches.items()
+                if (tp.topic, tp.partition) in owned
+                for m in msgs
+            ]
+            if records:
+                await self.pipeline.handle(
+                    records, min(msgs[0].timestamp for msgs in batches.values())
+                )
 
     def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Consumer lag per partition from the highwater of the last fetch response."""

@@ -1,10 +1,15 @@
 """The demand pipeline: engine + store + dead letters + the commit-after-flush rule.
 
 Framework-neutral glue between the bulk consumer (``streams.ingest``) and the pure
-engine. A flush writes everything derived from the records applied so far (ClickHouse
-rows, then the checkpoint), waits until the dead letters are delivered, and only then
-commits the checkpoint positions to Kafka. A Kafka commit therefore never runs ahead of
-ClickHouse, and every committed offset is the position of a checkpoint.
+engine. A flush writes everything derived from the records applied up to its cut
+(ClickHouse rows, then the checkpoint), waits until the dead letters of those records are
+delivered, and only then commits the checkpoint positions to Kafka. A Kafka commit
+therefore never runs ahead of ClickHouse, and every committed offset is the position of a
+checkpoint.
+
+The cut is taken under the state lock; the write runs without it, so batches keep being
+applied while the previous cut is written (one flush at a time, ``_flush_mutex``). A
+failed or abandoned write hands the cut's marks back to the engine (``unflush``).
 
 All ClickHouse calls run on one dedicated thread, so the event loop never blocks on
 I/O and the client is never used from two threads. Where a flush goes is the sink's
@@ -24,7 +29,14 @@ from typing import Any, TypeVar
 from schemas.deadletter import build_dead_letter
 from streams import metrics
 from streams.clickhouse.store import DemandStore
-from streams.core.engine import BatchOutcome, DemandEngine, LateEvent, Record, Rejected
+from streams.core.engine import (
+    BatchOutcome,
+    DemandEngine,
+    FlushBatch,
+    LateEvent,
+    Record,
+    Rejected,
+)
 from streams.errors import SinkError
 from streams.sink import ClickHouseSink, Loaded, Sink
 
@@ -64,8 +76,12 @@ class DemandPipeline:
                 raise ValueError("DemandPipeline needs a store or a sink")
             sink = ClickHouseSink(store, self.io)
         self.sink: Sink = sink
+        #: engine state: held to apply a batch, cut a flush, settle it, restore or release
         self._lock = asyncio.Lock()
+        #: one flush (cut, write, settle, commit) at a time, in order
+        self._flush_mutex = asyncio.Lock()
         self._pending_events = 0
+        self._inflight_events = 0  # events of the cut being written
         self._pending_late: list[LateEvent] = []
         self._pending_deliveries: list[Awaitable[Any]] = []
         self._last_flush = time.monotonic()
@@ -140,15 +156,27 @@ class DemandPipeline:
 
     @property
     def pending_events(self) -> int:
+        """Events applied since the last cut."""
         return self._pending_events
+
+    @property
+    def unflushed_events(self) -> int:
+        """Events applied and not yet durably written: pending plus the cut in flight."""
+        return self._pending_events + self._inflight_events
+
+    @property
+    def flushing(self) -> bool:
+        """A flush is being cut, written or committed."""
+        return self._flush_mutex.locked()
 
     async def flush(self) -> bool:
         """One flush attempt: ClickHouse, dead letters, then the Kafka commit.
 
-        Returns False if ClickHouse failed; everything stays pending for the next try.
+        Batches may be applied while it writes. Returns False if the sink failed;
+        everything stays pending for the next try.
         """
-        async with self._lock:
-            return await self._flush_locked()
+        async with self._flush_mutex:
+            return await self._flush_once()
 
     # ---------------------------------------------------------------- partitions
     async def restore(
@@ -178,11 +206,12 @@ class DemandPipeline:
 
     async def release(self, tps: Sequence[TP], timeout_s: float = 10.0) -> None:
         """Partitions are being revoked: flush and commit them, then forget them."""
-        async with self._lock:
+        async with self._flush_mutex:
             try:
-                await asyncio.wait_for(self._flush_locked(), timeout=timeout_s)
+                await asyncio.wait_for(self._flush_once(), timeout=timeout_s)
             except TimeoutError:
                 log.warning("flush on revoke timed out; the next owner restores its checkpoint")
+        async with self._lock:
             for topic, partition in tps:
                 self.engine.drop(topic, partition)
                 self._counted.pop((topic, partition), None)
@@ -204,44 +233,72 @@ class DemandPipeline:
         metrics.DEAD_LETTERS.labels(rec.topic, rej.reason).inc()
         self._pending_deliveries.append(await self.send_dead_letter(rec.key, value))
 
-    async def _flush_locked(self) -> bool:
-        batch = self.engine.flush_batch()
-        late = self._pending_late
-        if batch or late:
-            started = time.perf_counter()
-            if not self.sink_healthy:
-                metrics.FLUSH_RETRIES.inc()
-            try:
-                await self.sink.write(batch, late, self.engine.config.allowed_lateness_ms)
-            except SinkError as exc:
-                if self.sink_healthy:
-                    log.warning("%s flush failed, will retry: %s", self.sink.name, exc)
-                self.sink_healthy = False
-                metrics.FLUSH_FAILURES.labels("write").inc()
-                return False
-            if not self.sink_healthy:
-                log.warning("%s sink is back; flushed the backlog", self.sink.name)
-            self.sink_healthy = True
-            metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
-            metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
-            metrics.FLUSH_ROWS.labels("visitor_cells").inc(len(batch.visitor_rows))
-            metrics.FLUSH_ROWS.labels("sku_state").inc(len(batch.sku_rows))
-            metrics.FLUSH_ROWS.labels("products").inc(len(batch.product_rows))
-            metrics.FLUSH_ROWS.labels("dedup_ids").inc(len(batch.dedup_rows))
-            metrics.FLUSH_ROWS.labels("late_events").inc(len(late))
-            metrics.FLUSH_ROWS.labels("checkpoints").inc(len(batch.checkpoints))
-            self.engine.flushed(batch)
-            self._pending_late = []
-            self._update_gauges()
-        deliveries, self._pending_deliveries = self._pending_deliveries, []
+    async def _flush_once(self) -> bool:
+        """Cut under the state lock, write without it, settle under it, then commit.
+
+        The caller holds ``_flush_mutex``. If the write fails or this coroutine is cancelled
+        (a revoke timed out), the cut is handed back: its rows, late events, dead-letter
+        deliveries and latency stamps are pending again.
+        """
+        async with self._lock:
+            batch = self.engine.flush_batch()
+            late, self._pending_late = self._pending_late, []
+            deliveries, self._pending_deliveries = self._pending_deliveries, []
+            stamps, self._pending_record_ts = self._pending_record_ts, []
+            events, self._pending_events = self._pending_events, 0
+            self._inflight_events = events
+            self._last_flush = time.monotonic()
+        written = False
+        try:
+            if batch or late:
+                written = await self._write(batch, late)
+            else:
+                written = True
+        finally:
+            async with self._lock:
+                self._inflight_events = 0
+                if written:
+                    self.engine.flushed(batch)
+                    self._update_gauges()
+                else:
+                    self.engine.unflush(batch)
+                    self._pending_late[:0] = late
+                    self._pending_deliveries[:0] = deliveries
+                    self._pending_record_ts[:0] = stamps
+                    self._pending_events += events
+        if not written:
+            return False
         for d in deliveries:
             await d
         if batch.checkpoints and self.commit is not None:
             await self.commit({(c.topic, c.partition): c.position for c in batch.checkpoints})
-        self._observe_end_to_end()
-        self._pending_events = 0
-        self._last_flush = time.monotonic()
+        self._observe_end_to_end(stamps)
         self.flushes += 1
+        return True
+
+    async def _write(self, batch: FlushBatch, late: list[LateEvent]) -> bool:
+        started = time.perf_counter()
+        if not self.sink_healthy:
+            metrics.FLUSH_RETRIES.inc()
+        try:
+            await self.sink.write(batch, late, self.engine.config.allowed_lateness_ms)
+        except SinkError as exc:
+            if self.sink_healthy:
+                log.warning("%s flush failed, will retry: %s", self.sink.name, exc)
+            self.sink_healthy = False
+            metrics.FLUSH_FAILURES.labels("write").inc()
+            return False
+        if not self.sink_healthy:
+            log.warning("%s sink is back; flushed the backlog", self.sink.name)
+        self.sink_healthy = True
+        metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+        metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
+        metrics.FLUSH_ROWS.labels("visitor_cells").inc(len(batch.visitor_rows))
+        metrics.FLUSH_ROWS.labels("sku_state").inc(len(batch.sku_rows))
+        metrics.FLUSH_ROWS.labels("products").inc(len(batch.product_rows))
+        metrics.FLUSH_ROWS.labels("dedup_ids").inc(len(batch.dedup_rows))
+        metrics.FLUSH_ROWS.labels("late_events").inc(len(late))
+        metrics.FLUSH_ROWS.labels("checkpoints").inc(len(batch.checkpoints))
         return True
 
     async def _load_with_retry(
@@ -277,8 +334,8 @@ class DemandPipeline:
             if now[-1] > before[-1]:
                 metrics.UNKNOWN_SKU_LINES.labels(tp[0]).inc(now[-1] - before[-1])
 
-    def _observe_end_to_end(self) -> None:
-        stamps, self._pending_record_ts = self._pending_record_ts, []
+    @staticmethod
+    def _observe_end_to_end(stamps: list[int]) -> None:
         now_ms = time.time() * 1000
         for ts in stamps:
             metrics.END_TO_END_SECONDS.observe(max(now_ms - ts, 0.0) / 1000)

@@ -178,6 +178,13 @@ class Settings(BaseSettings):
             live_retention_ms=int(self.live_retention_hours * 3_600_000),
         )
 
+    def view_settings(self) -> dict[str, int]:
+        """What the SQL views and materialized views read from ``c2m.pipeline_settings``."""
+        return {
+            "idle_partition_ms": self.idle_partition_seconds * 1000,
+            **{f"window_seconds.{w}": w for w in self.window_seconds},
+        }
+
     def kafka_client_config(self) -> dict[str, Any]:
         """Security options for aiokafka producers/consumers (secrets unwrapped here only)."""
         cfg: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}

@@ -199,7 +199,7 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
     client = client if client is not None else connect(settings)
     migrate(client, settings.clickhouse_database)
     store = DemandStore(client, settings.clickhouse_database)
-    store.record_settings({"idle_partition_ms": settings.idle_partition_seconds * 1000})
+    store.record_settings(settings.view_settings())
     writer = SinkWriter(
         bootstrap, f"{settings.app_id}-writer", store,
         batch_max_messages=settings.writer_batch_max_messages,

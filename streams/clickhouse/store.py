@@ -5,8 +5,9 @@ docs/ARCHITECTURE.md, "Exactly the same numbers"):
 
 1. ``demand_state`` rows: absolute per-partition cell values, version = partition position;
 2. ``sku_state`` rows (per-SKU hourly counters, versioned the same way), ``products``
-   (catalog versions), ``visitor_cells`` and ``dedup_ids``: visitors per cell and event
-   ids first seen since the last flush (all keyed so that writing a row twice changes
+   (catalog versions), ``visitor_feed`` and ``dedup_ids``: visitors per cell of the base
+   window sizes (expanded into ``visitor_cells`` by a materialized view) and event ids
+   first seen since the last flush (all keyed so that writing a row twice changes
    nothing);
 3. ``late_events`` rows (keyed by source coordinates);
 4. ``checkpoints``: one row per partition, written last.
@@ -90,7 +91,7 @@ class DemandStore:
                 )
             if batch.visitor_rows:
                 self.client.insert(
-                    f"{self.db}.visitor_cells", batch.visitor_rows, column_names=VISITOR_COLUMNS
+                    f"{self.db}.visitor_feed", batch.visitor_rows, column_names=VISITOR_COLUMNS
                 )
             if batch.dedup_rows:
                 self.client.insert(

@@ -11,7 +11,7 @@ and independent of the order of addition.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -60,6 +60,18 @@ class Ledger:
 
 
 @dataclass(slots=True)
+class Detached:
+    """What a flush cut took from one partition: its position then and the pending marks."""
+
+    state: PartitionState
+    position: int
+    dirty: set[CellKey]
+    visitors: dict[CellKey, set[int]]
+    sku_dirty: set[tuple[str, int]]
+    dedup_pending: list[tuple[int, int]]
+
+
+@dataclass(slots=True)
 class PartitionState:
     """Everything the engine knows about one source partition."""
 
@@ -76,8 +88,9 @@ class PartitionState:
     #: cell in it is dirty (``cell()`` marked it); it is cleared with the dirty marks, so
     #: it never holds a vector that a flush, eviction or restore has let go of.
     hot: dict[tuple[object, ...], HotEntry] = field(default_factory=dict)
-    #: cell -> visitor hashes seen there since the last flush; unique visitors are counted
-    #: in ClickHouse (uniqExact over these rows), which merges partitions exactly.
+    #: cell -> visitor hashes seen there since the last flush, for the cells of the base
+    #: window sizes; unique visitors are counted in ClickHouse (uniqExact over the rows,
+    #: expanded to the other sizes there), which merges partitions exactly.
     visitors: dict[CellKey, set[int]] = field(default_factory=dict)
     #: per-SKU hourly counters (inventory and the production brief)
     skus: SkuHours = field(default_factory=SkuHours)
@@ -118,8 +131,12 @@ class PartitionState:
         for key in self.dirty:
             yield key, self.cells[key]
 
-    def hot_entry(self, hk: tuple[object, ...], keys: Iterable[CellKey]) -> HotEntry:
-        """Cache the vectors (marked dirty) and visitor sets of ``keys`` under ``hk``."""
+    def hot_entry(
+        self, hk: tuple[object, ...], keys: Iterable[CellKey], visitor_sizes: Container[int]
+    ) -> HotEntry:
+        """Cache the vectors (marked dirty) of ``keys`` under ``hk``, and the visitor sets
+        of those whose window size is in ``visitor_sizes`` (the base sizes: ClickHouse
+        derives the visitor rows of the other sizes, see migration 0005)."""
         cells, visitors, dirty = self.cells, self.visitors, self.dirty
         vecs = []
         sets = []
@@ -130,6 +147,8 @@ class PartitionState:
                 self._index(k)
             dirty.add(k)
             vecs.append(vec)
+            if k[0] not in visitor_sizes:
+                continue
             vs = visitors.get(k)
             if vs is None:
                 vs = visitors[k] = set()
@@ -147,13 +166,36 @@ class PartitionState:
             for visitor in visitors:
                 yield (*key, visitor)
 
-    def mark_flushed(self) -> None:
-        self.dirty.clear()
+    def detach(self) -> Detached:
+        """Take the marks of everything changed since the last cut (a flush is cut).
+
+        Processing can go on while the cut is written: new changes get new marks (and new
+        hot-cache entries, since every cached cell must be marked). ``reattach`` gives the
+        marks back if the write fails, so nothing is lost.
+        """
+        assert self.position is not None  # noqa: S101 - only partitions with a position
+        cut = Detached(
+            self, self.position, self.dirty, self.visitors, self.skus.dirty, self.dedup.pending
+        )
+        self.dirty = set()
+        self.visitors = {}
+        self.skus.dirty = set()
+        self.dedup.pending = []
         self.hot.clear()
         self.hot_pv.clear()
-        self.visitors.clear()
-        self.skus.dirty.clear()
-        self.flushed_position = self.position
+        return cut
+
+    def reattach(self, cut: Detached) -> None:
+        """The write of ``cut`` failed: its marks are pending again (merged with newer ones)."""
+        self.dirty |= cut.dirty
+        for key, seen in cut.visitors.items():
+            now = self.visitors.get(key)
+            if now is None:
+                self.visitors[key] = seen
+            else:
+                now |= seen  # in place: hot-cache entries may hold this set
+        self.skus.dirty |= cut.sku_dirty
+        self.dedup.pending[:0] = cut.dedup_pending
 
     def evict(self, horizon_ms: int, live_retention_ms: int = 0) -> int:
         """Drop clean windows that no accepted event can touch any more.

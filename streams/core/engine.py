@@ -17,12 +17,10 @@ Nothing here reads the wall clock except step 2 when a record has no Kafka times
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from math import gcd
-from operator import itemgetter
 from typing import Any
 
 from schemas.contract import (
@@ -45,6 +43,7 @@ from streams.core.demand import (
     RETURNED_UNITS,
     UNITS,
     CellKey,
+    Detached,
     HotEntry,
     PageViewEntry,
     PartitionState,
@@ -63,6 +62,14 @@ from streams.core.inventory import (
 from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark
 
 DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
+
+
+def visitor_base_sizes(window_seconds: Iterable[int]) -> list[int]:
+    """The window sizes whose visitor rows the engine writes: those that are not a multiple
+    of a smaller size. ClickHouse expands each row to the sizes that are multiples of its
+    own (``c2m.visitor_feed_expand``), so (300, 3600, 86400) writes only 5-minute rows."""
+    sizes = sorted(set(window_seconds))
+    return [s for s in sizes if not any(s % b == 0 for b in sizes if b < s)]
 
 
 def _never(topic: str, raw: bytes | None, max_bytes: int) -> None:
@@ -150,7 +157,7 @@ class Checkpoint:
 
 #: One row of ``c2m.dedup_ids``: (topic, partition, hour bucket, id hash, version).
 DedupRow = tuple[str, int, int, int, int]
-#: One row of ``c2m.visitor_cells``: (*CellKey, visitor hash).
+#: One row of ``c2m.visitor_feed`` (a base window size): (*CellKey, visitor hash).
 VisitorRow = tuple[Any, ...]
 #: One row of ``c2m.sku_state``: (topic, partition, sku, hour_s, *SKU_MEASURES, version).
 SkuRow = tuple[Any, ...]
@@ -167,6 +174,8 @@ class FlushBatch:
     visitor_rows: list[VisitorRow] = field(default_factory=list)
     sku_rows: list[SkuRow] = field(default_factory=list)
     product_rows: list[ProductRow] = field(default_factory=list)
+    #: the partitions' marks taken by the cut (not written anywhere; see ``flush_batch``)
+    cuts: list[Detached] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -186,6 +195,7 @@ class DemandEngine:
         # window of every size: the key of the per-partition hot-cell cache
         self._grain_s = reduce(gcd, self.config.window_seconds)
         self._sizes = tuple(self.config.window_seconds)
+        self._visitor_sizes = frozenset(visitor_base_sizes(self._sizes))
         self._visitor_hashes: dict[str, int] = {}
         #: catalog versions not yet written to ClickHouse (``c2m.products``)
         self.pending_products: list[ProductRow] = []
@@ -407,6 +417,7 @@ class DemandEngine:
             entry = st.hot_entry(
                 hk,
                 [(s, ts_s - ts_s % s, cat, color, size, band, region) for s in self._sizes],
+                self._visitor_sizes,
             )
         return entry
 
@@ -491,56 +502,66 @@ class DemandEngine:
 
     # ---------------------------------------------------------------- flushing
     def flush_batch(self) -> FlushBatch:
-        """Rows and checkpoints for everything changed since the last flush.
+        """Cut a flush: rows and checkpoints for everything changed since the last cut.
 
-        Nothing is marked flushed here: call ``flushed(batch)`` once the sink has
-        durably written the batch, so a failed write is simply retried.
+        The cut takes the partitions' pending marks (``PartitionState.detach``), so
+        processing may go on while the batch is written. Exactly one of ``flushed(batch)``
+        (the sink durably wrote it) or ``unflush(batch)`` (the write failed: the marks are
+        pending again and the next cut writes the rows with their newest values) must
+        follow, before the next cut.
         """
         rows: list[StateRow] = []
         checkpoints: list[Checkpoint] = []
         dedup_rows: list[DedupRow] = []
         visitor_rows: list[VisitorRow] = []
         sku_rows: list[SkuRow] = []
+        cuts: list[Detached] = []
         for st in self.states.values():
             if not st.needs_flush() or st.position is None:
                 continue
             version = st.position
+            topic, partition = st.topic, st.partition
             for key, vec in st.dirty_rows():
-                rows.append((st.topic, st.partition, *key, *vec, version))
+                rows.append((topic, partition, *key, *vec, version))
             dedup_rows.extend(
-                (st.topic, st.partition, bucket, h, version) for bucket, h in st.dedup.pending
+                (topic, partition, bucket, h, version) for bucket, h in st.dedup.pending
             )
             visitor_rows.extend(st.visitor_rows())
             sku_rows.extend(
-                (st.topic, st.partition, sku, hour, *vec, version)
+                (topic, partition, sku, hour, *vec, version)
                 for (sku, hour), vec in st.skus.dirty_rows()
             )
             lg = st.ledger
             checkpoints.append(
                 Checkpoint(
-                    st.topic, st.partition, version, st.watermark.max_ts,
+                    topic, partition, version, st.watermark.max_ts,
                     lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
                 )
             )
+            cuts.append(st.detach())
         return FlushBatch(
-            rows, checkpoints, dedup_rows, visitor_rows, sku_rows, list(self.pending_products)
+            rows, checkpoints, dedup_rows, visitor_rows, sku_rows, list(self.pending_products),
+            cuts,
         )
 
     def flushed(self, batch: FlushBatch) -> None:
-        """The sink wrote ``batch``: mark it clean and drop what can no longer change."""
+        """The sink wrote ``batch``: its partitions are clean up to the cut; drop what can
+        no longer change."""
         if batch.product_rows:
             del self.pending_products[: len(batch.product_rows)]
-        persisted = Counter(map(itemgetter(0, 1), batch.dedup_rows))  # per (topic, partition)
-        for cp in batch.checkpoints:
-            st = self.states.get((cp.topic, cp.partition))
-            if st is None:
-                continue
-            st.dedup.persisted(persisted.get((cp.topic, cp.partition), 0))
-            if st.position != cp.position:
-                # processed more since the batch was cut: keep dirty marks for the new work
-                continue
-            st.mark_flushed()
+        for cut in batch.cuts:
+            st = cut.state
+            if self.states.get((st.topic, st.partition)) is not st:
+                continue  # dropped (revoked) or restored since the cut
+            st.flushed_position = cut.position
             wm = st.watermark.value
             if wm is not None:
                 st.dedup.expire(wm)
             st.evict(self.config.correction_horizon_ms, self.config.live_retention_ms)
+
+    def unflush(self, batch: FlushBatch) -> None:
+        """The write of ``batch`` failed (or was abandoned): its marks are pending again."""
+        for cut in batch.cuts:
+            st = cut.state
+            if self.states.get((st.topic, st.partition)) is st:
+                st.reattach(cut)

@@ -40,7 +40,7 @@ def build(engine_dir: Path) -> Any:
     client = connect(settings)
     migrate(client, "c2m")
     store = DemandStore(client, "c2m")
-    store.record_settings({"idle_partition_ms": settings.idle_partition_seconds * 1000})
+    store.record_settings(settings.view_settings())
     engine = DemandEngine(settings.engine_config(), Catalog(PriceBands(settings.price_band_edges)))
     offsets: dict[tuple[str, int], int] = defaultdict(int)
 

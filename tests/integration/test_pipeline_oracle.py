@@ -16,7 +16,8 @@ from tests.integration.conftest import produce
 pytestmark = pytest.mark.integration
 
 START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
-MEASURES = ("orders", "units", "gmv", "cancelled_units", "returned_units", "pageviews")
+MEASURES = ("orders", "units", "gmv", "cancelled_units", "returned_units", "pageviews",
+            "unique_visitors")
 
 
 def _history(seed: int, hours: float, orders_per_hour: float) -> list[SimEvent]:
@@ -36,7 +37,8 @@ def _expected(history: list[SimEvent]) -> dict[tuple[Any, ...], dict[str, float]
 def _actual(worker: Any, sizes: tuple[int, ...]) -> dict[tuple[Any, ...], dict[str, float]]:
     rows = worker.query(
         "SELECT window_seconds, toUnixTimestamp(window_start), category, color, size, "
-        "price_band, region, orders, units, gmv, cancelled_units, returned_units, pageviews "
+        "price_band, region, orders, units, gmv, cancelled_units, returned_units, pageviews, "
+        "unique_visitors "
         "FROM c2m.demand_by_attribute WHERE has({sizes:Array(UInt32)}, window_seconds)",
         sizes=list(sizes),
     )
@@ -55,7 +57,8 @@ def assert_matches_oracle(
     )
     for key, w in want.items():
         got = actual[key]
-        for m in ("orders", "units", "cancelled_units", "returned_units", "pageviews"):
+        for m in ("orders", "units", "cancelled_units", "returned_units", "pageviews",
+                  "unique_visitors"):
             assert got[m] == w[m], (key, m, got[m], w[m])
         assert abs(got["gmv"] - w["gmv"]) <= 1e-6 * max(abs(w["gmv"]), 1e-9), (key, got, w)
 
