@@ -215,7 +215,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
             | {
                 "catalog_skus": len(engine.catalog),
                 "flushes": pipeline.flushes,
-                "pending_events": pipeline.pending_events,
+                "pending_events": pipeline.unflushed_events,
                 "alert_hours_evaluated": alerts.hours_evaluated if alerts else 0,
                 "alert_last_hour": alerts.last_hour if alerts else None,
             }

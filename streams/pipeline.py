@@ -161,7 +161,7 @@ class DemandPipeline:
 
     @property
     def unflushed_events(self) -> int:
-        """Events applied and not yet durably written: pending plus the cut in flight."""
+        """Events applied and not yet written and committed: pending plus the cut in flight."""
         return self._pending_events + self._inflight_events
 
     @property
@@ -250,17 +250,14 @@ class DemandPipeline:
             self._last_flush = time.monotonic()
         written = False
         try:
-            if batch or late:
-                written = await self._write(batch, late)
-            else:
-                written = True
+            written = await self._write(batch, late) if batch or late else True
         finally:
             async with self._lock:
-                self._inflight_events = 0
                 if written:
                     self.engine.flushed(batch)
                     self._update_gauges()
                 else:
+                    self._inflight_events = 0
                     self.engine.unflush(batch)
                     self._pending_late[:0] = late
                     self._pending_deliveries[:0] = deliveries
@@ -268,10 +265,15 @@ class DemandPipeline:
                     self._pending_events += events
         if not written:
             return False
-        for d in deliveries:
-            await d
-        if batch.checkpoints and self.commit is not None:
-            await self.commit({(c.topic, c.partition): c.position for c in batch.checkpoints})
+        try:
+            for d in deliveries:
+                await d
+            if batch.checkpoints and self.commit is not None:
+                await self.commit(
+                    {(c.topic, c.partition): c.position for c in batch.checkpoints}
+                )
+        finally:
+            self._inflight_events = 0  # written (and committed, unless that raised)
         self._observe_end_to_end(stamps)
         self.flushes += 1
         return True
@@ -293,10 +295,10 @@ class DemandPipeline:
         self.sink_healthy = True
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
-        metrics.FLUSH_ROWS.labels("visitor_cells").inc(len(batch.visitor_rows))
+        metrics.FLUSH_ROWS.labels("visitor_cells").inc(sum(len(r[-1]) for r in batch.visitor_rows))
         metrics.FLUSH_ROWS.labels("sku_state").inc(len(batch.sku_rows))
         metrics.FLUSH_ROWS.labels("products").inc(len(batch.product_rows))
-        metrics.FLUSH_ROWS.labels("dedup_ids").inc(len(batch.dedup_rows))
+        metrics.FLUSH_ROWS.labels("dedup_ids").inc(sum(len(r[3]) for r in batch.dedup_rows))
         metrics.FLUSH_ROWS.labels("late_events").inc(len(late))
         metrics.FLUSH_ROWS.labels("checkpoints").inc(len(batch.checkpoints))
         return True

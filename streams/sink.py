@@ -39,7 +39,8 @@ IoRunner = Callable[..., Awaitable[Any]]
 
 #: The topic between workers and the writer (one partition: a total order of flushes).
 SINK_TOPIC = TOPIC_SINK
-WIRE_VERSION = 1
+#: 2: visitor and dedup rows carry arrays of hashes (1: one hash a row, still read)
+WIRE_VERSION = 2
 
 
 class Sink(Protocol):
@@ -110,9 +111,8 @@ class SinkMessage:
     checkpoints: list[list[Any]] = field(default_factory=list)
     lateness_ms: int = 0
 
-    def size(self) -> int:
-        return (len(self.rows) + len(self.visitors) + len(self.dedup) + len(self.late)
-                + len(self.skus) + len(self.products) + len(self.checkpoints))
+    #: rows, counting a visitor or dedup row as its number of hashes
+    weight: int = 0
 
 
 def _late_row(e: LateEvent) -> list[Any]:
@@ -135,15 +135,16 @@ def encode_flush(
     rows it has not seen."""
     msgs = [SinkMessage(lateness_ms=lateness_ms)]
 
-    def add(attr: str, rows: Iterator[list[Any]]) -> None:
+    def add(attr: str, rows: Iterator[list[Any]], hashes_at: int | None = None) -> None:
         for row in rows:
-            if msgs[-1].size() >= max_rows:
+            if msgs[-1].weight >= max_rows:
                 msgs.append(SinkMessage(lateness_ms=lateness_ms))
             getattr(msgs[-1], attr).append(row)
+            msgs[-1].weight += 1 if hashes_at is None else max(len(row[hashes_at]), 1)
 
     add("rows", (list(r) for r in batch.rows))
-    add("visitors", (list(r) for r in batch.visitor_rows))
-    add("dedup", (list(r) for r in batch.dedup_rows))
+    add("visitors", (list(r) for r in batch.visitor_rows), hashes_at=7)
+    add("dedup", (list(r) for r in batch.dedup_rows), hashes_at=3)
     add("late", (_late_row(e) for e in late))
     add("skus", (list(r) for r in batch.sku_rows))
     add("products", (list(r) for r in batch.product_rows))
@@ -161,13 +162,21 @@ def encode_flush(
 def decode_flush(value: bytes) -> tuple[FlushBatch, list[LateEvent], int]:
     """The inverse of one ``encode_flush`` message."""
     doc = orjson.loads(value)
-    if doc.get("v") != WIRE_VERSION:
-        raise ValueError(f"unsupported sink message version {doc.get('v')!r}")
+    version = doc.get("v")
+    if version not in (1, WIRE_VERSION):
+        raise ValueError(f"unsupported sink message version {version!r}")
+    if version == 1:  # one hash per visitor and dedup row
+        dedup = [(str(t), int(p), int(h), [int(i)], int(v)) for t, p, h, i, v in doc["dedup"]]
+        visitors = [(*r[:7], [r[7]]) for r in doc["visitors"]]
+    else:
+        dedup = [(str(t), int(p), int(h), [int(i) for i in ids], int(v))
+                 for t, p, h, ids, v in doc["dedup"]]
+        visitors = [tuple(r) for r in doc["visitors"]]
     batch = FlushBatch(
         rows=[tuple(r) for r in doc["rows"]],
         checkpoints=[Checkpoint(*c) for c in doc["checkpoints"]],
-        dedup_rows=[(str(t), int(p), int(h), int(i), int(v)) for t, p, h, i, v in doc["dedup"]],
-        visitor_rows=[tuple(r) for r in doc["visitors"]],
+        dedup_rows=dedup,
+        visitor_rows=visitors,
         sku_rows=[tuple(r) for r in doc.get("skus", ())],
         product_rows=[tuple(r) for r in doc.get("products", ())],
     )

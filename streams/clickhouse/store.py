@@ -5,10 +5,10 @@ docs/ARCHITECTURE.md, "Exactly the same numbers"):
 
 1. ``demand_state`` rows: absolute per-partition cell values, version = partition position;
 2. ``sku_state`` rows (per-SKU hourly counters, versioned the same way), ``products``
-   (catalog versions), ``visitor_feed`` and ``dedup_ids``: visitors per cell of the base
-   window sizes (expanded into ``visitor_cells`` by a materialized view) and event ids
-   first seen since the last flush (all keyed so that writing a row twice changes
-   nothing);
+   (catalog versions), ``visitor_feed`` and ``dedup_feed``: the visitors per cell of the
+   base window sizes and the event ids first seen since the last flush, as arrays that
+   materialized views expand into ``visitor_cells`` and ``dedup_ids`` (all keyed so that
+   writing a row twice changes nothing);
 3. ``late_events`` rows (keyed by source coordinates);
 4. ``checkpoints``: one row per partition, written last.
 
@@ -39,14 +39,14 @@ CHECKPOINT_COLUMNS = [
 ]
 VISITOR_COLUMNS = [
     "window_seconds", "window_start", "category", "color", "size", "price_band", "region",
-    "visitor_hash",
+    "visitor_hashes",
 ]
 SKU_COLUMNS = ["source_topic", "source_partition", "sku", "hour_start", *SKU_MEASURES, "version"]
 PRODUCT_COLUMNS = [
     "sku", "ts", "factory_id", "category", "color", "size", "price_band", "list_price",
     "lead_time_days", "moq",
 ]
-DEDUP_COLUMNS = ["source_topic", "source_partition", "hour", "id_hash", "version"]
+DEDUP_COLUMNS = ["source_topic", "source_partition", "hour", "id_hashes", "version"]
 LATE_COLUMNS = [
     "source_topic", "source_partition", "source_offset", "event_id", "event_type",
     "ts", "watermark", "lateness_ms", "payload",
@@ -95,7 +95,7 @@ class DemandStore:
                 )
             if batch.dedup_rows:
                 self.client.insert(
-                    f"{self.db}.dedup_ids", batch.dedup_rows, column_names=DEDUP_COLUMNS
+                    f"{self.db}.dedup_feed", batch.dedup_rows, column_names=DEDUP_COLUMNS
                 )
             if late:
                 self.client.insert(

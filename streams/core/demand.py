@@ -19,6 +19,10 @@ from streams.core.dedup import Deduplicator
 from streams.core.inventory import SkuHours
 from streams.core.windows import Watermark
 
+#: Most hashes in one visitor or dedup row of a flush (bounds the size of a row, and of a
+#: message on ``c2m.sink``).
+ARRAY_CHUNK: Final = 4096
+
 # Slots in the per-cell measure vector.
 ORDERS: Final = 0
 UNITS: Final = 1
@@ -161,10 +165,12 @@ class PartitionState:
         return sum(len(v) for v in self.visitors.values())
 
     def visitor_rows(self) -> Iterator[tuple[object, ...]]:
-        """(*cell key, visitor hash) for the visitors seen since the last flush."""
+        """(*cell key, [visitor hashes]) for the visitors seen since the last flush, at most
+        ``ARRAY_CHUNK`` hashes a row (sorted, so the rows do not depend on set order)."""
         for key, visitors in self.visitors.items():
-            for visitor in visitors:
-                yield (*key, visitor)
+            hashes = sorted(visitors)
+            for i in range(0, len(hashes), ARRAY_CHUNK):
+                yield (*key, hashes[i : i + ARRAY_CHUNK])
 
     def detach(self) -> Detached:
         """Take the marks of everything changed since the last cut (a flush is cut).

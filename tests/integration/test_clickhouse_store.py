@@ -115,7 +115,7 @@ def test_restore_reads_the_state_as_of_the_checkpoint(store: DemandStore) -> Non
         FlushBatch(
             [_row("shop.orders", 2, cell, [1, 1, 100, 0, 0, 0], 100)],
             [cp1],
-            [("shop.orders", 2, W // 3600, 42, 100)],
+            [("shop.orders", 2, W // 3600, [42], 100)],
         )
     )
     # a flush whose checkpoint never landed (crash between the writes)
@@ -123,7 +123,7 @@ def test_restore_reads_the_state_as_of_the_checkpoint(store: DemandStore) -> Non
         FlushBatch(
             [_row("shop.orders", 2, cell, [9, 9, 900, 0, 0, 0], 180)],
             [],
-            [("shop.orders", 2, W // 3600, 43, 180)],
+            [("shop.orders", 2, W // 3600, [43, 44], 180)],
         )
     )
     cfg = EngineConfig()

@@ -93,7 +93,8 @@ class FakeStore:
         self.dedup: list[tuple[str, int, int, int, int]] = []
 
     def write(self, batch: FlushBatch) -> None:
-        self.dedup.extend(batch.dedup_rows)
+        # expanded like c2m.dedup_feed_expand: one (topic, partition, hour, hash, version) per id
+        self.dedup.extend((t, p, b, h, v) for t, p, b, ids, v in batch.dedup_rows for h in ids)
         for row in batch.rows:
             key, measures, version = row[:9], list(row[9:15]), row[15]
             if key not in self.rows or self.rows[key][0] <= version:
@@ -343,7 +344,7 @@ def test_overlapping_cuts_with_failed_writes_lose_nothing() -> None:
             for w in (300, 3600, 86400):
                 if w % row[0] == 0:
                     cell = (w, row[1] - row[1] % w, *row[2:7])
-                    visitors.setdefault(cell, set()).add(row[7])
+                    visitors.setdefault(cell, set()).update(row[7])
         eng.flushed(batch)
 
     i = 0

@@ -25,8 +25,8 @@ def _batch(n_rows: int) -> tuple[FlushBatch, list[LateEvent]]:
         rows=rows,
         checkpoints=[Checkpoint("shop.orders", 1, 77, 1_700_000_000_000, 80, 70, 5, 4, 1),
                      Checkpoint("shop.pageviews", 0, 12, None, 12, 12, 0, 0, 0)],
-        dedup_rows=[("shop.orders", 1, 472_222, BIG_HASH, 77)],
-        visitor_rows=[(300, 1_700_000_100, "a", "b", "c", "d", "e", BIG_HASH)],
+        dedup_rows=[("shop.orders", 1, 472_222, [BIG_HASH, 1, 2], 77)],
+        visitor_rows=[(300, 1_700_000_100, "a", "b", "c", "d", "e", [3, BIG_HASH])],
         sku_rows=[("shop.orders", 1, "SKU-袜", 1_700_000_000, 1, 3, 0, 0, 2, 0, 0, -1, 0, 77)],
         product_rows=[("SKU-袜", 1_699_000_000_000, "F001", "袜子", "蓝", "M", "0-10", 9.9,
                        3, 500)],
@@ -39,7 +39,8 @@ def _batch(n_rows: int) -> tuple[FlushBatch, list[LateEvent]]:
 def test_roundtrip_and_chunking_keep_checkpoints_in_the_last_message() -> None:
     batch, late = _batch(12)
     msgs = encode_flush(batch, late, 600_000, max_rows=5)
-    assert len(msgs) == 4  # 12 rows + visitor + dedup + late + SKU + product = 17, 5 each
+    # 12 rows + 2 visitor hashes + 3 dedup hashes + late + SKU + product = 20, 5 each
+    assert len(msgs) == 4
     decoded = [decode_flush(m) for m in msgs]
     assert all(not b.checkpoints for b, _, _ in decoded[:-1])
     assert decoded[-1][0].checkpoints == batch.checkpoints
@@ -64,6 +65,16 @@ def test_merge_groups_by_lateness_and_keeps_order() -> None:
     merged = {lat: (bt, lt) for bt, lt, lat in merge_flushes(parts)}
     assert merged[1][0].rows == a[0].rows + b[0].rows and len(merged[1][1]) == 1
     assert merged[2][0].rows == b[0].rows
+
+
+def test_version_1_messages_are_still_read() -> None:
+    """Flushes on c2m.sink written before arrays (one hash a row) decode to array rows."""
+    old = {"v": 1, "rows": [], "checkpoints": [], "late": [], "lateness_ms": 0,
+           "visitors": [[300, 60, "a", "b", "c", "d", "e", BIG_HASH]],
+           "dedup": [["shop.orders", 1, 472_222, BIG_HASH, 77]]}
+    batch, _, _ = decode_flush(orjson.dumps(old))
+    assert batch.visitor_rows == [(300, 60, "a", "b", "c", "d", "e", [BIG_HASH])]
+    assert batch.dedup_rows == [("shop.orders", 1, 472_222, [BIG_HASH], 77)]
 
 
 def test_unknown_version_is_refused() -> None:
