@@ -290,6 +290,7 @@ class DemandEngine:
         # page-view lane: a grain must never straddle an hour (the SKU counters are hourly)
         pv_lane = cfg.fast_paths and 3600 % self._grain_s == 0
         vhashes = self._visitor_hashes
+        generation = catalog.generation  # the catalog does not change during a batch
         wall_ms: int | None = None
         st: PartitionState | None = None
         topic: str = ""
@@ -306,6 +307,8 @@ class DemandEngine:
                 topic, partition = rec.topic, rec.partition
                 st = self.state(topic, partition)
                 max_ts = st.watermark.max_ts
+                first_time = st.dedup.first_time
+                hot_pv = st.hot_pv
             last = rec.offset
             consumed += 1
             ev = fast(topic, rec.value, max_bytes)
@@ -344,7 +347,7 @@ class DemandEngine:
                     )
                 )
                 continue
-            if not st.dedup.first_time(ev.event_id, ts):  # type: ignore[union-attr]
+            if not first_time(ev.event_id, ts):
                 dups += 1
                 continue
             if max_ts is not None:
@@ -364,8 +367,8 @@ class DemandEngine:
             if pv_lane and topic == TOPIC_PAGEVIEWS:
                 # the page-view lane: one cache lookup instead of catalog, SKU hour and cells
                 pk = (ev.sku, ev.region, ts // grain_ms)
-                e = st.hot_pv.get(pk)  # type: ignore[union-attr]
-                if e is None or e[0] != catalog.generation:
+                e = hot_pv.get(pk)
+                if e is None or e[0] != generation:
                     e = self._pv_entry(st, ev.sku, ev.region, ts)  # type: ignore[arg-type]
                 if e is not None:
                     if e[1]:
