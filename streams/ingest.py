@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams import metrics
-from streams.core.engine import DEMAND_TOPICS, Record
+from streams.core.engine import DEMAND_TOPICS, KafkaRecord
 from streams.pipeline import TP, DemandPipeline
 
 log = logging.getLogger(__name__)
@@ -222,12 +222,10 @@ class DemandConsumer:
             if not batches:
                 return
             owned = self.owned
-            records = [
-                Record(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
-                for tp, msgs in batches.items()
-                if (tp.topic, tp.partition) in owned
-                for m in msgs
-            ]
+            records: list[KafkaRecord] = []
+            for tp, msgs in batches.items():
+                if (tp.topic, tp.partition) in owned:
+                    records.extend(msgs)  # aiokafka's records as they are (KafkaRecord)
             if records:
                 await self.pipeline.handle(
                     records, min(msgs[0].timestamp for msgs in batches.values())

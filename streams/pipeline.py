@@ -33,8 +33,8 @@ from streams.core.engine import (
     BatchOutcome,
     DemandEngine,
     FlushBatch,
+    KafkaRecord,
     LateEvent,
-    Record,
     Rejected,
 )
 from streams.errors import SinkError
@@ -95,7 +95,9 @@ class DemandPipeline:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
     # ---------------------------------------------------------------- batches
-    async def handle(self, records: Sequence[Record], oldest_ts_ms: int | None = None) -> None:
+    async def handle(
+        self, records: Sequence[KafkaRecord], oldest_ts_ms: int | None = None
+    ) -> None:
         """Apply one batch (any partitions, each in offset order). Does not flush.
 
         ``oldest_ts_ms``: Kafka timestamp of the batch's oldest record, for the end-to-end
@@ -116,7 +118,9 @@ class DemandPipeline:
                 self._pending_record_ts.append(oldest_ts_ms)
             self._update_gauges()
 
-    def _skip_applied(self, records: Sequence[Record]) -> tuple[Sequence[Record], set[TP]]:
+    def _skip_applied(
+        self, records: Sequence[KafkaRecord]
+    ) -> tuple[Sequence[KafkaRecord], set[TP]]:
         """Drop records at or before a partition's position (a re-delivery is harmless).
 
         Also returns the partitions in the batch. Each partition's records are in offset
@@ -228,7 +232,7 @@ class DemandPipeline:
         rec = rej.record
         value = build_dead_letter(
             reason=rej.reason, detail=rej.detail, topic=rec.topic, partition=rec.partition,
-            offset=rec.offset, timestamp_ms=rec.timestamp_ms, value=rec.value,
+            offset=rec.offset, timestamp_ms=rec.timestamp, value=rec.value,
         )
         metrics.DEAD_LETTERS.labels(rec.topic, rej.reason).inc()
         self._pending_deliveries.append(await self.send_dead_letter(rec.key, value))

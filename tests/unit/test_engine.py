@@ -268,7 +268,7 @@ def test_restore_from_checkpoint_continues_exactly() -> None:
     resume = [r for r in recs[half:] if r.offset >= fresh.states[(r.topic, r.partition)].position]
     # producer retries of events counted before the crash arrive after the restart
     redelivered = [
-        Record(r.topic, r.partition, 10_000 + i, r.timestamp_ms, r.key, r.value)
+        Record(r.topic, r.partition, 10_000 + i, r.timestamp, r.key, r.value)
         for i, r in enumerate(recs[:50])
     ]
     out = fresh.process(resume + sorted(redelivered, key=lambda r: (r.topic, r.partition)))
