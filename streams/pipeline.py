@@ -209,12 +209,28 @@ class DemandPipeline:
             return checkpoint.position
 
     async def release(self, tps: Sequence[TP], timeout_s: float = 10.0) -> None:
-        """Partitions are being revoked: flush and commit them, then forget them."""
-        async with self._flush_mutex:
+        """Partitions are being revoked: flush and commit them, then forget them.
+
+        Within ``timeout_s`` in all, counting the wait for a flush already in flight; past
+        it the partitions are dropped unflushed and the next owner restores their last
+        checkpoint (a rebalance must not wait on a hung sink).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            await asyncio.wait_for(self._flush_mutex.acquire(), timeout=timeout_s)
+        except TimeoutError:
+            log.warning("the flush in flight outlasted the revoke; the next owner restores "
+                        "the last checkpoint")
+        else:
             try:
-                await asyncio.wait_for(self._flush_once(), timeout=timeout_s)
+                await asyncio.wait_for(
+                    self._flush_once(), timeout=max(deadline - loop.time(), 0.1)
+                )
             except TimeoutError:
                 log.warning("flush on revoke timed out; the next owner restores its checkpoint")
+            finally:
+                self._flush_mutex.release()
         async with self._lock:
             for topic, partition in tps:
                 self.engine.drop(topic, partition)

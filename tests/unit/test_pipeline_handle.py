@@ -46,3 +46,73 @@ def test_redelivered_records_are_skipped() -> None:
         assert st.position == n
         assert st.ledger.consumed == st.ledger.processed == n
         assert st.ledger.duplicates == 0
+
+
+class _GatedSink:
+    """A sink whose writes wait for ``gate``; ``fail`` makes them raise SinkUnavailable."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.fail = False
+        self.written: list[Any] = []
+
+    async def write(self, batch: Any, late: Any, lateness_ms: int) -> None:
+        await self.gate.wait()
+        if self.fail:
+            from streams.errors import SinkUnavailable
+
+            raise SinkUnavailable("injected")
+        self.written.append(batch)
+
+
+def test_batches_are_applied_while_a_flush_is_written_and_a_failed_write_is_handed_back() -> None:
+    async def scenario() -> tuple[_GatedSink, DemandEngine]:
+        engine, sink = DemandEngine(), _GatedSink()
+        pipeline = DemandPipeline(engine, None, _no_dead_letters, sink=sink)  # type: ignore[arg-type]
+        committed: list[dict[Any, int]] = []
+
+        async def commit(positions: dict[Any, int]) -> None:
+            committed.append(positions)
+
+        pipeline.commit = commit
+        await pipeline.handle([_view(0, o) for o in range(5)])
+        sink.fail = True
+        flushing = asyncio.create_task(pipeline.flush())
+        await asyncio.sleep(0)
+        assert pipeline.flushing and pipeline.pending_events == 0
+        # not blocked by the write in flight
+        await asyncio.wait_for(pipeline.handle([_view(0, o) for o in range(5, 8)]), 1)
+        assert pipeline.unflushed_events == 8
+        sink.gate.set()
+        assert await flushing is False and not committed  # failed: nothing committed
+        assert pipeline.pending_events == 8
+        sink.fail = False
+        assert await pipeline.flush() is True
+        assert committed == [{("shop.pageviews", 0): 8}]
+        assert pipeline.unflushed_events == 0
+        pipeline.close()
+        return sink, engine
+
+    sink, _ = asyncio.run(scenario())
+    [batch] = sink.written  # the retry wrote everything: the handed-back cut and the rest
+    assert [(c.position, c.consumed) for c in batch.checkpoints] == [(8, 8)]
+    assert sum(len(r[3]) for r in batch.dedup_rows) == 8
+    assert {r[-2] for r in batch.rows if r[2] == 300} == {8}  # 8 page views in one cell
+
+
+def test_release_does_not_wait_for_a_hung_flush() -> None:
+    async def scenario() -> DemandEngine:
+        engine, sink = DemandEngine(), _GatedSink()  # the gate never opens
+        pipeline = DemandPipeline(engine, None, _no_dead_letters, sink=sink)  # type: ignore[arg-type]
+        await pipeline.handle([_view(0, o) for o in range(3)] + [_view(1, 0)])
+        flushing = asyncio.create_task(pipeline.flush())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(pipeline.release([("shop.pageviews", 0)], timeout_s=0.2), 2)
+        flushing.cancel()
+        pipeline.close()
+        return engine
+
+    engine = asyncio.run(scenario())
+    assert set(engine.states) == {("shop.pageviews", 1)}
