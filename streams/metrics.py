@@ -43,7 +43,12 @@ END_TO_END_SECONDS = Histogram(
 FLUSH_SECONDS = Histogram(
     "c2m_sink_flush_seconds", "Time of one successful ClickHouse flush", buckets=_LATENCY_BUCKETS
 )
-FLUSH_ROWS = Counter("c2m_sink_rows_total", "Rows written to ClickHouse", ["table"])
+FLUSH_ROWS = Counter(
+    "c2m_sink_rows_total",
+    "Rows written to ClickHouse (visitor_cells: visitor hashes of the base windows before "
+    "the expansion to every window size; dedup_ids: event-id hashes)",
+    ["table"],
+)
 FLUSH_RETRIES = Counter(
     "c2m_sink_retries_total", "ClickHouse calls attempted again after a failure"
 )
