@@ -259,3 +259,32 @@ def test_number_edge_cases_agree(price: bytes) -> None:
            b'"order_id":"o","region":"r","buyer_id":"b","lines":[{"sku":"A","qty":1,'
            b'"unit_price":' + price + b"}]}")
     check("shop.orders", raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(["2026-11-01T08:00:00", "2026-02-29T08:00:00", "2026-11-01T24:00:00"]),
+       st.text(max_size=12))
+def test_fast_event_time_with_any_tail_agrees(head: str, tail: str) -> None:
+    """The cached halves never let a bad tail (or a bad head) through."""
+    for value in (head + tail, head + ".5Z", head[:-1] + tail):
+        got = fast_event_time(value)
+        try:
+            want: int | None = parse_event_time(value)
+        except ValueError:
+            want = None
+        assert got is None or got == want, value
+
+
+def test_the_split_timestamp_grammar_is_the_contract_grammar() -> None:
+    """fast_event_time validates the 19-character date-time and the rest separately (and
+    caches both); together they must be exactly the contract's RFC 3339 grammar."""
+    import re
+
+    from schemas import fastpath, types
+
+    def tokens(pattern: str) -> str:  # the pattern without its groups (names, captures)
+        return re.sub(r"\(\?P<\w+>|\(\?:|[()]", "", pattern)
+
+    assert tokens(fastpath._RFC3339.pattern) == tokens(types._RFC3339.pattern)
+    assert fastpath._HEAD.pattern + fastpath._TAIL.pattern == fastpath._RFC3339.pattern
+    assert fastpath._RFC3339.flags == fastpath._HEAD.flags == fastpath._TAIL.flags
