@@ -101,6 +101,18 @@ class Catalog:
         times, versions = entry
         return versions[max(bisect_right(times, ts) - 1, 0)]
 
+    def lookup_span(self, sku: str, first: int, last: int) -> ProductAttrs | bool | None:
+        """``lookup(sku, first)`` if the same version is valid through ``last``, else False
+        (a version starts after ``first`` and at or before ``last``)."""
+        entry = self._products.get(sku)
+        if entry is None:
+            return None
+        times, versions = entry
+        i = max(bisect_right(times, first) - 1, 0)
+        if i != max(bisect_right(times, last) - 1, 0):
+            return False
+        return versions[i]
+
     def latest(self, sku: str) -> ProductAttrs | None:
         entry = self._products.get(sku)
         return entry[1][-1] if entry else None

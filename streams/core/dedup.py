@@ -6,8 +6,10 @@ passes a bucket's end plus the horizon, the whole bucket is forgotten in O(bucke
 Producers retry with the same id and the same key, so a retry lands in the same
 partition: dedup state is per source partition.
 
-New ids since the last flush are kept in ``pending`` so the store can persist them with
-the flush; a restarted worker reloads them and keeps deduplicating across the restart.
+The ids of a bucket are kept in arrival order, so the ids new since the last flush cut
+are a tail of each bucket: ``cut()`` takes those tails (and moves the marks), ``uncut()``
+gives them back when the write failed. The store persists them with the flush; a restarted
+worker reloads them and keeps deduplicating across the restart.
 """
 
 from __future__ import annotations
@@ -23,15 +25,20 @@ def id_hash(event_id: str) -> int:
     return int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "little")
 
 
+#: (hour bucket, new ids of the bucket) taken by a cut, and the marks before it
+Cut = tuple[list[tuple[int, list[int]]], dict[int, int]]
+
+
 class Deduplicator:
-    __slots__ = ("_buckets", "_seen", "horizon_ms", "pending")
+    __slots__ = ("_buckets", "_cut", "_seen", "horizon_ms")
 
     def __init__(self, horizon_ms: int) -> None:
         self.horizon_ms = horizon_ms
         self._seen: set[int] = set()
+        #: hour bucket -> id hashes, in arrival order
         self._buckets: dict[int, list[int]] = {}
-        #: (hour bucket, id hash) first seen since the last flush
-        self.pending: list[tuple[int, int]] = []
+        #: hour bucket -> how many of its ids a flush cut has taken (or a restore loaded)
+        self._cut: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -49,26 +56,48 @@ class Deduplicator:
             self._buckets[bucket] = [h]
         else:
             ids.append(h)
-        self.pending.append((bucket, h))
         return True
 
-    def _add(self, bucket: int, h: int) -> None:
-        self._seen.add(h)
-        ids = self._buckets.get(bucket)
-        if ids is None:
-            self._buckets[bucket] = [h]
-        else:
-            ids.append(h)
+    @property
+    def pending(self) -> int:
+        """Ids first seen since the last cut."""
+        cut = self._cut
+        return sum(len(ids) - cut.get(b, 0) for b, ids in self._buckets.items())
+
+    def cut(self) -> Cut:
+        """Take the ids first seen since the last cut, by hour bucket (a flush is cut)."""
+        taken: list[tuple[int, list[int]]] = []
+        before: dict[int, int] = {}
+        cut = self._cut
+        for bucket, ids in self._buckets.items():
+            k = cut.get(bucket, 0)
+            if len(ids) > k:
+                taken.append((bucket, ids[k:]))
+                before[bucket] = k
+                cut[bucket] = len(ids)
+        return taken, before
+
+    def uncut(self, taken: Cut) -> None:
+        """The write of a cut failed: its ids are pending again."""
+        cut = self._cut
+        for bucket, k in taken[1].items():
+            if bucket in self._buckets:
+                cut[bucket] = min(cut.get(bucket, 0), k)
 
     def load(self, pairs: Iterable[tuple[int, int]]) -> None:
-        """Restore (hour bucket, id hash) pairs persisted by earlier flushes."""
+        """Restore (hour bucket, id hash) pairs persisted by earlier flushes (not pending:
+        they go before the bucket's cut mark)."""
+        seen = self._seen
+        loaded: dict[int, list[int]] = {}
         for bucket, h in pairs:
-            if h not in self._seen:
-                self._add(bucket, h)
-
-    def persisted(self, count: int) -> None:
-        """The first ``count`` pending ids were written by a flush."""
-        del self.pending[:count]
+            if h not in seen:
+                seen.add(h)
+                loaded.setdefault(bucket, []).append(h)
+        for bucket, new in loaded.items():
+            ids = self._buckets.setdefault(bucket, [])
+            k = self._cut.get(bucket, 0)
+            ids[k:k] = new
+            self._cut[bucket] = k + len(new)
 
     def expire(self, watermark_ms: int) -> int:
         """Forget ids whose hour bucket ended more than the horizon before the watermark."""
@@ -77,6 +106,7 @@ class Deduplicator:
         dropped = 0
         for b in old:
             ids = self._buckets.pop(b)
+            self._cut.pop(b, None)
             self._seen.difference_update(ids)
             dropped += len(ids)
         return dropped

@@ -15,7 +15,7 @@ from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from streams.core.dedup import Deduplicator
+from streams.core.dedup import Cut, Deduplicator
 from streams.core.inventory import SkuHours
 from streams.core.windows import Watermark
 
@@ -34,6 +34,8 @@ MEASURES: Final = ("orders", "units", "gmv_e4", "cancelled_units", "returned_uni
 
 #: (window_seconds, window_start_s, category, color, size, price_band, region)
 CellKey = tuple[int, int, str, str, str, str, str]
+#: (category, color, size, price band, region, time grain): the key of the hot cache
+HotKey = tuple[str, str, str, str, str, int]
 #: The hot-path cache entry of one (category, color, size, price_band, region, time grain):
 #: the measure vector and the visitor-hash set of the cell of every window size.
 HotEntry = tuple[tuple[list[int], ...], tuple[set[int], ...]]
@@ -63,6 +65,22 @@ class Ledger:
         return self.consumed == self.processed + self.dead_lettered + self.duplicates + self.late
 
 
+def visitor_rows_of(visitors: dict[CellKey, set[int]]) -> list[tuple[object, ...]]:
+    """(*cell key, [visitor hashes]) rows for ``visitors`` (cells without visitors have
+    none), at most ``ARRAY_CHUNK`` hashes a row, sorted so the rows do not depend on set
+    order."""
+    rows: list[tuple[object, ...]] = [
+        (*key, sorted(seen)) for key, seen in visitors.items() if 0 < len(seen) <= ARRAY_CHUNK
+    ]
+    for key, seen in visitors.items():
+        if len(seen) > ARRAY_CHUNK:
+            hashes = sorted(seen)
+            rows += [
+                (*key, hashes[i : i + ARRAY_CHUNK]) for i in range(0, len(hashes), ARRAY_CHUNK)
+            ]
+    return rows
+
+
 @dataclass(slots=True)
 class Detached:
     """What a flush cut took from one partition: its position then and the pending marks."""
@@ -72,7 +90,7 @@ class Detached:
     dirty: set[CellKey]
     visitors: dict[CellKey, set[int]]
     sku_dirty: set[tuple[str, int]]
-    dedup_pending: list[tuple[int, int]]
+    dedup: Cut
 
 
 @dataclass(slots=True)
@@ -91,7 +109,7 @@ class PartitionState:
     #: (dims, time grain) -> HotEntry, for the cells changed since the last flush. Every
     #: cell in it is dirty (``cell()`` marked it); it is cleared with the dirty marks, so
     #: it never holds a vector that a flush, eviction or restore has let go of.
-    hot: dict[tuple[object, ...], HotEntry] = field(default_factory=dict)
+    hot: dict[HotKey, HotEntry] = field(default_factory=dict)
     #: cell -> visitor hashes seen there since the last flush, for the cells of the base
     #: window sizes; unique visitors are counted in ClickHouse (uniqExact over the rows,
     #: expanded to the other sizes there), which merges partitions exactly.
@@ -136,41 +154,46 @@ class PartitionState:
             yield key, self.cells[key]
 
     def hot_entry(
-        self, hk: tuple[object, ...], keys: Iterable[CellKey], visitor_sizes: Container[int]
+        self,
+        hk: HotKey,
+        ts_s: int,
+        sizes: Iterable[int],
+        visitor_sizes: Container[int],
     ) -> HotEntry:
-        """Cache the vectors (marked dirty) of ``keys`` under ``hk``, and the visitor sets
-        of those whose window size is in ``visitor_sizes`` (the base sizes: ClickHouse
-        derives the visitor rows of the other sizes, see migration 0005)."""
-        cells, visitors, dirty = self.cells, self.visitors, self.dirty
+        """Cache under ``hk`` = (category, color, size, price band, region, grain) the
+        vectors (marked dirty) of its cells of every window size in ``sizes`` at ``ts_s``,
+        and the visitor sets of those whose size is in ``visitor_sizes`` (the base sizes:
+        ClickHouse derives the visitor rows of the other sizes, see migration 0005)."""
+        cells, visitors, dirty, ends = self.cells, self.visitors, self.dirty, self.ends
+        cat, color, size, band, region, _ = hk
         vecs = []
         sets = []
-        for k in keys:
+        for s in sizes:
+            start = ts_s - ts_s % s
+            k = (s, start, cat, color, size, band, region)
             vec = cells.get(k)
             if vec is None:
                 vec = cells[k] = [0, 0, 0, 0, 0, 0]
-                self._index(k)
+                ek = (start + s, s >= 3600)  # as _index
+                keys = ends.get(ek)
+                if keys is None:
+                    ends[ek] = [k]
+                else:
+                    keys.append(k)
+                self.indexed += 1
             dirty.add(k)
             vecs.append(vec)
-            if k[0] not in visitor_sizes:
-                continue
-            vs = visitors.get(k)
-            if vs is None:
-                vs = visitors[k] = set()
-            sets.append(vs)
+            if s in visitor_sizes:
+                vs = visitors.get(k)
+                if vs is None:
+                    vs = visitors[k] = set()
+                sets.append(vs)
         entry = self.hot[hk] = (tuple(vecs), tuple(sets))
         return entry
 
     def pending_visitors(self) -> int:
         """(cell, visitor) pairs seen since the last flush."""
         return sum(len(v) for v in self.visitors.values())
-
-    def visitor_rows(self) -> Iterator[tuple[object, ...]]:
-        """(*cell key, [visitor hashes]) for the visitors seen since the last flush, at most
-        ``ARRAY_CHUNK`` hashes a row (sorted, so the rows do not depend on set order)."""
-        for key, visitors in self.visitors.items():
-            hashes = sorted(visitors)
-            for i in range(0, len(hashes), ARRAY_CHUNK):
-                yield (*key, hashes[i : i + ARRAY_CHUNK])
 
     def detach(self) -> Detached:
         """Take the marks of everything changed since the last cut (a flush is cut).
@@ -181,12 +204,11 @@ class PartitionState:
         """
         assert self.position is not None  # noqa: S101 - only partitions with a position
         cut = Detached(
-            self, self.position, self.dirty, self.visitors, self.skus.dirty, self.dedup.pending
+            self, self.position, self.dirty, self.visitors, self.skus.dirty, self.dedup.cut()
         )
         self.dirty = set()
         self.visitors = {}
         self.skus.dirty = set()
-        self.dedup.pending = []
         self.hot.clear()
         self.hot_pv.clear()
         return cut
@@ -201,7 +223,7 @@ class PartitionState:
             else:
                 now |= seen  # in place: hot-cache entries may hold this set
         self.skus.dirty |= cut.sku_dirty
-        self.dedup.pending[:0] = cut.dedup_pending
+        self.dedup.uncut(cut.dedup)
 
     def evict(self, horizon_ms: int, live_retention_ms: int = 0) -> int:
         """Drop clean windows that no accepted event can touch any more.

@@ -20,7 +20,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
+from itertools import groupby
 from math import gcd
+from operator import attrgetter
 from typing import Any, Protocol
 
 from schemas.contract import (
@@ -32,7 +34,7 @@ from schemas.contract import (
     decode,
 )
 from schemas.events import ProductUpsert
-from schemas.fastpath import fast_decode
+from schemas.fastpath import fast_decode_many
 from streams.core.catalog import UNKNOWN, UNKNOWN_PRODUCT, Catalog, ProductAttrs
 from streams.core.dedup import Deduplicator, id_hash
 from streams.core.demand import (
@@ -49,6 +51,7 @@ from streams.core.demand import (
     PageViewEntry,
     PartitionState,
     price_e4,
+    visitor_rows_of,
 )
 from streams.core.inventory import (
     SKU_CANCELLED,
@@ -73,9 +76,7 @@ def visitor_base_sizes(window_seconds: Iterable[int]) -> list[int]:
     return [s for s in sizes if not any(s % b == 0 for b in sizes if b < s)]
 
 
-def _never(topic: str, raw: bytes | None, max_bytes: int) -> None:
-    """The fast decoder switched off: always defer to the contract decoder."""
-    return None
+_topic_partition = attrgetter("topic", "partition")
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,45 +294,47 @@ class DemandEngine:
     ) -> BatchOutcome:
         """Apply demand records (any mix of partitions, each in offset order).
 
-        The hot loop: records are decoded by ``schemas.fastpath`` when it is sure and by the
-        contract decoder otherwise (all rejections come from there); per-partition state is
-        held in locals while a run of records of one partition lasts.
+        The hot loop, one run of records of one partition at a time: the run is decoded by
+        ``schemas.fastpath`` (one buffer for the whole run when it can) where it is sure
+        and by the contract decoder otherwise (all rejections come from there); the
+        partition's state is held in locals while the run lasts.
         """
         out = out if out is not None else BatchOutcome()
+        cfg = self.config
+        max_bytes = cfg.max_message_bytes
+        fast = cfg.fast_paths
+        for (topic, partition), group in groupby(records, _topic_partition):
+            run = list(group)
+            if fast:
+                evs = fast_decode_many(topic, [r.value for r in run], max_bytes)
+            else:
+                evs = [None] * len(run)
+            self._process_run(self.state(topic, partition), run, evs, out)
+        return out
+
+    def _process_run(
+        self, st: PartitionState, run: list[KafkaRecord], evs: list[Any], out: BatchOutcome
+    ) -> None:
+        """Apply one run of ``st``'s records; ``evs[i]`` is ``run[i]`` fast-decoded or None."""
         cfg = self.config
         max_bytes = cfg.max_message_bytes
         max_future, max_past = cfg.max_future_ms, cfg.max_past_ms
         horizon = cfg.correction_horizon_ms
         lateness_ms = cfg.allowed_lateness_ms
-        fast = fast_decode if cfg.fast_paths else _never
         rejected = out.rejected
-        catalog = self.catalog
+        topic = st.topic
         grain_ms = self._grain_s * 1000
         # page-view lane: a grain must never straddle an hour (the SKU counters are hourly)
-        pv_lane = cfg.fast_paths and 3600 % self._grain_s == 0
+        pv_lane = cfg.fast_paths and 3600 % self._grain_s == 0 and topic == TOPIC_PAGEVIEWS
         vhashes = self._visitor_hashes
-        generation = catalog.generation  # the catalog does not change during a batch
+        generation = self.catalog.generation  # the catalog does not change during a batch
         wall_ms: int | None = None
-        st: PartitionState | None = None
-        topic: str = ""
-        partition = -1
-        max_ts: int | None = None
-        last = -1
-        # ledger deltas of the current run, written back by _leave()
-        consumed = processed = dead = dups = late = corrected = 0
-        for rec in records:
-            if rec.partition != partition or rec.topic != topic:
-                if st is not None:
-                    self._leave(st, last, max_ts, consumed, processed, dead, dups, late, corrected)
-                    consumed = processed = dead = dups = late = corrected = 0
-                topic, partition = rec.topic, rec.partition
-                st = self.state(topic, partition)
-                max_ts = st.watermark.max_ts
-                first_time = st.dedup.first_time
-                hot_pv = st.hot_pv
-            last = rec.offset
-            consumed += 1
-            ev = fast(topic, rec.value, max_bytes)
+        max_ts = st.watermark.max_ts
+        first_time = st.dedup.first_time
+        hot_pv = st.hot_pv
+        # ledger deltas of the run, written back by _leave()
+        dead = dups = late = corrected = processed = 0
+        for rec, ev in zip(run, evs, strict=True):
             if ev is None:
                 try:
                     ev = decode(topic, rec.value, max_bytes)
@@ -384,15 +387,15 @@ class DemandEngine:
                     max_ts = ts
             else:
                 max_ts = ts
-            if pv_lane and topic == TOPIC_PAGEVIEWS:
+            if pv_lane:
                 # the page-view lane: one cache lookup instead of catalog, SKU hour and cells
                 pk = (ev.sku, ev.region, ts // grain_ms)
                 e = hot_pv.get(pk)
                 if e is None or e[0] != generation:
-                    e = self._pv_entry(st, ev.sku, ev.region, ts)  # type: ignore[arg-type]
+                    e = self._pv_entry(st, ev.sku, ev.region, ts)
                 if e is not None:
                     if e[1]:
-                        st.ledger.unknown_sku_lines += 1  # type: ignore[union-attr]
+                        st.ledger.unknown_sku_lines += 1
                     e[2][SKU_PAGEVIEWS] += 1
                     for vec in e[3]:
                         vec[PAGEVIEWS] += 1
@@ -403,11 +406,11 @@ class DemandEngine:
                         visitors.add(visitor)
                     processed += 1
                     continue
-            self._apply(st, ev)  # type: ignore[arg-type]
+            self._apply(st, ev)
             processed += 1
-        if st is not None:
-            self._leave(st, last, max_ts, consumed, processed, dead, dups, late, corrected)
-        return out
+        self._leave(
+            st, run[-1].offset, max_ts, len(run), processed, dead, dups, late, corrected
+        )
 
     @staticmethod
     def _leave(
@@ -438,12 +441,7 @@ class DemandEngine:
         hk = (a.category, a.color, a.size, a.price_band, region, ts_s // self._grain_s)
         entry = st.hot.get(hk)
         if entry is None:
-            cat, color, size, band = a.category, a.color, a.size, a.price_band
-            entry = st.hot_entry(
-                hk,
-                [(s, ts_s - ts_s % s, cat, color, size, band, region) for s in self._sizes],
-                self._visitor_sizes,
-            )
+            entry = st.hot_entry(hk, ts_s, self._sizes, self._visitor_sizes)
         return entry
 
     def _pv_entry(
@@ -453,10 +451,10 @@ class DemandEngine:
         the catalog has a version boundary inside the grain (then ``_apply`` does it)."""
         grain_ms = self._grain_s * 1000
         start = ts - ts % grain_ms
-        a = self.catalog.lookup(sku, start)
-        if a is not self.catalog.lookup(sku, start + grain_ms - 1):
+        a = self.catalog.lookup_span(sku, start, start + grain_ms - 1)
+        if a is False:
             return None
-        vecs, sets = self._entry(st, UNKNOWN_PRODUCT if a is None else a, region, ts)
+        vecs, sets = self._entry(st, UNKNOWN_PRODUCT if a is None else a, region, ts)  # type: ignore[arg-type]
         entry = st.hot_pv[(sku, region, ts // grain_ms)] = (
             self.catalog.generation, a is None, st.skus.bucket(sku, ts), vecs, sets,
         )
@@ -546,23 +544,6 @@ class DemandEngine:
                 continue
             version = st.position
             topic, partition = st.topic, st.partition
-            for key, vec in st.dirty_rows():
-                rows.append((topic, partition, *key, *vec, version))
-            by_hour: dict[int, list[int]] = {}
-            for bucket, h in st.dedup.pending:
-                ids = by_hour.get(bucket)
-                if ids is None:
-                    by_hour[bucket] = [h]
-                else:
-                    ids.append(h)
-            for bucket, ids in by_hour.items():
-                for i in range(0, len(ids), ARRAY_CHUNK):
-                    dedup_rows.append((topic, partition, bucket, ids[i : i + ARRAY_CHUNK], version))
-            visitor_rows.extend(st.visitor_rows())
-            sku_rows.extend(
-                (topic, partition, sku, hour, *vec, version)
-                for (sku, hour), vec in st.skus.dirty_rows()
-            )
             lg = st.ledger
             checkpoints.append(
                 Checkpoint(
@@ -570,7 +551,19 @@ class DemandEngine:
                     lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
                 )
             )
-            cuts.append(st.detach())
+            cut = st.detach()
+            cuts.append(cut)
+            cells = st.cells
+            rows += [(topic, partition, *key, *cells[key], version) for key in cut.dirty]
+            for bucket, ids in cut.dedup[0]:
+                for i in range(0, len(ids), ARRAY_CHUNK):
+                    dedup_rows.append((topic, partition, bucket, ids[i : i + ARRAY_CHUNK], version))
+            visitor_rows += visitor_rows_of(cut.visitors)
+            hours = st.skus.buckets
+            sku_rows += [
+                (topic, partition, sku, hour, *hours[sku, hour], version)
+                for sku, hour in cut.sku_dirty
+            ]
         return FlushBatch(
             rows, checkpoints, dedup_rows, visitor_rows, sku_rows, list(self.pending_products),
             cuts,

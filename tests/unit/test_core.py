@@ -81,3 +81,39 @@ def test_dedup_within_horizon_then_forgets() -> None:
     assert d.expire(watermark_ms=3 * 3_600_000) == 1  # hour 0 ended 2 h before
     assert len(d) == 1
     assert d.first_time("a", 10 * 3_600_000)  # forgotten after the horizon
+
+
+def test_dedup_cut_takes_new_ids_once_and_uncut_gives_them_back() -> None:
+    from streams.core.dedup import id_hash
+
+    d = Deduplicator(horizon_ms=48 * 3_600_000)
+    d.load([(0, id_hash("old")), (1, id_hash("older"))])  # persisted: never pending
+    assert d.pending == 0 and not d.first_time("old", 0)
+    for name, ts in [("a", 0), ("b", 3_600_000), ("c", 10)]:
+        assert d.first_time(name, ts)
+    first = d.cut()
+    assert sorted(first[0]) == [(0, [id_hash("a"), id_hash("c")]), (1, [id_hash("b")])]
+    assert d.pending == 0
+    d.first_time("d", 20)  # arrives while the first cut is being written
+    d.uncut(first)  # ... and that write failed
+    assert d.pending == 4
+    second = d.cut()
+    assert sorted(second[0]) == [(0, [id_hash("a"), id_hash("c"), id_hash("d")]),
+                                 (1, [id_hash("b")])]
+    assert d.cut()[0] == []
+    d.load([(0, id_hash("restored"))])  # loaded ids go before the cut mark, not pending
+    d.first_time("e", 30)
+    assert d.cut()[0] == [(0, [id_hash("e")])]
+
+
+def test_catalog_lookup_span_is_lookup_when_one_version_covers_the_span() -> None:
+    cat = Catalog()
+    common = {"category": "c", "size": "M", "list_price": 9.0, "factory_id": "F",
+              "lead_time_days": 3, "moq": 1}
+    cat.upsert(sku="k", ts=1000, color="red", **common)
+    cat.upsert(sku="k", ts=2000, color="blue", **common)
+    assert cat.lookup_span("missing", 0, 10) is None
+    for first in range(0, 2600, 100):
+        for last in range(first, 2600, 100):
+            a, b = cat.lookup("k", first), cat.lookup("k", last)
+            assert cat.lookup_span("k", first, last) == (a if a is b else False)

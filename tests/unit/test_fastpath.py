@@ -19,8 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from schemas import fastpath
 from schemas.contract import ContractViolation, decode
-from schemas.fastpath import fast_decode, fast_event_time
+from schemas.fastpath import fast_decode, fast_decode_many, fast_event_time
 from schemas.types import parse_event_time
 from streams.core.engine import DemandEngine, EngineConfig, Record
 from streams.sim.model import generate_history
@@ -288,3 +289,61 @@ def test_the_split_timestamp_grammar_is_the_contract_grammar() -> None:
     assert tokens(fastpath._RFC3339.pattern) == tokens(types._RFC3339.pattern)
     assert fastpath._HEAD.pattern + fastpath._TAIL.pattern == fastpath._RFC3339.pattern
     assert fastpath._RFC3339.flags == fastpath._HEAD.flags == fastpath._TAIL.flags
+
+
+def _many_equals_one_by_one(topic: str, values: list[Any]) -> list[Any]:
+    got = fast_decode_many(topic, values)
+    want = [fast_decode(topic, v) for v in values]
+    assert got == want, topic
+    return got
+
+
+def test_runs_decoded_as_one_buffer_equal_one_by_one(corpus: list[tuple[str, bytes]]) -> None:
+    """The simulator's runs take the one-buffer path and answer what fast_decode answers."""
+    by_topic: dict[str, list[bytes]] = {}
+    for topic, raw in corpus:
+        by_topic.setdefault(topic, []).append(raw)
+    for topic in ("shop.orders", "shop.pageviews", "shop.logistics"):
+        values = by_topic[topic]
+        for i in range(0, len(values), 500):
+            run = values[i : i + 500]
+            assert fastpath._joined(run, 1_048_576) is not None  # the fast way is taken
+            assert all(ev is not None for ev in _many_equals_one_by_one(topic, run))
+
+
+def test_runs_with_mutants_equal_one_by_one(corpus: list[tuple[str, bytes]]) -> None:
+    """Runs mixing good messages, mutants, tombstones and oversized messages."""
+    rng = random.Random(13)
+    demand = [(t, raw) for t, raw in corpus if t != "shop.products"]
+    for _ in range(300):
+        topic, raw = rng.choice(demand)
+        same = [r for t, r in rng.sample(demand, 60) if t == topic]
+        run: list[Any] = [raw, *same]
+        for mutant in _mutants(topic, raw, rng)[:3]:
+            run.insert(rng.randrange(len(run) + 1), mutant)
+        if rng.random() < 0.1:
+            run.insert(rng.randrange(len(run) + 1), None)
+        _many_equals_one_by_one(topic, run)
+        _many_equals_one_by_one(topic, [r for r in run if r is not None])
+
+
+def test_messages_that_are_not_one_object_each_never_line_up_wrongly(
+    corpus: list[tuple[str, bytes]],
+) -> None:
+    """Good messages glued together and cut at other places (two objects in one message,
+    one object over two messages, whitespace and newlines at the edges): the answers are
+    still the one-by-one answers, so no event is given to the wrong message."""
+    rng = random.Random(21)
+    views = [raw for t, raw in corpus if t == "shop.pageviews"][:400]
+    for _ in range(400):
+        k = rng.randint(2, 6)
+        glued = b"".join(rng.sample(views, k))
+        cuts = sorted(rng.sample(range(1, len(glued)), rng.randint(1, k)))
+        parts = [glued[a:b] for a, b in zip([0, *cuts], [*cuts, len(glued)], strict=True)]
+        _many_equals_one_by_one("shop.pageviews", parts)
+    a, b = views[0], views[1]
+    for run in (
+        [a + b, b], [a, a + b], [a[:-1], b"}" + b], [a + b"\n", b], [b" " + a, b],
+        [a, b"\n" + b], [a[:-1] + b"\n}", b], [a, b"{}"], [a, b""], [a + b"{}", b],
+    ):
+        _many_equals_one_by_one("shop.pageviews", run)
