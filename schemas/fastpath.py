@@ -127,8 +127,10 @@ _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 #: Largest whole-second value for which float(seconds + microseconds) truncates exactly.
 _MAX_EXACT_S: Final = 2**33
 _CACHE_MAX: Final = 100_000
-# "YYYY-MM-DDTHH:MM:SS" -> UTC-naive epoch seconds, or -1 when not a valid date-time.
+# "YYYY-MM-DDTHH:MM" -> UTC-naive epoch seconds of second 0, or -1 when not valid.
 _HEADS: dict[str, int] = {}
+# ":00" .. ":59" -> the second
+_SECONDS: Final = {f":{s:02d}": s for s in range(60)}
 # ".123Z", "+08:00", ... -> (milliseconds of the fraction, offset seconds), or None.
 _TAILS: dict[str, tuple[int, int] | None] = {}
 
@@ -169,17 +171,19 @@ def fast_event_time(value: str) -> int | None:
 
     Only answers for times after 1970-01-01T00:00:01Z and before 2242 (where the
     original's float ``timestamp()`` truncation is exact); None means "use the original".
-    Both halves of the string are validated once and cached (bounded): events of the same
-    second share the date-time half, and the fraction-and-offset halves repeat too.
+    The date-time half is validated per minute ("YYYY-MM-DDTHH:MM", cached, bounded) and
+    its ":SS" by a table; the fraction-and-offset half is validated once and cached.
     """
-    head = value[:19]
-    base = _HEADS.get(head)
+    minute = value[:16]  # the cache is per minute: "YYYY-MM-DDTHH:MM"
+    base = _HEADS.get(minute)
     if base is None:
         if len(_HEADS) >= _CACHE_MAX:
             _HEADS.clear()
-        base = _HEADS[head] = _head_seconds(head)
-    if base < 0:
+        base = _HEADS[minute] = _head_seconds(minute + ":00")
+    second = _SECONDS.get(value[16:19], -1)  # ":SS"
+    if base < 0 or second < 0:
         return None
+    base += second
     tail = value[19:]
     parts = _TAILS.get(tail, _NO_TAIL)
     if parts is _NO_TAIL:
