@@ -81,11 +81,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         metrics.PARTITIONS_ASSIGNED.set(len(consumer.assignment()))
 
 
-#: Event-loop turns given to aiokafka's fetch routine after a getmany (it needs about three
-#: to wake up and write the next fetch request).
-FETCH_HANDOFF_YIELDS = 5
-
-
 class DemandConsumer:
     def __init__(
         self,
@@ -232,12 +227,6 @@ class DemandConsumer:
                 if (tp.topic, tp.partition) in owned:
                     records.extend(msgs)  # aiokafka's records as they are (KafkaRecord)
             if records:
-                # Let aiokafka's fetch routine send the next fetch for the partitions this
-                # getmany drained before the batch holds the loop: the broker then prepares
-                # it while the batch is applied (one fetch in flight per broker; without
-                # this the loop waited for every fetch, ~20% of the wall time in the bench).
-                for _ in range(FETCH_HANDOFF_YIELDS):
-                    await asyncio.sleep(0)
                 await self.pipeline.handle(
                     records, min(msgs[0].timestamp for msgs in batches.values())
                 )
