@@ -36,7 +36,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any, Final
+from operator import itemgetter
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -372,22 +373,53 @@ def fast_decode(topic: str, raw: bytes | None, max_bytes: int = 1_048_576) -> An
 # saves the per-message calls and checks; the answer for each message is the one
 # ``fast_decode`` gives (tested), and it is only used when all of these hold:
 #
-# - every message is one line that starts with "{" and ends with "}": the buffer has
-#   exactly n - 1 newlines, each of them between "}" and "{", and starts with "{" and
-#   ends with "}". Then the decoded values line up with the messages: a JSON value cannot
-#   continue over a newline into the next message (a raw newline is invalid inside a
-#   string, and after a closing "}" a "{" can only start a new top-level value), so a
-#   message that is not exactly one object yields an error or a count other than n;
+# - every message starts with "{" and ends with "}". Then each "\n" joining two messages
+#   follows a "}" that closes a top-level value: inside a string a raw newline is invalid,
+#   and after a "}" that closes a nested value the next token must be "," "}" or "]",
+#   never the "{" that starts the next message. So no value runs from one message into
+#   the next and every message holds at least one value: "exactly n values back" means
+#   exactly one per message (a message holding two objects makes it n + 1). Newlines
+#   inside a message are whitespace to msgspec's ``decode_lines`` as to ``fast_decode``;
 # - the buffer has no backslash and no DEL byte, and no message is longer than 256 bytes
 #   with more than 64 "{"/"[" or longer than ``max_bytes`` (the ``_plain`` rules);
-# - the exact decoder accepts every message and the count is n.
+# - the run's decoder (the exact struct, with the checks below) accepts every message and
+#   the count is n.
 #
 # Otherwise each message goes through ``fast_decode`` on its own.
+#
+# The run structs also check in C what the per-message path checks in Python: the event
+# types of the topic (a Literal) and the range of an integer ``ts``. A run with any other
+# value fails as a whole and goes message by message, where the answer is the same.
+_Ts = Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_MS)] | str
+
+
+class _OrderRun(_OrderExact, forbid_unknown_fields=True):
+    ts: _Ts
+    event_type: Literal["order_placed", "order_cancelled"]
+
+
+class _PageViewRun(_PageViewExact, forbid_unknown_fields=True):
+    ts: _Ts
+    event_type: Literal["page_view"]
+
+
+class _LogisticsRun(_LogisticsExact, forbid_unknown_fields=True):
+    ts: _Ts
+    event_type: Literal[
+        "shipped", "delivered", "returned", "restock_shipped", "restock_received",
+        "stock_level",
+    ]
+
+
 _BATCH_DECODERS: Final[dict[str, Callable[[bytes], list[Any]]]] = {
-    TOPIC_ORDERS: msgspec.json.Decoder(_OrderExact).decode_lines,
-    TOPIC_PAGEVIEWS: msgspec.json.Decoder(_PageViewExact).decode_lines,
-    TOPIC_LOGISTICS: msgspec.json.Decoder(_LogisticsExact).decode_lines,
+    TOPIC_ORDERS: msgspec.json.Decoder(_OrderRun).decode_lines,
+    TOPIC_PAGEVIEWS: msgspec.json.Decoder(_PageViewRun).decode_lines,
+    TOPIC_LOGISTICS: msgspec.json.Decoder(_LogisticsRun).decode_lines,
 }
+
+
+_FIRST: Final = itemgetter(0)
+_LAST: Final = itemgetter(-1)
 
 
 def _joined(values: list[bytes], max_bytes: int) -> bytes | None:
@@ -397,14 +429,11 @@ def _joined(values: list[bytes], max_bytes: int) -> bytes | None:
     except TypeError:  # a tombstone (None) in the run
         return None
     n = len(values)
-    if (
-        blob[:1] != b"{"
-        or blob[-1:] != b"}"
-        or blob.count(b"\n") != n - 1
-        or blob.count(b"}\n{") != n - 1
-        or b"\\" in blob
-        or b"\x7f" in blob
-    ):
+    try:
+        framed = bytes(map(_FIRST, values)) == b"{" * n and bytes(map(_LAST, values)) == b"}" * n
+    except IndexError:  # an empty message
+        return None
+    if not framed or b"\\" in blob or b"\x7f" in blob:
         return None
     longest = max(map(len, values))
     if longest > max_bytes:
@@ -416,32 +445,12 @@ def _joined(values: list[bytes], max_bytes: int) -> bytes | None:
     return blob
 
 
-def _checked_orders(evs: list[Any]) -> list[Any]:
+def _with_times(evs: list[Any]) -> list[Any]:
+    """Event types and integer times are checked by the run structs: convert the RFC 3339
+    string times (None where ``fast_event_time`` is unsure)."""
     for i, ev in enumerate(evs):
         ts = ev.ts
-        if ev.event_type not in _ORDER_TYPES:
-            evs[i] = None
-        elif ts.__class__ is int:
-            if not 0 <= ts <= MAX_EPOCH_MS:
-                evs[i] = None
-        else:
-            ts = fast_event_time(ts)
-            if ts is None:
-                evs[i] = None
-            else:
-                ev.ts = ts
-    return evs
-
-
-def _checked_pageviews(evs: list[Any]) -> list[Any]:
-    for i, ev in enumerate(evs):
-        ts = ev.ts
-        if ev.event_type != "page_view":
-            evs[i] = None
-        elif ts.__class__ is int:
-            if not 0 <= ts <= MAX_EPOCH_MS:
-                evs[i] = None
-        else:
+        if ts.__class__ is str:
             ts = fast_event_time(ts)
             if ts is None:
                 evs[i] = None
@@ -452,31 +461,29 @@ def _checked_pageviews(evs: list[Any]) -> list[Any]:
 
 def _checked_logistics(evs: list[Any]) -> list[Any]:
     for i, ev in enumerate(evs):
-        kind = ev.event_type
-        if kind in _MOVEMENTS:
-            if ev.qty is None:
-                evs[i] = None
-                continue
-            ev.on_hand = None
-        elif kind == "stock_level":
+        if ev.event_type == "stock_level":
             if ev.on_hand is None:
                 evs[i] = None
                 continue
-            ev.qty = None
-        else:
-            evs[i] = None
-            continue
-        ts = _ts(ev.ts)
-        if ts is None:
-            evs[i] = None
-        else:
-            ev.ts = ts
+            ev.qty = None  # ignored for a stock level
+        else:  # a movement (the struct admits no other type)
+            if ev.qty is None:
+                evs[i] = None
+                continue
+            ev.on_hand = None  # pydantic ignores it for a movement
+        ts = ev.ts
+        if ts.__class__ is str:
+            ts = fast_event_time(ts)
+            if ts is None:
+                evs[i] = None
+            else:
+                ev.ts = ts
     return evs
 
 
 _BATCH_CHECKS: Final[dict[str, Callable[[list[Any]], list[Any]]]] = {
-    TOPIC_ORDERS: _checked_orders,
-    TOPIC_PAGEVIEWS: _checked_pageviews,
+    TOPIC_ORDERS: _with_times,
+    TOPIC_PAGEVIEWS: _with_times,
     TOPIC_LOGISTICS: _checked_logistics,
 }
 

@@ -106,6 +106,25 @@ def test_dedup_cut_takes_new_ids_once_and_uncut_gives_them_back() -> None:
     assert d.cut()[0] == [(0, [id_hash("e")])]
 
 
+def test_id_hash_is_the_persisted_blake2b_value() -> None:
+    """Ids are persisted (dedup_ids) and reloaded by later releases: the hash must never
+    change. Pinned values, and hashlib's own BLAKE2b as the oracle; ``first_time`` hashes
+    inline and must agree."""
+    import hashlib
+
+    from streams.core.dedup import id_hash
+
+    assert id_hash("a") == 3405396810240292928
+    assert id_hash("订单-42") == 4782571496593221993
+    d = Deduplicator(horizon_ms=3_600_000)
+    for i in range(200):
+        s = f"ev-{i}-{'é' * (i % 5)}"
+        want = int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
+        assert id_hash(s) == want
+        assert d.first_time(s, 0)
+    assert d.cut()[0] == [(0, [id_hash(f"ev-{i}-{'é' * (i % 5)}") for i in range(200)])]
+
+
 def test_catalog_lookup_span_is_lookup_when_one_version_covers_the_span() -> None:
     cat = Catalog()
     common = {"category": "c", "size": "M", "list_price": 9.0, "factory_id": "F",

@@ -14,6 +14,7 @@ import json
 import random
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -292,9 +293,12 @@ def test_the_split_timestamp_grammar_is_the_contract_grammar() -> None:
 
 
 def _many_equals_one_by_one(topic: str, values: list[Any]) -> list[Any]:
+    """The same answers, field by field (the run path builds its own struct types)."""
     got = fast_decode_many(topic, values)
     want = [fast_decode(topic, v) for v in values]
-    assert got == want, topic
+    assert [msgspec.to_builtins(ev) for ev in got] == [
+        msgspec.to_builtins(ev) for ev in want
+    ], topic
     return got
 
 
@@ -307,7 +311,9 @@ def test_runs_decoded_as_one_buffer_equal_one_by_one(corpus: list[tuple[str, byt
         values = by_topic[topic]
         for i in range(0, len(values), 500):
             run = values[i : i + 500]
-            assert fastpath._joined(run, 1_048_576) is not None  # the fast way is taken
+            blob = fastpath._joined(run, 1_048_576)
+            assert blob is not None  # the fast way is taken ...
+            assert len(fastpath._BATCH_DECODERS[topic](blob)) == len(run)  # ... all of it
             assert all(ev is not None for ev in _many_equals_one_by_one(topic, run))
 
 
@@ -325,6 +331,35 @@ def test_runs_with_mutants_equal_one_by_one(corpus: list[tuple[str, bytes]]) -> 
             run.insert(rng.randrange(len(run) + 1), None)
         _many_equals_one_by_one(topic, run)
         _many_equals_one_by_one(topic, [r for r in run if r is not None])
+
+
+@pytest.mark.parametrize(
+    ("topic", "field", "bad"),
+    [
+        ("shop.pageviews", "event_type", "order_placed"),
+        ("shop.orders", "event_type", "page_view"),
+        ("shop.logistics", "event_type", "teleported"),
+        ("shop.pageviews", "ts", -1),
+        ("shop.orders", "ts", 10**15),
+        ("shop.logistics", "ts", -5),
+    ],
+)
+def test_a_run_with_a_wrong_type_or_time_is_answered_message_by_message(
+    corpus: list[tuple[str, bytes]], topic: str, field: str, bad: object
+) -> None:
+    """The run structs check event types and integer times in C: one bad message fails
+    the run's decode, and each message then gets its own answer (None for the bad one)."""
+    run = [raw for t, raw in corpus if t == topic][:50]
+    ev = orjson.loads(run[7])
+    ev[field] = bad
+    run[7] = orjson.dumps(ev)
+    blob = fastpath._joined(run, 1_048_576)
+    assert blob is not None
+    with pytest.raises(msgspec.ValidationError):
+        fastpath._BATCH_DECODERS[topic](blob)
+    got = _many_equals_one_by_one(topic, run)
+    assert got[7] is None
+    assert all(ev is not None for i, ev in enumerate(got) if i != 7)
 
 
 def test_messages_that_are_not_one_object_each_never_line_up_wrongly(
@@ -345,5 +380,14 @@ def test_messages_that_are_not_one_object_each_never_line_up_wrongly(
     for run in (
         [a + b, b], [a, a + b], [a[:-1], b"}" + b], [a + b"\n", b], [b" " + a, b],
         [a, b"\n" + b], [a[:-1] + b"\n}", b], [a, b"{}"], [a, b""], [a + b"{}", b],
+        [a + b"\n" + b, a],  # two objects in one message, over a newline
+        # a value open at the end of one message and closed in the next, made up for by
+        # a message holding two: the count alone would be n, the framing rule catches it
+        [a[:-1] + b',"x":', b"{}}", a + b"\n" + b],
+        [a[:-1] + b',"x":{}', b"{}}", a + b" " + b],
     ):
         _many_equals_one_by_one("shop.pageviews", run)
+    # newlines as whitespace inside a message: decoded the one-buffer way, same answers
+    spaced = [a.replace(b",", b",\n", 2), b.replace(b":", b"\n:\n", 1)]
+    assert fastpath._joined(spaced, 1_048_576) is not None
+    assert all(ev is not None for ev in _many_equals_one_by_one("shop.pageviews", spaced))
