@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,17 @@ def test_bench_runs_at_tiny_n() -> None:
         assert label in out, (label, out)
     rates = re.findall(r"^(?:raw ceiling|c2m-pulse|idiomatic Faust).*?\s([\d,]+)\s+\[", out, re.M)
     assert len(rates) == 3 and all(int(r.replace(",", "")) > 0 for r in rates), out
+
+
+def test_engine_cost_runs_at_tiny_n() -> None:
+    """``python -m bench.engine_cost`` (CPU time, and instructions when valgrind is here)."""
+    args = [sys.executable, "-m", "bench.engine_cost", "--events", "2000", "--runs", "1"]
+    counting = shutil.which("valgrind") is not None
+    out = subprocess.run(
+        args + (["--instructions"] if counting else []),
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=400,
+    ).stdout
+    assert re.search(r"^2,000 events: [\d.]+ us CPU per event", out, re.M), out
+    if counting:
+        m = re.search(r"^2,000 events: ([\d,]+) instructions per event", out, re.M)
+        assert m is not None and int(m.group(1).replace(",", "")) > 1000, out
