@@ -193,7 +193,11 @@ class AlertService:
         if not hours:
             return 0
         lo = hours[0] - self.config.history_days * DAY
-        inputs = await self.io(self.store.load_inputs, lo, hours[-1] + HOUR)
+        max_lead = await self.io(self.store.max_lead_time_days)
+        transit_s = math.ceil(self.config.restock.transit_days(max_lead) * DAY)
+        inputs = await self.io(
+            self.store.load_inputs, lo, hours[-1] + HOUR, hours[0] + HOUR - transit_s
+        )
         prep = PreparedInputs(inputs, first)
         for hour in hours:
             changes = self.evaluator.evaluate(hour, prep)

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     alert_service_level: float = Field(0.95, gt=0.5, lt=1.0)
     alert_history_days: int = Field(14, ge=1, le=90)
     alert_review_days: int = Field(7, ge=0, le=90)
+    alert_transit_lead_multiple: float = Field(
+        2.0, ge=1.0, le=10.0,
+        description="Restock shipments count as in transit for this many lead times",
+    )
     alert_cooldown_hours: int = Field(24, ge=0)
     surge_min_orders: int = Field(12, ge=1)
     surge_ratio: float = Field(2.5, gt=1.0)
@@ -151,6 +155,7 @@ class Settings(BaseSettings):
                 service_level=self.alert_service_level,
                 history_days=self.alert_history_days,
                 review_days=self.alert_review_days,
+                transit_lead_multiple=self.alert_transit_lead_multiple,
             ),
             surge=SurgeConfig(min_orders=self.surge_min_orders, ratio=self.surge_ratio),
             cooldown_hours=self.alert_cooldown_hours,

@@ -78,8 +78,19 @@ class AlertStore:
         return int(rows[0][0]) if rows and rows[0][1] else None
 
     # ---------------------------------------------------------------- inputs
-    def load_inputs(self, lo_s: int, hi_s: int) -> AlertInputs:
-        """Products, SKU hours and cell orders per key for hours in [lo_s, hi_s)."""
+    def max_lead_time_days(self) -> int:
+        rows = self._rows(
+            f"SELECT max(lead_time_days), count() FROM {self.db}.products_current"  # noqa: S608
+        )
+        return int(rows[0][0]) if rows and rows[0][1] else 0
+
+    def load_inputs(
+        self, lo_s: int, hi_s: int, movements_from_s: int | None = None
+    ) -> AlertInputs:
+        """Products, SKU hours and cell orders per key for hours in [lo_s, hi_s); and when
+        ``movements_from_s`` is earlier, the hours in [movements_from_s, lo_s) that have
+        restock movements (shipped and received only: the restock rule's transit window
+        can reach further back than its demand history)."""
         products = {
             r[0]: Product(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]))
             for r in self._rows(
@@ -98,6 +109,18 @@ class AlertStore:
             sku_hours[r[0]][int(r[1])] = SkuHour(
                 int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7])
             )
+        if movements_from_s is not None and movements_from_s < lo_s:
+            for sku, h, shipped, received in self._rows(
+                "SELECT sku, toUnixTimestamp(hour_start), restock_shipped, "  # noqa: S608
+                f"restock_received FROM {self.db}.sku_hourly "
+                "WHERE hour_start >= toDateTime({lo:Int64}, 'UTC') "
+                "AND hour_start < toDateTime({hi:Int64}, 'UTC') "
+                "AND (restock_shipped > 0 OR restock_received > 0)",
+                lo=movements_from_s, hi=lo_s,
+            ):
+                sku_hours[sku][int(h)] = SkuHour(
+                    shipped=int(shipped), received=int(received)
+                )
         orders: dict[tuple[str, str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
         cats: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         for cat, color, size, band, h, n in self._rows(

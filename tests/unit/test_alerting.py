@@ -29,8 +29,46 @@ def test_position_counts_from_the_start_of_the_count_hour() -> None:
     hours[T0 + 6 * HOUR].shipped = 80
     end = T0 + 10 * HOUR
     # 10 hours x 10 units since the count hour (inclusive), +50 received; 80 on the road
-    assert position(hours, end) == (1000 - 100 + 50, 80)
-    assert position({T0: SkuHour(units=5)}, end) is None  # no count: unknown
+    assert position(hours, end, 14 * DAY, 14 * DAY) == (1000 - 100 + 50, 80)
+    assert position({T0: SkuHour(units=5)}, end, 14 * DAY, 14 * DAY) is None  # no count
+
+
+def test_position_windows_end_at_t_whatever_else_was_loaded() -> None:
+    """A count older than the count window is not used; restock movements count in the
+    transit window only. Extra hours before the windows change nothing (the alerting
+    service loads more or less history depending on how many hours one tick evaluates)."""
+    end = T0 + 30 * DAY
+    hours = {t: SkuHour(units=1) for t in range(T0 + 10 * DAY, end, HOUR)}
+    hours[T0 + 20 * DAY].count_ts, hours[T0 + 20 * DAY].count_on_hand = (T0 + 20 * DAY) * 1000, 500
+    hours[T0 + 12 * DAY].shipped = 300  # 18 days before T: outside a 14-day transit window
+    hours[T0 + 25 * DAY].shipped = 40
+    sold = 10 * 24  # one unit an hour since the count hour
+    assert position(hours, end, 14 * DAY, 14 * DAY) == (500 - sold, 40)
+    assert position(hours, end, 14 * DAY, 20 * DAY) == (500 - sold, 340)
+    assert position(hours, end, 9 * DAY, 14 * DAY) is None  # the count is 10 days old
+    more = {**{t: SkuHour(shipped=7, received=3) for t in range(T0, T0 + 10 * DAY, DAY)}, **hours}
+    assert position(more, end, 14 * DAY, 14 * DAY) == position(hours, end, 14 * DAY, 14 * DAY)
+
+
+def test_long_lead_shipments_stay_in_transit_for_two_lead_times() -> None:
+    """A factory with a 30-day lead time shipped a run 20 days ago: it is on the way, so no
+    second run is asked for; after two lead times without a receipt it is taken as lost."""
+    slow = replace(P, lead_time_days=30)
+    cfg = RestockConfig()
+    assert cfg.transit_days(30) == 60 and cfg.transit_days(5) == 14
+    start = T0 - 70 * DAY
+    end = T0 + 14 * DAY
+    hours = {t: SkuHour(units=10) for t in range(start, end, HOUR)}  # 240 a day
+    hours[T0].count_ts, hours[T0].count_on_hand = T0 * 1000 + 1, 8000
+    hours[end - 20 * DAY].shipped = 6000
+    r = evaluate_restock(slow, hours, end, start, cfg)
+    assert r is not None and r.in_transit == 6000
+    # on hand 8000 - 14 x 240 = 4640, + 6000 on the way > 240 x 30.08 = 7220: no alert
+    assert r.on_hand == 4640 and not r.firing
+    hours[end - 20 * DAY].shipped = 0
+    hours[end - 61 * DAY].shipped = 6000  # two lead times ago, never received: lost
+    r2 = evaluate_restock(slow, hours, end, start, cfg)
+    assert r2 is not None and r2.in_transit == 0 and r2.firing
 
 
 def test_reorder_point_quantity_and_severity() -> None:

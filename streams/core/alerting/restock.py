@@ -4,9 +4,13 @@ For one SKU as of time T (the end of an evaluated hour):
 
 - daily demand: net units (ordered - cancelled) per 24 h day before T, over the last
   ``history_days`` days that have data; rate = mean, sigma = sample standard deviation;
-- position: the latest stock count before T, taken as on-hand at the start of its hour
-  (see ``streams.core.inventory``: this can only understate stock), minus net units
-  since, plus restock received since; in transit = restock shipped - received;
+- position: the latest stock count in the ``history_days`` before T, taken as on-hand at
+  the start of its hour (see ``streams.core.inventory``: this can only understate
+  stock), minus net units since, plus restock received since; in transit = restock
+  shipped - received over the transit window before T: ``transit_lead_multiple`` x the
+  lead time, at least ``history_days`` (a run takes up to a lead time to arrive; one not
+  received in twice that is taken as lost). Both windows end at T, so the position does
+  not depend on how much history a caller loaded beyond them;
 - reorder point = rate x L' + z x sigma x sqrt(L'), z the normal quantile of the service
   level (95% -> 1.645) and L' = L + ``check_hours``/24, L the catalog lead time in days.
   The small extra is the periodic-review term: the rule is checked once per event-time
@@ -39,10 +43,15 @@ class RestockConfig:
     min_daily_rate: float = 1.0
     resolve_margin: float = 1.1
     check_hours: float = 2.0
+    transit_lead_multiple: float = 2.0
 
     @property
     def z(self) -> float:
         return NormalDist().inv_cdf(self.service_level)
+
+    def transit_days(self, lead_time_days: int) -> float:
+        """How far back restock shipments count as in transit (days)."""
+        return max(float(self.history_days), self.transit_lead_multiple * lead_time_days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +89,18 @@ def daily_net(hours: dict[int, SkuHour], end_s: int, days: int, first_s: int) ->
     return out
 
 
-def position(hours: dict[int, SkuHour], end_s: int) -> tuple[int, int] | None:
-    """(on hand, in transit) at ``end_s``; None without a stock count before it."""
+def position(
+    hours: dict[int, SkuHour], end_s: int, count_s: int, transit_s: int
+) -> tuple[int, int] | None:
+    """(on hand, in transit) at ``end_s``: on hand from the latest stock count in the
+    ``count_s`` seconds before it (None without one), in transit from the restock
+    movements in the ``transit_s`` seconds before it."""
     end_ms = end_s * 1000
     anchor: int | None = None
     if hours:
-        first = min(hours)
+        stop = max(min(hours), end_s - count_s)
         t = (end_s - 1) // HOUR * HOUR
-        while t >= first:
+        while t >= stop:
             h = hours.get(t)
             if h is not None and 0 <= h.count_ts < end_ms:
                 anchor = t
@@ -96,12 +109,14 @@ def position(hours: dict[int, SkuHour], end_s: int) -> tuple[int, int] | None:
     if anchor is None:
         return None
     on_hand = hours[anchor].count_on_hand
+    transit_from = end_s - transit_s
     shipped = received = 0
     for t, h in hours.items():
         if t >= end_s:
             continue
-        shipped += h.shipped
-        received += h.received
+        if t >= transit_from:
+            shipped += h.shipped
+            received += h.received
         if t >= anchor:
             on_hand += h.received - h.net
     return on_hand, max(shipped - received, 0)
@@ -118,7 +133,8 @@ def evaluate_restock(
     days = daily_net(hours, end_s, cfg.history_days, first_s)
     if len(days) < cfg.min_history_days or end_s - first_s < cfg.min_history_days * DAY:
         return None
-    pos = position(hours, end_s)
+    transit_s = int(cfg.transit_days(product.lead_time_days) * DAY)
+    pos = position(hours, end_s, cfg.history_days * DAY, transit_s)
     if pos is None:
         return None
     on_hand, in_transit = pos
