@@ -2,10 +2,11 @@
 
 The end-to-end numbers of ``python -m bench`` move by +-40% with this machine's speed
 (shared cores), so a 5% change in the hot path cannot be seen in them. This measures the
-part of a worker's time that c2m-pulse's own code decides: ``DemandEngine.process`` and
-the flush cuts (``flush_batch`` / ``flushed``), on the same simulator events as the
+part of a worker's time that c2m-pulse's own code decides: ``DemandEngine.process_runs``
+and the flush cuts (``flush_batch`` / ``flushed``), on the same simulator events as the
 bench, partitioned by key like the producer (kafka-python's murmur2, 4 partitions) and
-fed in ``getmany``-like batches (up to 1,000 records of each partition).
+fed in batches of runs as the consumer hands ``getmany``'s over (up to 1,000 records of
+each partition).
 
 Two measures:
 
@@ -38,7 +39,7 @@ import orjson
 from kafka.partitioner.default import murmur2
 
 from bench.__main__ import T0, _history
-from streams.core.engine import DemandEngine, Record
+from streams.core.engine import DemandEngine, Record, runs_of
 
 PARTITIONS = 4
 BATCH_PER_PARTITION = 1_000
@@ -78,15 +79,15 @@ def run_engine(prods: list[Raw], raw_batches: list[list[Raw]], process: bool) ->
     engine = DemandEngine()
     for r in prods:
         engine.apply_product(Record(*r))
-    batches = [[Record(*r) for r in b] for b in raw_batches]
-    n = sum(map(len, batches))
+    batches = [runs_of(Record(*r) for r in b) for b in raw_batches]
+    n = sum(len(run) for b in batches for _, _, run in b)
     gc.collect()
     gc.freeze()
     gc.set_threshold(200_000, 20, 100)  # as the worker (streams.runner)
     t0 = time.process_time()
     if process:
         for k, batch in enumerate(batches):
-            engine.process(batch)
+            engine.process_runs(batch)
             if k % FLUSH_EVERY == FLUSH_EVERY - 1:
                 engine.flushed(engine.flush_batch())
         engine.flushed(engine.flush_batch())

@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams import metrics
-from streams.core.engine import DEMAND_TOPICS, KafkaRecord
+from streams.core.engine import DEMAND_TOPICS, Run
 from streams.pipeline import TP, DemandPipeline
 
 log = logging.getLogger(__name__)
@@ -222,13 +222,15 @@ class DemandConsumer:
             if not batches:
                 return
             owned = self.owned
-            records: list[KafkaRecord] = []
-            for tp, msgs in batches.items():
-                if (tp.topic, tp.partition) in owned:
-                    records.extend(msgs)  # aiokafka's records as they are (KafkaRecord)
-            if records:
-                await self.pipeline.handle(
-                    records, min(msgs[0].timestamp for msgs in batches.values())
+            # aiokafka's records as they are (KafkaRecord), in its runs per partition
+            runs: list[Run] = [
+                (tp.topic, tp.partition, msgs)
+                for tp, msgs in batches.items()
+                if (tp.topic, tp.partition) in owned
+            ]
+            if runs:
+                await self.pipeline.handle_runs(
+                    runs, min(msgs[0].timestamp for msgs in batches.values())
                 )
 
     def _update_lag(self, consumer: AIOKafkaConsumer) -> None:

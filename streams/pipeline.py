@@ -36,6 +36,8 @@ from streams.core.engine import (
     KafkaRecord,
     LateEvent,
     Rejected,
+    Run,
+    runs_of,
 )
 from streams.errors import SinkError
 from streams.sink import ClickHouseSink, Loaded, Sink
@@ -98,53 +100,52 @@ class DemandPipeline:
     async def handle(
         self, records: Sequence[KafkaRecord], oldest_ts_ms: int | None = None
     ) -> None:
-        """Apply one batch (any partitions, each in offset order). Does not flush.
+        """Apply one batch (any partitions, each in offset order). Does not flush."""
+        await self.handle_runs(runs_of(records), oldest_ts_ms)
+
+    async def handle_runs(self, runs: Sequence[Run], oldest_ts_ms: int | None = None) -> None:
+        """Apply one batch given as runs (topic, partition, its records in offset order),
+        as ``getmany`` returns them. Does not flush.
 
         ``oldest_ts_ms``: Kafka timestamp of the batch's oldest record, for the end-to-end
         latency metric (observed when the flush covering the batch is committed).
         """
         async with self._lock:
-            records, tps = self._skip_applied(records)
-            if not records:
+            runs = self._skip_applied(runs)
+            if not runs:
                 return
+            n = sum(len(run) for _, _, run in runs)
             started = time.perf_counter()
-            outcome = self.engine.process(records)
+            outcome = self.engine.process_runs(runs)
             metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
-            metrics.BATCH_SIZE.observe(len(records))
-            self._count(tps)
+            metrics.BATCH_SIZE.observe(n)
+            self._count({(topic, partition) for topic, partition, _ in runs})
             await self._emit(outcome)
-            self._pending_events += len(records)
+            self._pending_events += n
             if oldest_ts_ms is not None and oldest_ts_ms > 0:
                 self._pending_record_ts.append(oldest_ts_ms)
             self._update_gauges()
 
-    def _skip_applied(
-        self, records: Sequence[KafkaRecord]
-    ) -> tuple[Sequence[KafkaRecord], set[TP]]:
+    def _skip_applied(self, runs: Sequence[Run]) -> Sequence[Run]:
         """Drop records at or before a partition's position (a re-delivery is harmless).
 
-        Also returns the partitions in the batch. Each partition's records are in offset
-        order, so only the first record of every run of one partition needs a look.
+        Each run is in offset order, so only its first record needs a look.
         """
         states = self.engine.states
-        tps: set[TP] = set()
-        topic, partition = "", -1
-        for r in records:
-            if r.partition != partition or r.topic != topic:
-                topic, partition = r.topic, r.partition
-                tps.add((topic, partition))
-                st = states.get((topic, partition))
-                if st is not None and st.position is not None and r.offset < st.position:
-                    break
-        else:
-            return records, tps
-        kept = [
-            r for r in records
-            if (st := states.get((r.topic, r.partition))) is None
-            or st.position is None
-            or r.offset >= st.position
-        ]
-        return kept, {(r.topic, r.partition) for r in kept}
+        kept: list[Run] | None = None
+        for i, (topic, partition, run) in enumerate(runs):
+            st = states.get((topic, partition))
+            if st is None or st.position is None or run[0].offset >= st.position:
+                if kept is not None:
+                    kept.append((topic, partition, run))
+                continue
+            if kept is None:
+                kept = list(runs[:i])
+            position = st.position
+            rest = [r for r in run if r.offset >= position]
+            if rest:
+                kept.append((topic, partition, rest))
+        return runs if kept is None else kept
 
     def flush_due(self) -> bool:
         if self._pending_events >= self.max_pending_events:

@@ -119,6 +119,15 @@ class KafkaRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
+#: (topic, partition, records of that partition in offset order)
+Run = tuple[str, int, Sequence[KafkaRecord]]
+
+
+def runs_of(records: Iterable[KafkaRecord]) -> list[Run]:
+    """``records`` (each partition's in offset order) cut into runs of one partition."""
+    return [(t, p, list(g)) for (t, p), g in groupby(records, _topic_partition)]
+
+
 @dataclass(slots=True, eq=False)
 class Record:
     """One Kafka record built by hand (tests, the catalog reader, decoded late events)."""
@@ -292,19 +301,23 @@ class DemandEngine:
     def process(
         self, records: Sequence[KafkaRecord], out: BatchOutcome | None = None
     ) -> BatchOutcome:
-        """Apply demand records (any mix of partitions, each in offset order).
+        """Apply demand records (any mix of partitions, each in offset order)."""
+        return self.process_runs(runs_of(records), out)
 
-        The hot loop, one run of records of one partition at a time: the run is decoded by
-        ``schemas.fastpath`` (one buffer for the whole run when it can) where it is sure
-        and by the contract decoder otherwise (all rejections come from there); the
-        partition's state is held in locals while the run lasts.
+    def process_runs(self, runs: Iterable[Run], out: BatchOutcome | None = None) -> BatchOutcome:
+        """Apply runs of demand records: (topic, partition, its records in offset order),
+        as ``getmany`` returns them.
+
+        The hot loop, one run at a time: the run is decoded by ``schemas.fastpath`` (one
+        buffer for the whole run when it can) where it is sure and by the contract decoder
+        otherwise (all rejections come from there); the partition's state is held in
+        locals while the run lasts.
         """
         out = out if out is not None else BatchOutcome()
         cfg = self.config
         max_bytes = cfg.max_message_bytes
         fast = cfg.fast_paths
-        for (topic, partition), group in groupby(records, _topic_partition):
-            run = list(group)
+        for topic, partition, run in runs:
             if fast:
                 evs = fast_decode_many(topic, [r.value for r in run], max_bytes)
             else:
@@ -313,7 +326,7 @@ class DemandEngine:
         return out
 
     def _process_run(
-        self, st: PartitionState, run: list[KafkaRecord], evs: list[Any], out: BatchOutcome
+        self, st: PartitionState, run: Sequence[KafkaRecord], evs: list[Any], out: BatchOutcome
     ) -> None:
         """Apply one run of ``st``'s records; ``evs[i]`` is ``run[i]`` fast-decoded or None."""
         cfg = self.config

@@ -116,3 +116,26 @@ def test_release_does_not_wait_for_a_hung_flush() -> None:
 
     engine = asyncio.run(scenario())
     assert set(engine.states) == {("shop.pageviews", 1)}
+
+
+def test_runs_as_getmany_gives_them_skip_what_was_applied() -> None:
+    """handle_runs (the consumer's path): a run wholly re-delivered is dropped, a run
+    straddling the position keeps its tail, a new partition's run is applied whole."""
+    engine = DemandEngine()
+    pipeline = DemandPipeline(engine, None, _no_dead_letters, sink=_NoSink())  # type: ignore[arg-type]
+    v = "shop.pageviews"
+    try:
+        asyncio.run(pipeline.handle_runs([(v, 0, [_view(0, o) for o in range(4)]),
+                                          (v, 1, [_view(1, o) for o in range(2)])]))
+        asyncio.run(pipeline.handle_runs([
+            (v, 0, [_view(0, o) for o in range(1, 3)]),  # all applied already
+            (v, 1, [_view(1, o) for o in range(0, 5)]),  # 0-1 applied, 2-4 new
+            (v, 2, [_view(2, o) for o in range(3)]),  # a partition seen for the first time
+        ]))
+    finally:
+        pipeline.close()
+    for p, n in ((0, 4), (1, 5), (2, 3)):
+        st = engine.states[(v, p)]
+        assert st.position == n
+        assert st.ledger.consumed == st.ledger.processed == n
+        assert st.ledger.duplicates == 0
