@@ -28,6 +28,7 @@ from streams.catalog_reader import CatalogReader
 from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrations import migrate
+from streams.clickhouse.retention import apply_retention
 from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine
@@ -123,6 +124,8 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     else:
         client = client if client is not None else connect(settings)
         migrate(client, settings.clickhouse_database)
+        apply_retention(client, settings.clickhouse_database, settings.retention_days,
+                        settings.retention_sku_days)
         store = DemandStore(client, settings.clickhouse_database)
         store.record_settings(settings.view_settings())
 

@@ -38,13 +38,18 @@ def db() -> None:
 
 @db.command("migrate")
 def db_migrate() -> None:
-    """Apply pending migrations from deploy/clickhouse (idempotent)."""
+    """Apply pending migrations from deploy/clickhouse and the retention TTLs (idempotent)."""
     from streams.clickhouse.client import connect
     from streams.clickhouse.migrations import migrate
+    from streams.clickhouse.retention import apply_retention
 
     s = _settings()
-    applied = migrate(connect(s), s.clickhouse_database)
+    client = connect(s)
+    applied = migrate(client, s.clickhouse_database)
     click.echo(f"applied migrations: {applied or 'none (up to date)'}")
+    altered = apply_retention(client, s.clickhouse_database, s.retention_days,
+                              s.retention_sku_days)
+    click.echo(f"retention changed on: {', '.join(altered) or 'none (up to date)'}")
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -122,6 +123,16 @@ class Settings(BaseSettings):
     surge_min_orders: int = Field(12, ge=1)
     surge_ratio: float = Field(2.5, gt=1.0)
 
+    # Retention in ClickHouse (streams/clickhouse/retention.py); 0 days = kept
+    retention_days: dict[int, int] = Field(
+        default_factory=lambda: {300: 35, 3600: 400},
+        description="Days each window size is kept in demand_state and visitor_cells "
+        "(by window start); sizes not listed are kept",
+    )
+    retention_sku_days: int = Field(
+        800, ge=0, description="Days of hourly SKU counters kept in sku_state (0: kept)"
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     @field_validator("clickhouse_database")
@@ -143,6 +154,46 @@ class Settings(BaseSettings):
         if self.kafka_security_protocol.startswith("SASL") and not self.kafka_sasl_mechanism:
             raise ValueError("SASL security protocols need C2M_KAFKA_SASL_MECHANISM")
         return self
+
+    @model_validator(mode="after")
+    def _retention(self) -> Settings:
+        problems = self.retention_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def retention_problems(self) -> list[str]:
+        """Retention rules shorter than what c2m-pulse reads back: a restore reads the
+        windows within the correction horizon (hourly and longer: also the live retention
+        for rolling sums), the alert rules read hourly windows for their history and SKU
+        hours for up to ``alert_transit_lead_multiple`` x 365 days (the longest lead time
+        the contract allows). One day of margin on top."""
+        problems = []
+        for size, days in sorted(self.retention_days.items()):
+            if size <= 0 or days < 0:
+                problems.append(f"retention_days: {size}: {days} must be a window size (s) "
+                                "and days >= 0")
+                continue
+            if days == 0:
+                continue
+            need_h = self.correction_horizon_hours
+            why = "the correction horizon"
+            if size >= 3600 and self.live_retention_hours > need_h:
+                need_h, why = self.live_retention_hours, "the live retention"
+            if size == 3600 and self.alert_history_days * 24 > need_h:
+                need_h, why = self.alert_history_days * 24.0, "the alert history"
+            need = math.ceil((need_h * 3600 + size) / 86_400) + 1
+            if days < need:
+                problems.append(f"retention_days: windows of {size} s kept {days} days, but "
+                                f"{why} needs {need} (C2M_RETENTION_DAYS)")
+        if self.retention_sku_days:
+            need = max(self.alert_history_days,
+                       math.ceil(self.alert_transit_lead_multiple * 365)) + 1
+            if self.retention_sku_days < need:
+                problems.append(f"retention_sku_days: SKU hours kept {self.retention_sku_days} "
+                                f"days, but restock alerts read up to {need} "
+                                "(C2M_RETENTION_SKU_DAYS)")
+        return problems
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():

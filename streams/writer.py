@@ -36,6 +36,7 @@ from streams import metrics
 from streams.alerting import AlertService
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrations import migrate
+from streams.clickhouse.retention import apply_retention
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import FlushBatch, LateEvent
 from streams.errors import SinkError
@@ -198,6 +199,8 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
 
     client = client if client is not None else connect(settings)
     migrate(client, settings.clickhouse_database)
+    apply_retention(client, settings.clickhouse_database, settings.retention_days,
+                    settings.retention_sku_days)
     store = DemandStore(client, settings.clickhouse_database)
     store.record_settings(settings.view_settings())
     writer = SinkWriter(

@@ -64,8 +64,14 @@ def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
     from streams.clickhouse.migrations import load
 
     versions = [m.version for m in load()]
-    assert f"applied migrations: {versions}" in _c2m("db", "migrate", cwd=tmp_path, env=env)
-    assert "none (up to date)" in _c2m("db", "migrate", cwd=tmp_path, env=env)
+    first = _c2m("db", "migrate", cwd=tmp_path, env=env)
+    assert f"applied migrations: {versions}" in first
+    assert "retention changed on: demand_state, visitor_cells, sku_state" in first
+    again = _c2m("db", "migrate", cwd=tmp_path, env=env)
+    assert "applied migrations: none (up to date)" in again
+    assert "retention changed on: none (up to date)" in again
+    env["C2M_RETENTION_SKU_DAYS"] = "0"  # keep SKU hours for ever: only sku_state changes
+    assert "retention changed on: sku_state\n" in _c2m("db", "migrate", cwd=tmp_path, env=env)
     assert '"app_id": "c2m-pulse"' in _c2m("config", cwd=tmp_path, env=env)
 
 

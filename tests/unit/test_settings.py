@@ -64,3 +64,56 @@ def test_faust_config_mapping() -> None:
     assert creds.username == "shop" and creds.password == CANARY
     assert cfg["web_bind"] == "127.0.0.1" and cfg["web_port"] == 7000
     assert faust_config(Settings(), "k:1")["broker_credentials"] is None
+
+
+def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.clickhouse.retention import ttl_clause
+
+    s = Settings()
+    assert s.retention_days == {300: 35, 3600: 400} and s.retention_sku_days == 800
+    monkeypatch.setenv("C2M_RETENTION_DAYS", '{"86400": 3650, "300": 0, "3600": 90}')
+    s = Settings()
+    assert s.retention_days == {86400: 3650, 300: 0, 3600: 90}
+    # sorted by size; 0 days = no rule (kept)
+    assert ttl_clause("window_start", "window_seconds", s.retention_days, 0) == (
+        "window_start + toIntervalDay(90) WHERE window_seconds = 3600, "
+        "window_start + toIntervalDay(3650) WHERE window_seconds = 86400"
+    )
+    assert ttl_clause("hour_start", None, {}, 800) == "hour_start + toIntervalDay(800)"
+    assert ttl_clause("hour_start", None, {}, 0) == ""
+    assert ttl_clause("window_start", "window_seconds", {300: 0}, 0) == ""
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        # 48 h correction horizon + the window + a day of margin
+        ({"C2M_RETENTION_DAYS": '{"300": 3}'},
+         "300 s kept 3 days, but the correction horizon needs 4"),
+        # hourly windows feed the alert rules' 14-day history
+        ({"C2M_RETENTION_DAYS": '{"3600": 15}'},
+         "3600 s kept 15 days, but the alert history needs 16"),
+        # daily windows: the 7-day live retention (rolling sums after a restore)
+        ({"C2M_RETENTION_DAYS": '{"86400": 8}'},
+         "86400 s kept 8 days, but the live retention needs 9"),
+        ({"C2M_RETENTION_DAYS": '{"300": -1}'}, "days >= 0"),
+        # restock: shipments in transit for up to 2 x 365 days (the longest lead time)
+        ({"C2M_RETENTION_SKU_DAYS": "730"},
+         "SKU hours kept 730 days, but restock alerts read up to 731"),
+        ({"C2M_RETENTION_SKU_DAYS": "1000", "C2M_ALERT_TRANSIT_LEAD_MULTIPLE": "3"},
+         "read up to 1096"),
+    ],
+)
+def test_retention_shorter_than_what_is_read_back_is_rejected(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValidationError, match=message):
+        Settings()
+
+
+def test_retention_at_the_limits_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("C2M_RETENTION_DAYS", '{"300": 4, "3600": 16, "86400": 9}')
+    monkeypatch.setenv("C2M_RETENTION_SKU_DAYS", "731")
+    assert Settings().retention_problems() == []

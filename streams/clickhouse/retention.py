@@ -1,0 +1,87 @@
+"""Retention: how long ClickHouse keeps demand windows, visitor rows and SKU hours.
+
+Without it ``demand_state``, ``visitor_cells`` (about one row per page view) and
+``sku_state`` grow for ever. Retention is a ClickHouse TTL on the event-time column of
+each table (``window_start`` / ``hour_start``), one rule per window size
+(``C2M_RETENTION_DAYS``, e.g. 5-minute windows 35 days, hourly 400, daily kept) and one
+for the SKU hours (``C2M_RETENTION_SKU_DAYS``). ClickHouse deletes expired rows in its
+merges; nothing in c2m-pulse deletes anything.
+
+``apply_retention`` runs after the migrations, at every worker/writer start and in
+``c2m db migrate``. It compares the wanted TTL with the table's current one
+(``system.tables.engine_full``) and alters a table only when they differ, since changing
+a TTL makes ClickHouse recompute it for every existing part. Settings validation
+(``streams.settings``) keeps every rule longer than what a restore and the alert rules
+read back; ``docs/ARCHITECTURE.md`` ("Retention") has the numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from streams.errors import MigrationError
+
+log = logging.getLogger(__name__)
+
+#: table -> (event-time column, window-size column or None)
+TABLES: dict[str, tuple[str, str | None]] = {
+    "demand_state": ("window_start", "window_seconds"),
+    "visitor_cells": ("window_start", "window_seconds"),
+    "sku_state": ("hour_start", None),
+}
+
+_TTL = re.compile(r"\sTTL\s(.*?)(?:\sSETTINGS\s|$)", re.S)
+
+
+def ttl_clause(time_column: str, size_column: str | None,
+               window_days: Mapping[int, int], sku_days: int) -> str:
+    """The TTL expression for one table, in ClickHouse's own formatting (so it compares
+    equal to what ``system.tables`` shows once applied); '' for no TTL. Days of 0 keep
+    the rows."""
+    if size_column is None:
+        return f"{time_column} + toIntervalDay({int(sku_days)})" if sku_days > 0 else ""
+    rules = [
+        f"{time_column} + toIntervalDay({int(days)}) WHERE {size_column} = {int(size)}"
+        for size, days in sorted(window_days.items())
+        if days > 0
+    ]
+    return ", ".join(rules)
+
+
+def current_ttl(client: Any, database: str, table: str) -> str:
+    """The table's TTL expression as ClickHouse shows it ('' for none)."""
+    rows = client.query(
+        "SELECT engine_full FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+        parameters={"d": database, "t": table},
+    ).result_rows
+    if not rows:
+        raise MigrationError(f"table {database}.{table} not found (migrate first)")
+    m = _TTL.search(str(rows[0][0]))
+    return m.group(1).strip() if m else ""
+
+
+def apply_retention(client: Any, database: str, window_days: Mapping[int, int],
+                    sku_days: int) -> list[str]:
+    """Set the retention TTLs; returns the tables altered (none when already in place)."""
+    altered = []
+    for table, (time_column, size_column) in TABLES.items():
+        want = ttl_clause(time_column, size_column, window_days, sku_days)
+        if current_ttl(client, database, table) == want:
+            continue
+        # identifiers and validated integers only: no event value is ever in this text
+        stmt = (
+            f"ALTER TABLE {database}.{table} MODIFY TTL {want}" if want
+            else f"ALTER TABLE {database}.{table} REMOVE TTL"
+        )
+        try:
+            client.command(stmt)
+        except Exception as exc:
+            raise MigrationError(
+                f"setting the retention of {database}.{table} failed: {exc}"
+            ) from exc
+        log.info("retention of %s.%s: %s", database, table, want or "kept for ever")
+        altered.append(table)
+    return altered

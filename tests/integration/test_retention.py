@@ -1,0 +1,83 @@
+"""Retention TTLs on a real ClickHouse engine (chDB, in a child process: one engine path
+per process): expired windows and SKU hours go in ClickHouse's merges, the rest stays,
+and the TTLs are altered only when the settings change."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_SCRIPT = """
+import json, sys
+from datetime import UTC, datetime, timedelta
+import clickhouse_connect
+from streams.clickhouse.migrations import migrate
+from streams.clickhouse.retention import apply_retention, current_ttl
+
+client = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1])
+migrate(client, "c2m")
+out = {}
+out["first"] = apply_retention(client, "c2m", {300: 35, 3600: 400}, 800)
+out["again"] = apply_retention(client, "c2m", {300: 35, 3600: 400}, 800)
+now = datetime.now(UTC).replace(microsecond=0)
+def ago(days):
+    return now - timedelta(days=days)
+cells = [(300, 40), (300, 10), (3600, 40), (3600, 500), (86400, 900)]
+client.insert("c2m.demand_state", [
+    ["shop.orders", 0, size, ago(days), "cups", "red", "M", "10-20", "east",
+     1, size, 0, 0, 0, days, 1]
+    for size, days in cells
+], column_names=["source_topic", "source_partition", "window_seconds", "window_start",
+                 "category", "color", "size", "price_band", "region", "orders", "units",
+                 "gmv_e4", "cancelled_units", "returned_units", "pageviews", "version"])
+client.insert("c2m.visitor_cells", [
+    [size, ago(days), "cups", "red", "M", "10-20", "east", days] for size, days in cells
+], column_names=["window_seconds", "window_start", "category", "color", "size",
+                 "price_band", "region", "visitor_hash"])
+client.insert("c2m.sku_state", [
+    ["shop.logistics", 0, "SKU1", ago(days), 0, days, 0, 0, 0, 0, 0, -1, 0, 1]
+    for days in (900, 100)
+], column_names=["source_topic", "source_partition", "sku", "hour_start", "orders", "units",
+                 "cancelled_units", "returned_units", "pageviews", "restock_shipped",
+                 "restock_received", "count_ts", "count_on_hand", "version"])
+for table in ("demand_state", "visitor_cells", "sku_state"):
+    client.command(f"OPTIMIZE TABLE c2m.{table} FINAL")
+out["demand"] = sorted(client.query(
+    "SELECT window_seconds, pageviews FROM c2m.demand_state").result_rows)
+out["visitors"] = sorted(client.query(
+    "SELECT window_seconds, visitor_hash FROM c2m.visitor_cells").result_rows)
+out["sku"] = sorted(r[0] for r in client.query("SELECT units FROM c2m.sku_state").result_rows)
+out["changed"] = apply_retention(client, "c2m", {300: 0, 3600: 400, 86400: 3650}, 0)
+out["ttl"] = {t: current_ttl(client, "c2m", t) for t in ("demand_state", "sku_state")}
+print(json.dumps(out))
+"""
+
+
+def test_retention_expires_old_windows_and_sku_hours(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(tmp_path / "ch")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["first"] == ["demand_state", "visitor_cells", "sku_state"]
+    assert out["again"] == []  # nothing altered when the TTLs are already in place
+    # 5-minute windows: 35 days; hourly: 400 days; daily: kept (no rule)
+    assert out["demand"] == [[300, 10], [3600, 40], [86400, 900]]
+    assert out["visitors"] == [[300, 10], [3600, 40], [86400, 900]]
+    assert out["sku"] == [100]  # 800 days
+    # new settings: 5-minute rule gone, a daily rule added, SKU hours kept for ever
+    assert out["changed"] == ["demand_state", "visitor_cells", "sku_state"]
+    assert out["ttl"] == {
+        "demand_state": "window_start + toIntervalDay(400) WHERE window_seconds = 3600, "
+        "window_start + toIntervalDay(3650) WHERE window_seconds = 86400",
+        "sku_state": "",
+    }
