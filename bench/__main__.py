@@ -118,7 +118,9 @@ def _worker_env(bootstrap: str, app_id: str, port: int) -> dict[str, str]:
     data = Path(tempfile.mkdtemp(prefix="c2m-bench-"))
     return {**os.environ, "C2M_KAFKA_BOOTSTRAP": bootstrap, "C2M_DATA_DIR": str(data),
             "C2M_WEB_PORT": str(port), "C2M_METRICS_PORT": "0", "C2M_APP_ID": app_id,
-            "C2M_REBALANCE_TIMEOUT_SECONDS": "3", "C2M_SESSION_TIMEOUT_SECONDS": "6"}
+            "C2M_REBALANCE_TIMEOUT_SECONDS": "3", "C2M_SESSION_TIMEOUT_SECONDS": "6",
+            # the bench replays November 2026: keep its windows whatever today's date
+            "C2M_RETENTION_DAYS": "{}", "C2M_RETENTION_SKU_DAYS": "0"}
 
 
 def _stats(port: int) -> dict[str, Any]:

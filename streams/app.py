@@ -106,6 +106,17 @@ def faust_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
     }
 
 
+def open_store(client: Any, settings: Settings) -> DemandStore:
+    """Bring the database up to date (migrations, retention TTLs, the settings the views
+    read) and return the store on it. Every process that writes ClickHouse does this."""
+    migrate(client, settings.clickhouse_database)
+    apply_retention(client, settings.clickhouse_database, settings.retention_days,
+                    settings.retention_sku_days)
+    store = DemandStore(client, settings.clickhouse_database)
+    store.record_settings(settings.view_settings())
+    return store
+
+
 def create_app(settings: Settings, bootstrap: str, client: Any | None = None) -> PulseApp:
     """Build the app. Applies ClickHouse migrations (idempotent) before anything runs.
 
@@ -123,11 +134,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         )
     else:
         client = client if client is not None else connect(settings)
-        migrate(client, settings.clickhouse_database)
-        apply_retention(client, settings.clickhouse_database, settings.retention_days,
-                        settings.retention_sku_days)
-        store = DemandStore(client, settings.clickhouse_database)
-        store.record_settings(settings.view_settings())
+        store = open_store(client, settings)
 
     app = faust.App(settings.app_id, **faust_config(settings, bootstrap))
     # The demand topics are consumed by our bulk consumer (streams.ingest), in the consumer

@@ -35,8 +35,6 @@ from prometheus_client import start_http_server
 from streams import metrics
 from streams.alerting import AlertService
 from streams.clickhouse.client import connect
-from streams.clickhouse.migrations import migrate
-from streams.clickhouse.retention import apply_retention
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import FlushBatch, LateEvent
 from streams.errors import SinkError
@@ -195,14 +193,10 @@ class WriterApp:
 
 
 def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = None) -> WriterApp:
-    from streams.app import attach_alerts, faust_config
+    from streams.app import attach_alerts, faust_config, open_store
 
     client = client if client is not None else connect(settings)
-    migrate(client, settings.clickhouse_database)
-    apply_retention(client, settings.clickhouse_database, settings.retention_days,
-                    settings.retention_sku_days)
-    store = DemandStore(client, settings.clickhouse_database)
-    store.record_settings(settings.view_settings())
+    store = open_store(client, settings)
     writer = SinkWriter(
         bootstrap, f"{settings.app_id}-writer", store,
         batch_max_messages=settings.writer_batch_max_messages,

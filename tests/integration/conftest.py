@@ -48,6 +48,11 @@ class Worker:
             "C2M_REBALANCE_TIMEOUT_SECONDS": "3",
             "C2M_SESSION_TIMEOUT_SECONDS": "6",
             "C2M_LOG_LEVEL": "info",
+            # The suites replay fixed dates of 2026; retention counts from event time and
+            # would delete their windows as the calendar moves on. test_retention.py
+            # covers retention itself.
+            "C2M_RETENTION_DAYS": "{}",
+            "C2M_RETENTION_SKU_DAYS": "0",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

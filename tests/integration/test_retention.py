@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,3 +82,19 @@ def test_retention_expires_old_windows_and_sku_hours(tmp_path: Path) -> None:
         "window_start + toIntervalDay(3650) WHERE window_seconds = 86400",
         "sku_state": "",
     }
+
+
+def test_a_worker_sets_the_configured_retention_at_start(worker_factory: Any) -> None:
+    worker = worker_factory(C2M_RETENTION_DAYS='{"300": 35}', C2M_RETENTION_SKU_DAYS="800")
+    worker.start()
+    worker.wait_consumed(0, timeout=120)  # up: migrated and serving
+    assert worker.stop() == 0
+    rows = dict(worker.query(
+        "SELECT name, engine_full FROM system.tables WHERE database = 'c2m' "
+        "AND name IN ('demand_state', 'visitor_cells', 'sku_state')"
+    ))
+    assert "TTL window_start + toIntervalDay(35) WHERE window_seconds = 300 " in rows[
+        "demand_state"]
+    assert "TTL window_start + toIntervalDay(35) WHERE window_seconds = 300 " in rows[
+        "visitor_cells"]
+    assert "TTL hour_start + toIntervalDay(800) " in rows["sku_state"]
