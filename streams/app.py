@@ -162,6 +162,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         rebalance_timeout_s=settings.rebalance_timeout_seconds,
         session_timeout_s=settings.session_timeout_seconds,
         client_config=settings.kafka_client_config(),
+        lag_interval_s=settings.lag_interval_seconds,
     )
     def demand_partitions() -> set[tuple[str, int]]:
         consumer = ingest.consumer

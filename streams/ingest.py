@@ -93,6 +93,7 @@ class DemandConsumer:
         session_timeout_s: float = 10.0,
         client_config: dict[str, Any] | None = None,
         topics: tuple[str, ...] = DEMAND_TOPICS,
+        lag_interval_s: float = 5.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -102,6 +103,7 @@ class DemandConsumer:
         self.session_timeout_s = session_timeout_s
         self.client_config = client_config or {}
         self.topics = topics
+        self.lag_interval_s = lag_interval_s
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned = asyncio.Event()
         self.paused = False
@@ -141,11 +143,15 @@ class DemandConsumer:
         await self.pipeline.sink.start()
         consumer.subscribe(list(self.topics), listener=_Rebalance(self))
         await consumer.start()
+        lag = asyncio.create_task(self._report_lag(consumer))
         try:
             await self._loop(consumer)
             if self.pipeline.pending_events or self.pipeline.flush_due():
                 await self.pipeline.flush()
         finally:
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
             await consumer.stop()
             await self.pipeline.close_sink()
             self.finished.set()
@@ -190,7 +196,6 @@ class DemandConsumer:
                         continue
                     ok, flushing = flushing.result(), None
                     if ok:
-                        self._update_lag(consumer)
                         continue
                     consumer.pause(*consumer.assignment())
                     self.paused = True
@@ -206,7 +211,6 @@ class DemandConsumer:
                     break
                 if await pipeline.flush():
                     backoff = 0.2
-                    self._update_lag(consumer)
                     consumer.resume(*consumer.assignment())
                     self.paused = False
                 else:
@@ -233,17 +237,38 @@ class DemandConsumer:
                     runs, min(msgs[0].timestamp for msgs in batches.values())
                 )
 
-    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Consumer lag per partition from the highwater of the last fetch response."""
-        states = self.pipeline.engine.states
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            st = states.get((tp.topic, tp.partition))
-            if highwater is None or st is None or st.position is None:
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Every ``lag_interval_s``: records between the end of each owned partition's log
+        and its last flushed position (the committed offset), i.e. what is not in the
+        sink yet. Asked of the broker (ListOffsets), so it keeps growing while a sink
+        outage holds the consumer paused and nothing is fetched."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.lag_interval_s)
+            tps = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) in self.owned]
+            if not tps or self._stopping.is_set():
                 continue
-            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
-                max(highwater - st.position, 0)
-            )
+            try:
+                ends = await consumer.end_offsets(tps)
+                states = self.pipeline.engine.states
+                flushed = {
+                    tp: st.flushed_position for tp in tps
+                    if (st := states.get((tp.topic, tp.partition))) is not None
+                    and st.flushed_position is not None
+                }
+                unflushed = [tp for tp in tps if tp not in flushed]
+                # never flushed: everything from the start of the log is pending
+                starts = await consumer.beginning_offsets(unflushed) if unflushed else {}
+            except KafkaError as exc:
+                log.debug("consumer lag unknown: %s", type(exc).__name__)
+                continue
+            for tp, end in ends.items():
+                done = flushed.get(tp, starts.get(tp))
+                if done is None or (tp.topic, tp.partition) not in self.owned:
+                    continue  # released while the broker answered
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(
+                    max(end - done, 0)
+                )
 
     async def _commit(self, positions: dict[TP, int]) -> None:
         consumer = self.consumer

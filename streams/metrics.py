@@ -67,8 +67,8 @@ WATERMARK_LAG = Gauge(
 )
 CONSUMER_LAG = Gauge(
     "c2m_consumer_lag_records",
-    "Records between the partition's high watermark (as the consumer last saw it) and the "
-    "next offset to process",
+    "Records between the end of the partition's log and its last flushed (committed) "
+    "position: what is not in the sink yet; asked of the broker every C2M_LAG_INTERVAL_SECONDS",
     ["topic", "partition"],
 )
 PARTITIONS_ASSIGNED = Gauge("c2m_partitions_assigned", "Source partitions this worker owns")

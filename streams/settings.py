@@ -102,6 +102,9 @@ class Settings(BaseSettings):
         200_000, ge=1, description="Flush before the interval once this many events are pending"
     )
     batch_max_events: int = Field(10_000, ge=1)
+    lag_interval_seconds: float = Field(
+        5.0, gt=0, description="How often consumer lag is asked of the broker (metrics)"
+    )
 
     # Alerts (docs/ALERTS.md)
     alerts_enabled: bool = Field(True, description="Evaluate restock and demand-surge alerts")
