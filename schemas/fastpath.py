@@ -278,84 +278,48 @@ _dec_product = _decoder(FastProduct, _ProductExact)
 _Error = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 
 
-def _order(raw: bytes) -> Any:
-    try:
-        ev = _dec_order(raw)
-    except _Error:
-        return None
-    if ev is None:
-        return None
-    if ev.event_type not in _ORDER_TYPES:
-        return None
-    ts = _ts(ev.ts)
-    if ts is None:
-        return None
-    ev.ts = ts
-    return ev
+def _message_decoder(
+    decode: Callable[[bytes], Any], fields_ok: Callable[[Any], bool]
+) -> Callable[[bytes], Any]:
+    """One message of a topic: its struct (``decode``), the topic's type and field rules
+    (``fields_ok``, which may clear fields pydantic ignores) and the time, or None."""
+
+    def fast(raw: bytes) -> Any:
+        try:
+            ev = decode(raw)
+        except _Error:
+            return None
+        if ev is None or not fields_ok(ev):
+            return None
+        ts = _ts(ev.ts)
+        if ts is None:
+            return None
+        ev.ts = ts
+        return ev
+
+    return fast
 
 
-def _pageview(raw: bytes) -> Any:
-    try:
-        ev = _dec_pageview(raw)
-    except _Error:
-        return None
-    if ev is None:
-        return None
-    if ev.event_type != "page_view":
-        return None
-    ts = _ts(ev.ts)
-    if ts is None:
-        return None
-    ev.ts = ts
-    return ev
-
-
-def _logistics(raw: bytes) -> Any:
-    try:
-        ev = _dec_logistics(raw)
-    except _Error:
-        return None
-    if ev is None:
-        return None
+def _logistics_fields(ev: Any) -> bool:
     kind = ev.event_type
     if kind in _MOVEMENTS:
         if ev.qty is None:
-            return None
+            return False
         ev.on_hand = None  # pydantic ignores it for a movement
-    elif kind == "stock_level":
+        return True
+    if kind == "stock_level":
         if ev.on_hand is None:
-            return None
+            return False
         ev.qty = None  # ignored for a stock level
-    else:
-        return None
-    ts = _ts(ev.ts)
-    if ts is None:
-        return None
-    ev.ts = ts
-    return ev
-
-
-def _product(raw: bytes) -> Any:
-    try:
-        ev = _dec_product(raw)
-    except _Error:
-        return None
-    if ev is None:
-        return None
-    if ev.event_type != "product_upsert":
-        return None
-    ts = _ts(ev.ts)
-    if ts is None:
-        return None
-    ev.ts = ts
-    return ev
+        return True
+    return False
 
 
 _BY_TOPIC: Final[dict[str, Callable[[bytes], Any]]] = {
-    TOPIC_ORDERS: _order,
-    TOPIC_PAGEVIEWS: _pageview,
-    TOPIC_LOGISTICS: _logistics,
-    TOPIC_PRODUCTS: _product,
+    TOPIC_ORDERS: _message_decoder(_dec_order, lambda ev: ev.event_type in _ORDER_TYPES),
+    TOPIC_PAGEVIEWS: _message_decoder(_dec_pageview, lambda ev: ev.event_type == "page_view"),
+    TOPIC_LOGISTICS: _message_decoder(_dec_logistics, _logistics_fields),
+    TOPIC_PRODUCTS: _message_decoder(_dec_product, lambda ev: ev.event_type == "product_upsert"),
 }
 
 
