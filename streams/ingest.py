@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams import metrics
+from streams.backoff import Backoff
 from streams.core.engine import DEMAND_TOPICS, Run
 from streams.pipeline import TP, DemandPipeline
 
@@ -183,7 +184,7 @@ class DemandConsumer:
         the loop retries in the foreground with capped exponential backoff.
         """
         pipeline = self.pipeline
-        backoff = 0.2
+        backoff = Backoff()
         flushing: asyncio.Task[bool] | None = None
         try:
             while not self._stopping.is_set():
@@ -205,16 +206,12 @@ class DemandConsumer:
                     continue
                 # The sink is failing: nothing is fetched, the consumer keeps polling (it
                 # stays in the group); retry in the foreground with capped backoff.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
-                if self._stopping.is_set():
+                if await backoff.wait(self._stopping):
                     break
                 if await pipeline.flush():
-                    backoff = 0.2
+                    backoff.reset()
                     consumer.resume(*consumer.assignment())
                     self.paused = False
-                else:
-                    backoff = min(backoff * 2, 30.0)
         finally:
             if flushing is not None:
                 with contextlib.suppress(Exception):

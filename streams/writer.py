@@ -34,6 +34,7 @@ from prometheus_client import start_http_server
 
 from streams import metrics
 from streams.alerting import AlertService
+from streams.backoff import Backoff
 from streams.clickhouse.client import connect
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import FlushBatch, LateEvent
@@ -114,7 +115,7 @@ class SinkWriter:
             self.finished.set()
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        backoff = 0.2
+        backoff = Backoff()
         last_write = time.monotonic()
         while not self._stopping.is_set():
             room = self.batch_max_messages - len(self.pending)
@@ -134,7 +135,7 @@ class SinkWriter:
                 continue
             if await self._write(consumer):
                 last_write = time.monotonic()
-                backoff = 0.2
+                backoff.reset()
                 if self.paused:
                     consumer.resume(*consumer.assignment())
                     self.paused = False
@@ -142,9 +143,7 @@ class SinkWriter:
             if not self.paused:
                 consumer.pause(*consumer.assignment())
                 self.paused = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
-            backoff = min(backoff * 2, 30.0)
+            await backoff.wait(self._stopping)
 
     def _take(self, msg: Any) -> None:
         try:
