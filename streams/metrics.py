@@ -49,6 +49,12 @@ FLUSH_ROWS = Counter(
     "the expansion to every window size; dedup_ids: event-id hashes)",
     ["table"],
 )
+SINK_HEALTHY = Gauge(
+    "c2m_sink_healthy",
+    "1 while writes to the sink succeed, 0 from a failed write until one succeeds (the "
+    "consumer is paused meanwhile)",
+)
+SINK_HEALTHY.set(1)
 FLUSH_RETRIES = Counter(
     "c2m_sink_retries_total", "ClickHouse calls attempted again after a failure"
 )

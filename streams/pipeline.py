@@ -309,11 +309,13 @@ class DemandPipeline:
             if self.sink_healthy:
                 log.warning("%s flush failed, will retry: %s", self.sink.name, exc)
             self.sink_healthy = False
+            metrics.SINK_HEALTHY.set(0)
             metrics.FLUSH_FAILURES.labels("write").inc()
             return False
         if not self.sink_healthy:
             log.warning("%s sink is back; flushed the backlog", self.sink.name)
         self.sink_healthy = True
+        metrics.SINK_HEALTHY.set(1)
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
         metrics.FLUSH_ROWS.labels("visitor_cells").inc(sum(len(r[-1]) for r in batch.visitor_rows))

@@ -162,11 +162,13 @@ class SinkWriter:
             if self.sink_healthy:
                 log.warning("ClickHouse write failed, will retry: %s", exc)
             self.sink_healthy = False
+            metrics.SINK_HEALTHY.set(0)
             metrics.FLUSH_RETRIES.inc()
             return False
         if not self.sink_healthy:
             log.warning("ClickHouse is back; wrote the backlog")
         self.sink_healthy = True
+        metrics.SINK_HEALTHY.set(1)
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.SINK_WRITER_MESSAGES.inc(len(self.pending))
         self.writes += 1
