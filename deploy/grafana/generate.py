@@ -199,7 +199,12 @@ PIPELINE_PANELS: list[Panel] = [
     ], unit="percentunit"),
     prom("Consumer lag (records)", [
         ("sum by (topic) (c2m_consumer_lag_records)", "{{topic}}"),
-    ], description="High watermark of the last fetch minus the next offset to process."),
+    ], description="End of each partition's log minus its last flushed position: events "
+       "not in ClickHouse yet (grows during a ClickHouse outage)."),
+    prom("Sink health and firing alerts", [
+        ("min(c2m_sink_healthy)", "sink healthy (1 = writes succeed)"),
+        ('count by (alertname) (ALERTS{alertstate="firing"})', "{{alertname}}"),
+    ], description="deploy/prometheus/rules.yml: the ops alert rules firing now."),
     prom("Event-time watermark lag", [
         ("max by (topic, partition) (c2m_watermark_lag_seconds)", "{{topic}}[{{partition}}]"),
     ], unit="s", description="Wall clock minus each partition's event-time watermark."),
