@@ -144,6 +144,7 @@ class AlertService:
         expected_partitions: Callable[[], set[tuple[str, int]]] = set,
         idle_ms: int = 900_000,
         idle_wall_s: float = 60.0,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.publish = publish
@@ -158,6 +159,13 @@ class AlertService:
         self.idle_ms = idle_ms
         self.idle_wall_s = idle_wall_s
         self._started = time.monotonic()
+        #: None: always evaluate (the alerter, the writer); else evaluate only while it
+        #: answers True (workers: the owner of the leader partition, see streams.app)
+        self.leader = leader
+
+    @property
+    def leading(self) -> bool:
+        return self.leader is None or self.leader()
 
     async def _reload(self) -> None:
         current = await self.io(self.store.current_alerts)
@@ -175,6 +183,11 @@ class AlertService:
             return 0
 
     async def _tick(self) -> int:
+        if not self.leading:
+            # another worker evaluates meanwhile: take the book and progress from the
+            # store again when the lead comes back
+            self._loaded = False
+            return 0
         if not self._loaded:
             await self._reload()
         progress = await self.io(self.store.partition_progress)

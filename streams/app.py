@@ -21,7 +21,7 @@ from faust.app.base import BootStrategy
 from prometheus_client import start_http_server
 
 from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS
-from schemas.contract import TOPIC_DEAD_LETTER
+from schemas.contract import TOPIC_DEAD_LETTER, TOPIC_ORDERS
 from streams import metrics
 from streams.alerting import AlertService
 from streams.catalog_reader import CatalogReader
@@ -44,6 +44,9 @@ from streams.web import register_web_view
 __version__ = importlib.metadata.version("c2m-pulse")
 
 log = logging.getLogger(__name__)
+
+#: The demand partition whose owner runs the alert rules among consuming workers.
+ALERT_LEADER_PARTITION: tuple[str, int] = (TOPIC_ORDERS, 0)
 
 
 @dataclass
@@ -173,9 +176,13 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         }
 
     # Alerts run where ClickHouse is: here with the direct sink, in `c2m writer` otherwise.
+    # Several workers on one ClickHouse would each publish every alert: among consuming
+    # workers, the one that owns the leader partition evaluates (the group decides it, a
+    # rebalance moves it). An alerts-only process (C2M_INGEST_ENABLED=false) always does.
+    leader = (lambda: ALERT_LEADER_PARTITION in ingest.owned) if settings.ingest_enabled else None
     alerts = attach_alerts(
         app, settings, client if store is not None else None, pipeline.io,
-        demand_partitions, reader.ready,
+        demand_partitions, reader.ready, leader,
     )
     pulse = PulseApp(
         app, settings, bootstrap, engine, store, pipeline, reader, ingest, client, alerts
@@ -229,6 +236,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
                 "pending_events": pipeline.unflushed_events,
                 "alert_hours_evaluated": alerts.hours_evaluated if alerts else 0,
                 "alert_last_hour": alerts.last_hour if alerts else None,
+                "alert_leader": bool(alerts and settings.alerts_enabled and alerts.leading),
             }
         )
 
@@ -243,6 +251,7 @@ def attach_alerts(
     io: Callable[..., Awaitable[Any]],
     expected_partitions: Callable[[], set[tuple[str, int]]],
     ready: asyncio.Event | None = None,
+    leader: Callable[[], bool] | None = None,
 ) -> AlertService | None:
     """The alert service of the process that owns ClickHouse (``client``): the factory
     topics, the evaluation task, ``/api/alerts`` and ``/api/brief``. Without a client
@@ -264,6 +273,7 @@ def attach_alerts(
             expected_partitions=expected_partitions,
             idle_ms=settings.idle_partition_seconds * 1000,
             idle_wall_s=settings.alert_idle_wall_seconds,
+            leader=leader,
         )
         if alert_store is not None
         else None
