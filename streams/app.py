@@ -113,8 +113,7 @@ def open_store(client: Any, settings: Settings) -> DemandStore:
     """Bring the database up to date (migrations, retention TTLs, the settings the views
     read) and return the store on it. Every process that writes ClickHouse does this."""
     migrate(client, settings.clickhouse_database)
-    apply_retention(client, settings.clickhouse_database, settings.retention_days,
-                    settings.retention_sku_days)
+    apply_retention(client, settings.clickhouse_database, settings.retention_ttls())
     store = DemandStore(client, settings.clickhouse_database)
     store.record_settings(settings.view_settings())
     return store

@@ -47,8 +47,7 @@ def db_migrate() -> None:
     client = connect(s)
     applied = migrate(client, s.clickhouse_database)
     click.echo(f"applied migrations: {applied or 'none (up to date)'}")
-    altered = apply_retention(client, s.clickhouse_database, s.retention_days,
-                              s.retention_sku_days)
+    altered = apply_retention(client, s.clickhouse_database, s.retention_ttls())
     click.echo(f"retention changed on: {', '.join(altered) or 'none (up to date)'}")
 
 

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.clickhouse.retention import wanted_ttls
 from streams.core.alerting.evaluator import AlertConfig
 from streams.core.alerting.restock import RestockConfig
 from streams.core.alerting.surge import SurgeConfig
@@ -135,6 +136,10 @@ class Settings(BaseSettings):
     retention_sku_days: int = Field(
         800, ge=0, description="Days of hourly SKU counters kept in sku_state (0: kept)"
     )
+    retention_late_days: int = Field(
+        30, ge=0, description="Days late events (with payload) stay in late_events after "
+        "they were recorded (0: kept); the dead-letter topic keeps 30 days too"
+    )
 
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
@@ -197,6 +202,11 @@ class Settings(BaseSettings):
                                 f"days, but restock alerts read up to {need} "
                                 "(C2M_RETENTION_SKU_DAYS)")
         return problems
+
+    def retention_ttls(self) -> dict[str, str]:
+        """The TTL of every table with a retention (``streams.clickhouse.retention``)."""
+        return wanted_ttls(self.retention_days, self.retention_sku_days,
+                           self.retention_late_days)
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():

@@ -1,10 +1,11 @@
 """Retention: how long ClickHouse keeps demand windows, visitor rows and SKU hours.
 
-Without it ``demand_state``, ``visitor_cells`` (about one row per page view) and
-``sku_state`` grow for ever. Retention is a ClickHouse TTL on the event-time column of
-each table (``window_start`` / ``hour_start``), one rule per window size
-(``C2M_RETENTION_DAYS``, e.g. 5-minute windows 35 days, hourly 400, daily kept) and one
-for the SKU hours (``C2M_RETENTION_SKU_DAYS``). ClickHouse deletes expired rows in its
+Without it ``demand_state``, ``visitor_cells`` (about one row per page view),
+``sku_state`` and ``late_events`` grow for ever. Retention is a ClickHouse TTL on the
+event-time column of each state table (``window_start`` / ``hour_start``), one rule per
+window size (``C2M_RETENTION_DAYS``, e.g. 5-minute windows 35 days, hourly 400, daily
+kept) and one for the SKU hours (``C2M_RETENTION_SKU_DAYS``); late events go 30 days
+after they were recorded (``C2M_RETENTION_LATE_DAYS``). ClickHouse deletes expired rows in its
 merges; nothing in c2m-pulse deletes anything.
 
 ``apply_retention`` runs after the migrations, at every worker/writer start and in
@@ -26,29 +27,33 @@ from streams.errors import MigrationError
 
 log = logging.getLogger(__name__)
 
-#: table -> (event-time column, window-size column or None)
-TABLES: dict[str, tuple[str, str | None]] = {
-    "demand_state": ("window_start", "window_seconds"),
-    "visitor_cells": ("window_start", "window_seconds"),
-    "sku_state": ("hour_start", None),
-}
-
 _TTL = re.compile(r"\sTTL\s(.*?)(?:\sSETTINGS\s|$)", re.S)
 
 
-def ttl_clause(time_column: str, size_column: str | None,
-               window_days: Mapping[int, int], sku_days: int) -> str:
-    """The TTL expression for one table, in ClickHouse's own formatting (so it compares
-    equal to what ``system.tables`` shows once applied); '' for no TTL. Days of 0 keep
-    the rows."""
-    if size_column is None:
-        return f"{time_column} + toIntervalDay({int(sku_days)})" if sku_days > 0 else ""
-    rules = [
-        f"{time_column} + toIntervalDay({int(days)}) WHERE {size_column} = {int(size)}"
+def _expire(time_expr: str, days: int, where: str = "") -> str:
+    return f"{time_expr} + toIntervalDay({int(days)}){where}"
+
+
+def wanted_ttls(window_days: Mapping[int, int], sku_days: int, late_days: int) -> dict[str, str]:
+    """Table -> its TTL expression, in ClickHouse's own formatting (so it compares equal to
+    what ``system.tables`` shows once applied); '' for none. Days of 0 keep the rows.
+
+    - ``demand_state``, ``visitor_cells``: one rule per window size, on the window start;
+    - ``sku_state``: on the hour start;
+    - ``late_events``: on the time the event was recorded (its payload is kept as long as
+      the dead-letter topic keeps dead letters), not its event time.
+    """
+    windows = ", ".join(
+        _expire("window_start", days, f" WHERE window_seconds = {int(size)}")
         for size, days in sorted(window_days.items())
         if days > 0
-    ]
-    return ", ".join(rules)
+    )
+    return {
+        "demand_state": windows,
+        "visitor_cells": windows,
+        "sku_state": _expire("hour_start", sku_days) if sku_days > 0 else "",
+        "late_events": _expire("toDateTime(recorded_at)", late_days) if late_days > 0 else "",
+    }
 
 
 def current_ttl(client: Any, database: str, table: str) -> str:
@@ -63,12 +68,11 @@ def current_ttl(client: Any, database: str, table: str) -> str:
     return m.group(1).strip() if m else ""
 
 
-def apply_retention(client: Any, database: str, window_days: Mapping[int, int],
-                    sku_days: int) -> list[str]:
-    """Set the retention TTLs; returns the tables altered (none when already in place)."""
+def apply_retention(client: Any, database: str, ttls: Mapping[str, str]) -> list[str]:
+    """Set the retention TTLs (``wanted_ttls``); returns the tables altered (none when
+    they are already in place)."""
     altered = []
-    for table, (time_column, size_column) in TABLES.items():
-        want = ttl_clause(time_column, size_column, window_days, sku_days)
+    for table, want in ttls.items():
         if current_ttl(client, database, table) == want:
             continue
         # identifiers and validated integers only: no event value is ever in this text

@@ -67,21 +67,30 @@ def test_faust_config_mapping() -> None:
 
 
 def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.clickhouse.retention import ttl_clause
-
     s = Settings()
     assert s.retention_days == {300: 35, 3600: 400} and s.retention_sku_days == 800
+    assert s.retention_ttls() == {
+        "demand_state": "window_start + toIntervalDay(35) WHERE window_seconds = 300, "
+        "window_start + toIntervalDay(400) WHERE window_seconds = 3600",
+        "visitor_cells": "window_start + toIntervalDay(35) WHERE window_seconds = 300, "
+        "window_start + toIntervalDay(400) WHERE window_seconds = 3600",
+        "sku_state": "hour_start + toIntervalDay(800)",
+        "late_events": "toDateTime(recorded_at) + toIntervalDay(30)",
+    }
     monkeypatch.setenv("C2M_RETENTION_DAYS", '{"86400": 3650, "300": 0, "3600": 90}')
+    monkeypatch.setenv("C2M_RETENTION_SKU_DAYS", "0")
+    monkeypatch.setenv("C2M_RETENTION_LATE_DAYS", "0")
     s = Settings()
     assert s.retention_days == {86400: 3650, 300: 0, 3600: 90}
     # sorted by size; 0 days = no rule (kept)
-    assert ttl_clause("window_start", "window_seconds", s.retention_days, 0) == (
-        "window_start + toIntervalDay(90) WHERE window_seconds = 3600, "
-        "window_start + toIntervalDay(3650) WHERE window_seconds = 86400"
-    )
-    assert ttl_clause("hour_start", None, {}, 800) == "hour_start + toIntervalDay(800)"
-    assert ttl_clause("hour_start", None, {}, 0) == ""
-    assert ttl_clause("window_start", "window_seconds", {300: 0}, 0) == ""
+    assert s.retention_ttls() == {
+        "demand_state": "window_start + toIntervalDay(90) WHERE window_seconds = 3600, "
+        "window_start + toIntervalDay(3650) WHERE window_seconds = 86400",
+        "visitor_cells": "window_start + toIntervalDay(90) WHERE window_seconds = 3600, "
+        "window_start + toIntervalDay(3650) WHERE window_seconds = 86400",
+        "sku_state": "",
+        "late_events": "",
+    }
 
 
 @pytest.mark.parametrize(
