@@ -33,7 +33,7 @@ from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine
 from streams.core.pricebands import PriceBands
-from streams.errors import ConfigError
+from streams.errors import ConfigError, SinkError
 from streams.ingest import DemandConsumer
 from streams.kafka.sink import KafkaSink
 from streams.pipeline import DemandPipeline
@@ -119,6 +119,23 @@ def open_store(client: Any, settings: Settings) -> DemandStore:
     return store
 
 
+def attach_checkpoint_pruning(
+    app: faust.App, settings: Settings, store: DemandStore, io: Callable[..., Awaitable[Any]],
+    interval_s: float = 3600.0,
+) -> None:
+    """Hourly (and once at start) in the process that writes ClickHouse: delete the
+    superseded checkpoints older than ``C2M_RETENTION_CHECKPOINT_DAYS``."""
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def prune_checkpoints() -> None:
+        while True:
+            try:
+                await io(store.prune_checkpoints, settings.retention_checkpoint_days)
+            except SinkError as exc:
+                log.warning("checkpoint pruning deferred: %s", exc)
+            await asyncio.sleep(interval_s)
+
+
 def create_app(settings: Settings, bootstrap: str, client: Any | None = None) -> PulseApp:
     """Build the app. Applies ClickHouse migrations (idempotent) before anything runs.
 
@@ -196,6 +213,9 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     @app.task  # type: ignore[untyped-decorator]
     async def catalog() -> None:
         await reader.run()
+
+    if store is not None:
+        attach_checkpoint_pruning(app, settings, store, pipeline.io)
 
     @app.task  # type: ignore[untyped-decorator]
     async def demand() -> None:

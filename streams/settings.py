@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     retention_sku_days: int = Field(
         800, ge=0, description="Days of hourly SKU counters kept in sku_state (0: kept)"
     )
+    retention_checkpoint_days: int = Field(
+        7, ge=1, description="Days superseded checkpoints are kept (the latest of every "
+        "partition is always kept); pruned hourly"
+    )
     retention_late_days: int = Field(
         30, ge=0, description="Days late events (with payload) stay in late_events after "
         "they were recorded (0: kept); the dead-letter topic keeps 30 days too"

@@ -194,7 +194,7 @@ class WriterApp:
 
 
 def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = None) -> WriterApp:
-    from streams.app import attach_alerts, faust_config, open_store
+    from streams.app import attach_alerts, attach_checkpoint_pruning, faust_config, open_store
 
     client = client if client is not None else connect(settings)
     store = open_store(client, settings)
@@ -221,6 +221,8 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
     @app.task  # type: ignore[untyped-decorator]
     async def consume() -> None:
         await writer.run()
+
+    attach_checkpoint_pruning(app, settings, store, writer.io)
 
     # The writer owns ClickHouse, so with C2M_SINK=kafka it runs the alert rules (the
     # workers cannot). It does not consume the demand topics: partitions without any

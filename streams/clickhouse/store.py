@@ -186,6 +186,23 @@ class DemandStore:
         skus = [((r[0], int(r[1])), [int(x) for x in r[2:]]) for r in sku_rows]
         return PartitionSnapshot(cp, cells, [(int(h), int(i)) for h, i in ids], skus)
 
+    def prune_checkpoints(self, keep_days: int) -> None:
+        """Delete checkpoints older than ``keep_days`` that a newer one of their partition
+        has superseded (a flush writes one per partition, ~1M rows a day at 12 partitions
+        and 1 s flushes). The latest checkpoint of every partition is always kept: restores
+        and every view read only that one."""
+        try:
+            self.client.command(
+                f"DELETE FROM {self.db}.checkpoints "  # noqa: S608 - identifier only
+                "WHERE written_at < now64(3) - toIntervalDay({days:UInt32}) "
+                "AND (source_topic, source_partition, position) NOT IN ("
+                "SELECT source_topic, source_partition, max(position) "
+                f"FROM {self.db}.checkpoints GROUP BY source_topic, source_partition)",
+                parameters={"days": keep_days},
+            )
+        except Exception as exc:
+            raise SinkUnavailable(f"ClickHouse delete failed: {type(exc).__name__}") from exc
+
     def record_settings(self, values: dict[str, int]) -> None:
         """Settings the SQL views need (e.g. the idle-partition rule)."""
         try:

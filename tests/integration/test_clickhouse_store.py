@@ -134,3 +134,33 @@ def test_restore_reads_the_state_as_of_the_checkpoint(store: DemandStore) -> Non
     assert loaded.dedup_ids == [(W // 3600, 42)]
     assert store.load_partition("shop.orders", 2, 99, cfg) is None
     assert store.load_partition("shop.orders", 3, 1000, cfg) is None
+
+
+def test_pruning_keeps_the_latest_checkpoint_of_every_partition(store: DemandStore) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    rows = [
+        # partition 0: flushed for 20 days, last one an hour ago
+        *(["shop.orders", 0, 100 + i, 0, 0, 0, 0, 0, 0, now - timedelta(days=age), -1]
+          for i, age in enumerate((20, 10, 8, 3, 0.04))),
+        # partition 1: idle for 25 days; its last checkpoint stays whatever its age
+        ["shop.orders", 1, 5, 0, 0, 0, 0, 0, 0, now - timedelta(days=30), -1],
+        ["shop.orders", 1, 7, 0, 0, 0, 0, 0, 0, now - timedelta(days=25), -1],
+    ]
+    store.client.insert(
+        f"{store.db}.checkpoints", rows,
+        column_names=["source_topic", "source_partition", "position", "max_ts", "consumed",
+                      "processed", "dead_lettered", "duplicates", "late", "written_at",
+                      "watermark"],
+    )
+    store.prune_checkpoints(7)
+    left = sorted(store.client.query(
+        f"SELECT source_partition, position FROM {store.db}.checkpoints"
+    ).result_rows)
+    assert left == [(0, 103), (0, 104), (1, 7)]
+    store.prune_checkpoints(7)  # nothing more to do
+    assert store.client.query(f"SELECT count() FROM {store.db}.checkpoints").result_rows == [(3,)]
+    # restore still finds the latest checkpoint of the idle partition
+    snap = store.load_partition("shop.orders", 1, 2**62, EngineConfig())
+    assert snap is not None and snap.checkpoint.position == 7
