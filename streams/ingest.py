@@ -239,12 +239,14 @@ class DemandConsumer:
         and its last flushed position (the committed offset), i.e. what is not in the
         sink yet. Asked of the broker (ListOffsets), so it keeps growing while a sink
         outage holds the consumer paused and nothing is fetched."""
+        delay = min(0.5, self.lag_interval_s)  # soon after the partitions are owned
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.lag_interval_s)
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
             tps = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) in self.owned]
             if not tps or self._stopping.is_set():
                 continue
+            delay = self.lag_interval_s
             try:
                 ends = await consumer.end_offsets(tps)
                 states = self.pipeline.engine.states
