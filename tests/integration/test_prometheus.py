@@ -1,4 +1,6 @@
-"""A real Prometheus scrapes a running `c2m demo`; the throughput series is non-zero."""
+"""A real Prometheus scrapes a running `c2m demo`; the throughput series is non-zero, and
+the ops alert rules (deploy/prometheus/rules.yml) fire on the live metrics: ClickHouse
+made to fail under the demo raises `C2MSinkFailing`, its return clears it."""
 
 from __future__ import annotations
 
@@ -35,6 +37,22 @@ def _value(result: list[dict[str, Any]]) -> float:
     return sum(float(r["value"][1]) for r in result)
 
 
+def _firing(port: int, alertname: str) -> bool:
+    return bool(_prom_query(port, f'ALERTS{{alertname="{alertname}", alertstate="firing"}}'))
+
+
+def _wait_alert(port: int, alertname: str, *, firing: bool, demo: Any, timeout: float = 45
+                ) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert demo.poll() is None, "the demo exited"
+        if _firing(port, alertname) is firing:
+            return
+        time.sleep(1)
+    state = _prom_query(port, f'ALERTS{{alertname="{alertname}"}}')
+    raise AssertionError(f"{alertname} firing={not firing} after {timeout}s: {state}")
+
+
 @pytest.mark.slow
 def test_prometheus_scrapes_a_running_demo(tmp_path: Path) -> None:
     prometheus = shutil.which("prometheus")
@@ -49,13 +67,23 @@ def test_prometheus_scrapes_a_running_demo(tmp_path: Path) -> None:
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "c2m-worker")
     job.pop("dns_sd_configs")
     job["static_configs"] = [{"targets": [f"127.0.0.1:{metrics_port}"]}]
+    # The compose stack's alert rules, evaluated every second, with their `for:` cut to 3 s.
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/rules.yml").read_text())
+    for group in rules["groups"]:
+        group["interval"] = "1s"
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = "3s"
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
     config_path = tmp_path / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config))
+    fault = tmp_path / "clickhouse-down"
+    env["C2M_CLICKHOUSE_FAULT_FILE"] = str(fault)
 
     demo_log = open(tmp_path / "demo.log", "wb")  # noqa: SIM115
     prom_log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115
     demo = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "demo", "--duration", "45", "--rate", "300"],
+        [sys.executable, "-m", "streams.cli", "demo", "--duration", "120", "--rate", "300"],
         cwd=tmp_path, env=env, stdout=demo_log, stderr=subprocess.STDOUT,
     )
     prom = subprocess.Popen(
@@ -91,6 +119,13 @@ def test_prometheus_scrapes_a_running_demo(tmp_path: Path) -> None:
         results = {e: _prom_query(prom_port, e.replace("$__rate_interval", "5s")) for e in exprs}
         throughput = next(e for e in exprs if 'outcome="consumed"' in e and "by (topic)" in e)
         assert _value(results[throughput]) > 0
+
+        # the alert rules on the live series: healthy now; ClickHouse down -> firing
+        assert _firing(prom_port, "C2MSinkFailing") is False
+        fault.touch()
+        _wait_alert(prom_port, "C2MSinkFailing", firing=True, demo=demo)
+        fault.unlink()
+        _wait_alert(prom_port, "C2MSinkFailing", firing=False, demo=demo)
     finally:
         for proc in (prom, demo):
             proc.terminate()
