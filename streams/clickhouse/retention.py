@@ -1,12 +1,14 @@
-"""Retention: how long ClickHouse keeps demand windows, visitor rows and SKU hours.
+"""Retention: how long ClickHouse keeps demand windows, visitor rows, SKU hours and late
+events.
 
 Without it ``demand_state``, ``visitor_cells`` (about one row per page view),
 ``sku_state`` and ``late_events`` grow for ever. Retention is a ClickHouse TTL on the
 event-time column of each state table (``window_start`` / ``hour_start``), one rule per
 window size (``C2M_RETENTION_DAYS``, e.g. 5-minute windows 35 days, hourly 400, daily
 kept) and one for the SKU hours (``C2M_RETENTION_SKU_DAYS``); late events go 30 days
-after they were recorded (``C2M_RETENTION_LATE_DAYS``). ClickHouse deletes expired rows in its
-merges; nothing in c2m-pulse deletes anything.
+after they were recorded (``C2M_RETENTION_LATE_DAYS``). ClickHouse deletes expired rows in
+its merges. (Checkpoints cannot be a TTL, since the latest of every partition must stay:
+``DemandStore.prune_checkpoints``.)
 
 ``apply_retention`` runs after the migrations, at every worker/writer start and in
 ``c2m db migrate``. It compares the wanted TTL with the table's current one
