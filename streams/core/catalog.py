@@ -113,6 +113,11 @@ class Catalog:
             return False
         return versions[i]
 
+    def versions(self) -> dict[str, tuple[list[int], list[ProductAttrs]]]:
+        """SKU -> (sorted version times, versions): read by the compiled page-view lane
+        (``streams/core/_pageview_lane.c``), which looks up as ``lookup_span``."""
+        return self._products
+
     def latest(self, sku: str) -> ProductAttrs | None:
         entry = self._products.get(sku)
         return entry[1][-1] if entry else None

@@ -68,6 +68,11 @@ class Deduplicator:
             ids.append(h)
         return True
 
+    def tables(self) -> tuple[set[int], dict[int, list[int]]]:
+        """The id set and the hour buckets, for the compiled page-view lane
+        (``streams/core/_pageview_lane.c``), which adds ids exactly as ``first_time``."""
+        return self._seen, self._buckets
+
     @property
     def pending(self) -> int:
         """Ids first seen since the last cut."""

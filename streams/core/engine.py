@@ -34,9 +34,10 @@ from schemas.contract import (
     decode,
 )
 from schemas.events import ProductUpsert
-from schemas.fastpath import fast_decode_many
+from schemas.fastpath import fast_decode, fast_decode_many
+from streams.core import _pageview_lane
 from streams.core.catalog import UNKNOWN, UNKNOWN_PRODUCT, Catalog, ProductAttrs
-from streams.core.dedup import Deduplicator, id_hash
+from streams.core.dedup import BUCKET_MS, Deduplicator, id_hash
 from streams.core.demand import (
     ARRAY_CHUNK,
     CANCELLED_UNITS,
@@ -91,6 +92,9 @@ class EngineConfig:
     live_retention_ms: int = 7 * 86_400_000  # hourly and daily windows kept for rolling sums
     #: schemas.fastpath before pydantic, and the page-view lane; False: the reference paths
     fast_paths: bool = True
+    #: with fast_paths: page views through the compiled lane (streams/core/_pageview_lane.c);
+    #: False: the same lane in Python (the reference the compiled one is tested against)
+    native: bool = True
 
     def keep_from_s(self, window_seconds: int, watermark_ms: int) -> int:
         """Windows ending at or before this (epoch s) can be dropped from memory."""
@@ -226,6 +230,7 @@ class DemandEngine:
         self._grain_s = reduce(gcd, self.config.window_seconds)
         self._sizes = tuple(self.config.window_seconds)
         self._visitor_sizes = frozenset(visitor_base_sizes(self._sizes))
+        self._visitor_flags = tuple(s in self._visitor_sizes for s in self._sizes)
         self._visitor_hashes: dict[str, int] = {}
         #: catalog versions not yet written to ClickHouse (``c2m.products``)
         self.pending_products: list[ProductRow] = []
@@ -317,7 +322,11 @@ class DemandEngine:
         cfg = self.config
         max_bytes = cfg.max_message_bytes
         fast = cfg.fast_paths
+        native = fast and cfg.native and 3600 % self._grain_s == 0
         for topic, partition, run in runs:
+            if native and topic == TOPIC_PAGEVIEWS:
+                self._native_pageviews(self.state(topic, partition), run, out)
+                continue
             if fast:
                 evs = fast_decode_many(topic, [r.value for r in run], max_bytes)
             else:
@@ -424,6 +433,53 @@ class DemandEngine:
         self._leave(
             st, run[-1].offset, max_ts, len(run), processed, dead, dups, late, corrected
         )
+
+    def _native_pageviews(
+        self, st: PartitionState, run: Sequence[KafkaRecord], out: BatchOutcome
+    ) -> None:
+        """Apply a run of page views with the compiled lane (``_pageview_lane.pageview_run``:
+        what ``_process_run``'s page-view lane does, in C). It stops at each record it is
+        not sure about, before touching it, and ``_process_run`` handles that record alone
+        (decode by the contract, rejections, late events); or, with APPLY, after
+        deduplicating it, when the catalog changes inside its grain: ``_apply`` then."""
+        cfg = self.config
+        lane = _pageview_lane.pageview_run
+        seen, buckets = st.dedup.tables()
+        catalog = self.catalog
+        n = len(run)
+        i = 0
+        while i < n:
+            state = (
+                seen, buckets, st.hot_pv, st.hot, st.cells, st.dirty, st.ends, st.visitors,
+                st.skus.buckets, st.skus.dirty, catalog.versions(), UNKNOWN, self._sizes,
+                self._visitor_flags, catalog.generation,
+            )
+            limits = (
+                BUCKET_MS, self._grain_s, st.watermark.max_ts, cfg.allowed_lateness_ms,
+                cfg.correction_horizon_ms, cfg.max_future_ms, cfg.max_past_ms,
+                cfg.max_message_bytes,
+            )
+            stop, status, max_ts, consumed, processed, dups, corrected, unknown, new_cells = (
+                lane(run, i, state, limits)
+            )
+            st.indexed += new_cells
+            st.ledger.unknown_sku_lines += unknown
+            st.ledger.corrected += corrected  # run[stop] included when APPLY
+            st.watermark.max_ts = max_ts
+            if stop > i:
+                self._leave(st, run[stop - 1].offset, max_ts, consumed, processed, 0, dups, 0, 0)
+            if stop >= n:
+                return
+            rec = run[stop]
+            if status == _pageview_lane.APPLY:
+                ev = fast_decode(TOPIC_PAGEVIEWS, rec.value, cfg.max_message_bytes)
+                if ev is None:
+                    ev = decode(TOPIC_PAGEVIEWS, rec.value, cfg.max_message_bytes)
+                self._apply(st, ev)
+                self._leave(st, rec.offset, max_ts, 1, 1, 0, 0, 0, 0)
+            else:
+                self._process_run(st, (rec,), [None], out)
+            i = stop + 1
 
     @staticmethod
     def _leave(

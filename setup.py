@@ -1,0 +1,17 @@
+"""The one compiled part of c2m-pulse: the engine's page-view lane (C, CPython API only).
+
+Everything else is in pyproject.toml. Building needs a C compiler and the Python headers
+(on Debian: gcc and python3-dev; both are on this project's machines).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "streams.core._pageview_lane",
+            sources=["streams/core/_pageview_lane.c"],
+            extra_compile_args=["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+        )
+    ]
+)

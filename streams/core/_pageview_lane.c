@@ -1,0 +1,894 @@
+/* The page-view lane, compiled: decode, check, deduplicate and apply a run of
+ * shop.pageviews records of one partition to the engine's own Python state.
+ *
+ * streams/core/engine.py is the reference. This does exactly what its Python loop does
+ * for a page view (same state, same values), for the messages it is sure about, and
+ * stops at the first record it is not sure about *before changing anything for it*:
+ * the Python engine then handles that one record and calls back in for the rest.
+ *
+ * It is sure about a message (see scan_pageview) when it is one flat JSON object with
+ * exactly the seven page-view fields, each once, strings without escapes, control
+ * characters or DEL, valid UTF-8 of the contract's lengths (in code points), event_type
+ * "page_view", and ts an integer epoch-ms in range or an RFC 3339 string that
+ * schemas.fastpath.fast_event_time converts exactly. Anything else (unknown fields, a
+ * backslash, a float, nesting, ...) is "not sure", never "invalid": rejections always
+ * come from the contract decoder in Python, with their reason codes.
+ *
+ * Per accepted event, in the reference's order:
+ *   future_ts / stale_ts against the record's Kafka timestamp -> stop (Python rejects);
+ *   behind the watermark by more than the correction horizon  -> stop (Python decides
+ *     duplicate or late event);
+ *   event id seen (BLAKE2b-64, the ids' persisted hash)        -> duplicate;
+ *   watermark (max ts) and the "corrected" count;
+ *   the lane entry of (sku, region, ts // grain) from hot_pv, built by the Python
+ *     callback `miss` when absent or of an older catalog generation; a None entry (a
+ *     catalog version starts inside the grain) -> stop with APPLY: Python applies it;
+ *   SKU hour page views, the page views of the cell of every window size, the visitor
+ *     hash into the visitor sets of the base sizes.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ BLAKE2b-64 */
+/* RFC 7693, unkeyed, 8-byte digest: the value hashlib.blake2b(data, digest_size=8)
+ * gives, read little-endian (streams.core.dedup.id_hash). */
+
+static const uint64_t B2_IV[8] = {
+    0x6A09E667F3BCC908ULL, 0xBB67AE8584CAA73BULL, 0x3C6EF372FE94F82BULL,
+    0xA54FF53A5F1D36F1ULL, 0x510E527FADE682D1ULL, 0x9B05688C2B3E6C1FULL,
+    0x1F83D9ABFB41BD6BULL, 0x5BE0CD19137E2179ULL,
+};
+
+static const uint8_t B2_SIGMA[12][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+};
+
+#define ROTR64(x, y) (((x) >> (y)) | ((x) << (64 - (y))))
+#define B2_G(a, b, c, d, x, y)            \
+    do {                                  \
+        v[a] = v[a] + v[b] + (x);         \
+        v[d] = ROTR64(v[d] ^ v[a], 32);   \
+        v[c] = v[c] + v[d];               \
+        v[b] = ROTR64(v[b] ^ v[c], 24);   \
+        v[a] = v[a] + v[b] + (y);         \
+        v[d] = ROTR64(v[d] ^ v[a], 16);   \
+        v[c] = v[c] + v[d];               \
+        v[b] = ROTR64(v[b] ^ v[c], 63);   \
+    } while (0)
+
+static inline uint64_t load64_le(const uint8_t *p) {
+    return (uint64_t)p[0] | ((uint64_t)p[1] << 8) | ((uint64_t)p[2] << 16) |
+           ((uint64_t)p[3] << 24) | ((uint64_t)p[4] << 32) | ((uint64_t)p[5] << 40) |
+           ((uint64_t)p[6] << 48) | ((uint64_t)p[7] << 56);
+}
+
+static void b2_compress(uint64_t h[8], const uint8_t block[128], uint64_t t, int last) {
+    uint64_t v[16], m[16];
+    for (int i = 0; i < 8; i++) {
+        v[i] = h[i];
+        v[i + 8] = B2_IV[i];
+    }
+    v[12] ^= t; /* inputs here are far below 2**64 bytes: the high word of t stays 0 */
+    if (last) v[14] = ~v[14];
+    for (int i = 0; i < 16; i++) m[i] = load64_le(block + 8 * i);
+    for (int r = 0; r < 12; r++) {
+        const uint8_t *s = B2_SIGMA[r];
+        B2_G(0, 4, 8, 12, m[s[0]], m[s[1]]);
+        B2_G(1, 5, 9, 13, m[s[2]], m[s[3]]);
+        B2_G(2, 6, 10, 14, m[s[4]], m[s[5]]);
+        B2_G(3, 7, 11, 15, m[s[6]], m[s[7]]);
+        B2_G(0, 5, 10, 15, m[s[8]], m[s[9]]);
+        B2_G(1, 6, 11, 12, m[s[10]], m[s[11]]);
+        B2_G(2, 7, 8, 13, m[s[12]], m[s[13]]);
+        B2_G(3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+    for (int i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+}
+
+static uint64_t blake2b64(const uint8_t *p, size_t n) {
+    uint64_t h[8];
+    uint8_t block[128];
+    uint64_t t = 0;
+    memcpy(h, B2_IV, sizeof h);
+    h[0] ^= 0x01010000ULL ^ 8; /* fanout 1, depth 1, no key, 8-byte digest */
+    while (n > 128) {
+        t += 128;
+        b2_compress(h, p, t, 0);
+        p += 128;
+        n -= 128;
+    }
+    memset(block, 0, sizeof block);
+    if (n) memcpy(block, p, n);
+    t += n;
+    b2_compress(h, block, t, 1);
+    return h[0]; /* the first 8 digest bytes, little-endian */
+}
+
+/* ------------------------------------------------------------------ RFC 3339 */
+/* schemas.fastpath.fast_event_time, in C: the grammar of schemas.types._RFC3339, a real
+ * date, hour <= 23, minute and second <= 59, offset hours <= 23 and minutes <= 59; only
+ * for 0 < epoch seconds < 2**33 (where the reference's float truncation is exact).
+ * Fractions are truncated to milliseconds. Returns 1 and sets *out, or 0: not sure. */
+
+static inline int dig(uint8_t c) { return c >= '0' && c <= '9'; }
+static inline int two(const uint8_t *p) { return (p[0] - '0') * 10 + (p[1] - '0'); }
+
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const int64_t yoe = y - era * 400;
+    const int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m) {
+    static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) return 29;
+    return dim[m - 1];
+}
+
+static int parse_rfc3339(const uint8_t *s, Py_ssize_t n, int64_t *out) {
+    if (n < 20) return 0;
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    for (int i = 0; i < 19; i++) {
+        const uint8_t c = s[i];
+        if (shape[i] == 'd') {
+            if (!dig(c)) return 0;
+        } else if (shape[i] == 'T') {
+            if (c != 'T' && c != 't' && c != ' ') return 0;
+        } else if (c != (uint8_t)shape[i]) {
+            return 0;
+        }
+    }
+    const int y = two(s) * 100 + two(s + 2), mo = two(s + 5), d = two(s + 8);
+    const int hh = two(s + 11), mi = two(s + 14), ss = two(s + 17);
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo)) return 0;
+    if (hh > 23 || mi > 59 || ss > 59) return 0;
+    Py_ssize_t p = 19;
+    int64_t frac_ms = 0;
+    if (s[p] == '.') {
+        const Py_ssize_t start = ++p;
+        while (p < n && dig(s[p])) p++;
+        const Py_ssize_t nd = p - start;
+        if (nd < 1 || nd > 9) return 0;
+        for (Py_ssize_t k = 0; k < 3; k++)
+            frac_ms = frac_ms * 10 + (k < nd ? s[start + k] - '0' : 0);
+    }
+    if (p >= n) return 0;
+    int64_t off;
+    if (s[p] == 'Z' || s[p] == 'z') {
+        off = 0;
+        p += 1;
+    } else if (s[p] == '+' || s[p] == '-') {
+        if (p + 6 > n || !dig(s[p + 1]) || !dig(s[p + 2]) || s[p + 3] != ':' ||
+            !dig(s[p + 4]) || !dig(s[p + 5]))
+            return 0;
+        const int oh = two(s + p + 1), om = two(s + p + 4);
+        if (oh > 23 || om > 59) return 0;
+        off = (s[p] == '+' ? 1 : -1) * (int64_t)(oh * 3600 + om * 60);
+        p += 6;
+    } else {
+        return 0;
+    }
+    if (p != n) return 0;
+    const int64_t total = days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - off;
+    if (!(0 < total && total < ((int64_t)1 << 33))) return 0;
+    *out = total * 1000 + frac_ms;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ the decoder */
+
+#define MAX_EPOCH_MS 253402300799999LL /* schemas.types.MAX_EPOCH_MS */
+
+typedef struct {
+    const uint8_t *p;
+    Py_ssize_t n;
+} span;
+
+typedef struct {
+    span event_id, shop_id, sku, visitor_id, region;
+    int64_t ts;
+} pageview;
+
+#define IS_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+
+/* A JSON string at *pp (its opening quote): no escape, no control character, no DEL,
+ * strictly valid UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
+ * Sets the content span and its length in code points; 0 when not sure. */
+static int scan_string(const uint8_t **pp, const uint8_t *end, span *sp, Py_ssize_t *cps) {
+    const uint8_t *p = *pp + 1;
+    const uint8_t *const start = p;
+    Py_ssize_t cp = 0;
+    for (;;) {
+        if (p >= end) return 0;
+        const uint8_t c = *p;
+        if (c < 0x80) {
+            if (c == '"') break;
+            if (c < 0x20 || c == '\\' || c == 0x7f) return 0;
+            p++;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            if (end - p < 2 || (p[1] & 0xC0) != 0x80) return 0;
+            p += 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            if (end - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
+            if (c == 0xE0 && p[1] < 0xA0) return 0; /* overlong */
+            if (c == 0xED && p[1] > 0x9F) return 0; /* surrogate */
+            p += 3;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            if (end - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
+                (p[3] & 0xC0) != 0x80)
+                return 0;
+            if (c == 0xF0 && p[1] < 0x90) return 0; /* overlong */
+            if (c == 0xF4 && p[1] > 0x8F) return 0; /* above U+10FFFF */
+            p += 4;
+        } else {
+            return 0;
+        }
+        cp++;
+    }
+    sp->p = start;
+    sp->n = p - start;
+    *cps = cp;
+    *pp = p + 1;
+    return 1;
+}
+
+enum { F_EVENT_ID, F_TS, F_SHOP_ID, F_EVENT_TYPE, F_SKU, F_VISITOR_ID, F_REGION, N_FIELDS };
+
+static int field_of(const span *k) {
+#define KEY(name, id) \
+    if (k->n == (Py_ssize_t)(sizeof(name) - 1) && memcmp(k->p, name, sizeof(name) - 1) == 0) return id
+    switch (k->n) {
+        case 2: KEY("ts", F_TS); break;
+        case 3: KEY("sku", F_SKU); break;
+        case 6: KEY("region", F_REGION); break;
+        case 7: KEY("shop_id", F_SHOP_ID); break;
+        case 8: KEY("event_id", F_EVENT_ID); break;
+        case 10:
+            KEY("event_type", F_EVENT_TYPE);
+            KEY("visitor_id", F_VISITOR_ID);
+            break;
+    }
+    return -1;
+#undef KEY
+}
+
+/* 1: a page view the contract surely accepts, fields in *ev; 0: not sure. */
+static int scan_pageview(const uint8_t *buf, Py_ssize_t n, pageview *ev) {
+    const uint8_t *p = buf, *const end = buf + n;
+    unsigned seen = 0;
+    while (p < end && IS_WS(*p)) p++;
+    if (p >= end || *p != '{') return 0;
+    p++;
+    for (;;) {
+        while (p < end && IS_WS(*p)) p++;
+        if (p >= end || *p != '"') return 0;
+        span key, val;
+        Py_ssize_t cps;
+        if (!scan_string(&p, end, &key, &cps)) return 0;
+        const int f = field_of(&key);
+        if (f < 0 || (seen & (1u << f))) return 0; /* another field, or a repeated one */
+        seen |= 1u << f;
+        while (p < end && IS_WS(*p)) p++;
+        if (p >= end || *p != ':') return 0;
+        p++;
+        while (p < end && IS_WS(*p)) p++;
+        if (p >= end) return 0;
+        if (*p == '"') {
+            if (!scan_string(&p, end, &val, &cps)) return 0;
+            switch (f) {
+                case F_TS:
+                    if (!parse_rfc3339(val.p, val.n, &ev->ts)) return 0;
+                    break;
+                case F_EVENT_TYPE:
+                    if (val.n != 9 || memcmp(val.p, "page_view", 9) != 0) return 0;
+                    break;
+                case F_REGION:
+                    if (cps < 1 || cps > 64) return 0;
+                    ev->region = val;
+                    break;
+                default: /* the ids */
+                    if (cps < 1 || cps > 128) return 0;
+                    if (f == F_EVENT_ID) ev->event_id = val;
+                    else if (f == F_SHOP_ID) ev->shop_id = val;
+                    else if (f == F_SKU) ev->sku = val;
+                    else ev->visitor_id = val;
+            }
+        } else if (f == F_TS && dig(*p)) {
+            /* a JSON integer: "0" or no leading zero, at most 15 digits, then a delimiter */
+            const uint8_t *const start = p;
+            int64_t v = 0;
+            while (p < end && dig(*p)) {
+                if (p - start >= 15) return 0;
+                v = v * 10 + (*p - '0');
+                p++;
+            }
+            if ((*start == '0' && p - start > 1) || v > MAX_EPOCH_MS) return 0;
+            if (p >= end || !(IS_WS(*p) || *p == ',' || *p == '}')) return 0;
+            ev->ts = v;
+        } else {
+            return 0; /* a number, literal, object or array where the contract has a string */
+        }
+        while (p < end && IS_WS(*p)) p++;
+        if (p >= end) return 0;
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p != '}') return 0;
+        p++;
+        break;
+    }
+    while (p < end && IS_WS(*p)) p++;
+    return p == end && seen == (1u << N_FIELDS) - 1;
+}
+
+/* ------------------------------------------------------------------ the run */
+
+static PyObject *S_value, *S_timestamp, *S_category, *S_color, *S_size, *S_price_band, *ONE;
+
+enum { DONE = 0, SLOW = 1, APPLY = 2 };
+
+/* vec[slot] += 1 on a list of ints */
+static int incr(PyObject *vec, Py_ssize_t slot) {
+    if (!PyList_Check(vec) || PyList_GET_SIZE(vec) <= slot) {
+        PyErr_SetString(PyExc_TypeError, "page-view lane: a counter vector is not a list");
+        return -1;
+    }
+    PyObject *old = PyList_GET_ITEM(vec, slot);
+    PyObject *now = PyNumber_Add(old, ONE);
+    if (now == NULL) return -1;
+    PyList_SET_ITEM(vec, slot, now);
+    Py_DECREF(old);
+    return 0;
+}
+
+static int as_i64(PyObject *o, const char *what, int64_t *out) {
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "page-view lane: %s must be an int", what);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The record's Kafka timestamp: 1 and *ref; 0 when absent or negative (the reference then
+ * reads the wall clock: left to Python); -1 on error. */
+static int record_time(PyObject *rec, int64_t *ref) {
+    PyObject *t = PyObject_GetAttr(rec, S_timestamp);
+    if (t == NULL) return -1;
+    int ok = 0;
+    if (PyLong_CheckExact(t)) {
+        long long v = PyLong_AsLongLong(t);
+        if (v == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+        } else if (v >= 0) {
+            *ref = v;
+            ok = 1;
+        }
+    }
+    Py_DECREF(t);
+    return ok;
+}
+
+/* Visitor ids repeat (a visitor views many products): their hashes are cached, direct
+ * mapped by a cheap hash of the bytes; a slot holds the id's bytes, so a hit is exact. */
+#define VCACHE_SLOTS 8192
+#define VCACHE_ID 40
+typedef struct {
+    uint8_t len; /* 0: empty */
+    uint8_t id[VCACHE_ID];
+    uint64_t hash;
+} vcache_slot;
+static vcache_slot vcache[VCACHE_SLOTS];
+
+static uint64_t visitor_hash(const uint8_t *p, Py_ssize_t n) {
+    if (n <= 0 || n > VCACHE_ID) return blake2b64(p, (size_t)n);
+    uint32_t f = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t k = 0; k < n; k++) f = (f ^ p[k]) * 16777619u;
+    vcache_slot *slot = &vcache[f & (VCACHE_SLOTS - 1)];
+    if (slot->len == (uint8_t)n && memcmp(slot->id, p, (size_t)n) == 0) return slot->hash;
+    slot->hash = blake2b64(p, (size_t)n);
+    slot->len = (uint8_t)n;
+    memcpy(slot->id, p, (size_t)n);
+    return slot->hash;
+}
+
+/* What a run works on: the partition's containers, read once per call. */
+typedef struct {
+    PyObject *seen, *buckets;          /* Deduplicator.tables() */
+    PyObject *hot_pv, *hot;            /* PartitionState.hot_pv, .hot */
+    PyObject *cells, *dirty, *ends;    /* PartitionState.cells, .dirty, .ends */
+    PyObject *visitors;                /* PartitionState.visitors */
+    PyObject *sku_buckets, *sku_dirty; /* PartitionState.skus.buckets, .dirty */
+    PyObject *products;                /* Catalog._products: sku -> (times, versions) */
+    PyObject *unknown;                 /* streams.core.catalog.UNKNOWN */
+    PyObject *sizes;                   /* tuple of window sizes (s) */
+    PyObject *visitor_sizes;           /* tuple of bools: a base size (visitor sets) */
+    PyObject *generation;              /* Catalog.generation */
+    int64_t grain_s;
+    Py_ssize_t new_cells;              /* cells created (PartitionState.indexed) */
+} lane_t;
+
+/* Catalog.lookup_span(sku, first, last): a new reference to the ProductAttrs, Py_None
+ * (unknown SKU) or Py_False (a version boundary inside [first, last]); NULL on error. */
+static Py_ssize_t version_at(PyObject *times, int64_t t, int *err) {
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(times);
+    while (lo < hi) { /* bisect_right */
+        const Py_ssize_t mid = (lo + hi) / 2;
+        long long v = PyLong_AsLongLong(PyList_GET_ITEM(times, mid));
+        if (v == -1 && PyErr_Occurred()) {
+            *err = 1;
+            return 0;
+        }
+        if (t < v) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo - 1 > 0 ? lo - 1 : 0;
+}
+
+static PyObject *lookup_span(lane_t *L, PyObject *sku, int64_t first, int64_t last) {
+    PyObject *entry = PyDict_GetItemWithError(L->products, sku);
+    if (entry == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+        !PyList_Check(PyTuple_GET_ITEM(entry, 0)) || !PyList_Check(PyTuple_GET_ITEM(entry, 1))) {
+        PyErr_SetString(PyExc_TypeError, "page-view lane: bad catalog entry");
+        return NULL;
+    }
+    PyObject *times = PyTuple_GET_ITEM(entry, 0), *versions = PyTuple_GET_ITEM(entry, 1);
+    int err = 0;
+    const Py_ssize_t i = version_at(times, first, &err);
+    const Py_ssize_t j = version_at(times, last, &err);
+    if (err) return NULL;
+    if (i != j) return Py_NewRef(Py_False);
+    if (i >= PyList_GET_SIZE(versions)) {
+        PyErr_SetString(PyExc_IndexError, "page-view lane: catalog versions out of step");
+        return NULL;
+    }
+    return Py_NewRef(PyList_GET_ITEM(versions, i));
+}
+
+/* d.get(key), or d[key] = make() */
+static PyObject *get_or_new(PyObject *d, PyObject *key, PyObject *(*make)(void), int *created) {
+    PyObject *v = PyDict_GetItemWithError(d, key);
+    if (v != NULL) return Py_NewRef(v);
+    if (PyErr_Occurred()) return NULL;
+    v = make();
+    if (v == NULL) return NULL;
+    if (PyDict_SetItem(d, key, v) < 0) {
+        Py_DECREF(v);
+        return NULL;
+    }
+    if (created) *created = 1;
+    return v;
+}
+
+static PyObject *new_cell(void) { /* demand.MEASURES: six zeros */
+    PyObject *v = PyList_New(6);
+    if (v == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < 6; k++) PyList_SET_ITEM(v, k, PyLong_FromLong(0));
+    return v;
+}
+
+static PyObject *new_sku_hour(void) { /* inventory.SkuHours.bucket: [0]*7 + [-1, 0] */
+    PyObject *v = PyList_New(9);
+    if (v == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < 9; k++) PyList_SET_ITEM(v, k, PyLong_FromLong(k == 7 ? -1 : 0));
+    return v;
+}
+
+static PyObject *new_list(void) { return PyList_New(0); }
+static PyObject *new_set(void) { return PySet_New(NULL); }
+
+/* PartitionState.hot_entry for hk = (category, color, size, band, region, grain): the
+ * vectors (marked dirty) of the cells of every size at ts_s and the visitor sets of the
+ * base sizes, cached in hot. A new reference, or NULL. */
+static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], int64_t ts_s) {
+    const Py_ssize_t ns = PyTuple_GET_SIZE(L->sizes);
+    PyObject *vecs = PyTuple_New(ns);
+    Py_ssize_t nv = 0;
+    for (Py_ssize_t k = 0; k < ns; k++) nv += PyTuple_GET_ITEM(L->visitor_sizes, k) == Py_True;
+    PyObject *sets = PyTuple_New(nv);
+    if (vecs == NULL || sets == NULL) goto fail;
+    for (Py_ssize_t k = 0, kv = 0; k < ns; k++) {
+        PyObject *size = PyTuple_GET_ITEM(L->sizes, k);
+        int64_t s;
+        if (as_i64(size, "a window size", &s)) goto fail;
+        const int64_t start = ts_s - ts_s % s;
+        PyObject *st = PyLong_FromLongLong(start);
+        PyObject *key = st ? PyTuple_Pack(7, size, st, dims[0], dims[1], dims[2], dims[3], dims[4])
+                           : NULL;
+        Py_XDECREF(st);
+        if (key == NULL) goto fail;
+        int created = 0;
+        PyObject *vec = get_or_new(L->cells, key, new_cell, &created);
+        if (vec == NULL) { Py_DECREF(key); goto fail; }
+        PyTuple_SET_ITEM(vecs, k, vec);
+        if (created) { /* PartitionState._index: ends[(end, size >= 1 h)].append(key) */
+            L->new_cells++;
+            PyObject *end = PyLong_FromLongLong(start + s);
+            PyObject *ek = end ? PyTuple_Pack(2, end, s >= 3600 ? Py_True : Py_False) : NULL;
+            Py_XDECREF(end);
+            PyObject *keys = ek ? get_or_new(L->ends, ek, new_list, NULL) : NULL;
+            Py_XDECREF(ek);
+            int rc = keys ? PyList_Append(keys, key) : -1;
+            Py_XDECREF(keys);
+            if (rc < 0) { Py_DECREF(key); goto fail; }
+        }
+        if (PySet_Add(L->dirty, key) < 0) { Py_DECREF(key); goto fail; }
+        if (PyTuple_GET_ITEM(L->visitor_sizes, k) == Py_True) {
+            PyObject *vs = get_or_new(L->visitors, key, new_set, NULL);
+            if (vs == NULL) { Py_DECREF(key); goto fail; }
+            PyTuple_SET_ITEM(sets, kv++, vs);
+        }
+        Py_DECREF(key);
+    }
+    PyObject *entry = PyTuple_Pack(2, vecs, sets);
+    Py_DECREF(vecs);
+    Py_DECREF(sets);
+    if (entry == NULL || PyDict_SetItem(L->hot, hk, entry) < 0) {
+        Py_XDECREF(entry);
+        return NULL;
+    }
+    return entry;
+fail:
+    Py_XDECREF(vecs);
+    Py_XDECREF(sets);
+    return NULL;
+}
+
+/* DemandEngine._pv_entry: the lane entry of (sku, region, grain of ts), stored in hot_pv
+ * under key; Py_None when a catalog version starts inside the grain. New reference. */
+static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *region, int64_t ts) {
+    const int64_t grain_ms = L->grain_s * 1000;
+    const int64_t first = ts - ts % grain_ms;
+    PyObject *a = lookup_span(L, sku, first, first + grain_ms - 1);
+    if (a == NULL) return NULL;
+    if (a == Py_False) {
+        Py_DECREF(a);
+        return Py_NewRef(Py_None);
+    }
+    const int unknown = a == Py_None;
+    PyObject *dims[5] = {NULL, NULL, NULL, NULL, region};
+    PyObject *names[4] = {S_category, S_color, S_size, S_price_band};
+    PyObject *hk = NULL, *he = NULL, *skey = NULL, *svec = NULL, *hour = NULL, *entry = NULL;
+    PyObject *grain = NULL;
+    int ok = 0;
+    for (int k = 0; k < 4; k++) {
+        dims[k] = unknown ? Py_NewRef(L->unknown) : PyObject_GetAttr(a, names[k]);
+        if (dims[k] == NULL) goto done;
+    }
+    const int64_t ts_s = ts / 1000;
+    grain = PyLong_FromLongLong(ts_s / L->grain_s);
+    if (grain == NULL) goto done;
+    hk = PyTuple_Pack(6, dims[0], dims[1], dims[2], dims[3], region, grain);
+    if (hk == NULL) goto done;
+    he = PyDict_GetItemWithError(L->hot, hk);
+    if (he != NULL) {
+        Py_INCREF(he);
+    } else {
+        if (PyErr_Occurred()) goto done;
+        he = hot_entry(L, hk, dims, ts_s);
+        if (he == NULL) goto done;
+    }
+    if (!PyTuple_Check(he) || PyTuple_GET_SIZE(he) != 2) {
+        PyErr_SetString(PyExc_TypeError, "page-view lane: bad hot entry");
+        goto done;
+    }
+    hour = PyLong_FromLongLong(ts_s / 3600 * 3600); /* inventory.hour_of */
+    skey = hour ? PyTuple_Pack(2, sku, hour) : NULL;
+    if (skey == NULL) goto done;
+    svec = get_or_new(L->sku_buckets, skey, new_sku_hour, NULL);
+    if (svec == NULL || PySet_Add(L->sku_dirty, skey) < 0) goto done;
+    entry = PyTuple_Pack(5, L->generation, unknown ? Py_True : Py_False, svec,
+                         PyTuple_GET_ITEM(he, 0), PyTuple_GET_ITEM(he, 1));
+    if (entry == NULL || PyDict_SetItem(L->hot_pv, key, entry) < 0) goto done;
+    ok = 1;
+done:
+    for (int k = 0; k < 4; k++) Py_XDECREF(dims[k]);
+    Py_DECREF(a);
+    Py_XDECREF(grain);
+    Py_XDECREF(hk);
+    Py_XDECREF(he);
+    Py_XDECREF(hour);
+    Py_XDECREF(skey);
+    Py_XDECREF(svec);
+    if (!ok) {
+        Py_XDECREF(entry);
+        return NULL;
+    }
+    return entry;
+}
+
+/* Deduplicator.first_time for an id already hashed: 1 first time, 0 duplicate, -1 error */
+static int first_time(lane_t *L, uint64_t hash, int64_t ts, int64_t bucket_ms) {
+    PyObject *h = PyLong_FromUnsignedLongLong(hash);
+    if (h == NULL) return -1;
+    int rc = PySet_Contains(L->seen, h);
+    if (rc != 0) {
+        Py_DECREF(h);
+        return rc < 0 ? -1 : 0;
+    }
+    if (PySet_Add(L->seen, h) < 0) {
+        Py_DECREF(h);
+        return -1;
+    }
+    PyObject *bkey = PyLong_FromLongLong(ts / bucket_ms);
+    PyObject *ids = bkey ? get_or_new(L->buckets, bkey, new_list, NULL) : NULL;
+    rc = ids ? PyList_Append(ids, h) : -1;
+    Py_XDECREF(ids);
+    Py_XDECREF(bkey);
+    Py_DECREF(h);
+    return rc < 0 ? -1 : 1;
+}
+
+PyDoc_STRVAR(pageview_run_doc,
+"pageview_run(run, start, state, limits) -> (stop, status, max_ts, consumed, processed,\n"
+"                                            duplicates, corrected, unknown_sku, new_cells)\n"
+"\n"
+"state:  (seen, buckets, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"
+"         sku_dirty, products, unknown, sizes, visitor_sizes, generation)\n"
+"limits: (bucket_ms, grain_s, max_ts, lateness_ms, horizon_ms, max_future_ms,\n"
+"         max_past_ms, max_bytes)\n"
+"\n"
+"Apply run[start:] (shop.pageviews records of one partition, in offset order) until\n"
+"the end (status DONE) or the first record Python must handle: SLOW, run[stop]\n"
+"untouched; APPLY, run[stop] deduplicated and in the watermark (and in `corrected`)\n"
+"but not applied and not counted. The counts are deltas for run[start:stop].");
+
+static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 15 ||
+        !PyTuple_Check(args[3]) || PyTuple_GET_SIZE(args[3]) != 8) {
+        PyErr_SetString(PyExc_TypeError, "pageview_run(run, start, state[15], limits[8])");
+        return NULL;
+    }
+    PyObject *const *S = &PyTuple_GET_ITEM(args[2], 0);
+    PyObject *const *Lim = &PyTuple_GET_ITEM(args[3], 0);
+    lane_t L = {S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
+                S[12], S[13], S[14], 0, 0};
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) return NULL;
+    int64_t bucket_ms, lateness, horizon, max_future, max_past, max_bytes, max_ts = 0;
+    if (as_i64(Lim[0], "bucket_ms", &bucket_ms) || as_i64(Lim[1], "grain_s", &L.grain_s) ||
+        as_i64(Lim[3], "lateness_ms", &lateness) || as_i64(Lim[4], "horizon_ms", &horizon) ||
+        as_i64(Lim[5], "max_future_ms", &max_future) ||
+        as_i64(Lim[6], "max_past_ms", &max_past) || as_i64(Lim[7], "max_bytes", &max_bytes))
+        return NULL;
+    if (!PySet_Check(L.seen) || !PyDict_Check(L.buckets) || !PyDict_Check(L.hot_pv) ||
+        !PyDict_Check(L.hot) || !PyDict_Check(L.cells) || !PySet_Check(L.dirty) ||
+        !PyDict_Check(L.ends) || !PyDict_Check(L.visitors) || !PyDict_Check(L.sku_buckets) ||
+        !PySet_Check(L.sku_dirty) || !PyDict_Check(L.products) || !PyTuple_Check(L.sizes) ||
+        !PyTuple_Check(L.visitor_sizes) ||
+        PyTuple_GET_SIZE(L.sizes) != PyTuple_GET_SIZE(L.visitor_sizes) || bucket_ms <= 0 ||
+        L.grain_s <= 0 || 3600 % L.grain_s != 0) {
+        PyErr_SetString(PyExc_TypeError, "pageview_run: bad state");
+        return NULL;
+    }
+    int has_max = Lim[2] != Py_None;
+    if (has_max && as_i64(Lim[2], "max_ts", &max_ts)) return NULL;
+    const int64_t grain_ms = L.grain_s * 1000;
+
+    PyObject *seq = PySequence_Fast(args[0], "pageview_run: run must be a sequence");
+    if (seq == NULL) return NULL;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **recs = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t consumed = 0, processed = 0, dups = 0, corrected = 0, unknown = 0;
+    int status = DONE;
+    Py_ssize_t i = start < 0 ? 0 : start;
+    PyObject *value = NULL, *sku = NULL, *region = NULL, *key = NULL, *e = NULL;
+
+    for (; i < n; i++) {
+        PyObject *rec = recs[i];
+        int64_t ref;
+        const int rt = record_time(rec, &ref);
+        if (rt < 0) goto error;
+        if (rt == 0) { status = SLOW; break; }
+        value = PyObject_GetAttr(rec, S_value);
+        if (value == NULL) goto error;
+        pageview ev;
+        const int sure = PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) <= max_bytes &&
+                         scan_pageview((const uint8_t *)PyBytes_AS_STRING(value),
+                                       PyBytes_GET_SIZE(value), &ev);
+        if (!sure || ev.ts > ref + max_future || ev.ts < ref - max_past ||
+            (has_max && max_ts - lateness - ev.ts > horizon)) {
+            status = SLOW; /* not sure, a rejection, or late-or-duplicate: Python's */
+            break;
+        }
+        const int64_t ts = ev.ts;
+        const int first = first_time(&L, blake2b64(ev.event_id.p, (size_t)ev.event_id.n), ts,
+                                     bucket_ms);
+        if (first < 0) goto error;
+        if (!first) {
+            dups++;
+            consumed++;
+            Py_CLEAR(value);
+            continue;
+        }
+        if (has_max) { /* the watermark */
+            if (max_ts - lateness - ts > 0) corrected++;
+            if (ts > max_ts) max_ts = ts;
+        } else {
+            max_ts = ts;
+            has_max = 1;
+        }
+
+        sku = PyUnicode_DecodeUTF8((const char *)ev.sku.p, ev.sku.n, NULL);
+        region = PyUnicode_DecodeUTF8((const char *)ev.region.p, ev.region.n, NULL);
+        PyObject *grain = PyLong_FromLongLong(ts / grain_ms);
+        key = (sku && region && grain) ? PyTuple_Pack(3, sku, region, grain) : NULL;
+        Py_XDECREF(grain);
+        if (key == NULL) goto error;
+        e = PyDict_GetItemWithError(L.hot_pv, key);
+        if (e != NULL) {
+            Py_INCREF(e);
+            if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 5) {
+                PyErr_SetString(PyExc_TypeError, "page-view lane: bad hot_pv entry");
+                goto error;
+            }
+            const int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(e, 0), L.generation, Py_EQ);
+            if (same < 0) goto error;
+            if (!same) Py_CLEAR(e);
+        } else if (PyErr_Occurred()) {
+            goto error;
+        }
+        if (e == NULL) {
+            e = pv_entry(&L, key, sku, region, ts);
+            if (e == NULL) goto error;
+        }
+        Py_CLEAR(sku);
+        Py_CLEAR(region);
+        Py_CLEAR(key);
+        if (e == Py_None) { /* a catalog version starts inside the grain: Python applies */
+            status = APPLY;
+            break;
+        }
+        PyObject *vecs = PyTuple_GET_ITEM(e, 3), *sets = PyTuple_GET_ITEM(e, 4);
+        if (!PyTuple_Check(vecs) || !PyTuple_Check(sets)) {
+            PyErr_SetString(PyExc_TypeError, "page-view lane: bad lane entry");
+            goto error;
+        }
+        if (PyTuple_GET_ITEM(e, 1) == Py_True) unknown++;
+        if (incr(PyTuple_GET_ITEM(e, 2), 4 /* SKU_PAGEVIEWS */) < 0) goto error;
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(vecs); k++)
+            if (incr(PyTuple_GET_ITEM(vecs, k), 5 /* PAGEVIEWS */) < 0) goto error;
+        if (PyTuple_GET_SIZE(sets)) {
+            PyObject *vh = PyLong_FromUnsignedLongLong(visitor_hash(ev.visitor_id.p, ev.visitor_id.n));
+            if (vh == NULL) goto error;
+            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(sets); k++) {
+                PyObject *vs = PyTuple_GET_ITEM(sets, k);
+                if (!PySet_Check(vs) || PySet_Add(vs, vh) < 0) {
+                    if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_TypeError, "page-view lane: a visitor set is not a set");
+                    Py_DECREF(vh);
+                    goto error;
+                }
+            }
+            Py_DECREF(vh);
+        }
+        Py_CLEAR(e);
+        Py_CLEAR(value);
+        processed++;
+        consumed++;
+    }
+    Py_XDECREF(value);
+    Py_XDECREF(e);
+    Py_DECREF(seq);
+    PyObject *mx = has_max ? PyLong_FromLongLong(max_ts) : Py_NewRef(Py_None);
+    if (mx == NULL) return NULL;
+    return Py_BuildValue("(niNnnnnnn)", i, status, mx, consumed, processed, dups, corrected,
+                         unknown, L.new_cells);
+error:
+    Py_XDECREF(value);
+    Py_XDECREF(sku);
+    Py_XDECREF(region);
+    Py_XDECREF(key);
+    Py_XDECREF(e);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ test hooks */
+
+PyDoc_STRVAR(decode_doc,
+"decode(raw: bytes) -> (event_id, ts, shop_id, sku, visitor_id, region) | None\n"
+"\n"
+"The page-view decoder alone (for the equivalence tests): the fields when it is sure the\n"
+"contract accepts `raw`, else None.");
+
+static PyObject *decode(PyObject *self, PyObject *arg) {
+    (void)self;
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "decode takes bytes");
+        return NULL;
+    }
+    pageview ev;
+    if (!scan_pageview((const uint8_t *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg), &ev))
+        Py_RETURN_NONE;
+    return Py_BuildValue("(s#Ls#s#s#s#)", (const char *)ev.event_id.p, ev.event_id.n,
+                         (long long)ev.ts, (const char *)ev.shop_id.p, ev.shop_id.n,
+                         (const char *)ev.sku.p, ev.sku.n, (const char *)ev.visitor_id.p,
+                         ev.visitor_id.n, (const char *)ev.region.p, ev.region.n);
+}
+
+PyDoc_STRVAR(event_time_doc,
+"event_time(text: bytes) -> int | None: epoch ms of an RFC 3339 time, as\n"
+"schemas.fastpath.fast_event_time answers it (None: not sure).");
+
+static PyObject *event_time(PyObject *self, PyObject *arg) {
+    (void)self;
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "event_time takes bytes");
+        return NULL;
+    }
+    int64_t ms;
+    if (!parse_rfc3339((const uint8_t *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg), &ms))
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(ms);
+}
+
+PyDoc_STRVAR(id_hash_doc,
+"id_hash(data: bytes) -> int: BLAKE2b with an 8-byte digest, little-endian\n"
+"(streams.core.dedup.id_hash of the decoded string).");
+
+static PyObject *id_hash(PyObject *self, PyObject *arg) {
+    (void)self;
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "id_hash takes bytes");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(
+        blake2b64((const uint8_t *)PyBytes_AS_STRING(arg), (size_t)PyBytes_GET_SIZE(arg)));
+}
+
+static PyMethodDef methods[] = {
+    {"pageview_run", (PyCFunction)(void (*)(void))pageview_run, METH_FASTCALL, pageview_run_doc},
+    {"decode", decode, METH_O, decode_doc},
+    {"event_time", event_time, METH_O, event_time_doc},
+    {"id_hash", id_hash, METH_O, id_hash_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "streams.core._pageview_lane",
+    "The engine's page-view lane in C (see streams/core/_pageview_lane.c).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__pageview_lane(void) {
+    S_value = PyUnicode_InternFromString("value");
+    S_timestamp = PyUnicode_InternFromString("timestamp");
+    S_category = PyUnicode_InternFromString("category");
+    S_color = PyUnicode_InternFromString("color");
+    S_size = PyUnicode_InternFromString("size");
+    S_price_band = PyUnicode_InternFromString("price_band");
+    ONE = PyLong_FromLong(1);
+    if (S_value == NULL || S_timestamp == NULL || S_category == NULL || S_color == NULL ||
+        S_size == NULL || S_price_band == NULL || ONE == NULL)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddIntConstant(m, "DONE", DONE) < 0 ||
+        PyModule_AddIntConstant(m, "SLOW", SLOW) < 0 ||
+        PyModule_AddIntConstant(m, "APPLY", APPLY) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

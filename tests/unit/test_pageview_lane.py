@@ -1,0 +1,334 @@
+"""The compiled page-view lane (``streams/core/_pageview_lane.c``) against its references.
+
+- its BLAKE2b-64 is hashlib's (the dedup ids are persisted: the values must not move);
+- its RFC 3339 parser answers what ``schemas.fastpath.fast_event_time`` answers;
+- its decoder accepts only what the contract decoder (pydantic) accepts, with equal values
+  (simulator corpus, mutated corpus, hand-made edge cases);
+- the engine with it leaves exactly the state, flush batches, dead letters and late events
+  that the engine's Python lane leaves (``EngineConfig(native=False)``), over duplicates,
+  late and out-of-order events, rejections, catalog changes inside a grain, unknown SKUs,
+  records without a Kafka timestamp, and flush cuts that fail and are written again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.contract import ContractViolation, decode
+from schemas.fastpath import fast_event_time
+from streams.core import _pageview_lane as lane
+from streams.core.engine import DemandEngine, EngineConfig, Record
+from streams.sim.model import generate_history
+from tests.unit.test_fastpath import _mutants, _ts_strings
+
+T0 = 1_793_491_200_000
+FIELDS = ("event_id", "ts", "shop_id", "sku", "visitor_id", "region")
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[tuple[str, bytes]]:
+    hist = generate_history(11, T0, 1.5, orders_per_hour=1500)
+    return [(e.topic, orjson.dumps(e.value)) for e in hist]
+
+
+# ------------------------------------------------------------------ hashing, times
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_id_hash_is_blake2b_64_little_endian(data: bytes) -> None:
+    want = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+    assert lane.id_hash(data) == want
+
+
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 129, 255, 256, 257, 512])
+def test_id_hash_at_block_edges(n: int) -> None:
+    data = bytes(range(256)) * 3
+    want = int.from_bytes(hashlib.blake2b(data[:n], digest_size=8).digest(), "little")
+    assert lane.id_hash(data[:n]) == want
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(_ts_strings, st.text(max_size=40)))
+def test_event_time_answers_what_fast_event_time_answers(value: str) -> None:
+    assert lane.event_time(value.encode()) == fast_event_time(value)
+
+
+@pytest.mark.parametrize("value", [
+    "2026-11-11T12:00:00Z", "2024-02-29T00:00:00.123456789+08:00", "2023-02-29T00:00:00Z",
+    "2026-11-11 12:00:00.1z", "2026-11-11T12:00:00.1234567890Z", "2026-11-11T12:00:00+23:59",
+    "2026-11-11T12:00:00+24:00", "1970-01-01T00:00:01Z", "1970-01-01T00:00:00.999Z",
+    "2242-03-16T12:56:31Z", "2242-03-16T12:56:32Z", "0001-01-01T00:00:00Z",
+    "2026-11-11T12:00:00Z ", "2026-11-11T12:00:00", "2026-11-11T12:00:00.Z",
+    "２０２６-11-11T12:00:00Z", "2026-11-11T12:00:00+08:00x", "2000-12-31T23:59:59-00:00",
+])
+def test_event_time_edge_cases(value: str) -> None:
+    assert lane.event_time(value.encode()) == fast_event_time(value)
+
+
+# ------------------------------------------------------------------ the decoder
+def check(raw: bytes) -> bool:
+    """The lane's decoder says "not sure", or the contract accepts with equal values."""
+    got = lane.decode(raw)
+    if got is None:
+        return False
+    try:
+        ev = decode("shop.pageviews", raw)
+    except ContractViolation as exc:  # pragma: no cover - the failure looked for
+        raise AssertionError(f"the lane accepted what the contract rejects: {exc}") from None
+    want = tuple(getattr(ev, f) for f in FIELDS)
+    assert got == want, (got, want)
+    assert lane.id_hash(got[0].encode()) == int.from_bytes(
+        hashlib.blake2b(ev.event_id.encode(), digest_size=8).digest(), "little")
+    return True
+
+
+def test_simulator_page_views_are_all_taken(corpus: list[tuple[str, bytes]]) -> None:
+    views = [raw for t, raw in corpus if t == "shop.pageviews"]
+    assert len(views) > 1000
+    assert all(check(raw) for raw in views)
+    # the other topics' messages are never taken for page views
+    assert not any(lane.decode(raw) for t, raw in corpus if t != "shop.pageviews")
+
+
+def test_mutated_page_views_are_taken_only_when_the_contract_agrees(
+    corpus: list[tuple[str, bytes]],
+) -> None:
+    rng = random.Random(17)
+    views = [raw for t, raw in corpus if t == "shop.pageviews"]
+    taken = total = 0
+    for raw in rng.sample(views, 1500):
+        for mutant in _mutants("shop.pageviews", raw, rng):
+            total += 1
+            taken += check(mutant)
+    assert total > 10_000 and 0 < taken < total
+
+
+def _view(**over: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {"event_id": "e1", "ts": T0, "shop_id": "s", "event_type": "page_view",
+                          "sku": "A", "visitor_id": "v", "region": "浙江"}
+    ev.update(over)
+    return ev
+
+
+@pytest.mark.parametrize("raw", [
+    orjson.dumps(_view(region="雾" * 64)), orjson.dumps(_view(region="雾" * 65)),
+    orjson.dumps(_view(region="🧦" * 64)), orjson.dumps(_view(region="🧦" * 65)),
+    orjson.dumps(_view(event_id="x" * 128)), orjson.dumps(_view(event_id="x" * 129)),
+    orjson.dumps(_view(event_id="")), orjson.dumps(_view(region="")),
+    orjson.dumps(_view(sku="\u202e\u0085")), orjson.dumps(_view(ts=0)),
+    orjson.dumps(_view(ts=253_402_300_799_999)), orjson.dumps(_view(ts=253_402_300_800_000)),
+    orjson.dumps(_view(ts=-1)), orjson.dumps(_view(ts=1.0)), orjson.dumps(_view(ts=True)),
+    orjson.dumps(_view(ts="2026-11-11T12:00:00+08:00")), orjson.dumps(_view(ts=None)),
+    orjson.dumps(_view(sku=1)), orjson.dumps(_view(sku=None)), orjson.dumps(_view(sku=["A"])),
+    orjson.dumps(_view(event_type="PAGE_VIEW")), orjson.dumps(_view(extra=1)),
+    b' \t\r\n{"event_id" : "e","ts" :\n1,"shop_id":"s","event_type":"page_view",'
+    b'"sku":"A","visitor_id":"v","region":"r"}\n ',
+    b'{"event_id":"e","ts":01,"shop_id":"s","event_type":"page_view","sku":"A",'
+    b'"visitor_id":"v","region":"r"}',
+    b'{"event_id":"e","ts":1e3,"shop_id":"s","event_type":"page_view","sku":"A",'
+    b'"visitor_id":"v","region":"r"}',
+    b'{"event_id":"e","ts":-0,"shop_id":"s","event_type":"page_view","sku":"A",'
+    b'"visitor_id":"v","region":"r"}',
+    b'{"event_id":"e","event_id":"f","ts":1,"shop_id":"s","event_type":"page_view",'
+    b'"sku":"A","visitor_id":"v","region":"r"}',
+    b'{"event_id":"e","ts":1,"shop_id":"s","event_type":"page_view","sku":"A",'
+    b'"visitor_id":"v","region":"r",}',
+    b'{"event_id":"e","ts":1,"shop_id":"s","event_type":"page_view","sku":"A",'
+    b'"visitor_id":"v","region":"r"}{}',
+    b'{"event_id":"e","ts":1,"shop_id":"s","event_type":"page_view","sku":"A",'
+    b'"visitor_id":"v"}',
+    b'{"event_id":"\\u0065","ts":1,"shop_id":"s","event_type":"page_view","sku":"A",'
+    b'"visitor_id":"v","region":"r"}',
+    b'{"event_id":"e\x7f","ts":1,"shop_id":"s","event_type":"page_view","sku":"A",'
+    b'"visitor_id":"v","region":"r"}',
+    b'{"event_id":"e\x01","ts":1,"shop_id":"s","event_type":"page_view","sku":"A",'
+    b'"visitor_id":"v","region":"r"}',
+    # overlong "/", a UTF-16 surrogate, above U+10FFFF, a lone continuation byte, cut short
+    *(b'{"event_id":"e","ts":1,"shop_id":"s","event_type":"page_view","sku":"A",'
+      b'"visitor_id":"v","region":"' + bad + b'"}'
+      for bad in (b"\xc0\xaf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+                  b"\x80", b"\xe4\xb8", b"\xf0\x9f\xa7", b"\xef\xbf\xbf", b"\xf0\x90\x80\x80")),
+    b"", b"{}", b"[]", b"null", b"{",
+])
+def test_edge_cases_agree(raw: bytes) -> None:
+    check(raw)
+
+
+def test_edge_cases_are_taken_where_plainly_valid() -> None:
+    """Not only "not sure": the plain valid forms are taken (else the lane would be idle)."""
+    for ev in (_view(region="雾" * 64), _view(region="🧦" * 64), _view(ts=0),
+               _view(ts="2026-11-11T12:00:00+08:00"), _view(sku="\u202e\u0085"),
+               _view(event_id="x" * 128)):
+        assert check(orjson.dumps(ev)), ev
+    for ev in (_view(region="雾" * 65), _view(extra=1), _view(ts=1.0), _view(sku=1)):
+        assert lane.decode(orjson.dumps(ev)) is None, ev
+
+
+# ------------------------------------------------------------------ the engine
+def _snapshot(eng: DemandEngine) -> dict[Any, Any]:
+    """Everything the engine holds per partition, comparable with ==."""
+    out: dict[Any, Any] = {}
+    for key, s in eng.states.items():
+        seen, buckets = s.dedup.tables()
+        out[key] = {
+            "position": s.position, "max_ts": s.watermark.max_ts, "ledger": s.ledger,
+            "cells": s.cells, "dirty": s.dirty, "visitors": s.visitors,
+            "skus": s.skus.buckets, "sku_dirty": s.skus.dirty, "seen": seen,
+            "buckets": buckets, "cut": s.dedup._cut, "indexed": s.indexed,
+            "ends": {k: sorted(v) for k, v in s.ends.items()},
+            "hot": s.hot, "hot_pv": s.hot_pv,
+        }
+    return out
+
+
+def _batch(b: Any) -> tuple[Any, ...]:
+    return (sorted(b.rows), sorted(b.visitor_rows), sorted(b.dedup_rows), sorted(b.sku_rows),
+            sorted(b.checkpoints, key=lambda c: (c.topic, c.partition)))
+
+
+def _run_both(products: list[bytes], batches: list[list[Record]],
+              between: dict[int, list[bytes]] | None = None,
+              fail_every: int = 0) -> list[Any]:
+    """Feed both engines the same batches (flush cuts after each; every fail_every-th cut
+    fails and is handed back); return what each saw."""
+    results = []
+    for native in (True, False):
+        eng = DemandEngine(EngineConfig(native=native))
+        for i, raw in enumerate(products):
+            eng.apply_product(Record("shop.products", 0, i, None, None, raw))
+        seen: list[Any] = []
+        for k, batch in enumerate(batches):
+            for j, raw in enumerate((between or {}).get(k, [])):
+                eng.apply_product(Record("shop.products", 0, 1000 + 10 * k + j, None, None, raw))
+            out = eng.process(batch)
+            seen.append((
+                [(r.record.topic, r.record.partition, r.record.offset, r.reason, r.detail)
+                 for r in out.rejected],
+                [(e.record.offset, e.event_id, e.event_type, e.ts_ms, e.watermark_ms)
+                 for e in out.late],
+            ))
+            cut = eng.flush_batch()
+            seen.append(_batch(cut))
+            if fail_every and k % fail_every == fail_every - 1:
+                eng.unflush(cut)
+            else:
+                eng.flushed(cut)
+            seen.append(_snapshot(eng))
+        results.append(seen)
+    return results
+
+
+def _records(messages: list[tuple[str, bytes]], rng: random.Random, ref: int,
+             partitions: int = 3) -> list[list[Record]]:
+    offsets = [0] * partitions
+    recs = []
+    for topic, raw in messages:
+        p = rng.randrange(partitions)
+        t: int | None = ref
+        if rng.random() < 0.01:
+            t = None if rng.random() < 0.5 else -1  # no Kafka timestamp: the wall clock
+        recs.append(Record(topic, p, offsets[p], t, None, raw))
+        offsets[p] += 1
+    recs.sort(key=lambda r: (r.topic, r.partition, r.offset))
+    batches: list[list[Record]] = []
+    i = 0
+    while i < len(recs):
+        n = rng.randint(50, 900)
+        batches.append(recs[i : i + n])
+        i += n
+    return batches
+
+
+def test_engine_state_equals_the_python_lane(corpus: list[tuple[str, bytes]]) -> None:
+    rng = random.Random(23)
+    products = [raw for t, raw in corpus if t == "shop.products"]
+    demand = [(t, raw) for t, raw in corpus if t != "shop.products"]
+    messages: list[tuple[str, bytes]] = []
+    for topic, raw in demand:
+        messages.append((topic, raw))
+        r = rng.random()
+        if r < 0.05:
+            messages.extend((topic, m) for m in _mutants(topic, raw, rng)[:2])
+        elif r < 0.10:
+            messages.append((topic, raw))  # a producer retry
+    # out of order: some events pushed far back in their partition (late or corrected)
+    for _ in range(300):
+        i = rng.randrange(len(messages) // 2, len(messages))
+        j = rng.randrange(0, len(messages) // 3)
+        messages.insert(i, messages[j])
+    ref = T0 + 2 * 3_600_000
+    # future and stale times
+    for ts in (ref + 3_600_000, 1000, ref - 400 * 86_400_000):
+        messages.append(("shop.pageviews", orjson.dumps(_view(event_id=f"t{ts}", ts=ts))))
+    results = _run_both(products, _records(messages, rng, ref), fail_every=4)
+    assert results[0] == results[1]
+    rejected = [r for batch in results[0][0::3] for r in batch[0]]
+    reasons = {r[3] for r in rejected}
+    assert {"future_ts", "stale_ts", "invalid_field"} <= reasons, reasons
+    last = results[0][-1]
+    ledger = last[("shop.pageviews", 0)]["ledger"]
+    assert ledger.duplicates and ledger.corrected and ledger.balanced()
+
+
+def test_late_events_and_a_short_horizon_equal_the_python_lane() -> None:
+    """Events behind the watermark by more than the horizon become late events, also with
+    a duplicate id among them; the compiled lane leaves those to Python."""
+    ref = T0 + 30 * 86_400_000
+    products = [orjson.dumps({
+        "event_id": "p", "event_type": "product_upsert", "ts": 0, "shop_id": "s", "sku": "A",
+        "factory_id": "F1", "category": "袜子", "color": "red", "size": "M",
+        "list_price": 9.9, "lead_time_days": 7, "moq": 10})]
+    views = []
+    for i in range(600):
+        ts = T0 + i * 60_000 if i % 50 else T0 - 3 * 86_400_000 + i  # every 50th: late
+        views.append(orjson.dumps(_view(event_id=f"e{i % 580}", ts=ts, sku="AB"[i % 2],
+                                        visitor_id=f"v{i % 13}")))
+    batches = [[Record("shop.pageviews", 0, i, ref, None, raw) for i, raw in enumerate(views)]]
+    batches = [batches[0][:250], batches[0][250:]]
+    results = _run_both(products, batches)
+    assert results[0] == results[1]
+    assert results[0][0][1] or results[0][3][1]  # late events
+
+
+def test_catalog_versions_inside_a_grain_equal_the_python_lane() -> None:
+    t = T0 + 3_600_000
+
+    def product(sku: str, ts: int, color: str, price: float) -> bytes:
+        return orjson.dumps({
+            "event_id": f"p-{sku}-{ts}", "event_type": "product_upsert", "ts": ts,
+            "shop_id": "s", "sku": sku, "factory_id": "F1", "category": "袜子",
+            "color": color, "size": "M", "list_price": price, "lead_time_days": 7, "moq": 10})
+
+    products = [product("A", 0, "red", 15.0), product("A", t + 120_000, "blue", 55.0),
+                product("B", 0, "green", 5.0)]
+    views = [orjson.dumps(_view(event_id=f"v{i}", sku="ABC"[i % 3], ts=t + i * 7_000,
+                                visitor_id=f"u{i % 7}", region="浙江" if i % 2 else "广东"))
+             for i in range(300)]
+    recs = [Record("shop.pageviews", 0, i, t + 10**7, None, raw) for i, raw in enumerate(views)]
+    between = {1: [product("B", t + 800_000, "black", 250.0)]}
+    results = _run_both(products, [recs[:100], recs[100:200], recs[200:]], between)
+    assert results[0] == results[1]
+    cells = results[0][-1][("shop.pageviews", 0)]["cells"]
+    assert {"red", "blue", "green", "black", "unknown"} <= {k[3] for k in cells}
+    assert results[0][-1][("shop.pageviews", 0)]["ledger"].unknown_sku_lines == 100
+
+
+def test_the_compiled_lane_is_what_the_worker_runs() -> None:
+    """The default engine takes the compiled lane (a build without it must not pass as
+    the fast one): counted by how the run is split."""
+    eng = DemandEngine()
+    assert eng.config.native
+    raw = orjson.dumps(_view())
+    rec = Record("shop.pageviews", 0, 0, T0, None, raw)
+    stop, status, *_ = lane.pageview_run(
+        [rec], 0,
+        (set(), {}, {}, {}, {}, set(), {}, {}, {}, set(), {}, "unknown", (300,), (True,), 0),
+        (3_600_000, 300, None, 600_000, 48 * 3_600_000, 300_000, 365 * 86_400_000, 1 << 20),
+    )
+    assert (stop, status) == (1, lane.DONE)
