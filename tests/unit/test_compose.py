@@ -90,10 +90,16 @@ def test_volumes_are_named_and_local_files_exist(compose: dict[str, Any]) -> Non
 def test_dockerfile_copies_existing_paths() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM \S+:\d[\w.-]*", text, re.M), "base image not pinned"
+    stages = re.findall(r"^FROM \S+ AS (\w+)$", text, re.M)
     for line in text.splitlines():
-        if line.startswith("COPY "):
+        if line.startswith("COPY --from="):  # from an earlier stage of this file
+            assert line.split()[1].removeprefix("--from=") in stages, line
+        elif line.startswith("COPY "):
             for src in line.split()[1:-1]:
                 assert (ROOT / src).exists(), src
+    # the compiled page-view lane is built (setup.py) where the compiler is installed
+    build = text.split("\nFROM ")[1]  # the first stage
+    assert "setup.py" in build and "gcc" in build and "pip wheel" in build
     # migrations are read from the source tree, which the image keeps in /app
     assert "C2M_MIGRATIONS_DIR=/app/deploy/clickhouse" in text
 
