@@ -1,6 +1,6 @@
 # The c2m-pulse image: `c2m worker` by default; `c2m simulate ...`, `c2m db migrate`, ...
 # Used by docker-compose.yml (workers, simulator, migrate).
-# Two stages: the page-view lane is a C extension (streams/core/_pageview_lane.c), built
+# Two stages: the engine's lanes are a C extension (streams/core/_lanes.c), built
 # into a wheel where a compiler is; the image itself gets the wheel and no compiler.
 FROM python:3.11.11-slim-bookworm AS build
 RUN apt-get update \

@@ -1,4 +1,4 @@
-"""The one compiled part of c2m-pulse: the engine's page-view lane (C, CPython API only).
+"""The one compiled part of c2m-pulse: the engine's lanes (C, CPython API only).
 
 Everything else is in pyproject.toml. Building needs a C compiler and the Python headers
 (on Debian: gcc and python3-dev; both are on this project's machines).
@@ -9,8 +9,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "streams.core._pageview_lane",
-            sources=["streams/core/_pageview_lane.c"],
+            "streams.core._lanes",
+            sources=["streams/core/_lanes.c"],
             extra_compile_args=["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         )
     ]

@@ -114,8 +114,8 @@ class Catalog:
         return versions[i]
 
     def versions(self) -> dict[str, tuple[list[int], list[ProductAttrs]]]:
-        """SKU -> (sorted version times, versions): read by the compiled page-view lane
-        (``streams/core/_pageview_lane.c``), which looks up as ``lookup_span``."""
+        """SKU -> (sorted version times, versions): read by the compiled lanes
+        (``streams/core/_lanes.c``), which looks up as ``lookup_span``."""
         return self._products
 
     def latest(self, sku: str) -> ProductAttrs | None:

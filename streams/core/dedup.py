@@ -69,8 +69,8 @@ class Deduplicator:
         return True
 
     def tables(self) -> tuple[set[int], dict[int, list[int]]]:
-        """The id set and the hour buckets, for the compiled page-view lane
-        (``streams/core/_pageview_lane.c``), which adds ids exactly as ``first_time``."""
+        """The id set and the hour buckets, for the compiled lanes
+        (``streams/core/_lanes.c``), which adds ids exactly as ``first_time``."""
         return self._seen, self._buckets
 
     @property

@@ -17,7 +17,7 @@ Nothing here reads the wall clock except step 2 when a record has no Kafka times
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from itertools import groupby
@@ -35,7 +35,7 @@ from schemas.contract import (
 )
 from schemas.events import ProductUpsert
 from schemas.fastpath import fast_decode, fast_decode_many
-from streams.core import _pageview_lane
+from streams.core import _lanes
 from streams.core.catalog import UNKNOWN, UNKNOWN_PRODUCT, Catalog, ProductAttrs
 from streams.core.dedup import BUCKET_MS, Deduplicator, id_hash
 from streams.core.demand import (
@@ -68,6 +68,15 @@ from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark
 
 DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
 
+#: (stop, status, max_ts, consumed, processed, duplicates, corrected, unknown_sku, new_cells)
+_LaneResult = tuple[int, int, int | None, int, int, int, int, int, int]
+_Lane = Callable[[Sequence[Any], int, tuple[Any, ...], tuple[int | None, ...]], _LaneResult]
+#: the topics with a compiled lane (streams/core/_lanes.c); shop.orders stays in Python
+_COMPILED_LANES: dict[str, _Lane] = {
+    TOPIC_PAGEVIEWS: _lanes.pageview_run,
+    TOPIC_LOGISTICS: _lanes.logistics_run,
+}
+
 
 def visitor_base_sizes(window_seconds: Iterable[int]) -> list[int]:
     """The window sizes whose visitor rows the engine writes: those that are not a multiple
@@ -92,8 +101,8 @@ class EngineConfig:
     live_retention_ms: int = 7 * 86_400_000  # hourly and daily windows kept for rolling sums
     #: schemas.fastpath before pydantic, and the page-view lane; False: the reference paths
     fast_paths: bool = True
-    #: with fast_paths: page views through the compiled lane (streams/core/_pageview_lane.c);
-    #: False: the same lane in Python (the reference the compiled one is tested against)
+    #: with fast_paths: page views and logistics through the compiled lanes
+    #: (streams/core/_lanes.c); False: the Python paths (the reference they are tested against)
     native: bool = True
 
     def keep_from_s(self, window_seconds: int, watermark_ms: int) -> int:
@@ -231,6 +240,11 @@ class DemandEngine:
         self._sizes = tuple(self.config.window_seconds)
         self._visitor_sizes = frozenset(visitor_base_sizes(self._sizes))
         self._visitor_flags = tuple(s in self._visitor_sizes for s in self._sizes)
+        #: the compiled lanes (and cell building) in use: fast paths on, native on, and a
+        #: grain that never straddles an hour (the SKU counters are hourly)
+        self._native = (
+            self.config.fast_paths and self.config.native and 3600 % self._grain_s == 0
+        )
         self._visitor_hashes: dict[str, int] = {}
         #: catalog versions not yet written to ClickHouse (``c2m.products``)
         self.pending_products: list[ProductRow] = []
@@ -322,10 +336,11 @@ class DemandEngine:
         cfg = self.config
         max_bytes = cfg.max_message_bytes
         fast = cfg.fast_paths
-        native = fast and cfg.native and 3600 % self._grain_s == 0
+        native = self._native
         for topic, partition, run in runs:
-            if native and topic == TOPIC_PAGEVIEWS:
-                self._native_pageviews(self.state(topic, partition), run, out)
+            lane = _COMPILED_LANES.get(topic) if native else None
+            if lane is not None:
+                self._compiled_run(lane, topic, self.state(topic, partition), run, out)
                 continue
             if fast:
                 evs = fast_decode_many(topic, [r.value for r in run], max_bytes)
@@ -434,26 +449,22 @@ class DemandEngine:
             st, run[-1].offset, max_ts, len(run), processed, dead, dups, late, corrected
         )
 
-    def _native_pageviews(
-        self, st: PartitionState, run: Sequence[KafkaRecord], out: BatchOutcome
+    def _compiled_run(
+        self, lane: _Lane, topic: str, st: PartitionState, run: Sequence[KafkaRecord],
+        out: BatchOutcome,
     ) -> None:
-        """Apply a run of page views with the compiled lane (``_pageview_lane.pageview_run``:
-        what ``_process_run``'s page-view lane does, in C). It stops at each record it is
-        not sure about, before touching it, and ``_process_run`` handles that record alone
-        (decode by the contract, rejections, late events); or, with APPLY, after
-        deduplicating it, when the catalog changes inside its grain: ``_apply`` then."""
+        """Apply a run with a compiled lane (``streams/core/_lanes.c``: what
+        ``_process_run`` does, in C, on the same state). The lane stops at each record it
+        is not sure about, before touching it, and ``_process_run`` handles that record
+        alone (decode by the contract, rejections, late events); or, with APPLY, after
+        deduplicating it, when the record must be applied in Python (``_apply``): a page
+        view whose grain holds a catalog change, a logistics event other than shipped or
+        delivered."""
         cfg = self.config
-        lane = _pageview_lane.pageview_run
-        seen, buckets = st.dedup.tables()
-        catalog = self.catalog
         n = len(run)
         i = 0
         while i < n:
-            state = (
-                seen, buckets, st.hot_pv, st.hot, st.cells, st.dirty, st.ends, st.visitors,
-                st.skus.buckets, st.skus.dirty, catalog.versions(), UNKNOWN, self._sizes,
-                self._visitor_flags, catalog.generation,
-            )
+            state = self._lane_state(st)
             limits = (
                 BUCKET_MS, self._grain_s, st.watermark.max_ts, cfg.allowed_lateness_ms,
                 cfg.correction_horizon_ms, cfg.max_future_ms, cfg.max_past_ms,
@@ -471,10 +482,10 @@ class DemandEngine:
             if stop >= n:
                 return
             rec = run[stop]
-            if status == _pageview_lane.APPLY:
-                ev = fast_decode(TOPIC_PAGEVIEWS, rec.value, cfg.max_message_bytes)
+            if status == _lanes.APPLY:
+                ev = fast_decode(topic, rec.value, cfg.max_message_bytes)
                 if ev is None:
-                    ev = decode(TOPIC_PAGEVIEWS, rec.value, cfg.max_message_bytes)
+                    ev = decode(topic, rec.value, cfg.max_message_bytes)
                 self._apply(st, ev)
                 self._leave(st, rec.offset, max_ts, 1, 1, 0, 0, 0, 0)
             else:
@@ -510,8 +521,23 @@ class DemandEngine:
         hk = (a.category, a.color, a.size, a.price_band, region, ts_s // self._grain_s)
         entry = st.hot.get(hk)
         if entry is None:
-            entry = st.hot_entry(hk, ts_s, self._sizes, self._visitor_sizes)
+            if self._native:  # the same, compiled (streams/core/_lanes.c)
+                entry, new_cells = _lanes.hot_entry(self._lane_state(st), hk, ts_s)
+                st.indexed += new_cells
+            else:
+                entry = st.hot_entry(hk, ts_s, self._sizes, self._visitor_sizes)
         return entry
+
+    def _lane_state(self, st: PartitionState) -> tuple[Any, ...]:
+        """What the compiled lanes work on: the partition's containers, read per call (a
+        flush cut replaces some of them)."""
+        seen, buckets = st.dedup.tables()
+        catalog = self.catalog
+        return (
+            seen, buckets, st.hot_pv, st.hot, st.cells, st.dirty, st.ends, st.visitors,
+            st.skus.buckets, st.skus.dirty, catalog.versions(), UNKNOWN, self._sizes,
+            self._visitor_flags, catalog.generation,
+        )
 
     def _pv_entry(
         self, st: PartitionState, sku: str, region: str, ts: int

@@ -1,11 +1,11 @@
-"""The compiled page-view lane (``streams/core/_pageview_lane.c``) against its references.
+"""The compiled lanes (``streams/core/_lanes.c``) against their references.
 
-- its BLAKE2b-64 is hashlib's (the dedup ids are persisted: the values must not move);
-- its RFC 3339 parser answers what ``schemas.fastpath.fast_event_time`` answers;
-- its decoder accepts only what the contract decoder (pydantic) accepts, with equal values
-  (simulator corpus, mutated corpus, hand-made edge cases);
-- the engine with it leaves exactly the state, flush batches, dead letters and late events
-  that the engine's Python lane leaves (``EngineConfig(native=False)``), over duplicates,
+- their BLAKE2b-64 is hashlib's (the dedup ids are persisted: the values must not move);
+- their RFC 3339 parser answers what ``schemas.fastpath.fast_event_time`` answers;
+- their decoders accept only what the contract decoder (pydantic) accepts, with equal
+  values (simulator corpus, mutated corpus, hand-made edge cases);
+- the engine with them leaves exactly the state, flush batches, dead letters and late
+  events that its Python paths leave (``EngineConfig(native=False)``), over duplicates,
   late and out-of-order events, rejections, catalog changes inside a grain, unknown SKUs,
   records without a Kafka timestamp, and flush cuts that fail and are written again.
 """
@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 
 from schemas.contract import ContractViolation, decode
 from schemas.fastpath import fast_event_time
-from streams.core import _pageview_lane as lane
+from streams.core import _lanes as lane
 from streams.core.engine import DemandEngine, EngineConfig, Record
 from streams.sim.model import generate_history
 from tests.unit.test_fastpath import _mutants, _ts_strings
 
 T0 = 1_793_491_200_000
-FIELDS = ("event_id", "ts", "shop_id", "sku", "visitor_id", "region")
+FIELDS = ("event_id", "ts", "sku", "visitor_id", "region")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_event_time_edge_cases(value: str) -> None:
 # ------------------------------------------------------------------ the decoder
 def check(raw: bytes) -> bool:
     """The lane's decoder says "not sure", or the contract accepts with equal values."""
-    got = lane.decode(raw)
+    got = lane.decode_pageview(raw)
     if got is None:
         return False
     try:
@@ -88,12 +88,74 @@ def check(raw: bytes) -> bool:
     return True
 
 
+def check_logistics(raw: bytes) -> bool:
+    got = lane.decode_logistics(raw)
+    if got is None:
+        return False
+    try:
+        ev = decode("shop.logistics", raw)
+    except ContractViolation as exc:  # pragma: no cover - the failure looked for
+        raise AssertionError(f"the lane accepted what the contract rejects: {exc}") from None
+    assert got == (ev.event_id, ev.ts, ev.event_type), (got, ev)
+    return True
+
+
+def test_simulator_logistics_are_all_taken(corpus: list[tuple[str, bytes]]) -> None:
+    msgs = [raw for t, raw in corpus if t == "shop.logistics"]
+    assert len(msgs) > 500
+    assert all(check_logistics(raw) for raw in msgs)
+    assert not any(lane.decode_logistics(raw) for t, raw in corpus if t != "shop.logistics")
+
+
+def test_mutated_logistics_are_taken_only_when_the_contract_agrees(
+    corpus: list[tuple[str, bytes]],
+) -> None:
+    rng = random.Random(19)
+    msgs = [raw for t, raw in corpus if t == "shop.logistics"]
+    taken = total = 0
+    for raw in rng.sample(msgs, min(1500, len(msgs))):
+        for mutant in _mutants("shop.logistics", raw, rng):
+            total += 1
+            taken += check_logistics(mutant)
+    assert total > 5_000 and 0 < taken < total
+
+
+def _logistics(**over: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {"event_id": "e1", "ts": T0, "shop_id": "s", "event_type": "shipped",
+                          "sku": "A", "qty": 2, "order_id": "o", "region": "浙江"}
+    ev.update(over)
+    return ev
+
+
+@pytest.mark.parametrize("ev", [
+    _logistics(), _logistics(event_type="stock_level"), _logistics(qty=0),
+    _logistics(qty=1_000_000), _logistics(qty=1_000_001), _logistics(qty=None),
+    _logistics(reason=""), _logistics(reason="尺码偏小" * 128), _logistics(reason="x" * 513),
+    _logistics(region=""), _logistics(order_id=None), _logistics(factory_id="F1"),
+    _logistics(event_type="restock_received", factory_id="F1"), _logistics(on_hand=5),
+    {k: v for k, v in _logistics(event_type="stock_level", on_hand=0).items() if k != "qty"},
+    {k: v for k, v in _logistics(event_type="stock_level", on_hand=10**9 + 1).items()
+     if k != "qty"},
+    {k: v for k, v in _logistics().items() if k != "qty"}, _logistics(event_type="teleported"),
+    _logistics(event_type="page_view"), _logistics(qty=2.0), _logistics(qty="2"),
+])
+def test_logistics_edge_cases_agree(ev: dict[str, Any]) -> None:
+    check_logistics(orjson.dumps(ev))
+
+
 def test_simulator_page_views_are_all_taken(corpus: list[tuple[str, bytes]]) -> None:
     views = [raw for t, raw in corpus if t == "shop.pageviews"]
     assert len(views) > 1000
     assert all(check(raw) for raw in views)
     # the other topics' messages are never taken for page views
-    assert not any(lane.decode(raw) for t, raw in corpus if t != "shop.pageviews")
+    assert not any(lane.decode_pageview(raw) for t, raw in corpus if t != "shop.pageviews")
+
+
+def test_taken_where_plainly_valid() -> None:
+    """Not only "not sure": the plain valid logistics forms are taken."""
+    for ev in (_logistics(), _logistics(reason="尺码偏小" * 128), _logistics(qty=1_000_000),
+               _logistics(event_type="restock_received", factory_id="F1")):
+        assert check_logistics(orjson.dumps(ev)), ev
 
 
 def test_mutated_page_views_are_taken_only_when_the_contract_agrees(
@@ -167,7 +229,7 @@ def test_edge_cases_are_taken_where_plainly_valid() -> None:
                _view(event_id="x" * 128)):
         assert check(orjson.dumps(ev)), ev
     for ev in (_view(region="雾" * 65), _view(extra=1), _view(ts=1.0), _view(sku=1)):
-        assert lane.decode(orjson.dumps(ev)) is None, ev
+        assert lane.decode_pageview(orjson.dumps(ev)) is None, ev
 
 
 # ------------------------------------------------------------------ the engine
@@ -319,16 +381,23 @@ def test_catalog_versions_inside_a_grain_equal_the_python_lane() -> None:
     assert results[0][-1][("shop.pageviews", 0)]["ledger"].unknown_sku_lines == 100
 
 
-def test_the_compiled_lane_is_what_the_worker_runs() -> None:
-    """The default engine takes the compiled lane (a build without it must not pass as
-    the fast one): counted by how the run is split."""
+def test_the_engine_runs_the_compiled_lanes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default engine hands page views and logistics to the compiled lanes."""
+    from streams.core import engine as engine_module
+
+    calls: list[str] = []
+    for topic, fn in list(engine_module._COMPILED_LANES.items()):
+        def spy(*args: Any, _fn: Any = fn, _topic: str = topic) -> Any:
+            calls.append(_topic)
+            return _fn(*args)
+        monkeypatch.setitem(engine_module._COMPILED_LANES, topic, spy)
     eng = DemandEngine()
     assert eng.config.native
-    raw = orjson.dumps(_view())
-    rec = Record("shop.pageviews", 0, 0, T0, None, raw)
-    stop, status, *_ = lane.pageview_run(
-        [rec], 0,
-        (set(), {}, {}, {}, {}, set(), {}, {}, {}, set(), {}, "unknown", (300,), (True,), 0),
-        (3_600_000, 300, None, 600_000, 48 * 3_600_000, 300_000, 365 * 86_400_000, 1 << 20),
-    )
-    assert (stop, status) == (1, lane.DONE)
+    out = eng.process([
+        Record("shop.pageviews", 0, 0, T0, None, orjson.dumps(_view())),
+        Record("shop.logistics", 0, 0, T0, None, orjson.dumps(_logistics())),
+    ])
+    assert not out.rejected
+    assert sorted(calls) == ["shop.logistics", "shop.pageviews"]
+    for key in (("shop.pageviews", 0), ("shop.logistics", 0)):
+        assert eng.states[key].ledger.processed == 1

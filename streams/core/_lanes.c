@@ -1,30 +1,36 @@
-/* The page-view lane, compiled: decode, check, deduplicate and apply a run of
- * shop.pageviews records of one partition to the engine's own Python state.
+/* The engine's compiled lanes: decode, check, deduplicate and apply a run of records of
+ * one partition to the engine's own Python state (the same dicts, sets and lists).
  *
- * streams/core/engine.py is the reference. This does exactly what its Python loop does
- * for a page view (same state, same values), for the messages it is sure about, and
- * stops at the first record it is not sure about *before changing anything for it*:
- * the Python engine then handles that one record and calls back in for the rest.
+ *   pageview_run   shop.pageviews: everything a page view does (SKU hour, the cells of
+ *                  every window size, visitor sets), including building new cells;
+ *   logistics_run  shop.logistics: shipped and delivered (97% of them) completely, since
+ *                  they change no counter; the other types are handed back to be applied.
  *
- * It is sure about a message (see scan_pageview) when it is one flat JSON object with
- * exactly the seven page-view fields, each once, strings without escapes, control
- * characters or DEL, valid UTF-8 of the contract's lengths (in code points), event_type
- * "page_view", and ts an integer epoch-ms in range or an RFC 3339 string that
- * schemas.fastpath.fast_event_time converts exactly. Anything else (unknown fields, a
- * backslash, a float, nesting, ...) is "not sure", never "invalid": rejections always
- * come from the contract decoder in Python, with their reason codes.
+ * streams/core/engine.py is the reference. This does exactly what its Python path does
+ * (same state, same values) for the messages it is sure about, and stops at the first
+ * record it is not sure about *before changing anything for it*: the Python engine then
+ * handles that one record and calls back in for the rest.
  *
- * Per accepted event, in the reference's order:
+ * It is sure about a message (scan_object and the topic's rules) when it is one flat JSON
+ * object of the topic's fields only, each once, strings without escapes, control
+ * characters or DEL, valid UTF-8 of the contract's lengths (in code points), integers
+ * plain and in range, a known event_type with the fields it requires, and ts an integer
+ * epoch-ms in range or an RFC 3339 string that schemas.fastpath.fast_event_time converts
+ * exactly. Anything else (unknown fields, a backslash, a float, null, nesting, ...) is
+ * "not sure", never "invalid": rejections always come from the contract decoder in
+ * Python, with their reason codes.
+ *
+ * Per accepted event, in the reference's order (DemandEngine._process_run):
  *   future_ts / stale_ts against the record's Kafka timestamp -> stop (Python rejects);
  *   behind the watermark by more than the correction horizon  -> stop (Python decides
  *     duplicate or late event);
  *   event id seen (BLAKE2b-64, the ids' persisted hash)        -> duplicate;
  *   watermark (max ts) and the "corrected" count;
- *   the lane entry of (sku, region, ts // grain) from hot_pv, built by the Python
- *     callback `miss` when absent or of an older catalog generation; a None entry (a
- *     catalog version starts inside the grain) -> stop with APPLY: Python applies it;
- *   SKU hour page views, the page views of the cell of every window size, the visitor
- *     hash into the visitor sets of the base sizes.
+ *   page views: the lane entry of (sku, region, ts // grain) from hot_pv, built here
+ *     (DemandEngine._pv_entry, PartitionState.hot_entry) when absent or of an older
+ *     catalog generation; a catalog version starting inside the grain -> stop with APPLY
+ *     (Python applies it); then SKU hour page views, the page views of the cell of every
+ *     window size, the visitor hash into the visitor sets of the base sizes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -191,7 +197,7 @@ static int parse_rfc3339(const uint8_t *s, Py_ssize_t n, int64_t *out) {
     return 1;
 }
 
-/* ------------------------------------------------------------------ the decoder */
+/* ------------------------------------------------------------------ the decoders */
 
 #define MAX_EPOCH_MS 253402300799999LL /* schemas.types.MAX_EPOCH_MS */
 
@@ -199,11 +205,6 @@ typedef struct {
     const uint8_t *p;
     Py_ssize_t n;
 } span;
-
-typedef struct {
-    span event_id, shop_id, sku, visitor_id, region;
-    int64_t ts;
-} pageview;
 
 #define IS_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
 
@@ -248,69 +249,53 @@ static int scan_string(const uint8_t **pp, const uint8_t *end, span *sp, Py_ssiz
     return 1;
 }
 
-enum { F_EVENT_ID, F_TS, F_SHOP_ID, F_EVENT_TYPE, F_SKU, F_VISITOR_ID, F_REGION, N_FIELDS };
+/* A value of a flat object: a string (without escapes) or a non-negative JSON integer
+ * of at most 15 digits; everything else is "not sure". */
+typedef struct {
+    int is_int;
+    span s;         /* a string's content */
+    Py_ssize_t cps; /* its length in code points */
+    int64_t v;      /* an integer */
+} jvalue;
 
-static int field_of(const span *k) {
-#define KEY(name, id) \
-    if (k->n == (Py_ssize_t)(sizeof(name) - 1) && memcmp(k->p, name, sizeof(name) - 1) == 0) return id
-    switch (k->n) {
-        case 2: KEY("ts", F_TS); break;
-        case 3: KEY("sku", F_SKU); break;
-        case 6: KEY("region", F_REGION); break;
-        case 7: KEY("shop_id", F_SHOP_ID); break;
-        case 8: KEY("event_id", F_EVENT_ID); break;
-        case 10:
-            KEY("event_type", F_EVENT_TYPE);
-            KEY("visitor_id", F_VISITOR_ID);
-            break;
-    }
-    return -1;
-#undef KEY
+typedef int (*field_fn)(const span *key);                    /* field index, -1: unknown */
+typedef int (*value_fn)(void *ev, int field, const jvalue *v); /* 0: not sure */
+
+static inline int span_is(const span *k, const char *name, size_t n) {
+    return k->n == (Py_ssize_t)n && memcmp(k->p, name, n) == 0;
 }
+#define SPAN_IS(k, lit) span_is((k), lit, sizeof(lit) - 1)
 
-/* 1: a page view the contract surely accepts, fields in *ev; 0: not sure. */
-static int scan_pageview(const uint8_t *buf, Py_ssize_t n, pageview *ev) {
+/* One JSON object whose fields are all known (field_of), each at most once, each value a
+ * string or an integer accepted by on_value. Sets *seen (a bit per field); 0: not sure. */
+static int scan_object(const uint8_t *buf, Py_ssize_t n, field_fn field_of, value_fn on_value,
+                       void *ev, unsigned *seen) {
     const uint8_t *p = buf, *const end = buf + n;
-    unsigned seen = 0;
+    *seen = 0;
     while (p < end && IS_WS(*p)) p++;
     if (p >= end || *p != '{') return 0;
     p++;
     for (;;) {
         while (p < end && IS_WS(*p)) p++;
         if (p >= end || *p != '"') return 0;
-        span key, val;
+        span key;
+        jvalue val;
         Py_ssize_t cps;
         if (!scan_string(&p, end, &key, &cps)) return 0;
         const int f = field_of(&key);
-        if (f < 0 || (seen & (1u << f))) return 0; /* another field, or a repeated one */
-        seen |= 1u << f;
+        if (f < 0 || (*seen & (1u << f))) return 0; /* another field, or a repeated one */
+        *seen |= 1u << f;
         while (p < end && IS_WS(*p)) p++;
         if (p >= end || *p != ':') return 0;
         p++;
         while (p < end && IS_WS(*p)) p++;
         if (p >= end) return 0;
         if (*p == '"') {
-            if (!scan_string(&p, end, &val, &cps)) return 0;
-            switch (f) {
-                case F_TS:
-                    if (!parse_rfc3339(val.p, val.n, &ev->ts)) return 0;
-                    break;
-                case F_EVENT_TYPE:
-                    if (val.n != 9 || memcmp(val.p, "page_view", 9) != 0) return 0;
-                    break;
-                case F_REGION:
-                    if (cps < 1 || cps > 64) return 0;
-                    ev->region = val;
-                    break;
-                default: /* the ids */
-                    if (cps < 1 || cps > 128) return 0;
-                    if (f == F_EVENT_ID) ev->event_id = val;
-                    else if (f == F_SHOP_ID) ev->shop_id = val;
-                    else if (f == F_SKU) ev->sku = val;
-                    else ev->visitor_id = val;
-            }
-        } else if (f == F_TS && dig(*p)) {
-            /* a JSON integer: "0" or no leading zero, at most 15 digits, then a delimiter */
+            val.is_int = 0;
+            if (!scan_string(&p, end, &val.s, &val.cps)) return 0;
+        } else if (dig(*p)) {
+            /* "0" or no leading zero, at most 15 digits, then a delimiter (no fraction,
+             * no exponent: those are floats, which the contract's ints refuse) */
             const uint8_t *const start = p;
             int64_t v = 0;
             while (p < end && dig(*p)) {
@@ -318,12 +303,14 @@ static int scan_pageview(const uint8_t *buf, Py_ssize_t n, pageview *ev) {
                 v = v * 10 + (*p - '0');
                 p++;
             }
-            if ((*start == '0' && p - start > 1) || v > MAX_EPOCH_MS) return 0;
+            if (*start == '0' && p - start > 1) return 0;
             if (p >= end || !(IS_WS(*p) || *p == ',' || *p == '}')) return 0;
-            ev->ts = v;
+            val.is_int = 1;
+            val.v = v;
         } else {
-            return 0; /* a number, literal, object or array where the contract has a string */
+            return 0; /* a negative number, literal, object or array */
         }
+        if (!on_value(ev, f, &val)) return 0;
         while (p < end && IS_WS(*p)) p++;
         if (p >= end) return 0;
         if (*p == ',') {
@@ -335,7 +322,140 @@ static int scan_pageview(const uint8_t *buf, Py_ssize_t n, pageview *ev) {
         break;
     }
     while (p < end && IS_WS(*p)) p++;
-    return p == end && seen == (1u << N_FIELDS) - 1;
+    return p == end;
+}
+
+/* An Id (1..128 code points), Attr (1..64) or Text (0..512): schemas.types */
+static inline int is_id(const jvalue *v) { return !v->is_int && v->cps >= 1 && v->cps <= 128; }
+static inline int is_attr(const jvalue *v) { return !v->is_int && v->cps >= 1 && v->cps <= 64; }
+static inline int is_text(const jvalue *v) { return !v->is_int && v->cps <= 512; }
+
+/* ts: an integer epoch-ms in range, or an RFC 3339 string */
+static int event_ts(const jvalue *v, int64_t *ts) {
+    if (v->is_int) {
+        if (v->v > MAX_EPOCH_MS) return 0;
+        *ts = v->v;
+        return 1;
+    }
+    return parse_rfc3339(v->s.p, v->s.n, ts);
+}
+
+/* shop.pageviews: schemas.events.PageViewEvent */
+enum { P_EVENT_ID, P_TS, P_SHOP_ID, P_EVENT_TYPE, P_SKU, P_VISITOR_ID, P_REGION, P_FIELDS };
+
+typedef struct {
+    span event_id, sku, visitor_id, region;
+    int64_t ts;
+} pageview;
+
+static int pageview_field(const span *k) {
+    switch (k->n) {
+        case 2: return SPAN_IS(k, "ts") ? P_TS : -1;
+        case 3: return SPAN_IS(k, "sku") ? P_SKU : -1;
+        case 6: return SPAN_IS(k, "region") ? P_REGION : -1;
+        case 7: return SPAN_IS(k, "shop_id") ? P_SHOP_ID : -1;
+        case 8: return SPAN_IS(k, "event_id") ? P_EVENT_ID : -1;
+        case 10:
+            if (SPAN_IS(k, "event_type")) return P_EVENT_TYPE;
+            return SPAN_IS(k, "visitor_id") ? P_VISITOR_ID : -1;
+    }
+    return -1;
+}
+
+static int pageview_value(void *out, int f, const jvalue *v) {
+    pageview *ev = out;
+    switch (f) {
+        case P_TS: return event_ts(v, &ev->ts);
+        case P_EVENT_TYPE: return !v->is_int && SPAN_IS(&v->s, "page_view");
+        case P_REGION: ev->region = v->s; return is_attr(v);
+        case P_EVENT_ID: ev->event_id = v->s; return is_id(v);
+        case P_SKU: ev->sku = v->s; return is_id(v);
+        case P_VISITOR_ID: ev->visitor_id = v->s; return is_id(v);
+        default: return is_id(v); /* shop_id */
+    }
+}
+
+/* 1: a page view the contract surely accepts, fields in *ev; 0: not sure. */
+static int scan_pageview(const uint8_t *buf, Py_ssize_t n, pageview *ev) {
+    unsigned seen;
+    return scan_object(buf, n, pageview_field, pageview_value, ev, &seen) &&
+           seen == (1u << P_FIELDS) - 1;
+}
+
+/* shop.logistics: schemas.events.LogisticsMovement | StockLevel (by event_type) */
+enum {
+    G_EVENT_ID, G_TS, G_SHOP_ID, G_EVENT_TYPE, G_SKU, G_ORDER_ID, G_REGION, G_REASON,
+    G_FACTORY_ID, G_QTY, G_ON_HAND, G_FIELDS
+};
+/* what the engine does with it: nothing more than count it, or apply it (Python) */
+enum { KIND_SHIPPED, KIND_DELIVERED, KIND_RETURNED, KIND_RESTOCK_SHIPPED,
+       KIND_RESTOCK_RECEIVED, KIND_STOCK_LEVEL };
+
+typedef struct {
+    span event_id;
+    int64_t ts;
+    int kind;
+} logistics;
+
+static int logistics_field(const span *k) {
+    switch (k->n) {
+        case 2: return SPAN_IS(k, "ts") ? G_TS : -1;
+        case 3:
+            if (SPAN_IS(k, "sku")) return G_SKU;
+            return SPAN_IS(k, "qty") ? G_QTY : -1;
+        case 6:
+            if (SPAN_IS(k, "region")) return G_REGION;
+            return SPAN_IS(k, "reason") ? G_REASON : -1;
+        case 7:
+            if (SPAN_IS(k, "shop_id")) return G_SHOP_ID;
+            return SPAN_IS(k, "on_hand") ? G_ON_HAND : -1;
+        case 8:
+            if (SPAN_IS(k, "event_id")) return G_EVENT_ID;
+            return SPAN_IS(k, "order_id") ? G_ORDER_ID : -1;
+        case 10:
+            if (SPAN_IS(k, "event_type")) return G_EVENT_TYPE;
+            return SPAN_IS(k, "factory_id") ? G_FACTORY_ID : -1;
+    }
+    return -1;
+}
+
+static int logistics_kind(const span *t) {
+    if (SPAN_IS(t, "shipped")) return KIND_SHIPPED;
+    if (SPAN_IS(t, "delivered")) return KIND_DELIVERED;
+    if (SPAN_IS(t, "returned")) return KIND_RETURNED;
+    if (SPAN_IS(t, "restock_shipped")) return KIND_RESTOCK_SHIPPED;
+    if (SPAN_IS(t, "restock_received")) return KIND_RESTOCK_RECEIVED;
+    if (SPAN_IS(t, "stock_level")) return KIND_STOCK_LEVEL;
+    return -1;
+}
+
+static int logistics_value(void *out, int f, const jvalue *v) {
+    logistics *ev = out;
+    switch (f) {
+        case G_TS: return event_ts(v, &ev->ts);
+        case G_EVENT_TYPE: return !v->is_int && (ev->kind = logistics_kind(&v->s)) >= 0;
+        case G_EVENT_ID: ev->event_id = v->s; return is_id(v);
+        case G_REGION: return is_attr(v);
+        case G_REASON: return is_text(v);
+        case G_QTY: return v->is_int && v->v >= 1 && v->v <= 1000000;
+        case G_ON_HAND: return v->is_int && v->v <= 1000000000;
+        default: return is_id(v); /* shop_id, sku, order_id, factory_id */
+    }
+}
+
+/* 1: a logistics event the contract surely accepts; 0: not sure. A movement needs qty
+ * (an on_hand beside it would be an ignored extra: left to Python), a stock level
+ * on_hand (likewise a qty). */
+static int scan_logistics(const uint8_t *buf, Py_ssize_t n, logistics *ev) {
+    unsigned seen;
+    ev->kind = -1;
+    if (!scan_object(buf, n, logistics_field, logistics_value, ev, &seen)) return 0;
+    const unsigned base = (1u << G_EVENT_ID) | (1u << G_TS) | (1u << G_SHOP_ID) |
+                          (1u << G_EVENT_TYPE) | (1u << G_SKU);
+    if ((seen & base) != base) return 0;
+    const unsigned qty = 1u << G_QTY, on_hand = 1u << G_ON_HAND;
+    if (ev->kind == KIND_STOCK_LEVEL) return (seen & (qty | on_hand)) == on_hand;
+    return (seen & (qty | on_hand)) == qty;
 }
 
 /* ------------------------------------------------------------------ the run */
@@ -638,96 +758,137 @@ static int first_time(lane_t *L, uint64_t hash, int64_t ts, int64_t bucket_ms) {
     return rc < 0 ? -1 : 1;
 }
 
-PyDoc_STRVAR(pageview_run_doc,
-"pageview_run(run, start, state, limits) -> (stop, status, max_ts, consumed, processed,\n"
-"                                            duplicates, corrected, unknown_sku, new_cells)\n"
-"\n"
-"state:  (seen, buckets, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"
-"         sku_dirty, products, unknown, sizes, visitor_sizes, generation)\n"
-"limits: (bucket_ms, grain_s, max_ts, lateness_ms, horizon_ms, max_future_ms,\n"
-"         max_past_ms, max_bytes)\n"
-"\n"
-"Apply run[start:] (shop.pageviews records of one partition, in offset order) until\n"
-"the end (status DONE) or the first record Python must handle: SLOW, run[stop]\n"
-"untouched; APPLY, run[stop] deduplicated and in the watermark (and in `corrected`)\n"
-"but not applied and not counted. The counts are deltas for run[start:stop].");
+/* The limits and running counts of one call. */
+typedef struct {
+    int64_t bucket_ms, lateness, horizon, max_future, max_past, max_bytes, max_ts;
+    int has_max;
+    Py_ssize_t start, consumed, processed, dups, corrected, unknown;
+} run_t;
 
-static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
+/* (run, start, state, limits) -> L, R, the records; 0 and an exception when wrong. */
+static int parse_args(PyObject *const *args, Py_ssize_t nargs, lane_t *L, run_t *R) {
     if (nargs != 4 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 15 ||
         !PyTuple_Check(args[3]) || PyTuple_GET_SIZE(args[3]) != 8) {
-        PyErr_SetString(PyExc_TypeError, "pageview_run(run, start, state[15], limits[8])");
-        return NULL;
+        PyErr_SetString(PyExc_TypeError, "(run, start, state[15], limits[8]) expected");
+        return 0;
     }
     PyObject *const *S = &PyTuple_GET_ITEM(args[2], 0);
     PyObject *const *Lim = &PyTuple_GET_ITEM(args[3], 0);
-    lane_t L = {S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
-                S[12], S[13], S[14], 0, 0};
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
-    if (start == -1 && PyErr_Occurred()) return NULL;
-    int64_t bucket_ms, lateness, horizon, max_future, max_past, max_bytes, max_ts = 0;
-    if (as_i64(Lim[0], "bucket_ms", &bucket_ms) || as_i64(Lim[1], "grain_s", &L.grain_s) ||
-        as_i64(Lim[3], "lateness_ms", &lateness) || as_i64(Lim[4], "horizon_ms", &horizon) ||
-        as_i64(Lim[5], "max_future_ms", &max_future) ||
-        as_i64(Lim[6], "max_past_ms", &max_past) || as_i64(Lim[7], "max_bytes", &max_bytes))
-        return NULL;
-    if (!PySet_Check(L.seen) || !PyDict_Check(L.buckets) || !PyDict_Check(L.hot_pv) ||
-        !PyDict_Check(L.hot) || !PyDict_Check(L.cells) || !PySet_Check(L.dirty) ||
-        !PyDict_Check(L.ends) || !PyDict_Check(L.visitors) || !PyDict_Check(L.sku_buckets) ||
-        !PySet_Check(L.sku_dirty) || !PyDict_Check(L.products) || !PyTuple_Check(L.sizes) ||
-        !PyTuple_Check(L.visitor_sizes) ||
-        PyTuple_GET_SIZE(L.sizes) != PyTuple_GET_SIZE(L.visitor_sizes) || bucket_ms <= 0 ||
-        L.grain_s <= 0 || 3600 % L.grain_s != 0) {
-        PyErr_SetString(PyExc_TypeError, "pageview_run: bad state");
-        return NULL;
+    *L = (lane_t){S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
+                  S[12], S[13], S[14], 0, 0};
+    memset(R, 0, sizeof *R);
+    R->start = PyLong_AsSsize_t(args[1]);
+    if (R->start == -1 && PyErr_Occurred()) return 0;
+    if (R->start < 0) R->start = 0;
+    if (as_i64(Lim[0], "bucket_ms", &R->bucket_ms) || as_i64(Lim[1], "grain_s", &L->grain_s) ||
+        as_i64(Lim[3], "lateness_ms", &R->lateness) || as_i64(Lim[4], "horizon_ms", &R->horizon) ||
+        as_i64(Lim[5], "max_future_ms", &R->max_future) ||
+        as_i64(Lim[6], "max_past_ms", &R->max_past) || as_i64(Lim[7], "max_bytes", &R->max_bytes))
+        return 0;
+    if (!PySet_Check(L->seen) || !PyDict_Check(L->buckets) || !PyDict_Check(L->hot_pv) ||
+        !PyDict_Check(L->hot) || !PyDict_Check(L->cells) || !PySet_Check(L->dirty) ||
+        !PyDict_Check(L->ends) || !PyDict_Check(L->visitors) || !PyDict_Check(L->sku_buckets) ||
+        !PySet_Check(L->sku_dirty) || !PyDict_Check(L->products) || !PyTuple_Check(L->sizes) ||
+        !PyTuple_Check(L->visitor_sizes) ||
+        PyTuple_GET_SIZE(L->sizes) != PyTuple_GET_SIZE(L->visitor_sizes) || R->bucket_ms <= 0 ||
+        L->grain_s <= 0 || 3600 % L->grain_s != 0) {
+        PyErr_SetString(PyExc_TypeError, "bad lane state");
+        return 0;
     }
-    int has_max = Lim[2] != Py_None;
-    if (has_max && as_i64(Lim[2], "max_ts", &max_ts)) return NULL;
-    const int64_t grain_ms = L.grain_s * 1000;
+    R->has_max = Lim[2] != Py_None;
+    return !(R->has_max && as_i64(Lim[2], "max_ts", &R->max_ts));
+}
 
+/* The record's value (a new reference) and Kafka timestamp: 1; 0 when Python must handle
+ * the record (a tombstone, too large, no timestamp); -1 on error. */
+static int record_value(PyObject *rec, const run_t *R, PyObject **value, int64_t *ref) {
+    const int rt = record_time(rec, ref);
+    if (rt <= 0) return rt;
+    *value = PyObject_GetAttr(rec, S_value);
+    if (*value == NULL) return -1;
+    if (PyBytes_CheckExact(*value) && PyBytes_GET_SIZE(*value) <= R->max_bytes) return 1;
+    Py_CLEAR(*value);
+    return 0;
+}
+
+enum { ADMIT = 1, DUPLICATE = 0, STOP = 2 };
+
+/* The engine's steps 2-4 for a decoded event: future_ts / stale_ts and events behind the
+ * watermark by more than the horizon -> STOP (Python's: a rejection, or a duplicate or
+ * late event; nothing changed); a repeated id -> DUPLICATE (counted); else ADMIT: the id
+ * is recorded and the watermark moved. -1 on error. */
+static int admit(lane_t *L, run_t *R, int64_t ref, int64_t ts, const span *id) {
+    if (ts > ref + R->max_future || ts < ref - R->max_past ||
+        (R->has_max && R->max_ts - R->lateness - ts > R->horizon))
+        return STOP;
+    const int first = first_time(L, blake2b64(id->p, (size_t)id->n), ts, R->bucket_ms);
+    if (first < 0) return -1;
+    if (!first) {
+        R->dups++;
+        R->consumed++;
+        return DUPLICATE;
+    }
+    if (R->has_max) {
+        if (R->max_ts - R->lateness - ts > 0) R->corrected++;
+        if (ts > R->max_ts) R->max_ts = ts;
+    } else {
+        R->max_ts = ts;
+        R->has_max = 1;
+    }
+    return ADMIT;
+}
+
+static PyObject *result(Py_ssize_t stop, int status, const run_t *R, const lane_t *L) {
+    PyObject *mx = R->has_max ? PyLong_FromLongLong(R->max_ts) : Py_NewRef(Py_None);
+    if (mx == NULL) return NULL;
+    return Py_BuildValue("(niNnnnnnn)", stop, status, mx, R->consumed, R->processed, R->dups,
+                         R->corrected, R->unknown, L->new_cells);
+}
+
+#define RUN_DOC(name, topic, what)                                                            \
+    name "(run, start, state, limits) -> (stop, status, max_ts, consumed, processed,\n"      \
+    "        duplicates, corrected, unknown_sku, new_cells)\n\n"                            \
+    "state:  (seen, buckets, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"     \
+    "         sku_dirty, products, unknown, sizes, visitor_sizes, generation)\n"            \
+    "limits: (bucket_ms, grain_s, max_ts, lateness_ms, horizon_ms, max_future_ms,\n"        \
+    "         max_past_ms, max_bytes)\n\n"                                                 \
+    "Apply run[start:] (" topic " records of one partition, in offset order) until\n"       \
+    "the end (status DONE) or the first record Python must handle: SLOW, run[stop]\n"       \
+    "untouched; APPLY, run[stop] deduplicated and in the watermark (and in `corrected`)\n" \
+    "but not applied and not counted (" what "). The counts are deltas for run[start:stop]."
+
+PyDoc_STRVAR(pageview_run_doc, RUN_DOC("pageview_run", "shop.pageviews",
+                                       "a catalog version starts inside its grain"));
+
+static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    lane_t L;
+    run_t R;
+    if (!parse_args(args, nargs, &L, &R)) return NULL;
+    const int64_t grain_ms = L.grain_s * 1000;
     PyObject *seq = PySequence_Fast(args[0], "pageview_run: run must be a sequence");
     if (seq == NULL) return NULL;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **recs = PySequence_Fast_ITEMS(seq);
-    Py_ssize_t consumed = 0, processed = 0, dups = 0, corrected = 0, unknown = 0;
     int status = DONE;
-    Py_ssize_t i = start < 0 ? 0 : start;
+    Py_ssize_t i = R.start;
     PyObject *value = NULL, *sku = NULL, *region = NULL, *key = NULL, *e = NULL;
 
     for (; i < n; i++) {
-        PyObject *rec = recs[i];
         int64_t ref;
-        const int rt = record_time(rec, &ref);
-        if (rt < 0) goto error;
-        if (rt == 0) { status = SLOW; break; }
-        value = PyObject_GetAttr(rec, S_value);
-        if (value == NULL) goto error;
+        const int got = record_value(recs[i], &R, &value, &ref);
+        if (got < 0) goto error;
         pageview ev;
-        const int sure = PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) <= max_bytes &&
-                         scan_pageview((const uint8_t *)PyBytes_AS_STRING(value),
-                                       PyBytes_GET_SIZE(value), &ev);
-        if (!sure || ev.ts > ref + max_future || ev.ts < ref - max_past ||
-            (has_max && max_ts - lateness - ev.ts > horizon)) {
-            status = SLOW; /* not sure, a rejection, or late-or-duplicate: Python's */
+        if (!got || !scan_pageview((const uint8_t *)PyBytes_AS_STRING(value),
+                                   PyBytes_GET_SIZE(value), &ev)) {
+            status = SLOW; /* not sure: the contract decoder's */
             break;
         }
         const int64_t ts = ev.ts;
-        const int first = first_time(&L, blake2b64(ev.event_id.p, (size_t)ev.event_id.n), ts,
-                                     bucket_ms);
-        if (first < 0) goto error;
-        if (!first) {
-            dups++;
-            consumed++;
-            Py_CLEAR(value);
-            continue;
-        }
-        if (has_max) { /* the watermark */
-            if (max_ts - lateness - ts > 0) corrected++;
-            if (ts > max_ts) max_ts = ts;
-        } else {
-            max_ts = ts;
-            has_max = 1;
-        }
+        const int adm = admit(&L, &R, ref, ts, &ev.event_id);
+        if (adm < 0) goto error;
+        if (adm == STOP) { status = SLOW; break; }
+        if (adm == DUPLICATE) { Py_CLEAR(value); continue; }
 
         sku = PyUnicode_DecodeUTF8((const char *)ev.sku.p, ev.sku.n, NULL);
         region = PyUnicode_DecodeUTF8((const char *)ev.region.p, ev.region.n, NULL);
@@ -764,7 +925,7 @@ static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t 
             PyErr_SetString(PyExc_TypeError, "page-view lane: bad lane entry");
             goto error;
         }
-        if (PyTuple_GET_ITEM(e, 1) == Py_True) unknown++;
+        if (PyTuple_GET_ITEM(e, 1) == Py_True) R.unknown++;
         if (incr(PyTuple_GET_ITEM(e, 2), 4 /* SKU_PAGEVIEWS */) < 0) goto error;
         for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(vecs); k++)
             if (incr(PyTuple_GET_ITEM(vecs, k), 5 /* PAGEVIEWS */) < 0) goto error;
@@ -784,16 +945,13 @@ static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t 
         }
         Py_CLEAR(e);
         Py_CLEAR(value);
-        processed++;
-        consumed++;
+        R.processed++;
+        R.consumed++;
     }
     Py_XDECREF(value);
     Py_XDECREF(e);
     Py_DECREF(seq);
-    PyObject *mx = has_max ? PyLong_FromLongLong(max_ts) : Py_NewRef(Py_None);
-    if (mx == NULL) return NULL;
-    return Py_BuildValue("(niNnnnnnn)", i, status, mx, consumed, processed, dups, corrected,
-                         unknown, L.new_cells);
+    return result(i, status, &R, &L);
 error:
     Py_XDECREF(value);
     Py_XDECREF(sku);
@@ -804,27 +962,129 @@ error:
     return NULL;
 }
 
+PyDoc_STRVAR(logistics_run_doc, RUN_DOC("logistics_run", "shop.logistics",
+                                        "every type but shipped and delivered, which change "
+                                        "no counter and are only counted"));
+
+static PyObject *logistics_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    lane_t L;
+    run_t R;
+    if (!parse_args(args, nargs, &L, &R)) return NULL;
+    PyObject *seq = PySequence_Fast(args[0], "logistics_run: run must be a sequence");
+    if (seq == NULL) return NULL;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **recs = PySequence_Fast_ITEMS(seq);
+    int status = DONE;
+    Py_ssize_t i = R.start;
+    PyObject *value = NULL;
+    for (; i < n; i++) {
+        int64_t ref;
+        const int got = record_value(recs[i], &R, &value, &ref);
+        if (got < 0) goto error;
+        logistics ev;
+        if (!got || !scan_logistics((const uint8_t *)PyBytes_AS_STRING(value),
+                                    PyBytes_GET_SIZE(value), &ev)) {
+            status = SLOW;
+            break;
+        }
+        const int adm = admit(&L, &R, ref, ev.ts, &ev.event_id);
+        if (adm < 0) goto error;
+        if (adm == STOP) { status = SLOW; break; }
+        Py_CLEAR(value);
+        if (adm == DUPLICATE) continue;
+        if (ev.kind != KIND_SHIPPED && ev.kind != KIND_DELIVERED) {
+            status = APPLY;
+            break;
+        }
+        R.processed++;
+        R.consumed++;
+    }
+    Py_XDECREF(value);
+    Py_DECREF(seq);
+    return result(i, status, &R, &L);
+error:
+    Py_XDECREF(value);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+PyDoc_STRVAR(hot_entry_doc,
+"hot_entry(state, hk, ts_s) -> (entry, new_cells)\n"
+"\n"
+"PartitionState.hot_entry for the other paths (orders, returns): the HotEntry of\n"
+"hk = (category, color, size, price band, region, grain) at ts_s (epoch s), built,\n"
+"marked dirty and cached in state's hot dict; state as for pageview_run.");
+
+static PyObject *hot_entry_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 3 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 15 ||
+        !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 6) {
+        PyErr_SetString(PyExc_TypeError, "hot_entry(state[15], hk[6], ts_s)");
+        return NULL;
+    }
+    PyObject *const *S = &PyTuple_GET_ITEM(args[0], 0);
+    lane_t L = {S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
+                S[12], S[13], S[14], 0, 0};
+    if (!PyDict_Check(L.hot) || !PyDict_Check(L.cells) || !PySet_Check(L.dirty) ||
+        !PyDict_Check(L.ends) || !PyDict_Check(L.visitors) || !PyTuple_Check(L.sizes) ||
+        !PyTuple_Check(L.visitor_sizes) ||
+        PyTuple_GET_SIZE(L.sizes) != PyTuple_GET_SIZE(L.visitor_sizes)) {
+        PyErr_SetString(PyExc_TypeError, "bad lane state");
+        return NULL;
+    }
+    int64_t ts_s;
+    if (as_i64(args[2], "ts_s", &ts_s)) return NULL;
+    PyObject *hk = args[1];
+    PyObject *const dims[5] = {PyTuple_GET_ITEM(hk, 0), PyTuple_GET_ITEM(hk, 1),
+                               PyTuple_GET_ITEM(hk, 2), PyTuple_GET_ITEM(hk, 3),
+                               PyTuple_GET_ITEM(hk, 4)};
+    PyObject *entry = hot_entry(&L, hk, dims, ts_s);
+    if (entry == NULL) return NULL;
+    return Py_BuildValue("(Nn)", entry, L.new_cells);
+}
+
 /* ------------------------------------------------------------------ test hooks */
 
-PyDoc_STRVAR(decode_doc,
-"decode(raw: bytes) -> (event_id, ts, shop_id, sku, visitor_id, region) | None\n"
+PyDoc_STRVAR(decode_pageview_doc,
+"decode_pageview(raw: bytes) -> (event_id, ts, sku, visitor_id, region) | None\n"
 "\n"
 "The page-view decoder alone (for the equivalence tests): the fields when it is sure the\n"
 "contract accepts `raw`, else None.");
 
-static PyObject *decode(PyObject *self, PyObject *arg) {
+static PyObject *decode_pageview(PyObject *self, PyObject *arg) {
     (void)self;
     if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "decode takes bytes");
+        PyErr_SetString(PyExc_TypeError, "decode_pageview takes bytes");
         return NULL;
     }
     pageview ev;
     if (!scan_pageview((const uint8_t *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg), &ev))
         Py_RETURN_NONE;
-    return Py_BuildValue("(s#Ls#s#s#s#)", (const char *)ev.event_id.p, ev.event_id.n,
-                         (long long)ev.ts, (const char *)ev.shop_id.p, ev.shop_id.n,
-                         (const char *)ev.sku.p, ev.sku.n, (const char *)ev.visitor_id.p,
-                         ev.visitor_id.n, (const char *)ev.region.p, ev.region.n);
+    return Py_BuildValue("(s#Ls#s#s#)", (const char *)ev.event_id.p, ev.event_id.n,
+                         (long long)ev.ts, (const char *)ev.sku.p, ev.sku.n,
+                         (const char *)ev.visitor_id.p, ev.visitor_id.n,
+                         (const char *)ev.region.p, ev.region.n);
+}
+
+PyDoc_STRVAR(decode_logistics_doc,
+"decode_logistics(raw: bytes) -> (event_id, ts, event_type) | None\n"
+"\n"
+"The logistics decoder alone (for the equivalence tests).");
+
+static PyObject *decode_logistics(PyObject *self, PyObject *arg) {
+    (void)self;
+    static const char *const kinds[] = {"shipped", "delivered", "returned",
+                                        "restock_shipped", "restock_received", "stock_level"};
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "decode_logistics takes bytes");
+        return NULL;
+    }
+    logistics ev;
+    if (!scan_logistics((const uint8_t *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg), &ev))
+        Py_RETURN_NONE;
+    return Py_BuildValue("(s#Ls)", (const char *)ev.event_id.p, ev.event_id.n,
+                         (long long)ev.ts, kinds[ev.kind]);
 }
 
 PyDoc_STRVAR(event_time_doc,
@@ -859,19 +1119,23 @@ static PyObject *id_hash(PyObject *self, PyObject *arg) {
 
 static PyMethodDef methods[] = {
     {"pageview_run", (PyCFunction)(void (*)(void))pageview_run, METH_FASTCALL, pageview_run_doc},
-    {"decode", decode, METH_O, decode_doc},
+    {"logistics_run", (PyCFunction)(void (*)(void))logistics_run, METH_FASTCALL,
+     logistics_run_doc},
+    {"hot_entry", (PyCFunction)(void (*)(void))hot_entry_py, METH_FASTCALL, hot_entry_doc},
+    {"decode_pageview", decode_pageview, METH_O, decode_pageview_doc},
+    {"decode_logistics", decode_logistics, METH_O, decode_logistics_doc},
     {"event_time", event_time, METH_O, event_time_doc},
     {"id_hash", id_hash, METH_O, id_hash_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "streams.core._pageview_lane",
-    "The engine's page-view lane in C (see streams/core/_pageview_lane.c).", -1, methods,
+    PyModuleDef_HEAD_INIT, "streams.core._lanes",
+    "The engine's compiled lanes (see streams/core/_lanes.c).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__pageview_lane(void) {
+PyMODINIT_FUNC PyInit__lanes(void) {
     S_value = PyUnicode_InternFromString("value");
     S_timestamp = PyUnicode_InternFromString("timestamp");
     S_category = PyUnicode_InternFromString("category");
