@@ -11,6 +11,7 @@ setup(
         Extension(
             "streams.core._lanes",
             sources=["streams/core/_lanes.c"],
+            libraries=["m"],
             extra_compile_args=["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
         )
     ]

@@ -35,6 +35,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ BLAKE2b-64 */
@@ -249,13 +250,19 @@ static int scan_string(const uint8_t **pp, const uint8_t *end, span *sp, Py_ssiz
     return 1;
 }
 
-/* A value of a flat object: a string (without escapes) or a non-negative JSON integer
- * of at most 15 digits; everything else is "not sure". */
+/* A value of an object: a string (without escapes), a non-negative JSON integer of at
+ * most 15 digits, a non-negative decimal fraction of at most 24 characters, or (for a
+ * field whose handler takes arrays) an array; everything else is "not sure". */
+enum { J_STRING, J_INT, J_FRACTION, J_ARRAY };
+
 typedef struct {
-    int is_int;
-    span s;         /* a string's content */
-    Py_ssize_t cps; /* its length in code points */
-    int64_t v;      /* an integer */
+    int kind;
+    span s;                /* a string's content */
+    Py_ssize_t cps;        /* its length in code points */
+    int64_t v;             /* an integer */
+    double d;              /* a fraction (J_FRACTION) or an integer (J_INT), as float() reads it */
+    const uint8_t **at;    /* J_ARRAY: the position of "[", to be moved past "]" */
+    const uint8_t *end;
 } jvalue;
 
 typedef int (*field_fn)(const span *key);                    /* field index, -1: unknown */
@@ -266,11 +273,49 @@ static inline int span_is(const span *k, const char *name, size_t n) {
 }
 #define SPAN_IS(k, lit) span_is((k), lit, sizeof(lit) - 1)
 
-/* One JSON object whose fields are all known (field_of), each at most once, each value a
- * string or an integer accepted by on_value. Sets *seen (a bit per field); 0: not sure. */
-static int scan_object(const uint8_t *buf, Py_ssize_t n, field_fn field_of, value_fn on_value,
-                       void *ev, unsigned *seen) {
-    const uint8_t *p = buf, *const end = buf + n;
+/* A number at *pp: "0" or digits without a leading zero, optionally "." and digits; no
+ * sign, no exponent; then a delimiter. 0: not sure. */
+static int scan_number(const uint8_t **pp, const uint8_t *end, jvalue *val) {
+    const uint8_t *p = *pp, *const start = p;
+    int64_t v = 0;
+    while (p < end && dig(*p)) {
+        if (p - start >= 15) return 0;
+        v = v * 10 + (*p - '0');
+        p++;
+    }
+    if (*start == '0' && p - start > 1) return 0;
+    val->kind = J_INT;
+    val->v = v;
+    val->d = (double)v; /* exact: below 2**53 */
+    if (p < end && *p == '.') {
+        const uint8_t *const frac = ++p;
+        while (p < end && dig(*p)) p++;
+        if (p == frac || p - start > 24) return 0;
+        char text[32];
+        memcpy(text, start, (size_t)(p - start));
+        text[p - start] = '\0';
+        char *stop = NULL;
+        /* Python's float(): correctly rounded, independent of the locale */
+        const double d = PyOS_string_to_double(text, &stop, NULL);
+        if (d == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (stop != text + (p - start)) return 0;
+        val->kind = J_FRACTION;
+        val->d = d;
+    }
+    if (p >= end || !(IS_WS(*p) || *p == ',' || *p == '}' || *p == ']')) return 0;
+    *pp = p;
+    return 1;
+}
+
+/* One JSON object at *pp whose fields are all known (field_of), each at most once, each
+ * value accepted by on_value; *pp is moved past its "}". Sets *seen (a bit per field);
+ * 0: not sure. */
+static int scan_object_at(const uint8_t **pp, const uint8_t *end, field_fn field_of,
+                          value_fn on_value, void *ev, unsigned *seen) {
+    const uint8_t *p = *pp;
     *seen = 0;
     while (p < end && IS_WS(*p)) p++;
     if (p >= end || *p != '{') return 0;
@@ -291,26 +336,18 @@ static int scan_object(const uint8_t *buf, Py_ssize_t n, field_fn field_of, valu
         while (p < end && IS_WS(*p)) p++;
         if (p >= end) return 0;
         if (*p == '"') {
-            val.is_int = 0;
+            val.kind = J_STRING;
             if (!scan_string(&p, end, &val.s, &val.cps)) return 0;
         } else if (dig(*p)) {
-            /* "0" or no leading zero, at most 15 digits, then a delimiter (no fraction,
-             * no exponent: those are floats, which the contract's ints refuse) */
-            const uint8_t *const start = p;
-            int64_t v = 0;
-            while (p < end && dig(*p)) {
-                if (p - start >= 15) return 0;
-                v = v * 10 + (*p - '0');
-                p++;
-            }
-            if (*start == '0' && p - start > 1) return 0;
-            if (p >= end || !(IS_WS(*p) || *p == ',' || *p == '}')) return 0;
-            val.is_int = 1;
-            val.v = v;
+            if (!scan_number(&p, end, &val)) return 0;
+        } else if (*p == '[') {
+            val.kind = J_ARRAY;
+            val.at = &p;
+            val.end = end;
         } else {
-            return 0; /* a negative number, literal, object or array */
+            return 0; /* a negative number, a literal, an object */
         }
-        if (!on_value(ev, f, &val)) return 0;
+        if (!on_value(ev, f, &val)) return 0; /* an array's handler moves p past it */
         while (p < end && IS_WS(*p)) p++;
         if (p >= end) return 0;
         if (*p == ',') {
@@ -321,23 +358,36 @@ static int scan_object(const uint8_t *buf, Py_ssize_t n, field_fn field_of, valu
         p++;
         break;
     }
+    *pp = p;
+    return 1;
+}
+
+/* The whole message is one such object (whitespace around it allowed). */
+static int scan_object(const uint8_t *buf, Py_ssize_t n, field_fn field_of, value_fn on_value,
+                       void *ev, unsigned *seen) {
+    const uint8_t *p = buf, *const end = buf + n;
+    if (!scan_object_at(&p, end, field_of, on_value, ev, seen)) return 0;
     while (p < end && IS_WS(*p)) p++;
     return p == end;
 }
 
 /* An Id (1..128 code points), Attr (1..64) or Text (0..512): schemas.types */
-static inline int is_id(const jvalue *v) { return !v->is_int && v->cps >= 1 && v->cps <= 128; }
-static inline int is_attr(const jvalue *v) { return !v->is_int && v->cps >= 1 && v->cps <= 64; }
-static inline int is_text(const jvalue *v) { return !v->is_int && v->cps <= 512; }
+static inline int is_id(const jvalue *v) {
+    return v->kind == J_STRING && v->cps >= 1 && v->cps <= 128;
+}
+static inline int is_attr(const jvalue *v) {
+    return v->kind == J_STRING && v->cps >= 1 && v->cps <= 64;
+}
+static inline int is_text(const jvalue *v) { return v->kind == J_STRING && v->cps <= 512; }
 
 /* ts: an integer epoch-ms in range, or an RFC 3339 string */
 static int event_ts(const jvalue *v, int64_t *ts) {
-    if (v->is_int) {
+    if (v->kind == J_INT) {
         if (v->v > MAX_EPOCH_MS) return 0;
         *ts = v->v;
         return 1;
     }
-    return parse_rfc3339(v->s.p, v->s.n, ts);
+    return v->kind == J_STRING && parse_rfc3339(v->s.p, v->s.n, ts);
 }
 
 /* shop.pageviews: schemas.events.PageViewEvent */
@@ -366,7 +416,7 @@ static int pageview_value(void *out, int f, const jvalue *v) {
     pageview *ev = out;
     switch (f) {
         case P_TS: return event_ts(v, &ev->ts);
-        case P_EVENT_TYPE: return !v->is_int && SPAN_IS(&v->s, "page_view");
+        case P_EVENT_TYPE: return v->kind == J_STRING && SPAN_IS(&v->s, "page_view");
         case P_REGION: ev->region = v->s; return is_attr(v);
         case P_EVENT_ID: ev->event_id = v->s; return is_id(v);
         case P_SKU: ev->sku = v->s; return is_id(v);
@@ -433,12 +483,12 @@ static int logistics_value(void *out, int f, const jvalue *v) {
     logistics *ev = out;
     switch (f) {
         case G_TS: return event_ts(v, &ev->ts);
-        case G_EVENT_TYPE: return !v->is_int && (ev->kind = logistics_kind(&v->s)) >= 0;
+        case G_EVENT_TYPE: return v->kind == J_STRING && (ev->kind = logistics_kind(&v->s)) >= 0;
         case G_EVENT_ID: ev->event_id = v->s; return is_id(v);
         case G_REGION: return is_attr(v);
         case G_REASON: return is_text(v);
-        case G_QTY: return v->is_int && v->v >= 1 && v->v <= 1000000;
-        case G_ON_HAND: return v->is_int && v->v <= 1000000000;
+        case G_QTY: return v->kind == J_INT && v->v >= 1 && v->v <= 1000000;
+        case G_ON_HAND: return v->kind == J_INT && v->v <= 1000000000;
         default: return is_id(v); /* shop_id, sku, order_id, factory_id */
     }
 }
@@ -456,6 +506,111 @@ static int scan_logistics(const uint8_t *buf, Py_ssize_t n, logistics *ev) {
     const unsigned qty = 1u << G_QTY, on_hand = 1u << G_ON_HAND;
     if (ev->kind == KIND_STOCK_LEVEL) return (seen & (qty | on_hand)) == on_hand;
     return (seen & (qty | on_hand)) == qty;
+}
+
+/* shop.orders: schemas.events.OrderEvent, at most MAX_LINES lines (more: Python's) */
+enum { O_EVENT_ID, O_TS, O_SHOP_ID, O_EVENT_TYPE, O_ORDER_ID, O_REGION, O_BUYER_ID, O_LINES,
+       O_FIELDS };
+enum { L_SKU, L_QTY, L_UNIT_PRICE, L_FIELDS };
+#define MAX_LINES 64
+
+typedef struct {
+    span sku;
+    int64_t qty, gmv_e4; /* gmv_e4 = qty * round(unit_price * 10000): demand.price_e4 */
+    double price;
+} order_line;
+
+typedef struct {
+    span event_id, region;
+    int64_t ts;
+    int placed; /* order_placed: 1, order_cancelled: 0 */
+    int nlines;
+    order_line lines[MAX_LINES];
+} order;
+
+static int order_field(const span *k) {
+    switch (k->n) {
+        case 2: return SPAN_IS(k, "ts") ? O_TS : -1;
+        case 5: return SPAN_IS(k, "lines") ? O_LINES : -1;
+        case 6: return SPAN_IS(k, "region") ? O_REGION : -1;
+        case 7: return SPAN_IS(k, "shop_id") ? O_SHOP_ID : -1;
+        case 8:
+            if (SPAN_IS(k, "event_id")) return O_EVENT_ID;
+            if (SPAN_IS(k, "order_id")) return O_ORDER_ID;
+            return SPAN_IS(k, "buyer_id") ? O_BUYER_ID : -1;
+        case 10: return SPAN_IS(k, "event_type") ? O_EVENT_TYPE : -1;
+    }
+    return -1;
+}
+
+static int line_field(const span *k) {
+    if (SPAN_IS(k, "sku")) return L_SKU;
+    if (SPAN_IS(k, "qty")) return L_QTY;
+    return SPAN_IS(k, "unit_price") ? L_UNIT_PRICE : -1;
+}
+
+static int line_value(void *out, int f, const jvalue *v) {
+    order_line *ln = out;
+    switch (f) {
+        case L_SKU: ln->sku = v->s; return is_id(v);
+        case L_QTY: ln->qty = v->v; return v->kind == J_INT && v->v >= 1 && v->v <= 1000000;
+        default: /* unit_price: schemas.types.Price, a float (a JSON integer is one too) */
+            ln->price = v->d;
+            return (v->kind == J_INT || v->kind == J_FRACTION) && v->d >= 0 && v->d <= 1e9;
+    }
+}
+
+/* "lines": an array of 1..MAX_LINES line objects; moves the position past "]". */
+static int order_lines(order *ev, const jvalue *v) {
+    const uint8_t *p = *v->at + 1, *const end = v->end;
+    ev->nlines = 0;
+    for (;;) {
+        if (ev->nlines >= MAX_LINES) return 0;
+        order_line *ln = &ev->lines[ev->nlines];
+        unsigned seen;
+        if (!scan_object_at(&p, end, line_field, line_value, ln, &seen) ||
+            seen != (1u << L_FIELDS) - 1)
+            return 0;
+        /* round(qty * price * 10000) as demand.price_e4 (round half to even, which is
+         * nearbyint's default mode); an integer product that would not fit: Python's */
+        const double e4 = nearbyint(ln->price * 10000.0);
+        if (!(e4 >= 0 && e4 <= 1e13) ||
+            __builtin_mul_overflow(ln->qty, (int64_t)e4, &ln->gmv_e4))
+            return 0;
+        ev->nlines++;
+        while (p < end && IS_WS(*p)) p++;
+        if (p >= end) return 0;
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p != ']') return 0;
+        *v->at = p + 1;
+        return 1;
+    }
+}
+
+static int order_value(void *out, int f, const jvalue *v) {
+    order *ev = out;
+    switch (f) {
+        case O_TS: return event_ts(v, &ev->ts);
+        case O_EVENT_TYPE:
+            if (v->kind != J_STRING) return 0;
+            if (SPAN_IS(&v->s, "order_placed")) ev->placed = 1;
+            else if (SPAN_IS(&v->s, "order_cancelled")) ev->placed = 0;
+            else return 0;
+            return 1;
+        case O_REGION: ev->region = v->s; return is_attr(v);
+        case O_EVENT_ID: ev->event_id = v->s; return is_id(v);
+        case O_LINES: return v->kind == J_ARRAY && order_lines(ev, v);
+        default: return is_id(v); /* shop_id, order_id, buyer_id */
+    }
+}
+
+static int scan_order(const uint8_t *buf, Py_ssize_t n, order *ev) {
+    unsigned seen;
+    return scan_object(buf, n, order_field, order_value, ev, &seen) &&
+           seen == (1u << O_FIELDS) - 1;
 }
 
 /* ------------------------------------------------------------------ the run */
@@ -530,6 +685,38 @@ static uint64_t visitor_hash(const uint8_t *p, Py_ssize_t n) {
     return slot->hash;
 }
 
+/* SKUs and regions repeat: their str objects are cached the same way (direct mapped by
+ * the bytes, exact on a hit), with their hash computed once, so a dict lookup keyed by
+ * them neither decodes UTF-8 nor hashes the text again. Bounded: STR_SLOTS strs. */
+#define STR_SLOTS 4096
+#define STR_MAX 48
+typedef struct {
+    uint8_t len;
+    uint8_t bytes[STR_MAX];
+    PyObject *str;
+} str_slot;
+static str_slot str_cache[STR_SLOTS];
+
+/* A str of the UTF-8 bytes (already validated): a new reference, or NULL. */
+static PyObject *cached_str(const uint8_t *p, Py_ssize_t n) {
+    if (n <= 0 || n > STR_MAX) return PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    uint32_t f = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t k = 0; k < n; k++) f = (f ^ p[k]) * 16777619u;
+    str_slot *slot = &str_cache[f & (STR_SLOTS - 1)];
+    if (slot->str != NULL && slot->len == (uint8_t)n && memcmp(slot->bytes, p, (size_t)n) == 0)
+        return Py_NewRef(slot->str);
+    PyObject *s = PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    if (s == NULL) return NULL;
+    if (PyObject_Hash(s) == -1) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    Py_XSETREF(slot->str, Py_NewRef(s));
+    slot->len = (uint8_t)n;
+    memcpy(slot->bytes, p, (size_t)n);
+    return s;
+}
+
 /* What a run works on: the partition's containers, read once per call. */
 typedef struct {
     PyObject *seen, *buckets;          /* Deduplicator.tables() */
@@ -544,7 +731,11 @@ typedef struct {
     PyObject *generation;              /* Catalog.generation */
     int64_t grain_s;
     Py_ssize_t new_cells;              /* cells created (PartitionState.indexed) */
+    int64_t last_bucket;               /* the dedup bucket of the last id, and its list */
+    PyObject *last_ids;                /* (a strong reference; lane_done releases it) */
 } lane_t;
+
+static void lane_done(lane_t *L) { Py_CLEAR(L->last_ids); }
 
 /* Catalog.lookup_span(sku, first, last): a new reference to the ProductAttrs, Py_None
  * (unknown SKU) or Py_False (a version boundary inside [first, last]); NULL on error. */
@@ -736,7 +927,8 @@ done:
     return entry;
 }
 
-/* Deduplicator.first_time for an id already hashed: 1 first time, 0 duplicate, -1 error */
+/* Deduplicator.first_time for an id already hashed: 1 first time, 0 duplicate, -1 error.
+ * Consecutive ids mostly share an hour bucket: its list is kept for the next one. */
 static int first_time(lane_t *L, uint64_t hash, int64_t ts, int64_t bucket_ms) {
     PyObject *h = PyLong_FromUnsignedLongLong(hash);
     if (h == NULL) return -1;
@@ -749,11 +941,21 @@ static int first_time(lane_t *L, uint64_t hash, int64_t ts, int64_t bucket_ms) {
         Py_DECREF(h);
         return -1;
     }
-    PyObject *bkey = PyLong_FromLongLong(ts / bucket_ms);
-    PyObject *ids = bkey ? get_or_new(L->buckets, bkey, new_list, NULL) : NULL;
-    rc = ids ? PyList_Append(ids, h) : -1;
-    Py_XDECREF(ids);
-    Py_XDECREF(bkey);
+    const int64_t bucket = ts / bucket_ms;
+    if (L->last_ids == NULL || bucket != L->last_bucket) {
+        PyObject *bkey = PyLong_FromLongLong(bucket);
+        PyObject *ids = bkey ? get_or_new(L->buckets, bkey, new_list, NULL) : NULL;
+        Py_XDECREF(bkey);
+        if (ids == NULL || !PyList_Check(ids)) {
+            if (ids != NULL) PyErr_SetString(PyExc_TypeError, "a dedup bucket is not a list");
+            Py_XDECREF(ids);
+            Py_DECREF(h);
+            return -1;
+        }
+        Py_XSETREF(L->last_ids, ids);
+        L->last_bucket = bucket;
+    }
+    rc = PyList_Append(L->last_ids, h);
     Py_DECREF(h);
     return rc < 0 ? -1 : 1;
 }
@@ -775,7 +977,7 @@ static int parse_args(PyObject *const *args, Py_ssize_t nargs, lane_t *L, run_t 
     PyObject *const *S = &PyTuple_GET_ITEM(args[2], 0);
     PyObject *const *Lim = &PyTuple_GET_ITEM(args[3], 0);
     *L = (lane_t){S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
-                  S[12], S[13], S[14], 0, 0};
+                  S[12], S[13], S[14], 0, 0, 0, NULL};
     memset(R, 0, sizeof *R);
     R->start = PyLong_AsSsize_t(args[1]);
     if (R->start == -1 && PyErr_Occurred()) return 0;
@@ -838,7 +1040,8 @@ static int admit(lane_t *L, run_t *R, int64_t ref, int64_t ts, const span *id) {
     return ADMIT;
 }
 
-static PyObject *result(Py_ssize_t stop, int status, const run_t *R, const lane_t *L) {
+static PyObject *result(Py_ssize_t stop, int status, const run_t *R, lane_t *L) {
+    lane_done(L);
     PyObject *mx = R->has_max ? PyLong_FromLongLong(R->max_ts) : Py_NewRef(Py_None);
     if (mx == NULL) return NULL;
     return Py_BuildValue("(niNnnnnnn)", stop, status, mx, R->consumed, R->processed, R->dups,
@@ -890,8 +1093,8 @@ static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t 
         if (adm == STOP) { status = SLOW; break; }
         if (adm == DUPLICATE) { Py_CLEAR(value); continue; }
 
-        sku = PyUnicode_DecodeUTF8((const char *)ev.sku.p, ev.sku.n, NULL);
-        region = PyUnicode_DecodeUTF8((const char *)ev.region.p, ev.region.n, NULL);
+        sku = cached_str(ev.sku.p, ev.sku.n);
+        region = cached_str(ev.region.p, ev.region.n);
         PyObject *grain = PyLong_FromLongLong(ts / grain_ms);
         key = (sku && region && grain) ? PyTuple_Pack(3, sku, region, grain) : NULL;
         Py_XDECREF(grain);
@@ -953,6 +1156,7 @@ static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_DECREF(seq);
     return result(i, status, &R, &L);
 error:
+    lane_done(&L);
     Py_XDECREF(value);
     Py_XDECREF(sku);
     Py_XDECREF(region);
@@ -1004,7 +1208,191 @@ static PyObject *logistics_run(PyObject *self, PyObject *const *args, Py_ssize_t
     Py_DECREF(seq);
     return result(i, status, &R, &L);
 error:
+    lane_done(&L);
     Py_XDECREF(value);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+/* vec[slot] += delta on a list of ints */
+static int add(PyObject *vec, Py_ssize_t slot, int64_t delta) {
+    if (!PyList_Check(vec) || PyList_GET_SIZE(vec) <= slot) {
+        PyErr_SetString(PyExc_TypeError, "compiled lane: a counter vector is not a list");
+        return -1;
+    }
+    PyObject *d = PyLong_FromLongLong(delta);
+    if (d == NULL) return -1;
+    PyObject *old = PyList_GET_ITEM(vec, slot);
+    PyObject *now = PyNumber_Add(old, d);
+    Py_DECREF(d);
+    if (now == NULL) return -1;
+    PyList_SET_ITEM(vec, slot, now);
+    Py_DECREF(old);
+    return 0;
+}
+
+/* Catalog.lookup(sku, ts): a new reference to the ProductAttrs, or Py_None. */
+static PyObject *lookup(lane_t *L, PyObject *sku, int64_t ts) {
+    PyObject *entry = PyDict_GetItemWithError(L->products, sku);
+    if (entry == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+        !PyList_Check(PyTuple_GET_ITEM(entry, 0)) || !PyList_Check(PyTuple_GET_ITEM(entry, 1))) {
+        PyErr_SetString(PyExc_TypeError, "compiled lane: bad catalog entry");
+        return NULL;
+    }
+    int err = 0;
+    const Py_ssize_t i = version_at(PyTuple_GET_ITEM(entry, 0), ts, &err);
+    if (err) return NULL;
+    PyObject *versions = PyTuple_GET_ITEM(entry, 1);
+    if (i >= PyList_GET_SIZE(versions)) {
+        PyErr_SetString(PyExc_IndexError, "compiled lane: catalog versions out of step");
+        return NULL;
+    }
+    return Py_NewRef(PyList_GET_ITEM(versions, i));
+}
+
+/* DemandEngine._entry(st, attrs or UNKNOWN_PRODUCT, region, ts): the HotEntry (new ref). */
+static PyObject *entry_of(lane_t *L, PyObject *attrs, PyObject *region, int64_t ts) {
+    PyObject *names[4] = {S_category, S_color, S_size, S_price_band};
+    PyObject *dims[5] = {NULL, NULL, NULL, NULL, region};
+    PyObject *he = NULL, *hk = NULL, *grain = NULL;
+    for (int k = 0; k < 4; k++) {
+        dims[k] = attrs == Py_None ? Py_NewRef(L->unknown) : PyObject_GetAttr(attrs, names[k]);
+        if (dims[k] == NULL) goto done;
+    }
+    const int64_t ts_s = ts / 1000;
+    grain = PyLong_FromLongLong(ts_s / L->grain_s);
+    hk = grain ? PyTuple_Pack(6, dims[0], dims[1], dims[2], dims[3], region, grain) : NULL;
+    if (hk == NULL) goto done;
+    he = PyDict_GetItemWithError(L->hot, hk);
+    if (he != NULL) Py_INCREF(he);
+    else if (!PyErr_Occurred()) he = hot_entry(L, hk, dims, ts_s);
+    if (he != NULL && (!PyTuple_Check(he) || PyTuple_GET_SIZE(he) != 2 ||
+                       !PyTuple_Check(PyTuple_GET_ITEM(he, 0)))) {
+        PyErr_SetString(PyExc_TypeError, "compiled lane: bad hot entry");
+        Py_CLEAR(he);
+    }
+done:
+    for (int k = 0; k < 4; k++) Py_XDECREF(dims[k]);
+    Py_XDECREF(grain);
+    Py_XDECREF(hk);
+    return he;
+}
+
+/* DemandEngine._apply for order_placed / order_cancelled. 0, or -1 on error. */
+static int apply_order(lane_t *L, run_t *R, const order *ev) {
+    const int64_t ts = ev->ts;
+    PyObject *touched[MAX_LINES * 8];
+    int ntouched = 0, rc = -1;
+    PyObject *region = cached_str(ev->region.p, ev->region.n);
+    PyObject *hour = PyLong_FromLongLong(ts / 1000 / 3600 * 3600); /* inventory.hour_of */
+    if (region == NULL || hour == NULL) goto done;
+    for (int k = 0; k < ev->nlines; k++) {
+        const order_line *ln = &ev->lines[k];
+        PyObject *sku = cached_str(ln->sku.p, ln->sku.n);
+        PyObject *skey = sku ? PyTuple_Pack(2, sku, hour) : NULL;
+        PyObject *svec = skey ? get_or_new(L->sku_buckets, skey, new_sku_hour, NULL) : NULL;
+        int ok = svec != NULL && PySet_Add(L->sku_dirty, skey) == 0;
+        Py_XDECREF(skey);
+        if (ok && ev->placed) {
+            int first = 1; /* the order counts once per SKU */
+            for (int j = 0; j < k && first; j++)
+                first = !(ev->lines[j].sku.n == ln->sku.n &&
+                          memcmp(ev->lines[j].sku.p, ln->sku.p, (size_t)ln->sku.n) == 0);
+            ok = add(svec, 1 /* SKU_UNITS */, ln->qty) == 0 &&
+                 (!first || add(svec, 0 /* SKU_ORDERS */, 1) == 0);
+        } else if (ok) {
+            ok = add(svec, 2 /* SKU_CANCELLED */, ln->qty) == 0;
+        }
+        Py_XDECREF(svec);
+        PyObject *attrs = ok ? lookup(L, sku, ts) : NULL;
+        Py_XDECREF(sku);
+        if (attrs == NULL) goto done;
+        if (attrs == Py_None) R->unknown++;
+        PyObject *he = entry_of(L, attrs, region, ts);
+        Py_DECREF(attrs);
+        if (he == NULL) goto done;
+        PyObject *vecs = PyTuple_GET_ITEM(he, 0);
+        for (Py_ssize_t v = 0; ok && v < PyTuple_GET_SIZE(vecs); v++) {
+            PyObject *vec = PyTuple_GET_ITEM(vecs, v);
+            if (ev->placed) {
+                ok = add(vec, 1 /* UNITS */, ln->qty) == 0 &&
+                     add(vec, 2 /* GMV_E4 */, ln->gmv_e4) == 0;
+                int known = 0;
+                for (int t = 0; t < ntouched && !known; t++) known = touched[t] == vec;
+                if (!known && ntouched < (int)(sizeof touched / sizeof *touched))
+                    touched[ntouched++] = Py_NewRef(vec);
+                else if (!known) { /* more cells than lines x sizes: cannot happen */
+                    PyErr_SetString(PyExc_RuntimeError, "compiled lane: too many cells");
+                    ok = 0;
+                }
+            } else {
+                ok = add(vec, 3 /* CANCELLED_UNITS */, ln->qty) == 0;
+            }
+        }
+        Py_DECREF(he);
+        if (!ok) goto done;
+    }
+    for (int t = 0; t < ntouched; t++)
+        if (add(touched[t], 0 /* ORDERS */, 1) < 0) goto done;
+    rc = 0;
+done:
+    for (int t = 0; t < ntouched; t++) Py_DECREF(touched[t]);
+    Py_XDECREF(region);
+    Py_XDECREF(hour);
+    return rc;
+}
+
+PyDoc_STRVAR(order_run_doc, RUN_DOC("order_run", "shop.orders", "never: status is DONE or SLOW"));
+
+static PyObject *order_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    lane_t L;
+    run_t R;
+    if (!parse_args(args, nargs, &L, &R)) return NULL;
+    if (PyTuple_GET_SIZE(L.sizes) > 8) {
+        PyErr_SetString(PyExc_ValueError, "order_run: at most 8 window sizes");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "order_run: run must be a sequence");
+    if (seq == NULL) return NULL;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **recs = PySequence_Fast_ITEMS(seq);
+    int status = DONE;
+    Py_ssize_t i = R.start;
+    PyObject *value = NULL;
+    order *ev = PyMem_Malloc(sizeof *ev);
+    if (ev == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    for (; i < n; i++) {
+        int64_t ref;
+        const int got = record_value(recs[i], &R, &value, &ref);
+        if (got < 0) goto error;
+        if (!got || !scan_order((const uint8_t *)PyBytes_AS_STRING(value),
+                                PyBytes_GET_SIZE(value), ev)) {
+            status = SLOW;
+            break;
+        }
+        const int adm = admit(&L, &R, ref, ev->ts, &ev->event_id);
+        if (adm < 0) goto error;
+        if (adm == STOP) { status = SLOW; break; }
+        if (adm == ADMIT) {
+            if (apply_order(&L, &R, ev) < 0) goto error;
+            R.processed++;
+            R.consumed++;
+        }
+        Py_CLEAR(value);
+    }
+    Py_XDECREF(value);
+    PyMem_Free(ev);
+    Py_DECREF(seq);
+    return result(i, status, &R, &L);
+error:
+    lane_done(&L);
+    Py_XDECREF(value);
+    PyMem_Free(ev);
     Py_DECREF(seq);
     return NULL;
 }
@@ -1025,7 +1413,7 @@ static PyObject *hot_entry_py(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     PyObject *const *S = &PyTuple_GET_ITEM(args[0], 0);
     lane_t L = {S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
-                S[12], S[13], S[14], 0, 0};
+                S[12], S[13], S[14], 0, 0, 0, NULL};
     if (!PyDict_Check(L.hot) || !PyDict_Check(L.cells) || !PySet_Check(L.dirty) ||
         !PyDict_Check(L.ends) || !PyDict_Check(L.visitors) || !PyTuple_Check(L.sizes) ||
         !PyTuple_Check(L.visitor_sizes) ||
@@ -1087,6 +1475,43 @@ static PyObject *decode_logistics(PyObject *self, PyObject *arg) {
                          (long long)ev.ts, kinds[ev.kind]);
 }
 
+PyDoc_STRVAR(decode_order_doc,
+"decode_order(raw: bytes) -> (event_id, ts, event_type, region,\n"
+"                             [(sku, qty, unit_price, gmv_e4), ...]) | None\n"
+"\n"
+"The order decoder alone (for the equivalence tests).");
+
+static PyObject *decode_order(PyObject *self, PyObject *arg) {
+    (void)self;
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "decode_order takes bytes");
+        return NULL;
+    }
+    order *ev = PyMem_Malloc(sizeof *ev);
+    if (ev == NULL) return PyErr_NoMemory();
+    PyObject *out = NULL, *lines = NULL;
+    if (!scan_order((const uint8_t *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg), ev)) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    lines = PyList_New(ev->nlines);
+    if (lines == NULL) goto done;
+    for (int k = 0; k < ev->nlines; k++) {
+        const order_line *ln = &ev->lines[k];
+        PyObject *t = Py_BuildValue("(s#LdL)", (const char *)ln->sku.p, ln->sku.n,
+                                    (long long)ln->qty, ln->price, (long long)ln->gmv_e4);
+        if (t == NULL) goto done;
+        PyList_SET_ITEM(lines, k, t);
+    }
+    out = Py_BuildValue("(s#Lss#O)", (const char *)ev->event_id.p, ev->event_id.n,
+                        (long long)ev->ts, ev->placed ? "order_placed" : "order_cancelled",
+                        (const char *)ev->region.p, ev->region.n, lines);
+done:
+    Py_XDECREF(lines);
+    PyMem_Free(ev);
+    return out;
+}
+
 PyDoc_STRVAR(event_time_doc,
 "event_time(text: bytes) -> int | None: epoch ms of an RFC 3339 time, as\n"
 "schemas.fastpath.fast_event_time answers it (None: not sure).");
@@ -1121,9 +1546,11 @@ static PyMethodDef methods[] = {
     {"pageview_run", (PyCFunction)(void (*)(void))pageview_run, METH_FASTCALL, pageview_run_doc},
     {"logistics_run", (PyCFunction)(void (*)(void))logistics_run, METH_FASTCALL,
      logistics_run_doc},
+    {"order_run", (PyCFunction)(void (*)(void))order_run, METH_FASTCALL, order_run_doc},
     {"hot_entry", (PyCFunction)(void (*)(void))hot_entry_py, METH_FASTCALL, hot_entry_doc},
     {"decode_pageview", decode_pageview, METH_O, decode_pageview_doc},
     {"decode_logistics", decode_logistics, METH_O, decode_logistics_doc},
+    {"decode_order", decode_order, METH_O, decode_order_doc},
     {"event_time", event_time, METH_O, event_time_doc},
     {"id_hash", id_hash, METH_O, id_hash_doc},
     {NULL, NULL, 0, NULL},

@@ -71,10 +71,11 @@ DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
 #: (stop, status, max_ts, consumed, processed, duplicates, corrected, unknown_sku, new_cells)
 _LaneResult = tuple[int, int, int | None, int, int, int, int, int, int]
 _Lane = Callable[[Sequence[Any], int, tuple[Any, ...], tuple[int | None, ...]], _LaneResult]
-#: the topics with a compiled lane (streams/core/_lanes.c); shop.orders stays in Python
+#: the compiled lane of each demand topic (streams/core/_lanes.c)
 _COMPILED_LANES: dict[str, _Lane] = {
     TOPIC_PAGEVIEWS: _lanes.pageview_run,
     TOPIC_LOGISTICS: _lanes.logistics_run,
+    TOPIC_ORDERS: _lanes.order_run,
 }
 
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from schemas.contract import ContractViolation, decode
 from schemas.fastpath import fast_event_time
 from streams.core import _lanes as lane
+from streams.core.demand import price_e4
 from streams.core.engine import DemandEngine, EngineConfig, Record
 from streams.sim.model import generate_history
 from tests.unit.test_fastpath import _mutants, _ts_strings
@@ -141,6 +142,93 @@ def _logistics(**over: Any) -> dict[str, Any]:
 ])
 def test_logistics_edge_cases_agree(ev: dict[str, Any]) -> None:
     check_logistics(orjson.dumps(ev))
+
+
+def check_order(raw: bytes) -> bool:
+    got = lane.decode_order(raw)
+    if got is None:
+        return False
+    try:
+        ev = decode("shop.orders", raw)
+    except ContractViolation as exc:  # pragma: no cover - the failure looked for
+        raise AssertionError(f"the lane accepted what the contract rejects: {exc}") from None
+    want = (ev.event_id, ev.ts, ev.event_type, ev.region,
+            [(ln.sku, ln.qty, ln.unit_price, ln.qty * price_e4(ln.unit_price))
+             for ln in ev.lines])
+    assert got == want, (got, want)
+    assert all(type(g[2]) is float for g in got[4])
+    return True
+
+
+def test_simulator_orders_are_all_taken(corpus: list[tuple[str, bytes]]) -> None:
+    msgs = [raw for t, raw in corpus if t == "shop.orders"]
+    assert len(msgs) > 200
+    assert all(check_order(raw) for raw in msgs)
+    assert not any(lane.decode_order(raw) for t, raw in corpus if t != "shop.orders")
+
+
+def test_mutated_orders_are_taken_only_when_the_contract_agrees(
+    corpus: list[tuple[str, bytes]],
+) -> None:
+    rng = random.Random(29)
+    msgs = [raw for t, raw in corpus if t == "shop.orders"]
+    taken = total = 0
+    for raw in rng.sample(msgs, min(1500, len(msgs))):
+        for mutant in _mutants("shop.orders", raw, rng):
+            total += 1
+            taken += check_order(mutant)
+    assert total > 2_000 and 0 < taken < total
+
+
+def _order(*lines: dict[str, Any], **over: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "event_id": "o1", "ts": T0, "shop_id": "s", "event_type": "order_placed",
+        "order_id": "O1", "region": "浙江", "buyer_id": "b",
+        "lines": list(lines) or [{"sku": "A", "qty": 2, "unit_price": 18.9}]}
+    ev.update(over)
+    return ev
+
+
+_PRICES = [b"0", b"0.0", b"18.9", b"0.00005", b"0.00015", b"0.000049999", b"2.675", b"1e2",
+           b"1000000000", b"1000000000.0", b"1000000000.0001", b"999999999.99995",
+           b"12345678901234567890", b"0.1234567890123456789012", b"-1", b"-0.0", b"01.5",
+           b"1.", b".5", b"1.5e0", b"NaN", b"\"9.9\"", b"true", b"null"]
+
+
+@pytest.mark.parametrize("price", _PRICES)
+def test_order_prices_agree(price: bytes) -> None:
+    raw = (b'{"event_id":"e","ts":1793491200000,"shop_id":"s","event_type":"order_placed",'
+           b'"order_id":"o","region":"r","buyer_id":"b","lines":[{"sku":"A","qty":3,'
+           b'"unit_price":' + price + b"}]}")
+    check_order(raw)
+
+
+@pytest.mark.parametrize("ev", [
+    _order(), _order(event_type="order_cancelled"), _order(event_type="order_refunded"),
+    _order(*[{"sku": f"S{i}", "qty": 1, "unit_price": 1.5} for i in range(64)]),
+    _order(*[{"sku": f"S{i}", "qty": 1, "unit_price": 1.5} for i in range(65)]),
+    _order(lines=[]), _order(lines={}), _order(lines=None),
+    _order({"sku": "A", "qty": 1_000_000, "unit_price": 1e9}),
+    _order({"sku": "A", "qty": 0, "unit_price": 1}), _order({"sku": "A", "qty": 1}),
+    _order({"sku": "A", "qty": 1, "unit_price": 1, "note": "x"}),
+    _order({"sku": "", "qty": 1, "unit_price": 1}), _order(region="x" * 65),
+    _order(buyer_id=None), _order(extra=[1, 2]),
+    _order({"sku": "A", "qty": 2, "unit_price": 3.5}, {"sku": "A", "qty": 1, "unit_price": 3}),
+])
+def test_order_edge_cases_agree(ev: dict[str, Any]) -> None:
+    check_order(orjson.dumps(ev))
+
+
+def test_orders_taken_where_plainly_valid() -> None:
+    for ev in (_order(), _order(event_type="order_cancelled"),
+               _order(*[{"sku": f"S{i}", "qty": 1, "unit_price": 1.5} for i in range(64)]),
+               _order({"sku": "A", "qty": 1000, "unit_price": 1e9})):
+        assert check_order(orjson.dumps(ev)), ev
+    # a GMV past 64 bits (10**6 x 10**13) is left to Python, whose ints do not overflow
+    assert lane.decode_order(orjson.dumps(
+        _order({"sku": "A", "qty": 1_000_000, "unit_price": 1e9}))) is None
+    raw = orjson.dumps(_order()).replace(b"18.9", b" 2.675 ")
+    assert check_order(raw)
 
 
 def test_simulator_page_views_are_all_taken(corpus: list[tuple[str, bytes]]) -> None:
@@ -394,10 +482,44 @@ def test_the_engine_runs_the_compiled_lanes(monkeypatch: pytest.MonkeyPatch) -> 
     eng = DemandEngine()
     assert eng.config.native
     out = eng.process([
+        Record("shop.orders", 0, 0, T0, None, orjson.dumps(_order())),
         Record("shop.pageviews", 0, 0, T0, None, orjson.dumps(_view())),
         Record("shop.logistics", 0, 0, T0, None, orjson.dumps(_logistics())),
     ])
     assert not out.rejected
-    assert sorted(calls) == ["shop.logistics", "shop.pageviews"]
-    for key in (("shop.pageviews", 0), ("shop.logistics", 0)):
+    assert sorted(calls) == ["shop.logistics", "shop.orders", "shop.pageviews"]
+    for key in (("shop.orders", 0), ("shop.pageviews", 0), ("shop.logistics", 0)):
         assert eng.states[key].ledger.processed == 1
+
+
+def test_orders_equal_the_python_lane() -> None:
+    """Orders with repeated and unknown SKUs, cancellations, retries and a catalog change
+    between batches: the compiled order lane leaves what the Python path leaves."""
+    t = T0 + 3_600_000
+
+    def product(sku: str, ts: int, color: str, price: float) -> bytes:
+        return orjson.dumps({
+            "event_id": f"p-{sku}-{ts}", "event_type": "product_upsert", "ts": ts,
+            "shop_id": "s", "sku": sku, "factory_id": "F1", "category": "杯子",
+            "color": color, "size": "L", "list_price": price, "lead_time_days": 7,
+            "moq": 10})
+
+    rng = random.Random(31)
+    orders = []
+    for i in range(400):
+        lines = [{"sku": rng.choice("ABCD"), "qty": rng.randint(1, 9),
+                  "unit_price": rng.choice([9.9, 18.9, 2.675, 0.00005, 120])}
+                 for _ in range(rng.randint(1, 5))]
+        kind = "order_cancelled" if i % 7 == 0 else "order_placed"
+        orders.append(orjson.dumps(_order(
+            *lines, event_id=f"o{i % 390}", event_type=kind, ts=t + i * 13_000,
+            region="浙江" if i % 3 else "广东")))
+    recs = [Record("shop.orders", 0, i, t + 10**7, None, raw) for i, raw in enumerate(orders)]
+    products = [product("A", 0, "white", 15.0), product("B", 0, "black", 45.0),
+                product("C", t + 600_000, "red", 8.0)]
+    between = {1: [product("A", t + 2_000_000, "blue", 15.0)]}
+    results = _run_both(products, [recs[:150], recs[150:300], recs[300:]], between)
+    assert results[0] == results[1]
+    st = results[0][-1][("shop.orders", 0)]
+    assert st["ledger"].duplicates == 10 and st["ledger"].unknown_sku_lines > 0
+    assert {"white", "blue", "black", "red", "unknown"} <= {k[3] for k in st["cells"]}
