@@ -1432,6 +1432,57 @@ static PyObject *hot_entry_py(PyObject *self, PyObject *const *args, Py_ssize_t 
     return Py_BuildValue("(Nn)", entry, L.new_cells);
 }
 
+PyDoc_STRVAR(flush_rows_doc,
+"flush_rows(topic, partition, keys, table, version) -> list[tuple]\n"
+"\n"
+"[(topic, partition, *key, *table[key], version) for key in keys]: the rows of a flush\n"
+"cut (DemandEngine.flush_batch) for the cells or SKU hours it took.");
+
+static PyObject *flush_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 5 || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "flush_rows(topic, partition, keys, table, version)");
+        return NULL;
+    }
+    PyObject *topic = args[0], *partition = args[1], *table = args[3], *version = args[4];
+    PyObject *keys = PySequence_Fast(args[2], "flush_rows: keys must be iterable");
+    if (keys == NULL) return NULL;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(keys);
+    PyObject *rows = PyList_New(n);
+    if (rows == NULL) {
+        Py_DECREF(keys);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(keys, i);
+        PyObject *vec = PyDict_GetItemWithError(table, key);
+        if (vec == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
+            goto error;
+        }
+        if (!PyTuple_Check(key) || !PyList_Check(vec)) {
+            PyErr_SetString(PyExc_TypeError, "flush_rows: a key is not a tuple or a vector not a list");
+            goto error;
+        }
+        const Py_ssize_t nk = PyTuple_GET_SIZE(key), nv = PyList_GET_SIZE(vec);
+        PyObject *row = PyTuple_New(3 + nk + nv);
+        if (row == NULL) goto error;
+        Py_ssize_t j = 0;
+        PyTuple_SET_ITEM(row, j++, Py_NewRef(topic));
+        PyTuple_SET_ITEM(row, j++, Py_NewRef(partition));
+        for (Py_ssize_t k = 0; k < nk; k++) PyTuple_SET_ITEM(row, j++, Py_NewRef(PyTuple_GET_ITEM(key, k)));
+        for (Py_ssize_t k = 0; k < nv; k++) PyTuple_SET_ITEM(row, j++, Py_NewRef(PyList_GET_ITEM(vec, k)));
+        PyTuple_SET_ITEM(row, j, Py_NewRef(version));
+        PyList_SET_ITEM(rows, i, row);
+    }
+    Py_DECREF(keys);
+    return rows;
+error:
+    Py_DECREF(keys);
+    Py_DECREF(rows);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ test hooks */
 
 PyDoc_STRVAR(decode_pageview_doc,
@@ -1548,6 +1599,7 @@ static PyMethodDef methods[] = {
      logistics_run_doc},
     {"order_run", (PyCFunction)(void (*)(void))order_run, METH_FASTCALL, order_run_doc},
     {"hot_entry", (PyCFunction)(void (*)(void))hot_entry_py, METH_FASTCALL, hot_entry_doc},
+    {"flush_rows", (PyCFunction)(void (*)(void))flush_rows, METH_FASTCALL, flush_rows_doc},
     {"decode_pageview", decode_pageview, METH_O, decode_pageview_doc},
     {"decode_logistics", decode_logistics, METH_O, decode_logistics_doc},
     {"decode_order", decode_order, METH_O, decode_order_doc},

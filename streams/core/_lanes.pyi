@@ -1,6 +1,6 @@
 """Types of the engine's compiled lanes (streams/core/_lanes.c)."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 DONE: Final[int]
@@ -22,6 +22,10 @@ def order_run(
 def hot_entry(
     state: tuple[Any, ...], hk: tuple[str, str, str, str, str, int], ts_s: int, /
 ) -> tuple[tuple[tuple[list[int], ...], tuple[set[int], ...]], int]: ...
+def flush_rows(
+    topic: str, partition: int, keys: Iterable[tuple[Any, ...]],
+    table: dict[Any, list[int]], version: int, /
+) -> list[tuple[Any, ...]]: ...
 def decode_pageview(raw: bytes, /) -> tuple[str, int, str, str, str] | None: ...
 def decode_logistics(raw: bytes, /) -> tuple[str, int, str] | None: ...
 def decode_order(

@@ -650,16 +650,22 @@ class DemandEngine:
             cut = st.detach()
             cuts.append(cut)
             cells = st.cells
-            rows += [(topic, partition, *key, *cells[key], version) for key in cut.dirty]
+            if self._native:  # the same rows, built in C
+                rows += _lanes.flush_rows(topic, partition, cut.dirty, cells, version)
+            else:
+                rows += [(topic, partition, *key, *cells[key], version) for key in cut.dirty]
             for bucket, ids in cut.dedup[0]:
                 for i in range(0, len(ids), ARRAY_CHUNK):
                     dedup_rows.append((topic, partition, bucket, ids[i : i + ARRAY_CHUNK], version))
             visitor_rows += visitor_rows_of(cut.visitors)
             hours = st.skus.buckets
-            sku_rows += [
-                (topic, partition, sku, hour, *hours[sku, hour], version)
-                for sku, hour in cut.sku_dirty
-            ]
+            if self._native:
+                sku_rows += _lanes.flush_rows(topic, partition, cut.sku_dirty, hours, version)
+            else:
+                sku_rows += [
+                    (topic, partition, sku, hour, *hours[sku, hour], version)
+                    for sku, hour in cut.sku_dirty
+                ]
         return FlushBatch(
             rows, checkpoints, dedup_rows, visitor_rows, sku_rows, list(self.pending_products),
             cuts,
