@@ -790,32 +790,41 @@ static PyObject *get_or_new(PyObject *d, PyObject *key, PyObject *(*make)(void),
     return v;
 }
 
+/* The containers the lanes add to the engine's state hold only ints, strs and other such
+ * containers, so they can never be part of a reference cycle: they are untracked by the
+ * cyclic GC (as CPython itself untracks tuples and dicts of atoms), which otherwise walks
+ * every live cell vector, visitor set and key again at each young collection. */
+static inline PyObject *untracked(PyObject *o) {
+    if (o != NULL) PyObject_GC_UnTrack(o);
+    return o;
+}
+
 static PyObject *new_cell(void) { /* demand.MEASURES: six zeros */
-    PyObject *v = PyList_New(6);
+    PyObject *v = untracked(PyList_New(6));
     if (v == NULL) return NULL;
     for (Py_ssize_t k = 0; k < 6; k++) PyList_SET_ITEM(v, k, PyLong_FromLong(0));
     return v;
 }
 
 static PyObject *new_sku_hour(void) { /* inventory.SkuHours.bucket: [0]*7 + [-1, 0] */
-    PyObject *v = PyList_New(9);
+    PyObject *v = untracked(PyList_New(9));
     if (v == NULL) return NULL;
     for (Py_ssize_t k = 0; k < 9; k++) PyList_SET_ITEM(v, k, PyLong_FromLong(k == 7 ? -1 : 0));
     return v;
 }
 
-static PyObject *new_list(void) { return PyList_New(0); }
-static PyObject *new_set(void) { return PySet_New(NULL); }
+static PyObject *new_list(void) { return untracked(PyList_New(0)); }
+static PyObject *new_set(void) { return untracked(PySet_New(NULL)); }
 
 /* PartitionState.hot_entry for hk = (category, color, size, band, region, grain): the
  * vectors (marked dirty) of the cells of every size at ts_s and the visitor sets of the
  * base sizes, cached in hot. A new reference, or NULL. */
 static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], int64_t ts_s) {
     const Py_ssize_t ns = PyTuple_GET_SIZE(L->sizes);
-    PyObject *vecs = PyTuple_New(ns);
+    PyObject *vecs = untracked(PyTuple_New(ns));
     Py_ssize_t nv = 0;
     for (Py_ssize_t k = 0; k < ns; k++) nv += PyTuple_GET_ITEM(L->visitor_sizes, k) == Py_True;
-    PyObject *sets = PyTuple_New(nv);
+    PyObject *sets = untracked(PyTuple_New(nv));
     if (vecs == NULL || sets == NULL) goto fail;
     for (Py_ssize_t k = 0, kv = 0; k < ns; k++) {
         PyObject *size = PyTuple_GET_ITEM(L->sizes, k);
@@ -823,8 +832,9 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], int
         if (as_i64(size, "a window size", &s)) goto fail;
         const int64_t start = ts_s - ts_s % s;
         PyObject *st = PyLong_FromLongLong(start);
-        PyObject *key = st ? PyTuple_Pack(7, size, st, dims[0], dims[1], dims[2], dims[3], dims[4])
-                           : NULL;
+        PyObject *key =
+            st ? untracked(PyTuple_Pack(7, size, st, dims[0], dims[1], dims[2], dims[3], dims[4]))
+               : NULL;
         Py_XDECREF(st);
         if (key == NULL) goto fail;
         int created = 0;
@@ -834,7 +844,8 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], int
         if (created) { /* PartitionState._index: ends[(end, size >= 1 h)].append(key) */
             L->new_cells++;
             PyObject *end = PyLong_FromLongLong(start + s);
-            PyObject *ek = end ? PyTuple_Pack(2, end, s >= 3600 ? Py_True : Py_False) : NULL;
+            PyObject *ek =
+                end ? untracked(PyTuple_Pack(2, end, s >= 3600 ? Py_True : Py_False)) : NULL;
             Py_XDECREF(end);
             PyObject *keys = ek ? get_or_new(L->ends, ek, new_list, NULL) : NULL;
             Py_XDECREF(ek);
@@ -850,7 +861,7 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], int
         }
         Py_DECREF(key);
     }
-    PyObject *entry = PyTuple_Pack(2, vecs, sets);
+    PyObject *entry = untracked(PyTuple_Pack(2, vecs, sets));
     Py_DECREF(vecs);
     Py_DECREF(sets);
     if (entry == NULL || PyDict_SetItem(L->hot, hk, entry) < 0) {
@@ -888,7 +899,7 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
     const int64_t ts_s = ts / 1000;
     grain = PyLong_FromLongLong(ts_s / L->grain_s);
     if (grain == NULL) goto done;
-    hk = PyTuple_Pack(6, dims[0], dims[1], dims[2], dims[3], region, grain);
+    hk = untracked(PyTuple_Pack(6, dims[0], dims[1], dims[2], dims[3], region, grain));
     if (hk == NULL) goto done;
     he = PyDict_GetItemWithError(L->hot, hk);
     if (he != NULL) {
@@ -903,12 +914,12 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
         goto done;
     }
     hour = PyLong_FromLongLong(ts_s / 3600 * 3600); /* inventory.hour_of */
-    skey = hour ? PyTuple_Pack(2, sku, hour) : NULL;
+    skey = hour ? untracked(PyTuple_Pack(2, sku, hour)) : NULL;
     if (skey == NULL) goto done;
     svec = get_or_new(L->sku_buckets, skey, new_sku_hour, NULL);
     if (svec == NULL || PySet_Add(L->sku_dirty, skey) < 0) goto done;
-    entry = PyTuple_Pack(5, L->generation, unknown ? Py_True : Py_False, svec,
-                         PyTuple_GET_ITEM(he, 0), PyTuple_GET_ITEM(he, 1));
+    entry = untracked(PyTuple_Pack(5, L->generation, unknown ? Py_True : Py_False, svec,
+                                   PyTuple_GET_ITEM(he, 0), PyTuple_GET_ITEM(he, 1)));
     if (entry == NULL || PyDict_SetItem(L->hot_pv, key, entry) < 0) goto done;
     ok = 1;
 done:
@@ -1096,7 +1107,7 @@ static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t 
         sku = cached_str(ev.sku.p, ev.sku.n);
         region = cached_str(ev.region.p, ev.region.n);
         PyObject *grain = PyLong_FromLongLong(ts / grain_ms);
-        key = (sku && region && grain) ? PyTuple_Pack(3, sku, region, grain) : NULL;
+        key = (sku && region && grain) ? untracked(PyTuple_Pack(3, sku, region, grain)) : NULL;
         Py_XDECREF(grain);
         if (key == NULL) goto error;
         e = PyDict_GetItemWithError(L.hot_pv, key);
@@ -1262,7 +1273,8 @@ static PyObject *entry_of(lane_t *L, PyObject *attrs, PyObject *region, int64_t 
     }
     const int64_t ts_s = ts / 1000;
     grain = PyLong_FromLongLong(ts_s / L->grain_s);
-    hk = grain ? PyTuple_Pack(6, dims[0], dims[1], dims[2], dims[3], region, grain) : NULL;
+    hk = grain ? untracked(PyTuple_Pack(6, dims[0], dims[1], dims[2], dims[3], region, grain))
+               : NULL;
     if (hk == NULL) goto done;
     he = PyDict_GetItemWithError(L->hot, hk);
     if (he != NULL) Py_INCREF(he);
@@ -1290,7 +1302,7 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
     for (int k = 0; k < ev->nlines; k++) {
         const order_line *ln = &ev->lines[k];
         PyObject *sku = cached_str(ln->sku.p, ln->sku.n);
-        PyObject *skey = sku ? PyTuple_Pack(2, sku, hour) : NULL;
+        PyObject *skey = sku ? untracked(PyTuple_Pack(2, sku, hour)) : NULL;
         PyObject *svec = skey ? get_or_new(L->sku_buckets, skey, new_sku_hour, NULL) : NULL;
         int ok = svec != NULL && PySet_Add(L->sku_dirty, skey) == 0;
         Py_XDECREF(skey);
@@ -1465,7 +1477,7 @@ static PyObject *flush_rows(PyObject *self, PyObject *const *args, Py_ssize_t na
             goto error;
         }
         const Py_ssize_t nk = PyTuple_GET_SIZE(key), nv = PyList_GET_SIZE(vec);
-        PyObject *row = PyTuple_New(3 + nk + nv);
+        PyObject *row = untracked(PyTuple_New(3 + nk + nv));
         if (row == NULL) goto error;
         Py_ssize_t j = 0;
         PyTuple_SET_ITEM(row, j++, Py_NewRef(topic));

@@ -523,3 +523,25 @@ def test_orders_equal_the_python_lane() -> None:
     st = results[0][-1][("shop.orders", 0)]
     assert st["ledger"].duplicates == 10 and st["ledger"].unknown_sku_lines > 0
     assert {"white", "blue", "black", "red", "unknown"} <= {k[3] for k in st["cells"]}
+
+
+def test_state_built_by_the_lanes_is_not_walked_by_the_cyclic_gc() -> None:
+    """Cell vectors, visitor sets, SKU hours, keys and cache entries made by the lanes hold
+    only ints, strs and each other, so they are untracked (no cycle can pass through
+    them); the young-generation collections then do not walk the live state again."""
+    import gc
+
+    eng = DemandEngine()
+    eng.process([Record("shop.pageviews", 0, i, T0, None,
+                        orjson.dumps(_view(event_id=f"e{i}", ts=T0 - i * 400_000)))
+                 for i in range(5)])
+    st = eng.states[("shop.pageviews", 0)]
+    assert st.cells and st.visitors and st.skus.buckets and st.hot_pv
+    objects = [*st.cells, *st.cells.values(), *st.visitors, *st.visitors.values(),
+               *st.skus.buckets, *st.skus.buckets.values(), *st.hot_pv, *st.hot_pv.values(),
+               *st.hot, *st.hot.values()]
+    assert not any(gc.is_tracked(o) for o in objects)
+    gc.collect()  # and nothing of it is collected: the engine goes on with the same state
+    before = {k: list(v) for k, v in st.cells.items()}
+    eng.process([Record("shop.pageviews", 0, 10, T0, None, orjson.dumps(_view(event_id="x")))])
+    assert sum(v[5] for v in st.cells.values()) == sum(v[5] for v in before.values()) + 3
