@@ -717,6 +717,40 @@ static PyObject *cached_str(const uint8_t *p, Py_ssize_t n) {
     return s;
 }
 
+/* The lane entries met during one pageview_run call, by (SKU str, region str, grain):
+ * most views of a run repeat a (sku, region) of the same grain, and a hit saves building
+ * the key, its hash and the hot_pv lookup. Only entries of the call's catalog generation
+ * are kept; hot_pv cannot lose them during the call; cleared when the call ends. */
+#define ENTRY_SLOTS 1024
+typedef struct {
+    PyObject *sku, *region, *entry; /* strong references */
+    int64_t grain;
+} entry_slot;
+static entry_slot entry_cache[ENTRY_SLOTS];
+
+static entry_slot *entry_cache_slot(PyObject *sku, PyObject *region, int64_t grain) {
+    const uint64_t h = ((uint64_t)(uintptr_t)sku >> 4) * 0x9E3779B97F4A7C15ULL ^
+                       ((uint64_t)(uintptr_t)region >> 4) * 0xC2B2AE3D27D4EB4FULL ^
+                       (uint64_t)grain * 0x165667B19E3779F9ULL;
+    return &entry_cache[(h >> 40) & (ENTRY_SLOTS - 1)];
+}
+
+static void entry_cache_put(entry_slot *slot, PyObject *entry, PyObject *sku, PyObject *region,
+                            int64_t grain) {
+    Py_XSETREF(slot->entry, Py_NewRef(entry));
+    Py_XSETREF(slot->sku, Py_NewRef(sku));
+    Py_XSETREF(slot->region, Py_NewRef(region));
+    slot->grain = grain;
+}
+
+static void entry_cache_clear(void) {
+    for (int k = 0; k < ENTRY_SLOTS; k++) {
+        Py_CLEAR(entry_cache[k].entry);
+        Py_CLEAR(entry_cache[k].sku);
+        Py_CLEAR(entry_cache[k].region);
+    }
+}
+
 /* What a run works on: the partition's containers, read once per call. */
 typedef struct {
     PyObject *seen, *buckets;          /* Deduplicator.tables() */
@@ -1106,8 +1140,18 @@ static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t 
 
         sku = cached_str(ev.sku.p, ev.sku.n);
         region = cached_str(ev.region.p, ev.region.n);
-        PyObject *grain = PyLong_FromLongLong(ts / grain_ms);
-        key = (sku && region && grain) ? untracked(PyTuple_Pack(3, sku, region, grain)) : NULL;
+        if (sku == NULL || region == NULL) goto error;
+        const int64_t grain_no = ts / grain_ms;
+        entry_slot *slot = entry_cache_slot(sku, region, grain_no);
+        if (slot->entry != NULL && slot->sku == sku && slot->region == region &&
+            slot->grain == grain_no) {
+            e = Py_NewRef(slot->entry); /* seen in this call: hot_pv holds the same entry */
+            Py_CLEAR(sku);
+            Py_CLEAR(region);
+            goto apply;
+        }
+        PyObject *grain = PyLong_FromLongLong(grain_no);
+        key = grain ? untracked(PyTuple_Pack(3, sku, region, grain)) : NULL;
         Py_XDECREF(grain);
         if (key == NULL) goto error;
         e = PyDict_GetItemWithError(L.hot_pv, key);
@@ -1127,13 +1171,15 @@ static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t 
             e = pv_entry(&L, key, sku, region, ts);
             if (e == NULL) goto error;
         }
-        Py_CLEAR(sku);
-        Py_CLEAR(region);
-        Py_CLEAR(key);
         if (e == Py_None) { /* a catalog version starts inside the grain: Python applies */
             status = APPLY;
             break;
         }
+        if (PyTuple_GET_ITEM(e, 0) == L.generation) entry_cache_put(slot, e, sku, region, grain_no);
+        Py_CLEAR(sku);
+        Py_CLEAR(region);
+        Py_CLEAR(key);
+    apply:;
         PyObject *vecs = PyTuple_GET_ITEM(e, 3), *sets = PyTuple_GET_ITEM(e, 4);
         if (!PyTuple_Check(vecs) || !PyTuple_Check(sets)) {
             PyErr_SetString(PyExc_TypeError, "page-view lane: bad lane entry");
@@ -1162,11 +1208,13 @@ static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t 
         R.processed++;
         R.consumed++;
     }
+    entry_cache_clear();
     Py_XDECREF(value);
     Py_XDECREF(e);
     Py_DECREF(seq);
     return result(i, status, &R, &L);
 error:
+    entry_cache_clear();
     lane_done(&L);
     Py_XDECREF(value);
     Py_XDECREF(sku);
