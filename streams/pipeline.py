@@ -52,6 +52,8 @@ DeadLetterSender = Callable[[bytes | None, bytes], Awaitable[Awaitable[Any]]]
 Committer = Callable[[dict[TP, int]], Awaitable[None]]
 
 _LEDGER_FIELDS = ("consumed", "processed", "dead_lettered", "duplicates", "late")
+#: between flushes, the state-size gauges are refreshed at most this often (seconds)
+GAUGE_INTERVAL_S = 0.5
 _OUTCOMES = ("consumed", "processed", "dead_lettered", "duplicate", "late")
 
 
@@ -87,6 +89,7 @@ class DemandPipeline:
         self._pending_late: list[LateEvent] = []
         self._pending_deliveries: list[Awaitable[Any]] = []
         self._last_flush = time.monotonic()
+        self._gauges_at = 0.0  # monotonic time of the last state-size gauge update
         self.sink_healthy = True
         self.flushes = 0
         self._counted: dict[TP, tuple[int, ...]] = {}
@@ -124,7 +127,8 @@ class DemandPipeline:
             self._pending_events += n
             if oldest_ts_ms is not None and oldest_ts_ms > 0:
                 self._pending_record_ts.append(oldest_ts_ms)
-            self._update_gauges()
+            if time.monotonic() - self._gauges_at >= GAUGE_INTERVAL_S:
+                self._update_gauges()
 
     def _skip_applied(self, runs: Sequence[Run]) -> Sequence[Run]:
         """Drop records at or before a partition's position (a re-delivery is harmless).
@@ -366,6 +370,10 @@ class DemandPipeline:
             metrics.END_TO_END_SECONDS.observe(max(now_ms - ts, 0.0) / 1000)
 
     def _update_gauges(self) -> None:
+        """The state-size gauges (live cells, dedup ids, pending visitors, watermark lag):
+        after every flush, release and restore, and at most every GAUGE_INTERVAL_S between
+        (they walk every partition's visitor sets)."""
+        self._gauges_at = time.monotonic()
         now = time.time()
         cells = dedup_ids = visitors = 0
         for st in self.engine.states.values():
