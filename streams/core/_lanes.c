@@ -1545,6 +1545,17 @@ error:
 
 /* ------------------------------------------------------------------ test hooks */
 
+/* The bytes of a hook's one argument: 1, or 0 with a TypeError. */
+static int bytes_arg(PyObject *arg, const char *hook, const uint8_t **p, Py_ssize_t *n) {
+    if (!PyBytes_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "%s takes bytes", hook);
+        return 0;
+    }
+    *p = (const uint8_t *)PyBytes_AS_STRING(arg);
+    *n = PyBytes_GET_SIZE(arg);
+    return 1;
+}
+
 PyDoc_STRVAR(decode_pageview_doc,
 "decode_pageview(raw: bytes) -> (event_id, ts, sku, visitor_id, region) | None\n"
 "\n"
@@ -1553,13 +1564,11 @@ PyDoc_STRVAR(decode_pageview_doc,
 
 static PyObject *decode_pageview(PyObject *self, PyObject *arg) {
     (void)self;
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "decode_pageview takes bytes");
-        return NULL;
-    }
+    const uint8_t *p;
+    Py_ssize_t n;
+    if (!bytes_arg(arg, "decode_pageview", &p, &n)) return NULL;
     pageview ev;
-    if (!scan_pageview((const uint8_t *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg), &ev))
-        Py_RETURN_NONE;
+    if (!scan_pageview(p, n, &ev)) Py_RETURN_NONE;
     return Py_BuildValue("(s#Ls#s#s#)", (const char *)ev.event_id.p, ev.event_id.n,
                          (long long)ev.ts, (const char *)ev.sku.p, ev.sku.n,
                          (const char *)ev.visitor_id.p, ev.visitor_id.n,
@@ -1575,13 +1584,11 @@ static PyObject *decode_logistics(PyObject *self, PyObject *arg) {
     (void)self;
     static const char *const kinds[] = {"shipped", "delivered", "returned",
                                         "restock_shipped", "restock_received", "stock_level"};
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "decode_logistics takes bytes");
-        return NULL;
-    }
+    const uint8_t *p;
+    Py_ssize_t n;
+    if (!bytes_arg(arg, "decode_logistics", &p, &n)) return NULL;
     logistics ev;
-    if (!scan_logistics((const uint8_t *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg), &ev))
-        Py_RETURN_NONE;
+    if (!scan_logistics(p, n, &ev)) Py_RETURN_NONE;
     return Py_BuildValue("(s#Ls)", (const char *)ev.event_id.p, ev.event_id.n,
                          (long long)ev.ts, kinds[ev.kind]);
 }
@@ -1594,14 +1601,13 @@ PyDoc_STRVAR(decode_order_doc,
 
 static PyObject *decode_order(PyObject *self, PyObject *arg) {
     (void)self;
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "decode_order takes bytes");
-        return NULL;
-    }
+    const uint8_t *p;
+    Py_ssize_t n;
+    if (!bytes_arg(arg, "decode_order", &p, &n)) return NULL;
     order *ev = PyMem_Malloc(sizeof *ev);
     if (ev == NULL) return PyErr_NoMemory();
     PyObject *out = NULL, *lines = NULL;
-    if (!scan_order((const uint8_t *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg), ev)) {
+    if (!scan_order(p, n, ev)) {
         out = Py_NewRef(Py_None);
         goto done;
     }
@@ -1629,13 +1635,11 @@ PyDoc_STRVAR(event_time_doc,
 
 static PyObject *event_time(PyObject *self, PyObject *arg) {
     (void)self;
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "event_time takes bytes");
-        return NULL;
-    }
+    const uint8_t *p;
+    Py_ssize_t n;
+    if (!bytes_arg(arg, "event_time", &p, &n)) return NULL;
     int64_t ms;
-    if (!parse_rfc3339((const uint8_t *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg), &ms))
-        Py_RETURN_NONE;
+    if (!parse_rfc3339(p, n, &ms)) Py_RETURN_NONE;
     return PyLong_FromLongLong(ms);
 }
 
@@ -1645,12 +1649,10 @@ PyDoc_STRVAR(id_hash_doc,
 
 static PyObject *id_hash(PyObject *self, PyObject *arg) {
     (void)self;
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "id_hash takes bytes");
-        return NULL;
-    }
-    return PyLong_FromUnsignedLongLong(
-        blake2b64((const uint8_t *)PyBytes_AS_STRING(arg), (size_t)PyBytes_GET_SIZE(arg)));
+    const uint8_t *p;
+    Py_ssize_t n;
+    if (!bytes_arg(arg, "id_hash", &p, &n)) return NULL;
+    return PyLong_FromUnsignedLongLong(blake2b64(p, (size_t)n));
 }
 
 static PyMethodDef methods[] = {
