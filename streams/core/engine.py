@@ -12,6 +12,10 @@ Framework-free: the Faust worker, the tests and the benchmarks feed it lists of
    applied too (a correction: the window's row is re-flushed with a higher version).
 
 Nothing here reads the wall clock except step 2 when a record has no Kafka timestamp.
+
+Steps 1-5 run compiled for the common, well-formed cases (``streams/core/_lanes.c``, one
+lane per demand topic, on this engine's own state; see ``_compiled_run``); the Python code
+here handles every other record and is the reference the lanes are tested against.
 """
 
 from __future__ import annotations
@@ -102,8 +106,8 @@ class EngineConfig:
     live_retention_ms: int = 7 * 86_400_000  # hourly and daily windows kept for rolling sums
     #: schemas.fastpath before pydantic, and the page-view lane; False: the reference paths
     fast_paths: bool = True
-    #: with fast_paths: page views and logistics through the compiled lanes
-    #: (streams/core/_lanes.c); False: the Python paths (the reference they are tested against)
+    #: with fast_paths: every demand topic through its compiled lane (streams/core/_lanes.c);
+    #: False: the Python paths (the reference the lanes are tested against)
     native: bool = True
 
     def keep_from_s(self, window_seconds: int, watermark_ms: int) -> int:
@@ -460,7 +464,7 @@ class DemandEngine:
         alone (decode by the contract, rejections, late events); or, with APPLY, after
         deduplicating it, when the record must be applied in Python (``_apply``): a page
         view whose grain holds a catalog change, a logistics event other than shipped or
-        delivered."""
+        delivered (orders are always applied by their lane)."""
         cfg = self.config
         n = len(run)
         i = 0
