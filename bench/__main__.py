@@ -238,6 +238,7 @@ def latency(rate: float, seconds: float, seed: int) -> tuple[float, float, int]:
                 if ahead > 0:
                     time.sleep(ahead)
             send(None, None, None, True)  # flush
+            del send  # librdkafka's producer goes now, not after the broker has stopped
             producer.flush()
             achieved = len(encoded) / (time.monotonic() - t_start)
             deadline = time.monotonic() + 60
