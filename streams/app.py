@@ -170,7 +170,8 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
 
     pipeline = DemandPipeline(
         engine, store, send_dead_letter, flush_interval_s=settings.flush_interval_seconds,
-        max_pending_events=settings.flush_max_pending_events, sink=sink,
+        max_pending_events=settings.flush_max_pending_events,
+        eager_events=settings.flush_eager_events, sink=sink,
     )
     reader = CatalogReader(
         bootstrap, engine, pipeline.dead_letter, client_config=settings.kafka_client_config()

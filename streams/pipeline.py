@@ -66,6 +66,7 @@ class DemandPipeline:
         *,
         flush_interval_s: float = 1.0,
         max_pending_events: int = 200_000,
+        eager_events: int = 50_000,
         sink: Sink | None = None,
     ) -> None:
         self.engine = engine
@@ -74,6 +75,7 @@ class DemandPipeline:
         self.commit: Committer | None = None
         self.flush_interval_s = flush_interval_s
         self.max_pending_events = max_pending_events
+        self.eager_events = eager_events
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="c2m-clickhouse")
         if sink is None:
             if store is None:
@@ -152,7 +154,14 @@ class DemandPipeline:
         return runs if kept is None else kept
 
     def flush_due(self) -> bool:
-        if self._pending_events >= self.max_pending_events:
+        """Whether to cut a flush now (asked while none is running).
+
+        A cut is due once ``eager_events`` (or ``max_pending_events``, if smaller) are
+        pending, so under load the writer goes from one write straight to the next instead
+        of idling until the interval while the backlog grows toward ``max_pending_events``,
+        where fetching stops; otherwise once the interval has passed with anything pending.
+        """
+        if self._pending_events >= min(self.eager_events, self.max_pending_events):
             return True
         return (
             time.monotonic() - self._last_flush >= self.flush_interval_s

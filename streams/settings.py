@@ -100,7 +100,14 @@ class Settings(BaseSettings):
     # Flushing and batching
     flush_interval_seconds: float = Field(1.0, gt=0)
     flush_max_pending_events: int = Field(
-        200_000, ge=1, description="Flush before the interval once this many events are pending"
+        200_000, ge=1,
+        description="Back-pressure: fetching waits for the flush in flight once this many "
+        "events are unflushed (being written plus pending); also a cut is due at this many",
+    )
+    flush_eager_events: int = Field(
+        50_000, ge=1,
+        description="With no flush running, cut one before the interval once this many events "
+        "are pending (under load the ClickHouse writer then never waits for the timer)",
     )
     batch_max_events: int = Field(10_000, ge=1)
     lag_interval_seconds: float = Field(

@@ -139,3 +139,27 @@ def test_runs_as_getmany_gives_them_skip_what_was_applied() -> None:
         assert st.position == n
         assert st.ledger.consumed == st.ledger.processed == n
         assert st.ledger.duplicates == 0
+
+
+def test_a_cut_is_due_at_the_eager_count_or_the_back_pressure_bound_or_the_interval() -> None:
+    """Under load the next cut does not wait for the interval: it is due once
+    ``eager_events`` (or ``max_pending_events``, if smaller) are pending."""
+
+    def due_after(n: int, eager: int, bound: int, interval_s: float = 3600.0) -> bool:
+        pipeline = DemandPipeline(
+            DemandEngine(), None, _no_dead_letters, sink=_NoSink(),  # type: ignore[arg-type]
+            flush_interval_s=interval_s, max_pending_events=bound, eager_events=eager,
+        )
+        try:
+            if n:
+                asyncio.run(pipeline.handle([_view(0, o) for o in range(n)]))
+            return pipeline.flush_due()
+        finally:
+            pipeline.close()
+
+    assert not due_after(4, eager=5, bound=100)
+    assert due_after(5, eager=5, bound=100)
+    assert not due_after(2, eager=50, bound=3)
+    assert due_after(3, eager=50, bound=3)
+    assert due_after(1, eager=50, bound=100, interval_s=1e-9)  # the interval has passed
+    assert not due_after(0, eager=50, bound=100, interval_s=1e-9)  # but nothing is pending
