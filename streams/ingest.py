@@ -188,7 +188,7 @@ class DemandConsumer:
         flushing: asyncio.Task[bool] | None = None
         try:
             while not self._stopping.is_set():
-                await self._poll(consumer)  # paused partitions return nothing
+                fetched = await self._poll(consumer)  # paused partitions return nothing
                 if flushing is not None:
                     backlog = pipeline.unflushed_events >= pipeline.max_pending_events
                     if backlog and not flushing.done():
@@ -201,7 +201,7 @@ class DemandConsumer:
                     consumer.pause(*consumer.assignment())
                     self.paused = True
                 if not self.paused:
-                    if pipeline.flush_due():
+                    if pipeline.flush_due(caught_up=not fetched):
                         flushing = asyncio.create_task(pipeline.flush())
                     continue
                 # The sink is failing: nothing is fetched, the consumer keeps polling (it
@@ -217,11 +217,12 @@ class DemandConsumer:
                 with contextlib.suppress(Exception):
                     await flushing  # the final flush (in run) goes after it
 
-    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+    async def _poll(self, consumer: AIOKafkaConsumer) -> int:
+        """Fetch one batch and apply what this worker owns; returns the records fetched."""
         async with self.poll_lock:
             batches = await consumer.getmany(timeout_ms=100, max_records=self.batch_max_events)
             if not batches:
-                return
+                return 0
             owned = self.owned
             # aiokafka's records as they are (KafkaRecord), in its runs per partition
             runs: list[Run] = [
@@ -233,6 +234,7 @@ class DemandConsumer:
                 await self.pipeline.handle_runs(
                     runs, min(msgs[0].timestamp for msgs in batches.values())
                 )
+            return sum(len(msgs) for msgs in batches.values())
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Every ``lag_interval_s``: records between the end of each owned partition's log

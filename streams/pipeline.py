@@ -67,6 +67,7 @@ class DemandPipeline:
         flush_interval_s: float = 1.0,
         max_pending_events: int = 200_000,
         eager_events: int = 50_000,
+        caught_up_events: int = 1_000,
         sink: Sink | None = None,
     ) -> None:
         self.engine = engine
@@ -76,6 +77,7 @@ class DemandPipeline:
         self.flush_interval_s = flush_interval_s
         self.max_pending_events = max_pending_events
         self.eager_events = eager_events
+        self.caught_up_events = caught_up_events
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="c2m-clickhouse")
         if sink is None:
             if store is None:
@@ -153,18 +155,26 @@ class DemandPipeline:
                 kept.append((topic, partition, rest))
         return runs if kept is None else kept
 
-    def flush_due(self) -> bool:
+    def flush_due(self, caught_up: bool = False) -> bool:
         """Whether to cut a flush now (asked while none is running).
 
         A cut is due once ``eager_events`` (or ``max_pending_events``, if smaller) are
         pending, so under load the writer goes from one write straight to the next instead
         of idling until the interval while the backlog grows toward ``max_pending_events``,
         where fetching stops; otherwise once the interval has passed with anything pending.
+        ``caught_up`` (the last poll found nothing new): nothing is waiting to be applied,
+        so a cut is due as soon as ``caught_up_events`` are pending and a quarter of the
+        interval has passed, rather than keeping them back for the rest of the interval
+        (the floors keep a trickle of events from turning into a stream of tiny inserts).
         """
-        if self._pending_events >= min(self.eager_events, self.max_pending_events):
+        pending = self._pending_events
+        if pending >= min(self.eager_events, self.max_pending_events):
+            return True
+        since = time.monotonic() - self._last_flush
+        if caught_up and pending >= self.caught_up_events and since >= self.flush_interval_s / 4:
             return True
         return (
-            time.monotonic() - self._last_flush >= self.flush_interval_s
+            since >= self.flush_interval_s
             and (
                 self._pending_events > 0
                 or bool(self._pending_late)

@@ -143,19 +143,34 @@ def test_runs_as_getmany_gives_them_skip_what_was_applied() -> None:
 
 def test_a_cut_is_due_at_the_eager_count_or_the_back_pressure_bound_or_the_interval() -> None:
     """Under load the next cut does not wait for the interval: it is due once
-    ``eager_events`` (or ``max_pending_events``, if smaller) are pending."""
+    ``eager_events`` (or ``max_pending_events``, if smaller) are pending; a caught-up
+    consumer cuts once ``caught_up_events`` are pending and a quarter interval has passed."""
 
-    def due_after(n: int, eager: int, bound: int, interval_s: float = 3600.0) -> bool:
+    def due_after(n: int, eager: int, bound: int, interval_s: float = 3600.0,
+                  caught_up: bool = False, caught_up_events: int = 1_000,
+                  since_s: float = 0.0) -> bool:
         pipeline = DemandPipeline(
             DemandEngine(), None, _no_dead_letters, sink=_NoSink(),  # type: ignore[arg-type]
             flush_interval_s=interval_s, max_pending_events=bound, eager_events=eager,
+            caught_up_events=caught_up_events,
         )
+        pipeline._last_flush -= since_s  # as if the last cut was ``since_s`` ago
         try:
             if n:
                 asyncio.run(pipeline.handle([_view(0, o) for o in range(n)]))
-            return pipeline.flush_due()
+            return pipeline.flush_due(caught_up=caught_up)
         finally:
             pipeline.close()
+
+    # caught up: the event floor and a quarter of the interval, both needed
+    assert due_after(3, eager=50, bound=100, interval_s=4, caught_up=True, caught_up_events=3,
+                     since_s=1.5)
+    assert not due_after(3, eager=50, bound=100, interval_s=4, caught_up=False,
+                         caught_up_events=3, since_s=1.5)
+    assert not due_after(2, eager=50, bound=100, interval_s=4, caught_up=True,
+                         caught_up_events=3, since_s=1.5)
+    assert not due_after(3, eager=50, bound=100, interval_s=4, caught_up=True,
+                         caught_up_events=3, since_s=0.5)
 
     assert not due_after(4, eager=5, bound=100)
     assert due_after(5, eager=5, bound=100)
