@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from streams.clickhouse.client import connect
-from streams.clickhouse.migrations import load, migrate
+from streams.clickhouse.migrations import load, migrate, migrations_dir
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import Checkpoint, EngineConfig, FlushBatch
 from streams.settings import Settings
@@ -164,3 +164,41 @@ def test_pruning_keeps_the_latest_checkpoint_of_every_partition(store: DemandSto
     # restore still finds the latest checkpoint of the idle partition
     snap = store.load_partition("shop.orders", 1, 2**62, EngineConfig())
     assert snap is not None and snap.checkpoint.position == 7
+
+
+def test_visitor_cells_upgrade_to_low_cardinality_keeps_every_row(
+    client: Any, tmp_path: Path
+) -> None:
+    """Migration 0006 changes the type of visitor_cells' key columns on a database that
+    already holds visitor rows: the rows read back the same, and new flushes still land."""
+    upto_5 = tmp_path / "upto_5"
+    upto_5.mkdir()
+    for path in sorted(migrations_dir().glob("*.sql")):
+        if int(path.name[:4]) <= 5:
+            (upto_5 / path.name).write_text(path.read_text("utf-8"), "utf-8")
+    db = "mig_visitors"
+    assert migrate(client, db, upto_5) == [1, 2, 3, 4, 5]
+    store = DemandStore(client, db)
+    store.record_settings({"window_seconds.300": 300, "window_seconds.3600": 3600})
+    cell = (300, W, "袜子", "雾霾蓝", "1-3岁", "10-20", "浙江")
+    evil = (300, W + 300, *EVIL[:4], EVIL[4])
+    store.write(FlushBatch(rows=[], checkpoints=[], visitor_rows=[(*cell, [1, 2]), (*evil, [3])]))
+    query = (f"SELECT window_seconds, toUnixTimestamp(window_start), category, color, size, "
+             f"price_band, region, visitor_hash FROM {db}.visitor_cells ORDER BY ALL")
+    before = client.query(query).result_rows
+    assert len(before) == 6  # three hashes, each in its 5-minute and its hourly window
+
+    assert migrate(client, db) == [m.version for m in load() if m.version > 5]
+    types = dict(client.query(
+        "SELECT name, type FROM system.columns WHERE database = {db:String} "
+        "AND table = 'visitor_cells'", parameters={"db": db}).result_rows)
+    assert {types[c] for c in ("category", "color", "size", "region")} == {
+        "LowCardinality(String)"}
+    assert client.query(query).result_rows == before
+    store.write(FlushBatch(rows=[], checkpoints=[], visitor_rows=[(*cell, [2, 4])]))
+    hourly = client.query(
+        f"SELECT uniqExact(visitor_hash) FROM {db}.visitor_cells "
+        "WHERE window_seconds = 3600 AND category = {c:String}", parameters={"c": "袜子"},
+    ).result_rows
+    assert hourly == [(3,)]  # 1, 2 and 4: the repeated hash counted once
+    client.command(f"DROP DATABASE IF EXISTS {db}")
