@@ -44,6 +44,7 @@ from streams.core.alerting.book import Alert
 from streams.core.alerting.evaluator import AlertConfig, AlertEvaluator, PreparedInputs
 from streams.core.alerting.inputs import DAY, HOUR
 from streams.core.alerting.progress import alert_watermark
+from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.errors import SinkError
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,19 @@ def _iso(s: int | None) -> str | None:
     return None if s is None else datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def to_message(a: Alert) -> AlertMessage:
-    """The published form of one alert version, with Chinese and English summaries."""
+def _local(cal: MarketCalendar, s: int, fmt: str) -> str:
+    """Local time for a summary, with the zone: '2026-11-11 00:00 CST'."""
+    return f"{cal.format(s, fmt)} {cal.abbreviation(s)}"
+
+
+def to_message(a: Alert, cal: MarketCalendar = UTC_CALENDAR) -> AlertMessage:
+    """The published form of one alert version, with Chinese and English summaries. Times
+    in the summaries are the market's local time with its zone; the message fields stay
+    RFC 3339 in UTC."""
     d = a.details
     restock = signal = None
     when = _iso(a.window_start) or ""
+    hour_local = _local(cal, a.window_start, "%Y-%m-%d %H:%M")
     if a.kind == "restock":
         stockout = _iso(a.stockout_s)
         cover = a.score if a.score >= 0 else None
@@ -76,7 +85,7 @@ def to_message(a: Alert) -> AlertMessage:
             projected_stockout=stockout, color=d["color"], size=d["size"],
             price_band=d["price_band"],
         )
-        day = (stockout or "-")[:10]
+        day = "-" if a.stockout_s is None else _local(cal, a.stockout_s, "%Y-%m-%d")
         what = f"{a.category}/{d['color']}/{d['size']}"
         zh = (
             f"[{_STATE_ZH[a.state]}] 补货提醒 {a.sku}（{what}）：现货 {d['on_hand']} 件，"
@@ -98,12 +107,12 @@ def to_message(a: Alert) -> AlertMessage:
         what = f"{a.category} {_DIM_ZH.get(a.dimension, a.dimension)}={a.value}"
         if a.kind == "surge":
             zh = (
-                f"[{_STATE_ZH[a.state]}] 需求激增 {what}：{when} 这一小时 {a.observed:.0f} 单，"
-                f"基线 {a.expected:.1f}（{ratio:.1f} 倍）"
+                f"[{_STATE_ZH[a.state]}] 需求激增 {what}：{hour_local} 这一小时 "
+                f"{a.observed:.0f} 单，基线 {a.expected:.1f}（{ratio:.1f} 倍）"
             )
             en = (
                 f"[{a.state}] Demand surge {a.category} {a.dimension}={a.value}: "
-                f"{a.observed:.0f} orders in the hour from {when}, baseline {a.expected:.1f} "
+                f"{a.observed:.0f} orders in the hour from {hour_local}, baseline {a.expected:.1f} "
                 f"({ratio:.1f}x)"
             )
         else:
@@ -145,13 +154,16 @@ class AlertService:
         idle_ms: int = 900_000,
         idle_wall_s: float = 60.0,
         leader: Callable[[], bool] | None = None,
+        calendar: MarketCalendar = UTC_CALENDAR,
     ) -> None:
         self.store = store
+        #: the market's days and hours (rules and summaries)
+        self.calendar = calendar
         self.publish = publish
         self.io = io
         self.config = config or AlertConfig()
         self.max_hours_per_tick = max_hours_per_tick
-        self.evaluator = AlertEvaluator(self.config)
+        self.evaluator = AlertEvaluator(self.config, calendar=calendar)
         self.last_hour: int | None = None
         self._loaded = False
         self.hours_evaluated = 0
@@ -197,7 +209,7 @@ class AlertService:
         )
         if wm is None:
             return 0
-        done_until = (wm // 1000) // HOUR * HOUR  # hours ending at or before this are finished
+        done_until = self.calendar.hour(wm // 1000)  # hours ending at or before this are finished
         first = await self.io(self.store.first_hour)
         if first is None:
             return 0
@@ -217,7 +229,7 @@ class AlertService:
             out: list[tuple[Alert, str]] = []
             deliveries = []
             for a in changes:
-                msg = to_message(a).model_dump_json()
+                msg = to_message(a, self.calendar).model_dump_json()
                 topic, key = topic_and_key(a)
                 deliveries.append(await self.publish(topic, key, msg.encode()))
                 out.append((a, msg))

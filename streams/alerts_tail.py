@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMessage
+from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.errors import BrokerError
 
 _STATE = {"open": "新 NEW", "updated": "更新 UPD", "resolved": "解除 RES"}
@@ -30,8 +32,18 @@ def for_factory(msg: AlertMessage, factory: str | None) -> bool:
     return factory in msg.factories
 
 
-def format_line(msg: AlertMessage, lang: str) -> str:
-    head = f"{msg.window_start[:16].replace('T', ' ')}Z  {_STATE[msg.state]}  " \
+def _when(rfc3339: str, cal: MarketCalendar) -> str:
+    """The alert's hour in the market's local time, with the zone."""
+    try:
+        t = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    except ValueError:
+        return rfc3339
+    s = int(t.replace(tzinfo=t.tzinfo or UTC).timestamp())
+    return f"{cal.format(s)} {cal.abbreviation(s)}"
+
+
+def format_line(msg: AlertMessage, lang: str, cal: MarketCalendar = UTC_CALENDAR) -> str:
+    head = f"{_when(msg.window_start, cal)}  {_STATE[msg.state]}  " \
            f"{_SEVERITY[msg.severity]}  #{msg.alert_id} v{msg.version}"
     text = {"zh": msg.summary_zh, "en": msg.summary_en}.get(lang)
     if text is None:
@@ -109,9 +121,10 @@ async def tail(
 
 
 def run_tail(bootstrap: str, factory: str | None, lang: str, idle_exit_s: float | None,
-             client_config: dict[str, Any] | None = None) -> int:
+             client_config: dict[str, Any] | None = None,
+             cal: MarketCalendar = UTC_CALENDAR) -> int:
     def emit(msg: AlertMessage) -> None:
-        print(format_line(msg, lang), flush=True)
+        print(format_line(msg, lang, cal), flush=True)
 
     try:
         return asyncio.run(

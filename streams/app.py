@@ -112,9 +112,9 @@ def faust_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
 def open_store(client: Any, settings: Settings) -> DemandStore:
     """Bring the database up to date (migrations, retention TTLs, the settings the views
     read) and return the store on it. Every process that writes ClickHouse does this."""
-    migrate(client, settings.clickhouse_database)
+    migrate(client, settings.clickhouse_database, timezone=settings.timezone)
     apply_retention(client, settings.clickhouse_database, settings.retention_ttls())
-    store = DemandStore(client, settings.clickhouse_database)
+    store = DemandStore(client, settings.clickhouse_database, settings.calendar())
     store.record_settings(settings.view_settings())
     return store
 
@@ -294,6 +294,7 @@ def attach_alerts(
             idle_ms=settings.idle_partition_seconds * 1000,
             idle_wall_s=settings.alert_idle_wall_seconds,
             leader=leader,
+            calendar=settings.calendar(),
         )
         if alert_store is not None
         else None

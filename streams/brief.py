@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
+from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.errors import C2MError
 from streams.settings import Settings
 
@@ -63,18 +65,32 @@ def _pad(text: str, width: int) -> str:
     return text + " " * max(width - _width(text), 0)
 
 
+def _local(cal: MarketCalendar, rfc3339: Any, fmt: str) -> str:
+    """An RFC 3339 UTC time from the brief's rows, in the market's local time and zone."""
+    try:
+        t = datetime.fromisoformat(str(rfc3339).replace("Z", "+00:00"))
+    except ValueError:
+        return str(rfc3339)
+    s = int(t.replace(tzinfo=t.tzinfo or UTC).timestamp())
+    return f"{cal.format(s, fmt)} {cal.abbreviation(s)}"
+
+
 def render_brief(
-    rows: list[dict[str, Any]], category: str, factory: str, days: int, run_days: int
+    rows: list[dict[str, Any]], category: str, factory: str, days: int, run_days: int,
+    cal: MarketCalendar = UTC_CALENDAR,
 ) -> str:
     if not rows:
         return f"no demand for category {category!r} in the last {days} days"
     total = next((r for r in rows if r["dimension"] == "total"), None)
     who = f", factory {factory}" if factory else ""
+    first = rows[0]
+    since = (f" since {_local(cal, first['from_day'], '%Y-%m-%d')}"
+             if first.get("from_day") else "")
     out = [
         f"生产建议 production brief: {category}{who}",
-        f"as of {rows[0]['as_of']} (event time), demand over the last "
-        f"{rows[0].get('days_with_data', days)} days (asked: {days}), "
-        f"a run covering {run_days} days",
+        f"as of {_local(cal, first['as_of'], '%Y-%m-%d %H:%M')} (event time), demand over "
+        f"the last {days} local days{since} ({first.get('days_with_data', days)} with "
+        f"demand), a run covering {run_days} days",
     ]
     if total is not None:
         out.append(

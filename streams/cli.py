@@ -45,7 +45,7 @@ def db_migrate() -> None:
 
     s = _settings()
     client = connect(s)
-    applied = migrate(client, s.clickhouse_database)
+    applied = migrate(client, s.clickhouse_database, timezone=s.timezone)
     click.echo(f"applied migrations: {applied or 'none (up to date)'}")
     altered = apply_retention(client, s.clickhouse_database, s.retention_ttls())
     click.echo(f"retention changed on: {', '.join(altered) or 'none (up to date)'}")
@@ -163,7 +163,7 @@ def alerts_tail(factory: str | None, lang: str, idle_exit: float | None) -> None
     from streams.errors import C2MError
 
     try:
-        run_tail(bootstrap, factory, lang, idle_exit, s.kafka_client_config())
+        run_tail(bootstrap, factory, lang, idle_exit, s.kafka_client_config(), s.calendar())
     except C2MError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -189,7 +189,7 @@ def brief(category: str, factory: str, days: int, run_days: int, as_json: bool) 
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
         return
-    click.echo(render_brief(rows, category, factory, days, run_days))
+    click.echo(render_brief(rows, category, factory, days, run_days, s.calendar()))
 
 
 @main.command()

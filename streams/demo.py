@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaProducer
@@ -82,8 +82,11 @@ class LiveView:
             "",
         ]
         if rows:
-            start = f"{rows[0][0]:%Y-%m-%d %H:%M}"
-            lines.append(f"top cells by units, 5-minute window starting {start} UTC")
+            cal = self.pulse.engine.calendar
+            t = int(rows[0][0].replace(tzinfo=UTC).timestamp())  # naive UTC from ClickHouse
+            start = f"{cal.format(t)} {cal.abbreviation(t)}"
+            lines.append(f"top cells by units, 5-minute window starting {start} "
+                         f"({cal.timezone})")
             widths = [10, 8, 8, 8, 8, 6, 6, 10]
             lines.append(_fmt_row(
                 ["category", "color", "size", "price", "region", "units", "orders", "gmv CNY"],
@@ -166,14 +169,18 @@ def run_demo(
     def summary(pulse: PulseApp) -> None:
         totals = ledger_totals(pulse.engine)
         db = settings.clickhouse_database
-        rows = pulse.direct_store().totals()
+        rows = pulse.direct_store().totals(min(settings.window_seconds))
         example = EXAMPLE_QUERY.replace("{db}", db)
+        cal = pulse.engine.calendar
+        now = int(time.time())
         print(
-            f"\nc2m-pulse demo stopped at {datetime.now(UTC):%H:%M:%S} UTC.\n"
+            f"\nc2m-pulse demo stopped at {cal.format(now, '%H:%M:%S')} "
+            f"{cal.abbreviation(now)} ({cal.timezone}).\n"
             f"  consumed {totals['consumed']} events: {totals['processed']} processed, "
             f"{totals['dead_lettered']} dead-lettered, {totals['duplicates']} duplicates, "
             f"{totals['late']} late\n"
-            f"  {db}.demand_by_attribute: {rows[0]} rows, {rows[1]} units\n"
+            f"  {db}.demand_by_attribute: {rows[1]} units in {rows[0]} cells of the "
+            f"{min(settings.window_seconds)} s windows\n"
             f"  alerts: {pulse.alerts.hours_evaluated if pulse.alerts else 0} event-time hours "
             "evaluated\n"
             f"  data: ClickHouse (chDB) at {mask_url(settings.effective_clickhouse_url)}, "

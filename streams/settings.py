@@ -15,6 +15,7 @@ from streams.clickhouse.retention import wanted_ttls
 from streams.core.alerting.evaluator import AlertConfig
 from streams.core.alerting.restock import RestockConfig
 from streams.core.alerting.surge import SurgeConfig
+from streams.core.calendar import MarketCalendar, load_zone
 from streams.core.engine import EngineConfig
 from streams.core.pricebands import DEFAULT_EDGES
 from streams.core.windows import DEFAULT_WINDOW_SECONDS
@@ -80,6 +81,11 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, le=65535)
 
     # Engine
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="The market's time zone (IANA name): daily windows, briefs and views "
+        "follow its local days; UTC = days from 00:00 UTC. Fixed for a database",
+    )
     window_seconds: tuple[int, ...] = DEFAULT_WINDOW_SECONDS
     allowed_lateness_seconds: int = Field(600, ge=0)
     correction_horizon_hours: float = Field(48.0, gt=0)
@@ -140,6 +146,10 @@ class Settings(BaseSettings):
         description="Days each window size is kept in demand_state and visitor_cells "
         "(by window start); sizes not listed are kept",
     )
+    retention_visitor_days: int = Field(
+        35, ge=0, description="Days visitor rows stay in visitor_cells (by window start; "
+        "0: kept); unique visitors per cell stay in demand_cells with the windows"
+    )
     retention_sku_days: int = Field(
         800, ge=0, description="Days of hourly SKU counters kept in sku_state (0: kept)"
     )
@@ -159,6 +169,12 @@ class Settings(BaseSettings):
     def _ident(cls, value: str) -> str:
         if not _IDENT.fullmatch(value):
             raise ValueError("clickhouse_database must be a plain identifier")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        load_zone(value)  # raises UnknownTimeZone (a ValueError) with the expected format
         return value
 
     @field_validator("window_seconds")
@@ -205,6 +221,13 @@ class Settings(BaseSettings):
             if days < need:
                 problems.append(f"retention_days: windows of {size} s kept {days} days, but "
                                 f"{why} needs {need} (C2M_RETENTION_DAYS)")
+        if self.retention_visitor_days:
+            need = math.ceil((self.correction_horizon_hours * 3600 + max(self.window_seconds))
+                             / 86_400) + 1
+            if self.retention_visitor_days < need:
+                problems.append(f"retention_visitor_days: visitor rows kept "
+                                f"{self.retention_visitor_days} days, but the correction "
+                                f"horizon needs {need} (C2M_RETENTION_VISITOR_DAYS)")
         if self.retention_sku_days:
             need = max(self.alert_history_days,
                        math.ceil(self.alert_transit_lead_multiple * 365)) + 1
@@ -217,7 +240,7 @@ class Settings(BaseSettings):
     def retention_ttls(self) -> dict[str, str]:
         """The TTL of every table with a retention (``streams.clickhouse.retention``)."""
         return wanted_ttls(self.retention_days, self.retention_sku_days,
-                           self.retention_late_days)
+                           self.retention_late_days, self.retention_visitor_days)
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
@@ -256,7 +279,12 @@ class Settings(BaseSettings):
             max_past_ms=self.max_past_days * 86_400_000,
             max_message_bytes=self.max_message_bytes,
             live_retention_ms=int(self.live_retention_hours * 3_600_000),
+            timezone=self.timezone,
         )
+
+    def calendar(self) -> MarketCalendar:
+        """Window boundaries in the market's time zone (as the engine has them)."""
+        return MarketCalendar(self.timezone, self.window_seconds)
 
     def view_settings(self) -> dict[str, int]:
         """What the SQL views and materialized views read from ``c2m.pipeline_settings``."""

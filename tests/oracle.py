@@ -2,16 +2,21 @@
 
 It shares no code with ``streams``: it reads the simulator's JSON values, parses
 timestamps with ``datetime.fromisoformat``, keeps its own catalog and price-band table,
-and counts with floats and dicts.
+finds local days by stepping through the zone with ``zoneinfo``, and counts with floats
+and dicts.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
+#: the market zone the integration suites run workers in (the product default)
+MARKET_TZ = "Asia/Shanghai"
 EDGES = [0, 10, 20, 50, 100, 200, 500]
 LABELS = ["0-10", "10-20", "20-50", "50-100", "100-200", "200-500", "500+"]
 
@@ -31,6 +36,39 @@ def ts_ms(value: Any) -> int:
     return int(dt.timestamp() * 1000)
 
 
+def _local_date(t: int, zone: ZoneInfo) -> date:
+    return datetime.fromtimestamp(t, UTC).astimezone(zone).date()
+
+
+@cache
+def day_start(d: date, tz: str) -> int:
+    """The first second whose local date is ``d``: from 03:00 UTC of the day before
+    (every offset is within +-14 h), step a minute at a time."""
+    zone = ZoneInfo(tz)
+    t = int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()) - 15 * 3600
+    while _local_date(t, zone) < d:
+        t += 60
+    return t
+
+
+def window_start(t: int, w: int, tz: str) -> int:
+    """Start of the window of ``w`` seconds holding ``t`` in the market zone ``tz``: local
+    midnight for a day (k-day windows from Monday 1970-01-05); for shorter windows the epoch
+    floor when the zone's current offset divides them, else local tiling from midnight."""
+    zone = ZoneInfo(tz)
+    if w >= 86400:
+        d = _local_date(t, zone)
+        k = w // 86400
+        first = d - timedelta(days=(d.toordinal() - date(1970, 1, 5).toordinal()) % k)
+        return day_start(first, tz)
+    offset = datetime.fromtimestamp(t, UTC).astimezone(zone).utcoffset()
+    assert offset is not None
+    if int(offset.total_seconds()) % w == 0:
+        return t - t % w
+    start = day_start(_local_date(t, zone), tz)
+    return start + (t - start) // w * w
+
+
 def demand(
     products: Iterable[dict[str, Any]],
     events: Iterable[tuple[Any, ...]],
@@ -39,12 +77,14 @@ def demand(
     lateness_ms: int = 600_000,
     horizon_ms: int | None = None,
     late: list[dict[str, Any]] | None = None,
+    timezone: str = "UTC",
 ) -> dict[tuple[Any, ...], dict[str, float]]:
     """(window_seconds, window_start_s, category, color, size, price_band, region) -> measures.
 
     ``events`` are ``(topic, value)`` or ``(topic, partition, value)`` in delivery order.
     With ``horizon_ms``, an event more than that behind its partition's watermark (max ts of
     applied events minus ``lateness_ms``) is not counted and is appended to ``late``.
+    Windows are in the market time zone ``timezone`` (``window_start``).
     """
     catalog: dict[str, tuple[str, str, str, str]] = {}
     for p in products:
@@ -72,7 +112,7 @@ def demand(
         newest[src] = max(newest.get(src, t_ms), t_ms)
         t = t_ms // 1000
         for w in sizes:
-            start = t - t % w
+            start = t - t % w if timezone == "UTC" else window_start(t, w, timezone)
             if topic == "shop.orders":
                 cells = set()
                 for line in ev["lines"]:

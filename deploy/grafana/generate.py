@@ -27,11 +27,15 @@ PROMETHEUS = {"type": "prometheus", "uid": "c2m-prometheus"}
 
 #: Filter on the category template variable ("All" is the value __all).
 CATEGORY = "(${category:sqlstring} = '__all' OR category = ${category:sqlstring})"
-#: Demand rows of the chosen window size inside the dashboard's time range.
+#: Demand rows of the chosen window size inside the dashboard's time range (the view reads
+#: the serving table by its primary key: only the range is read, whatever the history).
 DEMAND = (
     "FROM c2m.demand_by_attribute\n"
     f"WHERE window_seconds = $window AND $__timeFilter(window_start) AND {CATEGORY}"
 )
+#: The time of a point: the window's start (local midnight for daily windows, in the
+#: market's zone) unless Grafana's interval is longer than the window, then the interval.
+TIME = "if($window >= $__interval_s, window_start, $__timeInterval(window_start))"
 
 
 @dataclass
@@ -85,7 +89,7 @@ def _top(column: str, n: int) -> str:
 
 def _by(column: str, n: int) -> str:
     return (
-        f"SELECT $__timeInterval(window_start) AS time, {column}, sum(units) AS units\n"
+        f"SELECT {TIME} AS time, {column}, sum(units) AS units\n"
         f"{DEMAND}\n{_top(column, n)}\nGROUP BY time, {column} ORDER BY time, {column}"
     )
 
@@ -104,7 +108,7 @@ SELECT sum(units) AS units_total, sum(net_units) AS net_units_total,
     ch("Units by price band", "timeseries", _by("price_band", 8),
        description="Ordered units per catalog price band (CNY)."),
     ch("Conversion by category", "timeseries", f"""
-SELECT $__timeInterval(window_start) AS time, category,
+SELECT {TIME} AS time, category,
        sum(orders) / nullIf(sum(pageviews), 0) AS conversion
 {DEMAND}
 {_top("category", 6)}
@@ -249,6 +253,9 @@ WHERE window_seconds = 300 AND $__timeFilter(window_start)
 GROUP BY time ORDER BY time"""),
 ]
 
+#: The category variable: the catalog's categories (bounded by the catalog, not the history).
+CATEGORIES = "SELECT DISTINCT category FROM c2m.products ORDER BY category"
+
 FACTORY_VARIABLES: list[dict[str, Any]] = [
     {
         "name": "window",
@@ -265,8 +272,8 @@ FACTORY_VARIABLES: list[dict[str, Any]] = [
         "label": "Category",
         "type": "query",
         "datasource": CLICKHOUSE,
-        "query": "SELECT DISTINCT category FROM c2m.demand_by_attribute ORDER BY category",
-        "definition": "SELECT DISTINCT category FROM c2m.demand_by_attribute ORDER BY category",
+        "query": CATEGORIES,
+        "definition": CATEGORIES,
         "includeAll": True,
         "allValue": "__all",
         "current": {"text": "All", "value": "$__all"},
@@ -309,7 +316,9 @@ def dashboard(
         "uid": uid,
         "title": title,
         "tags": ["c2m-pulse"],
-        "timezone": "utc",
+        # "": Grafana's default zone, which docker-compose.yml sets from C2M_TIMEZONE
+        # (GF_DATE_FORMATS_DEFAULT_TIMEZONE): times show in the market's zone
+        "timezone": "",
         "editable": False,
         "schemaVersion": 39,
         "version": 1,

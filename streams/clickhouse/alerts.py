@@ -50,10 +50,9 @@ class AlertStore:
     def partition_progress(self) -> dict[tuple[str, int], PartitionProgress]:
         """Latest checkpoint of every source partition, with its age in seconds."""
         rows = self._rows(
-            "SELECT source_topic, source_partition, argMax(watermark, position), "  # noqa: S608
-            "argMax(max_ts, position), "
-            "dateDiff('millisecond', max(written_at), now64(3)) / 1000 "
-            f"FROM {self.db}.checkpoints GROUP BY source_topic, source_partition"
+            "SELECT source_topic, source_partition, watermark, max_ts, "  # noqa: S608
+            "dateDiff('millisecond', written_at, now64(3)) / 1000 "
+            f"FROM {self.db}.checkpoints_latest FINAL"
         )
         return {
             (str(t), int(p)): PartitionProgress(int(wm), int(mx), float(age))
@@ -61,14 +60,16 @@ class AlertStore:
         }
 
     def first_hour(self) -> int | None:
+        """The first hour with any data (the first rows of the serving tables' keys)."""
         rows = self._rows(
-            f"SELECT min(toUnixTimestamp(window_start)) FROM {self.db}.demand_state "  # noqa: S608
-            "WHERE window_seconds = 3600"
+            f"SELECT toUnixTimestamp(window_start) FROM {self.db}.demand_cells "  # noqa: S608
+            "WHERE window_seconds = 3600 ORDER BY window_seconds, window_start LIMIT 1"
         )
         rows2 = self._rows(
-            f"SELECT min(toUnixTimestamp(hour_start)) FROM {self.db}.sku_state"  # noqa: S608
+            f"SELECT toUnixTimestamp(hour_start) FROM {self.db}.sku_hours "  # noqa: S608
+            "ORDER BY hour_start LIMIT 1"
         )
-        found = [int(r[0][0]) for r in (rows, rows2) if r and r[0][0]]
+        found = [int(r[0][0]) for r in (rows, rows2) if r]
         return min(found) if found else None
 
     def last_evaluated(self) -> int | None:
@@ -101,9 +102,9 @@ class AlertStore:
         sku_hours: dict[str, dict[int, SkuHour]] = defaultdict(dict)
         for r in self._rows(
             "SELECT sku, toUnixTimestamp(hour_start), units, cancelled_units, "  # noqa: S608
-            f"restock_shipped, restock_received, count_ts, count_on_hand FROM {self.db}.sku_hourly "
-            "WHERE hour_start >= toDateTime({lo:Int64}, 'UTC') "
-            "AND hour_start < toDateTime({hi:Int64}, 'UTC')",
+            f"restock_shipped, restock_received, count_ts, count_on_hand FROM {self.db}.sku_hours "
+            "FINAL WHERE hour_start >= toDateTime({lo:Int64}) "
+            "AND hour_start < toDateTime({hi:Int64})",
             lo=lo_s, hi=hi_s,
         ):
             sku_hours[r[0]][int(r[1])] = SkuHour(
@@ -112,9 +113,9 @@ class AlertStore:
         if movements_from_s is not None and movements_from_s < lo_s:
             for sku, h, shipped, received in self._rows(
                 "SELECT sku, toUnixTimestamp(hour_start), restock_shipped, "  # noqa: S608
-                f"restock_received FROM {self.db}.sku_hourly "
-                "WHERE hour_start >= toDateTime({lo:Int64}, 'UTC') "
-                "AND hour_start < toDateTime({hi:Int64}, 'UTC') "
+                f"restock_received FROM {self.db}.sku_hours FINAL "
+                "WHERE hour_start >= toDateTime({lo:Int64}) "
+                "AND hour_start < toDateTime({hi:Int64}) "
                 "AND (restock_shipped > 0 OR restock_received > 0)",
                 lo=movements_from_s, hi=lo_s,
             ):
@@ -125,14 +126,10 @@ class AlertStore:
         cats: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         for cat, color, size, band, h, n in self._rows(
             "SELECT category, color, size, price_band, toUnixTimestamp(window_start) AS h, "  # noqa: S608
-            "sum(o) FROM (SELECT window_start, category, color, size, price_band, region, "
-            "source_topic, source_partition, argMax(orders, version) AS o "
-            f"FROM {self.db}.demand_state WHERE window_seconds = 3600 "
-            "AND window_start >= toDateTime({lo:Int64}, 'UTC') "
-            "AND window_start < toDateTime({hi:Int64}, 'UTC') "
-            "GROUP BY window_start, category, color, size, price_band, region, "
-            "source_topic, source_partition) "
-            "GROUP BY category, color, size, price_band, h HAVING sum(o) > 0",
+            f"sum(orders) FROM {self.db}.demand_cells FINAL WHERE window_seconds = 3600 "
+            "AND window_start >= toDateTime({lo:Int64}) "
+            "AND window_start < toDateTime({hi:Int64}) "
+            "GROUP BY category, color, size, price_band, h HAVING sum(orders) > 0",
             lo=lo_s, hi=hi_s,
         ):
             if cat == UNKNOWN:

@@ -36,12 +36,17 @@ def _expire(time_expr: str, days: int, where: str = "") -> str:
     return f"{time_expr} + toIntervalDay({int(days)}){where}"
 
 
-def wanted_ttls(window_days: Mapping[int, int], sku_days: int, late_days: int) -> dict[str, str]:
+def wanted_ttls(
+    window_days: Mapping[int, int], sku_days: int, late_days: int, visitor_days: int = 0
+) -> dict[str, str]:
     """Table -> its TTL expression, in ClickHouse's own formatting (so it compares equal to
     what ``system.tables`` shows once applied); '' for none. Days of 0 keep the rows.
 
-    - ``demand_state``, ``visitor_cells``: one rule per window size, on the window start;
-    - ``sku_state``: on the hour start;
+    - ``demand_state`` and the serving ``demand_cells``: one rule per window size, on the
+      window start;
+    - ``visitor_cells``: one rule for every size (only refreshes of windows that can still
+      change read it: unique visitors per cell stay in ``demand_cells``);
+    - ``sku_state`` and the serving ``sku_hours``: on the hour start;
     - ``late_events``: on the time the event was recorded (its payload is kept as long as
       the dead-letter topic keeps dead letters), not its event time.
     """
@@ -50,10 +55,13 @@ def wanted_ttls(window_days: Mapping[int, int], sku_days: int, late_days: int) -
         for size, days in sorted(window_days.items())
         if days > 0
     )
+    sku = _expire("hour_start", sku_days) if sku_days > 0 else ""
     return {
         "demand_state": windows,
-        "visitor_cells": windows,
-        "sku_state": _expire("hour_start", sku_days) if sku_days > 0 else "",
+        "demand_cells": windows,
+        "visitor_cells": _expire("window_start", visitor_days) if visitor_days > 0 else "",
+        "sku_state": sku,
+        "sku_hours": sku,
         "late_events": _expire("toDateTime(recorded_at)", late_days) if late_days > 0 else "",
     }
 

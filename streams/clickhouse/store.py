@@ -1,18 +1,21 @@
 """The demand store: reads and writes the demand tables (alerts: ``streams.clickhouse.alerts``).
 
 Write protocol of one flush (the argument for no double counting is in
-docs/ARCHITECTURE.md, "Exactly the same numbers"):
+docs/ARCHITECTURE.md, "Commit after flush"):
 
-1. ``demand_state`` rows: absolute per-partition cell values, version = partition position;
-2. ``sku_state`` rows (per-SKU hourly counters, versioned the same way), ``products``
-   (catalog versions), ``visitor_feed`` and ``dedup_feed``: the visitors per cell of the
-   base window sizes and the event ids first seen since the last flush, as arrays that
-   materialized views expand into ``visitor_cells`` and ``dedup_ids`` (all keyed so that
-   writing a row twice changes nothing);
+1. ``visitor_feed``: the visitors per cell of the base window sizes, with the windows of
+   every size they count in, as arrays that a materialized view expands into
+   ``visitor_cells`` (keyed: writing a row twice changes nothing). First, so that a
+   refresh that sees a flush's cells also sees its visitors;
+2. ``demand_state`` rows: absolute per-partition cell values, version = partition position;
+   ``sku_state`` rows (per-SKU hourly counters, versioned the same way), ``products``
+   (catalog versions), ``dedup_feed`` (event ids first seen since the last flush);
 3. ``late_events`` rows (keyed by source coordinates);
-4. ``checkpoints``: one row per partition, written last.
+4. the serving tables ``demand_cells`` and ``sku_hours``: the final rows of the cells and
+   SKU hours of this flush (``streams.clickhouse.serving``);
+5. ``checkpoints``: one row per partition, written last.
 
-Only after all three succeed does the worker acknowledge the Kafka offsets. Event values
+Only after all of them succeed does the worker acknowledge the Kafka offsets. Event values
 only ever travel as insert data or bound query parameters, never inside SQL text.
 """
 
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.clickhouse import serving
+from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.core.dedup import BUCKET_MS
 from streams.core.demand import MEASURES, CellKey
 from streams.core.engine import Checkpoint, EngineConfig, FlushBatch, LateEvent
@@ -39,7 +44,7 @@ CHECKPOINT_COLUMNS = [
 ]
 VISITOR_COLUMNS = [
     "window_seconds", "window_start", "category", "color", "size", "price_band", "region",
-    "visitor_hashes",
+    "visitor_hashes", "windows",
 ]
 SKU_COLUMNS = ["source_topic", "source_partition", "sku", "hour_start", *SKU_MEASURES, "version"]
 PRODUCT_COLUMNS = [
@@ -69,6 +74,9 @@ class PartitionSnapshot:
 #: hashes are counted with uniqExact or loaded into sets, everything else is read by
 #: version), and it costs about a quarter of the visitor expansion's CPU.
 INSERT_SETTINGS = {"optimize_on_insert": 0}
+#: a restore reads windows whose nominal end (start + size) is this much before what it
+#: must keep: a local day can last 25 hours, and restoring a window too many is harmless
+RESTORE_SLACK_S = 3 * 3600
 
 
 def _dt(ms: int) -> datetime:
@@ -76,15 +84,26 @@ def _dt(ms: int) -> datetime:
 
 
 class DemandStore:
-    def __init__(self, client: Any, database: str) -> None:
+    def __init__(
+        self, client: Any, database: str, calendar: MarketCalendar = UTC_CALENDAR
+    ) -> None:
         self.client = client
         self.db = database
+        #: the market's windows (ends of local days for the serving rows)
+        self.calendar = calendar
+        self._refresh_cells = serving.refresh_cells_sql(database)
+        self._refresh_skus = serving.refresh_sku_sql(database)
 
     # ---------------------------------------------------------------- writes
     def write(
         self, batch: FlushBatch, late: Sequence[LateEvent] = (), lateness_ms: int = 0
     ) -> None:
         try:
+            if batch.visitor_rows:
+                self.client.insert(
+                    f"{self.db}.visitor_feed", batch.visitor_rows, column_names=VISITOR_COLUMNS,
+                    settings=INSERT_SETTINGS,
+                )
             if batch.rows:
                 self.client.insert(
                     f"{self.db}.demand_state", batch.rows, column_names=STATE_COLUMNS,
@@ -98,11 +117,6 @@ class DemandStore:
             if batch.product_rows:
                 self.client.insert(
                     f"{self.db}.products", batch.product_rows, column_names=PRODUCT_COLUMNS
-                )
-            if batch.visitor_rows:
-                self.client.insert(
-                    f"{self.db}.visitor_feed", batch.visitor_rows, column_names=VISITOR_COLUMNS,
-                    settings=INSERT_SETTINGS,
                 )
             if batch.dedup_rows:
                 self.client.insert(
@@ -123,6 +137,7 @@ class DemandStore:
                     ],
                     column_names=LATE_COLUMNS,
                 )
+            self.refresh(batch.rows, batch.sku_rows)
             if batch.checkpoints:
                 self.client.insert(
                     f"{self.db}.checkpoints",
@@ -139,6 +154,22 @@ class DemandStore:
                 )
         except Exception as exc:
             raise SinkUnavailable(f"ClickHouse write failed: {type(exc).__name__}: {exc}") from exc
+
+    def refresh(self, rows: Sequence[Any], sku_rows: Sequence[Any]) -> None:
+        """Bring the serving rows of the cells and SKU hours in ``rows`` / ``sku_rows``
+        (demand_state and sku_state rows just written) up to date."""
+        cells, skus = serving.flush_refresh_params(rows, sku_rows, self.calendar)
+        if cells is not None:
+            self.client.command(self._refresh_cells, parameters=cells, settings=INSERT_SETTINGS)
+        if skus is not None:
+            self.client.command(self._refresh_skus, parameters=skus, settings=INSERT_SETTINGS)
+
+    def rebuild_serving(self) -> None:
+        """Recompute all serving rows from the state tables (``serving.rebuild``)."""
+        try:
+            serving.rebuild(self.client, self.db, self.calendar.timezone)
+        except Exception as exc:
+            raise SinkUnavailable(f"ClickHouse rebuild failed: {type(exc).__name__}") from exc
 
     # ---------------------------------------------------------------- recovery
     def load_partition(
@@ -164,15 +195,26 @@ class DemandStore:
             keep_long = 0 if wm is None else cfg.keep_from_s(3600, wm)
             keep_hour = 0 if wm is None else max((wm - cfg.dedup_horizon_ms) // BUCKET_MS, 0)
             measures = ", ".join(f"argMax({m}, version)" for m in MEASURES)
+            # a window is kept while its end is after keep_*: by start, for the primary key
+            # (the longest window size and RESTORE_SLACK_S before), then by start + size
+            # with the slack (a local day can last 25 hours)
+            longest = max(cfg.window_seconds)
             rows = self.client.query(
                 f"SELECT window_seconds, toUnixTimestamp(window_start), category, color, size, "  # noqa: S608
                 f"price_band, region, {measures} FROM {self.db}.demand_state "
-                "WHERE source_topic = {t:String} AND source_partition = {p:UInt16} "
+                "WHERE ((window_seconds < 3600 AND window_start > toDateTime({ks:Int64})) "
+                "OR (window_seconds >= 3600 AND window_start > toDateTime({kl:Int64}))) "
+                "AND source_topic = {t:String} AND source_partition = {p:UInt16} "
                 "AND version <= {v:UInt64} "
-                "AND toUnixTimestamp(window_start) + window_seconds > "
+                "AND toUnixTimestamp(window_start) + window_seconds + {slack:Int64} > "
                 "if(window_seconds >= 3600, {keep_long:Int64}, {keep_short:Int64}) "
                 "GROUP BY window_seconds, window_start, category, color, size, price_band, region",
-                parameters={**params, "v": pos, "keep_short": keep_short, "keep_long": keep_long},
+                parameters={
+                    **params, "v": pos, "keep_short": keep_short, "keep_long": keep_long,
+                    "slack": RESTORE_SLACK_S,
+                    "ks": max(keep_short - 3600 - RESTORE_SLACK_S, 0),
+                    "kl": max(keep_long - longest - RESTORE_SLACK_S, 0),
+                },
             ).result_rows
             ids = self.client.query(
                 f"SELECT hour, id_hash FROM {self.db}.dedup_ids "  # noqa: S608
@@ -184,11 +226,11 @@ class DemandStore:
             sku_rows = self.client.query(
                 f"SELECT sku, toUnixTimestamp(hour_start), {sku_measures} "  # noqa: S608
                 f"FROM {self.db}.sku_state "
-                "WHERE source_topic = {t:String} AND source_partition = {p:UInt16} "
+                "WHERE hour_start > toDateTime({ks:Int64}) "
+                "AND source_topic = {t:String} AND source_partition = {p:UInt16} "
                 "AND version <= {v:UInt64} "
-                "AND toUnixTimestamp(hour_start) + 3600 > {keep_short:Int64} "
                 "GROUP BY sku, hour_start",
-                parameters={**params, "v": pos, "keep_short": keep_short},
+                parameters={**params, "v": pos, "ks": max(keep_short - 3600, 0)},
             ).result_rows
         except Exception as exc:
             raise SinkUnavailable(
@@ -226,10 +268,12 @@ class DemandStore:
             raise SinkUnavailable(f"ClickHouse write failed: {type(exc).__name__}") from exc
 
     # ---------------------------------------------------------------- reads for views
-    def totals(self) -> tuple[int, int]:
-        """(rows, units) of demand_by_attribute over all windows."""
-        sql = f"SELECT count(), sum(units) FROM {self.db}.demand_by_attribute"  # noqa: S608
-        rows, units = self.client.query(sql).result_rows[0]
+    def totals(self, window_seconds: int) -> tuple[int, int]:
+        """(cells, units) of demand_by_attribute in the windows of one size (every unit is
+        in exactly one window of each size)."""
+        sql = (f"SELECT count(), sum(units) FROM {self.db}.demand_by_attribute "  # noqa: S608
+               "WHERE window_seconds = {w:UInt32}")
+        rows, units = self.client.query(sql, parameters={"w": window_seconds}).result_rows[0]
         return int(rows), int(units or 0)
 
     def ledger_totals(self) -> dict[str, int]:
@@ -250,8 +294,9 @@ class DemandStore:
                 "SELECT window_start, category, color, size, price_band, region, orders, "  # noqa: S608
                 f"units, gmv FROM {self.db}.demand_by_attribute "
                 "WHERE window_seconds = {w:UInt32} AND window_start = ("
-                f"SELECT max(window_start) FROM {self.db}.demand_state "
-                "WHERE window_seconds = {w:UInt32}) ORDER BY units DESC, category, color, "
+                f"SELECT window_start FROM {self.db}.demand_cells "
+                "WHERE window_seconds = {w:UInt32} ORDER BY window_seconds DESC, "
+                "window_start DESC LIMIT 1) ORDER BY units DESC, category, color, "
                 "size LIMIT {n:UInt32}"
             )
             params = {"w": window_seconds, "n": limit}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -82,8 +82,8 @@ LIMIT {limit:UInt32}
 """
 
 _SERIES = """
-WITH (SELECT max(window_start) FROM {db}.demand_state
-      WHERE window_seconds = {window:UInt32}) AS latest
+WITH (SELECT window_start FROM {db}.demand_cells WHERE window_seconds = {window:UInt32}
+      ORDER BY window_seconds DESC, window_start DESC LIMIT 1) AS latest
 SELECT toUnixTimestamp(window_start) AS t, {dim} AS key, sum(units) AS units
 FROM {db}.demand_by_attribute
 WHERE window_seconds = {window:UInt32}
@@ -191,7 +191,9 @@ QUERIES: dict[str, ViewQuery] = {
 
 
 def _json_value(v: Any) -> Any:
-    if isinstance(v, datetime | date):
+    if isinstance(v, datetime):  # ClickHouse hands DateTime over as naive UTC
+        return (v if v.tzinfo else v.replace(tzinfo=UTC)).isoformat()
+    if isinstance(v, date):
         return v.isoformat()
     if isinstance(v, Decimal):
         return float(v)

@@ -763,6 +763,7 @@ typedef struct {
     PyObject *sizes;                   /* tuple of window sizes (s) */
     PyObject *visitor_sizes;           /* tuple of bools: a base size (visitor sets) */
     PyObject *generation;              /* Catalog.generation */
+    PyObject *grains, *grain_fn;       /* MarketCalendar.grains and .grain */
     int64_t grain_s;
     Py_ssize_t new_cells;              /* cells created (PartitionState.indexed) */
     int64_t last_bucket;               /* the dedup bucket of the last id, and its list */
@@ -850,10 +851,25 @@ static PyObject *new_sku_hour(void) { /* inventory.SkuHours.bucket: [0]*7 + [-1,
 static PyObject *new_list(void) { return untracked(PyList_New(0)); }
 static PyObject *new_set(void) { return untracked(PySet_New(NULL)); }
 
+/* MarketCalendar.grain(grain): (hour start, then start and end of the window of each size),
+ * from its cache or computed by it. A new reference, or NULL. */
+static PyObject *grain_bounds(lane_t *L, PyObject *grain) {
+    PyObject *b = PyDict_GetItemWithError(L->grains, grain);
+    if (b != NULL) Py_INCREF(b);
+    else if (!PyErr_Occurred()) b = PyObject_CallOneArg(L->grain_fn, grain);
+    if (b != NULL &&
+        (!PyTuple_Check(b) || PyTuple_GET_SIZE(b) != 1 + 2 * PyTuple_GET_SIZE(L->sizes))) {
+        PyErr_SetString(PyExc_TypeError, "compiled lane: bad calendar grain");
+        Py_CLEAR(b);
+    }
+    return b;
+}
+
 /* PartitionState.hot_entry for hk = (category, color, size, band, region, grain): the
  * vectors (marked dirty) of the cells of every size at ts_s and the visitor sets of the
- * base sizes, cached in hot. A new reference, or NULL. */
-static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], int64_t ts_s) {
+ * base sizes, cached in hot; ``bounds`` is MarketCalendar.grain of the grain. A new
+ * reference, or NULL. */
+static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], PyObject *bounds) {
     const Py_ssize_t ns = PyTuple_GET_SIZE(L->sizes);
     PyObject *vecs = untracked(PyTuple_New(ns));
     Py_ssize_t nv = 0;
@@ -864,12 +880,9 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], int
         PyObject *size = PyTuple_GET_ITEM(L->sizes, k);
         int64_t s;
         if (as_i64(size, "a window size", &s)) goto fail;
-        const int64_t start = ts_s - ts_s % s;
-        PyObject *st = PyLong_FromLongLong(start);
+        PyObject *st = PyTuple_GET_ITEM(bounds, 1 + 2 * k);
         PyObject *key =
-            st ? untracked(PyTuple_Pack(7, size, st, dims[0], dims[1], dims[2], dims[3], dims[4]))
-               : NULL;
-        Py_XDECREF(st);
+            untracked(PyTuple_Pack(7, size, st, dims[0], dims[1], dims[2], dims[3], dims[4]));
         if (key == NULL) goto fail;
         int created = 0;
         PyObject *vec = get_or_new(L->cells, key, new_cell, &created);
@@ -877,10 +890,8 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], int
         PyTuple_SET_ITEM(vecs, k, vec);
         if (created) { /* PartitionState._index: ends[(end, size >= 1 h)].append(key) */
             L->new_cells++;
-            PyObject *end = PyLong_FromLongLong(start + s);
-            PyObject *ek =
-                end ? untracked(PyTuple_Pack(2, end, s >= 3600 ? Py_True : Py_False)) : NULL;
-            Py_XDECREF(end);
+            PyObject *end = PyTuple_GET_ITEM(bounds, 2 + 2 * k);
+            PyObject *ek = untracked(PyTuple_Pack(2, end, s >= 3600 ? Py_True : Py_False));
             PyObject *keys = ek ? get_or_new(L->ends, ek, new_list, NULL) : NULL;
             Py_XDECREF(ek);
             int rc = keys ? PyList_Append(keys, key) : -1;
@@ -923,7 +934,7 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
     const int unknown = a == Py_None;
     PyObject *dims[5] = {NULL, NULL, NULL, NULL, region};
     PyObject *names[4] = {S_category, S_color, S_size, S_price_band};
-    PyObject *hk = NULL, *he = NULL, *skey = NULL, *svec = NULL, *hour = NULL, *entry = NULL;
+    PyObject *hk = NULL, *he = NULL, *skey = NULL, *svec = NULL, *bounds = NULL, *entry = NULL;
     PyObject *grain = NULL;
     int ok = 0;
     for (int k = 0; k < 4; k++) {
@@ -933,6 +944,8 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
     const int64_t ts_s = ts / 1000;
     grain = PyLong_FromLongLong(ts_s / L->grain_s);
     if (grain == NULL) goto done;
+    bounds = grain_bounds(L, grain);
+    if (bounds == NULL) goto done;
     hk = untracked(PyTuple_Pack(6, dims[0], dims[1], dims[2], dims[3], region, grain));
     if (hk == NULL) goto done;
     he = PyDict_GetItemWithError(L->hot, hk);
@@ -940,15 +953,14 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
         Py_INCREF(he);
     } else {
         if (PyErr_Occurred()) goto done;
-        he = hot_entry(L, hk, dims, ts_s);
+        he = hot_entry(L, hk, dims, bounds);
         if (he == NULL) goto done;
     }
     if (!PyTuple_Check(he) || PyTuple_GET_SIZE(he) != 2) {
         PyErr_SetString(PyExc_TypeError, "page-view lane: bad hot entry");
         goto done;
     }
-    hour = PyLong_FromLongLong(ts_s / 3600 * 3600); /* inventory.hour_of */
-    skey = hour ? untracked(PyTuple_Pack(2, sku, hour)) : NULL;
+    skey = untracked(PyTuple_Pack(2, sku, PyTuple_GET_ITEM(bounds, 0))); /* the SKU hour */
     if (skey == NULL) goto done;
     svec = get_or_new(L->sku_buckets, skey, new_sku_hour, NULL);
     if (svec == NULL || PySet_Add(L->sku_dirty, skey) < 0) goto done;
@@ -962,7 +974,7 @@ done:
     Py_XDECREF(grain);
     Py_XDECREF(hk);
     Py_XDECREF(he);
-    Py_XDECREF(hour);
+    Py_XDECREF(bounds);
     Py_XDECREF(skey);
     Py_XDECREF(svec);
     if (!ok) {
@@ -1014,15 +1026,15 @@ typedef struct {
 
 /* (run, start, state, limits) -> L, R, the records; 0 and an exception when wrong. */
 static int parse_args(PyObject *const *args, Py_ssize_t nargs, lane_t *L, run_t *R) {
-    if (nargs != 4 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 15 ||
+    if (nargs != 4 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 17 ||
         !PyTuple_Check(args[3]) || PyTuple_GET_SIZE(args[3]) != 8) {
-        PyErr_SetString(PyExc_TypeError, "(run, start, state[15], limits[8]) expected");
+        PyErr_SetString(PyExc_TypeError, "(run, start, state[17], limits[8]) expected");
         return 0;
     }
     PyObject *const *S = &PyTuple_GET_ITEM(args[2], 0);
     PyObject *const *Lim = &PyTuple_GET_ITEM(args[3], 0);
     *L = (lane_t){S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
-                  S[12], S[13], S[14], 0, 0, 0, NULL};
+                  S[12], S[13], S[14], S[15], S[16], 0, 0, 0, NULL};
     memset(R, 0, sizeof *R);
     R->start = PyLong_AsSsize_t(args[1]);
     if (R->start == -1 && PyErr_Occurred()) return 0;
@@ -1036,7 +1048,8 @@ static int parse_args(PyObject *const *args, Py_ssize_t nargs, lane_t *L, run_t 
         !PyDict_Check(L->hot) || !PyDict_Check(L->cells) || !PySet_Check(L->dirty) ||
         !PyDict_Check(L->ends) || !PyDict_Check(L->visitors) || !PyDict_Check(L->sku_buckets) ||
         !PySet_Check(L->sku_dirty) || !PyDict_Check(L->products) || !PyTuple_Check(L->sizes) ||
-        !PyTuple_Check(L->visitor_sizes) ||
+        !PyTuple_Check(L->visitor_sizes) || !PyDict_Check(L->grains) ||
+        !PyCallable_Check(L->grain_fn) ||
         PyTuple_GET_SIZE(L->sizes) != PyTuple_GET_SIZE(L->visitor_sizes) || R->bucket_ms <= 0 ||
         L->grain_s <= 0 || 3600 % L->grain_s != 0) {
         PyErr_SetString(PyExc_TypeError, "bad lane state");
@@ -1097,7 +1110,8 @@ static PyObject *result(Py_ssize_t stop, int status, const run_t *R, lane_t *L) 
     name "(run, start, state, limits) -> (stop, status, max_ts, consumed, processed,\n"      \
     "        duplicates, corrected, unknown_sku, new_cells)\n\n"                            \
     "state:  (seen, buckets, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"     \
-    "         sku_dirty, products, unknown, sizes, visitor_sizes, generation)\n"            \
+    "         sku_dirty, products, unknown, sizes, visitor_sizes, generation, grains,\n"     \
+    "         grain_fn)\n"                                                                  \
     "limits: (bucket_ms, grain_s, max_ts, lateness_ms, horizon_ms, max_future_ms,\n"        \
     "         max_past_ms, max_bytes)\n\n"                                                 \
     "Apply run[start:] (" topic " records of one partition, in offset order) until\n"       \
@@ -1326,7 +1340,11 @@ static PyObject *entry_of(lane_t *L, PyObject *attrs, PyObject *region, int64_t 
     if (hk == NULL) goto done;
     he = PyDict_GetItemWithError(L->hot, hk);
     if (he != NULL) Py_INCREF(he);
-    else if (!PyErr_Occurred()) he = hot_entry(L, hk, dims, ts_s);
+    else if (!PyErr_Occurred()) {
+        PyObject *bounds = grain_bounds(L, grain);
+        he = bounds ? hot_entry(L, hk, dims, bounds) : NULL;
+        Py_XDECREF(bounds);
+    }
     if (he != NULL && (!PyTuple_Check(he) || PyTuple_GET_SIZE(he) != 2 ||
                        !PyTuple_Check(PyTuple_GET_ITEM(he, 0)))) {
         PyErr_SetString(PyExc_TypeError, "compiled lane: bad hot entry");
@@ -1345,8 +1363,11 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
     PyObject *touched[MAX_LINES * 8];
     int ntouched = 0, rc = -1;
     PyObject *region = cached_str(ev->region.p, ev->region.n);
-    PyObject *hour = PyLong_FromLongLong(ts / 1000 / 3600 * 3600); /* inventory.hour_of */
-    if (region == NULL || hour == NULL) goto done;
+    PyObject *grain = PyLong_FromLongLong(ts / 1000 / L->grain_s);
+    PyObject *bounds = grain ? grain_bounds(L, grain) : NULL;
+    Py_XDECREF(grain);
+    if (region == NULL || bounds == NULL) goto done;
+    PyObject *hour = PyTuple_GET_ITEM(bounds, 0); /* the SKU hour (borrowed) */
     for (int k = 0; k < ev->nlines; k++) {
         const order_line *ln = &ev->lines[k];
         PyObject *sku = cached_str(ln->sku.p, ln->sku.n);
@@ -1399,7 +1420,7 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
 done:
     for (int t = 0; t < ntouched; t++) Py_DECREF(touched[t]);
     Py_XDECREF(region);
-    Py_XDECREF(hour);
+    Py_XDECREF(bounds);
     return rc;
 }
 
@@ -1466,17 +1487,18 @@ PyDoc_STRVAR(hot_entry_doc,
 
 static PyObject *hot_entry_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 3 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 15 ||
+    if (nargs != 3 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 17 ||
         !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 6) {
-        PyErr_SetString(PyExc_TypeError, "hot_entry(state[15], hk[6], ts_s)");
+        PyErr_SetString(PyExc_TypeError, "hot_entry(state[17], hk[6], ts_s)");
         return NULL;
     }
     PyObject *const *S = &PyTuple_GET_ITEM(args[0], 0);
     lane_t L = {S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
-                S[12], S[13], S[14], 0, 0, 0, NULL};
+                S[12], S[13], S[14], S[15], S[16], 0, 0, 0, NULL};
     if (!PyDict_Check(L.hot) || !PyDict_Check(L.cells) || !PySet_Check(L.dirty) ||
         !PyDict_Check(L.ends) || !PyDict_Check(L.visitors) || !PyTuple_Check(L.sizes) ||
-        !PyTuple_Check(L.visitor_sizes) ||
+        !PyTuple_Check(L.visitor_sizes) || !PyDict_Check(L.grains) ||
+        !PyCallable_Check(L.grain_fn) ||
         PyTuple_GET_SIZE(L.sizes) != PyTuple_GET_SIZE(L.visitor_sizes)) {
         PyErr_SetString(PyExc_TypeError, "bad lane state");
         return NULL;
@@ -1487,7 +1509,11 @@ static PyObject *hot_entry_py(PyObject *self, PyObject *const *args, Py_ssize_t 
     PyObject *const dims[5] = {PyTuple_GET_ITEM(hk, 0), PyTuple_GET_ITEM(hk, 1),
                                PyTuple_GET_ITEM(hk, 2), PyTuple_GET_ITEM(hk, 3),
                                PyTuple_GET_ITEM(hk, 4)};
-    PyObject *entry = hot_entry(&L, hk, dims, ts_s);
+    (void)ts_s; /* the grain, hk[5], fixes every window */
+    PyObject *bounds = grain_bounds(&L, PyTuple_GET_ITEM(hk, 5));
+    if (bounds == NULL) return NULL;
+    PyObject *entry = hot_entry(&L, hk, dims, bounds);
+    Py_DECREF(bounds);
     if (entry == NULL) return NULL;
     return Py_BuildValue("(Nn)", entry, L.new_cells);
 }

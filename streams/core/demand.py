@@ -11,10 +11,11 @@ and independent of the order of addition.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.core.dedup import Cut, Deduplicator
 from streams.core.inventory import SkuHours
 from streams.core.windows import Watermark
@@ -65,18 +66,26 @@ class Ledger:
         return self.consumed == self.processed + self.dead_lettered + self.duplicates + self.late
 
 
-def visitor_rows_of(visitors: dict[CellKey, set[int]]) -> list[tuple[object, ...]]:
-    """(*cell key, [visitor hashes]) rows for ``visitors`` (cells without visitors have
-    none), at most ``ARRAY_CHUNK`` hashes a row, sorted so the rows do not depend on set
-    order."""
+def visitor_rows_of(
+    visitors: dict[CellKey, set[int]],
+    windows: Callable[[int, int], list[tuple[int, int]]],
+) -> list[tuple[object, ...]]:
+    """(*cell key, [visitor hashes], windows) rows for ``visitors`` (cells without
+    visitors have none), at most ``ARRAY_CHUNK`` hashes a row, sorted so the rows do not
+    depend on set order. ``windows(size, start)`` lists the (size, start) of every window
+    the base cell's visitors also count in (ClickHouse expands the row to each)."""
     rows: list[tuple[object, ...]] = [
-        (*key, sorted(seen)) for key, seen in visitors.items() if 0 < len(seen) <= ARRAY_CHUNK
+        (*key, sorted(seen), windows(key[0], key[1]))
+        for key, seen in visitors.items()
+        if 0 < len(seen) <= ARRAY_CHUNK
     ]
     for key, seen in visitors.items():
         if len(seen) > ARRAY_CHUNK:
             hashes = sorted(seen)
+            expand = windows(key[0], key[1])
             rows += [
-                (*key, hashes[i : i + ARRAY_CHUNK]) for i in range(0, len(hashes), ARRAY_CHUNK)
+                (*key, hashes[i : i + ARRAY_CHUNK], expand)
+                for i in range(0, len(hashes), ARRAY_CHUNK)
             ]
     return rows
 
@@ -122,6 +131,8 @@ class PartitionState:
     indexed: int = 0
     #: page-view lane: (sku, region, time grain) -> PageViewEntry; same life as ``hot``
     hot_pv: dict[tuple[str, str, int], PageViewEntry] = field(default_factory=dict)
+    #: where windows end (a local day may last 23 or 25 hours)
+    calendar: MarketCalendar = UTC_CALENDAR
 
     def cell(self, key: CellKey) -> list[int]:
         vec = self.cells.get(key)
@@ -132,7 +143,7 @@ class PartitionState:
         return vec
 
     def _index(self, key: CellKey) -> None:
-        ek = (key[0] + key[1], key[0] >= 3600)
+        ek = (self.calendar.end_of(key[0], key[1]), key[0] >= 3600)
         keys = self.ends.get(ek)
         if keys is None:
             self.ends[ek] = [key]
@@ -156,25 +167,27 @@ class PartitionState:
     def hot_entry(
         self,
         hk: HotKey,
-        ts_s: int,
+        bounds: tuple[int, ...],
         sizes: Iterable[int],
         visitor_sizes: Container[int],
     ) -> HotEntry:
         """Cache under ``hk`` = (category, color, size, price band, region, grain) the
-        vectors (marked dirty) of its cells of every window size in ``sizes`` at ``ts_s``,
-        and the visitor sets of those whose size is in ``visitor_sizes`` (the base sizes:
-        ClickHouse derives the visitor rows of the other sizes, see migration 0005)."""
+        vectors (marked dirty) of its cells of every window size in ``sizes``, whose
+        windows are ``bounds`` (``MarketCalendar.grain`` of the grain: the SKU hour, then
+        start and end per size), and the visitor sets of those whose size is in
+        ``visitor_sizes`` (the base sizes: ClickHouse derives the visitor rows of the
+        other sizes, see migration 0005)."""
         cells, visitors, dirty, ends = self.cells, self.visitors, self.dirty, self.ends
         cat, color, size, band, region, _ = hk
         vecs = []
         sets = []
-        for s in sizes:
-            start = ts_s - ts_s % s
+        for i, s in enumerate(sizes):
+            start = bounds[1 + 2 * i]
             k = (s, start, cat, color, size, band, region)
             vec = cells.get(k)
             if vec is None:
                 vec = cells[k] = [0, 0, 0, 0, 0, 0]
-                ek = (start + s, s >= 3600)  # as _index
+                ek = (bounds[2 + 2 * i], s >= 3600)  # as _index
                 keys = ends.get(ek)
                 if keys is None:
                     ends[ek] = [k]

@@ -23,9 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import reduce
 from itertools import groupby
-from math import gcd
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -40,6 +38,7 @@ from schemas.contract import (
 from schemas.events import ProductUpsert
 from schemas.fastpath import fast_decode, fast_decode_many
 from streams.core import _lanes
+from streams.core.calendar import MarketCalendar
 from streams.core.catalog import UNKNOWN, UNKNOWN_PRODUCT, Catalog, ProductAttrs
 from streams.core.dedup import BUCKET_MS, Deduplicator, id_hash
 from streams.core.demand import (
@@ -66,6 +65,7 @@ from streams.core.inventory import (
     SKU_RETURNED,
     SKU_SHIPPED,
     SKU_UNITS,
+    SkuHours,
     SkuKey,
 )
 from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark
@@ -109,6 +109,8 @@ class EngineConfig:
     #: with fast_paths: every demand topic through its compiled lane (streams/core/_lanes.c);
     #: False: the Python paths (the reference the lanes are tested against)
     native: bool = True
+    #: the market's time zone (IANA): days start at its local midnight (streams.core.calendar)
+    timezone: str = "UTC"
 
     def keep_from_s(self, window_seconds: int, watermark_ms: int) -> int:
         """Windows ending at or before this (epoch s) can be dropped from memory."""
@@ -239,10 +241,12 @@ class DemandEngine:
         self.config = config or EngineConfig()
         self.catalog = catalog if catalog is not None else Catalog()
         self.states: dict[tuple[str, int], PartitionState] = {}
-        # every window size is a multiple of this grain, so (dims, ts // grain) fixes the
-        # window of every size: the key of the per-partition hot-cell cache
-        self._grain_s = reduce(gcd, self.config.window_seconds)
-        self._sizes = tuple(self.config.window_seconds)
+        #: window boundaries in the market's time zone
+        self.calendar = MarketCalendar(self.config.timezone, self.config.window_seconds)
+        # every window boundary is a multiple of this grain, so (dims, ts // grain) fixes
+        # the window of every size: the key of the per-partition hot-cell cache
+        self._grain_s = self.calendar.grain_s
+        self._sizes = self.calendar.sizes
         self._visitor_sizes = frozenset(visitor_base_sizes(self._sizes))
         self._visitor_flags = tuple(s in self._visitor_sizes for s in self._sizes)
         #: the compiled lanes (and cell building) in use: fast paths on, native on, and a
@@ -251,6 +255,7 @@ class DemandEngine:
             self.config.fast_paths and self.config.native and 3600 % self._grain_s == 0
         )
         self._visitor_hashes: dict[str, int] = {}
+        self._expand: dict[tuple[int, int], list[tuple[int, int]]] = {}
         #: catalog versions not yet written to ClickHouse (``c2m.products``)
         self.pending_products: list[ProductRow] = []
 
@@ -263,6 +268,8 @@ class DemandEngine:
                 partition=partition,
                 watermark=Watermark(self.config.allowed_lateness_ms),
                 dedup=Deduplicator(self.config.dedup_horizon_ms),
+                skus=SkuHours(hour_of=self.calendar.hour),
+                calendar=self.calendar,
             )
             self.states[(topic, partition)] = st
         return st
@@ -530,7 +537,9 @@ class DemandEngine:
                 entry, new_cells = _lanes.hot_entry(self._lane_state(st), hk, ts_s)
                 st.indexed += new_cells
             else:
-                entry = st.hot_entry(hk, ts_s, self._sizes, self._visitor_sizes)
+                entry = st.hot_entry(
+                    hk, self.calendar.grain(hk[5]), self._sizes, self._visitor_sizes
+                )
         return entry
 
     def _lane_state(self, st: PartitionState) -> tuple[Any, ...]:
@@ -541,7 +550,7 @@ class DemandEngine:
         return (
             seen, buckets, st.hot_pv, st.hot, st.cells, st.dirty, st.ends, st.visitors,
             st.skus.buckets, st.skus.dirty, catalog.versions(), UNKNOWN, self._sizes,
-            self._visitor_flags, catalog.generation,
+            self._visitor_flags, catalog.generation, self.calendar.grains, self.calendar.grain,
         )
 
     def _pv_entry(
@@ -624,6 +633,18 @@ class DemandEngine:
         # validated and counted as processed.
 
     # ---------------------------------------------------------------- flushing
+    def _expansions(self, size: int, start: int) -> list[tuple[int, int]]:
+        """(size, start) of every window a base cell (``size``, ``start``) lies in,
+        itself included: the sizes that are multiples of its own."""
+        got = self._expand.get((size, start))
+        if got is None:
+            g = self.calendar.grain(start // self._grain_s)
+            got = [(s, g[1 + 2 * i]) for i, s in enumerate(self._sizes) if s % size == 0]
+            if len(self._expand) >= 100_000:
+                self._expand.clear()
+            self._expand[(size, start)] = got
+        return got
+
     def flush_batch(self) -> FlushBatch:
         """Cut a flush: rows and checkpoints for everything changed since the last cut.
 
@@ -661,7 +682,7 @@ class DemandEngine:
             for bucket, ids in cut.dedup[0]:
                 for i in range(0, len(ids), ARRAY_CHUNK):
                     dedup_rows.append((topic, partition, bucket, ids[i : i + ARRAY_CHUNK], version))
-            visitor_rows += visitor_rows_of(cut.visitors)
+            visitor_rows += visitor_rows_of(cut.visitors, self._expansions)
             hours = st.skus.buckets
             if self._native:
                 sku_rows += _lanes.flush_rows(topic, partition, cut.sku_dirty, hours, version)

@@ -19,7 +19,7 @@ Inventory position at a time T (computed in ``streams.core.restock`` and in SQL)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -44,20 +44,24 @@ SKU_MEASURES: Final = (
 SkuKey = tuple[str, int]
 
 
-def hour_of(ts_ms: int) -> int:
-    """Start of the hour holding ``ts_ms``, in epoch seconds."""
-    return (ts_ms // 1000) // HOUR_S * HOUR_S
+def utc_hour(ts_s: int) -> int:
+    """Start of the UTC hour holding ``ts_s`` (epoch seconds)."""
+    return ts_s - ts_s % HOUR_S
 
 
 @dataclass(slots=True)
 class SkuHours:
-    """The per-SKU hourly counters of one source partition."""
+    """The per-SKU hourly counters of one source partition. Hours are the market's hourly
+    windows (``MarketCalendar.hour``: the UTC hour unless the zone's offset is not a whole
+    number of hours)."""
 
     buckets: dict[SkuKey, list[int]] = field(default_factory=dict)
     dirty: set[SkuKey] = field(default_factory=set)
+    #: epoch s -> start of its hour (the engine passes ``MarketCalendar.hour``)
+    hour_of: Callable[[int], int] = utc_hour
 
     def bucket(self, sku: str, ts_ms: int) -> list[int]:
-        key = (sku, hour_of(ts_ms))
+        key = (sku, self.hour_of(ts_ms // 1000))
         vec = self.buckets.get(key)
         if vec is None:
             vec = self.buckets[key] = [0, 0, 0, 0, 0, 0, 0, -1, 0]

@@ -73,6 +73,13 @@ _REGIONS: Final = (
     ("四川", 7), ("福建", 6), ("河南", 6), ("湖北", 5), ("湖南", 4), ("重庆", 3),
     ("陕西", 2), ("辽宁", 2),
 )
+#: More provinces for a wider market (``n_regions`` above 14, e.g. the read benchmark).
+_MORE_REGIONS: Final = (
+    ("安徽", 4), ("河北", 4), ("江西", 3), ("广西", 3), ("云南", 3), ("山西", 2),
+    ("天津", 2), ("黑龙江", 2), ("吉林", 2), ("贵州", 2), ("内蒙古", 1), ("新疆", 1),
+    ("甘肃", 1), ("海南", 1), ("宁夏", 1), ("青海", 1), ("西藏", 1), ("香港", 1),
+    ("澳门", 1), ("台湾", 1),
+)
 _COLORS: Final = (
     "雾霾蓝", "樱花粉", "奶白", "燕麦色", "牛油果绿", "雾灰", "焦糖", "black", "navy",
     "white", "khaki",
@@ -272,6 +279,7 @@ class ShopSimulator:
         *,
         n_shops: int = 5,
         n_skus: int = 120,
+        n_regions: int = len(_REGIONS),
         orders_per_hour: float = 600.0,
         promo_start_ms: int | None = None,
         promo_hours: float = 2.0,
@@ -285,6 +293,10 @@ class ShopSimulator:
             raise ValueError("n_shops must be >= 1")
         if n_skus < n_shops:
             raise ValueError("n_skus must be >= n_shops (every shop sells at least one SKU)")
+        if not 1 <= n_regions <= len(_REGIONS) + len(_MORE_REGIONS):
+            raise ValueError(
+                f"n_regions must be in [1, {len(_REGIONS) + len(_MORE_REGIONS)}]"
+            )
         if orders_per_hour < 0 or not math.isfinite(orders_per_hour):
             raise ValueError("orders_per_hour must be a finite number >= 0")
         if disorder_ms < 0:
@@ -297,6 +309,7 @@ class ShopSimulator:
         self.start_ms = start_ms
         self.n_shops = n_shops
         self.n_skus = n_skus
+        self.n_regions = n_regions
         self.orders_per_hour = float(orders_per_hour)
         self.promo_start_ms = promo_start_ms
         self.promo_end_ms = (
@@ -423,8 +436,9 @@ class ShopSimulator:
             self._catalog.append(SimEvent(TOPIC_PRODUCTS, s.sku, value, listed_ms))
 
     def _build_visitors(self) -> None:
-        names = [r for r, _ in _REGIONS]
-        weights = [w for _, w in _REGIONS]
+        regions = (_REGIONS + _MORE_REGIONS)[: self.n_regions]
+        names = [r for r, _ in regions]
+        weights = [w for _, w in regions]
         self._visitor_region = self._rng.choices(names, weights, k=_VISITORS)
 
     def _build_scenario(self, sc: Scenario) -> None:

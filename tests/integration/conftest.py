@@ -18,8 +18,19 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.kafka.topics import ensure_topics
+from tests.oracle import MARKET_TZ
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def engine_client(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A client on the one chDB engine this test process may open (each test uses its own
+    database on it)."""
+    from streams.clickhouse.client import connect
+    from streams.settings import Settings
+
+    return connect(Settings(data_dir=tmp_path_factory.mktemp("chdb-engine")))
 
 
 @pytest.fixture
@@ -53,6 +64,9 @@ class Worker:
             # covers retention itself.
             "C2M_RETENTION_DAYS": "{}",
             "C2M_RETENTION_SKU_DAYS": "0",
+            "C2M_RETENTION_VISITOR_DAYS": "0",
+            # the product default, spelled out: the oracle computes local days with it
+            "C2M_TIMEZONE": MARKET_TZ,
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

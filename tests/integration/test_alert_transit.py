@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import clickhouse_connect
 from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.migrations import migrate
+from streams.clickhouse.store import DemandStore
 
 path, H, DAY = sys.argv[1], int(sys.argv[2]), 86_400
 client = clickhouse_connect.get_client(dsn="chdb://" + path)
@@ -50,6 +51,7 @@ client.insert("c2m.sku_state", [
     row(0, "SKU1", H - 5 * DAY, units=10, count=((H - 5 * DAY) * 1000 + 1, 300)),
     row(0, "SKU2", H - 40 * DAY, units=7),  # demand only: not a movement
 ], column_names=cols)
+DemandStore(client, "c2m").rebuild_serving()  # rows written by hand: the serving rows too
 store = AlertStore(client, "c2m")
 inputs = store.load_inputs(H - 15 * DAY, H, H - 60 * DAY)
 print(json.dumps({

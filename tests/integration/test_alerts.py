@@ -14,8 +14,10 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -24,6 +26,7 @@ from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMess
 from streams.core.alerting.evaluator import AlertEvaluator, PreparedInputs
 from streams.core.pricebands import PriceBands
 from tests.integration.conftest import Worker, consume_all, produce
+from tests.oracle import MARKET_TZ
 from tests.signals.quality import DAY_MS, HOUR_MS, START_MS, scenario_events
 from tests.signals.reference import reference_inputs, ts_ms
 
@@ -129,7 +132,8 @@ def test_alerts_end_to_end(worker_factory: Any, tmp_path: Path) -> None:
 
 
 def _check_brief(w: Worker, events: list[Any]) -> None:
-    """production_brief against a plain-Python computation over the raw events."""
+    """production_brief against a plain-Python computation over the raw events: the last
+    ``days`` local days of the market (China time), today so far included."""
     days = 2
     rows = w.query(
         "SELECT toUnixTimestamp(as_of), dimension, value, net_units, orders, pageviews, "
@@ -139,7 +143,9 @@ def _check_brief(w: Worker, events: list[Any]) -> None:
     )
     assert rows
     as_of = rows[0][0]
-    lo = as_of - days * 86_400
+    zone = ZoneInfo(MARKET_TZ)
+    first_day = datetime.fromtimestamp(as_of - 1, zone).date() - timedelta(days=days - 1)
+    lo = int(datetime(first_day.year, first_day.month, first_day.day, tzinfo=zone).timestamp())
     bands = PriceBands()
     products = {
         e.value["sku"]: e.value for e in events if e.value["event_type"] == "product_upsert"

@@ -9,25 +9,18 @@ from typing import Any
 
 import pytest
 
-from streams.clickhouse.client import connect
 from streams.clickhouse.migrations import load, migrate, migrations_dir
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import Checkpoint, EngineConfig, FlushBatch
-from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-# chDB allows one engine path per process: every test here shares this one, each with
-# its own database.
-_ENGINE_DIR: Path | None = None
 
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    global _ENGINE_DIR
-    if _ENGINE_DIR is None:
-        _ENGINE_DIR = tmp_path_factory.mktemp("chdb-store")
-    return connect(Settings(data_dir=_ENGINE_DIR))
+@pytest.fixture
+def client(engine_client: Any) -> Any:
+    """chDB allows one engine path per process: every test shares it, each with its own
+    database."""
+    return engine_client
 
 
 _counter = iter(range(1000))
@@ -182,7 +175,10 @@ def test_visitor_cells_upgrade_to_low_cardinality_keeps_every_row(
     store.record_settings({"window_seconds.300": 300, "window_seconds.3600": 3600})
     cell = (300, W, "袜子", "雾霾蓝", "1-3岁", "10-20", "浙江")
     evil = (300, W + 300, *EVIL[:4], EVIL[4])
-    store.write(FlushBatch(rows=[], checkpoints=[], visitor_rows=[(*cell, [1, 2]), (*evil, [3])]))
+    client.insert(  # as a worker of migration 5 wrote them (no windows: sizes from settings)
+        f"{db}.visitor_feed", [(*cell, [1, 2]), (*evil, [3])],
+        column_names=["window_seconds", "window_start", "category", "color", "size",
+                      "price_band", "region", "visitor_hashes"])
     query = (f"SELECT window_seconds, toUnixTimestamp(window_start), category, color, size, "
              f"price_band, region, visitor_hash FROM {db}.visitor_cells ORDER BY ALL")
     before = client.query(query).result_rows
@@ -195,7 +191,8 @@ def test_visitor_cells_upgrade_to_low_cardinality_keeps_every_row(
     assert {types[c] for c in ("category", "color", "size", "region")} == {
         "LowCardinality(String)"}
     assert client.query(query).result_rows == before
-    store.write(FlushBatch(rows=[], checkpoints=[], visitor_rows=[(*cell, [2, 4])]))
+    store.write(FlushBatch(rows=[], checkpoints=[], visitor_rows=[
+        (*cell, [2, 4], [(300, W), (3600, W - W % 3600)])]))
     hourly = client.query(
         f"SELECT uniqExact(visitor_hash) FROM {db}.visitor_cells "
         "WHERE window_seconds = 3600 AND category = {c:String}", parameters={"c": "袜子"},

@@ -159,7 +159,8 @@ def test_every_measure_equals_oracle_and_replay_is_identical(
     _produce(broker.bootstrap, products, items)
     late: list[dict[str, Any]] = []
     want = oracle.demand(
-        products, [(t, p, v) for t, p, _, v in items], horizon_ms=HORIZON_H * 3_600_000, late=late
+        products, [(t, p, v) for t, p, _, v in items], horizon_ms=HORIZON_H * 3_600_000, late=late,
+        timezone=oracle.MARKET_TZ,
     )
     n_dupes = len(items) - len({v["event_id"] for *_, v in items})
     assert n_dupes > 0.02 * len(items) and len(late) >= 40

@@ -31,7 +31,7 @@ def _messages(history: list[SimEvent]) -> list[tuple[str, bytes | None, bytes]]:
 def _expected(history: list[SimEvent]) -> dict[tuple[Any, ...], dict[str, float]]:
     products = [e.value for e in history if e.topic == "shop.products"]
     events = [(e.topic, e.value) for e in history if e.topic != "shop.products"]
-    return oracle.demand(products, events)
+    return oracle.demand(products, events, timezone=oracle.MARKET_TZ)
 
 
 def _actual(worker: Any, sizes: tuple[int, ...]) -> dict[tuple[Any, ...], dict[str, float]]:

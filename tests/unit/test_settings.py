@@ -69,26 +69,31 @@ def test_faust_config_mapping() -> None:
 def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     assert s.retention_days == {300: 35, 3600: 400} and s.retention_sku_days == 800
+    windows = ("window_start + toIntervalDay(35) WHERE window_seconds = 300, "
+               "window_start + toIntervalDay(400) WHERE window_seconds = 3600")
     assert s.retention_ttls() == {
-        "demand_state": "window_start + toIntervalDay(35) WHERE window_seconds = 300, "
-        "window_start + toIntervalDay(400) WHERE window_seconds = 3600",
-        "visitor_cells": "window_start + toIntervalDay(35) WHERE window_seconds = 300, "
-        "window_start + toIntervalDay(400) WHERE window_seconds = 3600",
+        "demand_state": windows,
+        "demand_cells": windows,
+        "visitor_cells": "window_start + toIntervalDay(35)",
         "sku_state": "hour_start + toIntervalDay(800)",
+        "sku_hours": "hour_start + toIntervalDay(800)",
         "late_events": "toDateTime(recorded_at) + toIntervalDay(30)",
     }
     monkeypatch.setenv("C2M_RETENTION_DAYS", '{"86400": 3650, "300": 0, "3600": 90}')
     monkeypatch.setenv("C2M_RETENTION_SKU_DAYS", "0")
     monkeypatch.setenv("C2M_RETENTION_LATE_DAYS", "0")
+    monkeypatch.setenv("C2M_RETENTION_VISITOR_DAYS", "0")
     s = Settings()
     assert s.retention_days == {86400: 3650, 300: 0, 3600: 90}
     # sorted by size; 0 days = no rule (kept)
+    windows = ("window_start + toIntervalDay(90) WHERE window_seconds = 3600, "
+               "window_start + toIntervalDay(3650) WHERE window_seconds = 86400")
     assert s.retention_ttls() == {
-        "demand_state": "window_start + toIntervalDay(90) WHERE window_seconds = 3600, "
-        "window_start + toIntervalDay(3650) WHERE window_seconds = 86400",
-        "visitor_cells": "window_start + toIntervalDay(90) WHERE window_seconds = 3600, "
-        "window_start + toIntervalDay(3650) WHERE window_seconds = 86400",
+        "demand_state": windows,
+        "demand_cells": windows,
+        "visitor_cells": "",
         "sku_state": "",
+        "sku_hours": "",
         "late_events": "",
     }
 
@@ -106,6 +111,9 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
         ({"C2M_RETENTION_DAYS": '{"86400": 8}'},
          "86400 s kept 8 days, but the live retention needs 9"),
         ({"C2M_RETENTION_DAYS": '{"300": -1}'}, "days >= 0"),
+        # visitor rows: refreshes of windows inside the correction horizon read them
+        ({"C2M_RETENTION_VISITOR_DAYS": "3"},
+         "visitor rows kept 3 days, but the correction horizon needs 4"),
         # restock: shipments in transit for up to 2 x 365 days (the longest lead time)
         ({"C2M_RETENTION_SKU_DAYS": "730"},
          "SKU hours kept 730 days, but restock alerts read up to 731"),
@@ -125,4 +133,5 @@ def test_retention_shorter_than_what_is_read_back_is_rejected(
 def test_retention_at_the_limits_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("C2M_RETENTION_DAYS", '{"300": 4, "3600": 16, "86400": 9}')
     monkeypatch.setenv("C2M_RETENTION_SKU_DAYS", "731")
+    monkeypatch.setenv("C2M_RETENTION_VISITOR_DAYS", "4")
     assert Settings().retention_problems() == []

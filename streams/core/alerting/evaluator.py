@@ -14,6 +14,7 @@ from streams.core.alerting.surge import (
     evaluate_surge,
     long_run_share,
 )
+from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +51,14 @@ class PreparedInputs:
 
 
 class AlertEvaluator:
-    def __init__(self, config: AlertConfig | None = None, book: AlertBook | None = None) -> None:
+    def __init__(
+        self, config: AlertConfig | None = None, book: AlertBook | None = None,
+        calendar: MarketCalendar = UTC_CALENDAR,
+    ) -> None:
         self.config = config or AlertConfig()
         self.book = book if book is not None else AlertBook(self.config.cooldown_hours)
+        #: the market's days: "the same hour yesterday" is the same local clock time
+        self.calendar = calendar
 
     def evaluate(self, hour: int, prepared: PreparedInputs) -> list[Alert]:
         """Every alert change for event-time ``hour`` (epoch s, hour start), in key order."""
@@ -74,7 +80,9 @@ class AlertEvaluator:
             product = prep.inputs.products.get(sku)
             if product is None:
                 continue
-            r = evaluate_restock(product, prep.inputs.sku_hours[sku], end, first, cfg)
+            r = evaluate_restock(
+                product, prep.inputs.sku_hours[sku], end, first, cfg, self.calendar
+            )
             if r is None:
                 continue
             out.append(
@@ -110,9 +118,10 @@ class AlertEvaluator:
                 continue
             factories = prep.factories.get(cat, ())
             share = long_run_share(
-                series, parent, hour, cfg.baseline_days, prep.siblings.get((cat, dim), 1)
+                series, parent, hour, cfg.baseline_days, prep.siblings.get((cat, dim), 1),
+                self.calendar,
             )
-            s = evaluate_surge(series, parent, share, hour, first, cfg)
+            s = evaluate_surge(series, parent, share, hour, first, cfg, self.calendar)
             if s is not None:
                 out.append(
                     Finding(
@@ -123,7 +132,7 @@ class AlertEvaluator:
                         downgrade_ok=s.downgrade_ok,
                     )
                 )
-            r = evaluate_share(series, parent, hour, first, cfg)
+            r = evaluate_share(series, parent, hour, first, cfg, self.calendar)
             if r is not None:
                 out.append(
                     Finding(

@@ -2,8 +2,10 @@
 
 For one SKU as of time T (the end of an evaluated hour):
 
-- daily demand: net units (ordered - cancelled) per 24 h day before T, over the last
-  ``history_days`` days that have data; rate = mean, sigma = sample standard deviation;
+- daily demand: net units (ordered - cancelled) per day before T, over the last
+  ``history_days`` days that have data; rate = mean, sigma = sample standard deviation.
+  A day runs from the same local clock time the day before (the market's calendar: 23 or
+  25 hours across a daylight-saving change, so days stay aligned with the shoppers' clock);
 - position: the latest stock count in the ``history_days`` before T, taken as on-hand at
   the start of its hour (see ``streams.core.inventory``: this can only understate
   stock), minus net units since, plus restock received since; in transit = restock
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 from streams.core.alerting.inputs import DAY, HOUR, Product, SkuHour
+from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +74,22 @@ class RestockFinding:
     downgrade_ok: bool  # cover clearly above the lead time: critical may drop to warning
 
 
-def daily_net(hours: dict[int, SkuHour], end_s: int, days: int, first_s: int) -> list[int]:
-    """Net units per 24 h day before ``end_s``, newest first: only whole days at or after
-    ``first_s`` (a partly observed day would understate the rate)."""
+def daily_net(
+    hours: dict[int, SkuHour], end_s: int, days: int, first_s: int,
+    cal: MarketCalendar = UTC_CALENDAR,
+) -> list[int]:
+    """Net units per local day before ``end_s`` (each from the same clock time the day
+    before), newest first: only whole days at or after ``first_s`` (a partly observed day
+    would understate the rate)."""
     out: list[int] = []
     get = hours.get
     for d in range(days):
-        hi = end_s - d * DAY
-        if hi - DAY < first_s:
+        hi = cal.same_hour_days_back(end_s, d)
+        lo = cal.same_hour_days_back(end_s, d + 1)
+        if lo < first_s:
             break
         total = 0
-        for t in range(hi - DAY, hi, HOUR):
+        for t in range(lo, hi, HOUR):
             h = get(t)
             if h is not None:
                 total += h.units - h.cancelled
@@ -90,7 +98,8 @@ def daily_net(hours: dict[int, SkuHour], end_s: int, days: int, first_s: int) ->
 
 
 def position(
-    hours: dict[int, SkuHour], end_s: int, count_s: int, transit_s: int
+    hours: dict[int, SkuHour], end_s: int, count_s: int, transit_s: int,
+    cal: MarketCalendar = UTC_CALENDAR,
 ) -> tuple[int, int] | None:
     """(on hand, in transit) at ``end_s``: on hand from the latest stock count in the
     ``count_s`` seconds before it (None without one), in transit from the restock
@@ -99,7 +108,7 @@ def position(
     anchor: int | None = None
     if hours:
         stop = max(min(hours), end_s - count_s)
-        t = (end_s - 1) // HOUR * HOUR
+        t = cal.hour(end_s - 1)
         while t >= stop:
             h = hours.get(t)
             if h is not None and 0 <= h.count_ts < end_ms:
@@ -128,13 +137,14 @@ def evaluate_restock(
     end_s: int,
     first_s: int,
     cfg: RestockConfig,
+    cal: MarketCalendar = UTC_CALENDAR,
 ) -> RestockFinding | None:
     """The restock finding for one SKU at ``end_s``; None when it cannot be judged."""
-    days = daily_net(hours, end_s, cfg.history_days, first_s)
+    days = daily_net(hours, end_s, cfg.history_days, first_s, cal)
     if len(days) < cfg.min_history_days or end_s - first_s < cfg.min_history_days * DAY:
         return None
     transit_s = int(cfg.transit_days(product.lead_time_days) * DAY)
-    pos = position(hours, end_s, cfg.history_days * DAY, transit_s)
+    pos = position(hours, end_s, cfg.history_days * DAY, transit_s, cal)
     if pos is None:
         return None
     on_hand, in_transit = pos

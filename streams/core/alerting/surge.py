@@ -5,7 +5,8 @@ key (orders, unlike units, do not jump with one buyer's pack size).
 
 Surge at hour H for key k with parent category c:
 
-- own baseline: the same hour of day on the previous ``baseline_days`` days, the plain
+- own baseline: the same local hour of day (the market's clock, ``MarketCalendar``) on the
+  previous ``baseline_days`` days, the plain
   mean blended half-and-half with an EWMA over those days (recent days weigh more), so
   the baseline knows the time of day;
 - prior: the parent's baseline (the same blend over the category) times k's long-run
@@ -30,7 +31,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from streams.core.alerting.inputs import DAY, HOUR, CumSeries
+from streams.core.alerting.inputs import HOUR, CumSeries
+from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +64,13 @@ class SurgeFinding:
     downgrade_ok: bool = True
 
 
-def _same_hour(series: CumSeries, hour: int, days: int, first: int) -> list[int]:
-    """Values at the same hour on previous days, oldest first (only days with data)."""
+def _same_hour(
+    series: CumSeries, hour: int, days: int, first: int, cal: MarketCalendar
+) -> list[int]:
+    """Values at the same local hour on previous days, oldest first (only days with data)."""
     out = []
     for d in range(days, 0, -1):
-        t = hour - d * DAY
+        t = cal.same_hour_days_back(hour, d)
         if t >= first:
             out.append(series.get(t, 0))
     return out
@@ -89,12 +93,13 @@ def evaluate_surge(
     hour: int,
     first: int,
     cfg: SurgeConfig,
+    cal: MarketCalendar = UTC_CALENDAR,
 ) -> SurgeFinding | None:
     """Surge finding for one key at ``hour``; None without a day of history."""
-    hist = _same_hour(series, hour, cfg.baseline_days, first)
+    hist = _same_hour(series, hour, cfg.baseline_days, first, cal)
     if not hist:
         return None
-    parent_hist = _same_hour(parent, hour, cfg.baseline_days, first)
+    parent_hist = _same_hour(parent, hour, cfg.baseline_days, first, cal)
     own = blended(hist, cfg.ewma_alpha)
     prior = blended(parent_hist, cfg.ewma_alpha) * share
     n = float(sum(hist))
@@ -110,10 +115,11 @@ def evaluate_surge(
 
 
 def long_run_share(
-    series: CumSeries, parent: CumSeries, hour: int, days: int, siblings: int
+    series: CumSeries, parent: CumSeries, hour: int, days: int, siblings: int,
+    cal: MarketCalendar = UTC_CALENDAR,
 ) -> float:
-    """k's Laplace-smoothed share of the parent over the ``days`` days before ``hour``."""
-    lo = hour - days * DAY
+    """k's Laplace-smoothed share of the parent over the ``days`` local days before ``hour``."""
+    lo = cal.same_hour_days_back(hour, days)
     own = series.sum(lo, hour)
     total = parent.sum(lo, hour)
     return (own + 1.0) / (total + max(siblings, 1))
@@ -125,11 +131,12 @@ def evaluate_share(
     hour: int,
     first: int,
     cfg: SurgeConfig,
+    cal: MarketCalendar = UTC_CALENDAR,
 ) -> SurgeFinding | None:
-    """Rising-share finding at ``hour`` (window: the 24 h ending with it)."""
-    now_lo = hour + HOUR - DAY
-    base_lo = max(now_lo - (cfg.baseline_days - 1) * DAY, first)
-    if now_lo - base_lo < DAY:
+    """Rising-share finding at ``hour`` (window: the local day ending with it)."""
+    now_lo = cal.same_hour_days_back(hour + HOUR, 1)
+    base_lo = max(cal.same_hour_days_back(hour + HOUR, cfg.baseline_days), first)
+    if base_lo > cal.same_hour_days_back(now_lo, 1):
         return None
     x_now = series.sum(now_lo, hour + HOUR)
     n_now = parent.sum(now_lo, hour + HOUR)

@@ -1,0 +1,425 @@
+"""``python -m bench.read``: the read path. Every ClickHouse query a user can trigger, timed
+on D days of history, and the bytes each table holds per million events.
+
+    python -m bench.read                      # D = 1, 7 and 30 at 1,000,000 events a day
+    python -m bench.read --days 1 --events-per-day 20000 --repeats 2   # what CI runs
+
+For each D, in a child process (chDB opens one engine path per process):
+
+1. build D days of simulated history ending at the current hour (so retention keeps it):
+   the seeded simulator with a realistic catalog (--skus 4000, --shops 100, --regions 30),
+   keyed into 4 partitions per topic as a producer would, applied by the real engine and
+   written by the real store (``DemandStore.write``: state rows, serving tables,
+   checkpoints), a flush every --flush-events events (not through Kafka: the write path
+   has its own benchmark, ``python -m bench``). Then the real alert service evaluates
+   every finished hour (alerts and progress as a worker stores them). The database is
+   cached under --workdir by its parameters and reused by later runs;
+2. wait for ClickHouse's background merges to settle, then run every query --repeats
+   times and print p50 and p95 (ms): every ClickHouse panel of both Grafana dashboards
+   (template variables and the plugin's macros expanded as the plugin does) for the last
+   6 h, 24 h, 7 d and 30 d and two variable settings, the dashboard's category variable,
+   every ``/api/view/*`` call the web page makes (and their sum: the page), ``/api/alerts``,
+   ``/api/brief`` and ``c2m brief`` (one query, ``AlertStore.brief``),
+   ``c2m.production_brief`` as a plain SELECT, the alert service's input load for one hour,
+   a plain SELECT of one local day of ``demand_by_attribute``, and the demo's live table;
+3. print the compressed bytes of every table per million events.
+
+Results go to bench/RESULTS.md by hand, with the date and commit. Not a timed test: CI
+runs it once at a tiny size (tests/integration/test_bench_smoke.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
+RANGES = {"6h": (6 * 3600, 20), "24h": (86_400, 60), "7d": (7 * 86_400, 600),
+          "30d": (30 * 86_400, 1800)}  # range, Grafana's auto interval for ~1,000 points
+PARTITIONS = 4
+#: simulated events per order at the default mix (page views, logistics, stock counts)
+EVENTS_PER_ORDER_HOUR = 536
+
+
+# ---------------------------------------------------------------- Grafana macros
+def expand(sql: str, frm_s: int, to_s: int, interval_s: int, variables: dict[str, str]) -> str:
+    """Grafana's template variables, then the ClickHouse plugin's macros (pkg/macros/
+    macros.go of grafana-clickhouse-datasource: ``$__timeFilter(c)`` -> ``c >=
+    toDateTime(from) AND c <= toDateTime(to)``, ``$__timeInterval(c)`` ->
+    ``toStartOfInterval(toDateTime(c), INTERVAL n second)``, ...)."""
+
+    def var(m: re.Match[str]) -> str:
+        name, fmt = m.group(1) or m.group(3), m.group(2)
+        value = variables[name]
+        if fmt == "sqlstring":
+            return "'" + value.replace("'", "''") + "'"
+        if fmt is not None:
+            raise ValueError(f"variable format {fmt} not handled")
+        return value
+
+    sql = re.sub(r"\$\{(\w+)(?::(\w+))?\}|\$(?!__)(\w+)", var, sql)
+    ms = (frm_s * 1000, to_s * 1000)
+    macros: dict[str, Callable[[str], str]] = {
+        r"\$__timeFilter_ms\(([^)]+)\)": lambda c: (
+            f"{c} >= fromUnixTimestamp64Milli({ms[0]}) AND {c} <= fromUnixTimestamp64Milli({ms[1]})"
+        ),
+        r"\$__timeFilter\(([^)]+)\)": lambda c: (
+            f"{c} >= toDateTime({frm_s}) AND {c} <= toDateTime({to_s})"
+        ),
+        r"\$__timeInterval_ms\(([^)]+)\)": lambda c: (
+            f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {interval_s * 1000} millisecond)"
+        ),
+        r"\$__timeInterval\(([^)]+)\)": lambda c: (
+            f"toStartOfInterval(toDateTime({c}), INTERVAL {interval_s} second)"
+        ),
+    }
+    for pattern, fn in macros.items():
+        sql = re.sub(pattern, lambda m, fn=fn: fn(m.group(1).strip()), sql)
+    sql = (
+        sql.replace("$__fromTime_ms", f"fromUnixTimestamp64Milli({ms[0]})")
+        .replace("$__toTime_ms", f"fromUnixTimestamp64Milli({ms[1]})")
+        .replace("$__fromTime", f"toDateTime({frm_s})")
+        .replace("$__toTime", f"toDateTime({to_s})")
+        .replace("$__interval_s", str(interval_s))
+    )
+    if "$" in sql:
+        raise ValueError(f"unexpanded macro or variable in:\n{sql}")
+    return sql
+
+
+def grafana_queries() -> list[tuple[str, str, str]]:
+    """(dashboard, panel title, raw SQL) of every ClickHouse panel, plus the variables."""
+    out = []
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text(encoding="utf-8"))
+        for panel in board["panels"]:
+            for t in panel.get("targets", []):
+                if t["datasource"]["type"] == "grafana-clickhouse-datasource":
+                    out.append((board["title"], panel["title"], t["rawSql"]))
+        for v in board.get("templating", {}).get("list", []):
+            if v.get("type") == "query":
+                out.append((board["title"], f"variable ${v['name']}", v["query"]))
+    return out
+
+
+# ---------------------------------------------------------------- history
+def build(db_dir: Path, days: float, events_per_day: int, skus: int, shops: int, regions: int,
+          seed: int, flush_events: int, end_ms: int) -> dict[str, Any]:
+    from streams.app import open_store
+    from streams.clickhouse.client import connect
+    from streams.core.catalog import Catalog
+    from streams.core.engine import DemandEngine, Record
+    from streams.core.pricebands import PriceBands
+    from streams.settings import Settings
+    from streams.sim.model import HOUR_MS, ShopSimulator
+
+    settings = Settings(data_dir=db_dir)
+    client = connect(settings)
+    store = open_store(client, settings)
+    engine = DemandEngine(settings.engine_config(), Catalog(PriceBands(settings.price_band_edges)))
+    start_ms = end_ms - int(days * 86_400_000)
+    sim = ShopSimulator(seed, start_ms, n_shops=shops, n_skus=skus, n_regions=regions,
+                        orders_per_hour=events_per_day / EVENTS_PER_ORDER_HOUR)
+    offsets: dict[tuple[str, int], int] = defaultdict(int)
+
+    def record(topic: str, key: str, value: dict[str, Any], ts_ms: int) -> Record:
+        part = 0 if topic == "shop.products" else zlib.crc32(key.encode()) % PARTITIONS
+        off = offsets[(topic, part)]
+        offsets[(topic, part)] = off + 1
+        return Record(topic, part, off, ts_ms, key.encode(), orjson.dumps(value))
+
+    for ev in sim.catalog():
+        if engine.apply_product(record(ev.topic, ev.key, ev.value, ev.ts_ms)) is not None:
+            raise RuntimeError("the simulator's catalog was rejected")
+    n = flushes = 0
+    write_s = 0.0
+    t0 = time.perf_counter()
+    pending = []
+
+    def flush() -> None:
+        nonlocal n, flushes, write_s, pending
+        outcome = engine.process(pending)
+        n += len(pending)
+        pending = []
+        batch = engine.flush_batch()
+        a = time.perf_counter()
+        store.write(batch, outcome.late, engine.config.allowed_lateness_ms)
+        write_s += time.perf_counter() - a
+        engine.flushed(batch)
+        flushes += 1
+
+    hours = int(days * 24)
+    for h in range(hours):
+        for ev in sim.events(start_ms + (h + 1) * HOUR_MS):
+            pending.append(record(ev.topic, ev.key, ev.value, ev.ts_ms))
+            if len(pending) >= flush_events:
+                flush()
+        if h % 24 == 23 or h == hours - 1:
+            print(f"  day {(h + 1) / 24:.0f}: {n:,} events, {time.perf_counter() - t0:.0f} s "
+                  f"({write_s:.0f} s in ClickHouse writes)", file=sys.stderr, flush=True)
+    if pending:
+        flush()
+    build_s = time.perf_counter() - t0
+    alerts_s = evaluate_alerts(client, settings)
+    return {"events": n, "flushes": flushes, "build_s": round(build_s, 1),
+            "write_s": round(write_s, 1), "alerts_s": round(alerts_s, 1)}
+
+
+def evaluate_alerts(client: Any, settings: Any) -> float:
+    """The real alert service over every finished hour (messages are not published)."""
+    from streams.alerting import AlertService
+    from streams.clickhouse.alerts import AlertStore
+
+    async def publish(topic: str, key: bytes, value: bytes) -> Any:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def io(fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
+
+    async def run() -> None:
+        service = AlertService(AlertStore(client, settings.clickhouse_database), publish, io,
+                               settings.alert_config(), idle_wall_s=0,
+                               calendar=settings.calendar())
+        while await service.tick():
+            pass
+
+    t0 = time.perf_counter()
+    asyncio.run(run())
+    return time.perf_counter() - t0
+
+
+def settle(client: Any, timeout_s: float = 120) -> None:
+    """Wait until ClickHouse has no merge or mutation running (as on a database that has
+    been serving for a while)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        busy = client.query(
+            "SELECT (SELECT count() FROM system.merges) + "
+            "(SELECT count() FROM system.mutations WHERE NOT is_done)").result_rows[0][0]
+        if not busy:
+            return
+        time.sleep(1)
+
+
+# ---------------------------------------------------------------- queries
+def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any]]:
+    """name -> a call that runs one user-triggerable query."""
+    from streams.clickhouse.alerts import AlertStore
+    from streams.clickhouse.store import DemandStore
+    from streams.clickhouse.views import run_view
+    from streams.core.alerting.inputs import DAY, HOUR
+
+    alerts = AlertStore(client, db)
+    top_cat = client.query(
+        f"SELECT category FROM {db}.demand_cells WHERE window_seconds = 86400 "  # noqa: S608
+        "GROUP BY category ORDER BY sum(units) DESC LIMIT 1").result_rows[0][0]
+    factory = client.query(
+        f"SELECT factory_id FROM {db}.products_current GROUP BY factory_id "  # noqa: S608
+        "ORDER BY count() DESC LIMIT 1").result_rows[0][0]
+    q: dict[str, Callable[[], Any]] = {}
+    settings = {"A": {"window": "3600", "category": "__all"},
+                "B": {"window": "300", "category": top_cat}}
+    for board, title, raw in grafana_queries():
+        raw = raw.replace("c2m.", f"{db}.")
+        if "$" not in raw:  # no range, no variable: one query
+            q[f"grafana {board}: {title}"] = lambda sql=raw: client.query(sql).result_rows
+            continue
+        for rname, (span, interval) in RANGES.items():
+            for vname, variables in settings.items():
+                sql = expand(raw, end_s - span, end_s, interval, variables)
+                q[f"grafana {board}: {title} [{rname}, {vname}]"] = (
+                    lambda sql=sql: client.query(sql).result_rows)
+    page = []
+    for view, args in [("summary", {"horizon": "24h"}),
+                       ("breakdown", {"dim": "color", "horizon": "24h", "limit": "10"}),
+                       ("breakdown", {"dim": "size", "horizon": "24h", "limit": "10"}),
+                       ("breakdown", {"dim": "price_band", "horizon": "24h", "limit": "10"}),
+                       ("series", {"dim": "color", "window": "3600", "points": "24", "top": "5"}),
+                       ("alerts", {"limit": "20"}),
+                       ("brief", {"days": "14", "run_days": "30"}),
+                       ("rolling", {"limit": "15"})]:
+        name = f"/api/view/{view}?" + "&".join(f"{k}={v}" for k, v in args.items())
+
+        def call(view: str = view, args: dict[str, str] = args) -> Any:
+            return run_view(client, db, view, args)
+
+        q[name] = call
+        page.append(call)
+    for h in ("1h", "7d"):
+        q[f"/api/view/summary?horizon={h}"] = lambda h=h: run_view(client, db, "summary",
+                                                                   {"horizon": h})
+    q["web view page (all its API calls)"] = lambda: [c() for c in page]
+    q["/api/alerts?factory=F"] = lambda: alerts.alerts(factory)
+    q["/api/alerts (all)"] = lambda: alerts.alerts("")
+    q["/api/brief, c2m brief (category, 14 d, run 30 d)"] = lambda: alerts.brief(
+        top_cat, "", 14, 30)
+    q["/api/brief for one factory"] = lambda: alerts.brief(top_cat, factory, 14, 30)
+    q["c2m.production_brief (plain SELECT *)"] = lambda: client.query(
+        f"SELECT * FROM {db}.production_brief(days=14, run_days=30, factory='')"  # noqa: S608
+    ).result_rows
+    hour = end_s - end_s % HOUR - 2 * HOUR
+
+    def alert_inputs() -> Any:
+        alerts.partition_progress()
+        alerts.first_hour()
+        lead = alerts.max_lead_time_days()
+        return alerts.load_inputs(hour - 14 * DAY, hour + HOUR, hour + HOUR - 2 * lead * DAY)
+
+    q["alert service: input load for one hour"] = alert_inputs
+    q["alert service: current alerts (book reload)"] = alerts.current_alerts
+    day = client.query(
+        f"SELECT max(window_start) FROM {db}.demand_cells WHERE window_seconds = 86400 "  # noqa: S608
+        "AND window_end <= toDateTime({e:Int64})", parameters={"e": end_s}).result_rows[0][0]
+    q["plain SELECT of one local day (demand_by_attribute)"] = lambda: client.query(
+        f"SELECT * FROM {db}.demand_by_attribute WHERE window_seconds = 86400 "  # noqa: S608
+        "AND window_start = {d:DateTime}", parameters={"d": day}).result_rows
+    store = DemandStore(client, db)
+    q["demo live table (top cells of the newest 5-minute window)"] = lambda: store.top_cells(
+        300, 8)
+    return q
+
+
+def time_queries(queries: dict[str, Callable[[], Any]], repeats: int) -> dict[str, Any]:
+    out = {}
+    for name, fn in queries.items():
+        fn()  # first run: warm caches (a dashboard is opened more than once a day)
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1000)
+        ts.sort()
+        p95 = ts[min(len(ts) - 1, round(0.95 * (len(ts) - 1)))]
+        out[name] = {"p50_ms": round(statistics.median(ts), 1), "p95_ms": round(p95, 1)}
+        print(f"  {out[name]['p50_ms']:9.1f} {out[name]['p95_ms']:9.1f}  {name}",
+              file=sys.stderr, flush=True)
+    return out
+
+
+def storage(client: Any, db: str, events: int) -> dict[str, Any]:
+    rows = client.query(
+        "SELECT table, sum(rows), sum(data_compressed_bytes), sum(data_uncompressed_bytes) "
+        "FROM system.parts WHERE database = {d:String} AND active GROUP BY table "
+        "ORDER BY table", parameters={"d": db}).result_rows
+    per = events / 1e6
+    return {t: {"rows_per_event": round(r / max(events, 1), 3),
+                "compressed_bytes_per_million_events": round(c / per),
+                "uncompressed_bytes_per_million_events": round(u / per)}
+            for t, r, c, u in rows}
+
+
+# ---------------------------------------------------------------- child and main
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    from streams.clickhouse.client import connect
+    from streams.settings import Settings
+
+    days = args.days[0]
+    key = (f"d{days}-e{args.events_per_day}-k{args.skus}-s{args.shops}-r{args.regions}"
+           f"-x{args.seed}-f{args.flush_events}")
+    db_dir = Path(args.workdir) / key
+    meta_path = db_dir / "bench-read.json"
+    if meta_path.exists() and not args.rebuild:
+        meta = json.loads(meta_path.read_text())
+        print(f"D = {days}: reusing {db_dir}", file=sys.stderr)
+    else:
+        if db_dir.exists():
+            import shutil
+
+            shutil.rmtree(db_dir)
+        db_dir.mkdir(parents=True)
+        end_ms = int(time.time() * 1000) // 3_600_000 * 3_600_000
+        print(f"D = {days}: building {db_dir}", file=sys.stderr)
+        meta = build(db_dir, days, args.events_per_day, args.skus, args.shops, args.regions,
+                     args.seed, args.flush_events, end_ms)
+        meta["end_s"] = end_ms // 1000
+        meta_path.write_text(json.dumps(meta))
+    settings = Settings(data_dir=db_dir)
+    client = connect(settings)
+    settle(client)
+    db = settings.clickhouse_database
+    results = time_queries(user_queries(client, db, meta["end_s"]), args.repeats)
+    return {"days": days, "build": meta, "queries": results,
+            "storage": storage(client, db, meta["events"])}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--days", type=float, nargs="+", default=[1, 7, 30])
+    p.add_argument("--events-per-day", type=int, default=1_000_000)
+    p.add_argument("--skus", type=int, default=4000)
+    p.add_argument("--shops", type=int, default=100)
+    p.add_argument("--regions", type=int, default=30)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--flush-events", type=int, default=5000)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--workdir", default=str(ROOT / ".bench-read"))
+    p.add_argument("--rebuild", action="store_true", help="ignore a cached database")
+    p.add_argument("--json", help="write all results to this file")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(child(args)))
+        return
+    results = []
+    for d in args.days:
+        cmd = [sys.executable, "-m", "bench.read", "--child", "--days", str(d)]
+        for opt in ("events_per_day", "skus", "shops", "regions", "seed", "flush_events",
+                    "repeats", "workdir"):
+            cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
+        if args.rebuild:
+            cmd.append("--rebuild")
+        out = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, check=True, text=True)
+        results.append(json.loads(out.stdout))
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, ensure_ascii=False))
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    days = [r["days"] for r in results]
+    print("\nbuild: " + "; ".join(
+        f"D={r['days']:g}: {r['build']['events']:,} events, {r['build']['flushes']} flushes, "
+        f"{r['build']['build_s']} s ({r['build']['write_s']} s writes), alerts "
+        f"{r['build']['alerts_s']} s" for r in results))
+    head = " | ".join(f"D={d:g} p50 / p95 ms" for d in days)
+    ratio = f" | p95 D={days[-1]:g} / D={days[0]:g}" if len(days) > 1 else ""
+    print(f"\n| query | {head}{ratio} |\n|---|" + "---|" * (len(days) + (1 if ratio else 0)))
+    for name in results[0]["queries"]:
+        cells = [f"{r['queries'][name]['p50_ms']:.0f} / {r['queries'][name]['p95_ms']:.0f}"
+                 for r in results]
+        line = f"| {name} | " + " | ".join(cells)
+        if ratio:
+            first = results[0]["queries"][name]["p95_ms"]
+            last = results[-1]["queries"][name]["p95_ms"]
+            line += f" | {last / max(first, 0.1):.2f}"
+        print(line + " |")
+    print("\n| table | " + " | ".join(f"D={d:g} bytes / 1M events (rows / event)"
+                                       for d in days) + " |\n|---|" + "---|" * len(days))
+    tables = sorted({t for r in results for t in r["storage"]})
+    for t in tables:
+        cells = []
+        for r in results:
+            s = r["storage"].get(t)
+            cells.append("-" if s is None else
+                         f"{s['compressed_bytes_per_million_events']:,} ({s['rows_per_event']})")
+        print(f"| {t} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

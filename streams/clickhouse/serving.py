@@ -1,0 +1,228 @@
+"""The serving tables: final numbers kept up to date at write time, so that every read is
+bounded by the time range it asks for, not by the history held.
+
+Workers write *per source partition*, versioned, absolute values (``demand_state``,
+``sku_state``): exactly-once and restorable, but a reader of final numbers would have to
+take the newest version of every (cell, partition) and sum over partitions, over all the
+history it touches. So whoever writes those rows also *refreshes* the final rows of what
+it wrote, in the same flush, before the checkpoint:
+
+- ``demand_cells``: one row per (window, cell) after merges, the sum over partitions of
+  each partition's newest version, plus ``unique_visitors`` (``uniqExact`` over
+  ``visitor_cells``) and the window's end in the market's time zone;
+- ``sku_hours``: one row per (hour, SKU), the same for the SKU counters (the stock count
+  of the hour is the latest over partitions).
+
+Both are ``ReplacingMergeTree(version)`` where ``version`` is the *sum over partitions of
+the newest version read*. Every partition's newest version only grows, so a refresh that
+read later state has a version at least as high: two writers refreshing the same cell at
+once (workers writing their own partitions to one ClickHouse server) leave the row of the
+one that saw both flushes (each refresh starts after its own insert returned, so at least
+one of the two reads both). Equal versions mean the same rows were read. Readers use
+``FINAL`` (or the views ``demand_by_attribute``, ``sku_hourly``), with the primary key
+pruning the time range.
+
+Crash safety: the refresh runs after the flush's rows and before its checkpoint. A crash in
+between leaves rows above the last checkpoint; the restarted worker reprocesses from the
+checkpoint, rewrites those cells (same values, as before) and refreshes them again.
+
+Only the cells of the flush are refreshed: the flush's rows are found by their (partition,
+version) within the windows (hours) they touch, which the primary key narrows down.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.core.calendar import MarketCalendar
+from streams.core.demand import MEASURES
+
+#: The key of a cell, in the primary-key order of demand_state and demand_cells.
+CELL_KEY = "window_seconds, window_start, category, color, size, price_band, region"
+SKU_COUNTERS = (
+    "orders", "units", "cancelled_units", "returned_units", "pageviews", "restock_shipped",
+    "restock_received",
+)
+CELL_COLUMNS = [
+    "window_seconds", "window_start", "window_end", "category", "color", "size", "price_band",
+    "region", *MEASURES, "unique_visitors", "version",
+]
+SKU_COLUMNS = [
+    "hour_start", "sku", *SKU_COUNTERS, "count_ts", "count_on_hand", "version",
+]
+
+
+def _cells_select(db: str, where: str, end: str, end_join: str = "") -> str:
+    """Final cells for the demand_state rows matching ``where`` (over whole cells)."""
+    newest = ", ".join(f"argMax({m}, version) AS p_{m}" for m in MEASURES)
+    summed = ", ".join(f"sum(p_{m}) AS {m}" for m in MEASURES)
+    return f"""
+SELECT c.window_seconds, c.window_start, {end} AS window_end, c.category, c.color, c.size,
+       c.price_band, c.region, {', '.join(f'c.{m}' for m in MEASURES)},
+       v.unique_visitors, c.version
+FROM
+(
+    SELECT {CELL_KEY}, {summed}, sum(p_version) AS version
+    FROM
+    (
+        SELECT {CELL_KEY}, source_topic, source_partition, {newest},
+               max(version) AS p_version
+        FROM {db}.demand_state
+        WHERE {where}
+        GROUP BY {CELL_KEY}, source_topic, source_partition
+    )
+    GROUP BY {CELL_KEY}
+) AS c
+LEFT JOIN
+(
+    SELECT {CELL_KEY}, uniqExact(visitor_hash) AS unique_visitors
+    FROM {db}.visitor_cells
+    WHERE {where}
+    GROUP BY {CELL_KEY}
+) AS v USING ({CELL_KEY})
+{end_join}
+SETTINGS join_use_nulls = 0
+"""  # noqa: S608 - identifiers and constant SQL only
+
+
+def _sku_select(db: str, where: str) -> str:
+    newest = ", ".join(f"argMax({m}, version) AS p_{m}" for m in (
+        *SKU_COUNTERS, "count_ts", "count_on_hand"))
+    summed = ", ".join(f"sum(p_{m})" for m in SKU_COUNTERS)
+    return f"""
+SELECT hour_start, sku, {summed}, max(p_count_ts),
+       argMax(p_count_on_hand, (p_count_ts, p_count_on_hand)), sum(p_version)
+FROM
+(
+    SELECT hour_start, sku, source_topic, source_partition, {newest}, max(version) AS p_version
+    FROM {db}.sku_state
+    WHERE {where}
+    GROUP BY hour_start, sku, source_topic, source_partition
+)
+GROUP BY hour_start, sku
+"""  # noqa: S608 - identifiers and constant SQL only
+
+
+def refresh_cells_sql(db: str) -> str:
+    """INSERT of the final rows of the cells a flush wrote. Parameters: ``w`` the windows
+    it touched (size, start), ``b`` those with their ends, ``v`` its (topic, partition,
+    version) triples."""
+    # the cells are matched by a 64-bit hash of their key (a set of integers is much
+    # cheaper than one of 7-tuples); a collision only refreshes one cell more
+    flushed = (
+        f"SELECT cityHash64({CELL_KEY}) FROM {db}.demand_state "  # noqa: S608
+        "WHERE (window_seconds, window_start) IN {w:Array(Tuple(UInt32, DateTime))} "
+        "AND (source_topic, source_partition, version) IN "
+        "{v:Array(Tuple(String, UInt16, UInt64))}"
+    )
+    where = (
+        "(window_seconds, window_start) IN {w:Array(Tuple(UInt32, DateTime))} "
+        f"AND cityHash64({CELL_KEY}) IN ({flushed})"
+    )
+    ends = (
+        "INNER JOIN (SELECT b.1 AS window_seconds, b.2 AS window_start, b.3 AS end "
+        "FROM (SELECT arrayJoin({b:Array(Tuple(UInt32, DateTime, DateTime))}) AS b)) AS e "
+        "ON c.window_seconds = e.window_seconds AND c.window_start = e.window_start"
+    )
+    return (f"INSERT INTO {db}.demand_cells ({', '.join(CELL_COLUMNS)})"
+            + _cells_select(db, where, "e.end", ends))
+
+
+def refresh_sku_sql(db: str) -> str:
+    """INSERT of the final rows of the SKU hours a flush wrote. Parameters: ``h`` the hours
+    it touched, ``v`` its (topic, partition, version) triples."""
+    flushed = (
+        f"SELECT cityHash64(hour_start, sku) FROM {db}.sku_state "  # noqa: S608
+        "WHERE hour_start IN {h:Array(DateTime)} "
+        "AND (source_topic, source_partition, version) IN "
+        "{v:Array(Tuple(String, UInt16, UInt64))}"
+    )
+    where = (
+        "hour_start IN {h:Array(DateTime)} "
+        f"AND cityHash64(hour_start, sku) IN ({flushed})"
+    )
+    return f"INSERT INTO {db}.sku_hours ({', '.join(SKU_COLUMNS)})" + _sku_select(db, where)
+
+
+def window_end_sql(tz: str) -> str:
+    """A window's end from its size and start, in SQL: what ``MarketCalendar.end_of``
+    gives (the refresh passes the calendar's ends; a rebuild, which has no engine, uses
+    this; tests check that both agree across daylight-saving changes). ``tz`` is a
+    validated zone name: a day ends at the next local midnight, a shorter window at its
+    size or at that midnight, whichever is first."""
+    if not re.fullmatch(r"[A-Za-z0-9_+\-/]+", tz):
+        raise ValueError(f"bad time zone name {tz!r}")
+    local = f"toTimeZone(c.window_start, '{tz}')"
+    return (
+        f"if(c.window_seconds >= 86400, "
+        f"toStartOfDay({local}) + toIntervalDay(intDiv(c.window_seconds, 86400)), "
+        f"least(c.window_start + c.window_seconds, toStartOfDay({local}) + toIntervalDay(1)))"
+    )
+
+
+def rebuild_cells_sql(db: str, tz: str) -> str:
+    """INSERT of the final rows of every cell of one month (parameter ``m``: YYYYMM of the
+    window start in UTC): fills ``demand_cells`` from ``demand_state`` (the upgrade of a
+    database from before the serving tables, ``c2m db rebuild-serving``, tests)."""
+    return (f"INSERT INTO {db}.demand_cells ({', '.join(CELL_COLUMNS)})"
+            + _cells_select(db, "toYYYYMM(window_start, 'UTC') = {m:UInt32}",
+                            window_end_sql(tz)))
+
+
+def rebuild_sku_sql(db: str) -> str:
+    """INSERT of the final rows of every SKU hour of one month (parameter ``m``)."""
+    return (f"INSERT INTO {db}.sku_hours ({', '.join(SKU_COLUMNS)})"
+            + _sku_select(db, "toYYYYMM(hour_start, 'UTC') = {m:UInt32}"))
+
+
+def _dt(s: int) -> datetime:
+    return datetime.fromtimestamp(s, UTC)
+
+
+def flush_refresh_params(
+    rows: Sequence[Sequence[Any]], sku_rows: Sequence[Sequence[Any]],
+    calendar: MarketCalendar,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The parameters of ``refresh_cells_sql`` and ``refresh_sku_sql`` for a flush's
+    demand_state and sku_state rows (None: nothing to refresh)."""
+    cells = None
+    if rows:
+        windows = sorted({(r[2], r[3]) for r in rows})
+        versions = sorted({(r[0], r[1], r[-1]) for r in rows})
+        cells = {
+            "w": [(s, _dt(t)) for s, t in windows],
+            "b": [(s, _dt(t), _dt(calendar.end_of(s, t))) for s, t in windows],
+            "v": versions,
+        }
+    skus = None
+    if sku_rows:
+        skus = {
+            "h": [_dt(h) for h in sorted({r[3] for r in sku_rows})],
+            "v": sorted({(r[0], r[1], r[-1]) for r in sku_rows}),
+        }
+    return cells, skus
+
+
+def months(client: Any, db: str, table: str) -> list[int]:
+    """The monthly partitions (YYYYMM) ``table`` holds rows in, from its active parts."""
+    rows = client.query(
+        "SELECT DISTINCT partition FROM system.parts WHERE database = {d:String} "
+        "AND table = {t:String} AND active ORDER BY partition",
+        parameters={"d": db, "t": table},
+    ).result_rows
+    return [int(r[0]) for r in rows if str(r[0]).isdigit()]
+
+
+def rebuild(client: Any, db: str, tz: str) -> None:
+    """Recompute every serving row from the per-partition state tables, month by month
+    (bounded memory). Safe to run at any time: a rebuilt row has the same version as the
+    refreshed one it equals, and a newer refresh keeps winning."""
+    cells = rebuild_cells_sql(db, tz)
+    for month in months(client, db, "demand_state"):
+        client.command(cells, parameters={"m": month})
+    skus = rebuild_sku_sql(db)
+    for month in months(client, db, "sku_state"):
+        client.command(skus, parameters={"m": month})
