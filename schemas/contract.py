@@ -4,6 +4,7 @@
 ``ContractViolation`` carrying a stable reason code and a short, value-free detail.
 Reason codes (stable, used in the dead-letter topic and in metrics):
 
+- ``tombstone``: a null value; only the compacted catalog topic takes those (a delete)
 - ``too_large``: message bigger than the configured limit (checked before parsing)
 - ``invalid_json``: not UTF-8 JSON (including lone surrogates, NaN literals, deep nesting)
 - ``not_object``: JSON, but not an object
@@ -93,7 +94,7 @@ def _classify(exc: ValidationError) -> ContractViolation:
 def decode(topic: str, raw: bytes | None, max_bytes: int = 1_048_576) -> Any:
     """Validate one message of ``topic``; return the event model or raise ContractViolation."""
     if raw is None:
-        raise ContractViolation("invalid_json", "empty message (tombstone)")
+        raise ContractViolation("tombstone", "a null value (tombstone) on a topic of events")
     if len(raw) > max_bytes:
         raise ContractViolation("too_large", f"{len(raw)} bytes > limit {max_bytes}")
     adapter = ADAPTERS.get(topic)

@@ -106,6 +106,9 @@ def faust_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
         "web_bind": settings.web_host,
         "datadir": str(settings.data_dir / "faust"),
         "producer_acks": -1,
+        "producer_compression_type": (
+            None if settings.kafka_compression == "none" else settings.kafka_compression
+        ),
     }
 
 
@@ -148,7 +151,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     sink: Sink | None = None
     if settings.sink == "kafka":
         sink = KafkaSink(
-            bootstrap, settings.writer_url, client_config=settings.kafka_client_config(),
+            bootstrap, settings.writer_url, client_config=settings.kafka_producer_config(),
             fault_file=settings.clickhouse_fault_file,
         )
     else:

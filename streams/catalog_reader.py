@@ -79,6 +79,8 @@ class CatalogReader:
                         rejected = self.engine.apply_product(rec)
                         if rejected is not None:
                             await self.on_rejected(rejected)
+                        elif m.value is None:
+                            metrics.CATALOG_TOMBSTONES.inc()
                         else:
                             self.applied += 1
                     if msgs and tp in pending and msgs[-1].offset + 1 >= ends[tp]:

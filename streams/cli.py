@@ -132,7 +132,7 @@ def simulate(rate: float, duration: float, seed: int, speed: float, forever: boo
         run_simulation(
             s.kafka_bootstrap, seed=seed, rate=rate, duration_s=None if forever else duration,
             speed=speed,
-            producer_config=s.kafka_client_config(),
+            producer_config=s.kafka_producer_config(),
             sim_options={"orders_per_hour": orders_per_hour_for(rate, speed)},
         )
     )

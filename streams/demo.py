@@ -149,7 +149,7 @@ def run_demo(
 
     async def simulator(pulse: PulseApp) -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=pulse.bootstrap, **settings.kafka_client_config()
+            bootstrap_servers=pulse.bootstrap, **settings.kafka_producer_config()
         )
         await producer.start()
         try:
@@ -159,7 +159,7 @@ def run_demo(
             await producer.stop()
         result["produced"] = await run_simulation(
             pulse.bootstrap, seed=seed, rate=sim_rate, duration_s=None, speed=sim_speed,
-            start_ms=start_ms, producer_config=settings.kafka_client_config(),
+            start_ms=start_ms, producer_config=settings.kafka_producer_config(),
             sim_options=sim_options,
         )
 

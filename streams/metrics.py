@@ -26,6 +26,10 @@ UNKNOWN_SKU_LINES = Counter(
     "c2m_unknown_sku_lines_total", "Demand lines whose SKU is missing from the catalog", ["topic"]
 )
 CATALOG_PRODUCTS = Gauge("c2m_catalog_products", "SKUs known to the catalog")
+CATALOG_TOMBSTONES = Counter(
+    "c2m_catalog_tombstones_total",
+    "Tombstones (null values) read on the catalog topic: each deletes its product",
+)
 BATCH_SIZE = Histogram(
     "c2m_batch_size_events", "Events per processed batch",
     buckets=(1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000),

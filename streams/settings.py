@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "lz4", description="Compression of what c2m-pulse produces (dead letters, alerts, "
+        "c2m.sink, the simulator); every codec is read whatever this says"
+    )
     topic_partitions: int = Field(4, ge=1, le=1024, description="Partitions of created topics")
     rebalance_timeout_seconds: float = Field(
         5.0, gt=0, description="Consumer group rebalance timeout (small for Tansu)"
@@ -311,6 +315,11 @@ class Settings(BaseSettings):
                 self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
             )
         return cfg
+
+    def kafka_producer_config(self) -> dict[str, Any]:
+        """``kafka_client_config`` plus the compression of c2m-pulse's own producers."""
+        compression = None if self.kafka_compression == "none" else self.kafka_compression
+        return {**self.kafka_client_config(), "compression_type": compression}
 
     def masked(self) -> dict[str, Any]:
         """Settings for display: SecretStr masked, passwords in URLs removed."""

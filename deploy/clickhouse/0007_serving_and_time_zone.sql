@@ -104,6 +104,25 @@ FROM {db}.visitor_feed
 ARRAY JOIN visitor_hashes AS visitor_hash
 ARRAY JOIN windows AS w;
 
+-- A tombstone on the compacted catalog topic deletes a product (a row with deleted = 1 at
+-- the tombstone's record time); the latest row of a SKU decides.
+ALTER TABLE {db}.products ADD COLUMN IF NOT EXISTS deleted UInt8 DEFAULT 0;
+
+CREATE OR REPLACE VIEW {db}.products_current AS
+SELECT
+    sku,
+    argMax(factory_id, ts)     AS factory_id,
+    argMax(category, ts)       AS category,
+    argMax(color, ts)          AS color,
+    argMax(size, ts)           AS size,
+    argMax(price_band, ts)     AS price_band,
+    argMax(list_price, ts)     AS list_price,
+    argMax(lead_time_days, ts) AS lead_time_days,
+    argMax(moq, ts)            AS moq
+FROM {db}.products
+GROUP BY sku
+HAVING argMax(deleted, ts) = 0;
+
 CREATE OR REPLACE VIEW {db}.source_progress AS
 SELECT source_topic, source_partition, position AS last_position, max_ts, watermark, consumed,
        processed, dead_lettered, duplicates, late, written_at

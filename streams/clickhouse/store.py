@@ -49,7 +49,7 @@ VISITOR_COLUMNS = [
 SKU_COLUMNS = ["source_topic", "source_partition", "sku", "hour_start", *SKU_MEASURES, "version"]
 PRODUCT_COLUMNS = [
     "sku", "ts", "factory_id", "category", "color", "size", "price_band", "list_price",
-    "lead_time_days", "moq",
+    "lead_time_days", "moq", "deleted",
 ]
 DEDUP_COLUMNS = ["source_topic", "source_partition", "hour", "id_hashes", "version"]
 LATE_COLUMNS = [

@@ -93,6 +93,14 @@ class Catalog:
             del times[0]
             del versions[0]
 
+    def delete(self, sku: str) -> bool:
+        """Forget every version of ``sku`` (a tombstone on the compacted catalog topic: what
+        compaction does). Demand of the SKU read afterwards counts under ``unknown``."""
+        if self._products.pop(sku, None) is None:
+            return False
+        self.generation += 1
+        return True
+
     def lookup(self, sku: str, ts: int) -> ProductAttrs | None:
         """Attributes of ``sku`` valid at ``ts``, or None for a SKU the catalog lacks."""
         entry = self._products.get(sku)

@@ -212,7 +212,7 @@ VisitorRow = tuple[Any, ...]
 #: One row of ``c2m.sku_state``: (topic, partition, sku, hour_s, *SKU_MEASURES, version).
 SkuRow = tuple[Any, ...]
 #: One row of ``c2m.products``: (sku, ts, factory_id, category, color, size, price_band,
-#: list_price, lead_time_days, moq).
+#: list_price, lead_time_days, moq, deleted).
 ProductRow = tuple[Any, ...]
 
 
@@ -258,6 +258,8 @@ class DemandEngine:
         self._expand: dict[tuple[int, int], list[tuple[int, int]]] = {}
         #: catalog versions not yet written to ClickHouse (``c2m.products``)
         self.pending_products: list[ProductRow] = []
+        #: products removed by tombstones on the catalog topic
+        self.products_deleted = 0
 
     # ---------------------------------------------------------------- state
     def state(self, topic: str, partition: int) -> PartitionState:
@@ -303,8 +305,20 @@ class DemandEngine:
         return st
 
     # ---------------------------------------------------------------- catalog
-    def apply_product(self, record: Record) -> Rejected | None:
-        """Apply one ``shop.products`` record to the catalog."""
+    def apply_product(self, record: KafkaRecord) -> Rejected | None:
+        """Apply one ``shop.products`` record to the catalog. A null value (tombstone) with
+        the SKU as key deletes the product, as compaction of the topic does."""
+        if record.value is None:
+            sku = (record.key or b"").decode("utf-8", "replace")
+            if not sku:
+                return Rejected(record, "tombstone", "a tombstone needs the SKU as its key")
+            if self.catalog.delete(sku):
+                self.products_deleted += 1
+            ts = record.timestamp if record.timestamp is not None else int(time.time() * 1000)
+            self.pending_products.append(
+                (sku, ts, "", "", "", "", "", 0.0, 0, 0, 1)
+            )
+            return None
         try:
             ev: ProductUpsert = decode(TOPIC_PRODUCTS, record.value, self.config.max_message_bytes)
         except ContractViolation as exc:
@@ -324,7 +338,7 @@ class DemandEngine:
         assert attrs is not None  # noqa: S101 - just upserted
         self.pending_products.append(
             (ev.sku, ev.ts, ev.factory_id, ev.category, ev.color, ev.size, attrs.price_band,
-             ev.list_price, ev.lead_time_days, ev.moq)
+             ev.list_price, ev.lead_time_days, ev.moq, 0)
         )
         return None
 

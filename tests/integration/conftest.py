@@ -10,11 +10,12 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.kafka.topics import ensure_topics
@@ -164,17 +165,35 @@ def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]]) -> 
     producer.close()
 
 
-def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[Any]:
-    """Read ``expected`` records from every partition of ``topic`` (no consumer group)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                             auto_offset_reset="earliest", enable_auto_commit=False)
-    parts = consumer.partitions_for_topic(topic) or {0}
-    consumer.assign([TopicPartition(topic, p) for p in parts])
-    consumer.seek_to_beginning()
-    out: list[Any] = []
+@dataclass(frozen=True)
+class Consumed:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[Consumed]:
+    """Read ``expected`` records from every partition of ``topic`` (no consumer group), with
+    librdkafka: every compression codec, whatever the project's producers use."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer
+    from confluent_kafka import TopicPartition as Tp
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "c2m-tests-no-commit",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    meta = consumer.list_topics(topic, timeout=10)
+    parts = sorted(meta.topics[topic].partitions) if topic in meta.topics else [0]
+    consumer.assign([Tp(topic, p, OFFSET_BEGINNING) for p in parts])
+    out: list[Consumed] = []
     deadline = time.monotonic() + timeout
     while len(out) < expected and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=500).values():
-            out.extend(records)
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        out.append(Consumed(msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1],
+                            msg.key(), msg.value(), list(msg.headers() or [])))
     consumer.close()
     return out

@@ -250,3 +250,51 @@ def test_idle_partitions_do_not_hold_windows_open(
         "FROM c2m.demand_by_attribute WHERE window_seconds = 300"
     )
     assert last[0][1] == 0  # the newest window is never final before the watermark passes it
+
+
+@pytest.mark.slow
+def test_double_eleven_is_one_local_day_and_replays_identically(
+    broker: Any, worker_factory: Any
+) -> None:
+    """Issue 23: events from 11-10 22:00 to 11-12 02:00 China time (a 双11 promotion from
+    local midnight) through a worker in Asia/Shanghai: the daily row of 11-11 holds exactly
+    the events of 11-11 local time, every row equals the oracle, a plain SELECT of
+    '2026-11-11' finds it, and a replay into a fresh database gives identical rows."""
+    start = 1_794_319_200_000  # 2026-11-10T14:00Z = 22:00 China time
+    midnight = 1_794_326_400  # 2026-11-11T00:00+08:00
+    history = generate_history(31, start, 28.0, orders_per_hour=120,
+                               promo_start_ms=midnight * 1000, promo_hours=2.0)
+    products = [e.value for e in history if e.topic == "shop.products"]
+    items = [(e.topic, zlib.crc32(e.key.encode()) % PARTITIONS, e.key.encode(), e.value)
+             for e in history if e.topic != "shop.products"]
+    assert min(oracle.ts_ms(v["ts"]) for *_, v in items) < midnight * 1000 - 7_200_000 + 60_000
+    assert max(oracle.ts_ms(v["ts"]) for *_, v in items) > (midnight + 86_400) * 1000
+    _produce(broker.bootstrap, products, items)
+    want = oracle.demand(products, [(t, p, v) for t, p, _, v in items],
+                         timezone=oracle.MARKET_TZ)
+    worker = worker_factory().start()
+    worker.wait_consumed(len(items), timeout=600)
+    assert worker.stop() == 0
+    rows = _rows(worker)
+    got = {tuple(r[:7]): r[7:9] for r in rows}
+    assert got == {k: (w["orders"], w["units"]) for k, w in want.items()}
+    # the daily rows: 11-10 (its last two hours), 11-11 (whole), 11-12 (two hours)
+    assert sorted({r[1] for r in rows if r[0] == 86_400}) == [
+        midnight - 86_400, midnight, midnight + 86_400]
+    day = worker.query(
+        "SELECT sum(units), sum(orders), any(tz) FROM c2m.demand_by_attribute "
+        "WHERE window_seconds = 86400 AND window_start = '2026-11-11 00:00:00'")
+    units_1111 = sum(
+        line["qty"] for t, _, _, v in items if v["event_type"] == "order_placed"
+        and midnight * 1000 <= oracle.ts_ms(v["ts"]) < (midnight + 86_400) * 1000
+        for line in v["lines"])
+    assert day[0][0] == units_1111 and day[0][2] == oracle.MARKET_TZ
+    # ... and it is the sum of the day's 24 hourly rows
+    hourly = worker.query(
+        "SELECT sum(units) FROM c2m.demand_by_attribute WHERE window_seconds = 3600 "
+        "AND toDate(window_start) = '2026-11-11'")
+    assert hourly[0][0] == units_1111
+    replay = worker_factory(C2M_APP_ID="c2m-replay-1111", C2M_BATCH_MAX_EVENTS="301").start()
+    replay.wait_consumed(len(items), timeout=600)
+    assert replay.stop() == 0
+    assert _rows(replay) == rows

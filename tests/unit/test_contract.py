@@ -216,3 +216,10 @@ def test_dead_letter_envelope_keeps_raw_value_and_coordinates() -> None:
     )
     env = json.loads(big)
     assert env["value_truncated"] is True and env["value_utf8"] == "a" * 10
+
+
+def test_a_null_value_on_a_topic_of_events_is_a_tombstone() -> None:
+    for topic in ("shop.orders", "shop.pageviews", "shop.logistics"):
+        with pytest.raises(ContractViolation) as err:
+            decode(topic, None)
+        assert err.value.reason == "tombstone"

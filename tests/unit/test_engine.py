@@ -381,3 +381,21 @@ def test_visitor_rows_are_written_for_the_base_window_sizes_only() -> None:
     batch = eng.flush_batch()
     assert batch.visitor_rows and {r[0] for r in batch.visitor_rows} == {300}
     assert {r[2] for r in batch.rows if r[8] == "浙江"} == {300, 3600, 86400}
+
+
+def test_a_catalog_tombstone_deletes_the_product() -> None:
+    eng = _engine()
+    assert eng.catalog.lookup("A", T0) is not None
+    gen = eng.catalog.generation
+    assert eng.apply_product(Record("shop.products", 0, 9, T0, b"A", None)) is None
+    assert eng.catalog.lookup("A", T0) is None and eng.catalog.generation > gen
+    assert eng.products_deleted == 1
+    assert eng.pending_products[-1][0] == "A" and eng.pending_products[-1][-1] == 1
+    # demand of the deleted SKU counts under unknown from now on
+    eng.process(_records([("shop.orders", _order(1, T0))], partitions=1))
+    cells = {k[2] for k in eng.states[("shop.orders", 0)].cells}
+    assert "unknown" in cells and "袜子" not in cells
+    # a tombstone without a key names no product: rejected, nothing deleted
+    rejected = eng.apply_product(Record("shop.products", 0, 10, T0, None, None))
+    assert rejected is not None and rejected.reason == "tombstone"
+    assert eng.catalog.lookup("B", T0) is not None
