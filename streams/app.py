@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +35,7 @@ from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine
 from streams.core.pricebands import PriceBands
-from streams.errors import ConfigError, SinkError
+from streams.errors import C2MError, ConfigError, SinkError
 from streams.ingest import DemandConsumer
 from streams.kafka.sink import KafkaSink
 from streams.pipeline import DemandPipeline
@@ -64,6 +66,17 @@ class PulseApp:
     client: Any
     alerts: AlertService | None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: set by ``fail``: the exit code the process ends with (0 = a normal stop)
+    exit_code: int = 0
+
+    def fail(self, exc: C2MError) -> None:
+        """Stop the process for an error that retrying cannot fix: one line in the log,
+        a graceful stop (the same path as SIGTERM), then ``exc.exit_code``."""
+        if self.exit_code:
+            return
+        self.exit_code = exc.exit_code
+        log.error("stopping: %s", exc)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def direct_store(self) -> DemandStore:
         """The ClickHouse store of a direct-write worker (the demo's and the CLI's)."""
@@ -226,7 +239,10 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         # No demand event is mapped before the catalog has been read to its end.
         await reader.ready.wait()
         if settings.ingest_enabled:
-            await ingest.run()
+            try:
+                await ingest.run()
+            except C2MError as exc:  # e.g. ClickHouse refused a write: not an outage
+                pulse.fail(exc)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def final_flush(sender: Any, **kwargs: Any) -> None:

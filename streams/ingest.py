@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError
 from streams import metrics
 from streams.backoff import Backoff
 from streams.core.engine import DEMAND_TOPICS, Run
+from streams.errors import C2MError
 from streams.pipeline import TP, DemandPipeline
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self.ingest.poll_lock:
             for tp in assigned:
                 committed = await self.ingest.committed(tp)
-                position = await self.ingest.pipeline.restore(tp.topic, tp.partition, committed)
+                try:
+                    position = await self.ingest.pipeline.restore(
+                        tp.topic, tp.partition, committed
+                    )
+                except C2MError as exc:  # refused by ClickHouse: the consumer stops
+                    self.ingest.fatal = exc
+                    return
                 if position is not None:
                     consumer.seek(tp, position)
                 self.ingest.owned.add((tp.topic, tp.partition))
@@ -114,6 +121,8 @@ class DemandConsumer:
         self.poll_lock = asyncio.Lock()
         #: partitions restored and not yet released: only their records are applied
         self.owned: set[TP] = set()
+        #: an error no retry can fix, met in a rebalance callback: ``run`` raises it
+        self.fatal: C2MError | None = None
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Stop after the current batch: final flush and commit, then leave the group."""
@@ -188,6 +197,8 @@ class DemandConsumer:
         flushing: asyncio.Task[bool] | None = None
         try:
             while not self._stopping.is_set():
+                if self.fatal is not None:
+                    raise self.fatal
                 fetched = await self._poll(consumer)  # paused partitions return nothing
                 if flushing is not None:
                     backlog = pipeline.unflushed_events >= pipeline.max_pending_events

@@ -39,7 +39,7 @@ from streams.core.engine import (
     Run,
     runs_of,
 )
-from streams.errors import SinkError
+from streams.errors import SinkError, SinkRejected
 from streams.sink import ClickHouseSink, Loaded, Sink
 
 log = logging.getLogger(__name__)
@@ -328,6 +328,11 @@ class DemandPipeline:
             metrics.FLUSH_RETRIES.inc()
         try:
             await self.sink.write(batch, late, self.engine.config.allowed_lateness_ms)
+        except SinkRejected:
+            self.sink_healthy = False
+            metrics.SINK_HEALTHY.set(0)
+            metrics.FLUSH_FAILURES.labels("write").inc()
+            raise  # not an outage: retrying cannot help, the process stops
         except SinkError as exc:
             if self.sink_healthy:
                 log.warning("%s flush failed, will retry: %s", self.sink.name, exc)
@@ -359,6 +364,9 @@ class DemandPipeline:
                 return await self.sink.load_partition(
                     topic, partition, committed, self.engine.config
                 )
+            except SinkRejected:
+                metrics.FLUSH_FAILURES.labels("read").inc()
+                raise
             except SinkError as exc:
                 metrics.FLUSH_FAILURES.labels("read").inc()
                 metrics.FLUSH_RETRIES.inc()

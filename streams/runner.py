@@ -111,8 +111,10 @@ def run_worker(
             raise
     finally:
         pulse.pipeline.close()
-        if on_stopped is not None:
+        if on_stopped is not None and not pulse.exit_code:
             on_stopped(pulse)
+    if pulse.exit_code:
+        raise SystemExit(pulse.exit_code)
 
 
 def _add_task(pulse: PulseApp, fn: Task) -> None:

@@ -12,11 +12,11 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.clickhouse.errors import sink_error
 from streams.core.alerting.book import Alert
 from streams.core.alerting.inputs import DIMENSIONS, AlertInputs, Product, SkuHour
 from streams.core.alerting.progress import PartitionProgress
 from streams.core.catalog import UNKNOWN
-from streams.errors import SinkUnavailable
 
 ALERT_COLUMNS = [
     "alert_id", "version", "kind", "state", "severity", "factory_id", "factories", "category",
@@ -44,7 +44,7 @@ class AlertStore:
         try:
             return list(self.client.query(sql, parameters=params).result_rows)
         except Exception as exc:
-            raise SinkUnavailable(f"ClickHouse read failed: {type(exc).__name__}: {exc}") from exc
+            raise sink_error(exc, "read", self.db) from exc
 
     # ---------------------------------------------------------------- progress
     def partition_progress(self) -> dict[tuple[str, int], PartitionProgress]:
@@ -188,7 +188,7 @@ class AlertStore:
                 f"{self.db}.alert_progress", [[_dt(hour_s)]], column_names=["hour_start"]
             )
         except Exception as exc:
-            raise SinkUnavailable(f"ClickHouse write failed: {type(exc).__name__}: {exc}") from exc
+            raise sink_error(exc, "write", f"{self.db}.alerts") from exc
 
     def alerts(
         self, factory: str = "", open_only: bool = True, limit: int = 200
@@ -213,5 +213,5 @@ class AlertStore:
                 parameters={"d": days, "r": run_days, "f": factory, "c": category},
             )
         except Exception as exc:
-            raise SinkUnavailable(f"ClickHouse read failed: {type(exc).__name__}: {exc}") from exc
+            raise sink_error(exc, "read", f"{self.db}.production_brief") from exc
         return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]

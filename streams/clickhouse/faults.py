@@ -9,7 +9,11 @@ Enabled only by ``C2M_CLICKHOUSE_FAULT_FILE``. While that file exists:
   blocks after touching ``<file>.stalled``, until the file is removed: the flush's rows are
   in ClickHouse, its checkpoint is not. A test SIGKILLs the process in exactly that state.
   ``stall N`` lets the first N such inserts through and stalls the next one, so a test can
-  arm the fault before the process starts and still stall a flush that is not its first.
+  arm the fault before the process starts and still stall a flush that is not its first;
+- with ``overload``, calls fail as an overloaded server answers (TOO_MANY_PARTS): an
+  outage, retried;
+- with ``refuse``, writes fail as a server whose schema does not match answers
+  (NO_SUCH_COLUMN_IN_TABLE): not an outage, the process stops (``SinkRejected``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clickhouse_connect.driver.exceptions import OperationalError
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 
 def stall_skips(mode: str | None) -> int | None:
@@ -65,14 +69,26 @@ class FaultInjectingClient:
         except OSError:
             return "fail"
 
-    def _check(self) -> None:
+    def _check(self, write: bool = False) -> None:
         mode = self._mode()
-        if mode is not None and stall_skips(mode) is None:
+        if mode is None or stall_skips(mode) is not None:
+            return
+        if mode == "refuse":
+            if not write:
+                return
             self.failures += 1
-            raise OperationalError("injected fault: ClickHouse unavailable")
+            raise DatabaseError(
+                "Code: 16. DB::Exception: There is no column 'injected' in table. "
+                "(NO_SUCH_COLUMN_IN_TABLE)", code=16)
+        self.failures += 1
+        if mode == "overload":
+            raise DatabaseError(
+                "Code: 252. DB::Exception: Too many parts (3000). Merges are processing "
+                "significantly slower than inserts. (TOO_MANY_PARTS)", code=252)
+        raise OperationalError("injected fault: ClickHouse unavailable")
 
     def insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
-        self._check()
+        self._check(write=True)
         if table.endswith(".checkpoints") and self._stall.reached(self._mode()):
             Path(f"{self._fault_file}.stalled").touch()
             while self._fault_file.exists():

@@ -27,12 +27,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.clickhouse import serving
+from streams.clickhouse.errors import sink_error
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.core.dedup import BUCKET_MS
 from streams.core.demand import MEASURES, CellKey
 from streams.core.engine import Checkpoint, EngineConfig, FlushBatch, LateEvent
 from streams.core.inventory import SKU_MEASURES, SkuKey
-from streams.errors import SinkError, SinkUnavailable
 
 STATE_COLUMNS = [
     "source_topic", "source_partition", "window_seconds", "window_start",
@@ -98,78 +98,63 @@ class DemandStore:
     def write(
         self, batch: FlushBatch, late: Sequence[LateEvent] = (), lateness_ms: int = 0
     ) -> None:
+        if batch.visitor_rows:
+            self._insert("visitor_feed", batch.visitor_rows, VISITOR_COLUMNS)
+        if batch.rows:
+            self._insert("demand_state", batch.rows, STATE_COLUMNS)
+        if batch.sku_rows:
+            self._insert("sku_state", batch.sku_rows, SKU_COLUMNS)
+        if batch.product_rows:
+            self._insert("products", batch.product_rows, PRODUCT_COLUMNS)
+        if batch.dedup_rows:
+            self._insert("dedup_feed", batch.dedup_rows, DEDUP_COLUMNS)
+        if late:
+            self._insert("late_events", [
+                [
+                    e.record.topic, e.record.partition, e.record.offset, e.event_id,
+                    e.event_type, _dt(e.ts_ms), _dt(e.watermark_ms), e.watermark_ms - e.ts_ms,
+                    (e.record.value or b"").decode("utf-8", "replace"),
+                ]
+                for e in late
+            ], LATE_COLUMNS)
+        self.refresh(batch.rows, batch.sku_rows)
+        if batch.checkpoints:
+            self._insert("checkpoints", [
+                [
+                    c.topic, c.partition, c.position, -1 if c.max_ts is None else c.max_ts,
+                    c.consumed, c.processed, c.dead_lettered, c.duplicates, c.late,
+                    -1 if c.max_ts is None else c.max_ts - lateness_ms,
+                ]
+                for c in batch.checkpoints
+            ], CHECKPOINT_COLUMNS)
+
+    def _insert(self, table: str, rows: Sequence[Any], columns: list[str]) -> None:
         try:
-            if batch.visitor_rows:
-                self.client.insert(
-                    f"{self.db}.visitor_feed", batch.visitor_rows, column_names=VISITOR_COLUMNS,
-                    settings=INSERT_SETTINGS,
-                )
-            if batch.rows:
-                self.client.insert(
-                    f"{self.db}.demand_state", batch.rows, column_names=STATE_COLUMNS,
-                    settings=INSERT_SETTINGS,
-                )
-            if batch.sku_rows:
-                self.client.insert(
-                    f"{self.db}.sku_state", batch.sku_rows, column_names=SKU_COLUMNS,
-                    settings=INSERT_SETTINGS,
-                )
-            if batch.product_rows:
-                self.client.insert(
-                    f"{self.db}.products", batch.product_rows, column_names=PRODUCT_COLUMNS
-                )
-            if batch.dedup_rows:
-                self.client.insert(
-                    f"{self.db}.dedup_feed", batch.dedup_rows, column_names=DEDUP_COLUMNS,
-                    settings=INSERT_SETTINGS,
-                )
-            if late:
-                self.client.insert(
-                    f"{self.db}.late_events",
-                    [
-                        [
-                            e.record.topic, e.record.partition, e.record.offset, e.event_id,
-                            e.event_type, _dt(e.ts_ms), _dt(e.watermark_ms),
-                            e.watermark_ms - e.ts_ms,
-                            (e.record.value or b"").decode("utf-8", "replace"),
-                        ]
-                        for e in late
-                    ],
-                    column_names=LATE_COLUMNS,
-                )
-            self.refresh(batch.rows, batch.sku_rows)
-            if batch.checkpoints:
-                self.client.insert(
-                    f"{self.db}.checkpoints",
-                    [
-                        [
-                            c.topic, c.partition, c.position,
-                            -1 if c.max_ts is None else c.max_ts,
-                            c.consumed, c.processed, c.dead_lettered, c.duplicates, c.late,
-                            -1 if c.max_ts is None else c.max_ts - lateness_ms,
-                        ]
-                        for c in batch.checkpoints
-                    ],
-                    column_names=CHECKPOINT_COLUMNS,
-                )
+            self.client.insert(
+                f"{self.db}.{table}", rows, column_names=columns, settings=INSERT_SETTINGS
+            )
         except Exception as exc:
-            raise SinkUnavailable(f"ClickHouse write failed: {type(exc).__name__}: {exc}") from exc
+            raise sink_error(exc, "write", f"{self.db}.{table}") from exc
 
     def refresh(self, rows: Sequence[Any], sku_rows: Sequence[Any]) -> None:
         """Bring the serving rows of the cells and SKU hours in ``rows`` / ``sku_rows``
         (demand_state and sku_state rows just written) up to date."""
         cells, skus = serving.flush_refresh_params(rows, sku_rows, self.calendar)
-        if cells is not None:
-            self.client.command(self._refresh_cells, parameters=cells, settings=INSERT_SETTINGS)
-        if skus is not None:
-            self.client.command(self._refresh_skus, parameters=skus, settings=INSERT_SETTINGS)
+        for table, sql, params in (("demand_cells", self._refresh_cells, cells),
+                                   ("sku_hours", self._refresh_skus, skus)):
+            if params is None:
+                continue
+            try:
+                self.client.command(sql, parameters=params, settings=INSERT_SETTINGS)
+            except Exception as exc:
+                raise sink_error(exc, "refresh", f"{self.db}.{table}") from exc
 
     def rebuild_serving(self) -> None:
         """Recompute all serving rows from the state tables (``serving.rebuild``)."""
         try:
             serving.rebuild(self.client, self.db, self.calendar.timezone)
         except Exception as exc:
-            raise SinkUnavailable(f"ClickHouse rebuild failed: {type(exc).__name__}") from exc
+            raise sink_error(exc, "rebuild", f"{self.db}.demand_cells") from exc
 
     # ---------------------------------------------------------------- recovery
     def load_partition(
@@ -233,9 +218,8 @@ class DemandStore:
                 parameters={**params, "v": pos, "ks": max(keep_short - 3600, 0)},
             ).result_rows
         except Exception as exc:
-            raise SinkUnavailable(
-                f"ClickHouse read failed: {type(exc).__name__}", topic=topic, partition=partition
-            ) from exc
+            raise sink_error(exc, "restore read", f"{self.db}.demand_state", topic=topic,
+                             partition=partition) from exc
         cells = [((r[0], r[1], *r[2:7]), list(r[7:])) for r in rows]
         skus = [((r[0], int(r[1])), [int(x) for x in r[2:]]) for r in sku_rows]
         return PartitionSnapshot(cp, cells, [(int(h), int(i)) for h, i in ids], skus)
@@ -255,17 +239,12 @@ class DemandStore:
                 parameters={"days": keep_days},
             )
         except Exception as exc:
-            raise SinkUnavailable(f"ClickHouse delete failed: {type(exc).__name__}") from exc
+            raise sink_error(exc, "delete", f"{self.db}.checkpoints") from exc
 
     def record_settings(self, values: dict[str, int]) -> None:
         """Settings the SQL views need (e.g. the idle-partition rule)."""
-        try:
-            self.client.insert(
-                f"{self.db}.pipeline_settings", [[k, v] for k, v in values.items()],
-                column_names=["name", "value"],
-            )
-        except Exception as exc:
-            raise SinkUnavailable(f"ClickHouse write failed: {type(exc).__name__}") from exc
+        self._insert("pipeline_settings", [[k, v] for k, v in values.items()],
+                     ["name", "value"])
 
     # ---------------------------------------------------------------- reads for views
     def totals(self, window_seconds: int) -> tuple[int, int]:
@@ -284,7 +263,7 @@ class DemandStore:
         try:
             row = self.client.query(sql).result_rows[0]
         except Exception as exc:
-            raise SinkError(f"ClickHouse read failed: {type(exc).__name__}") from exc
+            raise sink_error(exc, "read", f"{self.db}.source_progress") from exc
         return {k: int(v or 0) for k, v in zip(keys, row, strict=True)}
 
     def top_cells(self, window_seconds: int, limit: int = 10) -> list[tuple[Any, ...]]:
@@ -302,4 +281,4 @@ class DemandStore:
             params = {"w": window_seconds, "n": limit}
             return list(self.client.query(sql, parameters=params).result_rows)
         except Exception as exc:
-            raise SinkError(f"ClickHouse read failed: {type(exc).__name__}") from exc
+            raise sink_error(exc, "read", f"{self.db}.demand_by_attribute") from exc

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from streams.errors import SinkError
+from streams.clickhouse.errors import sink_error
 
 DIMENSIONS = ("category", "color", "size", "price_band", "region")
 HORIZONS = ("1h", "24h", "7d")
@@ -210,7 +210,7 @@ def run_view(client: Any, database: str, name: str, args: Mapping[str, str]) -> 
     try:
         result = client.query(sql, parameters=params)
     except Exception as exc:
-        raise SinkError(f"ClickHouse read failed: {type(exc).__name__}") from exc
+        raise sink_error(exc, "read", f"view {name}") from exc
     return {
         "columns": list(result.column_names),
         "rows": [[_json_value(v) for v in row] for row in result.result_rows],
