@@ -29,6 +29,7 @@ from streams.alerting import AlertService
 from streams.catalog_reader import CatalogReader
 from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
+from streams.clickhouse.errors import sink_error
 from streams.clickhouse.migrations import migrate
 from streams.clickhouse.retention import apply_retention
 from streams.clickhouse.store import DemandStore
@@ -68,6 +69,8 @@ class PulseApp:
     extra: dict[str, Any] = field(default_factory=dict)
     #: set by ``fail``: the exit code the process ends with (0 = a normal stop)
     exit_code: int = 0
+    #: the database held a previous run's data and was reset (embedded broker)
+    database_reset: bool = False
 
     def fail(self, exc: C2MError) -> None:
         """Stop the process for an error that retrying cannot fix: one line in the log,
@@ -125,6 +128,25 @@ def faust_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
     }
 
 
+def reset_database(client: Any, settings: Settings) -> bool:
+    """Drop the database when it holds checkpoints: for a worker on the embedded broker,
+    which starts empty every time (memory storage), so checkpoints in ClickHouse are of a
+    log that is gone and would make the consumer skip the new one. True if it did."""
+    db = settings.clickhouse_database
+    try:
+        exists = client.query(
+            "SELECT count() FROM system.tables WHERE database = {d:String} "
+            "AND name = 'checkpoints'", parameters={"d": db}).result_rows[0][0]
+        if exists and client.query(
+                f"SELECT count() > 0 FROM {db}.checkpoints").result_rows[0][0]:  # noqa: S608
+            client.command(f"DROP DATABASE {db} SYNC")
+            log.info("embedded broker: it starts empty, so database %s was reset", db)
+            return True
+    except Exception as exc:
+        raise sink_error(exc, "reset", db) from exc
+    return False
+
+
 def open_store(client: Any, settings: Settings) -> DemandStore:
     """Bring the database up to date (migrations, retention TTLs, the settings the views
     read) and return the store on it. Every process that writes ClickHouse does this."""
@@ -152,16 +174,20 @@ def attach_checkpoint_pruning(
             await asyncio.sleep(interval_s)
 
 
-def create_app(settings: Settings, bootstrap: str, client: Any | None = None) -> PulseApp:
+def create_app(
+    settings: Settings, bootstrap: str, client: Any | None = None, *, fresh_log: bool = False
+) -> PulseApp:
     """Build the app. Applies ClickHouse migrations (idempotent) before anything runs.
 
     With ``C2M_SINK=kafka`` the worker never opens ClickHouse: flushes go to ``c2m.sink``
-    and the ``c2m writer`` process (which migrates) owns the database.
+    and the ``c2m writer`` process (which migrates) owns the database. ``fresh_log``: the
+    broker starts empty (the embedded one): a database with checkpoints is reset first.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives in it
     engine = DemandEngine(settings.engine_config(), Catalog(PriceBands(settings.price_band_edges)))
     store: DemandStore | None = None
     sink: Sink | None = None
+    was_reset = False
     if settings.sink == "kafka":
         sink = KafkaSink(
             bootstrap, settings.writer_url, client_config=settings.kafka_producer_config(),
@@ -169,6 +195,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
         )
     else:
         client = client if client is not None else connect(settings)
+        was_reset = fresh_log and reset_database(client, settings)
         store = open_store(client, settings)
 
     app = faust.App(settings.app_id, **faust_config(settings, bootstrap))
@@ -220,6 +247,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
     pulse = PulseApp(
         app, settings, bootstrap, engine, store, pipeline, reader, ingest, client, alerts
     )
+    pulse.database_reset = was_reset
 
     @app.task  # type: ignore[untyped-decorator]
     async def metrics_server() -> None:
@@ -261,8 +289,10 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
             "partitions_assigned": ingest.assigned.is_set(),
             "sink_healthy": pipeline.sink_healthy,
             "paused": ingest.paused,
+            # partitions stopped until an operator acts (the others go on)
+            "stopped_partitions": [s.as_dict() for s in ingest.stopped.values()],
         }
-        ready = body["catalog_ready"] and body["sink_healthy"]
+        ready = body["catalog_ready"] and body["sink_healthy"] and not ingest.stopped
         return web.json(body, status=200 if ready else 503)
 
     @app.page("/api/stats")
@@ -276,6 +306,7 @@ def create_app(settings: Settings, bootstrap: str, client: Any | None = None) ->
                 "alert_hours_evaluated": alerts.hours_evaluated if alerts else 0,
                 "alert_last_hour": alerts.last_hour if alerts else None,
                 "alert_leader": bool(alerts and settings.alerts_enabled and alerts.leading),
+                "stopped_partitions": [s.as_dict() for s in ingest.stopped.values()],
             }
         )
 

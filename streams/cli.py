@@ -52,6 +52,41 @@ def db_migrate() -> None:
 
 
 @main.command()
+@click.option("--topic", required=True,
+              type=click.Choice(["shop.orders", "shop.pageviews", "shop.logistics"]))
+@click.option("--partition", "partitions", type=int, multiple=True,
+              help="A partition to reset (repeat for several; default: every partition of "
+                   "the topic that has a checkpoint)")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+def reset(topic: str, partitions: tuple[int, ...], yes: bool) -> None:
+    """Forget what c2m-pulse holds from a partition's log, so it is read anew.
+
+    For a partition stopped with reason log_mismatch (its topic was deleted and created
+    again, the broker was reset, or the workers now read another cluster): deletes its
+    state rows, event ids, late events and checkpoints and recomputes the serving rows
+    of the months it touched. Stop the workers first: a partition without a checkpoint is
+    read from the start of its log when they come back.
+    """
+    from streams.clickhouse.client import connect
+    from streams.clickhouse.store import DemandStore
+
+    s = _settings()
+    store = DemandStore(connect(s), s.clickhouse_database, s.calendar())
+    known = [p for t, p, _ in store.partitions() if t == topic]
+    chosen = sorted(set(partitions or known))
+    if not chosen:
+        click.echo(f"nothing to reset: no checkpoint of {topic} in {s.clickhouse_database}")
+        return
+    if not yes:
+        click.confirm(f"forget everything of {topic} partitions {chosen} in "
+                      f"{s.clickhouse_database}?", abort=True)
+    for p in chosen:
+        deleted = store.reset_partition(topic, p)
+        click.echo(f"{topic}[{p}]: deleted " + ", ".join(
+            f"{n} {table}" for table, n in deleted.items() if n) + "; serving rows recomputed")
+
+
+@main.command()
 @click.argument("sql")
 def query(sql: str) -> None:
     """Run a read query against the configured ClickHouse and print the rows (TSV)."""

@@ -74,7 +74,9 @@ class LiveView:
             return
         rows = await self.pulse.pipeline.io(self.pulse.direct_store().top_cells, 300, 8)
         lines = [
-            "c2m-pulse demo   (Ctrl-C to stop)",
+            "c2m-pulse demo   (Ctrl-C to stop)"
+            + ("   [previous run's numbers reset: the embedded broker starts empty]"
+               if self.pulse.database_reset else ""),
             f"broker {self.pulse.bootstrap}   "
             f"ClickHouse {mask_url(self.pulse.settings.effective_clickhouse_url)}",
             "",
@@ -184,7 +186,10 @@ def run_demo(
             f"  alerts: {pulse.alerts.hours_evaluated if pulse.alerts else 0} event-time hours "
             "evaluated\n"
             f"  data: ClickHouse (chDB) at {mask_url(settings.effective_clickhouse_url)}, "
-            f"database {db}\n\n"
+            f"database {db}"
+            + (" (reset at the start: the embedded broker keeps nothing between runs, so "
+               "the previous run's numbers were dropped)" if pulse.database_reset else "")
+            + "\n\n"
             f"Try:\n  c2m query \"{example}\"",
             flush=True,
         )

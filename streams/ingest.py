@@ -26,15 +26,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from streams import metrics
 from streams.backoff import Backoff
-from streams.core.engine import DEMAND_TOPICS, Run
+from streams.core.engine import DEMAND_TOPICS, Run, record_fingerprint
 from streams.errors import C2MError
 from streams.pipeline import TP, DemandPipeline
 
@@ -46,6 +48,26 @@ def _fmt(tps: Iterable[TP]) -> str:
     for topic, partition in tps:
         by_topic.setdefault(topic, []).append(partition)
     return ", ".join(f"{t}{sorted(p)}" for t, p in sorted(by_topic.items())) or "none"
+
+
+@dataclass(frozen=True, slots=True)
+class StoppedPartition:
+    """A source partition this worker cannot go on with: it is paused, everything else
+    goes on, and it is reported (``/readyz``, ``/api/stats``, ``c2m_partition_stopped``)
+    until an operator acts (docs/ARCHITECTURE.md, "Failure handling")."""
+
+    topic: str
+    partition: int
+    #: ``log_mismatch``: the checkpoint is not from the log being read; ``unreadable``:
+    #: a record batch the consumer cannot read (codec, corruption, size)
+    reason: str
+    offset: int  #: where the partition stopped (its next offset to process)
+    detail: str
+    since: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "reason": self.reason,
+                "offset": self.offset, "detail": self.detail, "since": round(self.since, 3)}
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -62,6 +84,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 # fresh state (it would be flushed with a ledger and cells that start
                 # from zero at a later position).
                 self.ingest.owned.difference_update(tps)
+                for tp in tps:
+                    self.ingest.forget_stopped(tp)
                 await self.ingest.pipeline.release(tps)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -83,8 +107,18 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                     self.ingest.fatal = exc
                     return
                 if position is not None:
+                    mismatch = await self.ingest.log_mismatch(tp, position)
+                    if mismatch is not None:
+                        self.ingest.stop_partition(tp, "log_mismatch", position, mismatch)
+                        continue
                     consumer.seek(tp, position)
+                elif self.ingest.pipeline.sink.name == "clickhouse":
+                    # no checkpoint: nothing of this log is in ClickHouse (a new or reset
+                    # database), whatever offset the group committed for an earlier one
+                    await consumer.seek_to_beginning(tp)
                 self.ingest.owned.add((tp.topic, tp.partition))
+            if self.ingest.paused:  # the sink is failing: new partitions wait too
+                consumer.pause(*assigned)
         self.ingest.assigned.set()
         metrics.PARTITIONS_ASSIGNED.set(len(consumer.assignment()))
 
@@ -123,6 +157,10 @@ class DemandConsumer:
         self.owned: set[TP] = set()
         #: an error no retry can fix, met in a rebalance callback: ``run`` raises it
         self.fatal: C2MError | None = None
+        #: partitions stopped (paused for good) with their reason: see StoppedPartition
+        self.stopped: dict[TP, StoppedPartition] = {}
+        #: reads the record a checkpoint ends on (no group, never commits)
+        self._probe: AIOKafkaConsumer | None = None
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Stop after the current batch: final flush and commit, then leave the group."""
@@ -150,6 +188,12 @@ class DemandConsumer:
             **self.client_config,
         )
         self.consumer = consumer
+        self._probe = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, client_id=f"{self.group_id}-probe",
+            enable_auto_commit=False, auto_offset_reset="none",
+            max_partition_fetch_bytes=4 * 1024 * 1024, **self.client_config,
+        )
+        await self._probe.start()
         await self.pipeline.sink.start()
         consumer.subscribe(list(self.topics), listener=_Rebalance(self))
         await consumer.start()
@@ -163,8 +207,76 @@ class DemandConsumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await lag
             await consumer.stop()
+            if self._probe is not None:
+                await self._probe.stop()
             await self.pipeline.close_sink()
             self.finished.set()
+
+    # ---------------------------------------------------------------- stopped partitions
+    def stop_partition(self, tp: TopicPartition, reason: str, offset: int, detail: str) -> None:
+        """Pause ``tp`` for good (until it is reassigned after an operator acted)."""
+        key = (tp.topic, tp.partition)
+        self.owned.discard(key)
+        if self.consumer is not None and tp in self.consumer.assignment():
+            self.consumer.pause(tp)
+        if key in self.stopped:
+            return
+        self.stopped[key] = StoppedPartition(tp.topic, tp.partition, reason, offset, detail)
+        metrics.PARTITION_STOPPED.labels(tp.topic, str(tp.partition), reason).set(1)
+        log.error("partition %s[%d] stopped at offset %d (%s): %s", tp.topic, tp.partition,
+                  offset, reason, detail)
+
+    def forget_stopped(self, tp: TopicPartition) -> None:
+        gone = self.stopped.pop((tp.topic, tp.partition), None)
+        if gone is not None:
+            metrics.PARTITION_STOPPED.remove(gone.topic, str(gone.partition), gone.reason)
+
+    def resumable(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        """The assigned partitions that may be resumed (not stopped)."""
+        return [tp for tp in consumer.assignment()
+                if (tp.topic, tp.partition) not in self.stopped]
+
+    async def log_mismatch(self, tp: TopicPartition, position: int) -> str | None:
+        """Why the checkpoint restored for ``tp`` (next offset ``position``) does not belong
+        to the log being read, or None when it does (or cannot be told: a checkpoint of
+        an older version, or the checked record removed by retention with nothing unread
+        lost). The record at ``position - 1`` is fetched and compared with what the
+        checkpoint stored; end offsets are never trusted (the embedded broker reports
+        wrong ones)."""
+        st = self.pipeline.engine.states.get((tp.topic, tp.partition))
+        if st is None or position <= 0 or st.last_record[1] == 0:
+            return None
+        probe = self._probe
+        if probe is None:
+            return None
+        where = f"offset {position - 1}"
+        probe.assign([tp])
+        for _ in range(3):
+            probe.seek(tp, position - 1)
+            try:
+                got = await probe.getmany(tp, timeout_ms=2000, max_records=1)
+            except OffsetOutOfRangeError:
+                start = (await probe.beginning_offsets([tp]))[tp]
+                if start == position:
+                    return None  # only the checked record expired; nothing unread is lost
+                if start > position:
+                    return (f"records {position}..{start - 1} were deleted from the log "
+                            "before they were processed (retention)")
+                return f"the log ends before the checkpoint's {where}"
+            except KafkaError as exc:
+                log.warning("checking %s[%d] at %s: %s", tp.topic, tp.partition, where,
+                            type(exc).__name__)
+                continue
+            records = got.get(tp, [])
+            if not records:
+                continue
+            rec = records[0]
+            seen = (-1 if rec.timestamp is None else rec.timestamp, record_fingerprint(rec))
+            if rec.offset == position - 1 and seen == st.last_record:
+                return None
+            return (f"the record at {where} is not the one the checkpoint ends on: the "
+                    "topic was recreated, the broker reset, or this is another cluster")
+        return f"no record at the checkpoint's {where}: the log ends before it"
 
     async def committed(self, tp: TopicPartition) -> int | None:
         """The group's committed offset of ``tp`` (None if there is none).
@@ -221,7 +333,7 @@ class DemandConsumer:
                     break
                 if await pipeline.flush():
                     backoff.reset()
-                    consumer.resume(*consumer.assignment())
+                    consumer.resume(*self.resumable(consumer))
                     self.paused = False
         finally:
             if flushing is not None:

@@ -82,6 +82,13 @@ CONSUMER_LAG = Gauge(
     ["topic", "partition"],
 )
 PARTITIONS_ASSIGNED = Gauge("c2m_partitions_assigned", "Source partitions this worker owns")
+PARTITION_STOPPED = Gauge(
+    "c2m_partition_stopped",
+    "1 while a source partition is stopped (paused until an operator acts): its reason is "
+    "log_mismatch (a checkpoint of another log) or unreadable (a batch the consumer cannot "
+    "read)",
+    ["topic", "partition", "reason"],
+)
 REBALANCES = Counter(
     "c2m_rebalances_total", "Partition assignments received by a consumer (one per rebalance)"
 )

@@ -79,7 +79,8 @@ def run_worker(
 ) -> None:
     """Create topics and the app, then run the Faust worker until stopped."""
     ensure_topics(bootstrap, settings.topic_partitions, settings.kafka_client_config())
-    pulse = create_app(settings, bootstrap)
+    # the embedded broker starts empty: checkpoints of an earlier run are of a log that is gone
+    pulse = create_app(settings, bootstrap, fresh_log=not settings.kafka_bootstrap)
     for fn in tasks:
         _add_task(pulse, fn)
     if duration_s is not None:

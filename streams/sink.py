@@ -124,7 +124,7 @@ def _late_row(e: LateEvent) -> list[Any]:
 
 def _checkpoint_row(c: Checkpoint) -> list[Any]:
     return [c.topic, c.partition, c.position, c.max_ts, c.consumed, c.processed,
-            c.dead_lettered, c.duplicates, c.late]
+            c.dead_lettered, c.duplicates, c.late, c.last_ts, c.last_fp]
 
 
 def encode_flush(

@@ -59,6 +59,13 @@ ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(hour_start)
 ORDER BY (hour_start, sku);
 
+-- The record a checkpoint ends on (its Kafka timestamp and a fingerprint of its key and
+-- value): a restore checks it is still there, so a checkpoint of another log (a topic
+-- deleted and recreated, a reset broker, another cluster) is never applied to this one.
+ALTER TABLE {db}.checkpoints
+    ADD COLUMN IF NOT EXISTS last_ts Int64 DEFAULT -1 COMMENT 'Kafka timestamp of the record at position - 1',
+    ADD COLUMN IF NOT EXISTS last_fp UInt64 DEFAULT 0 COMMENT 'CRC-32 of its key << 32 | CRC-32 of its value';
+
 -- The latest checkpoint of every source partition, kept by a materialized view: every
 -- view and the alert watermark read this instead of grouping all checkpoints.
 CREATE TABLE IF NOT EXISTS {db}.checkpoints_latest

@@ -40,7 +40,8 @@ STATE_COLUMNS = [
 ]
 CHECKPOINT_COLUMNS = [
     "source_topic", "source_partition", "position", "max_ts",
-    "consumed", "processed", "dead_lettered", "duplicates", "late", "watermark",
+    "consumed", "processed", "dead_lettered", "duplicates", "late", "last_ts", "last_fp",
+    "watermark",
 ]
 VISITOR_COLUMNS = [
     "window_seconds", "window_start", "category", "color", "size", "price_band", "region",
@@ -123,7 +124,7 @@ class DemandStore:
                 [
                     c.topic, c.partition, c.position, -1 if c.max_ts is None else c.max_ts,
                     c.consumed, c.processed, c.dead_lettered, c.duplicates, c.late,
-                    -1 if c.max_ts is None else c.max_ts - lateness_ms,
+                    c.last_ts, c.last_fp, -1 if c.max_ts is None else c.max_ts - lateness_ms,
                 ]
                 for c in batch.checkpoints
             ], CHECKPOINT_COLUMNS)
@@ -155,6 +156,56 @@ class DemandStore:
             serving.rebuild(self.client, self.db, self.calendar.timezone)
         except Exception as exc:
             raise sink_error(exc, "rebuild", f"{self.db}.demand_cells") from exc
+
+    def reset_partition(self, topic: str, partition: int) -> dict[str, int]:
+        """Forget everything held from one source partition's log (its state rows, event
+        ids, late events and checkpoints) and recompute the serving rows of the months it
+        touched, so the partition can be read anew from the start of its (new) log.
+        Run with no worker owning the partition. Returns the rows deleted per table."""
+        p = {"t": topic, "p": partition}
+        where = "source_topic = {t:String} AND source_partition = {p:UInt16}"
+        counted: dict[str, int] = {}
+        try:
+            months = {int(r[0]) for r in self.client.query(
+                f"SELECT DISTINCT toYYYYMM(window_start, 'UTC') FROM {self.db}.demand_state "  # noqa: S608
+                f"WHERE {where}", parameters=p).result_rows}
+            sku_months = {int(r[0]) for r in self.client.query(
+                f"SELECT DISTINCT toYYYYMM(hour_start, 'UTC') FROM {self.db}.sku_state "  # noqa: S608
+                f"WHERE {where}", parameters=p).result_rows}
+            for table in ("demand_state", "sku_state", "dedup_ids", "late_events",
+                          "checkpoints", "checkpoints_latest"):
+                counted[table] = int(self.client.query(
+                    f"SELECT count() FROM {self.db}.{table} WHERE {where}",  # noqa: S608
+                    parameters=p).result_rows[0][0])
+                if counted[table]:
+                    self.client.command(
+                        f"DELETE FROM {self.db}.{table} WHERE {where}",  # noqa: S608
+                        parameters=p)
+            # serving rows summed this partition in: drop and recompute their months
+            for month in sorted(months):
+                self.client.command(
+                    f"DELETE FROM {self.db}.demand_cells "  # noqa: S608
+                    "WHERE toYYYYMM(window_start, 'UTC') = {m:UInt32}", parameters={"m": month})
+                self.client.command(serving.rebuild_cells_sql(self.db, self.calendar.timezone),
+                                    parameters={"m": month})
+            for month in sorted(sku_months):
+                self.client.command(
+                    f"DELETE FROM {self.db}.sku_hours "  # noqa: S608
+                    "WHERE toYYYYMM(hour_start, 'UTC') = {m:UInt32}", parameters={"m": month})
+                self.client.command(serving.rebuild_sku_sql(self.db), parameters={"m": month})
+        except Exception as exc:
+            raise sink_error(exc, "reset", f"{self.db}.demand_state") from exc
+        return counted
+
+    def partitions(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, checkpoint position) of every partition with a checkpoint."""
+        try:
+            rows = self.client.query(
+                f"SELECT source_topic, source_partition, last_position "  # noqa: S608
+                f"FROM {self.db}.source_progress ORDER BY ALL").result_rows
+        except Exception as exc:
+            raise sink_error(exc, "read", f"{self.db}.source_progress") from exc
+        return [(str(t), int(p), int(pos)) for t, p, pos in rows]
 
     # ---------------------------------------------------------------- recovery
     def load_partition(

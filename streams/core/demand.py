@@ -133,6 +133,8 @@ class PartitionState:
     hot_pv: dict[tuple[str, str, int], PageViewEntry] = field(default_factory=dict)
     #: where windows end (a local day may last 23 or 25 hours)
     calendar: MarketCalendar = UTC_CALENDAR
+    #: (Kafka timestamp, fingerprint) of the last record consumed (at ``position - 1``)
+    last_record: tuple[int, int] = (-1, 0)
 
     def cell(self, key: CellKey) -> list[int]:
         vec = self.cells.get(key)

@@ -21,6 +21,7 @@ here handles every other record and is the reference the lanes are tested agains
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -203,6 +204,16 @@ class Checkpoint:
     dead_lettered: int
     duplicates: int
     late: int
+    #: the record at position - 1 (the last one consumed): its Kafka timestamp and
+    #: ``record_fingerprint``, so a restore can tell whether the log it reads is the one
+    #: this checkpoint came from (-1 and 0: unknown, a checkpoint of an older version)
+    last_ts: int = -1
+    last_fp: int = 0
+
+
+def record_fingerprint(record: KafkaRecord) -> int:
+    """64 bits that identify a record's content: CRC-32 of its key and of its value."""
+    return (zlib.crc32(record.key or b"") << 32) | zlib.crc32(record.value or b"")
 
 
 #: One row of ``c2m.dedup_feed``: (topic, partition, hour bucket, [id hashes], version).
@@ -297,6 +308,7 @@ class DemandEngine:
         st.ledger.dead_lettered = checkpoint.dead_lettered
         st.ledger.duplicates = checkpoint.duplicates
         st.ledger.late = checkpoint.late
+        st.last_record = (checkpoint.last_ts, checkpoint.last_fp)
         for key, vec in rows:
             st.cells[key] = list(vec)
         for skey, svec in sku_rows:
@@ -364,15 +376,20 @@ class DemandEngine:
         fast = cfg.fast_paths
         native = self._native
         for topic, partition, run in runs:
+            st = self.state(topic, partition)
+            last = run[-1]
+            st.last_record = (
+                -1 if last.timestamp is None else last.timestamp, record_fingerprint(last)
+            )
             lane = _COMPILED_LANES.get(topic) if native else None
             if lane is not None:
-                self._compiled_run(lane, topic, self.state(topic, partition), run, out)
+                self._compiled_run(lane, topic, st, run, out)
                 continue
             if fast:
                 evs = fast_decode_many(topic, [r.value for r in run], max_bytes)
             else:
                 evs = [None] * len(run)
-            self._process_run(self.state(topic, partition), run, evs, out)
+            self._process_run(st, run, evs, out)
         return out
 
     def _process_run(
@@ -684,6 +701,7 @@ class DemandEngine:
                 Checkpoint(
                     topic, partition, version, st.watermark.max_ts,
                     lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
+                    *st.last_record,
                 )
             )
             cut = st.detach()

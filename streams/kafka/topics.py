@@ -79,3 +79,4 @@ def ensure_topics(
         return created
     finally:
         admin.close()
+

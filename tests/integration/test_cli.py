@@ -152,3 +152,26 @@ def test_alerts_tail_and_brief_against_a_running_demo(tmp_path: Path) -> None:
     finally:
         demo.terminate()
         demo.wait(timeout=120)
+
+
+@pytest.mark.slow
+def test_a_second_demo_in_the_same_folder_counts_all_of_its_events(tmp_path: Path) -> None:
+    """Issue 18: the embedded broker starts empty every run; the checkpoints of the first
+    run must not make the second skip its events. The second run resets the database,
+    says so, and consumes and shows as much as the first."""
+    env = _env(tmp_path)
+
+    def run() -> tuple[int, int, str]:
+        out = _c2m("demo", "--duration", "30", "--rate", "500", cwd=tmp_path, env=env)
+        consumed = int(out.split("consumed ")[1].split()[0])
+        units = query_chdb(tmp_path / ".c2m" / "chdb", "SELECT sum(units) FROM "
+                           "c2m.demand_by_attribute WHERE window_seconds = 300")[0][0]
+        return consumed, int(units), out
+
+    first, first_units, out1 = run()
+    second, second_units, out2 = run()
+    assert "reset at the start" not in out1 and "reset at the start" in out2
+    assert first > 1000 and 0.6 * first <= second <= 1.6 * first, (first, second)
+    assert 0.5 * first_units <= second_units <= 2 * first_units
+    # the summary's units are the database's: nothing of the first run is left
+    assert f"{second_units} units" in out2
