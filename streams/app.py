@@ -289,6 +289,11 @@ def create_app(
             "partitions_assigned": ingest.assigned.is_set(),
             "sink_healthy": pipeline.sink_healthy,
             "paused": ingest.paused,
+            # assigned partitions not fetched now (all of them while the sink is failing)
+            "partitions_paused": len(ingest.consumer.paused()) if ingest.consumer else 0,
+            "partitions_assigned_count": (
+                len(ingest.consumer.assignment()) if ingest.consumer else 0
+            ),
             # partitions stopped until an operator acts (the others go on)
             "stopped_partitions": [s.as_dict() for s in ingest.stopped.values()],
         }

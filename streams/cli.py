@@ -87,6 +87,57 @@ def reset(topic: str, partitions: tuple[int, ...], yes: bool) -> None:
 
 
 @main.command()
+@click.option("--topic", required=True,
+              type=click.Choice(["shop.orders", "shop.pageviews", "shop.logistics"]))
+@click.option("--partition", required=True, type=click.IntRange(min=0))
+@click.option("--to", "to_offset", required=True, type=click.IntRange(min=1),
+              help="The first offset to read again")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation")
+def skip(topic: str, partition: int, to_offset: int, yes: bool) -> None:
+    """Skip records that cannot be read, for a partition stopped as unreadable.
+
+    Moves the partition's checkpoint to --to (the offsets before it are counted as
+    consumed and dead-lettered, and one dead letter per offset names it, reason
+    unreadable_skipped). Stop the workers first. Prefer fixing the cause when there is
+    one (a missing codec library, a fetch size): then a restart reads the batch.
+    """
+    from streams.clickhouse.client import connect
+    from streams.clickhouse.store import DemandStore
+
+    s = _settings()
+    store = DemandStore(connect(s), s.clickhouse_database, s.calendar())
+    if not yes:
+        click.confirm(f"skip {topic}[{partition}] up to offset {to_offset}?", abort=True)
+    start = store.skip_to(topic, partition, to_offset)
+    bootstrap = s.kafka_bootstrap
+    if bootstrap:
+        asyncio.run(_skipped_dead_letters(s, bootstrap, topic, partition, start, to_offset))
+    click.echo(f"skipped {topic}[{partition}] offsets {start}..{to_offset - 1}"
+               + ("" if bootstrap else " (no C2M_KAFKA_BOOTSTRAP: no dead letters sent)"))
+
+
+async def _skipped_dead_letters(
+    s: Settings, bootstrap: str, topic: str, partition: int, start: int, end: int
+) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from schemas.contract import TOPIC_DEAD_LETTER
+    from schemas.deadletter import build_dead_letter
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                **s.kafka_producer_config())
+    await producer.start()
+    try:
+        sent = [await producer.send(TOPIC_DEAD_LETTER, build_dead_letter(
+            reason="unreadable_skipped", detail="skipped by an operator (c2m skip): the "
+            "record batch could not be read", topic=topic, partition=partition,
+            offset=offset, timestamp_ms=None, value=None)) for offset in range(start, end)]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+@main.command()
 @click.argument("sql")
 def query(sql: str) -> None:
     """Run a read query against the configured ClickHouse and print the rows (TSV)."""

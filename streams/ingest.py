@@ -26,13 +26,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+    UnsupportedCodecError,
+)
 
 from streams import metrics
 from streams.backoff import Backoff
@@ -41,6 +48,12 @@ from streams.errors import C2MError
 from streams.pipeline import TP, DemandPipeline
 
 log = logging.getLogger(__name__)
+
+#: What ``getmany`` raises for a record batch it cannot read: a codec without its library
+#: (or unknown), a batch that fails its CRC, a record larger than the fetch size (brokers
+#: before KIP-74). The batch is data, not a reason to crash: its partition is stopped.
+UNREADABLE = (UnsupportedCodecError, CorruptRecordException, RecordTooLargeError)
+_TP_IN_TEXT = re.compile(r"topic='([^']+)', partition=(\d+)")
 
 
 def _fmt(tps: Iterable[TP]) -> str:
@@ -75,6 +88,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.ingest = ingest
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        revoked = list(revoked)
         tps = [(tp.topic, tp.partition) for tp in revoked]
         log.info("partitions revoked: %s", _fmt(tps))
         if tps:
@@ -84,8 +98,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 # fresh state (it would be flushed with a ledger and cells that start
                 # from zero at a later position).
                 self.ingest.owned.difference_update(tps)
-                for tp in tps:
-                    self.ingest.forget_stopped(tp)
+                for revoked_tp in revoked:
+                    self.ingest.forget_stopped(revoked_tp)
                 await self.ingest.pipeline.release(tps)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -161,6 +175,8 @@ class DemandConsumer:
         self.stopped: dict[TP, StoppedPartition] = {}
         #: reads the record a checkpoint ends on (no group, never commits)
         self._probe: AIOKafkaConsumer | None = None
+        #: an unreadable batch not yet traced to its partition: read them one at a time
+        self._isolating = False
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Stop after the current batch: final flush and commit, then leave the group."""
@@ -343,21 +359,114 @@ class DemandConsumer:
     async def _poll(self, consumer: AIOKafkaConsumer) -> int:
         """Fetch one batch and apply what this worker owns; returns the records fetched."""
         async with self.poll_lock:
-            batches = await consumer.getmany(timeout_ms=100, max_records=self.batch_max_events)
-            if not batches:
-                return 0
-            owned = self.owned
-            # aiokafka's records as they are (KafkaRecord), in its runs per partition
-            runs: list[Run] = [
-                (tp.topic, tp.partition, msgs)
-                for tp, msgs in batches.items()
-                if (tp.topic, tp.partition) in owned
-            ]
-            if runs:
-                await self.pipeline.handle_runs(
-                    runs, min(msgs[0].timestamp for msgs in batches.values())
+            if self._isolating:
+                return await self._poll_each(consumer)
+            try:
+                batches = await consumer.getmany(
+                    timeout_ms=100, max_records=self.batch_max_events
                 )
-            return sum(len(msgs) for msgs in batches.values())
+            except UNREADABLE as exc:
+                await self._unreadable(consumer, exc)
+                return 0
+            return await self._apply(batches)
+
+    async def _apply(self, batches: dict[TopicPartition, list[Any]]) -> int:
+        if not batches:
+            return 0
+        owned = self.owned
+        # aiokafka's records as they are (KafkaRecord), in its runs per partition
+        runs: list[Run] = [
+            (tp.topic, tp.partition, msgs)
+            for tp, msgs in batches.items()
+            if (tp.topic, tp.partition) in owned
+        ]
+        if runs:
+            await self.pipeline.handle_runs(
+                runs, min(msgs[0].timestamp for msgs in batches.values())
+            )
+        return sum(len(msgs) for msgs in batches.values())
+
+    async def _unreadable(self, consumer: AIOKafkaConsumer, exc: Exception) -> None:
+        """``getmany`` met a batch it cannot read. Records it had already taken from other
+        partitions in that call are lost with the exception, so every owned partition is
+        sought back to what the engine has applied. The partition of the bad batch is
+        stopped: the one the error names, else the one that raises again when the
+        partitions are read one at a time (``_poll_each``) until it is found."""
+        for tp in consumer.assignment():
+            key = (tp.topic, tp.partition)
+            if key not in self.owned:
+                continue
+            st = self.pipeline.engine.states.get(key)
+            if st is not None and st.position is not None:
+                consumer.seek(tp, st.position)
+            else:
+                await consumer.seek_to_beginning(tp)  # nothing applied yet
+        culprit = self._named(exc)
+        if culprit is not None:
+            await self._narrow(consumer, culprit, exc)
+        else:
+            log.warning("a record batch could not be read (%s): reading the partitions one "
+                        "at a time to find it", type(exc).__name__)
+            self._isolating = True
+
+    async def _poll_each(self, consumer: AIOKafkaConsumer) -> int:
+        """Read every owned partition alone (after an unreadable batch no error named):
+        the one whose own read raises is stopped, the others are applied as usual."""
+        fetched = 0
+        budget = self.batch_max_events
+        for tp in sorted(consumer.assignment()):
+            if (tp.topic, tp.partition) not in self.owned or budget <= 0:
+                continue
+            try:
+                batches = await consumer.getmany(tp, timeout_ms=0, max_records=budget)
+            except UNREADABLE as exc:
+                await self._narrow(consumer, tp, exc)
+                self._isolating = False
+                continue
+            n = await self._apply(batches)
+            fetched += n
+            budget -= n
+        if not fetched:
+            await asyncio.sleep(0.05)  # nothing buffered yet: let the fetcher work
+        return fetched
+
+    async def _narrow(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
+                      exc: Exception) -> None:
+        """Apply ``tp``'s records one at a time from what the engine has applied up to the
+        unreadable batch, then stop the partition there (its offset is then the first one
+        that cannot be read). Bounded: the records before the batch in one fetch."""
+        st = self.pipeline.engine.states.get((tp.topic, tp.partition))
+        if st is not None and st.position is not None:
+            consumer.seek(tp, st.position)
+        else:
+            await consumer.seek_to_beginning(tp)
+        for _ in range(100_000):
+            try:
+                batches = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
+            except UNREADABLE as again:
+                exc = again
+                break
+            if not batches:
+                break  # the batch did not come back: stop where the partition is
+            await self._apply(batches)
+        self._stop_unreadable(tp, exc)
+
+    def _stop_unreadable(self, tp: TopicPartition, exc: Exception) -> None:
+        st = self.pipeline.engine.states.get((tp.topic, tp.partition))
+        offset = st.position if st is not None and st.position is not None else 0
+        if isinstance(exc, RecordTooLargeError) and len(exc.args) >= 3:
+            offset = int(exc.args[2])
+        detail = exc.args[0] if exc.args else exc
+        self.stop_partition(tp, "unreadable", offset, f"{type(exc).__name__}: {detail!s}"[:300])
+
+    @staticmethod
+    def _named(exc: Exception) -> TopicPartition | None:
+        """The partition an error names, if it does (RecordTooLargeError, CRC errors)."""
+        for arg in exc.args:
+            if isinstance(arg, TopicPartition):
+                return arg
+        m = _TP_IN_TEXT.search(str(exc))
+        return TopicPartition(m.group(1), int(m.group(2))) if m else None
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Every ``lag_interval_s``: records between the end of each owned partition's log

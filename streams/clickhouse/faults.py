@@ -10,8 +10,8 @@ Enabled only by ``C2M_CLICKHOUSE_FAULT_FILE``. While that file exists:
   in ClickHouse, its checkpoint is not. A test SIGKILLs the process in exactly that state.
   ``stall N`` lets the first N such inserts through and stalls the next one, so a test can
   arm the fault before the process starts and still stall a flush that is not its first;
-- with ``overload``, calls fail as an overloaded server answers (TOO_MANY_PARTS): an
-  outage, retried;
+- with ``overload``, writes fail as an overloaded server answers (TOO_MANY_PARTS: reads
+  still work): an outage, retried;
 - with ``refuse``, writes fail as a server whose schema does not match answers
   (NO_SUCH_COLUMN_IN_TABLE): not an outage, the process stops (``SinkRejected``).
 """
@@ -80,11 +80,14 @@ class FaultInjectingClient:
             raise DatabaseError(
                 "Code: 16. DB::Exception: There is no column 'injected' in table. "
                 "(NO_SUCH_COLUMN_IN_TABLE)", code=16)
-        self.failures += 1
         if mode == "overload":
+            if not write:
+                return
+            self.failures += 1
             raise DatabaseError(
                 "Code: 252. DB::Exception: Too many parts (3000). Merges are processing "
                 "significantly slower than inserts. (TOO_MANY_PARTS)", code=252)
+        self.failures += 1
         raise OperationalError("injected fault: ClickHouse unavailable")
 
     def insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
@@ -100,7 +103,7 @@ class FaultInjectingClient:
         return self._client.query(*args, **kwargs)
 
     def command(self, *args: Any, **kwargs: Any) -> Any:
-        self._check()
+        self._check(write=True)  # DDL, INSERT ... SELECT (the refresh), DELETE
         return self._client.command(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:

@@ -33,6 +33,7 @@ from streams.core.dedup import BUCKET_MS
 from streams.core.demand import MEASURES, CellKey
 from streams.core.engine import Checkpoint, EngineConfig, FlushBatch, LateEvent
 from streams.core.inventory import SKU_MEASURES, SkuKey
+from streams.errors import ConfigError
 
 STATE_COLUMNS = [
     "source_topic", "source_partition", "window_seconds", "window_start",
@@ -196,6 +197,33 @@ class DemandStore:
         except Exception as exc:
             raise sink_error(exc, "reset", f"{self.db}.demand_state") from exc
         return counted
+
+    def skip_to(self, topic: str, partition: int, offset: int) -> int:
+        """Move a partition's checkpoint forward to ``offset`` over records that cannot be
+        read (an operator's decision): a checkpoint with the same state at ``offset``, the
+        skipped records counted as consumed and dead-lettered. Returns the position it
+        skipped from. Run with no worker owning the partition."""
+        p = {"t": topic, "p": partition}
+        try:
+            rows = self.client.query(
+                f"SELECT {', '.join(CHECKPOINT_COLUMNS[2:])} FROM {self.db}.checkpoints "  # noqa: S608
+                "WHERE source_topic = {t:String} AND source_partition = {p:UInt16} "
+                "ORDER BY position DESC LIMIT 1", parameters=p).result_rows
+        except Exception as exc:
+            raise sink_error(exc, "read", f"{self.db}.checkpoints") from exc
+        if not rows:
+            raise ConfigError(f"{topic}[{partition}] has no checkpoint: it is read from the "
+                              "start of its log, there is nothing to skip from")
+        (position, max_ts, consumed, processed, dead, dups, late, _ts, _fp,
+         watermark) = rows[0]
+        if offset <= position:
+            raise ConfigError(f"{topic}[{partition}] is at offset {position}: --to must be "
+                              "after it")
+        n = offset - position
+        self._insert("checkpoints", [[
+            topic, partition, offset, max_ts, consumed + n, processed, dead + n, dups, late,
+            -1, 0, watermark]], CHECKPOINT_COLUMNS)
+        return int(position)
 
     def partitions(self) -> list[tuple[str, int, int]]:
         """(topic, partition, checkpoint position) of every partition with a checkpoint."""

@@ -30,11 +30,14 @@ class EmbeddedBroker:
     """Start/stop a Tansu broker bound to 127.0.0.1. Use as a context manager."""
 
     def __init__(
-        self, port: int | None = None, log_path: Path | None = None, host: str = "127.0.0.1"
+        self, port: int | None = None, log_path: Path | None = None, host: str = "127.0.0.1",
+        advertised_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
+        #: the port clients are told to use (a proxy in front, in the chaos tests)
+        self.advertised_port = advertised_port or self.port
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,7 +55,7 @@ class EmbeddedBroker:
         cmd = [
             binary, "broker",
             "--listener-url", url,
-            "--advertised-listener-url", url,
+            "--advertised-listener-url", f"tcp://{self.host}:{self.advertised_port}",
             "--storage-engine", "memory://tansu/",
             "--cluster-id", "c2m-embedded",
         ]

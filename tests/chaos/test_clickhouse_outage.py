@@ -93,3 +93,69 @@ def test_clickhouse_outage_pauses_and_catches_up_exactly(
     sizes = (300, 3600, 86400)
     assert_matches_oracle(_actual(worker, sizes), _expected(history), sizes)
     assert_stored_ledger(worker.query, Counter(e.topic for e in demand))
+
+
+def test_a_rebalance_while_clickhouse_is_down_keeps_every_partition_paused(
+    broker: Any, worker_factory: Any, tmp_path: Path
+) -> None:
+    """Issue 18: aiokafka unpauses partitions it assigns anew. Inserts fail (TOO_MANY_PARTS:
+    reads still work, so restores succeed), the worker pauses; another member joins the
+    group and leaves (two rebalances): every partition the worker gets back must stay
+    paused, so nothing is fetched and memory stays bounded until ClickHouse takes writes."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    history = _history(seed=37, hours=2, orders_per_hour=1200)
+    demand = [e for e in history if e.topic != "shop.products"]
+    half = len(history) // 2
+    fault = tmp_path / "clickhouse-overloaded"
+    worker = worker_factory(C2M_CLICKHOUSE_FAULT_FILE=str(fault),
+                            C2M_FLUSH_MAX_PENDING_EVENTS="2000",
+                            C2M_BATCH_MAX_EVENTS="500").start()
+    produce(broker.bootstrap, _messages(history[:half]))
+    worker.wait_consumed(sum(1 for e in history[:half] if e.topic != "shop.products"))
+    time.sleep(2)
+    rss_before = _rss_kib(worker.proc.pid)
+    fault.write_text("overload")
+    produce(broker.bootstrap, _messages(history[half:]))
+    time.sleep(8)
+    status, body = _readyz(worker.web_port)
+    assert status == 503 and body["paused"] is True
+
+    async def join_and_leave() -> None:
+        member = AIOKafkaConsumer(
+            "shop.orders", "shop.pageviews", "shop.logistics", bootstrap_servers=broker.bootstrap,
+            group_id=worker.env.get("C2M_APP_ID", "c2m-pulse"), enable_auto_commit=False,
+            rebalance_timeout_ms=3000, session_timeout_ms=6000)
+        await member.start()
+        deadline = time.monotonic() + 15
+        while not member.assignment() and time.monotonic() < deadline:
+            await member.getmany(timeout_ms=500)
+        assert member.assignment()
+        await member.stop()  # leaves: the worker is assigned everything again
+
+    asyncio.run(join_and_leave())
+    rebalances_seen = worker.log_tail(10**6).count("partitions assigned:")
+    assert rebalances_seen >= 2
+    time.sleep(8)  # the worker holds every partition again
+    status, body = _readyz(worker.web_port)
+    assert status == 503 and body["partitions_assigned_count"] == 12
+    assert body["partitions_paused"] == 12  # aiokafka assigned them unpaused
+    consumed = worker.stats()["consumed"]
+    rss_max = _rss_kib(worker.proc.pid)
+    for _ in range(4):
+        time.sleep(5)
+        rss_max = max(rss_max, _rss_kib(worker.proc.pid))
+        assert worker.stats()["consumed"] == consumed  # nothing fetched: still paused
+    assert consumed < len(demand)
+    assert rss_max - rss_before < MEMORY_BOUND_MIB * 1024, (rss_before, rss_max)
+    fault.unlink()
+    worker.wait_consumed(len(demand), timeout=180)
+    deadline = time.monotonic() + 30
+    while _readyz(worker.web_port)[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert worker.stop() == 0
+    sizes = (300, 3600, 86400)
+    assert_matches_oracle(_actual(worker, sizes), _expected(history), sizes)
+    assert_stored_ledger(worker.query, Counter(e.topic for e in demand))

@@ -46,6 +46,8 @@ def _readyz(worker: Worker) -> tuple[int, dict[str, Any]]:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+    except OSError:  # not serving yet
+        return 0, {}
 
 
 def test_checkpoints_of_another_cluster_stop_their_partitions_until_reset(

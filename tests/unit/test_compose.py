@@ -157,7 +157,7 @@ def test_prometheus_alert_rules_are_mounted_checked_and_unit_tested(
                             str(ROOT / "deploy/prometheus/prometheus.yml")],
                            capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "8 rules found" in check.stdout + check.stderr
+    assert "9 rules found" in check.stdout + check.stderr
     # every alert fires on its scenario and stays quiet on its look-alike
     test = subprocess.run([promtool, "test", "rules", "rules_test.yml"],
                           cwd=ROOT / "tests/unit/prometheus",
