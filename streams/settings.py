@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     def _windows(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if not value or any(w <= 0 or (86_400 % w and w % 86_400) for w in value):
             raise ValueError("window sizes must be positive and divide or be multiples of a day")
+        if not {300, 3600, 86_400} <= set(value):
+            raise ValueError("window sizes must include 300, 3600 and 86400 (the rolling "
+                             "view, the web view and the dashboards read them)")
         return tuple(sorted(set(value)))
 
     @model_validator(mode="after")

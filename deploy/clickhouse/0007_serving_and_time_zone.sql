@@ -153,7 +153,8 @@ FROM {db}.demand_cells FINAL;
 
 -- Rolling demand as of the newest event time (not the wall clock): the last 1 h of
 -- 5-minute windows and the last 24 h and 7 d of hourly windows, ending with the window that
--- holds the newest event (as_of = its end). Each part reads only its range.
+-- holds the newest event (as_of = its end). Each part reads only its range. Needs the
+-- window sizes 300, 3600 and 86400 (settings validation keeps them).
 CREATE OR REPLACE VIEW {db}.demand_rolling AS
 WITH
     toDateTime(intDiv(ifNull((SELECT newest_ts FROM {db}.event_time_progress), 0), 1000))
@@ -163,7 +164,12 @@ WITH
      ORDER BY window_seconds DESC, window_start DESC LIMIT 1) AS as_of_5m,
     (SELECT window_end FROM {db}.demand_cells
      WHERE window_seconds = 3600 AND window_start <= newest
-     ORDER BY window_seconds DESC, window_start DESC LIMIT 1) AS as_of_1h
+     ORDER BY window_seconds DESC, window_start DESC LIMIT 1) AS as_of_1h,
+    -- 7 d: the local days wholly inside it from daily windows, the hours at its two ends
+    -- from hourly ones (the same sums, a third of the rows)
+    as_of_1h - INTERVAL 168 HOUR AS lo_7d,
+    if(toStartOfDay(lo_7d) = lo_7d, lo_7d, toStartOfDay(lo_7d) + INTERVAL 1 DAY) AS day_0,
+    toStartOfDay(as_of_1h) AS day_1
 SELECT
     horizon, as_of, category, color, size, price_band, region,
     sum(o)                                           AS orders,
@@ -192,8 +198,13 @@ FROM
     SELECT '7d', as_of_1h, category, color, size, price_band, region,
            orders, units, gmv_e4, cancelled_units, returned_units, pageviews
     FROM {db}.demand_cells FINAL
-    WHERE window_seconds = 3600 AND window_start >= as_of_1h - INTERVAL 168 HOUR
-      AND window_start < as_of_1h
+    WHERE window_seconds = 86400 AND window_start >= day_0 AND window_start < day_1
+    UNION ALL
+    SELECT '7d', as_of_1h, category, color, size, price_band, region,
+           orders, units, gmv_e4, cancelled_units, returned_units, pageviews
+    FROM {db}.demand_cells FINAL
+    WHERE window_seconds = 3600 AND ((window_start >= lo_7d AND window_start < day_0)
+                                     OR (window_start >= day_1 AND window_start < as_of_1h))
 )
 GROUP BY horizon, as_of, category, color, size, price_band, region;
 

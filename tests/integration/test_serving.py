@@ -71,6 +71,25 @@ FROM {db}.sku_hourly
 """
 
 
+def assert_rolling_is_the_hourly_sum(client: Any, db: str) -> None:
+    """demand_rolling's 24 h and 7 d (the 7 d made of whole local days from the daily rows
+    and the hours at its ends) equal the hourly rows of their range."""
+    rolling = client.query(
+        f"SELECT horizon, toUnixTimestamp(as_of), category, color, size, price_band, region, "
+        f"units, pageviews FROM {db}.demand_rolling WHERE horizon IN ('24h', '7d')").result_rows
+    assert rolling
+    for horizon, hours in (("24h", 24), ("7d", 168)):
+        rows = [r for r in rolling if r[0] == horizon]
+        as_of = rows[0][1]
+        want = client.query(
+            "SELECT category, color, size, price_band, region, sum(units), sum(pageviews) "
+            f"FROM {db}.demand_by_attribute WHERE window_seconds = 3600 "
+            "AND toUnixTimestamp(window_start) >= {lo:Int64} "
+            "AND toUnixTimestamp(window_start) < {hi:Int64} GROUP BY ALL",
+            parameters={"lo": as_of - hours * 3600, "hi": as_of}).result_rows
+        assert {tuple(r[2:]) for r in rows} == {tuple(r) for r in want}, horizon
+
+
 def _set(client: Any, sql: str, db: str) -> set[tuple[Any, ...]]:
     return {tuple(r) for r in client.query(sql.replace("{db}", db)).result_rows}
 
@@ -153,6 +172,7 @@ def test_serving_rows_equal_the_partition_rows_through_corrections(
                               if k[0] == 86_400 and k[1] == 1_794_326_400)
     tz = engine_client.query(f"SELECT DISTINCT tz FROM {db}.demand_by_attribute").result_rows
     assert tz == [("Asia/Shanghai",)]
+    assert_rolling_is_the_hourly_sum(engine_client, db)
 
 
 def test_any_interleaving_of_two_writers_leaves_the_final_row(
@@ -231,6 +251,7 @@ def test_rebuild_equals_the_refreshed_rows_and_window_ends(
     store.rebuild_serving()
     assert _set(engine_client, query, db) == refreshed
     assert _set(engine_client, SKU_SERVED, db) == _set(engine_client, SKU_REFERENCE, db)
+    assert_rolling_is_the_hourly_sum(engine_client, db)
 
 
 def test_a_database_from_before_the_serving_layer_upgrades_with_the_same_numbers(

@@ -17,10 +17,11 @@ CANARY = "canary-Secret-9f3b"
 
 def test_env_prefix_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("C2M_APP_ID", "pulse-test")
-    monkeypatch.setenv("C2M_WINDOW_SECONDS", "[3600, 300]")
+    monkeypatch.setenv("C2M_WINDOW_SECONDS", "[86400, 3600, 300, 7200]")
     s = Settings()
     assert s.app_id == "pulse-test"
-    assert s.window_seconds == (300, 3600)
+    assert s.window_seconds == (300, 3600, 7200, 86400)
+    assert s.timezone == "Asia/Shanghai"
     assert s.web_host == "127.0.0.1" and s.metrics_host == "127.0.0.1"
     assert s.effective_clickhouse_url.startswith("chdb://")
 
@@ -51,6 +52,8 @@ def test_invalid_settings_are_rejected() -> None:
         Settings(clickhouse_database="c2m; DROP TABLE x")
     with pytest.raises(ValidationError):
         Settings(window_seconds=(0,))
+    with pytest.raises(ValidationError, match="must include 300, 3600 and 86400"):
+        Settings(window_seconds=(300, 3600))
     with pytest.raises(ValidationError):
         Settings(kafka_security_protocol="SASL_SSL")  # no mechanism
 
