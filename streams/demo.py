@@ -22,7 +22,7 @@ from streams.sim.scenario import Scenario
 EXAMPLE_QUERY = (
     "SELECT window_start, category, color, size, price_band, sum(units) AS units "
     "FROM {db}.demand_by_attribute WHERE window_seconds = 3600 "
-    "GROUP BY ALL ORDER BY units DESC LIMIT 10"
+    "AND window_start >= now() - INTERVAL 1 DAY GROUP BY ALL ORDER BY units DESC LIMIT 10"
 )
 
 #: A few broken messages so the dead-letter path is visible in the demo.
