@@ -1,7 +1,8 @@
 """Alert messages: what c2m-pulse publishes for factories (contract v1).
 
 - ``factory.restock-alerts``, key ``factory_id``: restock alerts for the SKUs a factory makes;
-- ``factory.demand-signals``, key ``category``: demand surges and rising shares.
+- ``factory.demand-signals``, key ``category``: demand surges, rising shares and lost sales
+  (demand hidden by stockouts).
 
 Every state change of an alert is one message; ``(alert_id, version)`` identifies it.
 A message can be delivered twice (at-least-once; e.g. a crash between publishing and
@@ -49,13 +50,24 @@ class SignalDetails(BaseModel):
     score: float
 
 
+class LostSalesDetails(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lost_units: float = Field(description="units the value's SKUs could not sell while out "
+                                          "of stock, over the local day up to the hour")
+    lost_gmv: float = Field(description="lost units x list price (CNY)")
+    sold_units: int = Field(description="net units sold over the same day")
+    lost_share: float = Field(description="lost / (sold + lost)")
+    method: str
+
+
 class AlertMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = 1
     alert_id: str = Field(description="stable per episode: hash of (kind, key, opening hour)")
     version: int = Field(ge=1)
-    kind: Literal["restock", "surge", "rising_share"]
+    kind: Literal["restock", "surge", "rising_share", "lost_sales"]
     state: Literal["open", "updated", "resolved"]
     severity: Literal["critical", "warning", "info"]
     factory_id: str | None = Field(description="restock alerts: the factory making the SKU")
@@ -69,6 +81,7 @@ class AlertMessage(BaseModel):
     changed_at: str
     restock: RestockDetails | None = None
     signal: SignalDetails | None = None
+    lost_sales: LostSalesDetails | None = None
     summary_zh: str
     summary_en: str
 

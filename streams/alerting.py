@@ -35,6 +35,7 @@ from schemas.alerts import (
     TOPIC_DEMAND_SIGNALS,
     TOPIC_RESTOCK_ALERTS,
     AlertMessage,
+    LostSalesDetails,
     RestockDetails,
     SignalDetails,
 )
@@ -71,7 +72,7 @@ def to_message(a: Alert, cal: MarketCalendar = UTC_CALENDAR) -> AlertMessage:
     in the summaries are the market's local time with its zone; the message fields stay
     RFC 3339 in UTC."""
     d = a.details
-    restock = signal = None
+    restock = signal = lost = None
     when = _iso(a.window_start) or ""
     hour_local = _local(cal, a.window_start, "%Y-%m-%d %H:%M")
     if a.kind == "restock":
@@ -97,6 +98,21 @@ def to_message(a: Alert, cal: MarketCalendar = UTC_CALENDAR) -> AlertMessage:
             f"{d['in_transit']} in transit, {d['daily_rate']:.1f}/day net demand, stockout "
             f"{day}; order {a.recommended_qty} (MOQ {d['moq']}, lead time "
             f"{d['lead_time_days']} d)"
+        )
+    elif a.kind == "lost_sales":
+        lost = LostSalesDetails(
+            lost_units=d["lost_units"], lost_gmv=d["lost_gmv"], sold_units=int(d["sold_units"]),
+            lost_share=a.score, method=d["method"],
+        )
+        what = f"{a.category} {_DIM_ZH.get(a.dimension, a.dimension)}={a.value}"
+        zh = (
+            f"[{_STATE_ZH[a.state]}] 缺货损失 {what}：截至 {hour_local} 的一天里，缺货少卖约 "
+            f"{d['lost_units']:.0f} 件（约 {d['lost_gmv']:.0f} 元，占需求 {a.score:.0%}）"
+        )
+        en = (
+            f"[{a.state}] Lost sales {a.category} {a.dimension}={a.value}: about "
+            f"{d['lost_units']:.0f} units (CNY {d['lost_gmv']:.0f}, {a.score:.0%} of demand) "
+            f"not sold for lack of stock in the day to {hour_local}"
         )
     else:
         ratio = a.score if a.score >= 0 else math.inf
@@ -132,7 +148,7 @@ def to_message(a: Alert, cal: MarketCalendar = UTC_CALENDAR) -> AlertMessage:
         sku=a.sku or None, dimension=a.dimension or None,
         value=a.value or None, window_start=when, opened_at=_iso(a.opened_at) or "",
         changed_at=_iso(a.changed_at) or "", restock=restock, signal=signal,
-        summary_zh=zh, summary_en=en,
+        lost_sales=lost, summary_zh=zh, summary_en=en,
     )
 
 

@@ -93,22 +93,24 @@ class AlertStore:
         restock movements (shipped and received only: the restock rule's transit window
         can reach further back than its demand history)."""
         products = {
-            r[0]: Product(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]))
+            r[0]: Product(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), float(r[8]))
             for r in self._rows(
                 "SELECT sku, factory_id, category, color, size, price_band, lead_time_days, "  # noqa: S608
-                f"moq FROM {self.db}.products_current"
+                f"moq, list_price FROM {self.db}.products_current"
             )
         }
         sku_hours: dict[str, dict[int, SkuHour]] = defaultdict(dict)
         for r in self._rows(
             "SELECT sku, toUnixTimestamp(hour_start), units, cancelled_units, "  # noqa: S608
-            f"restock_shipped, restock_received, count_ts, count_on_hand FROM {self.db}.sku_hours "
+            "restock_shipped, restock_received, count_ts, count_on_hand, orders, pageviews "
+            f"FROM {self.db}.sku_hours "
             "FINAL WHERE hour_start >= toDateTime({lo:Int64}) "
             "AND hour_start < toDateTime({hi:Int64})",
             lo=lo_s, hi=hi_s,
         ):
             sku_hours[r[0]][int(r[1])] = SkuHour(
-                int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7])
+                int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]), int(r[8]),
+                int(r[9]),
             )
         if movements_from_s is not None and movements_from_s < lo_s:
             for sku, h, shipped, received in self._rows(

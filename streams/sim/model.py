@@ -321,6 +321,8 @@ class ShopSimulator:
         self.scenario = scenario
         self.truth = ScenarioTruth()
         self._rate_factor = 1.0  # traffic growth from a scenario surge
+        self._launch_pending = scenario is not None and scenario.launch_ms is not None
+        self._outage_pending = scenario is not None and scenario.outage_ms is not None
         self._surges_on = 0
 
         self._rng = random.Random(seed)
@@ -403,6 +405,7 @@ class ShopSimulator:
         ]
         appeal = [rng.lognormvariate(0.0, 0.5) for _ in range(n)]
         boost = [3.0 if rng.random() < 0.15 else 1.0 for _ in range(n)]
+        self._boost = boost
         self._pop = pop
         self._order_cum = _cumulative(pop)
         self._order_cum_promo = _cumulative([p * b for p, b in zip(pop, boost, strict=True)])
@@ -503,6 +506,105 @@ class ShopSimulator:
         pool = ranked[: max(sc.stockout_skus * 3, 1)]
         chosen = sorted(rng.sample(pool, min(sc.stockout_skus, len(pool))))
         truth.stockout_skus = [skus[i].sku for i in chosen]
+        # issue 20: new products and stockouts of healthy SKUs (their own random draws, so
+        # the choices above stay those of earlier versions)
+        rng2 = random.Random(f"scenario-20-{self.seed}")
+        taken = set(truth.stockout_skus) | set(truth.multiplier)
+        free = [i for i in ranked if skus[i].sku not in taken]
+        if sc.launch_ms is not None and sc.launch_skus > 0:
+            launch = sorted(rng2.sample(free[len(free) // 2:], min(sc.launch_skus,
+                                                                  len(free) // 2)))
+            truth.launch_skus = [skus[i].sku for i in launch]
+            truth.launch_ms = sc.launch_ms
+            for i in launch:
+                pop[i] = 0.0
+                self._pv_weights[i] = 0.0
+                ev = self._catalog[i]
+                listed = max(sc.launch_ms - MINUTE_MS, 0)
+                ev.value["ts"] = self._ts(listed, skus[i].shop)
+                self._catalog[i] = SimEvent(ev.topic, ev.key, ev.value, listed)
+            self._set_popularity(pop)
+            free = [i for i in free if i not in launch]
+        if sc.outage_ms is not None and sc.outage_skus > 0:
+            outage = sorted(rng2.sample(free[: max(sc.outage_skus * 3, 1)],
+                                        min(sc.outage_skus, len(free))))
+            truth.outage_skus = [skus[i].sku for i in outage]
+            truth.outage_ms = sc.outage_ms
+
+    def _scenario_traffic(self, ts: int) -> float:
+        """Traffic factor of the scenario's weekly pattern, growth and promotion days."""
+        sc = self.scenario
+        assert sc is not None  # noqa: S101 - only called with a scenario
+        f = 1.0
+        if sc.weekday_factors is not None:
+            day = (ts + CST_OFFSET_MS) // DAY_MS
+            f *= sc.weekday_factors[(day + 3) % 7]  # 1970-01-01 was a Thursday
+        if sc.weekly_growth:
+            f *= (1.0 + sc.weekly_growth) ** ((ts - self.start_ms) / (7 * DAY_MS))
+        for start in sc.promo_days:
+            if start <= ts < start + DAY_MS:
+                f *= sc.promo_day_multiplier
+                break
+        return f
+
+    def _set_popularity(self, pop: list[float]) -> None:
+        """Rebuild the order and page-view tables from order popularity ``pop``."""
+        pv = [
+            p * (b / a if a else 1.0)
+            for p, a, b in zip(self._pv_weights, self._pop, pop, strict=True)
+        ]
+        self._order_cum = _cumulative(pop)
+        self._pv_cum = _cumulative(pv)
+        self._order_cum_promo = _cumulative(
+            [p * b for p, b in zip(pop, self._boost, strict=True)])
+        self._pv_cum_promo = _cumulative([p * b for p, b in zip(pv, self._boost, strict=True)])
+        self._shop_order_cum = [_cumulative([pop[i] for i in ids]) for ids in self._shop_skus]
+        self._shop_pv_cum = [_cumulative([pv[i] for i in ids]) for ids in self._shop_skus]
+
+    def _launch(self) -> None:
+        """The scenario's new products go on sale: each takes ``launch_share`` of orders."""
+        sc = self.scenario
+        assert sc is not None  # noqa: S101
+        self._launch_pending = False
+        idx = [self._sku_ids.index(s) for s in self.truth.launch_skus]
+        others = sum(p for i, p in enumerate(self._pop) if i not in idx)
+        share = sc.launch_share / max(len(idx), 1)
+        for i in idx:
+            self._pop[i] = others * share / max(1.0 - sc.launch_share, 0.05)
+            self._pv_weights[i] = self._pop[i] * 1.5  # a hit: viewed about as it sells
+            self._on_hand[i] = sc.launch_on_hand
+        total = sum(self._pop)
+        self._daily_units[:] = [
+            self.orders_per_hour * 24 * _MEAN_LINES * (2.6 if s.category.multi else 1.7)
+            * p / total
+            for p, s in zip(self._pop, self._skus, strict=True)
+        ]
+        for i in idx:  # the first run: ten days of its demand, a lead time after the launch
+            s = self._skus[i]
+            qty = max(s.moq, math.ceil(self._daily_units[i] * 10 / 100) * 100)
+            received = (sc.launch_ms or 0) + s.lead_time_days * DAY_MS
+            self._restock_event("restock_shipped", i, qty, received - HOUR_MS)
+            self._restock_event("restock_received", i, qty, received)
+            self._act(received, _ACT_RESTOCK_IN, i, qty)
+        self._set_popularity(self._pop)
+
+    def _outage(self) -> None:
+        """The scenario's outage SKUs lose their stock; a restock comes ``outage_days``
+        later (their factory does nothing else meanwhile)."""
+        sc = self.scenario
+        assert sc is not None  # noqa: S101
+        self._outage_pending = False
+        end = (sc.outage_ms or 0) + int(sc.outage_days * DAY_MS)
+        self.truth.outage_end_ms = end
+        for sku in self.truth.outage_skus:
+            i = self._sku_ids.index(sku)
+            self._on_hand[i] = 0
+            s = self._skus[i]
+            qty = max(s.moq, math.ceil(self._daily_units[i] * 30 / 100) * 100)
+            self._on_road[i] += qty
+            self._restock_event("restock_shipped", i, qty, end - s.lead_time_days * DAY_MS)
+            self._restock_event("restock_received", i, qty, end)
+            self._act(end, _ACT_RESTOCK_IN, i, qty)
 
     def _start_surge(self) -> None:
         """The next scenario surge begins: rebuild the popularity tables."""
@@ -570,7 +672,7 @@ class ShopSimulator:
     def _restock_qty(self, i: int) -> int:
         s = self._skus[i]
         want = math.ceil(self._daily_units[i] * 20 / 100) * 100
-        return max(s.moq, want)
+        return max(int(s.moq), int(want))
 
     # ------------------------------------------------------------------ helpers
     def _next_id(self) -> str:
@@ -866,6 +968,14 @@ class ShopSimulator:
         s = self._skus[i]
         if sc is None or s.sku in self.truth.stockout_skus:
             return
+        truth = self.truth
+        if s.sku in truth.launch_skus and (truth.launch_ms is None or ts < truth.launch_ms
+                                           + s.lead_time_days * DAY_MS):
+            return  # before its first run arrives
+        if s.sku in truth.outage_skus and truth.outage_ms is not None and (
+                ts >= truth.outage_ms and (truth.outage_end_ms is None
+                                           or ts < truth.outage_end_ms)):
+            return
         daily = self._daily_units[i]
         want = daily * (s.lead_time_days + sc.healthy_cover_days)
         if self._on_hand[i] + self._on_road[i] >= want:
@@ -888,12 +998,15 @@ class ShopSimulator:
         region = self._visitor_region[v]
         lines = self._pick_lines(promo)
         shop = self._sku_shop[lines[0][0]]
+        wanted = lines
+        if self.scenario is not None and self.scenario.censor_stockouts:
+            lines = [ln for ln in lines if self._on_hand[ln[0]] > 0]
         ids, cum = self._shop_skus[shop], self._shop_pv_cum[shop]
         last = len(ids) - 1
         views = [
             ids[min(bisect_right(cum, rnd() * cum[-1]), last)] for _ in range(int(rnd() * 4))
         ]
-        for i, _, _ in lines:
+        for i, _, _ in wanted:
             views.append(i)
             if rnd() < 0.4:
                 views.append(i)
@@ -903,6 +1016,16 @@ class ShopSimulator:
             self._page_view(i, vid, region, int(t))
             t += min(-_VIEW_GAP_MEAN_MS * log(1.0 - rnd()), 300_000.0)
         placed = int(t + 20_000.0 + 160_000.0 * rnd())
+        if len(lines) < len(wanted):  # sold out: the shopper could not buy these
+            lost = self.truth.lost_units
+            kept = {ln[0] for ln in lines}
+            for i, qty, _ in wanted:
+                if i not in kept:
+                    by_hour = lost.setdefault(self._sku_ids[i], {})
+                    h = placed // HOUR_MS * 3600
+                    by_hour[h] = by_hour.get(h, 0) + qty
+            if not lines:
+                return
         order_id = self._next_order_id()
         self._order_event("order_placed", order_id, shop, region, v, lines, placed)
         on_hand = self._on_hand
@@ -962,6 +1085,13 @@ class ShopSimulator:
         rate = self.orders_per_hour * seasonality(mid) / HOUR_MS * self._rate_factor
         if promo:
             rate *= self.promo_multiplier
+        sc = self.scenario
+        if sc is not None:
+            rate *= self._scenario_traffic(mid)
+            if self._launch_pending and t0 >= (sc.launch_ms or 0):
+                self._launch()
+            if self._outage_pending and t0 >= (sc.outage_ms or 0):
+                self._outage()
         if rate <= 0:
             return
         rnd = self._rng.random

@@ -18,6 +18,23 @@
   Only colours expected to take at least ``surge_min_base_per_hour`` orders an hour at
   the surge start are chosen: the rules ignore smaller cells on purpose;
 - one size of one category has ``high_return_multiplier`` times its return rate.
+
+Issue 20 adds, all off by default (the scenarios above stay as they were):
+
+- ``censor_stockouts``: a SKU with nothing on hand cannot be ordered (its page views go on;
+  the lines that could not be bought are ``ScenarioTruth.lost_units``): demand hidden by a
+  stockout, as in a real shop;
+- ``launch_ms``: ``launch_skus`` new products listed then, each taking ``launch_share`` of
+  all orders from that moment (a hit), starting with ``launch_on_hand`` units; their
+  factory ships a run a lead time after the launch (the truth for a cold-start restock
+  alert: they sell out within the first hours);
+- ``outage_ms``: ``outage_skus`` popular healthy SKUs run out then (their stock is lost)
+  and get a restock ``outage_days`` later; their true demand never changes (the truth for
+  censored demand: the rate after the restock, no surge when they come back);
+- ``weekday_factors`` (Monday to Sunday, China dates), ``weekly_growth`` (traffic grows by
+  this share a week) and ``promo_days`` (days starting at these epoch ms, China midnight,
+  with ``promo_day_multiplier`` times the traffic): the patterns the brief's forecast is
+  backtested on.
 """
 
 from __future__ import annotations
@@ -39,6 +56,18 @@ class Scenario:
     #: starts: below it the rules' minimum volume applies (the long tail must not fire)
     surge_min_base_per_hour: float = 4.5
     high_return_multiplier: float = 3.0
+    censor_stockouts: bool = False
+    launch_ms: int | None = None
+    launch_skus: int = 1
+    launch_share: float = 0.3
+    launch_on_hand: int = 3
+    outage_ms: int | None = None
+    outage_skus: int = 1
+    outage_days: float = 3.0
+    weekday_factors: tuple[float, ...] | None = None
+    weekly_growth: float = 0.0
+    promo_days: tuple[int, ...] = ()
+    promo_day_multiplier: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +91,15 @@ class ScenarioTruth:
     #: sku -> order popularity before the surge, and the surge multiplier per SKU
     popularity: dict[str, float] = field(default_factory=dict)
     multiplier: dict[str, float] = field(default_factory=dict)
+    #: new products (launch_ms) and the SKUs that ran out (outage_ms .. outage_end_ms)
+    launch_skus: list[str] = field(default_factory=list)
+    launch_ms: int | None = None
+    outage_skus: list[str] = field(default_factory=list)
+    outage_ms: int | None = None
+    outage_end_ms: int | None = None
+    #: sku -> units that shoppers wanted but could not order (censored by a stockout), by
+    #: hour start (epoch s)
+    lost_units: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def uplift(self, skus: list[str], at_ms: int | None = None) -> float:
         """Factor by which the expected orders of ``skus`` grew by ``at_ms`` (default: once

@@ -33,7 +33,7 @@ def reference_inputs(events: list[SimEvent]) -> AlertInputs:
         if v["event_type"] == "product_upsert":
             products[v["sku"]] = Product(
                 v["sku"], v["factory_id"], v["category"], v["color"], v["size"],
-                bands.label(v["list_price"]), v["lead_time_days"], v["moq"],
+                bands.label(v["list_price"]), v["lead_time_days"], v["moq"], v["list_price"],
             )
     sku_hours: dict[str, dict[int, SkuHour]] = defaultdict(dict)
     orders: dict[tuple[str, str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -54,6 +54,8 @@ def reference_inputs(events: list[SimEvent]) -> AlertInputs:
         h = hour(t)
         if kind == "order_placed":
             cells = set()
+            for sku in {line["sku"] for line in v["lines"]}:
+                bucket(sku, h).orders += 1
             for line in v["lines"]:
                 bucket(line["sku"], h).units += line["qty"]
                 p = products[line["sku"]]
@@ -65,6 +67,8 @@ def reference_inputs(events: list[SimEvent]) -> AlertInputs:
         elif kind == "order_cancelled":
             for line in v["lines"]:
                 bucket(line["sku"], h).cancelled += line["qty"]
+        elif kind == "page_view":
+            bucket(v["sku"], h).pageviews += 1
         elif kind == "restock_shipped":
             bucket(v["sku"], h).shipped += v["qty"]
         elif kind == "restock_received":

@@ -9,11 +9,19 @@ from dataclasses import replace
 from streams.core.alerting.book import AlertBook, Finding, alert_id
 from streams.core.alerting.inputs import DAY, HOUR, CumSeries, Product, SkuHour
 from streams.core.alerting.progress import PartitionProgress, alert_watermark
-from streams.core.alerting.restock import RestockConfig, evaluate_restock, position
+from streams.core.alerting.restock import RestockConfig, RestockFinding, position
+from streams.core.alerting.restock import evaluate_restock as _evaluate
+from streams.core.alerting.stock import SkuSeries
 from streams.core.alerting.surge import SurgeConfig, evaluate_surge
 
 T0 = 1_772_323_200  # 2026-03-01T00:00Z
 P = Product("SKU1", "F001", "袜子", "白", "M", "0-10", lead_time_days=5, moq=300)
+
+
+def evaluate_restock(
+    product: Product, hours: dict[int, SkuHour], end: int, first: int, cfg: RestockConfig
+) -> RestockFinding | None:
+    return _evaluate(product, SkuSeries.build(hours, end), end, first, cfg)
 
 
 def _steady(days: int, per_hour: int, on_hand: int) -> dict[int, SkuHour]:
@@ -93,10 +101,56 @@ def test_reorder_point_quantity_and_severity() -> None:
     assert r3.stockout_s is not None and r3.stockout_s < end + 5 * DAY
 
 
-def test_partial_first_day_is_not_counted() -> None:
+def test_the_rate_is_per_observed_hour() -> None:
     hours = _steady(2, 10, 5000)
     r = evaluate_restock(P, hours, T0 + DAY + 12 * HOUR, T0, RestockConfig())
-    assert r is not None and r.daily_rate == 240  # one whole day, not 1.5 days / 2
+    assert r is not None and r.daily_rate == 240  # 36 hours observed, not 1.5 days / 2
+    # a SKU listed later: its rate is over its own hours, not diluted by days before it
+    late = {t: h for t, h in _steady(3, 10, 5000).items() if t >= T0 + 2 * DAY}
+    late[T0 + 2 * DAY].count_ts, late[T0 + 2 * DAY].count_on_hand = (T0 + 2 * DAY) * 1000, 5000
+    r2 = evaluate_restock(P, late, T0 + 3 * DAY, T0, RestockConfig())
+    assert r2 is not None and r2.daily_rate == 240 and r2.observed_hours == 24
+
+
+def test_a_new_sku_selling_out_alerts_in_its_first_hour() -> None:
+    """Issue 20: 3 on hand, hundreds sold in its first hour, no earlier history: critical
+    at the end of that hour; a healthy new SKU's first hour is not an alarm."""
+    hours = {T0: SkuHour(units=400, orders=300, pageviews=900, count_ts=T0 * 1000 + 5,
+                         count_on_hand=3)}
+    r = evaluate_restock(P, hours, T0 + HOUR, T0, RestockConfig())
+    assert r is not None and r.firing and r.severity == "critical"
+    assert r.daily_rate == 400 * 24 and r.observed_hours == 1
+    assert r.recommended_qty >= 400 * 24 * 5 and r.recommended_qty % P.moq == 0
+    healthy = {T0: SkuHour(units=40, count_ts=T0 * 1000 + 5, count_on_hand=20_000)}
+    r2 = evaluate_restock(P, healthy, T0 + HOUR, T0, RestockConfig())
+    assert r2 is not None and not r2.firing  # 20,000 on hand: 20 days at 960 a day
+    # a few sales are no proof of a stockout: 3 sold with 200 on hand and a 5-day lead
+    # time (3 x 24 x 5 = 360 at the observed rate, but 3 units say little about a rate)
+    noisy = {T0: SkuHour(units=3, count_ts=T0 * 1000 + 5, count_on_hand=200)}
+    r3 = evaluate_restock(P, noisy, T0 + HOUR, T0, RestockConfig())
+    assert r3 is not None and not r3.firing
+
+
+def test_out_of_stock_hours_are_not_zero_demand() -> None:
+    """Three days out of stock (views go on, no sales), then restocked: the rate is the
+    in-stock rate, not diluted by the stockout; the lost units are estimated from the
+    views at the in-stock conversion."""
+    hours = {t: SkuHour(units=10, orders=8, pageviews=100) for t in range(T0, T0 + 10 * DAY,
+                                                                          HOUR)}
+    out = range(T0 + 4 * DAY, T0 + 7 * DAY, HOUR)
+    for t in out:
+        hours[t] = SkuHour(pageviews=100, count_ts=t * 1000 + 1, count_on_hand=0)
+    hours[T0].count_ts, hours[T0].count_on_hand = T0 * 1000 + 1, 960
+    hours[T0 + 7 * DAY].received = 5000
+    hours[T0 + 9 * DAY].count_ts = (T0 + 9 * DAY) * 1000 + 1
+    hours[T0 + 9 * DAY].count_on_hand = 5000 - 10 * 24 * 2
+    end = T0 + 10 * DAY
+    series = SkuSeries.build(hours, end)
+    assert series.oos == list(out)
+    r = _evaluate(P, series, end, T0, RestockConfig())
+    assert r is not None and r.daily_rate == 240  # not 240 x 7 / 10
+    units, orders = series.lost(T0 + 4 * DAY, T0 + 7 * DAY, T0)
+    assert units == 10 * 72 and orders == 8 * 72  # 72 hours x 100 views x 0.1 units a view
 
 
 def test_surge_shrinks_sparse_cells_toward_the_parent() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from streams.core.alerting.inputs import HOUR
 
-KINDS = ("restock", "surge", "rising_share")
+KINDS = ("restock", "surge", "rising_share", "lost_sales")
 
 
 def alert_id(kind: str, key: tuple[str, ...], opened_hour: int) -> str:

@@ -6,8 +6,9 @@ import math
 from dataclasses import dataclass, field
 
 from streams.core.alerting.book import Alert, AlertBook, Finding
-from streams.core.alerting.inputs import HOUR, AlertInputs, CumSeries, SignalKey
+from streams.core.alerting.inputs import DIMENSIONS, HOUR, AlertInputs, CumSeries, SignalKey
 from streams.core.alerting.restock import RestockConfig, evaluate_restock
+from streams.core.alerting.stock import SkuSeries
 from streams.core.alerting.surge import (
     SurgeConfig,
     evaluate_share,
@@ -22,6 +23,11 @@ class AlertConfig:
     restock: RestockConfig = field(default_factory=RestockConfig)
     surge: SurgeConfig = field(default_factory=SurgeConfig)
     cooldown_hours: int = 24
+    #: lost sales of a key over a local day: at least this many units and this share of
+    #: its demand (sold + lost) to fire; critical at lost_critical_share
+    lost_min_units: float = 20.0
+    lost_min_share: float = 0.10
+    lost_critical_share: float = 0.5
 
     @property
     def history_days(self) -> int:
@@ -32,22 +38,85 @@ class AlertConfig:
 class PreparedInputs:
     """``AlertInputs`` indexed once for many hourly evaluations.
 
-    ``first_hour`` is the first hour with data; the rules' history starts an hour later,
-    because a stream that began mid-hour leaves its first hour partly observed (a partial
-    hour as "the same hour yesterday" would make the next day look like a surge).
+    ``first_hour`` is the first hour with data + 1: the demand signals' history starts
+    there, because a stream that began mid-hour leaves its first hour partly observed (a
+    partial hour as "the same hour yesterday" would make the next day look like a surge).
+    The restock rule judges from ``data_first`` (the first hour itself: a new product that
+    sells out must be flagged at the end of its first hour).
+
+    Stockouts (``streams.core.alerting.stock``): every SKU's hours are indexed once
+    (``skus``); the orders its out-of-stock hours lost are added to the cell-order series
+    of its colour, size, price band and category, so the signals do not read a stockout as
+    falling demand, nor the SKU's return as a surge. ``lost`` keeps, per SKU and hour, the
+    units and orders lost (the lost-sales signal and ``c2m.lost_sales``).
     """
 
-    def __init__(self, inputs: AlertInputs, first_hour: int | None = None) -> None:
+    def __init__(self, inputs: AlertInputs, first_hour: int | None = None,
+                 end_s: int | None = None) -> None:
         self.inputs = inputs
         first = first_hour if first_hour is not None else inputs.first_hour()
+        self.data_first = first
         self.first_hour = None if first is None else first + HOUR
-        self.series = {k: CumSeries(v) for k, v in inputs.orders.items()}
-        self.parents = {c: CumSeries(v) for c, v in inputs.category_orders.items()}
+        last = max((h for hs in inputs.sku_hours.values() for h in hs), default=first or 0)
+        end = end_s if end_s is not None else last + HOUR
+        self.skus = {sku: SkuSeries.build(hs, end) for sku, hs in inputs.sku_hours.items()}
+        conv_from = first if first is not None else 0
+        self.lost: dict[str, dict[int, tuple[float, float]]] = {}
+        orders: dict[SignalKey, dict[int, float]] = {
+            k: dict(v) for k, v in inputs.orders.items()}
+        cats: dict[str, dict[int, float]] = {
+            k: dict(v) for k, v in inputs.category_orders.items()}
+        for sku, series in self.skus.items():
+            product = inputs.products.get(sku)
+            if product is None or not series.oos:
+                continue
+            lost = series.lost_hourly(conv_from, end)
+            if not lost:
+                continue
+            self.lost[sku] = lost
+            for dim in DIMENSIONS:
+                key = (product.category, dim, product.value(dim))
+                target = orders.setdefault(key, {})
+                for h, (_, lost_orders) in lost.items():
+                    target[h] = target.get(h, 0) + lost_orders
+            target = cats.setdefault(product.category, {})
+            for h, (_, lost_orders) in lost.items():
+                target[h] = target.get(h, 0) + lost_orders
+        self.series = {k: CumSeries(v) for k, v in orders.items()}
+        self.parents = {c: CumSeries(v) for c, v in cats.items()}
         siblings: dict[tuple[str, str], int] = {}
-        for cat, dim, _ in inputs.orders:
+        for cat, dim, _ in orders:
             siblings[(cat, dim)] = siblings.get((cat, dim), 0) + 1
         self.siblings = siblings
-        self.factories = {c: tuple(inputs.factories_of(c)) for c in inputs.category_orders}
+        self.factories = {c: tuple(inputs.factories_of(c)) for c in cats}
+        # lost units and GMV per (category, dimension, value), hourly
+        self.lost_by_key: dict[SignalKey, CumSeries] = {}
+        self.units_by_key: dict[SignalKey, CumSeries] = {}
+        lost_keyed: dict[SignalKey, dict[int, float]] = {}
+        gmv_keyed: dict[SignalKey, dict[int, float]] = {}
+        units_keyed: dict[SignalKey, dict[int, float]] = {}
+        for sku, lost in self.lost.items():
+            product = inputs.products[sku]
+            for dim in DIMENSIONS:
+                key = (product.category, dim, product.value(dim))
+                lu = lost_keyed.setdefault(key, {})
+                lg = gmv_keyed.setdefault(key, {})
+                for h, (lost_units, _) in lost.items():
+                    lu[h] = lu.get(h, 0.0) + lost_units
+                    lg[h] = lg.get(h, 0.0) + lost_units * product.list_price
+        for key in lost_keyed:
+            cat, dim, value = key
+            sold: dict[int, float] = {}
+            for sku, hs in inputs.sku_hours.items():
+                p = inputs.products.get(sku)
+                if p is None or p.category != cat or p.value(dim) != value:
+                    continue
+                for h, b in hs.items():
+                    sold[h] = sold.get(h, 0.0) + b.net
+            units_keyed[key] = sold
+        self.lost_by_key = {k: CumSeries(v) for k, v in lost_keyed.items()}
+        self.lost_gmv_by_key = {k: CumSeries(v) for k, v in gmv_keyed.items()}
+        self.units_by_key = {k: CumSeries(v) for k, v in units_keyed.items()}
 
 
 class AlertEvaluator:
@@ -63,10 +132,12 @@ class AlertEvaluator:
     def evaluate(self, hour: int, prepared: PreparedInputs) -> list[Alert]:
         """Every alert change for event-time ``hour`` (epoch s, hour start), in key order."""
         first = prepared.first_hour
-        if first is None:
+        if first is None or prepared.data_first is None:
             return []
         changes: list[Alert] = []
-        for f in [*self._restock(hour, prepared, first), *self._signals(hour, prepared, first)]:
+        signals = self._signals(hour, prepared, first) if hour >= first else []
+        for f in [*self._restock(hour, prepared, prepared.data_first), *signals,
+                  *self._lost(hour, prepared)]:
             change = self.book.apply(f, hour)
             if change is not None:
                 changes.append(change)
@@ -80,9 +151,7 @@ class AlertEvaluator:
             product = prep.inputs.products.get(sku)
             if product is None:
                 continue
-            r = evaluate_restock(
-                product, prep.inputs.sku_hours[sku], end, first, cfg, self.calendar
-            )
+            r = evaluate_restock(product, prep.skus[sku], end, first, cfg, self.calendar)
             if r is None:
                 continue
             out.append(
@@ -100,8 +169,43 @@ class AlertEvaluator:
                         "service_level": cfg.service_level, "review_days": cfg.review_days,
                         "color": product.color, "size": product.size,
                         "price_band": product.price_band,
+                        "observed_hours": r.observed_hours,
                     },
                     r.downgrade_ok,
+                )
+            )
+        return out
+
+    def _lost(self, hour: int, prep: PreparedInputs) -> list[Finding]:
+        """Lost sales per (category, dimension, value): units the SKUs of the key could not
+        sell while out of stock over the local day ending with ``hour`` (``stock``)."""
+        cfg = self.config
+        out: list[Finding] = []
+        hi = hour + HOUR
+        lo = self.calendar.same_hour_days_back(hi, 1)
+        for key in sorted(prep.lost_by_key):
+            cat, dim, value = key
+            lost = prep.lost_by_key[key].sum(lo, hi)
+            sold = max(prep.units_by_key[key].sum(lo, hi), 0)
+            demand = sold + lost
+            if demand <= 0:
+                continue
+            share = lost / demand
+            firing = lost >= cfg.lost_min_units and share >= cfg.lost_min_share
+            clear = lost < cfg.lost_min_units / 4 or share < cfg.lost_min_share / 2
+            if not (firing or clear or (prep.lost_by_key[key].sum(lo - 86_400, hi) > 0)):
+                continue
+            gmv = prep.lost_gmv_by_key[key].sum(lo, hi)
+            out.append(
+                Finding(
+                    "lost_sales", key, firing, clear,
+                    "critical" if share >= cfg.lost_critical_share else "warning", "",
+                    prep.factories.get(cat, ()), cat, "", dim, value, round(lost, 1),
+                    round(demand, 1), round(share, 4),
+                    details={"lost_units": round(lost, 1), "lost_gmv": round(gmv, 2),
+                             "sold_units": sold, "method": "page views x in-stock "
+                             "conversion in out-of-stock hours, over the local day"},
+                    downgrade_ok=share < cfg.lost_critical_share * 0.8,
                 )
             )
         return out

@@ -27,6 +27,7 @@ class Product:
     price_band: str
     lead_time_days: int
     moq: int
+    list_price: float = 0.0
 
     def value(self, dimension: str) -> str:
         return str(getattr(self, dimension))
@@ -42,6 +43,8 @@ class SkuHour:
     received: int = 0  # restock_received units
     count_ts: int = -1  # latest stock count in the hour (epoch ms), -1 if none
     count_on_hand: int = 0
+    orders: int = 0  # orders holding the SKU
+    pageviews: int = 0
 
     @property
     def net(self) -> int:
@@ -76,17 +79,17 @@ class CumSeries:
 
     __slots__ = ("_cum", "_hours", "values")
 
-    def __init__(self, values: dict[int, int]) -> None:
+    def __init__(self, values: dict[int, int] | dict[int, float]) -> None:
         from itertools import accumulate
 
         self.values = values
         self._hours = sorted(values)
         self._cum = [0, *accumulate(values[h] for h in self._hours)]
 
-    def get(self, hour: int, default: int = 0) -> int:
+    def get(self, hour: int, default: float = 0) -> float:
         return self.values.get(hour, default)
 
-    def sum(self, lo: int, hi: int) -> int:
+    def sum(self, lo: int, hi: int) -> float:
         """Sum over hours t with lo <= t < hi."""
         from bisect import bisect_left
 

@@ -2,10 +2,16 @@
 
 For one SKU as of time T (the end of an evaluated hour):
 
-- daily demand: net units (ordered - cancelled) per day before T, over the last
-  ``history_days`` days that have data; rate = mean, sigma = sample standard deviation.
-  A day runs from the same local clock time the day before (the market's calendar: 23 or
-  25 hours across a daylight-saving change, so days stay aligned with the shoppers' clock);
+- demand rate: net units (ordered - cancelled) per hour the SKU was in stock, over the last
+  ``history_days`` local days from its first hour with data (``streams.core.alerting.
+  stock``: out-of-stock hours are not zero demand), x 24; sigma = the sample standard
+  deviation of the whole in-stock days (a day runs from the same local clock time the day
+  before: 23 or 25 hours across a daylight-saving change), or, with fewer than two, the
+  overdispersed Poisson spread of the rate;
+- cold start: with fewer than ``cold_hours`` (24) in-stock hours observed, the rule fires
+  (critical) only when the stock will be gone before a run could arrive even at the 95%
+  lower bound of the rate: a new product selling out is flagged at the end of its first
+  hour, a noisy first hour of a healthy one is not;
 - position: the latest stock count in the ``history_days`` before T, taken as on-hand at
   the start of its hour (see ``streams.core.inventory``: this can only understate
   stock), minus net units since, plus restock received since; in transit = restock
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 from streams.core.alerting.inputs import DAY, HOUR, Product, SkuHour
+from streams.core.alerting.stock import SkuSeries
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 
 
@@ -47,6 +54,11 @@ class RestockConfig:
     resolve_margin: float = 1.1
     check_hours: float = 2.0
     transit_lead_multiple: float = 2.0
+    #: below this many observed in-stock hours a SKU is judged on its cold-start rule
+    cold_hours: int = 24
+    #: variance / mean of daily units (multi-unit orders, sessions): the spread assumed
+    #: while there are fewer than two whole days to measure it
+    dispersion: float = 2.0
 
     @property
     def z(self) -> float:
@@ -72,28 +84,23 @@ class RestockFinding:
     days_of_cover: float
     stockout_s: int | None  # projected stockout (epoch s), None without demand
     downgrade_ok: bool  # cover clearly above the lead time: critical may drop to warning
+    observed_hours: int = 0  # in-stock hours the rate is taken over
 
 
 def daily_net(
-    hours: dict[int, SkuHour], end_s: int, days: int, first_s: int,
+    series: SkuSeries, end_s: int, days: int, first_s: int,
     cal: MarketCalendar = UTC_CALENDAR,
-) -> list[int]:
-    """Net units per local day before ``end_s`` (each from the same clock time the day
-    before), newest first: only whole days at or after ``first_s`` (a partly observed day
-    would understate the rate)."""
-    out: list[int] = []
-    get = hours.get
+) -> list[tuple[int, bool]]:
+    """(net units, whole) per local day before ``end_s`` (each from the same clock time the
+    day before), newest first, for the days that start at or after ``first_s``; ``whole``
+    is False for a day with an out-of-stock hour (its net understates its demand)."""
+    out: list[tuple[int, bool]] = []
     for d in range(days):
         hi = cal.same_hour_days_back(end_s, d)
         lo = cal.same_hour_days_back(end_s, d + 1)
         if lo < first_s:
             break
-        total = 0
-        for t in range(lo, hi, HOUR):
-            h = get(t)
-            if h is not None:
-                total += h.units - h.cancelled
-        out.append(total)
+        out.append((series.net(lo, hi), series.oos_hours(lo, hi) == 0))
     return out
 
 
@@ -133,31 +140,55 @@ def position(
 
 def evaluate_restock(
     product: Product,
-    hours: dict[int, SkuHour],
+    series: SkuSeries,
     end_s: int,
     first_s: int,
     cfg: RestockConfig,
     cal: MarketCalendar = UTC_CALENDAR,
 ) -> RestockFinding | None:
-    """The restock finding for one SKU at ``end_s``; None when it cannot be judged."""
-    days = daily_net(hours, end_s, cfg.history_days, first_s, cal)
-    if len(days) < cfg.min_history_days or end_s - first_s < cfg.min_history_days * DAY:
+    """The restock finding for one SKU at ``end_s``; None when it cannot be judged.
+
+    The rate is the SKU's net units per in-stock hour (``SkuSeries``: hours out of stock do
+    not count as zero demand) over the last ``history_days`` local days, from the later
+    of ``first_s`` (the first hour with data) and the SKU's own first hour. With fewer than
+    ``cold_hours`` such hours (a new SKU, a new database) the rule judges only what cannot
+    wait: it fires, critical, when the stock will be gone before a run ordered now could
+    arrive even at the low end of the observed rate (its 95% lower bound, counts taken as
+    overdispersed Poisson)."""
+    hours = series.hours
+    lo = max(cal.same_hour_days_back(end_s, cfg.history_days), first_s, series.first)
+    in_hours = series.in_stock_hours(lo, end_s)
+    if in_hours <= 0:
         return None
     transit_s = int(cfg.transit_days(product.lead_time_days) * DAY)
     pos = position(hours, end_s, cfg.history_days * DAY, transit_s, cal)
     if pos is None:
         return None
     on_hand, in_transit = pos
-    rate = sum(days) / len(days)
-    sigma = (
-        math.sqrt(sum((d - rate) ** 2 for d in days) / (len(days) - 1)) if len(days) > 1 else 0.0
-    )
+    net = series.net(lo, end_s)
+    rate = max(net, 0) * 24 / in_hours
+    days = [
+        d for d, full in daily_net(series, end_s, cfg.history_days, max(first_s, series.first),
+                                   cal)
+        if full
+    ]
+    if len(days) > 1:
+        mean = sum(days) / len(days)
+        sigma = math.sqrt(sum((d - mean) ** 2 for d in days) / (len(days) - 1))
+    else:  # fewer than two whole in-stock days: overdispersed Poisson around the rate
+        sigma = math.sqrt(cfg.dispersion * rate)
     lead = max(product.lead_time_days, 0)
     z = cfg.z
     protect = lead + cfg.check_hours / 24
     rop = rate * protect + z * sigma * math.sqrt(protect)
     total = on_hand + in_transit
-    firing = rate >= cfg.min_daily_rate and total <= rop
+    cold = in_hours < cfg.cold_hours
+    if cold:
+        # the low end of the rate: a few hours of data must not raise a false alarm
+        low = max(net - z * math.sqrt(cfg.dispersion * max(net, 1)), 0.0) * 24 / in_hours
+        firing = rate >= cfg.min_daily_rate and total - low * protect <= 0
+    else:
+        firing = rate >= cfg.min_daily_rate and total <= rop
     clear = rate < cfg.min_daily_rate or total > rop * cfg.resolve_margin
     cover_days = lead + cfg.review_days
     target = rate * cover_days + z * sigma * math.sqrt(cover_days)
@@ -169,8 +200,8 @@ def evaluate_restock(
         stockout: int | None = end_s + int(doc * DAY) // HOUR * HOUR
     else:
         doc, stockout = math.inf, None
-    severity = "critical" if doc < lead else "warning"
+    severity = "critical" if doc < lead or cold else "warning"
     return RestockFinding(
         product.sku, firing, clear, severity, on_hand, in_transit, rate, sigma, rop,
-        qty, doc, stockout, doc >= 1.25 * lead,
+        qty, doc, stockout, doc >= 1.25 * lead and not cold, in_hours,
     )

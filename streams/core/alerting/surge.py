@@ -66,7 +66,7 @@ class SurgeFinding:
 
 def _same_hour(
     series: CumSeries, hour: int, days: int, first: int, cal: MarketCalendar
-) -> list[int]:
+) -> list[float]:
     """Values at the same local hour on previous days, oldest first (only days with data)."""
     out = []
     for d in range(days, 0, -1):
@@ -76,7 +76,7 @@ def _same_hour(
     return out
 
 
-def blended(history: list[int], alpha: float) -> float:
+def blended(history: list[float], alpha: float) -> float:
     """Half the mean, half an EWMA (oldest first) of the same-hour history."""
     if not history:
         return 0.0
