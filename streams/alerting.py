@@ -251,8 +251,16 @@ class AlertService:
                 out.append((a, msg))
             for d in deliveries:
                 await d
+            lost = [
+                (sku, p.factory_id, p.category, p.color, p.size, p.price_band,
+                 round(units, 3), round(orders, 3), round(units * p.list_price, 2))
+                for sku, by_hour in sorted(prep.lost.items())
+                if (units_orders := by_hour.get(hour)) is not None
+                and (p := prep.inputs.products.get(sku)) is not None
+                for units, orders in (units_orders,)
+            ]
             try:
-                await self.io(self.store.write, out, hour)
+                await self.io(self.store.write, out, hour, lost)
             except SinkError:
                 self._loaded = False  # the book ran ahead of the store: reload first
                 raise

@@ -111,6 +111,27 @@ FROM {db}.visitor_feed
 ARRAY JOIN visitor_hashes AS visitor_hash
 ARRAY JOIN windows AS w;
 
+-- Demand hidden by stockouts (issue 20): per SKU and hour out of stock, the units, orders
+-- and GMV it is estimated to have lost (page views x in-stock conversion; written by the
+-- alert service with each evaluated hour; see docs/ALERTS.md).
+CREATE TABLE IF NOT EXISTS {db}.lost_sales
+(
+    hour_start  DateTime('{tz}'),
+    sku         String,
+    factory_id  String,
+    category    LowCardinality(String),
+    color       LowCardinality(String),
+    size        LowCardinality(String),
+    price_band  LowCardinality(String),
+    lost_units  Float64,
+    lost_orders Float64,
+    lost_gmv    Float64,
+    recorded_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(recorded_at)
+PARTITION BY toYYYYMM(hour_start)
+ORDER BY (hour_start, sku);
+
 -- A tombstone on the compacted catalog topic deletes a product (a row with deleted = 1 at
 -- the tombstone's record time); the latest row of a SKU decides.
 ALTER TABLE {db}.products ADD COLUMN IF NOT EXISTS deleted UInt8 DEFAULT 0;

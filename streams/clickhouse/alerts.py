@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,12 @@ ALERT_COLUMNS = [
     "alert_id", "version", "kind", "state", "severity", "factory_id", "factories", "category",
     "sku", "dimension", "value", "window_start", "opened_at", "changed_at", "observed",
     "expected", "score", "recommended_qty", "projected_stockout", "details", "message",
+]
+
+
+LOST_COLUMNS = [
+    "hour_start", "sku", "factory_id", "category", "color", "size", "price_band",
+    "lost_units", "lost_orders", "lost_gmv",
 ]
 
 
@@ -169,9 +176,16 @@ class AlertStore:
             )
         return out
 
-    def write(self, changes: list[tuple[Alert, str]], hour_s: int) -> None:
-        """Store an evaluated hour: its alert changes (with their messages), then progress."""
+    def write(
+        self, changes: list[tuple[Alert, str]], hour_s: int,
+        lost: Sequence[tuple[Any, ...]] = (),
+    ) -> None:
+        """Store an evaluated hour: its alert changes (with their messages), the sales its
+        stockouts lost (``LOST_COLUMNS``), then progress."""
         try:
+            if lost:
+                self.client.insert(f"{self.db}.lost_sales", [[_dt(hour_s), *r] for r in lost],
+                                   column_names=LOST_COLUMNS)
             if changes:
                 rows = [
                     [

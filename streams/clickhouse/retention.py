@@ -62,6 +62,7 @@ def wanted_ttls(
         "visitor_cells": _expire("window_start", visitor_days) if visitor_days > 0 else "",
         "sku_state": sku,
         "sku_hours": sku,
+        "lost_sales": sku,
         "late_events": _expire("toDateTime(recorded_at)", late_days) if late_days > 0 else "",
     }
 

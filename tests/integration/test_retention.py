@@ -96,7 +96,7 @@ def test_retention_expires_old_windows_and_sku_hours(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["first"] == ["demand_state", "demand_cells", "visitor_cells", "sku_state",
-                            "sku_hours", "late_events"]
+                            "sku_hours", "lost_sales", "late_events"]
     assert out["again"] == []  # nothing altered when the TTLs are already in place
     # 5-minute windows: 35 days; hourly: 400 days; daily: kept (no rule); the serving
     # table keeps what the state table keeps
@@ -109,7 +109,8 @@ def test_retention_expires_old_windows_and_sku_hours(tmp_path: Path) -> None:
     assert out["late"] == [2]  # recorded 40 days ago: gone after 30
     # new settings: 5-minute rule gone, a daily rule added, SKU hours kept for ever, late
     # events unchanged (not altered again)
-    assert out["changed"] == ["demand_state", "demand_cells", "sku_state", "sku_hours"]
+    assert out["changed"] == ["demand_state", "demand_cells", "sku_state", "sku_hours",
+                              "lost_sales"]
     assert out["ttl"] == {
         "demand_state": "window_start + toIntervalDay(400) WHERE window_seconds = 3600, "
         "window_start + toIntervalDay(3650) WHERE window_seconds = 86400",

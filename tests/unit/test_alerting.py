@@ -149,8 +149,10 @@ def test_out_of_stock_hours_are_not_zero_demand() -> None:
     assert series.oos == list(out)
     r = _evaluate(P, series, end, T0, RestockConfig())
     assert r is not None and r.daily_rate == 240  # not 240 x 7 / 10
-    units, orders = series.lost(T0 + 4 * DAY, T0 + 7 * DAY, T0)
-    assert units == 10 * 72 and orders == 8 * 72  # 72 hours x 100 views x 0.1 units a view
+    lost = series.lost_hourly(T0, end)
+    assert sorted(lost) == list(out)  # every out-of-stock hour, 100 views x 0.1 units each
+    assert {round(u, 6) for u, _ in lost.values()} == {10.0}
+    assert {round(o, 6) for _, o in lost.values()} == {8.0}
 
 
 def test_surge_shrinks_sparse_cells_toward_the_parent() -> None:

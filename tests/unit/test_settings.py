@@ -80,6 +80,7 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
         "visitor_cells": "window_start + toIntervalDay(35)",
         "sku_state": "hour_start + toIntervalDay(800)",
         "sku_hours": "hour_start + toIntervalDay(800)",
+        "lost_sales": "hour_start + toIntervalDay(800)",
         "late_events": "toDateTime(recorded_at) + toIntervalDay(30)",
     }
     monkeypatch.setenv("C2M_RETENTION_DAYS", '{"86400": 3650, "300": 0, "3600": 90}')
@@ -97,6 +98,7 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
         "visitor_cells": "",
         "sku_state": "",
         "sku_hours": "",
+        "lost_sales": "",
         "late_events": "",
     }
 

@@ -60,7 +60,6 @@ class PreparedInputs:
         last = max((h for hs in inputs.sku_hours.values() for h in hs), default=first or 0)
         end = end_s if end_s is not None else last + HOUR
         self.skus = {sku: SkuSeries.build(hs, end) for sku, hs in inputs.sku_hours.items()}
-        conv_from = first if first is not None else 0
         self.lost: dict[str, dict[int, tuple[float, float]]] = {}
         orders: dict[SignalKey, dict[int, float]] = {
             k: dict(v) for k, v in inputs.orders.items()}
@@ -70,7 +69,7 @@ class PreparedInputs:
             product = inputs.products.get(sku)
             if product is None or not series.oos:
                 continue
-            lost = series.lost_hourly(conv_from, end)
+            lost = series.lost_hourly(series.first, end)
             if not lost:
                 continue
             self.lost[sku] = lost

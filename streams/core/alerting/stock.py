@@ -14,9 +14,11 @@ SKU comes back, a lost share, and a smaller brief. So:
 - **in-stock rate**: net units over the hours the SKU was in stock (and observed: from its
   first hour with data) per such hour;
 - **lost demand** in an out-of-stock hour: its page views x the SKU's units (orders) per
-  page view over its in-stock hours, when those had at least ``MIN_VIEWS`` views (else
-  nothing is estimated: not enough to know the SKU's conversion). Lost GMV = lost units x
-  list price.
+  page view over its in-stock hours of the ``CONVERSION_DAYS`` before that hour, when those
+  had at least ``MIN_VIEWS`` views (else nothing is estimated: not enough to know the
+  SKU's conversion), less what it did sell in the hour. Lost GMV = lost units x list
+  price. Each hour's estimate depends only on the days before it, so it is the same
+  whichever tick of the alert service computes it (replays give the same numbers).
 
 Everything is computed once per loaded span (``SkuSeries``) and answered per hour range
 with cumulative sums, so a tick evaluating many hours stays cheap.
@@ -32,6 +34,8 @@ from streams.core.alerting.inputs import HOUR, SkuHour
 
 #: page views over in-stock hours below which a SKU's conversion is not estimated
 MIN_VIEWS = 20
+#: the in-stock days before an hour whose conversion prices its lost views
+CONVERSION_DAYS = 7
 
 
 @dataclass(slots=True)
@@ -105,23 +109,20 @@ class SkuSeries:
             return None
         return self._sum(self._units, lo, hi) / views, self._sum(self._orders, lo, hi) / views
 
-    def lost(self, lo: int, hi: int, conv_from: int) -> tuple[float, float]:
-        """(units, orders) lost in the out-of-stock hours of [lo, hi), by the conversion of
-        the in-stock hours of [conv_from, hi)."""
-        conv = self.conversion(conv_from, hi)
-        if conv is None:
-            return 0.0, 0.0
-        views = self._sum(self._oos_views, lo, hi)
-        return views * conv[0], views * conv[1]
-
-    def lost_hourly(self, conv_from: int, hi: int) -> dict[int, tuple[float, float]]:
-        """Out-of-stock hour -> (units, orders) lost in it, for the hours before ``hi``."""
-        conv = self.conversion(conv_from, hi)
-        if conv is None:
-            return {}
+    def lost_hourly(self, lo: int, hi: int) -> dict[int, tuple[float, float]]:
+        """Out-of-stock hour in [lo, hi) -> (units, orders) lost in it (see the module
+        docstring; hours without an estimate are left out)."""
         out = {}
-        for h in self.oos[: bisect_left(self.oos, hi)]:
+        back = CONVERSION_DAYS * 86_400
+        for h in self.oos[bisect_left(self.oos, lo): bisect_left(self.oos, hi)]:
             b = self.hours.get(h)
-            if b is not None and b.pageviews:
-                out[h] = (b.pageviews * conv[0], b.pageviews * conv[1])
+            if b is None or not b.pageviews:
+                continue
+            conv = self.conversion(h - back, h)
+            if conv is None:
+                continue
+            units = max(b.pageviews * conv[0] - b.units, 0.0)
+            orders = max(b.pageviews * conv[1] - b.orders, 0.0)
+            if units > 0 or orders > 0:
+                out[h] = (units, orders)
         return out
