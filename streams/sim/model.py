@@ -917,11 +917,18 @@ class ShopSimulator:
                 if kind == 2:  # a returned line; thinned to the SKU's return rate
                     i = self._pick(self._order_cum, rng.random())
                     s = self._skus[i]
+                    if s.sku in self.truth.launch_skus:  # not sold before the start
+                        continue
                     if rng.random() * _MAX_RETURN_RATE < s.return_rate:
                         qty = 1 + bisect_right(s.qty_cum, rng.random())
                         self._returned(order_id, s.shop, region, i, qty, ts, rng.random())
                     continue
                 lines = self._pick_lines(False)
+                if self.truth.launch_skus:
+                    launched = self.truth.launch_skus
+                    lines = [ln for ln in lines if self._sku_ids[ln[0]] not in launched]
+                    if not lines:
+                        continue
                 shop = self._sku_shop[lines[0][0]]
                 if kind == 0:
                     for i, qty, _ in lines:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from streams.core.alerting.book import Alert, AlertBook, Finding
 from streams.core.alerting.inputs import DIMENSIONS, HOUR, AlertInputs, CumSeries, SignalKey
 from streams.core.alerting.restock import RestockConfig, evaluate_restock
-from streams.core.alerting.stock import SkuSeries
+from streams.core.alerting.stock import CategoryConversion, SkuSeries
 from streams.core.alerting.surge import (
     SurgeConfig,
     evaluate_share,
@@ -65,11 +65,20 @@ class PreparedInputs:
             k: dict(v) for k, v in inputs.orders.items()}
         cats: dict[str, dict[int, float]] = {
             k: dict(v) for k, v in inputs.category_orders.items()}
+        by_cat: dict[str, list[SkuSeries]] = {}
+        for sku, series in self.skus.items():
+            product = inputs.products.get(sku)
+            if product is not None:
+                by_cat.setdefault(product.category, []).append(series)
+        priors: dict[str, CategoryConversion] = {}
         for sku, series in self.skus.items():
             product = inputs.products.get(sku)
             if product is None or not series.oos:
                 continue
-            lost = series.lost_hourly(series.first, end)
+            prior = priors.get(product.category)
+            if prior is None:
+                prior = priors[product.category] = CategoryConversion(by_cat[product.category])
+            lost = series.lost_hourly(series.first, end, prior)
             if not lost:
                 continue
             self.lost[sku] = lost

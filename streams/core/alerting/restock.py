@@ -165,7 +165,7 @@ def evaluate_restock(
     if pos is None:
         return None
     on_hand, in_transit = pos
-    net = series.net(lo, end_s)
+    net = series.in_stock_net(lo, end_s)
     rate = max(net, 0) * 24 / in_hours
     days = [
         d for d, full in daily_net(series, end_s, cfg.history_days, max(first_s, series.first),

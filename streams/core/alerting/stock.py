@@ -6,7 +6,9 @@ demand, a stockout would look like falling demand to the restock rate, a surge w
 SKU comes back, a lost share, and a smaller brief. So:
 
 - **out of stock**: an hour whose on-hand at its start is zero or less, in which nothing
-  is received and nothing sold (a shop that sells on with nothing on hand, a presale,
+  is received and which sold nothing or less than half of its page views x in-stock
+  conversion (the few units that come back from returns and sell at once do not make a
+  SKU in stock; a shop that sells on at its usual pace with nothing on hand, a presale,
   is not hiding demand). On-hand is known from the stock counts: a count is taken as on-hand at the
   start of its hour (as ``restock.position`` does), then moved by the hour's net units and
   receipts; between counts the last level carries. Before the first count of a SKU it is
@@ -14,9 +16,11 @@ SKU comes back, a lost share, and a smaller brief. So:
 - **in-stock rate**: net units over the hours the SKU was in stock (and observed: from its
   first hour with data) per such hour;
 - **lost demand** in an out-of-stock hour: its page views x the SKU's units (orders) per
-  page view over its in-stock hours of the ``CONVERSION_DAYS`` before that hour, when those
-  had at least ``MIN_VIEWS`` views (else nothing is estimated: not enough to know the
-  SKU's conversion), less what it did sell in the hour. Lost GMV = lost units x list
+  page view over the hours of the ``CONVERSION_DAYS`` before that hour in which it was in
+  stock from start to end (an hour it sold out in converts its views only until then),
+  when those had at least ``MIN_VIEWS`` views; else its category's conversion over the
+  same days (a new product that sold out in its first hour has no in-stock hours of its
+  own); less what it did sell in the hour. Lost GMV = lost units x list
   price. Each hour's estimate depends only on the days before it, so it is the same
   whichever tick of the alert service computes it (replays give the same numbers).
 
@@ -27,6 +31,7 @@ with cumulative sums, so a tick evaluating many hours stays cheap.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -52,13 +57,25 @@ class SkuSeries:
     _units: list[int] = field(default_factory=list)
     _orders: list[int] = field(default_factory=list)
     _views: list[int] = field(default_factory=list)
-    _oos_views: list[int] = field(default_factory=list)
+    _oos_net: list[int] = field(default_factory=list)
+    #: the hours in stock from start to end (``full``): what conversion is measured on
+    full: list[int] = field(default_factory=list)
+    _full_units: list[int] = field(default_factory=list)
+    _full_orders: list[int] = field(default_factory=list)
+    _full_views: list[int] = field(default_factory=list)
 
     @classmethod
     def build(cls, hours: dict[int, SkuHour], end_s: int) -> SkuSeries:
         keys = sorted(h for h in hours if h < end_s)
-        first = keys[0] if keys else end_s
-        oos: list[int] = []
+        s = cls(hours, keys[0] if keys else end_s)
+        s._keys = keys
+        oos, full = s.oos, s.full
+        net, units, orders, views, oos_net = (
+            s._net, s._units, s._orders, s._views, s._oos_net)
+        f_units, f_orders, f_views = s._full_units, s._full_orders, s._full_views
+        for cum in (net, units, orders, views, oos_net, f_units, f_orders, f_views):
+            cum.append(0)
+        back = CONVERSION_DAYS * 86_400
         level: int | None = None
         prev: int | None = None
         for h in keys:
@@ -67,21 +84,34 @@ class SkuSeries:
                 # the hours without data since the last one were out of stock too
                 oos.extend(range(prev + HOUR, h, HOUR))
             start = b.count_on_hand if b.count_ts >= 0 else level
-            if start is not None and start <= 0 and b.received == 0 and b.units == 0:
+            end = None if start is None else start - b.net + b.received
+            out = False
+            if start is not None and start <= 0 and b.received == 0:
+                # nothing on hand and nothing received: out of stock unless it sold about
+                # as it does in stock (a presale); a few units back from returns do not
+                # make it in stock
+                if b.units == 0:
+                    out = True
+                else:
+                    conv = s.own_conversion(h - back, h)  # the sums so far: hours < h
+                    out = conv is not None and b.units < 0.5 * b.pageviews * conv[0]
+            whole = not out and (start is None or start > 0) and (end is None or end > 0)
+            if out:
                 oos.append(h)
-            level = None if start is None else start - b.net + b.received
+            if whole:
+                full.append(h)
+            level = end
             prev = h
+            net.append(net[-1] + b.net)
+            units.append(units[-1] + b.units)
+            orders.append(orders[-1] + b.orders)
+            views.append(views[-1] + b.pageviews)
+            oos_net.append(oos_net[-1] + (b.net if out else 0))
+            f_units.append(f_units[-1] + (b.units if whole else 0))
+            f_orders.append(f_orders[-1] + (b.orders if whole else 0))
+            f_views.append(f_views[-1] + (b.pageviews if whole else 0))
         if prev is not None and level is not None and level <= 0:
             oos.extend(range(prev + HOUR, end_s, HOUR))
-        oos_set = set(oos)
-        s = cls(hours, first, oos)
-        s._keys = keys
-        s._net = [0, *accumulate(hours[h].net for h in keys)]
-        s._units = [0, *accumulate(hours[h].units for h in keys)]
-        s._orders = [0, *accumulate(hours[h].orders for h in keys)]
-        s._views = [0, *accumulate(hours[h].pageviews for h in keys)]
-        s._oos_views = [0, *accumulate(
-            hours[h].pageviews if h in oos_set else 0 for h in keys)]
         return s
 
     def _sum(self, cum: list[int], lo: int, hi: int) -> int:
@@ -90,6 +120,10 @@ class SkuSeries:
 
     def net(self, lo: int, hi: int) -> int:
         return self._sum(self._net, lo, hi)
+
+    def in_stock_net(self, lo: int, hi: int) -> int:
+        """Net units of the in-stock hours of [lo, hi)."""
+        return self._sum(self._net, lo, hi) - self._sum(self._oos_net, lo, hi)
 
     def oos_hours(self, lo: int, hi: int) -> int:
         return bisect_left(self.oos, hi) - bisect_left(self.oos, lo)
@@ -101,24 +135,36 @@ class SkuSeries:
             return 0
         return (hi - lo + HOUR - 1) // HOUR - self.oos_hours(lo, hi)
 
-    def conversion(self, lo: int, hi: int) -> tuple[float, float] | None:
-        """(units, orders) per page view over the in-stock hours of [lo, hi); None with
-        fewer than MIN_VIEWS in-stock views."""
-        views = self._sum(self._views, lo, hi) - self._sum(self._oos_views, lo, hi)
+    def full_sums(self, lo: int, hi: int) -> tuple[int, int, int]:
+        """(units, orders, page views) over the hours of [lo, hi) in stock throughout."""
+        return (self._sum(self._full_units, lo, hi), self._sum(self._full_orders, lo, hi),
+                self._sum(self._full_views, lo, hi))
+
+    def own_conversion(self, lo: int, hi: int) -> tuple[float, float] | None:
+        """(units, orders) per page view over the hours of [lo, hi) the SKU was in stock
+        from start to end (an hour it sold out in converts its views only until then);
+        None with fewer than MIN_VIEWS such views."""
+        units, orders, views = self.full_sums(lo, hi)
         if views < MIN_VIEWS:
             return None
-        return self._sum(self._units, lo, hi) / views, self._sum(self._orders, lo, hi) / views
+        return units / views, orders / views
 
-    def lost_hourly(self, lo: int, hi: int) -> dict[int, tuple[float, float]]:
+    def lost_hourly(
+        self, lo: int, hi: int, fallback: Conversion | None = None,
+    ) -> dict[int, tuple[float, float]]:
         """Out-of-stock hour in [lo, hi) -> (units, orders) lost in it (see the module
-        docstring; hours without an estimate are left out)."""
+        docstring; hours without an estimate are left out). ``fallback(lo, hi)`` prices
+        the views of a SKU without enough in-stock views of its own (a new product that
+        sold out in its first hour): its category's conversion over the same days."""
         out = {}
         back = CONVERSION_DAYS * 86_400
         for h in self.oos[bisect_left(self.oos, lo): bisect_left(self.oos, hi)]:
             b = self.hours.get(h)
             if b is None or not b.pageviews:
                 continue
-            conv = self.conversion(h - back, h)
+            conv = self.own_conversion(h - back, h)
+            if conv is None and fallback is not None:
+                conv = fallback(h - back, h)
             if conv is None:
                 continue
             units = max(b.pageviews * conv[0] - b.units, 0.0)
@@ -126,3 +172,35 @@ class SkuSeries:
             if units > 0 or orders > 0:
                 out[h] = (units, orders)
         return out
+
+
+#: (lo, hi) -> (units, orders) per page view, or None
+Conversion = Callable[[int, int], "tuple[float, float] | None"]
+
+
+class CategoryConversion:
+    """A category's conversion over hour ranges: the in-stock-throughout hours of all its
+    SKUs (the prior for a SKU with too few views of its own)."""
+
+    def __init__(self, series: list[SkuSeries]) -> None:
+        units: dict[int, int] = {}
+        orders: dict[int, int] = {}
+        views: dict[int, int] = {}
+        for sr in series:
+            for h in sr.full:
+                b = sr.hours[h]
+                units[h] = units.get(h, 0) + b.units
+                orders[h] = orders.get(h, 0) + b.orders
+                views[h] = views.get(h, 0) + b.pageviews
+        self._hours = sorted(views)
+        self._units = [0, *accumulate(units[h] for h in self._hours)]
+        self._orders = [0, *accumulate(orders[h] for h in self._hours)]
+        self._views = [0, *accumulate(views[h] for h in self._hours)]
+
+    def __call__(self, lo: int, hi: int) -> tuple[float, float] | None:
+        a, b = bisect_left(self._hours, lo), bisect_left(self._hours, hi)
+        views = self._views[b] - self._views[a]
+        if views < MIN_VIEWS:
+            return None
+        units = self._units[b] - self._units[a]
+        return units / views, (self._orders[b] - self._orders[a]) / views
