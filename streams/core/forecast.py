@@ -236,15 +236,10 @@ def _level(
             # agrees with it grows with it
             seen[0] = cand
             best = min(seen, key=lambda c: c[0])
-    for k in range(m - cfg.max_step_age, m - cfg.min_step_age + 1):
-        if k < 4:
-            continue
-        a, b = zs[:k], zs[k:]
-        ma, mb = sum(a) / len(a), sum(b) / len(b)
-        rss = sum((z - ma) ** 2 for z in a) + sum((z - mb) ** 2 for z in b)
+    for k, rss, mb in _steps(zs, cfg):
         # a step costs more than its two means: its place was chosen among many
         cand = (bic(rss, 3) + cfg.step_penalty, "step", mb, 0.0, 0.0,
-                math.sqrt(rss / (m - 2) / len(b)))
+                math.sqrt(rss / (m - 2) / (m - k)))
         seen.append(cand)
         best = min(best, cand, key=lambda c: c[0])
     _, model, level, growth, growth_se, level_se = best
@@ -253,6 +248,24 @@ def _level(
     spread = sum(w * (c[2] - level) ** 2 for w, c in zip(weights, seen, strict=True))
     level_se = math.sqrt(level_se ** 2 + spread / sum(weights))
     return level, growth, growth_se, level_se, model
+
+
+def _steps(zs: Sequence[float], cfg: ForecastConfig) -> list[tuple[int, float, float]]:
+    """Each candidate step k (the level changes from day k of ``zs``, within the last
+    ``min_step_age``..``max_step_age`` days, at least 4 days before it): (k, residual sum
+    of squares of the two means, the mean after). Prefix sums: O(len(zs))."""
+    m = len(zs)
+    s1 = [0.0]
+    s2 = [0.0]
+    for z in zs:
+        s1.append(s1[-1] + z)
+        s2.append(s2[-1] + z * z)
+    out = []
+    for k in range(max(m - cfg.max_step_age, 4), m - cfg.min_step_age + 1):
+        a1, a2, b1, b2 = s1[k], s2[k], s1[m] - s1[k], s2[m] - s2[k]
+        rss = (a2 - a1 * a1 / k) + (b2 - b1 * b1 / (m - k))
+        out.append((k, max(rss, 0.0), b1 / (m - k)))
+    return out
 
 
 def _shift(zs: Sequence[float], cfg: ForecastConfig) -> int | None:
@@ -269,10 +282,7 @@ def _shift(zs: Sequence[float], cfg: ForecastConfig) -> int | None:
     best, at = m * math.log(rss_flat / m) + math.log(m), None
     _, _, rss_line, _ = _ols(range(m), zs)  # a trend is not a shift
     best = min(best, m * math.log(max(rss_line, 1e-9) / m) + 2 * math.log(m))
-    for k in range(max(m - cfg.max_step_age, 4), m - cfg.min_step_age + 1):
-        a, b = zs[:k], zs[k:]
-        ma, mb = sum(a) / len(a), sum(b) / len(b)
-        rss = sum((z - ma) ** 2 for z in a) + sum((z - mb) ** 2 for z in b)
+    for k, rss, _ in _steps(zs, cfg):
         score = m * math.log(max(rss, 1e-9) / m) + 3 * math.log(m) + cfg.cell_step_penalty
         if score < best:
             best, at = score, k
