@@ -5,12 +5,14 @@ tests/integration/test_cli_errors.py."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from streams.demo import display_width, pad
 from streams.problems import _shown, expected_format, query_problem, settings_problem
 from streams.query import StatementError, one_statement, split_statements
 from streams.runner import RepeatFilter
@@ -116,3 +118,30 @@ def test_repeated_kafka_client_logs_are_capped() -> None:
     assert f.filter(rec("kafka.net.manager", "Connection failed: %s"))
     assert all(f.filter(rec("streams.app", "stopping: %s")) for _ in range(3))
 
+
+def test_display_width_counts_wide_characters_twice() -> None:
+    assert display_width("袜子") == 4 and display_width("M") == 1
+    assert display_width("雾霾蓝 / XL") == 11
+    assert display_width("ＡＢ") == 4  # fullwidth
+    assert pad("袜子", 6) == "袜子  " and pad("12", 4, right=True) == "  12"
+
+
+def test_the_live_table_lists_cells_that_sold_units() -> None:
+    from streams.demo import live_rows
+
+    rows = [("t", "袜子", "黑", "M", "0-10", "华东", 3, u, 9.0) for u in (5, 2, 0, 0)]
+    assert [r[7] for r in live_rows(rows)] == [5, 2]
+    assert len(live_rows(rows * 10, 8)) == 8
+
+
+def test_closing_lines_say_how_to_run_the_commands(tmp_path: Path) -> None:
+    from streams.demo import EXAMPLE_QUERY, closing_lines
+
+    s = Settings(web_port=6071, data_dir=tmp_path / ".c2m")
+    text = closing_lines(s, command=".venv/bin/c2m")
+    assert "http://127.0.0.1:6071/view" in text
+    assert ".venv/bin/c2m query \"SELECT toTimeZone(window_start, 'Asia/Shanghai')" in text
+    assert "c2m is not on your PATH: run it as .venv/bin/c2m" in text
+    assert f"delete {tmp_path / '.c2m'}/" in text
+    assert "window_start >= now() - INTERVAL 1 DAY" in EXAMPLE_QUERY
+    assert "not on your PATH" not in closing_lines(s, command="c2m")
