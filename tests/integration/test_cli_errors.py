@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,62 @@ def test_unreachable_clickhouse_server(tmp_path: Path) -> None:
     out = c2m("query", "SELECT 1", cwd=tmp_path, env=c2m_env(C2M_CLICKHOUSE_URL=url))
     line = one_line(out, EXIT_UNREACHABLE)
     assert f"cannot connect to ClickHouse at {url}" in line and "C2M_CLICKHOUSE_URL" in line
+
+
+def _products(bootstrap: str, factories: list[str]) -> None:
+    import orjson
+
+    from tests.integration.conftest import produce
+
+    produce(bootstrap, [
+        ("shop.products", f"SKU-{i}".encode(), orjson.dumps({
+            "event_id": f"p-{i}", "event_type": "product_upsert", "ts": 1_700_000_000_000,
+            "shop_id": "s1", "sku": f"SKU-{i}", "factory_id": f, "category": "袜子",
+            "color": "黑", "size": "M", "list_price": 9.9, "lead_time_days": 7, "moq": 500,
+        })) for i, f in enumerate(factories)
+    ])
+
+
+def test_alerts_tail_warns_about_a_factory_not_in_the_catalog(
+    broker: Any, tmp_path: Path
+) -> None:
+    _products(broker.bootstrap, ["F001", "F002"])
+    env = c2m_env(C2M_KAFKA_BOOTSTRAP=broker.bootstrap)
+    out = c2m("alerts", "tail", "--factory", "F999", "--idle-exit", "2", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("c2m: warning: factory 'F999' is not in the catalog")
+    assert "F001, F002" in line
+    out = c2m("alerts", "tail", "--factory", "F001", "--idle-exit", "2", cwd=tmp_path, env=env)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+def test_alerts_tail_stops_in_one_line_when_the_broker_goes_away(tmp_path: Path) -> None:
+    from streams.kafka.embedded import EmbeddedBroker
+    from streams.kafka.topics import ensure_topics
+
+    b = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    try:
+        ensure_topics(b.bootstrap, 2)
+        _products(b.bootstrap, ["F001"])
+        tail = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "alerts", "tail", "--factory", "F001"],
+            cwd=tmp_path, env=c2m_env(C2M_KAFKA_BOOTSTRAP=b.bootstrap),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        time.sleep(6)  # caught up, following
+        assert tail.poll() is None, tail.communicate()
+    finally:
+        b.stop()
+    stopped = time.monotonic()
+    try:
+        _, stderr = tail.communicate(timeout=60)
+    finally:
+        tail.kill()
+    took = time.monotonic() - stopped
+    lines = stderr.strip().splitlines()
+    assert tail.returncode == EXIT_UNREACHABLE, stderr[-3000:]
+    assert lines[-1].startswith(f"c2m: error: lost the broker at {b.bootstrap}"), lines
+    # before it: at most the note that nothing was there yet, no connection log lines
+    assert len(lines) <= 2 and all(ln.startswith("c2m: ") for ln in lines), lines
+    assert took < 20, took

@@ -145,3 +145,16 @@ def test_closing_lines_say_how_to_run_the_commands(tmp_path: Path) -> None:
     assert f"delete {tmp_path / '.c2m'}/" in text
     assert "window_start >= now() - INTERVAL 1 DAY" in EXAMPLE_QUERY
     assert "not on your PATH" not in closing_lines(s, command="c2m")
+
+
+def test_factories_of_the_catalog_follow_upserts_and_deletes() -> None:
+    import orjson
+
+    from streams.alerts_tail import catalog_factories
+
+    def upsert(sku: str, factory: str) -> tuple[bytes, bytes]:
+        return sku.encode(), orjson.dumps({"sku": sku, "factory_id": factory})
+
+    assert catalog_factories([upsert("a", "F1"), upsert("b", "F2"), (b"b", None),
+                              upsert("c", "F3"), upsert("c", "F1"), (b"x", b"not json")]
+                             ) == {"F1"}
