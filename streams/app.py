@@ -26,6 +26,7 @@ from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS
 from schemas.contract import TOPIC_DEAD_LETTER, TOPIC_ORDERS
 from streams import metrics
 from streams.alerting import AlertService
+from streams.brief import with_moq
 from streams.catalog_reader import CatalogReader
 from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
@@ -387,7 +388,7 @@ def attach_alerts(
             return web.json({"error": "days and run_days must be integers"}, status=400)
         category = request.query.get("category", "")[:128]
         factory = request.query.get("factory", "")[:64]
-        rows = await io(alert_store.brief, category, factory, days, run_days)
+        rows = await io(with_moq, alert_store, category, factory, days, run_days)
         return web.json({"rows": jsonable(rows)})
 
     return alerts

@@ -6,7 +6,6 @@ import asyncio
 import shutil
 import sys
 import time
-import unicodedata
 from datetime import UTC
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,6 +18,7 @@ from streams.runner import configure_logging, kafka_bootstrap, run_worker
 from streams.settings import Settings, mask_url
 from streams.sim.producer import orders_per_hour_for, run_simulation
 from streams.sim.scenario import Scenario
+from streams.termtext import pad
 
 #: Printed at the end of the demo for the user to try: the top cells by units of the last
 #: day of event time, hours in the market's zone. {db} is the database identifier, {tz}
@@ -40,16 +40,6 @@ _POISON = (
     b'{"event_id":"demo-bad-1","event_type":"order_placed","ts":"yesterday","shop_id":"s",'
     b'"order_id":"o","region":"r","buyer_id":"b","lines":[{"sku":"x","qty":1,"unit_price":1}]}',
 )
-
-
-def display_width(text: str) -> int:
-    """Terminal columns of ``text``: wide and fullwidth East Asian characters take two."""
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def pad(text: str, width: int, right: bool = False) -> str:
-    fill = " " * max(width - display_width(text), 0)
-    return fill + text if right else text + fill
 
 
 def _fmt_row(cols: list[str], widths: list[int]) -> str:

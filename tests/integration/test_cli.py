@@ -199,10 +199,26 @@ def test_alerts_tail_and_brief_against_a_running_demo(tmp_path: Path) -> None:
         brief = _c2m("brief", "--category", "袜子", "--days", "5", cwd=tmp_path, env=env)
         assert "production brief: 袜子" in brief and "colour mix" in brief
         assert "size curve" in brief and "total quantity" in brief
+        # 5 days of history: too few for a quantity interval, and the brief says why
+        assert "no interval: " in brief and "at least 7 needed" in brief
+        assert "起订量 MOQ" in brief and "下单计划 order plan" in brief
         rows = json.loads(_c2m("brief", "--category", "袜子", "--json", cwd=tmp_path, env=env))
         colors = [r for r in rows if r["dimension"] == "color"]
         assert colors and abs(sum(r["share"] for r in colors) - 1) < 0.02
         assert all(r["share_low"] <= r["share"] <= r["share_high"] for r in colors)
+        # the order plan: per colour x size, rounded up to the largest MOQ of its SKUs
+        moqs = {tuple(ln.split("\t")[:2]): int(ln.split("\t")[2]) for ln in _c2m(
+            "query", "SELECT color, size, max(moq) FROM c2m.products_current "
+            "WHERE category = '袜子' GROUP BY color, size", cwd=tmp_path, env=env
+        ).splitlines()[1:]}
+        plan = [r for r in rows if r["dimension"] == "color_size"]
+        assert plan
+        for p in plan:
+            assert p["moq"] == moqs[(p["color"], p["size"])]
+            assert p["order_qty"] % p["moq"] == 0 and p["order_qty"] >= p["need_qty"] > 0
+        total = next(r for r in rows if r["dimension"] == "total")
+        assert total["order_qty"] == sum(p["order_qty"] for p in plan)
+        assert sum(p["need_qty"] for p in plan) >= total["recommended_qty"]
     finally:
         demo.terminate()
         demo.wait(timeout=120)

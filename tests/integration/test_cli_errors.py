@@ -98,7 +98,9 @@ def test_several_statements_are_refused(tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stdout == "x\na;b\n", out.stderr
 
 
-def test_refused_queries_give_clickhouse_error_name(tmp_path: Path) -> None:
+def test_refused_queries_give_clickhouse_error_name_and_an_empty_brief_exit_1(
+    tmp_path: Path,
+) -> None:
     assert c2m("db", "migrate", cwd=tmp_path).returncode == 0
     line = one_line(c2m("query", "DROP TABLE c2m.demand_state", cwd=tmp_path), EXIT_REFUSED)
     assert "READONLY" in line and "c2m query only reads" in line
@@ -110,6 +112,11 @@ def test_refused_queries_give_clickhouse_error_name(tmp_path: Path) -> None:
     # the table is still there
     out = c2m("query", "SELECT count() FROM c2m.demand_state", cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.splitlines()[1] == "0"
+    # a brief without demand: exit code 1 and why, in one line
+    out = c2m("brief", "--category", "袜子", cwd=tmp_path)
+    assert out.returncode == 1 and out.stdout == "", out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("c2m: no demand for category '袜子' in the last 14 days")
 
 
 def test_worker_against_a_dead_broker_says_so_in_one_line_quickly(tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from streams.demo import display_width, pad
 from streams.problems import _shown, expected_format, query_problem, settings_problem
 from streams.query import StatementError, one_statement, split_statements
 from streams.runner import RepeatFilter
 from streams.settings import Settings
+from streams.termtext import display_width, pad, table
 
 
 def _problem(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
@@ -124,6 +124,9 @@ def test_display_width_counts_wide_characters_twice() -> None:
     assert display_width("雾霾蓝 / XL") == 11
     assert display_width("ＡＢ") == 4  # fullwidth
     assert pad("袜子", 6) == "袜子  " and pad("12", 4, right=True) == "  12"
+    lines = table(["颜色 colour", "qty"], [["雾霾蓝", "12"], ["black", "1,400"]], right={1})
+    assert lines == ["颜色 colour    qty", "雾霾蓝          12", "black        1,400"]
+    assert len({display_width(ln) for ln in lines}) == 1
 
 
 def test_the_live_table_lists_cells_that_sold_units() -> None:
