@@ -395,13 +395,15 @@ def attach_alerts(
 
 
 def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """ClickHouse rows with datetimes as RFC 3339 strings and NaN/inf as null."""
+    """ClickHouse rows with datetimes as RFC 3339 UTC strings and NaN/inf as null.
+    (DateTime columns come back naive in UTC, or aware when the column has a zone, e.g.
+    the brief's local days.)"""
     import math
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     def conv(v: Any) -> Any:
         if isinstance(v, datetime):
-            return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return (v.astimezone(UTC) if v.tzinfo else v).strftime("%Y-%m-%dT%H:%M:%SZ")
         if isinstance(v, float) and not math.isfinite(v):
             return None
         return v

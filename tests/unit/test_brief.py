@@ -90,3 +90,15 @@ def test_a_brief_view_with_other_columns_still_renders() -> None:
             {"dimension": "color", "value": "红", "forecast_qty": 7, "share": 0.7}]
     text = render_brief(rows, "袜子", "", 14, 30)
     assert "总量 total quantity: 10" in text and "红" in text and "70.0%" in text
+
+
+def test_jsonable_times_are_utc_whatever_zone_clickhouse_gave() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from streams.app import jsonable
+
+    cst = timezone(timedelta(hours=8))
+    rows = [{"as_of": datetime(2026, 12, 5, 4, 0, tzinfo=cst),
+             "from_day": datetime(2026, 11, 21, 16, 0), "x": float("nan")}]
+    assert jsonable(rows) == [{"as_of": "2026-12-04T20:00:00Z",
+                               "from_day": "2026-11-21T16:00:00Z", "x": None}]
