@@ -3,8 +3,11 @@
 ``GET /view`` serves one self-contained HTML page (inline SVG charts, no external
 resources: it works offline); the page fetches ``GET /api/view/{name}?...`` (JSON, the
 queries of :mod:`streams.clickhouse.views`) every few seconds, and ``GET /api/view/market``
-once (the market's time zone, for the times it shows). The queries run on the pipeline's
-ClickHouse thread, like every other ClickHouse call of the worker.
+once: the market's time zone (``C2M_TIMEZONE``), its short name and UTC offset now (the
+browser has no short name for some zones, e.g. China's CST). Times on the page are the
+market's, with the zone; the viewer's own time is added where the browser's zone differs.
+The queries run on the pipeline's ClickHouse thread, like every other ClickHouse call of
+the worker.
 
 ``POST /api/query`` (loopback clients only) runs one read-only statement for ``c2m
 query``: with the embedded ClickHouse only this process may open the engine.
@@ -15,6 +18,8 @@ from __future__ import annotations
 import importlib.resources
 import ipaddress
 import logging
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from faust import web as faust_web
@@ -40,11 +45,22 @@ def is_loopback(remote: str | None) -> bool:
     return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
 
 
+def market_zone(calendar: Any, now_s: int | None = None) -> dict[str, Any]:
+    """``/api/view/market``: {"timezone", "abbreviation", "utc_offset_minutes"} now."""
+    now = int(time.time()) if now_s is None else now_s
+    offset = datetime.fromtimestamp(now, UTC).astimezone(calendar.zone).utcoffset()
+    return {
+        "timezone": calendar.timezone,
+        "abbreviation": calendar.abbreviation(now),
+        "utc_offset_minutes": int(offset.total_seconds() // 60) if offset is not None else 0,
+    }
+
+
 def register_web_view(app: Any, pulse: Any) -> None:
     """Add ``/view``, ``/api/view/{name}`` and ``/api/query`` to the Faust app's web server."""
     html = page_html()
     database = pulse.settings.clickhouse_database
-    timezone = pulse.settings.timezone
+    calendar = pulse.settings.calendar()
 
     @app.page("/view")  # type: ignore[untyped-decorator]
     async def view_page(web: Any, request: Any) -> Any:
@@ -53,7 +69,7 @@ def register_web_view(app: Any, pulse: Any) -> None:
     @app.page("/api/view/{name}")  # type: ignore[untyped-decorator]
     async def view_api(web: Any, request: Any, name: str) -> Any:
         if name == "market":  # what the page needs to show local times, no query
-            return web.json({"timezone": timezone})
+            return web.json(market_zone(calendar))
         args = {k: v for k, v in request.query.items()}
         try:
             body = await pulse.pipeline.io(run_view, pulse.client, database, name, args)
