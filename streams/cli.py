@@ -275,9 +275,10 @@ _POSITIVE = click.FloatRange(min=0, min_open=True)
 @click.option("--duration", type=_POSITIVE, help="Stop after N seconds")
 def worker(web_port: int | None, duration: float | None) -> None:
     """Run the Faust worker (starts an embedded broker if C2M_KAFKA_BOOTSTRAP is unset)."""
-    from streams.runner import configure_logging, kafka_bootstrap, run_worker
+    from streams.runner import check_can_start, configure_logging, kafka_bootstrap, run_worker
 
     s = _settings({"web_port": "--web-port"}, web_port=web_port)
+    check_can_start(s, _server_ports(s))
     configure_logging(s.log_level)
     with kafka_bootstrap(s) as bootstrap:
         run_worker(s, bootstrap, duration_s=duration)
@@ -297,6 +298,10 @@ def writer(port: int | None, duration: float | None) -> None:
     if not s.kafka_bootstrap:
         raise ConfigError("C2M_KAFKA_BOOTSTRAP is not set: the writer and its workers share "
                           "a broker (host:port[,host:port])")
+    from streams.runner import check_can_start
+
+    check_can_start(s, {"C2M_WRITER_PORT": (s.writer_host, s.writer_port),
+                        "C2M_METRICS_PORT": (s.metrics_host, s.metrics_port)})
     probe_kafka(s.kafka_bootstrap)
     configure_logging(s.log_level)
     run_writer(s, s.kafka_bootstrap, duration_s=duration)
@@ -446,11 +451,18 @@ def demo(
 ) -> None:
     """Everything on this machine: embedded broker, worker, simulator, live view."""
     from streams.demo import run_demo
+    from streams.runner import check_can_start
 
+    s = _settings()
+    check_can_start(s, _server_ports(s))
     sys.exit(run_demo(
-        _settings(), duration_s=duration, rate=rate, seed=seed, speed=speed,
-        history_days=history_days,
+        s, duration_s=duration, rate=rate, seed=seed, speed=speed, history_days=history_days,
     ))
+
+
+def _server_ports(s: Settings) -> dict[str, tuple[str, int]]:
+    return {"C2M_WEB_PORT": (s.web_host, s.web_port),
+            "C2M_METRICS_PORT": (s.metrics_host, s.metrics_port)}
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import faust
 
 from streams.app import PulseApp, create_app
+from streams.errors import C2MError, ConfigError
 from streams.kafka.embedded import EmbeddedBroker
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
@@ -81,16 +83,55 @@ def kafka_bootstrap(settings: Settings) -> Iterator[str]:
     with EmbeddedBroker(log_path=settings.data_dir / "broker.log") as broker:
         log.info("started embedded Kafka broker (Tansu) on %s", broker.bootstrap)
         # Other commands (`c2m alerts tail`) find the running embedded stack through this.
-        marker.write_text(
-            json.dumps({"bootstrap": broker.bootstrap, "web_port": settings.web_port})
-        )
+        ours = json.dumps({"bootstrap": broker.bootstrap, "web_port": settings.web_port})
+        marker.write_text(ours)
         try:
             yield broker.bootstrap
         finally:
-            marker.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                if marker.read_text() == ours:  # not another run's
+                    marker.unlink()
 
 
 EMBEDDED_MARKER = "embedded.json"
+
+
+def check_can_start(settings: Settings, ports: dict[str, tuple[str, int]]) -> None:
+    """Before a demo, worker or writer starts anything: not a second one on the same data
+    directory (the embedded ClickHouse allows one process), and its ports free (``ports``:
+    variable -> (host, port); port 0 = disabled). One line instead of a traceback."""
+    from streams.clickhouse.client import ChdbInUse
+
+    chdb = settings.effective_clickhouse_url.removeprefix("chdb://")
+    if settings.effective_clickhouse_url.startswith("chdb://") and _running_here(settings):
+        raise ChdbInUse(chdb)
+    for variable, (host, port) in ports.items():
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise ConfigError(
+                    f"{variable}={port}: {host}:{port} is in use ({exc.strerror or exc}), by "
+                    f"another c2m demo or worker? stop it, or set {variable} to a free port"
+                ) from None
+
+
+def _running_here(settings: Settings) -> bool:
+    """A demo or worker of this data directory answers on the port its marker names (and
+    says it holds this ClickHouse: a stale marker's port may be another folder's demo)."""
+    from streams.query import query_worker, worker_url
+    from streams.settings import mask_url
+
+    if not (settings.data_dir / EMBEDDED_MARKER).exists():
+        return False
+    try:
+        got = query_worker(worker_url(settings), "SELECT 1", timeout=5)
+    except C2MError:
+        return True  # a c2m worker answered, but not with a result: it is there
+    return got is not None and got.clickhouse == mask_url(settings.effective_clickhouse_url)
 
 
 def running_web_port(settings: Settings) -> int:

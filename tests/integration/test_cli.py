@@ -79,6 +79,14 @@ def test_demo_with_nothing_configured_leaves_rows(tmp_path: Path) -> None:
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
         assert drop.returncode == 5, drop.stderr
         assert drop.stderr.count("\n") == 1 and "READONLY" in drop.stderr
+        # a second demo in the same folder is refused in one line, and the first goes on
+        second = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "demo", "--duration", "5"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 4, second.stderr
+        assert second.stderr.startswith("c2m: error: the embedded ClickHouse at ")
+        assert second.stderr.count("\n") == 1 and "in use by another process" in second.stderr
+        assert (tmp_path / ".c2m" / "embedded.json").exists()
         assert demo.wait(timeout=120) == 0
     finally:
         if demo.poll() is None:

@@ -201,3 +201,18 @@ def test_alerts_tail_stops_in_one_line_when_the_broker_goes_away(tmp_path: Path)
     # before it: at most the note that nothing was there yet, no connection log lines
     assert len(lines) <= 2 and all(ln.startswith("c2m: ") for ln in lines), lines
     assert took < 20, took
+
+
+def test_a_demo_on_a_port_in_use_says_which_variable_to_change(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = c2m("demo", "--duration", "5", cwd=tmp_path,
+                  env=c2m_env(C2M_WEB_PORT=str(port)))
+    line = one_line(out, EXIT_CONFIG)
+    assert f"C2M_WEB_PORT={port}: 127.0.0.1:{port} is in use" in line
+    assert "set C2M_WEB_PORT to a free port" in line
+    assert not (tmp_path / ".c2m" / "embedded.json").exists()  # nothing was started
