@@ -26,6 +26,7 @@ from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS
 from schemas.contract import TOPIC_DEAD_LETTER, TOPIC_ORDERS
 from streams import metrics
 from streams.alerting import AlertService
+from streams.brief import with_moq
 from streams.catalog_reader import CatalogReader
 from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
@@ -387,20 +388,22 @@ def attach_alerts(
             return web.json({"error": "days and run_days must be integers"}, status=400)
         category = request.query.get("category", "")[:128]
         factory = request.query.get("factory", "")[:64]
-        rows = await io(alert_store.brief, category, factory, days, run_days)
+        rows = await io(with_moq, alert_store, category, factory, days, run_days)
         return web.json({"rows": jsonable(rows)})
 
     return alerts
 
 
 def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """ClickHouse rows with datetimes as RFC 3339 strings and NaN/inf as null."""
+    """ClickHouse rows with datetimes as RFC 3339 UTC strings and NaN/inf as null.
+    (DateTime columns come back naive in UTC, or aware when the column has a zone, e.g.
+    the brief's local days.)"""
     import math
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     def conv(v: Any) -> Any:
         if isinstance(v, datetime):
-            return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return (v.astimezone(UTC) if v.tzinfo else v).strftime("%Y-%m-%dT%H:%M:%SZ")
         if isinstance(v, float) and not math.isfinite(v):
             return None
         return v
