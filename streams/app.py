@@ -36,6 +36,7 @@ from streams.clickhouse.retention import apply_retention
 from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine
+from streams.core.forecast import ForecastConfig
 from streams.core.pricebands import PriceBands
 from streams.errors import C2MError, ConfigError, SinkError
 from streams.ingest import DemandConsumer
@@ -351,6 +352,8 @@ def attach_alerts(
             idle_wall_s=settings.alert_idle_wall_seconds,
             leader=leader,
             calendar=settings.calendar(),
+            promotions=settings.promotions(),
+            forecast=ForecastConfig(),
         )
         if alert_store is not None
         else None

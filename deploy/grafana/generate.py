@@ -156,16 +156,18 @@ ORDER BY severity = 'critical' DESC, changed_at DESC LIMIT 50""", width=24, heig
     ch("Production brief (last 14 days, run covering 30 days)", "table", """
 WITH b AS (SELECT * FROM c2m.production_brief(days=14, run_days=30, factory=''))
 SELECT category, dimension, value, recommended_qty, qty_low, qty_high,
-       round(share, 4) AS share, net_units, round(conversion_rate, 4) AS conversion,
-       round(return_rate, 4) AS return_rate
+       round(share, 4) AS share, net_units, lost_units, round(conversion_rate, 4) AS conversion,
+       round(return_rate, 4) AS return_rate, method, forecast_from, weekly_growth
 FROM b
 WHERE category = if(${category:sqlstring} = '__all',
                     (SELECT category FROM b WHERE dimension = 'total'
                      ORDER BY net_units DESC LIMIT 1),
                     ${category:sqlstring})
 ORDER BY dimension = 'total' DESC, dimension, net_units DESC LIMIT 40""", width=24, height=10,
-       description="c2m.production_brief: colour mix, size curve and price bands with 95% "
-                   "intervals; the top category when none is chosen."),
+       description="c2m.production_brief: colour mix, size curve and price bands; the "
+                   "quantity for a 30-day run from the forecast (trend, weekly pattern, "
+                   "promotion days; 95% interval), units lost to stockouts; the top "
+                   "category when none is chosen."),
 ]
 
 _RATE = "$__rate_interval"
