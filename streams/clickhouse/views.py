@@ -152,7 +152,8 @@ WITH b AS (SELECT * FROM {db}.production_brief(days={days:UInt32}, run_days={run
       ORDER BY net_units DESC, category LIMIT 1) AS top
 SELECT category, dimension, value, recommended_qty, qty_low, qty_high,
        round(share, 4) AS share, net_units, round(conversion_rate, 4) AS conversion,
-       round(return_rate, 4) AS return_rate, days_with_data, as_of
+       round(return_rate, 4) AS return_rate, days_with_data, as_of, lost_units, method,
+       forecast_model, round(weekly_growth, 4) AS weekly_growth
 FROM b
 WHERE category = if({category:String} = '', top, {category:String})
   AND (dimension = 'total' OR net_units > 0)
