@@ -10,7 +10,6 @@ n second)``, ...) after Grafana has replaced the template variables.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench.grafana import expand
 from streams.sim.model import ShopSimulator
 from tests.integration.dashboard_data import HOURS, SEED, START_MS
 
@@ -28,46 +28,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
 CH_TYPE = "grafana-clickhouse-datasource"
-
-
-def expand(sql: str, frm_s: int, to_s: int, interval_s: int, variables: dict[str, str]) -> str:
-    """Grafana's template variables, then the ClickHouse plugin's macros."""
-
-    def var(m: re.Match[str]) -> str:
-        name, fmt = m.group(1) or m.group(3), m.group(2)
-        value = variables[name]
-        if fmt == "sqlstring":
-            return "'" + value.replace("'", "''") + "'"
-        assert fmt is None, f"format {fmt} not handled"
-        return value
-
-    sql = re.sub(r"\$\{(\w+)(?::(\w+))?\}|\$(?!__)(\w+)", var, sql)
-    ms = (frm_s * 1000, to_s * 1000)
-    macros = {
-        r"\$__timeFilter_ms\(([^)]+)\)": lambda c: (
-            f"{c} >= fromUnixTimestamp64Milli({ms[0]}) AND {c} <= fromUnixTimestamp64Milli({ms[1]})"
-        ),
-        r"\$__timeFilter\(([^)]+)\)": lambda c: (
-            f"{c} >= toDateTime({frm_s}) AND {c} <= toDateTime({to_s})"
-        ),
-        r"\$__timeInterval_ms\(([^)]+)\)": lambda c: (
-            f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {interval_s * 1000} millisecond)"
-        ),
-        r"\$__timeInterval\(([^)]+)\)": lambda c: (
-            f"toStartOfInterval(toDateTime({c}), INTERVAL {interval_s} second)"
-        ),
-    }
-    for pattern, fn in macros.items():
-        sql = re.sub(pattern, lambda m, fn=fn: fn(m.group(1).strip()), sql)
-    sql = (
-        sql.replace("$__fromTime_ms", f"fromUnixTimestamp64Milli({ms[0]})")
-        .replace("$__toTime_ms", f"fromUnixTimestamp64Milli({ms[1]})")
-        .replace("$__fromTime", f"toDateTime({frm_s})")
-        .replace("$__toTime", f"toDateTime({to_s})")
-        .replace("$__interval_s", str(interval_s))
-    )
-    assert "$" not in sql, f"unexpanded macro or variable in:\n{sql}"
-    return sql
 
 
 def _load(path: Path) -> dict[str, Any]:
