@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from schemas.deadletter import build_dead_letter
 from streams import metrics
+from streams.backoff import retry
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import (
     BatchOutcome,
@@ -39,7 +40,8 @@ from streams.core.engine import (
     Run,
     runs_of,
 )
-from streams.errors import SinkError, SinkRejected
+from streams.errors import SinkError, SinkRejected, SinkUnavailable
+from streams.pausing import SinkHealth, count_failure, count_retry
 from streams.sink import ClickHouseSink, Loaded, Sink
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,8 @@ class DemandPipeline:
                 raise ValueError("DemandPipeline needs a store or a sink")
             sink = ClickHouseSink(store, self.io)
         self.sink: Sink = sink
+        #: c2m_sink_healthy and the write failures and retries (``streams.pausing``)
+        self.health = SinkHealth(f"{sink.name} sink")
         #: engine state: held to apply a batch, cut a flush, settle it, restore or release
         self._lock = asyncio.Lock()
         #: one flush (cut, write, settle, commit) at a time, in order
@@ -94,7 +98,6 @@ class DemandPipeline:
         self._pending_deliveries: list[Awaitable[Any]] = []
         self._last_flush = time.monotonic()
         self._gauges_at = 0.0  # monotonic time of the last state-size gauge update
-        self.sink_healthy = True
         self.flushes = 0
         self._counted: dict[TP, tuple[int, ...]] = {}
         #: Kafka timestamp (ms) of the oldest record of each batch applied since the last flush
@@ -102,6 +105,47 @@ class DemandPipeline:
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    # ---------------------------------------------------------------- collaborators
+    def use_committer(self, commit: Committer) -> None:
+        """Who commits a flush's checkpoint positions to Kafka (the demand consumer),
+        once the flush is written and its dead letters are delivered."""
+        self.commit = commit
+
+    async def start_sink(self) -> None:
+        await self.sink.start()
+
+    async def close_sink(self) -> None:
+        await self.sink.close()
+
+    @property
+    def sink_healthy(self) -> bool:
+        """The last write succeeded (or none failed yet)."""
+        return self.health.healthy
+
+    @property
+    def reads_from_start_without_checkpoint(self) -> bool:
+        """A partition without a checkpoint has nothing in the sink, so it is read from the
+        start of its log whatever the group committed (a new or reset database). True for
+        the direct ClickHouse sink; the Kafka sink's restore waits for the writer instead."""
+        return self.sink.name == "clickhouse"
+
+    # ---------------------------------------------------------------- partitions asked
+    def position(self, topic: str, partition: int) -> int | None:
+        """The next offset to apply of a partition held here (None: nothing applied)."""
+        st = self.engine.states.get((topic, partition))
+        return None if st is None else st.position
+
+    def flushed_position(self, topic: str, partition: int) -> int | None:
+        """The position of the partition's last written flush (None: never flushed)."""
+        st = self.engine.states.get((topic, partition))
+        return None if st is None else st.flushed_position
+
+    def last_record(self, topic: str, partition: int) -> tuple[int, int] | None:
+        """(Kafka timestamp, fingerprint) of the record the partition's state ends on (as
+        restored from its checkpoint); None for a partition not held here."""
+        st = self.engine.states.get((topic, partition))
+        return None if st is None else st.last_record
 
     # ---------------------------------------------------------------- batches
     async def handle(
@@ -191,6 +235,11 @@ class DemandPipeline:
     def unflushed_events(self) -> int:
         """Events applied and not yet written and committed: pending plus the cut in flight."""
         return self._pending_events + self._inflight_events
+
+    @property
+    def backlogged(self) -> bool:
+        """``max_pending_events`` are unflushed: fetching waits for the flush in flight."""
+        return self.unflushed_events >= self.max_pending_events
 
     @property
     def flushing(self) -> bool:
@@ -324,26 +373,16 @@ class DemandPipeline:
 
     async def _write(self, batch: FlushBatch, late: list[LateEvent]) -> bool:
         started = time.perf_counter()
-        if not self.sink_healthy:
-            metrics.FLUSH_RETRIES.inc()
+        self.health.attempt()
         try:
             await self.sink.write(batch, late, self.engine.config.allowed_lateness_ms)
-        except SinkRejected:
-            self.sink_healthy = False
-            metrics.SINK_HEALTHY.set(0)
-            metrics.FLUSH_FAILURES.labels("write").inc()
+        except SinkRejected as exc:
+            self.health.failed(exc, retrying=False)
             raise  # not an outage: retrying cannot help, the process stops
         except SinkError as exc:
-            if self.sink_healthy:
-                log.warning("%s flush failed, will retry: %s", self.sink.name, exc)
-            self.sink_healthy = False
-            metrics.SINK_HEALTHY.set(0)
-            metrics.FLUSH_FAILURES.labels("write").inc()
+            self.health.failed(exc)
             return False
-        if not self.sink_healthy:
-            log.warning("%s sink is back; flushed the backlog", self.sink.name)
-        self.sink_healthy = True
-        metrics.SINK_HEALTHY.set(1)
+        self.health.succeeded()
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
         metrics.FLUSH_ROWS.labels("visitor_cells").inc(sum(len(r[-1]) for r in batch.visitor_rows))
@@ -357,22 +396,23 @@ class DemandPipeline:
     async def _load_with_retry(
         self, topic: str, partition: int, committed: int | None
     ) -> Loaded | None:
-        """Retry restore reads with capped exponential backoff until they succeed."""
-        delay = 0.2
-        while True:
+        """Retry restore reads with capped exponential backoff until they succeed
+        (``SinkRejected``: counted and raised, the process stops)."""
+
+        async def load() -> Loaded | None:
             try:
                 return await self.sink.load_partition(
                     topic, partition, committed, self.engine.config
                 )
             except SinkRejected:
-                metrics.FLUSH_FAILURES.labels("read").inc()
+                count_failure("read")
                 raise
-            except SinkError as exc:
-                metrics.FLUSH_FAILURES.labels("read").inc()
-                metrics.FLUSH_RETRIES.inc()
-                log.warning("%s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+
+        def failed(exc: BaseException, delay_s: float) -> None:
+            count_failure("read")
+            log.warning("%s; retrying in %.1fs", exc, delay_s)
+
+        return await retry(load, SinkUnavailable, on_failure=failed, on_retry=count_retry)
 
     @staticmethod
     def _ledger_tuple(lg: Any) -> tuple[int, ...]:
@@ -413,9 +453,6 @@ class DemandPipeline:
         metrics.LIVE_CELLS.set(cells)
         metrics.DEDUP_IDS.set(dedup_ids)
         metrics.VISITOR_ENTRIES.set(visitors)
-
-    async def close_sink(self) -> None:
-        await self.sink.close()
 
     def close(self) -> None:
         self._io.shutdown(wait=True)

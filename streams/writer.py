@@ -5,7 +5,8 @@ process opens it. It is a Faust app like the worker (signals, graceful stop, web
 with one task: a bulk aiokafka consumer of ``c2m.sink`` (group ``<C2M_APP_ID>-writer``)
 that merges everything it fetched into one batch, writes it with one insert per table
 (checkpoints last, ``DemandStore.write``), and only then commits the ``c2m.sink`` offsets.
-A failed write pauses the consumer and is retried with capped exponential backoff.
+A failed write pauses the consumer and is retried with capped exponential backoff (the
+demand consumer's loop, ``streams.pausing``).
 
 Its web server (``C2M_WRITER_HOST``:``C2M_WRITER_PORT``, loopback by default) serves
 ``/api/sink/state?topic=&partition=``: the latest checkpointed state of a source
@@ -34,12 +35,12 @@ from prometheus_client import start_http_server
 
 from streams import metrics
 from streams.alerting import AlertService
-from streams.backoff import Backoff
 from streams.clickhouse.client import connect
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import FlushBatch, LateEvent
 from streams.errors import SinkError
 from streams.kafka.topics import ensure_topics
+from streams.pausing import PausingLoop, SinkHealth
 from streams.settings import Settings
 from streams.sink import SINK_TOPIC, decode_flush, encode_loaded, merge_flushes
 
@@ -48,7 +49,12 @@ T = TypeVar("T")
 
 
 class SinkWriter:
-    """Consume ``c2m.sink`` in bulk, write few large inserts, commit after the write."""
+    """Consume ``c2m.sink`` in bulk, write few large inserts, commit after the write.
+
+    The loop is ``streams.pausing.PausingLoop`` (the demand consumer's), writing in the
+    foreground: a write takes everything fetched before it, and on failure the partitions
+    are paused and the write retried with backoff. ``batch_max_messages`` and
+    ``min_interval_s`` come from the settings (``create_writer_app``)."""
 
     def __init__(
         self,
@@ -56,8 +62,8 @@ class SinkWriter:
         group_id: str,
         store: DemandStore,
         *,
-        batch_max_messages: int = 500,
-        min_interval_s: float = 1.0,
+        batch_max_messages: int,
+        min_interval_s: float,
         client_config: dict[str, Any] | None = None,
         topic: str = SINK_TOPIC,
     ) -> None:
@@ -71,14 +77,24 @@ class SinkWriter:
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="c2m-writer")
         self._stopping = asyncio.Event()
         self.finished = asyncio.Event()
-        self.sink_healthy = True
-        self.paused = False
+        self.health = SinkHealth("ClickHouse")
+        self.loop = PausingLoop(self, self._pause_all, self._resume_all, self._stopping,
+                                background=False)
         self.writes = 0
         self.messages_written = 0
         self.skipped = 0
         self.pending: list[tuple[FlushBatch, list[LateEvent], int]] = []
         self._pending_offsets: dict[TopicPartition, int] = {}
+        self._last_write = time.monotonic()
         self._consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def sink_healthy(self) -> bool:
+        return self.health.healthy
+
+    @property
+    def paused(self) -> bool:
+        return self.loop.paused
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
@@ -106,44 +122,49 @@ class SinkWriter:
         )
         self._consumer = consumer
         await consumer.start()
+        self._last_write = time.monotonic()
         try:
-            await self._loop(consumer)
+            await self.loop.run()
             if self.pending:
-                await self._write(consumer)
+                await self.flush()
         finally:
             await consumer.stop()
             self.finished.set()
 
-    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        backoff = Backoff()
-        last_write = time.monotonic()
-        while not self._stopping.is_set():
-            room = self.batch_max_messages - len(self.pending)
-            if room > 0:
-                # also while paused: polling keeps the member inside max_poll_interval
-                fetched = await consumer.getmany(timeout_ms=100, max_records=room)
-                for tp, msgs in fetched.items():
-                    for m in msgs:
-                        self._take(m)
-                    self._pending_offsets[tp] = msgs[-1].offset + 1
-            else:
-                await asyncio.sleep(0.05)
-            if not self.pending and not self._pending_offsets:
-                continue
-            full = len(self.pending) >= self.batch_max_messages
-            if not full and not self.paused and time.monotonic() - last_write < self.min_interval_s:
-                continue
-            if await self._write(consumer):
-                last_write = time.monotonic()
-                backoff.reset()
-                if self.paused:
-                    consumer.resume(*consumer.assignment())
-                    self.paused = False
-                continue
-            if not self.paused:
-                consumer.pause(*consumer.assignment())
-                self.paused = True
-            await backoff.wait(self._stopping)
+    # ---------------------------------------------------------------- the loop's side
+    async def poll(self) -> int:
+        """Fetch up to what the batch has room for (also while paused: polling keeps the
+        member inside ``max_poll_interval``)."""
+        consumer = self._consumer
+        room = self.batch_max_messages - len(self.pending)
+        if consumer is None or room <= 0:
+            await asyncio.sleep(0.05)
+            return 0
+        fetched = await consumer.getmany(timeout_ms=100, max_records=room)
+        for tp, msgs in fetched.items():
+            for m in msgs:
+                self._take(m)
+            self._pending_offsets[tp] = msgs[-1].offset + 1
+        return sum(len(msgs) for msgs in fetched.values())
+
+    def flush_due(self, caught_up: bool) -> bool:
+        """Something fetched, and the batch full or ``min_interval_s`` since the last
+        write."""
+        if not self.pending and not self._pending_offsets:
+            return False
+        full = len(self.pending) >= self.batch_max_messages
+        return full or time.monotonic() - self._last_write >= self.min_interval_s
+
+    def backlogged(self) -> bool:
+        return True  # never used: the writer writes in the foreground
+
+    def _pause_all(self) -> None:
+        if self._consumer is not None:
+            self._consumer.pause(*self._consumer.assignment())
+
+    def _resume_all(self) -> None:
+        if self._consumer is not None:
+            self._consumer.resume(*self._consumer.assignment())
 
     def _take(self, msg: Any) -> None:
         try:
@@ -153,31 +174,27 @@ class SinkWriter:
             self.skipped += 1
             log.error("skipping c2m.sink offset %d: %s", msg.offset, type(exc).__name__)
 
-    async def _write(self, consumer: AIOKafkaConsumer) -> bool:
+    async def flush(self) -> bool:
+        """Write everything pending (one insert per table), then commit its offsets."""
         started = time.perf_counter()
+        self.health.attempt()
         try:
             for batch, late, lateness_ms in merge_flushes(self.pending):
                 await self.io(self.store.write, batch, late, lateness_ms)
         except SinkError as exc:
-            if self.sink_healthy:
-                log.warning("ClickHouse write failed, will retry: %s", exc)
-            self.sink_healthy = False
-            metrics.SINK_HEALTHY.set(0)
-            metrics.FLUSH_RETRIES.inc()
+            self.health.failed(exc)
             return False
-        if not self.sink_healthy:
-            log.warning("ClickHouse is back; wrote the backlog")
-        self.sink_healthy = True
-        metrics.SINK_HEALTHY.set(1)
+        self.health.succeeded()
+        self._last_write = time.monotonic()
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.SINK_WRITER_MESSAGES.inc(len(self.pending))
         self.writes += 1
         self.messages_written += len(self.pending)
         self.pending = []
         offsets, self._pending_offsets = self._pending_offsets, {}
-        if offsets:
+        if offsets and self._consumer is not None:
             try:
-                await consumer.commit(offsets)
+                await self._consumer.commit(offsets)
             except KafkaError as exc:
                 # Re-reading written messages is harmless: every row is idempotent.
                 log.warning("c2m.sink commit failed: %s", type(exc).__name__)

@@ -27,6 +27,8 @@ async def _no_dead_letters(key: bytes | None, value: bytes) -> Any:  # pragma: n
 class _NoSink:
     """handle() never writes; a flush would fail loudly."""
 
+    name = "none"
+
 
 def test_redelivered_records_are_skipped() -> None:
     engine = DemandEngine()
@@ -76,7 +78,7 @@ def test_batches_are_applied_while_a_flush_is_written_and_a_failed_write_is_hand
         async def commit(positions: dict[Any, int]) -> None:
             committed.append(positions)
 
-        pipeline.commit = commit
+        pipeline.use_committer(commit)
         await pipeline.handle([_view(0, o) for o in range(5)])
         sink.fail = True
         flushing = asyncio.create_task(pipeline.flush())
