@@ -32,7 +32,7 @@ from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
 from streams.clickhouse.errors import sink_error
 from streams.clickhouse.migrations import migrate
-from streams.clickhouse.retention import apply_retention
+from streams.clickhouse.retention import apply_retention, settings_ttls
 from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine
@@ -153,7 +153,7 @@ def open_store(client: Any, settings: Settings) -> DemandStore:
     """Bring the database up to date (migrations, retention TTLs, the settings the views
     read) and return the store on it. Every process that writes ClickHouse does this."""
     migrate(client, settings.clickhouse_database, timezone=settings.timezone)
-    apply_retention(client, settings.clickhouse_database, settings.retention_ttls())
+    apply_retention(client, settings.clickhouse_database, settings_ttls(settings))
     store = DemandStore(client, settings.clickhouse_database, settings.calendar())
     store.record_settings(settings.view_settings())
     return store

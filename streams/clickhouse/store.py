@@ -29,9 +29,10 @@ from typing import Any
 from streams.clickhouse import serving
 from streams.clickhouse.errors import sink_error
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
+from streams.core.config import EngineConfig
 from streams.core.dedup import BUCKET_MS
 from streams.core.demand import MEASURES, CellKey
-from streams.core.engine import Checkpoint, EngineConfig, FlushBatch, LateEvent
+from streams.core.engine import Checkpoint, FlushBatch, LateEvent
 from streams.core.inventory import SKU_MEASURES, SkuKey
 from streams.errors import ConfigError
 

@@ -25,9 +25,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.backoff import Backoff, retry
-from streams.clickhouse.faults import StallPoint
-from streams.core.engine import EngineConfig, FlushBatch, LateEvent
+from streams.core.config import EngineConfig
+from streams.core.engine import FlushBatch, LateEvent
 from streams.errors import SinkUnavailable
+from streams.faultfile import StallPoint
 from streams.sink import SINK_TOPIC, Loaded, decode_loaded, encode_flush
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ from streams.clickhouse.migrations import load, migrate, migrations_dir
 from streams.clickhouse.store import DemandStore
 from streams.core.calendar import MarketCalendar
 from streams.core.catalog import Catalog
-from streams.core.engine import DemandEngine, EngineConfig, FlushBatch, Record
+from streams.core.config import EngineConfig
+from streams.core.engine import DemandEngine, FlushBatch, Record
 from streams.errors import ConfigError
 from streams.sim.model import generate_history
 from tests import oracle

@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from streams.core.calendar import MarketCalendar, UnknownTimeZone
-from streams.core.engine import DemandEngine, EngineConfig, Record
+from streams.core.config import EngineConfig
+from streams.core.engine import DemandEngine, Record
 from tests import oracle
 
 

@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 from schemas.contract import ContractViolation, decode
 from schemas.fastpath import fast_event_time
 from streams.core import _lanes as lane
+from streams.core.config import EngineConfig
 from streams.core.demand import price_e4
-from streams.core.engine import DemandEngine, EngineConfig, Record
+from streams.core.engine import DemandEngine, Record
 from streams.sim.model import generate_history
 from tests.unit.test_fastpath import _mutants, _ts_strings
 

@@ -24,7 +24,8 @@ from schemas import fastpath
 from schemas.contract import ContractViolation, decode
 from schemas.fastpath import fast_decode, fast_decode_many, fast_event_time
 from schemas.types import parse_event_time
-from streams.core.engine import DemandEngine, EngineConfig, Record
+from streams.core.config import EngineConfig
+from streams.core.engine import DemandEngine, Record
 from streams.sim.model import generate_history
 from tests.chaos.test_poison_input import POISON
 
