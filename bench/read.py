@@ -75,7 +75,7 @@ def build(db_dir: Path, days: float, events_per_day: int, skus: int, shops: int,
     from streams.app import open_store
     from streams.clickhouse.client import connect
     from streams.core.catalog import Catalog
-    from streams.core.engine import DemandEngine
+    from streams.core.engine import DemandEngine, runs_of
     from streams.core.pricebands import PriceBands
     from streams.settings import Settings
     from streams.sim.model import HOUR_MS, ShopSimulator
@@ -99,7 +99,7 @@ def build(db_dir: Path, days: float, events_per_day: int, skus: int, shops: int,
 
     def flush() -> None:
         nonlocal n, flushes, write_s, pending
-        outcome = engine.process(pending)
+        outcome = engine.process_runs(runs_of(pending))
         n += len(pending)
         pending = []
         batch = engine.flush_batch()

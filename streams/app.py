@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -68,7 +68,6 @@ class PulseApp:
     ingest: DemandConsumer
     client: Any
     alerts: AlertService | None
-    extra: dict[str, Any] = field(default_factory=dict)
     #: set by ``fail``: the exit code the process ends with (0 = a normal stop)
     exit_code: int = 0
     #: the database held a previous run's data and was reset (embedded broker)

@@ -2,8 +2,11 @@
 
 Every worker reads every partition of ``shop.products`` without a consumer group. At
 start it reads up to the end offsets it saw when it started, then sets ``ready``; the
-demand agent waits for ``ready`` so no order is mapped with a half-read catalog. Later
-upserts apply as they arrive. Invalid products go to the dead-letter topic.
+app's demand task starts the demand consumer (``streams.ingest``) only after ``ready``, so
+no order is mapped with a half-read catalog. Later upserts apply as they arrive (on the
+event loop, between batches: ``apply_product`` and the engine's batch processing are
+both synchronous, so neither sees the other half done). Invalid products go to the
+dead-letter topic.
 
 End offsets are compared with ``>=`` on the position after each fetched batch: some
 brokers (Tansu) report a high watermark that stops at the base offset of the last
@@ -43,7 +46,6 @@ class CatalogReader:
         self.client_config = client_config or {}
         self.topic = topic
         self.ready = asyncio.Event()
-        self.applied = 0
         self._consumer: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
@@ -81,8 +83,6 @@ class CatalogReader:
                             await self.on_rejected(rejected)
                         elif m.value is None:
                             metrics.CATALOG_TOMBSTONES.inc()
-                        else:
-                            self.applied += 1
                     if msgs and tp in pending and msgs[-1].offset + 1 >= ends[tp]:
                         pending.discard(tp)
                 metrics.CATALOG_PRODUCTS.set(len(self.engine.catalog))

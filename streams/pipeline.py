@@ -34,11 +34,9 @@ from streams.core.engine import (
     BatchOutcome,
     DemandEngine,
     FlushBatch,
-    KafkaRecord,
     LateEvent,
     Rejected,
     Run,
-    runs_of,
 )
 from streams.errors import SinkError, SinkRejected, SinkUnavailable
 from streams.pausing import SinkHealth, count_failure, count_retry
@@ -148,12 +146,6 @@ class DemandPipeline:
         return None if st is None else st.last_record
 
     # ---------------------------------------------------------------- batches
-    async def handle(
-        self, records: Sequence[KafkaRecord], oldest_ts_ms: int | None = None
-    ) -> None:
-        """Apply one batch (any partitions, each in offset order). Does not flush."""
-        await self.handle_runs(runs_of(records), oldest_ts_ms)
-
     async def handle_runs(self, runs: Sequence[Run], oldest_ts_ms: int | None = None) -> None:
         """Apply one batch given as runs (topic, partition, its records in offset order),
         as ``getmany`` returns them. Does not flush.

@@ -1,7 +1,7 @@
 """The demand store: reads and writes the demand tables (alerts: ``streams.clickhouse.alerts``).
 
 Write protocol of one flush (the argument for no double counting is in
-docs/ARCHITECTURE.md, "Commit after flush"):
+docs/ARCHITECTURE.md, "Commit after flush: why nothing is lost or double counted"):
 
 1. ``visitor_feed``: the visitors per cell of the base window sizes, with the windows of
    every size they count in, as arrays that a materialized view expands into

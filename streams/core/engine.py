@@ -330,12 +330,6 @@ class DemandEngine:
         return None
 
     # ---------------------------------------------------------------- demand
-    def process(
-        self, records: Sequence[KafkaRecord], out: BatchOutcome | None = None
-    ) -> BatchOutcome:
-        """Apply demand records (any mix of partitions, each in offset order)."""
-        return self.process_runs(runs_of(records), out)
-
     def process_runs(self, runs: Iterable[Run], out: BatchOutcome | None = None) -> BatchOutcome:
         """Apply runs of demand records: (topic, partition, its records in offset order),
         as ``getmany`` returns them.

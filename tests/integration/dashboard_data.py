@@ -25,6 +25,7 @@ from streams.core.engine import DemandEngine, LateEvent, Record
 from streams.core.pricebands import PriceBands
 from streams.settings import Settings
 from streams.sim.model import generate_history
+from tests.helpers.engine import process
 
 START_MS = 1_794_398_400_000  # 2026-11-11 12:00 UTC (a whole hour: windows align)
 HOURS = 3
@@ -57,7 +58,7 @@ def build(engine_dir: Path) -> Any:
         demand.append(record(view.topic, view.key, value, end_ms))
     late: list[LateEvent] = []
     for i in range(0, len(demand), 5000):
-        outcome = engine.process(demand[i : i + 5000])
+        outcome = process(engine, demand[i : i + 5000])
         late.extend(outcome.late)
         batch = engine.flush_batch()
         store.write(batch, late, engine.config.allowed_lateness_ms)

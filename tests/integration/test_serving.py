@@ -25,6 +25,7 @@ from streams.core.engine import DemandEngine, FlushBatch, Record
 from streams.errors import ConfigError
 from streams.sim.model import generate_history
 from tests import oracle
+from tests.helpers.engine import process
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +125,7 @@ def _engine(products: list[Record], tz: str) -> DemandEngine:
 
 def _flushes(engine: DemandEngine, demand: list[Record], size: int) -> Iterator[FlushBatch]:
     for i in range(0, len(demand), size):
-        engine.process(demand[i : i + size])
+        process(engine, demand[i : i + size])
         batch = engine.flush_batch()
         yield batch
         engine.flushed(batch)

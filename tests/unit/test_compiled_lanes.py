@@ -28,6 +28,7 @@ from streams.core.config import EngineConfig
 from streams.core.demand import price_e4
 from streams.core.engine import DemandEngine, Record
 from streams.sim.model import generate_history
+from tests.helpers.engine import balanced, process
 from tests.unit.test_fastpath import _mutants, _ts_strings
 
 T0 = 1_793_491_200_000
@@ -331,7 +332,7 @@ def _run_both(products: list[bytes], batches: list[list[Record]],
         for k, batch in enumerate(batches):
             for j, raw in enumerate((between or {}).get(k, [])):
                 eng.apply_product(Record("shop.products", 0, 1000 + 10 * k + j, None, None, raw))
-            out = eng.process(batch)
+            out = process(eng, batch)
             seen.append((
                 [(r.record.topic, r.record.partition, r.record.offset, r.reason, r.detail)
                  for r in out.rejected],
@@ -398,7 +399,7 @@ def test_engine_state_equals_the_python_lane(corpus: list[tuple[str, bytes]]) ->
     assert {"future_ts", "stale_ts", "invalid_field"} <= reasons, reasons
     last = results[0][-1]
     ledger = last[("shop.pageviews", 0)]["ledger"]
-    assert ledger.duplicates and ledger.corrected and ledger.balanced()
+    assert ledger.duplicates and ledger.corrected and balanced(ledger)
 
 
 def test_late_events_and_a_short_horizon_equal_the_python_lane() -> None:
@@ -456,7 +457,7 @@ def test_the_engine_runs_the_compiled_lanes(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setitem(engine_module._COMPILED_LANES, topic, spy)
     eng = DemandEngine()
     assert eng.config.native
-    out = eng.process([
+    out = process(eng, [
         Record("shop.orders", 0, 0, T0, None, orjson.dumps(_order())),
         Record("shop.pageviews", 0, 0, T0, None, orjson.dumps(_view())),
         Record("shop.logistics", 0, 0, T0, None, orjson.dumps(_logistics())),
@@ -507,7 +508,7 @@ def test_state_built_by_the_lanes_is_not_walked_by_the_cyclic_gc() -> None:
     import gc
 
     eng = DemandEngine()
-    eng.process([Record("shop.pageviews", 0, i, T0, None,
+    process(eng, [Record("shop.pageviews", 0, i, T0, None,
                         orjson.dumps(_view(event_id=f"e{i}", ts=T0 - i * 400_000)))
                  for i in range(5)])
     st = eng.states[("shop.pageviews", 0)]
@@ -518,5 +519,5 @@ def test_state_built_by_the_lanes_is_not_walked_by_the_cyclic_gc() -> None:
     assert not any(gc.is_tracked(o) for o in objects)
     gc.collect()  # and nothing of it is collected: the engine goes on with the same state
     before = {k: list(v) for k, v in st.cells.items()}
-    eng.process([Record("shop.pageviews", 0, 10, T0, None, orjson.dumps(_view(event_id="x")))])
+    process(eng, [Record("shop.pageviews", 0, 10, T0, None, orjson.dumps(_view(event_id="x")))])
     assert sum(v[5] for v in st.cells.values()) == sum(v[5] for v in before.values()) + 3

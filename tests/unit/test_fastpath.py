@@ -28,6 +28,7 @@ from streams.core.config import EngineConfig
 from streams.core.engine import DemandEngine, Record
 from streams.sim.model import generate_history
 from tests.chaos.test_poison_input import POISON
+from tests.helpers.engine import process
 
 T0 = 1_793_491_200_000
 
@@ -197,7 +198,7 @@ def test_engine_gives_the_same_outcome_with_and_without_the_fast_path(
                 eng.apply_product(Record(t, 0, i, None, None, raw))
         ref = T0 + 4 * 3_600_000
         recs = [Record(t, 0, i, ref, None, raw) for i, (t, raw) in enumerate(messages)]
-        out = eng.process(recs)
+        out = process(eng, recs)
         batch = eng.flush_batch()
         results.append((
             [(r.record.offset, r.reason, r.detail) for r in out.rejected],
@@ -239,9 +240,9 @@ def test_page_view_lane_matches_the_reference_path() -> None:
             assert eng.apply_product(Record("shop.products", 0, i, None, None, raw)) is None
         recs = [Record("shop.pageviews", 0, i, t + 10**7, None, raw)
                 for i, raw in enumerate(views)]
-        eng.process(recs[:100])
+        process(eng, recs[:100])
         eng.apply_product(Record("shop.products", 0, 9, None, None, later))
-        eng.process(recs[100:])
+        process(eng, recs[100:])
         batch = eng.flush_batch()
         st = eng.states[("shop.pageviews", 0)]
         results.append((sorted(batch.rows), sorted(batch.visitor_rows), sorted(batch.sku_rows),

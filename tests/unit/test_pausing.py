@@ -13,6 +13,7 @@ from streams.errors import SinkUnavailable
 from streams.pausing import PausingLoop
 from streams.pipeline import DemandPipeline
 from streams.writer import SinkWriter
+from tests.helpers.engine import handle
 
 
 class _Side:
@@ -193,7 +194,7 @@ def test_the_worker_and_the_writer_count_failures_and_retries_alike() -> None:
                              "event_type": "page_view", "sku": "A", "visitor_id": "v",
                              "region": "r"})
         try:
-            await pipeline.handle([Record("shop.pageviews", 0, 0, 1_794_398_400_000, None, view)])
+            await handle(pipeline, [Record("shop.pageviews", 0, 0, 1_794_398_400_000, None, view)])
             return [await pipeline.flush() for _ in range(4)]
         finally:
             pipeline.close()

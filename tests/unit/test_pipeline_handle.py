@@ -9,6 +9,7 @@ import orjson
 
 from streams.core.engine import DemandEngine, Record
 from streams.pipeline import DemandPipeline
+from tests.helpers.engine import handle
 
 T0 = 1_794_398_400_000
 
@@ -34,13 +35,13 @@ def test_redelivered_records_are_skipped() -> None:
     engine = DemandEngine()
     pipeline = DemandPipeline(engine, None, _no_dead_letters, sink=_NoSink())  # type: ignore[arg-type]
     try:
-        asyncio.run(pipeline.handle([_view(p, o) for o in range(5) for p in (0, 1)]))
+        asyncio.run(handle(pipeline, [_view(p, o) for o in range(5) for p in (0, 1)]))
         # a re-delivery overlapping the first batch, partitions interleaved and in runs
         again = [_view(0, o) for o in range(3, 8)] + [_view(1, o) for o in range(0, 6)]
-        asyncio.run(pipeline.handle([again[i] for i in (0, 5, 1, 6, 2, 7, 3, 8, 4, 9, 10)]))
-        asyncio.run(pipeline.handle([_view(1, 6), _view(1, 7)]))
+        asyncio.run(handle(pipeline, [again[i] for i in (0, 5, 1, 6, 2, 7, 3, 8, 4, 9, 10)]))
+        asyncio.run(handle(pipeline, [_view(1, 6), _view(1, 7)]))
         # the first run is new, a later partition's run starts with a re-delivery
-        asyncio.run(pipeline.handle([_view(0, 8), _view(0, 9), _view(1, 7), _view(1, 8)]))
+        asyncio.run(handle(pipeline, [_view(0, 8), _view(0, 9), _view(1, 7), _view(1, 8)]))
     finally:
         pipeline.close()
     for p, n in ((0, 10), (1, 9)):
@@ -79,13 +80,13 @@ def test_batches_are_applied_while_a_flush_is_written_and_a_failed_write_is_hand
             committed.append(positions)
 
         pipeline.use_committer(commit)
-        await pipeline.handle([_view(0, o) for o in range(5)])
+        await handle(pipeline, [_view(0, o) for o in range(5)])
         sink.fail = True
         flushing = asyncio.create_task(pipeline.flush())
         await asyncio.sleep(0)
         assert pipeline.flushing and pipeline.pending_events == 0
         # not blocked by the write in flight
-        await asyncio.wait_for(pipeline.handle([_view(0, o) for o in range(5, 8)]), 1)
+        await asyncio.wait_for(handle(pipeline, [_view(0, o) for o in range(5, 8)]), 1)
         assert pipeline.unflushed_events == 8
         sink.gate.set()
         assert await flushing is False and not committed  # failed: nothing committed
@@ -108,7 +109,7 @@ def test_release_does_not_wait_for_a_hung_flush() -> None:
     async def scenario() -> DemandEngine:
         engine, sink = DemandEngine(), _GatedSink()  # the gate never opens
         pipeline = DemandPipeline(engine, None, _no_dead_letters, sink=sink)  # type: ignore[arg-type]
-        await pipeline.handle([_view(0, o) for o in range(3)] + [_view(1, 0)])
+        await handle(pipeline, [_view(0, o) for o in range(3)] + [_view(1, 0)])
         flushing = asyncio.create_task(pipeline.flush())
         await asyncio.sleep(0)
         await asyncio.wait_for(pipeline.release([("shop.pageviews", 0)], timeout_s=0.2), 2)
@@ -159,7 +160,7 @@ def test_a_cut_is_due_at_the_eager_count_or_the_back_pressure_bound_or_the_inter
         pipeline._last_flush -= since_s  # as if the last cut was ``since_s`` ago
         try:
             if n:
-                asyncio.run(pipeline.handle([_view(0, o) for o in range(n)]))
+                asyncio.run(handle(pipeline, [_view(0, o) for o in range(n)]))
             return pipeline.flush_due(caught_up=caught_up)
         finally:
             pipeline.close()
