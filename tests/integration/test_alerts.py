@@ -28,8 +28,8 @@ from streams.clickhouse.views import QUERIES
 from streams.core.alerting.evaluator import AlertEvaluator, PreparedInputs
 from streams.core.forecast import brief_forecasts
 from streams.core.pricebands import PriceBands
+from tests.helpers.processes import Worker, consume_all, produce
 from tests.integration.chromium import Chromium
-from tests.integration.conftest import Worker, consume_all, produce
 from tests.oracle import MARKET_TZ
 from tests.signals.quality import DAY_MS, HOUR_MS, START_MS, scenario_events
 from tests.signals.reference import reference_inputs, ts_ms

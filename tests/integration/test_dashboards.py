@@ -19,25 +19,16 @@ from typing import Any
 
 import pytest
 
-from bench.grafana import expand
 from streams.sim.model import ShopSimulator
+from tests.helpers.grafana import CH_TYPE, DASHBOARDS, ROOT, expand, load_dashboard
 from tests.integration.dashboard_data import HOURS, SEED, START_MS
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
-CH_TYPE = "grafana-clickhouse-datasource"
-
-
-def _load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def _targets(kind: str) -> list[tuple[str, str, dict[str, Any]]]:
     out = []
     for path in DASHBOARDS:
-        for panel in _load(path)["panels"]:
+        for panel in load_dashboard(path)["panels"]:
             for t in panel.get("targets", []):
                 if t["datasource"]["type"] == kind:
                     out.append((path.name, panel["title"], t))
@@ -56,10 +47,10 @@ def test_dashboards_are_generated_and_reference_provisioned_datasources() -> Non
         (ROOT / "deploy/grafana/provisioning/datasources/datasources.yml").read_text()
     )["datasources"]
     uids = {(d["type"], d["uid"]) for d in provisioned}
-    titles = {_load(p)["title"] for p in DASHBOARDS}
+    titles = {load_dashboard(p)["title"] for p in DASHBOARDS}
     assert {"Factory demand", "Pipeline health"} <= titles
     for path in DASHBOARDS:
-        board = _load(path)
+        board = load_dashboard(path)
         panels = board["panels"]
         assert len({p["id"] for p in panels}) == len(panels), path.name
         cells: set[tuple[int, int]] = set()
@@ -115,7 +106,7 @@ def test_every_clickhouse_panel_returns_rows_on_simulated_data(tmp_path: Path) -
     targets = _targets(CH_TYPE)
     assert len(targets) >= 10
     variables = [
-        v for p in DASHBOARDS for v in _load(p).get("templating", {}).get("list", [])
+        v for p in DASHBOARDS for v in load_dashboard(p).get("templating", {}).get("list", [])
     ]
     var_queries = [v["query"] for v in variables if v["type"] == "query"]
     frm, to = START_MS // 1000, START_MS // 1000 + HOURS * 3600

@@ -22,8 +22,8 @@ import orjson
 import pytest
 
 from streams.sim.model import generate_history
+from tests.helpers.processes import produce
 from tests.integration.chromium import Chromium
-from tests.integration.conftest import produce
 
 pytestmark = pytest.mark.integration
 

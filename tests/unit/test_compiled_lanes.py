@@ -29,7 +29,7 @@ from streams.core.demand import price_e4
 from streams.core.engine import DemandEngine, Record
 from streams.sim.model import generate_history
 from tests.helpers.engine import balanced, process
-from tests.unit.test_fastpath import _mutants, _ts_strings
+from tests.helpers.mutants import mutants, ts_strings
 
 T0 = 1_793_491_200_000
 FIELDS = ("event_id", "ts", "sku", "visitor_id", "region")
@@ -57,7 +57,7 @@ def test_id_hash_at_block_edges(n: int) -> None:
 
 
 @settings(max_examples=1500, deadline=None)
-@given(st.one_of(_ts_strings, st.text(max_size=40)))
+@given(st.one_of(ts_strings, st.text(max_size=40)))
 def test_event_time_answers_what_fast_event_time_answers(value: str) -> None:
     assert lane.event_time(value.encode()) == fast_event_time(value)
 
@@ -148,7 +148,7 @@ def test_mutated_messages_are_taken_only_when_the_contract_agrees(
     msgs = [raw for t, raw in corpus if t == topic]
     taken = total = 0
     for raw in rng.sample(msgs, min(1500, len(msgs))):
-        for mutant in _mutants(topic, raw, rng):
+        for mutant in mutants(topic, raw, rng):
             total += 1
             taken += check_topic(topic, mutant)
     assert total > minimum and 0 < taken < total
@@ -380,7 +380,7 @@ def test_engine_state_equals_the_python_lane(corpus: list[tuple[str, bytes]]) ->
         messages.append((topic, raw))
         r = rng.random()
         if r < 0.05:
-            messages.extend((topic, m) for m in _mutants(topic, raw, rng)[:2])
+            messages.extend((topic, m) for m in mutants(topic, raw, rng)[:2])
         elif r < 0.10:
             messages.append((topic, raw))  # a producer retry
     # out of order: some events pushed far back in their partition (late or corrected)
