@@ -205,17 +205,12 @@ def test_fast_event_time_with_any_tail_agrees(head: str, tail: str) -> None:
 
 def test_the_split_timestamp_grammar_is_the_contract_grammar() -> None:
     """fast_event_time validates the 19-character date-time and the rest separately (and
-    caches both); together they must be exactly the contract's RFC 3339 grammar."""
-    import re
-
+    caches both); together they are the contract's RFC 3339 grammar, not a copy of it."""
     from schemas import fastpath, types
 
-    def tokens(pattern: str) -> str:  # the pattern without its groups (names, captures)
-        return re.sub(r"\(\?P<\w+>|\(\?:|[()]", "", pattern)
-
-    assert tokens(fastpath._RFC3339.pattern) == tokens(types._RFC3339.pattern)
-    assert fastpath._HEAD.pattern + fastpath._TAIL.pattern == fastpath._RFC3339.pattern
-    assert fastpath._RFC3339.flags == fastpath._HEAD.flags == fastpath._TAIL.flags
+    assert fastpath._HEAD.pattern + fastpath._TAIL.pattern == types._RFC3339.pattern
+    assert fastpath._HEAD.flags == fastpath._TAIL.flags == types._RFC3339.flags
+    assert fastpath._TAIL.fullmatch(".123+08:00").group(1, 2) == ("123", "+08:00")
 
 
 def _many_equals_one_by_one(topic: str, values: list[Any]) -> list[Any]:
