@@ -7,8 +7,8 @@ success; a stop request ends a wait at once. The pausing consumer loop
 ``retry``: call an operation until it returns, waiting a ``Backoff`` after each failure
 it is told to retry (every other exception goes through). Every retry loop of the
 project is this one: the restore read of a partition (``DemandPipeline.restore``), the
-group's committed offset (``streams.ingest``) and the wait for the writer's checkpoint
-(``streams.kafka.sink``).
+group's committed offset (``streams.ingest``), the wait for the writer's checkpoint
+(``streams.kafka.sink``) and the catalog topic's metadata (``streams.catalog_reader``).
 """
 
 from __future__ import annotations
@@ -52,16 +52,22 @@ async def retry(
     backoff: Backoff | None = None,
     on_failure: Callable[[BaseException, float], None] | None = None,
     on_retry: Callable[[], None] | None = None,
+    attempts: int | None = None,
 ) -> T:
     """``await attempt()`` until it returns; after a ``retry_on`` exception call
     ``on_failure(exc, delay_s)`` (log, count), wait ``backoff`` (default ``Backoff()``),
     call ``on_retry()`` and attempt again. Any other exception is raised at once, so
-    ``retry_on`` is the narrowest class that means "try again"."""
+    ``retry_on`` is the narrowest class that means "try again". With ``attempts``, the
+    exception of the last allowed attempt is raised instead of waiting again."""
     backoff = backoff if backoff is not None else Backoff()
+    tried = 0
     while True:
         try:
             return await attempt()
         except retry_on as exc:
+            tried += 1
+            if attempts is not None and tried >= attempts:
+                raise
             if on_failure is not None:
                 on_failure(exc, backoff.delay_s)
         await backoff.wait()

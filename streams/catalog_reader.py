@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.contract import TOPIC_PRODUCTS
 from streams import metrics
+from streams.backoff import Backoff, retry
 from streams.core.engine import DemandEngine, Record, Rejected
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,7 @@ class CatalogReader:
         self._consumer = consumer
         await consumer.start()
         try:
-            parts = None
-            for _ in range(100):
-                parts = consumer.partitions_for_topic(self.topic)
-                if parts:
-                    break
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.1)
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts or [0])]
+            tps = [TopicPartition(self.topic, p) for p in sorted(await self._partitions(consumer))]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
@@ -92,3 +86,23 @@ class CatalogReader:
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> set[int]:
+        """The catalog topic's partitions, asking for fresh metadata every 0.1 s for up to
+        10 s (a topic just created); then partition 0."""
+
+        async def known() -> set[int]:
+            parts = consumer.partitions_for_topic(self.topic)
+            if not parts:
+                await consumer._client.force_metadata_update()
+                raise _NoMetadata
+            return set(parts)
+
+        try:
+            return await retry(known, _NoMetadata, backoff=Backoff(0.1, 0.1), attempts=100)
+        except _NoMetadata:
+            return {0}
+
+
+class _NoMetadata(Exception):
+    """The broker has not told of the catalog topic's partitions yet."""

@@ -76,3 +76,26 @@ def test_retry_retries_only_what_it_is_told_and_counts_each_failure_and_retry() 
         pass
     else:  # pragma: no cover
         raise AssertionError("a ValueError is not a KeyError: raised at once")
+
+
+def test_retry_with_attempts_raises_the_last_failure() -> None:
+    from streams.backoff import retry
+
+    async def run() -> tuple[list[int], list[str]]:
+        calls: list[int] = []
+        failures: list[str] = []
+
+        async def attempt() -> None:
+            calls.append(len(calls))
+            raise KeyError(len(calls))
+
+        try:
+            await retry(attempt, KeyError, backoff=Backoff(0.001), attempts=3,
+                        on_failure=lambda exc, d: failures.append(str(exc)))
+        except KeyError as exc:
+            failures.append(f"raised {exc}")
+        return calls, failures
+
+    calls, failures = asyncio.run(run())
+    assert calls == [0, 1, 2]
+    assert failures == ["1", "2", "raised 3"]  # no wait after the last attempt
