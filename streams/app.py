@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 from faust.app.base import BootStrategy
+from mode import Service
 from prometheus_client import start_http_server
 
 from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS
@@ -226,7 +227,6 @@ def create_app(
         rebalance_timeout_s=settings.rebalance_timeout_seconds,
         session_timeout_s=settings.session_timeout_seconds,
         client_config=settings.kafka_client_config(),
-        lag_interval_s=settings.lag_interval_seconds,
     )
     def demand_partitions() -> set[tuple[str, int]]:
         consumer = ingest.consumer
@@ -256,12 +256,14 @@ def create_app(
             start_http_server(settings.metrics_port, addr=settings.metrics_host)
             log.info("metrics on %s:%d", settings.metrics_host, settings.metrics_port)
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def catalog() -> None:
-        await reader.run()
+    attach_service(app, reader)
 
     if store is not None:
         attach_checkpoint_pruning(app, settings, store, pipeline.io)
+
+    @app.timer(interval=settings.lag_interval_seconds)  # type: ignore[untyped-decorator]
+    async def consumer_lag() -> None:
+        await ingest.report_lag()
 
     @app.task  # type: ignore[untyped-decorator]
     async def demand() -> None:
@@ -358,12 +360,15 @@ def attach_alerts(
         else None
     )
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def alert_rules() -> None:
-        if settings.alerts_enabled and alerts is not None:
-            if ready is not None:
-                await ready.wait()
-            await alerts.run(settings.alert_interval_seconds)
+    if alerts is not None:
+        attach_service(app, alerts)
+        if settings.alerts_enabled:
+
+            @app.timer(interval=settings.alert_interval_seconds)  # type: ignore[untyped-decorator]
+            async def alert_ticks() -> None:
+                # the worker's rules wait for the catalog (the writer has none to read)
+                if (ready is None or ready.is_set()) and alerts.running:
+                    await alerts.catch_up()
 
     def unavailable(web: Any) -> Any:
         return web.json(
@@ -394,6 +399,13 @@ def attach_alerts(
         return web.json({"rows": jsonable(rows)})
 
     return alerts
+
+
+def attach_service(app: faust.App, service: Service) -> None:
+    """Start ``service`` with the app and stop it with the app, as ``@app.service`` does
+    for a service class: after the app's producer, web server and tasks are started, and
+    stopped before them (Faust's ``on_init_extra_service`` takes an instance as well)."""
+    app.service(service)  # type: ignore[arg-type]  # typed for classes, takes instances
 
 
 def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

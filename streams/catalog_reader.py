@@ -1,5 +1,8 @@
 """Reads the compacted catalog topic into the engine's catalog, like a Faust GlobalTable.
 
+A ``mode.Service`` attached to the worker's Faust app (``streams.app``): it reads while
+the app runs and stops with it.
+
 Every worker reads every partition of ``shop.products`` without a consumer group. At
 start it reads up to the end offsets it saw when it started, then sets ``ready``; the
 app's demand task starts the demand consumer (``streams.ingest``) only after ``ready``, so
@@ -23,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from mode import Service
 
 from schemas.contract import TOPIC_PRODUCTS
 from streams import metrics
@@ -32,7 +36,7 @@ from streams.core.engine import DemandEngine, Record, Rejected
 log = logging.getLogger(__name__)
 
 
-class CatalogReader:
+class CatalogReader(Service):
     def __init__(
         self,
         bootstrap: str,
@@ -41,6 +45,7 @@ class CatalogReader:
         client_config: dict[str, Any] | None = None,
         topic: str = TOPIC_PRODUCTS,
     ) -> None:
+        super().__init__()
         self.bootstrap = bootstrap
         self.engine = engine
         self.on_rejected = on_rejected
@@ -48,6 +53,11 @@ class CatalogReader:
         self.topic = topic
         self.ready = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
+
+    @Service.task
+    async def _reading(self) -> None:
+        """The service's one task: cancelled when the service stops."""
+        await self.run()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(

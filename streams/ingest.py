@@ -28,7 +28,6 @@ position applied, the position flushed, the record a checkpoint ends on).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -154,7 +153,6 @@ class DemandConsumer:
         session_timeout_s: float = 10.0,
         client_config: dict[str, Any] | None = None,
         topics: tuple[str, ...] = DEMAND_TOPICS,
-        lag_interval_s: float = 5.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -164,7 +162,6 @@ class DemandConsumer:
         self.session_timeout_s = session_timeout_s
         self.client_config = client_config or {}
         self.topics = topics
-        self.lag_interval_s = lag_interval_s
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -184,6 +181,9 @@ class DemandConsumer:
         self._probe: AIOKafkaConsumer | None = None
         #: an unreadable batch not yet traced to its partition: read them one at a time
         self._isolating = False
+        #: held while the lag is asked of the broker; the consumer stops only outside it
+        self._lag_lock = asyncio.Lock()
+        self._consuming = False
 
     @property
     def paused(self) -> bool:
@@ -225,15 +225,14 @@ class DemandConsumer:
         await self.pipeline.start_sink()
         consumer.subscribe(list(self.topics), listener=_Rebalance(self))
         await consumer.start()
-        lag = asyncio.create_task(self._report_lag(consumer))
+        self._consuming = True
         try:
             await self.loop.run()
             if self.pipeline.pending_events or self.pipeline.flush_due():
                 await self.pipeline.flush()
         finally:
-            lag.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lag
+            async with self._lag_lock:  # a lag report in progress ends first
+                self._consuming = False
             await consumer.stop()
             if self._probe is not None:
                 await self._probe.stop()
@@ -461,19 +460,19 @@ class DemandConsumer:
         m = _TP_IN_TEXT.search(str(exc))
         return TopicPartition(m.group(1), int(m.group(2))) if m else None
 
-    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Every ``lag_interval_s``: records between the end of each owned partition's log
-        and its last flushed position (the committed offset), i.e. what is not in the
-        sink yet. Asked of the broker (ListOffsets), so it keeps growing while a sink
-        outage holds the consumer paused and nothing is fetched."""
-        delay = min(0.5, self.lag_interval_s)  # soon after the partitions are owned
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+    async def report_lag(self) -> None:
+        """Records between the end of each owned partition's log and its last flushed
+        position (the committed offset), i.e. what is not in the sink yet: an
+        ``@app.timer`` of the worker calls this every ``C2M_LAG_INTERVAL_SECONDS``. Asked
+        of the broker (ListOffsets), so it keeps growing while a sink outage holds the
+        consumer paused and nothing is fetched."""
+        async with self._lag_lock:
+            consumer = self.consumer
+            if consumer is None or not self._consuming:
+                return  # not consuming (yet, or any more)
             tps = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) in self.owned]
-            if not tps or self._stopping.is_set():
-                continue
-            delay = self.lag_interval_s
+            if not tps:
+                return
             try:
                 ends = await consumer.end_offsets(tps)
                 flushed = {
@@ -486,7 +485,7 @@ class DemandConsumer:
                 starts = await consumer.beginning_offsets(unflushed) if unflushed else {}
             except KafkaError as exc:
                 log.debug("consumer lag unknown: %s", type(exc).__name__)
-                continue
+                return
             for tp, end in ends.items():
                 done = flushed.get(tp, starts.get(tp))
                 if done is None or (tp.topic, tp.partition) not in self.owned:

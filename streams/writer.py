@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -295,19 +293,10 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
 def run_writer(settings: Settings, bootstrap: str, duration_s: float | None = None) -> None:
     """Create topics and run the writer until stopped (SIGTERM/Ctrl-C: final write)."""
     ensure_topics(bootstrap, settings.topic_partitions, settings.kafka_client_config())
+    from streams.runner import launch
+
     wa = create_writer_app(settings, bootstrap)
-    if duration_s is not None:
-
-        async def stop_later() -> None:
-            await asyncio.sleep(duration_s)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        wa.app.task(stop_later)
-    worker = faust.Worker(wa.app, loglevel=settings.log_level.upper(), quiet=True)
     try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise
+        launch(wa.app, settings, duration_s=duration_s)
     finally:
         wa.writer.close()
