@@ -227,7 +227,11 @@ def create_app(
         rebalance_timeout_s=settings.rebalance_timeout_seconds,
         session_timeout_s=settings.session_timeout_seconds,
         client_config=settings.kafka_client_config(),
+        # no demand event is mapped before the catalog has been read to its end
+        start_after=reader.ready,
+        on_fatal=lambda exc: pulse.fail(exc),
     )
+
     def demand_partitions() -> set[tuple[str, int]]:
         consumer = ingest.consumer
         if consumer is None:
@@ -245,7 +249,7 @@ def create_app(
         app, settings, client if store is not None else None, pipeline.io,
         demand_partitions, reader.ready, leader,
     )
-    pulse = PulseApp(
+    pulse: PulseApp = PulseApp(
         app, settings, bootstrap, engine, store, pipeline, reader, ingest, client, alerts
     )
     pulse.database_reset = was_reset
@@ -265,21 +269,11 @@ def create_app(
     async def consumer_lag() -> None:
         await ingest.report_lag()
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def demand() -> None:
-        # No demand event is mapped before the catalog has been read to its end.
-        await reader.ready.wait()
-        if settings.ingest_enabled:
-            try:
-                await ingest.run()
-            except C2MError as exc:  # e.g. ClickHouse refused a write: not an outage
-                pulse.fail(exc)
-
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def final_flush(sender: Any, **kwargs: Any) -> None:
-        # Stop consuming, flush the last numbers to ClickHouse and commit their offsets
-        # while the producer (dead letters) is still running.
-        await ingest.stop()
+    if settings.ingest_enabled:
+        # Attached last, so stopped first (SIGTERM): it stops consuming, flushes the last
+        # numbers and commits their offsets while the producer (dead letters), the
+        # catalog reader and the alert service still run.
+        attach_service(app, ingest)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

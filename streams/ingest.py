@@ -1,9 +1,11 @@
 """The demand consumer: bulk fetch below Faust's per-event stream machinery.
 
 Faust's per-message path (Event objects, stream processors, per-message acks) costs
-~150-200 us an event; this service runs inside the Faust app (started as an app task,
-sharing its loop, producer, web server and lifecycle) but consumes the demand topics with
-``aiokafka``'s ``getmany`` in batches of raw records and hands them to the pipeline.
+~150-200 us an event; this service runs inside the Faust app (a ``mode.Service`` attached
+to it, sharing its loop, producer, web server and lifecycle) but consumes the demand
+topics with ``aiokafka``'s ``getmany`` in batches of raw records and hands them to the
+pipeline. Stopping the service (SIGTERM: the app stops its services before its producer)
+ends the current batch, flushes and commits, then leaves the group.
 
 Offsets: ClickHouse is the source of truth. On assignment a partition is restored from
 its latest checkpoint and the consumer seeks to the checkpoint position; without a
@@ -31,7 +33,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +45,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnsupportedCodecError,
 )
+from mode import Service
 
 from streams import metrics
 from streams.backoff import Backoff, retry
@@ -141,7 +144,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         metrics.PARTITIONS_ASSIGNED.set(len(consumer.assignment()))
 
 
-class DemandConsumer:
+class DemandConsumer(Service):
     def __init__(
         self,
         bootstrap: str,
@@ -153,7 +156,10 @@ class DemandConsumer:
         session_timeout_s: float = 10.0,
         client_config: dict[str, Any] | None = None,
         topics: tuple[str, ...] = DEMAND_TOPICS,
+        start_after: asyncio.Event | None = None,
+        on_fatal: Callable[[C2MError], None] | None = None,
     ) -> None:
+        super().__init__()
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.pipeline = pipeline
@@ -166,8 +172,12 @@ class DemandConsumer:
         self.assigned = asyncio.Event()
         self._stopping = asyncio.Event()
         #: poll, flush in the background, pause and retry while the sink fails
-        self.loop = PausingLoop(self, self._pause_all, self._resume_all, self._stopping,
-                                background=True)
+        self.pausing = PausingLoop(self, self._pause_all, self._resume_all, self._stopping,
+                                   background=True)
+        #: consuming starts once this is set (the catalog read to its end)
+        self._start_after = start_after
+        #: an error no retry can fix ends consuming; this decides what then (the app stops)
+        self._on_fatal = on_fatal
         self.finished = asyncio.Event()
         #: held while fetching+applying a batch and while a rebalance restores partitions
         self.poll_lock = asyncio.Lock()
@@ -188,9 +198,24 @@ class DemandConsumer:
     @property
     def paused(self) -> bool:
         """The sink is failing: every partition is paused while the flush is retried."""
-        return self.loop.paused
+        return self.pausing.paused
 
-    async def stop(self, timeout_s: float = 30.0) -> None:
+    @Service.task
+    async def _demand(self) -> None:
+        """The service's one task: consume once ``start_after`` is set."""
+        if self._start_after is not None:
+            await self._start_after.wait()
+        try:
+            await self.run()
+        except C2MError as exc:  # e.g. ClickHouse refused a write: not an outage
+            if self._on_fatal is None:
+                raise
+            self._on_fatal(exc)
+
+    async def on_stop(self) -> None:
+        await self.finish()
+
+    async def finish(self, timeout_s: float = 30.0) -> None:
         """Stop after the current batch: final flush and commit, then leave the group."""
         self._stopping.set()
         if self.consumer is not None:
@@ -227,7 +252,7 @@ class DemandConsumer:
         await consumer.start()
         self._consuming = True
         try:
-            await self.loop.run()
+            await self.pausing.run()
             if self.pipeline.pending_events or self.pipeline.flush_due():
                 await self.pipeline.flush()
         finally:

@@ -2,7 +2,8 @@
 
 Embedded chDB allows one process per engine path, so with several workers only this
 process opens it. It is a Faust app like the worker (signals, graceful stop, web server)
-with one task: a bulk aiokafka consumer of ``c2m.sink`` (group ``<C2M_APP_ID>-writer``)
+with one service (``SinkWriter``, a ``mode.Service`` attached to the app): a bulk
+aiokafka consumer of ``c2m.sink`` (group ``<C2M_APP_ID>-writer``)
 that merges everything it fetched into one batch, writes it with one insert per table
 (checkpoints last, ``DemandStore.write``), and only then commits the ``c2m.sink`` offsets.
 A failed write pauses the consumer and is retried with capped exponential backoff (the
@@ -29,6 +30,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.app.base import BootStrategy
+from mode import Service
 from prometheus_client import start_http_server
 
 from streams import metrics
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SinkWriter:
+class SinkWriter(Service):
     """Consume ``c2m.sink`` in bulk, write few large inserts, commit after the write.
 
     The loop is ``streams.pausing.PausingLoop`` (the demand consumer's), writing in the
@@ -65,6 +67,7 @@ class SinkWriter:
         client_config: dict[str, Any] | None = None,
         topic: str = SINK_TOPIC,
     ) -> None:
+        super().__init__()
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.store = store
@@ -76,8 +79,8 @@ class SinkWriter:
         self._stopping = asyncio.Event()
         self.finished = asyncio.Event()
         self.health = SinkHealth("ClickHouse")
-        self.loop = PausingLoop(self, self._pause_all, self._resume_all, self._stopping,
-                                background=False)
+        self.pausing = PausingLoop(self, self._pause_all, self._resume_all, self._stopping,
+                                   background=False)
         self.writes = 0
         self.messages_written = 0
         self.skipped = 0
@@ -92,12 +95,22 @@ class SinkWriter:
 
     @property
     def paused(self) -> bool:
-        return self.loop.paused
+        return self.pausing.paused
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
-    async def stop(self, timeout_s: float = 30.0) -> None:
+    @Service.task
+    async def _writing(self) -> None:
+        """The service's one task."""
+        await self.run()
+
+    async def on_stop(self) -> None:
+        await self.finish()
+
+    async def finish(self, timeout_s: float = 30.0) -> None:
+        """Stop fetching; the final write of what is pending and its commit, then leave
+        the group."""
         self._stopping.set()
         if self._consumer is not None:
             with contextlib.suppress(TimeoutError):
@@ -122,7 +135,7 @@ class SinkWriter:
         await consumer.start()
         self._last_write = time.monotonic()
         try:
-            await self.loop.run()
+            await self.pausing.run()
             if self.pending:
                 await self.flush()
         finally:
@@ -209,7 +222,13 @@ class WriterApp:
 
 
 def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = None) -> WriterApp:
-    from streams.app import attach_alerts, attach_checkpoint_pruning, faust_config, open_store
+    from streams.app import (
+        attach_alerts,
+        attach_checkpoint_pruning,
+        attach_service,
+        faust_config,
+        open_store,
+    )
 
     client = client if client is not None else connect(settings)
     store = open_store(client, settings)
@@ -233,9 +252,7 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
         if settings.metrics_port:
             start_http_server(settings.metrics_port, addr=settings.metrics_host)
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def consume() -> None:
-        await writer.run()
+    attach_service(app, writer)  # stopped (final write) before the producer and web server
 
     attach_checkpoint_pruning(app, settings, store, writer.io)
 
@@ -243,10 +260,6 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
     # workers cannot). It does not consume the demand topics: partitions without any
     # checkpoint are waited for C2M_ALERT_IDLE_WALL_SECONDS after start, then ignored.
     alerts = attach_alerts(app, settings, client, writer.io, set)
-
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def final_write(sender: Any, **kwargs: Any) -> None:
-        await writer.stop()
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

@@ -69,3 +69,26 @@ def test_restart_mid_stream_gives_the_same_numbers(
 
     sizes = (300, 3600, 86400)
     assert_matches_oracle(stored_cells(second, sizes), oracle_cells(history), sizes)
+
+
+def test_sigterm_writes_and_commits_what_was_consumed(broker: Any, worker_factory: Any) -> None:
+    """The final flush on SIGTERM: with every flush held back (an hour's interval, an
+    eager bound above the input), nothing is written while consuming; the stop writes it
+    all, and the restart has nothing to redo."""
+    history = sim_history(seed=7, hours=0.5, orders_per_hour=600)
+    demand_events = sum(1 for e in history if e.topic != "shop.products")
+    produce(broker.bootstrap, sim_messages(history))
+    held = {"C2M_FLUSH_INTERVAL_SECONDS": "3600",
+            "C2M_FLUSH_EAGER_EVENTS": str(10 * demand_events),
+            "C2M_FLUSH_MAX_PENDING_EVENTS": str(10 * demand_events)}
+    first = worker_factory(**held).start()
+    stats = first.wait_consumed(demand_events)
+    assert stats["flushes"] == 0  # nothing written before the stop
+    assert first.stop() == 0
+    stored = first.query("SELECT sum(consumed) FROM c2m.source_progress")
+    assert stored == [(demand_events,)]
+
+    again = worker_factory(first.data_dir, **held).start()
+    assert again.wait_consumed(demand_events)["consumed"] == demand_events  # restored
+    assert (again.stats() or {})["flushes"] == 0  # nothing new to write
+    assert again.stop() == 0

@@ -213,3 +213,34 @@ def test_the_worker_and_the_writer_count_failures_and_retries_alike() -> None:
         assert asyncio.run(run()) == [False, False, False, True], run.__name__
         after = _counts()
         assert (after[0] - before[0], after[1] - before[1], after[2]) == (3, 3, 1), run.__name__
+
+
+def test_the_demand_consumer_service_waits_for_the_catalog_and_hands_on_a_fatal_error() -> None:
+    """DemandConsumer is a mode.Service: it consumes once ``start_after`` is set, and an
+    error no retry can fix goes to ``on_fatal`` (the app stops) instead of crashing."""
+    from streams.errors import C2MError, SinkRejected
+    from streams.ingest import DemandConsumer
+
+    async def scenario() -> tuple[list[str], list[str], list[C2MError]]:
+        ready = asyncio.Event()
+        fatal: list[C2MError] = []
+        consumer = DemandConsumer("unused:9092", "g", None,  # type: ignore[arg-type]
+                                  start_after=ready, on_fatal=fatal.append)
+        ran: list[str] = []
+
+        async def run() -> None:
+            ran.append("run")
+            raise SinkRejected("refused")
+
+        consumer.run = run  # type: ignore[method-assign]
+        await consumer.start()
+        await asyncio.sleep(0.05)
+        before = list(ran)
+        ready.set()
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(consumer.stop(), 5)
+        return before, ran, fatal
+
+    before, ran, fatal = asyncio.run(scenario())
+    assert before == [] and ran == ["run"]
+    assert [type(e).__name__ for e in fatal] == ["SinkRejected"]
