@@ -49,10 +49,11 @@ from mode import Service
 
 from streams import metrics
 from streams.backoff import Backoff, retry
+from streams.checkpoint import TP
 from streams.core.engine import DEMAND_TOPICS, Run, record_fingerprint
 from streams.errors import C2MError
 from streams.pausing import PausingLoop
-from streams.pipeline import TP, DemandPipeline
+from streams.pipeline import DemandPipeline
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from schemas.deadletter import build_dead_letter
 from streams import metrics
 from streams.backoff import retry
+from streams.checkpoint import TP, Committer, Pending
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import (
     BatchOutcome,
@@ -45,11 +46,8 @@ from streams.sink import ClickHouseSink, Loaded, Sink
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-TP = tuple[str, int]
 #: Sends one dead letter (key, value) and returns an awaitable that completes on delivery.
 DeadLetterSender = Callable[[bytes | None, bytes], Awaitable[Awaitable[Any]]]
-#: Commits {(topic, partition): next offset} to Kafka.
-Committer = Callable[[dict[TP, int]], Awaitable[None]]
 
 _LEDGER_FIELDS = ("consumed", "processed", "dead_lettered", "duplicates", "late")
 #: between flushes, the state-size gauges are refreshed at most this often (seconds)
@@ -90,16 +88,13 @@ class DemandPipeline:
         self._lock = asyncio.Lock()
         #: one flush (cut, write, settle, commit) at a time, in order
         self._flush_mutex = asyncio.Lock()
-        self._pending_events = 0
+        #: taken in since the last cut besides the engine's marks (streams.checkpoint)
+        self._pending = Pending()
         self._inflight_events = 0  # events of the cut being written
-        self._pending_late: list[LateEvent] = []
-        self._pending_deliveries: list[Awaitable[Any]] = []
         self._last_flush = time.monotonic()
         self._gauges_at = 0.0  # monotonic time of the last state-size gauge update
         self.flushes = 0
         self._counted: dict[TP, tuple[int, ...]] = {}
-        #: Kafka timestamp (ms) of the oldest record of each batch applied since the last flush
-        self._pending_record_ts: list[int] = []
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
@@ -164,9 +159,9 @@ class DemandPipeline:
             metrics.BATCH_SIZE.observe(n)
             self._count({(topic, partition) for topic, partition, _ in runs})
             await self._emit(outcome)
-            self._pending_events += n
+            self._pending.events += n
             if oldest_ts_ms is not None and oldest_ts_ms > 0:
-                self._pending_record_ts.append(oldest_ts_ms)
+                self._pending.record_ts.append(oldest_ts_ms)
             if time.monotonic() - self._gauges_at >= GAUGE_INTERVAL_S:
                 self._update_gauges()
 
@@ -203,7 +198,7 @@ class DemandPipeline:
         interval has passed, rather than keeping them back for the rest of the interval
         (the floors keep a trickle of events from turning into a stream of tiny inserts).
         """
-        pending = self._pending_events
+        pending = self._pending.events
         if pending >= min(self.eager_events, self.max_pending_events):
             return True
         since = time.monotonic() - self._last_flush
@@ -212,8 +207,8 @@ class DemandPipeline:
         return (
             since >= self.flush_interval_s
             and (
-                self._pending_events > 0
-                or bool(self._pending_late)
+                pending > 0
+                or bool(self._pending.late)
                 or bool(self.engine.pending_products)
             )
         )
@@ -221,12 +216,12 @@ class DemandPipeline:
     @property
     def pending_events(self) -> int:
         """Events applied since the last cut."""
-        return self._pending_events
+        return self._pending.events
 
     @property
     def unflushed_events(self) -> int:
         """Events applied and not yet written and committed: pending plus the cut in flight."""
-        return self._pending_events + self._inflight_events
+        return self._pending.events + self._inflight_events
 
     @property
     def backlogged(self) -> bool:
@@ -307,7 +302,7 @@ class DemandPipeline:
     async def _emit(self, outcome: BatchOutcome) -> None:
         for rej in outcome.rejected:
             await self.dead_letter(rej)
-        self._pending_late.extend(outcome.late)
+        self._pending.late.extend(outcome.late)
 
     async def dead_letter(self, rej: Rejected) -> None:
         rec = rej.record
@@ -316,50 +311,39 @@ class DemandPipeline:
             offset=rec.offset, timestamp_ms=rec.timestamp, value=rec.value,
         )
         metrics.DEAD_LETTERS.labels(rec.topic, rej.reason).inc()
-        self._pending_deliveries.append(await self.send_dead_letter(rec.key, value))
+        self._pending.deliveries.append(await self.send_dead_letter(rec.key, value))
 
     async def _flush_once(self) -> bool:
         """Cut under the state lock, write without it, settle under it, then commit.
 
         The caller holds ``_flush_mutex``. If the write fails or this coroutine is cancelled
-        (a revoke timed out), the cut is handed back: its rows, late events, dead-letter
-        deliveries and latency stamps are pending again.
+        (a revoke timed out), the cut is handed back: the engine's marks and the
+        cut's late events, dead-letter deliveries and latency stamps are pending
+        again.
         """
         async with self._lock:
-            batch = self.engine.flush_batch()
-            late, self._pending_late = self._pending_late, []
-            deliveries, self._pending_deliveries = self._pending_deliveries, []
-            stamps, self._pending_record_ts = self._pending_record_ts, []
-            events, self._pending_events = self._pending_events, 0
-            self._inflight_events = events
+            cp = self._pending.cut(self.engine.flush_batch())
+            self._inflight_events = cp.events
             self._last_flush = time.monotonic()
         written = False
         try:
-            written = await self._write(batch, late) if batch or late else True
+            written = await self._write(cp.batch, cp.late) if not cp.empty else True
         finally:
             async with self._lock:
                 if written:
-                    self.engine.flushed(batch)
+                    self.engine.flushed(cp.batch)
                     self._update_gauges()
                 else:
                     self._inflight_events = 0
-                    self.engine.unflush(batch)
-                    self._pending_late[:0] = late
-                    self._pending_deliveries[:0] = deliveries
-                    self._pending_record_ts[:0] = stamps
-                    self._pending_events += events
+                    self.engine.unflush(cp.batch)
+                    self._pending.hand_back(cp)
         if not written:
             return False
         try:
-            for d in deliveries:
-                await d
-            if batch.checkpoints and self.commit is not None:
-                await self.commit(
-                    {(c.topic, c.partition): c.position for c in batch.checkpoints}
-                )
+            await cp.commit(self.commit)
         finally:
             self._inflight_events = 0  # written (and committed, unless that raised)
-        self._observe_end_to_end(stamps)
+        self._observe_end_to_end(cp.record_ts)
         self.flushes += 1
         return True
 
