@@ -218,9 +218,7 @@ def create_app(
         max_pending_events=settings.flush_max_pending_events,
         eager_events=settings.flush_eager_events, sink=sink,
     )
-    reader = CatalogReader(
-        bootstrap, engine, pipeline.dead_letter, client_config=settings.kafka_client_config()
-    )
+    reader = CatalogReader(bootstrap, pipeline, client_config=settings.kafka_client_config())
     ingest = DemandConsumer(
         bootstrap, settings.app_id, pipeline,
         batch_max_events=settings.batch_max_events,

@@ -6,10 +6,10 @@ the app runs and stops with it.
 Every worker reads every partition of ``shop.products`` without a consumer group. At
 start it reads up to the end offsets it saw when it started, then sets ``ready``; the
 app's demand task starts the demand consumer (``streams.ingest``) only after ``ready``, so
-no order is mapped with a half-read catalog. Later upserts apply as they arrive (on the
-event loop, between batches: ``apply_product`` and the engine's batch processing are
-both synchronous, so neither sees the other half done). Invalid products go to the
-dead-letter topic.
+no order is mapped with a half-read catalog. Later upserts apply as they arrive, through
+the pipeline (``DemandPipeline.apply_product``: under its state lock, like batches,
+restores and flush cuts; the reader never touches the engine). Invalid products go to
+the dead-letter topic.
 
 End offsets are compared with ``>=`` on the position after each fetched batch: some
 brokers (Tansu) report a high watermark that stops at the base offset of the last
@@ -22,8 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
@@ -31,24 +30,33 @@ from mode import Service
 from schemas.contract import TOPIC_PRODUCTS
 from streams import metrics
 from streams.backoff import Backoff, retry
-from streams.core.engine import DemandEngine, Record, Rejected
+from streams.core.engine import KafkaRecord, Record
 
 log = logging.getLogger(__name__)
+
+
+class Catalogue(Protocol):
+    """Where the catalog goes (``streams.pipeline.DemandPipeline``)."""
+
+    async def apply_product(self, record: KafkaRecord) -> bool:
+        """Apply one catalog record; False when it was rejected (and dead-lettered)."""
+
+    @property
+    def catalog_size(self) -> int:
+        """SKUs in the catalog."""
 
 
 class CatalogReader(Service):
     def __init__(
         self,
         bootstrap: str,
-        engine: DemandEngine,
-        on_rejected: Callable[[Rejected], Awaitable[None]],
+        catalogue: Catalogue,
         client_config: dict[str, Any] | None = None,
         topic: str = TOPIC_PRODUCTS,
     ) -> None:
         super().__init__()
         self.bootstrap = bootstrap
-        self.engine = engine
-        self.on_rejected = on_rejected
+        self.catalogue = catalogue
         self.client_config = client_config or {}
         self.topic = topic
         self.ready = asyncio.Event()
@@ -82,16 +90,14 @@ class CatalogReader(Service):
                 for tp, msgs in batches.items():
                     for m in msgs:
                         rec = Record(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
-                        rejected = self.engine.apply_product(rec)
-                        if rejected is not None:
-                            await self.on_rejected(rejected)
-                        elif m.value is None:
+                        applied = await self.catalogue.apply_product(rec)
+                        if applied and m.value is None:
                             metrics.CATALOG_TOMBSTONES.inc()
                     if msgs and tp in pending and msgs[-1].offset + 1 >= ends[tp]:
                         pending.discard(tp)
-                metrics.CATALOG_PRODUCTS.set(len(self.engine.catalog))
+                metrics.CATALOG_PRODUCTS.set(self.catalogue.catalog_size)
                 if not self.ready.is_set() and not pending:
-                    log.info("catalog loaded: %d SKUs", len(self.engine.catalog))
+                    log.info("catalog loaded: %d SKUs", self.catalogue.catalog_size)
                     self.ready.set()
         finally:
             with contextlib.suppress(Exception):

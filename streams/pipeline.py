@@ -35,6 +35,7 @@ from streams.core.engine import (
     BatchOutcome,
     DemandEngine,
     FlushBatch,
+    KafkaRecord,
     LateEvent,
     Rejected,
     Run,
@@ -164,6 +165,21 @@ class DemandPipeline:
                 self._pending.record_ts.append(oldest_ts_ms)
             if time.monotonic() - self._gauges_at >= GAUGE_INTERVAL_S:
                 self._update_gauges()
+
+    async def apply_product(self, record: KafkaRecord) -> bool:
+        """One ``shop.products`` record (the catalog reader's), under the state lock like a
+        batch; a rejected one is dead-lettered. True when applied."""
+        async with self._lock:
+            rejected = self.engine.apply_product(record)
+        if rejected is not None:
+            await self.dead_letter(rejected)
+            return False
+        return True
+
+    @property
+    def catalog_size(self) -> int:
+        """SKUs in the engine's catalog."""
+        return len(self.engine.catalog)
 
     def _skip_applied(self, runs: Sequence[Run]) -> Sequence[Run]:
         """Drop records at or before a partition's position (a re-delivery is harmless).

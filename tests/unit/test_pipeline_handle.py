@@ -181,3 +181,35 @@ def test_a_cut_is_due_at_the_eager_count_or_the_back_pressure_bound_or_the_inter
     assert due_after(3, eager=50, bound=3)
     assert due_after(1, eager=50, bound=100, interval_s=1e-9)  # the interval has passed
     assert not due_after(0, eager=50, bound=100, interval_s=1e-9)  # but nothing is pending
+
+
+def test_catalog_records_go_through_the_pipeline_under_its_state_lock() -> None:
+    """The catalog reader applies products through DemandPipeline.apply_product: it waits
+    while a batch holds the state lock, and a rejected record is dead-lettered."""
+
+    async def scenario() -> tuple[bool, int, bool, int]:
+        sent: list[bytes] = []
+
+        async def send(key: bytes | None, value: bytes) -> Any:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            sent.append(value)
+            return done
+
+        pipeline = DemandPipeline(DemandEngine(), None, send, sink=_NoSink())  # type: ignore[arg-type]
+        product = orjson.dumps({
+            "event_id": "p1", "ts": T0, "shop_id": "s", "event_type": "product_upsert",
+            "sku": "A", "factory_id": "F1", "category": "袜子", "color": "蓝", "size": "M",
+            "list_price": 9.5, "lead_time_days": 7, "moq": 100})
+        async with pipeline._lock:  # as while a batch is applied or a flush is cut
+            applying = asyncio.create_task(
+                pipeline.apply_product(Record("shop.products", 0, 0, T0, b"A", product)))
+            await asyncio.sleep(0.01)
+            waited = not applying.done() and pipeline.catalog_size == 0
+        assert await applying is True
+        keyless_tombstone = Record("shop.products", 0, 1, T0, None, None)
+        applied = await pipeline.apply_product(keyless_tombstone)
+        pipeline.close()
+        return waited, pipeline.catalog_size, applied, len(sent)
+
+    assert asyncio.run(scenario()) == (True, 1, False, 1)
