@@ -167,7 +167,9 @@ class SinkWriter(Service):
         return full or time.monotonic() - self._last_write >= self.min_interval_s
 
     def backlogged(self) -> bool:
-        return True  # never used: the writer writes in the foreground
+        """Always: the writer writes in the foreground (``background=False``), a write in
+        flight holds the next fetch, since the write takes everything pending."""
+        return True
 
     def _pause_all(self) -> None:
         if self._consumer is not None:
