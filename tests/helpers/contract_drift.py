@@ -16,6 +16,11 @@ the C scanners of ``streams/core/_lanes.c``. This module says where they differ:
 - C: the JSON keys each scanner knows (``SPAN_IS(k, "...")`` in its ``*_field``
   function) against the models' field names, and the event types the C decoders accept,
   probed like msgspec's.
+- both, by probing (``probe_boundaries``): every field at the contract's limits (string
+  lengths in code points, number ranges, in the order lines too) must be accepted, and
+  just beyond them, of another JSON type, or with no or too many lines refused: a fast
+  path may say "not sure" about a valid message, but a limit it checks differently from
+  the contract is drift (too loose: it accepts what the contract rejects).
 
 Everything takes the models, structs and C source as arguments, so a test can hand it a
 copy with a field added to one side and see the drift reported.
@@ -239,6 +244,77 @@ def probe_event_types(
             drift.append(f"{where}: accepts event type {etype!r}, which the contract "
                          "does not have for this topic")
     return drift
+
+
+def _edges(s: Any) -> tuple[list[Any], list[Any]]:
+    """(values at the contract's limits, values just beyond them or of another JSON type)
+    for a scalar field's schema. Strings are measured in code points, so they are made of
+    a character that is three bytes in UTF-8."""
+    kind = s.get("type")
+    ok: list[Any] = []
+    bad: list[Any] = []
+    if kind == "string":
+        lo, hi = s.get("minLength", 0), s.get("maxLength")
+        ok.append("雾" * max(lo, 1))
+        if hi is not None:
+            ok.append("雾" * hi)
+            bad.append("雾" * (hi + 1))
+        if lo > 0:
+            bad.append("雾" * (lo - 1))
+        bad += [1, True]
+    elif kind in ("integer", "number"):
+        lo, hi = s.get("minimum"), s.get("maximum")
+        cast = int if kind == "integer" else float
+        ok += [cast(v) for v in (lo, hi) if v is not None]
+        bad += [cast(lo) - 1] if lo is not None else []
+        bad += [cast(hi) + 1] if hi is not None else []
+        bad += ["1", True] + ([1.5] if kind == "integer" else [])
+    return ok, bad
+
+
+def probe_boundaries(
+    alternatives: Sequence[type[BaseModel]], decode: Callable[[bytes], Any], where: str,
+) -> list[str]:
+    """``decode`` must accept every field at the contract's limits (lengths in code
+    points, ranges; in the order lines too) and refuse it just beyond them, of another
+    JSON type, and an empty or overlong list of lines; ``ts`` and ``event_type`` are
+    probed elsewhere."""
+    drift = []
+    for model in alternatives:
+        fields = model_fields(model)
+        base = example(fields, optional=True) | {
+            "event_type": fields["event_type"].schema["enum"][0]}
+        for name, f in fields.items():
+            if name in ("ts", "event_type"):
+                continue
+            if "items" in f.schema and "object" in f.schema["items"]:  # the order lines
+                items = f.schema["items"]["object"]
+                for sub, g in items.items():
+                    ok, bad = _edges(g.schema)
+                    for value, want in [(v, True) for v in ok] + [(v, False) for v in bad]:
+                        line = example(items, optional=True) | {sub: value}
+                        drift += _probe(decode, base | {name: [line]}, want,
+                                        f"{where}: {name}[].{sub}={value!r:.40}")
+                lines = [example(items)]
+                for n in (f.schema.get("minItems", 0) - 1, f.schema.get("maxItems", -2) + 1):
+                    if n >= 0:
+                        drift += _probe(decode, base | {name: lines * n}, False,
+                                        f"{where}: {n} {name}")
+                continue
+            ok, bad = _edges(f.schema)
+            for value, want in [(v, True) for v in ok] + [(v, False) for v in bad]:
+                drift += _probe(decode, base | {name: value}, want,
+                                f"{where}: {name}={value!r:.40}")
+    return drift
+
+
+def _probe(decode: Callable[[bytes], Any], msg: dict[str, Any], want: bool,
+           what: str) -> list[str]:
+    got = decode(json.dumps(msg, ensure_ascii=False).encode()) is not None
+    if got == want:
+        return []
+    verdict = "refused, the contract accepts it" if want else "accepted, the contract refuses it"
+    return [f"{what}: {verdict}"]
 
 
 def probe_ts_bounds(ts: Callable[[int], int | None], lo: int, hi: int) -> tuple[int, int] | None:

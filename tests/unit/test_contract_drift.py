@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-from pydantic import BaseModel, StringConstraints, create_model
+from pydantic import BaseModel, Field, StringConstraints, create_model
 
 from schemas import events, fastpath
 from schemas.types import MAX_EPOCH_MS, Id
@@ -19,6 +19,7 @@ from tests.helpers.contract_drift import (
     compare_c_keys,
     compare_struct,
     model_fields,
+    probe_boundaries,
     probe_event_types,
     probe_ts_bounds,
     struct_fields,
@@ -64,11 +65,13 @@ def drift_of(
     for struct in structs or real_structs:
         drift += compare_struct(contract, struct_fields(struct), f"{topic} {struct.__name__}",
                                 ts_bounds=ts_bounds)
-    drift += probe_event_types(models, lambda raw: fastpath.fast_decode(topic, raw),
-                               ALL_TYPES, f"{topic} fast_decode")
+    fast = lambda raw: fastpath.fast_decode(topic, raw)  # noqa: E731
+    drift += probe_event_types(models, fast, ALL_TYPES, f"{topic} fast_decode")
+    drift += probe_boundaries(models, fast, f"{topic} fast_decode")
     if c_function is not None and c_decode is not None:
         drift += compare_c_keys(contract, c_keys(c_source, c_function), f"{topic} C scanner")
         drift += probe_event_types(models, c_decode, ALL_TYPES, f"{topic} C decoder")
+        drift += probe_boundaries(models, c_decode, f"{topic} C decoder")
     if topic == "shop.orders":  # the lines inside an order
         drift += compare_c_keys(model_fields(events.OrderLine), c_keys(c_source, "line_field"),
                                 "order lines C scanner")
@@ -121,6 +124,24 @@ def test_a_constraint_changed_on_one_side_is_drift() -> None:
                                                  pattern=r"^[^\x00-\x1f\x7f]*$")], ...))
     drift = drift_of("shop.pageviews", models=[narrower])
     assert sum("field 'region'" in d for d in drift) == 3  # all three msgspec tiers
+    # and both fast paths accept 33 code points, which the narrower contract refuses
+    too_long = f"region={'雾' * 33!r:.40}: accepted, the contract refuses it"
+    assert f"shop.pageviews fast_decode: {too_long}" in drift
+    assert f"shop.pageviews C decoder: {too_long}" in drift
+
+
+def test_a_range_widened_in_the_contract_only_is_drift() -> None:
+    """A price limit the fast paths check more tightly than the contract: valid orders
+    at the new limit are refused by both (and the msgspec tiers differ)."""
+    line = create_model("OrderLine", __base__=events.OrderLine,
+                        unit_price=(Annotated[float, Field(ge=0, le=2e9)], ...))
+    wider = create_model("OrderEvent", __base__=events.OrderEvent,
+                         lines=(Annotated[list[line], Field(min_length=1,  # type: ignore[valid-type]
+                                                            max_length=1000)], ...))
+    drift = drift_of("shop.orders", models=[wider])
+    at_limit = "lines[].unit_price=2000000000.0: refused, the contract accepts it"
+    assert f"shop.orders fast_decode: {at_limit}" in drift
+    assert f"shop.orders C decoder: {at_limit}" in drift
 
 
 def test_an_optional_field_made_required_is_drift() -> None:
