@@ -180,8 +180,15 @@ class AlertService(Service):
         calendar: MarketCalendar = UTC_CALENDAR,
         promotions: PromotionCalendar = NO_PROMOTIONS,
         forecast: ForecastConfig | None = None,
+        ready: asyncio.Event | None = None,
+        evaluate_at_start: bool = False,
     ) -> None:
         super().__init__()
+        #: evaluation waits until this is set (the worker: its catalog read to its end)
+        self.ready = ready
+        #: evaluate once as soon as the service has started (and ``ready``), not only at
+        #: the app's timer, whose first call comes one interval after the start
+        self.evaluate_at_start = evaluate_at_start
         self.store = store
         #: the market's days and hours (rules and summaries)
         self.calendar = calendar
@@ -332,10 +339,22 @@ class AlertService(Service):
 
     async def catch_up(self) -> None:
         """Evaluate every finished hour not done yet, chunk after chunk (a chunk of
-        ``max_hours_per_tick`` means more may be waiting), while the service runs."""
+        ``max_hours_per_tick`` means more may be waiting), while the service runs; nothing
+        before ``ready``."""
+        if self.ready is not None and not self.ready.is_set():
+            return
         async with self._evaluating:
             while self.running and await self.tick() >= self.max_hours_per_tick:
                 pass
+
+    async def on_started(self) -> None:
+        if self.evaluate_at_start:
+            self.add_future(self._first_evaluation())
+
+    async def _first_evaluation(self) -> None:
+        if self.ready is not None:
+            await self.ready.wait()
+        await self.catch_up()
 
     async def on_stop(self) -> None:
         """Let an evaluation in progress publish and store its hour (the producer and

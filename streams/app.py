@@ -347,6 +347,8 @@ def attach_alerts(
             calendar=settings.calendar(),
             promotions=settings.promotions(),
             forecast=ForecastConfig(),
+            ready=ready,
+            evaluate_at_start=settings.alerts_enabled,
         )
         if alert_store is not None
         else None
@@ -356,11 +358,10 @@ def attach_alerts(
         attach_service(app, alerts)
         if settings.alerts_enabled:
 
+            # the first evaluation runs as soon as the service started (evaluate_at_start)
             @app.timer(interval=settings.alert_interval_seconds)  # type: ignore[untyped-decorator]
             async def alert_ticks() -> None:
-                # the worker's rules wait for the catalog (the writer has none to read)
-                if (ready is None or ready.is_set()) and alerts.running:
-                    await alerts.catch_up()
+                await alerts.catch_up()  # nothing before the worker's catalog is read
 
     def unavailable(web: Any) -> Any:
         return web.json(

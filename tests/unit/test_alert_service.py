@@ -60,3 +60,26 @@ def test_stopping_waits_for_the_evaluation_in_progress_and_ends_catch_up() -> No
     assert out["waited"] is True
     assert out["calls"] == [0, 1]  # a full chunk, but stopping: no third tick
     assert out["running"] is False
+
+
+def test_the_first_evaluation_comes_at_start_once_ready_not_a_timer_interval_later() -> None:
+    async def scenario() -> tuple[list[int], list[int]]:
+        gate = asyncio.Event()
+        gate.set()
+        ready = asyncio.Event()
+        svc, calls = _service([1, 1], gate, hold_at=0)
+        svc.ready, svc.evaluate_at_start = ready, True
+        await svc.start()
+        await asyncio.sleep(0.05)
+        before = list(calls)  # started, the catalog not read yet: nothing
+        await svc.catch_up()  # what the app's timer calls: nothing before ready either
+        ready.set()
+        for _ in range(100):
+            if calls:
+                break
+            await asyncio.sleep(0.01)
+        await svc.stop()
+        return before, calls
+
+    before, calls = asyncio.run(scenario())
+    assert before == [] and calls == [0]
