@@ -30,8 +30,6 @@ from typing import Protocol
 from streams import metrics
 from streams.backoff import Backoff
 
-log = logging.getLogger(__name__)
-
 
 def count_failure(operation: str) -> None:
     """One failed sink call (``write`` or ``read``)."""
@@ -45,12 +43,16 @@ def count_retry() -> None:
 
 class SinkHealth:
     """Whether writes to a sink succeed: 1 in ``c2m_sink_healthy`` from the first write
-    that succeeds, 0 from the first that fails. Logs once per change of state."""
+    that succeeds, 0 from the first that fails. Logs once per change of state, in the
+    owner's logger: ``failing`` (then ", will retry: <error>") at the first failure,
+    ``back`` at the first success after failures."""
 
-    __slots__ = ("healthy", "name")
+    __slots__ = ("back", "failing", "healthy", "log")
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, log: logging.Logger, failing: str, back: str) -> None:
+        self.log = log
+        self.failing = failing
+        self.back = back
         self.healthy = True
 
     def attempt(self) -> None:
@@ -60,14 +62,14 @@ class SinkHealth:
 
     def failed(self, exc: BaseException, *, retrying: bool = True) -> None:
         if self.healthy and retrying:
-            log.warning("%s write failed, will retry: %s", self.name, exc)
+            self.log.warning("%s, will retry: %s", self.failing, exc)
         self.healthy = False
         metrics.SINK_HEALTHY.set(0)
         count_failure("write")
 
     def succeeded(self) -> None:
         if not self.healthy:
-            log.warning("%s is back; wrote the backlog", self.name)
+            self.log.warning("%s", self.back)
         self.healthy = True
         metrics.SINK_HEALTHY.set(1)
 

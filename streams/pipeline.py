@@ -84,7 +84,8 @@ class DemandPipeline:
             sink = ClickHouseSink(store, self.io)
         self.sink: Sink = sink
         #: c2m_sink_healthy and the write failures and retries (``streams.pausing``)
-        self.health = SinkHealth(f"{sink.name} sink")
+        self.health = SinkHealth(log, f"{sink.name} flush failed",
+                                 f"{sink.name} sink is back; flushed the backlog")
         #: engine state: held to apply a batch, cut a flush, settle it, restore or release
         self._lock = asyncio.Lock()
         #: one flush (cut, write, settle, commit) at a time, in order

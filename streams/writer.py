@@ -78,7 +78,8 @@ class SinkWriter(Service):
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="c2m-writer")
         self._stopping = asyncio.Event()
         self.finished = asyncio.Event()
-        self.health = SinkHealth("ClickHouse")
+        self.health = SinkHealth(log, "ClickHouse write failed",
+                                 "ClickHouse is back; wrote the backlog")
         self.pausing = PausingLoop(self, self._pause_all, self._resume_all, self._stopping,
                                    background=False)
         self.writes = 0

@@ -4,8 +4,10 @@ metrics both count the same way (streams.pausing)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from streams.backoff import Backoff
@@ -177,9 +179,12 @@ class _FailingStore(_Failing):
         self._attempt()
 
 
-def test_the_worker_and_the_writer_count_failures_and_retries_alike() -> None:
+def test_the_worker_and_the_writer_count_failures_and_retries_alike(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Three failed writes, then one that succeeds: three failures, three retries, and
-    healthy again, whether the pipeline (worker) or the writer wrote."""
+    healthy again, whether the pipeline (worker) or the writer wrote; each logs the first
+    failure and the recovery once, in its own words and logger."""
     import orjson
 
     from streams.core.engine import DemandEngine, FlushBatch, Record
@@ -208,11 +213,18 @@ def test_the_worker_and_the_writer_count_failures_and_retries_alike() -> None:
         finally:
             w.close()
 
+    caplog.set_level(logging.WARNING)
     for run in (worker, writer):
         before = _counts()
         assert asyncio.run(run()) == [False, False, False, True], run.__name__
         after = _counts()
         assert (after[0] - before[0], after[1] - before[1], after[2]) == (3, 3, 1), run.__name__
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("streams.pipeline", "test flush failed, will retry: injected"),
+        ("streams.pipeline", "test sink is back; flushed the backlog"),
+        ("streams.writer", "ClickHouse write failed, will retry: injected"),
+        ("streams.writer", "ClickHouse is back; wrote the backlog"),
+    ]
 
 
 def test_the_demand_consumer_service_waits_for_the_catalog_and_hands_on_a_fatal_error() -> None:
