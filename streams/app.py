@@ -216,7 +216,8 @@ def create_app(
     pipeline = DemandPipeline(
         engine, store, send_dead_letter, flush_interval_s=settings.flush_interval_seconds,
         max_pending_events=settings.flush_max_pending_events,
-        eager_events=settings.flush_eager_events, sink=sink,
+        eager_events=settings.flush_eager_events,
+        publish_max_lag_s=settings.flush_publish_max_lag_seconds, sink=sink,
     )
     reader = CatalogReader(bootstrap, pipeline, client_config=settings.kafka_client_config())
     ingest = DemandConsumer(
@@ -302,7 +303,7 @@ def create_app(
             | {
                 "catalog_skus": len(engine.catalog),
                 "flushes": pipeline.flushes,
-                "pending_events": pipeline.unflushed_events,
+                "pending_events": pipeline.uncommitted_events,
                 "alert_hours_evaluated": alerts.hours_evaluated if alerts else 0,
                 "alert_last_hour": alerts.last_hour if alerts else None,
                 "alert_leader": bool(alerts and settings.alerts_enabled and alerts.leading),

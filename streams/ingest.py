@@ -364,7 +364,7 @@ class DemandConsumer(Service):
         return self.pipeline.backlogged
 
     async def flush(self) -> bool:
-        return await self.pipeline.flush()
+        return await self.pipeline.flush(hold_ok=True)
 
     def _pause_all(self) -> None:
         if self.consumer is not None:

@@ -47,6 +47,11 @@ END_TO_END_SECONDS = Histogram(
 FLUSH_SECONDS = Histogram(
     "c2m_sink_flush_seconds", "Time of one successful ClickHouse flush", buckets=_LATENCY_BUCKETS
 )
+UNPUBLISHED_FLUSHES = Gauge(
+    "c2m_sink_unpublished_flushes",
+    "Flushes written to ClickHouse whose serving rows and checkpoint wait for the next one "
+    "(a backlog is being worked off; their offsets are not committed yet)",
+)
 FLUSH_ROWS = Counter(
     "c2m_sink_rows_total",
     "Rows written to ClickHouse (visitor_cells: visitor hashes of the base windows before "

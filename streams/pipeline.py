@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from schemas.deadletter import build_dead_letter
 from streams import metrics
 from streams.backoff import retry
-from streams.checkpoint import TP, Committer, Pending
+from streams.checkpoint import TP, Committer, Cut, Pending
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import (
     BatchOutcome,
@@ -67,6 +67,7 @@ class DemandPipeline:
         max_pending_events: int = 200_000,
         eager_events: int = 50_000,
         caught_up_events: int = 1_000,
+        publish_max_lag_s: float = 5.0,
         sink: Sink | None = None,
     ) -> None:
         self.engine = engine
@@ -77,6 +78,7 @@ class DemandPipeline:
         self.max_pending_events = max_pending_events
         self.eager_events = eager_events
         self.caught_up_events = caught_up_events
+        self.publish_max_lag_s = publish_max_lag_s
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="c2m-clickhouse")
         if sink is None:
             if store is None:
@@ -93,6 +95,10 @@ class DemandPipeline:
         #: taken in since the last cut besides the engine's marks (streams.checkpoint)
         self._pending = Pending()
         self._inflight_events = 0  # events of the cut being written
+        #: cuts written but not published (``Sink.publish``): not committed yet
+        self._held: list[Cut] = []
+        self._held_events = 0
+        self._held_since = 0.0  # monotonic time of the oldest held cut
         self._last_flush = time.monotonic()
         self._gauges_at = 0.0  # monotonic time of the last state-size gauge update
         self.flushes = 0
@@ -206,7 +212,8 @@ class DemandPipeline:
     def flush_due(self, caught_up: bool = False) -> bool:
         """Whether to cut a flush now (asked while none is running).
 
-        A cut is due once ``eager_events`` (or ``max_pending_events``, if smaller) are
+        A cut is due at once while written cuts wait to be published (``_flush_once``), and
+        once ``eager_events`` (or ``max_pending_events``, if smaller) are
         pending, so under load the writer goes from one write straight to the next instead
         of idling until the interval while the backlog grows toward ``max_pending_events``,
         where fetching stops; otherwise once the interval has passed with anything pending.
@@ -216,8 +223,8 @@ class DemandPipeline:
         (the floors keep a trickle of events from turning into a stream of tiny inserts).
         """
         pending = self._pending.events
-        if pending >= min(self.eager_events, self.max_pending_events):
-            return True
+        if pending >= min(self.eager_events, self.max_pending_events) or self._held:
+            return True  # (held cuts: publish them, with whatever is pending)
         since = time.monotonic() - self._last_flush
         if caught_up and pending >= self.caught_up_events and since >= self.flush_interval_s / 4:
             return True
@@ -241,6 +248,11 @@ class DemandPipeline:
         return self._pending.events + self._inflight_events
 
     @property
+    def uncommitted_events(self) -> int:
+        """Events applied and not yet committed: unflushed, or written and not published."""
+        return self.unflushed_events + self._held_events
+
+    @property
     def backlogged(self) -> bool:
         """``max_pending_events`` are unflushed: fetching waits for the flush in flight."""
         return self.unflushed_events >= self.max_pending_events
@@ -250,14 +262,17 @@ class DemandPipeline:
         """A flush is being cut, written or committed."""
         return self._flush_mutex.locked()
 
-    async def flush(self) -> bool:
+    async def flush(self, hold_ok: bool = False) -> bool:
         """One flush attempt: ClickHouse, dead letters, then the Kafka commit.
 
         Batches may be applied while it writes. Returns False if the sink failed;
-        everything stays pending for the next try.
+        everything stays pending for the next try. ``hold_ok``: the flush may be written
+        without being published when the next one is already due (``_flush_once``); a
+        flush without it (the last one before stopping, one on revoke) publishes and
+        commits everything written.
         """
         async with self._flush_mutex:
-            return await self._flush_once()
+            return await self._flush_once(hold_ok)
 
     # ---------------------------------------------------------------- partitions
     async def restore(
@@ -330,51 +345,88 @@ class DemandPipeline:
         metrics.DEAD_LETTERS.labels(rec.topic, rej.reason).inc()
         self._pending.deliveries.append(await self.send_dead_letter(rec.key, value))
 
-    async def _flush_once(self) -> bool:
+    async def _flush_once(self, hold_ok: bool = False) -> bool:
         """Cut under the state lock, write without it, settle under it, then commit.
 
         The caller holds ``_flush_mutex``. If the write fails or this coroutine is cancelled
         (a revoke timed out), the cut is handed back: the engine's marks and the
         cut's late events, dead-letter deliveries and latency stamps are pending
         again.
+
+        Publishing (the sink's serving rows and checkpoints, ``Sink.publish``) may wait: a
+        sink that ``defers_publish`` writes the cut's rows and, when ``hold_ok`` and the
+        next cut is already due by its size (a backlog is being worked off) and the oldest
+        held cut is younger than ``publish_max_lag_s``, holds the cut. The next flush
+        publishes every held cut with its own, and commits them in order. Until then they
+        are not committed: a crash reads them again from the last checkpoint, as a crash
+        between a write and its checkpoint always did.
         """
         async with self._lock:
             cp = self._pending.cut(self.engine.flush_batch())
             self._inflight_events = cp.events
             self._last_flush = time.monotonic()
-        written = False
+            if not self._held:
+                self._held_since = time.monotonic()
+        written = hold = False
         try:
-            written = await self._write(cp.batch, cp.late) if not cp.empty else True
+            if cp.empty and not self._held:
+                written = True  # nothing to write or publish (deliveries are awaited below)
+            else:
+                written, hold = await self._write(cp.batch, cp.late, hold_ok)
         finally:
             async with self._lock:
                 if written:
                     self.engine.flushed(cp.batch)
                     self._update_gauges()
                 else:
-                    self._inflight_events = 0
                     self.engine.unflush(cp.batch)
                     self._pending.hand_back(cp)
+                self._inflight_events = 0
         if not written:
             return False
-        try:
-            await cp.commit(self.commit)
-        finally:
-            self._inflight_events = 0  # written (and committed, unless that raised)
-        self._observe_end_to_end(cp.record_ts)
+        self._held.append(cp)
+        self._held_events += cp.events
         self.flushes += 1
+        metrics.UNPUBLISHED_FLUSHES.set(len(self._held) if hold else 0)
+        if hold:
+            return True
+        held, self._held = self._held, []
+        try:
+            for cut in held:
+                await cut.commit(self.commit)
+        finally:
+            self._held_events = 0  # written (and committed, unless that raised)
+        for cut in held:
+            self._observe_end_to_end(cut.record_ts)
         return True
 
-    async def _write(self, batch: FlushBatch, late: list[LateEvent]) -> bool:
+    def _may_hold(self, hold_ok: bool) -> bool:
+        """Whether a cut just written may wait to be published (``_flush_once``)."""
+        return (
+            hold_ok
+            and self.sink.defers_publish
+            and self._pending.events >= min(self.eager_events, self.max_pending_events)
+            and time.monotonic() - self._held_since < self.publish_max_lag_s
+        )
+
+    async def _write(
+        self, batch: FlushBatch, late: list[LateEvent], hold_ok: bool
+    ) -> tuple[bool, bool]:
+        """Write one cut, then publish it with the held ones unless it may wait:
+        (written, held)."""
         started = time.perf_counter()
         self.health.attempt()
         try:
             await self.sink.write(batch, late, self.engine.config.allowed_lateness_ms)
+            hold = self._may_hold(hold_ok)
+            if not hold:
+                await self.sink.publish()
         except SinkRejected as exc:
             self.health.failed(exc, retrying=False)
             raise  # not an outage: retrying cannot help, the process stops
         except SinkError as exc:
             self.health.failed(exc)
-            return False
+            return False, False
         self.health.succeeded()
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
@@ -384,7 +436,7 @@ class DemandPipeline:
         metrics.FLUSH_ROWS.labels("dedup_ids").inc(sum(len(r[3]) for r in batch.dedup_rows))
         metrics.FLUSH_ROWS.labels("late_events").inc(len(late))
         metrics.FLUSH_ROWS.labels("checkpoints").inc(len(batch.checkpoints))
-        return True
+        return True, hold
 
     async def _load_with_retry(
         self, topic: str, partition: int, committed: int | None

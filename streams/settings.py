@@ -135,6 +135,12 @@ class Settings(BaseSettings):
         description="With no flush running, cut one before the interval once this many events "
         "are pending (under load the ClickHouse writer then never waits for the timer)",
     )
+    flush_publish_max_lag_seconds: float = Field(
+        5.0, ge=0,
+        description="While a backlog is worked off, flushes are written back to back and "
+        "their serving rows, checkpoints and Kafka commits made for several at once, at "
+        "most this long after the oldest of them (0: every flush at once)",
+    )
     batch_max_events: int = Field(10_000, ge=1)
     lag_interval_seconds: float = Field(
         5.0, gt=0, description="How often consumer lag is asked of the broker (metrics)"

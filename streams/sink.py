@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -48,6 +49,9 @@ class Sink(Protocol):
     """Durable destination of flush batches and source of partition restores."""
 
     name: str
+    #: ``write`` leaves the serving rows and checkpoints to ``publish``, which may come
+    #: after several writes (False: ``write`` does everything, ``publish`` nothing)
+    defers_publish: bool
 
     async def start(self) -> None: ...
 
@@ -55,6 +59,10 @@ class Sink(Protocol):
         self, batch: FlushBatch, late: Sequence[LateEvent], lateness_ms: int
     ) -> None:
         """Make ``batch`` durable; raise ``SinkError`` to have the flush retried."""
+
+    async def publish(self) -> None:
+        """Make the checkpoints of every batch written so far durable (after their serving
+        rows); raise ``SinkError`` to have it retried with the next flush."""
 
     async def load_partition(
         self, topic: str, partition: int, committed: int | None, cfg: EngineConfig
@@ -71,6 +79,7 @@ class ClickHouseSink:
     """Direct write: the flush goes to ClickHouse from this process."""
 
     name = "clickhouse"
+    defers_publish = True
 
     def __init__(self, store: DemandStore, io: IoRunner) -> None:
         self.store = store
@@ -82,7 +91,10 @@ class ClickHouseSink:
     async def write(
         self, batch: FlushBatch, late: Sequence[LateEvent], lateness_ms: int
     ) -> None:
-        await self.io(self.store.write, batch, late, lateness_ms)
+        await self.io(partial(self.store.write, publish=False), batch, late, lateness_ms)
+
+    async def publish(self) -> None:
+        await self.io(self.store.publish)
 
     async def load_partition(
         self, topic: str, partition: int, committed: int | None, cfg: EngineConfig

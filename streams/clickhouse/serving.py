@@ -182,28 +182,60 @@ def _dt(s: int) -> datetime:
     return datetime.fromtimestamp(s, UTC)
 
 
+class RefreshSet:
+    """What the next refresh covers: the windows, SKU hours and (topic, partition,
+    version) triples of every flush written since the last refresh (the store refreshes
+    after one flush, or after several whose checkpoints it held back, in one statement)."""
+
+    __slots__ = ("hours", "sku_versions", "versions", "windows")
+
+    def __init__(self) -> None:
+        self.windows: set[tuple[int, int]] = set()
+        self.versions: set[tuple[str, int, int]] = set()
+        self.hours: set[int] = set()
+        self.sku_versions: set[tuple[str, int, int]] = set()
+
+    def add(self, rows: Sequence[Sequence[Any]], sku_rows: Sequence[Sequence[Any]]) -> None:
+        """A flush's demand_state and sku_state rows."""
+        self.windows.update((r[2], r[3]) for r in rows)
+        self.versions.update((r[0], r[1], r[-1]) for r in rows)
+        self.hours.update(r[3] for r in sku_rows)
+        self.sku_versions.update((r[0], r[1], r[-1]) for r in sku_rows)
+
+    def __bool__(self) -> bool:
+        return bool(self.versions or self.sku_versions)
+
+    def params(
+        self, calendar: MarketCalendar
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The parameters of ``refresh_cells_sql`` and ``refresh_sku_sql`` (None: nothing
+        to refresh)."""
+        cells = None
+        if self.versions:
+            windows = sorted(self.windows)
+            cells = {
+                "w": [(s, _dt(t)) for s, t in windows],
+                "b": [(s, _dt(t), _dt(calendar.end_of(s, t))) for s, t in windows],
+                "v": sorted(self.versions),
+            }
+        skus = None
+        if self.sku_versions:
+            skus = {
+                "h": [_dt(h) for h in sorted(self.hours)],
+                "v": sorted(self.sku_versions),
+            }
+        return cells, skus
+
+
 def flush_refresh_params(
     rows: Sequence[Sequence[Any]], sku_rows: Sequence[Sequence[Any]],
     calendar: MarketCalendar,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The parameters of ``refresh_cells_sql`` and ``refresh_sku_sql`` for a flush's
+    """The parameters of ``refresh_cells_sql`` and ``refresh_sku_sql`` for one flush's
     demand_state and sku_state rows (None: nothing to refresh)."""
-    cells = None
-    if rows:
-        windows = sorted({(r[2], r[3]) for r in rows})
-        versions = sorted({(r[0], r[1], r[-1]) for r in rows})
-        cells = {
-            "w": [(s, _dt(t)) for s, t in windows],
-            "b": [(s, _dt(t), _dt(calendar.end_of(s, t))) for s, t in windows],
-            "v": versions,
-        }
-    skus = None
-    if sku_rows:
-        skus = {
-            "h": [_dt(h) for h in sorted({r[3] for r in sku_rows})],
-            "v": sorted({(r[0], r[1], r[-1]) for r in sku_rows}),
-        }
-    return cells, skus
+    todo = RefreshSet()
+    todo.add(rows, sku_rows)
+    return todo.params(calendar)
 
 
 def months(client: Any, db: str, table: str) -> list[int]:

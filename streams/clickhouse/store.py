@@ -15,6 +15,10 @@ docs/ARCHITECTURE.md, "Commit after flush: why nothing is lost or double counted
    SKU hours of this flush (``streams.clickhouse.serving``);
 5. ``checkpoints``: one row per partition, written last.
 
+Steps 4 and 5 are the *publish*: a caller that is behind (a backlog to work off) may write
+several flushes' rows and publish them together (``write(..., publish=False)``, then
+``publish``), so the serving rows that every flush would re-read are refreshed once.
+
 Only after all of them succeed does the worker acknowledge the Kafka offsets. Event values
 only ever travel as insert data or bound query parameters, never inside SQL text.
 """
@@ -96,11 +100,25 @@ class DemandStore:
         self.calendar = calendar
         self._refresh_cells = serving.refresh_cells_sql(database)
         self._refresh_skus = serving.refresh_sku_sql(database)
+        #: written since the last publish: what to refresh, the checkpoint rows to write
+        self._todo = serving.RefreshSet()
+        self._checkpoints: list[list[Any]] = []
 
     # ---------------------------------------------------------------- writes
     def write(
-        self, batch: FlushBatch, late: Sequence[LateEvent] = (), lateness_ms: int = 0
+        self, batch: FlushBatch, late: Sequence[LateEvent] = (), lateness_ms: int = 0,
+        *, publish: bool = True,
     ) -> None:
+        """Write one flush: its rows (steps 1-3 of the protocol above), then, with
+        ``publish``, the serving rows and checkpoints of every flush written since the last
+        publish (steps 4 and 5, ``publish``). Without ``publish`` the flush's rows are
+        durable but nothing is checkpointed: its offsets must not be committed yet, and a
+        restart reads them again from the last checkpoint (docs/ARCHITECTURE.md,
+        "Publishing several flushes at once")."""
+        # first, so that rows of a write that fails part-way are refreshed too (harmless:
+        # they are values of the partition's log at their version, like any row above the
+        # last checkpoint)
+        self._todo.add(batch.rows, batch.sku_rows)
         if batch.visitor_rows:
             self._insert("visitor_feed", batch.visitor_rows, VISITOR_COLUMNS)
         if batch.rows:
@@ -120,29 +138,27 @@ class DemandStore:
                 ]
                 for e in late
             ], LATE_COLUMNS)
-        self.refresh(batch.rows, batch.sku_rows)
-        if batch.checkpoints:
-            self._insert("checkpoints", [
-                [
-                    c.topic, c.partition, c.position, -1 if c.max_ts is None else c.max_ts,
-                    c.consumed, c.processed, c.dead_lettered, c.duplicates, c.late,
-                    c.last_ts, c.last_fp, -1 if c.max_ts is None else c.max_ts - lateness_ms,
-                ]
-                for c in batch.checkpoints
-            ], CHECKPOINT_COLUMNS)
+        self._checkpoints += [
+            [
+                c.topic, c.partition, c.position, -1 if c.max_ts is None else c.max_ts,
+                c.consumed, c.processed, c.dead_lettered, c.duplicates, c.late,
+                c.last_ts, c.last_fp, -1 if c.max_ts is None else c.max_ts - lateness_ms,
+            ]
+            for c in batch.checkpoints
+        ]
+        if publish:
+            self.publish()
 
-    def _insert(self, table: str, rows: Sequence[Any], columns: list[str]) -> None:
-        try:
-            self.client.insert(
-                f"{self.db}.{table}", rows, column_names=columns, settings=INSERT_SETTINGS
-            )
-        except Exception as exc:
-            raise sink_error(exc, "write", f"{self.db}.{table}") from exc
+    @property
+    def unpublished(self) -> bool:
+        """Flushes were written whose serving rows or checkpoints are not."""
+        return bool(self._todo) or bool(self._checkpoints)
 
-    def refresh(self, rows: Sequence[Any], sku_rows: Sequence[Any]) -> None:
-        """Bring the serving rows of the cells and SKU hours in ``rows`` / ``sku_rows``
-        (demand_state and sku_state rows just written) up to date."""
-        cells, skus = serving.flush_refresh_params(rows, sku_rows, self.calendar)
+    def publish(self) -> None:
+        """Bring the serving rows of every cell and SKU hour written since the last publish
+        up to date (``streams.clickhouse.serving``), then write those flushes'
+        checkpoints. Retried as a whole after a failure (both steps are idempotent)."""
+        cells, skus = self._todo.params(self.calendar)
         for table, sql, params in (("demand_cells", self._refresh_cells, cells),
                                    ("sku_hours", self._refresh_skus, skus)):
             if params is None:
@@ -151,6 +167,18 @@ class DemandStore:
                 self.client.command(sql, parameters=params, settings=INSERT_SETTINGS)
             except Exception as exc:
                 raise sink_error(exc, "refresh", f"{self.db}.{table}") from exc
+        self._todo = serving.RefreshSet()
+        if self._checkpoints:
+            self._insert("checkpoints", self._checkpoints, CHECKPOINT_COLUMNS)
+            self._checkpoints = []
+
+    def _insert(self, table: str, rows: Sequence[Any], columns: list[str]) -> None:
+        try:
+            self.client.insert(
+                f"{self.db}.{table}", rows, column_names=columns, settings=INSERT_SETTINGS
+            )
+        except Exception as exc:
+            raise sink_error(exc, "write", f"{self.db}.{table}") from exc
 
     def rebuild_serving(self) -> None:
         """Recompute all serving rows from the state tables (``serving.rebuild``)."""

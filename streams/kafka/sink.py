@@ -39,6 +39,9 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 class KafkaSink:
     name = "kafka"
+    #: each flush goes to the writer whole, checkpoints included (the writer batches
+    #: several flushes into one write and one refresh on its own)
+    defers_publish = False
 
     def __init__(
         self,
@@ -120,6 +123,9 @@ class KafkaSink:
         Path(f"{f}.stalled").touch()
         while f.exists():
             await asyncio.sleep(0.1)
+
+    async def publish(self) -> None:
+        return None
 
     async def load_partition(
         self, topic: str, partition: int, committed: int | None, cfg: EngineConfig

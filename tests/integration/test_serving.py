@@ -337,3 +337,43 @@ def test_a_database_keeps_its_time_zone(engine_client: Any, db: str) -> None:
     assert "holds windows in time zone Asia/Shanghai" in message
     assert "C2M_TIMEZONE=Asia/Shanghai" in message and "replay" in message
     assert migrate(engine_client, db, timezone="Asia/Shanghai") == []
+
+
+def test_flushes_published_together_equal_the_definition_and_checkpoint_only_then(
+    engine_client: Any, db: str
+) -> None:
+    """Flushes written without publishing (a backlog being worked off) leave no checkpoint
+    and no serving row behind (a restart would restore from before them); one publish then
+    refreshes every cell and SKU hour they wrote, corrections included, to the
+    per-partition definition, and writes their checkpoints."""
+    migrate(engine_client, db, timezone="Asia/Shanghai")
+    store = DemandStore(engine_client, db, MarketCalendar("Asia/Shanghai"))
+    products, demand = _history(2, 1_794_322_800_000, seed=11)
+    late = [Record(r.topic, r.partition, 10**6 + i, r.timestamp, r.key, r.value.replace(
+        b'"event_id":"', b'"event_id":"again-')) for i, r in enumerate(demand[:40])
+        if r.topic == "shop.pageviews"]
+    engine = _engine(products, "Asia/Shanghai")
+    cfg = EngineConfig(timezone="Asia/Shanghai")
+    flushes = list(_flushes(engine, demand, 1500))
+    for batch in flushes[:2]:
+        store.write(batch)  # published one by one
+    first = _set(engine_client, SERVED, db)
+    checkpoints = {(t, p): store.load_partition(t, p, 2**62, cfg) for t, p in engine.states}
+    assert first and all(checkpoints.values())
+    for batch in [*flushes[2:], *_flushes(engine, late, 7)]:
+        store.write(batch, publish=False)
+    assert store.unpublished
+    # nothing of the held flushes is served or checkpointed yet
+    assert _set(engine_client, SERVED, db) == first
+    assert _set(engine_client, REFERENCE, db) != first
+    for (t, p), snap in checkpoints.items():
+        again = store.load_partition(t, p, 2**62, cfg)
+        assert again is not None and snap is not None
+        assert again.checkpoint == snap.checkpoint
+    store.publish()
+    assert not store.unpublished
+    assert _set(engine_client, SERVED, db) == _set(engine_client, REFERENCE, db)
+    assert _set(engine_client, SKU_SERVED, db) == _set(engine_client, SKU_REFERENCE, db)
+    for (t, p), st in engine.states.items():
+        snap = store.load_partition(t, p, 2**62, cfg)
+        assert snap is not None and snap.checkpoint.position == st.position

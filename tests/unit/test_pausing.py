@@ -168,8 +168,13 @@ class _Failing:
 
 
 class _FailingSink(_Failing):
+    defers_publish = False
+
     async def write(self, batch: Any, late: Any, lateness_ms: int) -> None:
         self._attempt()
+
+    async def publish(self) -> None:
+        return None
 
 
 class _FailingStore(_Failing):

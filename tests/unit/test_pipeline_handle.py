@@ -55,6 +55,7 @@ class _GatedSink:
     """A sink whose writes wait for ``gate``; ``fail`` makes them raise SinkUnavailable."""
 
     name = "gated"
+    defers_publish = False
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
@@ -68,6 +69,9 @@ class _GatedSink:
 
             raise SinkUnavailable("injected")
         self.written.append(batch)
+
+    async def publish(self) -> None:
+        return None
 
 
 def test_batches_are_applied_while_a_flush_is_written_and_a_failed_write_is_handed_back() -> None:
@@ -213,3 +217,82 @@ def test_catalog_records_go_through_the_pipeline_under_its_state_lock() -> None:
         return waited, pipeline.catalog_size, applied, len(sent)
 
     assert asyncio.run(scenario()) == (True, 1, False, 1)
+
+
+class _DeferringSink:
+    """A sink that leaves checkpoints to ``publish`` (as the ClickHouse sink does): writes
+    wait for ``gate``; ``calls`` records writes (their checkpoint positions) and publishes;
+    ``fail_publish`` makes the next publish raise SinkUnavailable."""
+
+    name = "deferring"
+    defers_publish = True
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.calls: list[Any] = []
+        self.fail_publish = False
+
+    async def write(self, batch: Any, late: Any, lateness_ms: int) -> None:
+        await self.gate.wait()
+        self.calls.append(("write", [c.position for c in batch.checkpoints]))
+
+    async def publish(self) -> None:
+        if self.fail_publish:
+            from streams.errors import SinkUnavailable
+
+            self.fail_publish = False
+            raise SinkUnavailable("injected")
+        self.calls.append("publish")
+
+
+def test_a_cut_written_while_the_next_is_due_is_published_and_committed_with_it() -> None:
+    """Under a backlog (the next cut due by its size when a write returns) a written cut
+    is held: not published, not committed, still counted as uncommitted. The next flush
+    publishes both at once and commits them in order; a publish that fails keeps them
+    held; a flush without ``hold_ok`` (stop, revoke) and ``publish_max_lag_s`` = 0 never
+    hold."""
+
+    async def scenario() -> None:
+        sink = _DeferringSink()
+        pipeline = DemandPipeline(DemandEngine(), None, _no_dead_letters, sink=sink,  # type: ignore[arg-type]
+                                  eager_events=3, publish_max_lag_s=60)
+        committed: list[dict[Any, int]] = []
+
+        async def commit(positions: dict[Any, int]) -> None:
+            committed.append(positions)
+
+        pipeline.use_committer(commit)
+        await handle(pipeline, [_view(0, o) for o in range(4)])
+        flushing = asyncio.create_task(pipeline.flush(hold_ok=True))
+        await asyncio.sleep(0)
+        await handle(pipeline, [_view(0, o) for o in range(4, 7)])  # the next cut is due
+        sink.gate.set()
+        assert await flushing is True
+        assert sink.calls == [("write", [4])] and not committed  # held
+        assert pipeline.uncommitted_events == 7 and pipeline.unflushed_events == 3
+        assert pipeline.flush_due()  # held cuts are due at once
+        # the next write (nothing more arrived): published with the held one, two commits
+        sink.fail_publish = True
+        assert await pipeline.flush(hold_ok=True) is False  # the publish failed
+        assert not committed and pipeline.uncommitted_events == 7
+        assert await pipeline.flush(hold_ok=True) is True
+        assert sink.calls == [("write", [4]), ("write", [7]), ("write", [7]), "publish"]
+        assert committed == [{("shop.pageviews", 0): 4}, {("shop.pageviews", 0): 7}]
+        assert pipeline.uncommitted_events == 0 and not pipeline.flush_due()
+        # without hold_ok, or with no lag allowed, a due next cut does not hold a write
+        for at, hold_ok, lag in ((7, False, 60.0), (14, True, 0.0)):
+            pipeline.publish_max_lag_s = lag
+            sink.gate.clear()
+            await handle(pipeline, [_view(0, o) for o in range(at, at + 4)])
+            flushing = asyncio.create_task(pipeline.flush(hold_ok=hold_ok))
+            await asyncio.sleep(0)
+            await handle(pipeline, [_view(0, o) for o in range(at + 4, at + 7)])
+            sink.gate.set()
+            assert await flushing is True
+            assert sink.calls[-1] == "publish"
+            assert committed[-1] == {("shop.pageviews", 0): at + 4}
+            assert await pipeline.flush() is True
+            assert committed[-1] == {("shop.pageviews", 0): at + 7}
+        pipeline.close()
+
+    asyncio.run(scenario())
