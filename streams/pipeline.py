@@ -50,9 +50,10 @@ T = TypeVar("T")
 #: Sends one dead letter (key, value) and returns an awaitable that completes on delivery.
 DeadLetterSender = Callable[[bytes | None, bytes], Awaitable[Awaitable[Any]]]
 
-_LEDGER_FIELDS = ("consumed", "processed", "dead_lettered", "duplicates", "late")
 #: between flushes, the state-size gauges are refreshed at most this often (seconds)
 GAUGE_INTERVAL_S = 0.5
+#: c2m_events_total's outcome label per ledger field (streams.core.engine.OUTCOME_FIELDS;
+#: unknown SKU lines have their own counter)
 _OUTCOMES = ("consumed", "processed", "dead_lettered", "duplicate", "late")
 
 
@@ -102,7 +103,6 @@ class DemandPipeline:
         self._last_flush = time.monotonic()
         self._gauges_at = 0.0  # monotonic time of the last state-size gauge update
         self.flushes = 0
-        self._counted: dict[TP, tuple[int, ...]] = {}
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
@@ -165,7 +165,7 @@ class DemandPipeline:
             outcome = self.engine.process_runs(runs)
             metrics.PROCESSING_SECONDS.observe(time.perf_counter() - started)
             metrics.BATCH_SIZE.observe(n)
-            self._count({(topic, partition) for topic, partition, _ in runs})
+            self._count(outcome.counts)
             await self._emit(outcome)
             self._pending.events += n
             if oldest_ts_ms is not None and oldest_ts_ms > 0:
@@ -289,11 +289,9 @@ class DemandPipeline:
             loaded = await self._load_with_retry(topic, partition, committed)
             if loaded is None:
                 self.engine.drop(topic, partition)
-                self._counted.pop((topic, partition), None)
                 return None
             checkpoint, rows, ids = loaded.checkpoint, loaded.cells, loaded.dedup_ids
-            st = self.engine.restore(checkpoint, rows, ids, loaded.sku_hours)
-            self._counted[(topic, partition)] = self._ledger_tuple(st.ledger)
+            self.engine.restore(checkpoint, rows, ids, loaded.sku_hours)
             log.info(
                 "restored %s[%d] at position %d (%d cells, %d dedup ids)",
                 topic, partition, checkpoint.position, len(rows), len(ids),
@@ -326,7 +324,6 @@ class DemandPipeline:
         async with self._lock:
             for topic, partition in tps:
                 self.engine.drop(topic, partition)
-                self._counted.pop((topic, partition), None)
                 metrics.forget_partition(topic, partition)
             self._update_gauges()
 
@@ -460,20 +457,14 @@ class DemandPipeline:
         return await retry(load, SinkUnavailable, on_failure=failed, on_retry=count_retry)
 
     @staticmethod
-    def _ledger_tuple(lg: Any) -> tuple[int, ...]:
-        return (*(getattr(lg, f) for f in _LEDGER_FIELDS), lg.unknown_sku_lines)
-
-    def _count(self, tps: set[TP]) -> None:
-        """Move the per-topic outcome counters by what the ledgers gained in this batch."""
-        for tp in tps:
-            now = self._ledger_tuple(self.engine.states[tp].ledger)
-            before = self._counted.get(tp, (0,) * len(now))
-            self._counted[tp] = now
-            for outcome, new, old in zip(_OUTCOMES, now, before, strict=False):
-                if new > old:
-                    metrics.EVENTS.labels(tp[0], outcome).inc(new - old)
-            if now[-1] > before[-1]:
-                metrics.UNKNOWN_SKU_LINES.labels(tp[0]).inc(now[-1] - before[-1])
+    def _count(counts: dict[str, list[int]]) -> None:
+        """Move the per-topic outcome counters by what a batch added to the ledgers."""
+        for topic, added in counts.items():
+            for outcome, n in zip(_OUTCOMES, added, strict=False):
+                if n:
+                    metrics.EVENTS.labels(topic, outcome).inc(n)
+            if added[-1]:
+                metrics.UNKNOWN_SKU_LINES.labels(topic).inc(added[-1])
 
     @staticmethod
     def _observe_end_to_end(stamps: list[int]) -> None:

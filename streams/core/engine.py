@@ -156,10 +156,18 @@ class LateEvent:
     watermark_ms: int
 
 
+#: What ``BatchOutcome.counts`` counts per topic, in this order (the ledger's fields).
+OUTCOME_FIELDS = (
+    "consumed", "processed", "dead_lettered", "duplicates", "late", "unknown_sku_lines",
+)
+
+
 @dataclass(slots=True)
 class BatchOutcome:
     rejected: list[Rejected] = field(default_factory=list)
     late: list[LateEvent] = field(default_factory=list)
+    #: topic -> what the batch added to its partitions' ledgers (``OUTCOME_FIELDS``)
+    counts: dict[str, list[int]] = field(default_factory=dict)
 
 
 #: One row of ``c2m.demand_state`` (see deploy/clickhouse): source, cell, measures, version.
@@ -344,21 +352,33 @@ class DemandEngine:
         max_bytes = cfg.max_message_bytes
         fast = cfg.fast_paths
         native = self._native
+        counts = out.counts
         for topic, partition, run in runs:
             st = self.state(topic, partition)
             last = run[-1]
             st.last_record = (
                 -1 if last.timestamp is None else last.timestamp, record_fingerprint(last)
             )
+            lg = st.ledger
+            before = (lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
+                      lg.unknown_sku_lines)
             lane = _COMPILED_LANES.get(topic) if native else None
             if lane is not None:
                 self._compiled_run(lane, topic, st, run, out)
-                continue
-            if fast:
-                evs = fast_decode_many(topic, [r.value for r in run], max_bytes)
             else:
-                evs = [None] * len(run)
-            self._process_run(st, run, evs, out)
+                if fast:
+                    evs = fast_decode_many(topic, [r.value for r in run], max_bytes)
+                else:
+                    evs = [None] * len(run)
+                self._process_run(st, run, evs, out)
+            # what this run added to the ledger, for the caller's per-topic counters
+            after = (lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
+                     lg.unknown_sku_lines)
+            total = counts.get(topic)
+            if total is None:
+                total = counts[topic] = [0] * len(OUTCOME_FIELDS)
+            for i, (a, b) in enumerate(zip(after, before, strict=True)):
+                total[i] += a - b
         return out
 
     def _process_run(

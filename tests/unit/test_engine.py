@@ -400,3 +400,43 @@ def test_a_catalog_tombstone_deletes_the_product() -> None:
     rejected = eng.apply_product(Record("shop.products", 0, 10, T0, None, None))
     assert rejected is not None and rejected.reason == "tombstone"
     assert eng.catalog.lookup("B", T0) is not None
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_batchs_counts_are_what_it_added_to_the_ledgers(native: bool) -> None:
+    """BatchOutcome.counts per topic (what c2m_events_total and c2m_unknown_sku_lines_total
+    move by) sum, over batches, to the partitions' ledgers: duplicates, a malformed record,
+    late events and unknown SKUs (``ZZZ``) included, with the compiled lanes or without."""
+    from streams.core.engine import OUTCOME_FIELDS
+
+    events = _mixed_events(600, seed=3)
+    events += events[100:160]  # re-sent: duplicates
+    events.append(("shop.orders", {"event_id": "bad"}))  # dead-lettered
+    old = {**events[2][1], "event_id": "old", "ts": T0 - 3 * 86_400_000}
+    events.append(("shop.pageviews", old))  # behind the 48 h horizon: late
+    eng = _engine()
+    if not native:
+        eng._native = False
+    recs = _records(events)
+    totals: dict[str, list[int]] = {}
+    for i in range(0, len(recs), 97):
+        by_tp: dict[tuple[str, int], list[Record]] = {}
+        for r in recs[i : i + 97]:
+            by_tp.setdefault((r.topic, r.partition), []).append(r)
+        out = eng.process_runs([(t, p, run) for (t, p), run in by_tp.items()])
+        for topic, added in out.counts.items():
+            acc = totals.setdefault(topic, [0] * len(OUTCOME_FIELDS))
+            for j, n in enumerate(added):
+                acc[j] += n
+    want: dict[str, list[int]] = {}
+    for (topic, _), st in eng.states.items():
+        acc = want.setdefault(topic, [0] * len(OUTCOME_FIELDS))
+        for j, name in enumerate(OUTCOME_FIELDS):
+            acc[j] += getattr(st.ledger, name)
+    assert totals == want
+    orders, views = totals["shop.orders"], totals["shop.pageviews"]
+    assert orders[OUTCOME_FIELDS.index("dead_lettered")] == 1
+    assert orders[OUTCOME_FIELDS.index("duplicates")] > 0
+    assert orders[OUTCOME_FIELDS.index("unknown_sku_lines")] > 0
+    assert views[OUTCOME_FIELDS.index("late")] == 1, views
+    assert sum(t[0] for t in totals.values()) == len(recs)
