@@ -1,10 +1,13 @@
-"""The Faust application: the worker lifecycle, the producer, the web server, the tasks.
+"""The Faust application: the worker lifecycle, the producer, the web server, the demand
+agent, the services and timers.
 
 Faust runs the worker (signals, graceful stop), the producer (dead letters), the web
-server (health, readiness, stats) and three tasks: the metrics server, the catalog
-reader and the demand consumer. The demand consumer (``streams.ingest``) reads the
-demand topics in bulk below Faust's per-event stream machinery, in consumer group
-``C2M_APP_ID``, and commits offsets only after the ClickHouse flush that covers them.
+server (health, readiness, stats, the web view), the demand agent (record batches ->
+the pipeline), the catalog reader, the alert service and the demand consumer as
+``mode.Service``s, and the timers (consumer lag, alert ticks). The demand consumer
+(``streams.ingest``) reads the demand topics in bulk below Faust's per-event stream
+machinery, in consumer group ``C2M_APP_ID``, hands each batch to the demand agent and
+commits offsets only after the ClickHouse flush that covers them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import importlib.metadata
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +39,7 @@ from streams.clickhouse.migrations import migrate
 from streams.clickhouse.retention import apply_retention, settings_ttls
 from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
-from streams.core.engine import DemandEngine
+from streams.core.engine import DemandEngine, Run
 from streams.core.forecast import ForecastConfig
 from streams.core.pricebands import PriceBands
 from streams.errors import C2MError, ConfigError, SinkError
@@ -220,6 +223,7 @@ def create_app(
         publish_max_lag_s=settings.flush_publish_max_lag_seconds, sink=sink,
     )
     reader = CatalogReader(bootstrap, pipeline, client_config=settings.kafka_client_config())
+    apply_runs = attach_demand_agent(app, pipeline)
     ingest = DemandConsumer(
         bootstrap, settings.app_id, pipeline,
         batch_max_events=settings.batch_max_events,
@@ -229,6 +233,7 @@ def create_app(
         # no demand event is mapped before the catalog has been read to its end
         start_after=reader.ready,
         on_fatal=lambda exc: pulse.fail(exc),
+        apply=apply_runs,
     )
 
     def demand_partitions() -> set[tuple[str, int]]:
@@ -393,6 +398,49 @@ def attach_alerts(
         return web.json({"rows": jsonable(rows)})
 
     return alerts
+
+
+def attach_demand_agent(
+    app: faust.App, pipeline: DemandPipeline
+) -> Callable[[Sequence[Run], int | None], Awaitable[None]]:
+    """The demand agent: a Faust agent over an in-memory channel of record batches (the
+    runs of one ``getmany``), which applies each batch to the pipeline. Returns what the
+    demand consumer calls with a batch: it sends the batch to the channel and returns
+    once the agent has applied it (or raises what applying raised), so a batch is applied
+    before the next is fetched, in order, as the consumer's seeks and rebalances expect
+    (one batch is thousands of records: the hand-off costs microseconds a batch,
+    bench/RESULTS.md)."""
+    batches = app.channel(maxsize=1)
+
+    @app.agent(batches, name="c2m.demand")
+    async def demand(stream: Any) -> None:
+        async for runs, oldest_ts_ms, applied in stream:
+            try:
+                await pipeline.handle_runs(runs, oldest_ts_ms)
+            except asyncio.CancelledError:
+                applied.cancel()
+                raise
+            except Exception as exc:  # the consumer's poll raises it
+                if not applied.done():
+                    applied.set_exception(exc)
+            else:
+                if not applied.done():
+                    applied.set_result(None)
+
+    async def apply(runs: Sequence[Run], oldest_ts_ms: int | None) -> None:
+        if not batches.subscriber_count:  # before the agent's stream subscribed
+            await app.agents.wait_until_agents_started()
+            if not batches.subscriber_count:  # a send would reach nobody
+                raise C2MError("the demand agent is not running")
+        # Faust suspends its channels' queues until its own Kafka consumer is assigned
+        # partitions; that consumer is not started here (the demand consumer is ours)
+        if not app.flow_control.is_active():
+            app.flow_control.resume()
+        applied: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await batches.send(value=(runs, oldest_ts_ms, applied))
+        await applied
+
+    return apply
 
 
 def attach_service(app: faust.App, service: Service) -> None:

@@ -33,7 +33,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,11 +159,15 @@ class DemandConsumer(Service):
         topics: tuple[str, ...] = DEMAND_TOPICS,
         start_after: asyncio.Event | None = None,
         on_fatal: Callable[[C2MError], None] | None = None,
+        apply: Callable[[Sequence[Run], int | None], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__()
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.pipeline = pipeline
+        #: where the runs of a fetched batch go and are applied before ``poll`` returns:
+        #: the app's demand agent (``streams.app``), else the pipeline directly
+        self.apply_runs = apply if apply is not None else pipeline.handle_runs
         self.batch_max_events = batch_max_events
         self.rebalance_timeout_s = rebalance_timeout_s
         self.session_timeout_s = session_timeout_s
@@ -399,9 +403,7 @@ class DemandConsumer(Service):
             if (tp.topic, tp.partition) in owned
         ]
         if runs:
-            await self.pipeline.handle_runs(
-                runs, min(msgs[0].timestamp for msgs in batches.values())
-            )
+            await self.apply_runs(runs, min(msgs[0].timestamp for msgs in batches.values()))
         return sum(len(msgs) for msgs in batches.values())
 
     async def _unreadable(self, consumer: AIOKafkaConsumer, exc: Exception) -> None:

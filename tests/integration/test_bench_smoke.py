@@ -45,6 +45,15 @@ def test_engine_cost_runs_at_tiny_n() -> None:
         assert m is not None and int(m.group(1).replace(",", "")) > 1000, out
 
 
+def test_agent_cost_runs_at_tiny_n() -> None:
+    """``python -m bench.agent_cost`` (the demand agent's hand-off per batch)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.agent_cost", "--batches", "200", "--repeats", "1"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=120,
+    ).stdout
+    assert re.search(r"through the agent [\d.]+ us, the agent adds -?[\d.]+ us", out), out
+
+
 def test_read_bench_runs_at_tiny_size(tmp_path: Path) -> None:
     """``python -m bench.read`` at a tiny size (what CI runs of it): the history is built
     through the engine and store, every user query runs and is timed, every table sized."""
