@@ -167,7 +167,7 @@ class DemandConsumer(Service):
         self.pipeline = pipeline
         #: where the runs of a fetched batch go and are applied before ``poll`` returns:
         #: the app's demand agent (``streams.app``), else the pipeline directly
-        self.apply_runs = apply if apply is not None else pipeline.handle_runs
+        self.apply_runs = apply
         self.batch_max_events = batch_max_events
         self.rebalance_timeout_s = rebalance_timeout_s
         self.session_timeout_s = session_timeout_s
@@ -403,7 +403,8 @@ class DemandConsumer(Service):
             if (tp.topic, tp.partition) in owned
         ]
         if runs:
-            await self.apply_runs(runs, min(msgs[0].timestamp for msgs in batches.values()))
+            apply = self.apply_runs or self.pipeline.handle_runs
+            await apply(runs, min(msgs[0].timestamp for msgs in batches.values()))
         return sum(len(msgs) for msgs in batches.values())
 
     async def _unreadable(self, consumer: AIOKafkaConsumer, exc: Exception) -> None:

@@ -145,7 +145,8 @@ def encode_flush(
 ) -> list[bytes]:
     """Split one flush into messages of at most ``max_rows`` rows; the checkpoints are
     in the last message, so a reader that stops part-way never sees a checkpoint whose
-    rows it has not seen."""
+    rows it has not seen, and the visitor rows come before the state rows, so a reader
+    that refreshes the cells of the state rows it has read has read their visitors."""
     msgs = [SinkMessage(lateness_ms=lateness_ms)]
 
     def add(attr: str, rows: Iterator[list[Any]], hashes_at: int | None = None) -> None:
@@ -155,8 +156,11 @@ def encode_flush(
             getattr(msgs[-1], attr).append(row)
             msgs[-1].weight += 1 if hashes_at is None else max(len(row[hashes_at]), 1)
 
-    add("rows", (list(r) for r in batch.rows))
+    # visitors before the state rows: the writer may write a flush's messages in two
+    # writes, and refreshes the cells of the state rows it writes; every visitor row of
+    # the flush is then written by the time the last of its cells is refreshed
     add("visitors", (list(r) for r in batch.visitor_rows), hashes_at=7)
+    add("rows", (list(r) for r in batch.rows))
     add("dedup", (list(r) for r in batch.dedup_rows), hashes_at=3)
     add("late", (_late_row(e) for e in late))
     add("skus", (list(r) for r in batch.sku_rows))

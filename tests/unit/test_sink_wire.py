@@ -44,6 +44,12 @@ def test_roundtrip_and_chunking_keep_checkpoints_in_the_last_message() -> None:
     decoded = [decode_flush(m) for m in msgs]
     assert all(not b.checkpoints for b, _, _ in decoded[:-1])
     assert decoded[-1][0].checkpoints == batch.checkpoints
+    # every visitor row comes before the first state row (a writer that writes the first
+    # messages alone refreshes only cells whose visitors it has written)
+    first_rows = min(i for i, (b, _, _) in enumerate(decoded) if b.rows)
+    assert all(not b.visitor_rows for b, _, _ in decoded[first_rows + 1:])
+    assert decoded[first_rows][0].visitor_rows or any(
+        b.visitor_rows for b, _, _ in decoded[:first_rows])
     [(merged, merged_late, lateness)] = merge_flushes(decoded)
     assert lateness == 600_000
     assert merged.rows == batch.rows
