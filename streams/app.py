@@ -22,7 +22,6 @@ import faust
 from faust.app.base import BootStrategy
 from prometheus_client import start_http_server
 
-from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS
 from schemas.contract import TOPIC_DEAD_LETTER, TOPIC_ORDERS
 from streams import metrics
 from streams.alerting import AlertService
@@ -39,6 +38,7 @@ from streams.core.pricebands import PriceBands
 from streams.errors import C2MError, ConfigError, SinkError
 from streams.ingest import DemandConsumer
 from streams.kafka.sink import KafkaSink
+from streams.kafka.topics import FactoryTopics
 from streams.pipeline import DemandPipeline
 from streams.settings import Settings
 from streams.sink import Sink
@@ -331,15 +331,22 @@ def attach_alerts(
     """The alert service of the process that owns ClickHouse (``client``): the factory
     topics, the evaluation task, ``/api/alerts`` and ``/api/brief``. Without a client
     (a worker writing through ``c2m.sink``) the pages answer 503: ask the writer."""
-    alert_topics = {
-        name: app.topic(
-            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        )
-        for name in (TOPIC_RESTOCK_ALERTS, TOPIC_DEMAND_SIGNALS)
-    }
+    alert_topics: dict[str, Any] = {}
 
     async def publish_alert(topic: str, key: bytes, value: bytes) -> Any:
-        return await alert_topics[topic].send(key=key, value=value)
+        # the shared topics, and each factory's own topic (created by FactoryTopics first)
+        t = alert_topics.get(topic)
+        if t is None:
+            t = alert_topics[topic] = app.topic(
+                topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                value_serializer="raw",
+            )
+        return await t.send(key=key, value=value)
+
+    factory_topics = FactoryTopics(
+        broker_bootstrap(app), settings.factory_topic_partitions,
+        settings.alert_topic_retention_days, settings.kafka_client_config(),
+    )
 
     alert_store = AlertStore(client, settings.clickhouse_database) if client is not None else None
     alerts = (
@@ -350,6 +357,8 @@ def attach_alerts(
             idle_wall_s=settings.alert_idle_wall_seconds,
             leader=leader,
             calendar=settings.calendar(),
+            factory_topic=factory_topics.ensure,
+            shared_restock=settings.shared_restock_topic,
         )
         if alert_store is not None
         else None
@@ -391,6 +400,11 @@ def attach_alerts(
         return web.json({"rows": jsonable(rows)})
 
     return alerts
+
+
+def broker_bootstrap(app: faust.App) -> str:
+    """``host:port[,...]`` of the app's broker URLs (``kafka://host:port``)."""
+    return ",".join(f"{u.host}:{u.port}" for u in app.conf.broker)
 
 
 def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

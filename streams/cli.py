@@ -235,8 +235,15 @@ def alerts() -> None:
 @click.option("--lang", type=click.Choice(["both", "zh", "en"]), default="both", show_default=True)
 @click.option("--idle-exit", type=float, default=None,
               help="Exit after N seconds without a new message (default: follow forever)")
-def alerts_tail(factory: str | None, lang: str, idle_exit: float | None) -> None:
-    """Follow new and updated alerts (from factory.restock-alerts and factory.demand-signals)."""
+@click.option("--market", is_flag=True,
+              help="With --factory: also the market signals (factory.demand-signals)")
+def alerts_tail(factory: str | None, lang: str, idle_exit: float | None, market: bool) -> None:
+    """Follow new and updated alerts.
+
+    With --factory F only F's topic factory.<F>.restock-alerts (with C2M_KAFKA_SASL_* set
+    to F's credentials where the broker has ACLs); without, every factory's topic and the
+    market signals.
+    """
     from streams.alerts_tail import run_tail
     from streams.runner import running_bootstrap
 
@@ -249,7 +256,8 @@ def alerts_tail(factory: str | None, lang: str, idle_exit: float | None) -> None
     from streams.errors import C2MError
 
     try:
-        run_tail(bootstrap, factory, lang, idle_exit, s.kafka_client_config(), s.calendar())
+        run_tail(bootstrap, factory, lang, idle_exit, s.kafka_client_config(), s.calendar(),
+                 market=market)
     except C2MError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -144,6 +144,21 @@ class Settings(BaseSettings):
     surge_min_orders: int = Field(12, ge=1)
     surge_ratio: float = Field(2.5, gt=1.0)
 
+    # Tenants (docs/SECURITY.md)
+    factory_topic_partitions: int = Field(
+        1, ge=1, le=1024, description="Partitions of each factory.<factory>.restock-alerts "
+        "topic (created on its first alert)"
+    )
+    alert_topic_retention_days: int = Field(
+        30, ge=1, description="retention.ms of the alert topics (per-factory, "
+        "factory.demand-signals and the shared one), in days"
+    )
+    shared_restock_topic: bool = Field(
+        False, description="Also publish every restock alert to the shared "
+        "factory.restock-alerts (single-factory deployments, or while subscribers move to "
+        "their factory.<factory>.restock-alerts): every reader of it sees every factory"
+    )
+
     # Retention in ClickHouse (streams/clickhouse/retention.py); 0 days = kept
     retention_days: dict[int, int] = Field(
         default_factory=lambda: {300: 35, 3600: 400},

@@ -277,7 +277,9 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
 
 def run_writer(settings: Settings, bootstrap: str, duration_s: float | None = None) -> None:
     """Create topics and run the writer until stopped (SIGTERM/Ctrl-C: final write)."""
-    ensure_topics(bootstrap, settings.topic_partitions, settings.kafka_client_config())
+    ensure_topics(bootstrap, settings.topic_partitions, settings.kafka_client_config(),
+                  shared_restock=settings.shared_restock_topic,
+                  alert_retention_days=settings.alert_topic_retention_days)
     wa = create_writer_app(settings, bootstrap)
     if duration_s is not None:
 

@@ -209,10 +209,11 @@ class AlertStore:
     def alerts(
         self, factory: str = "", open_only: bool = True, limit: int = 200
     ) -> list[dict[str, Any]]:
-        """Current alerts (newest first) as their published messages."""
+        """Current alerts (newest first) as their published messages: with ``factory``
+        that factory's restock alerts and the market signals (which name no factory)."""
         rows = self._rows(
             f"SELECT message FROM {self.db}.alerts FINAL "  # noqa: S608
-            "WHERE ({f:String} = '' OR has(factories, {f:String})) "
+            "WHERE ({f:String} = '' OR factory_id = {f:String} OR kind != 'restock') "
             "AND (NOT {o:Bool} OR state != 'resolved') "
             "ORDER BY changed_at DESC, alert_id LIMIT {n:UInt32}",
             f=factory, o=open_only, n=limit,

@@ -7,7 +7,6 @@ alerts once each."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import pytest
 from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMessage
 from streams.core.alerting.evaluator import AlertEvaluator, PreparedInputs
 from streams.core.pricebands import PriceBands
+from streams.core.tenancy import restock_topic
 from tests.integration.conftest import Worker, consume_all, produce
 from tests.oracle import MARKET_TZ
 from tests.signals.quality import DAY_MS, HOUR_MS, START_MS, scenario_events
@@ -99,26 +99,37 @@ def test_alerts_end_to_end(worker_factory: Any, tmp_path: Path) -> None:
     assert {"restock", "surge", "rising_share"} <= kinds
     assert any(r[2] == "restock" and r[4] == "critical" for r in got)
 
-    # the published messages: every stored version, valid against the contract, keyed
-    # by factory (restock) and category (signals); a duplicate delivery is identical
+    # the published messages: every stored version, valid against the contract; restock
+    # alerts on their factory's own topic keyed by SKU, market signals keyed by category
+    # and naming no factory; a duplicate delivery is identical
     published: dict[tuple[str, int], bytes] = {}
-    for topic in (TOPIC_RESTOCK_ALERTS, TOPIC_DEMAND_SIGNALS):
-        n = sum(1 for r in got if (r[2] == "restock") == (topic == TOPIC_RESTOCK_ALERTS))
+    factory_of = dict(w.query("SELECT alert_id, factory_id FROM c2m.alerts FINAL "
+                              "WHERE kind = 'restock'"))
+    topics = {TOPIC_DEMAND_SIGNALS: sum(1 for r in got if r[2] != "restock")}
+    for r in got:
+        if r[2] == "restock":
+            t = restock_topic(factory_of[r[0]])
+            topics[t] = topics.get(t, 0) + 1
+    for topic, n in topics.items():
         for rec in consume_all(w.bootstrap, topic, n, timeout=20):
             msg = AlertMessage.model_validate_json(rec.value)
-            expect_key = msg.factory_id if msg.kind == "restock" else msg.category
-            assert rec.key.decode() == expect_key
+            if msg.kind == "restock":
+                assert topic == restock_topic(msg.factory_id or "")
+                assert rec.key.decode() == msg.sku and msg.factories == [msg.factory_id]
+            else:
+                assert topic == TOPIC_DEMAND_SIGNALS
+                assert rec.key.decode() == msg.category and msg.factories == []
             prev = published.setdefault((msg.alert_id, msg.version), rec.value)
             assert prev == rec.value
     assert set(published) == {(r[0], r[1]) for r in got}
+    assert not consume_all(w.bootstrap, TOPIC_RESTOCK_ALERTS, 1, timeout=2)  # opt-in only
 
     # a restart evaluates nothing twice and publishes nothing new
     _run_until_idle(w, 0)
     assert w.stop() == 0
     assert _history(w) == got
-    assert len(consume_all(w.bootstrap, TOPIC_RESTOCK_ALERTS, 10**6, timeout=3)) + len(
-        consume_all(w.bootstrap, TOPIC_DEMAND_SIGNALS, 10**6, timeout=3)
-    ) == len(published)
+    assert sum(len(consume_all(w.bootstrap, t, 10**6, timeout=3)) for t in topics) == len(
+        published)
 
     # a replay of the topics into a new database: the same alert ids and versions
     replay = worker_factory(**ENV, C2M_APP_ID="c2m-replay")
@@ -128,7 +139,7 @@ def test_alerts_end_to_end(worker_factory: Any, tmp_path: Path) -> None:
     assert _history(replay) == got
 
     _check_brief(w, events)
-    _check_tail(w, got)
+    _check_tail(w, got, factory_of)
 
 
 def _check_brief(w: Worker, events: list[Any]) -> None:
@@ -173,33 +184,25 @@ def _check_brief(w: Worker, events: list[Any]) -> None:
     assert total[6] == -(-net[("total", "")] * 30 // total[7])  # ceil(rate * 30 days)
 
 
-def _check_tail(w: Worker, got: list[tuple[Any, ...]]) -> None:
-    """`c2m alerts tail --factory F` prints each version of F's alerts once."""
-    restock_factory: dict[str, str] = {}
+def _check_tail(w: Worker, got: list[tuple[Any, ...]], factory_of: dict[str, str]) -> None:
+    """`c2m alerts tail` prints each alert version once: an operator's (no factory) every
+    version; `--factory F` only F's restock alerts, read from F's own topic; with
+    `--market` also the market signals."""
     env = {**os.environ, "C2M_KAFKA_BOOTSTRAP": w.bootstrap, "C2M_DATA_DIR": str(w.data_dir)}
-    out = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "alerts", "tail", "--idle-exit", "3"],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
-    ).stdout
-    ids = [ln.split("#")[1].split()[0] for ln in out.splitlines() if "#" in ln]
-    assert len(ids) == len(got)  # every version once, though the replay re-published all
-    # pick the factory of the first restock alert and tail just that one
-    first = next(r for r in got if r[2] == "restock")
-    msgs = consume_all(w.bootstrap, TOPIC_RESTOCK_ALERTS, 10**6, timeout=3)
-    for rec in msgs:
-        m = json.loads(rec.value)
-        restock_factory[m["alert_id"]] = m["factory_id"]
-    factory = restock_factory[first[0]]
-    out_f = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "alerts", "tail", "--factory", factory,
-         "--lang", "zh", "--idle-exit", "3"],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
-    ).stdout
-    assert "补货提醒" in out_f
-    shown = [tuple(ln.split("#")[1].split()[:2]) for ln in out_f.splitlines() if "#" in ln]
-    # the replay above published every version a second time: still shown once
-    mine = [m for m in (json.loads(r.value) for r in msgs) if m["factory_id"] == factory]
-    signals = consume_all(w.bootstrap, TOPIC_DEMAND_SIGNALS, 10**6, timeout=3)
-    mine += [m for m in (json.loads(r.value) for r in signals) if factory in m["factories"]]
-    assert len(mine) > len({(m["alert_id"], m["version"]) for m in mine})
-    assert sorted(shown) == sorted({(m["alert_id"], f"v{m['version']}") for m in mine})
+
+    def tail(*args: str) -> list[tuple[str, str]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "alerts", "tail", *args, "--idle-exit", "3"],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+        return [tuple(ln.split("#")[1].split()[:2]) for ln in out.splitlines() if "#" in ln]
+
+    everything = tail()
+    assert len(everything) == len(got)  # every version once, though the replay re-published
+    factory = factory_of[next(r for r in got if r[2] == "restock")[0]]
+    mine = {(r[0], f"v{r[1]}") for r in got if r[2] == "restock" and factory_of[r[0]] == factory}
+    shown = tail("--factory", factory, "--lang", "zh")
+    assert sorted(shown) == sorted(mine)  # the replay published each a second time
+    signals = {(r[0], f"v{r[1]}") for r in got if r[2] != "restock"}
+    assert sorted(tail("--factory", factory, "--market")) == sorted(mine | signals)
+    assert tail("--factory", "F999") == []  # a factory without alerts: nothing

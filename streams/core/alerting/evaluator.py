@@ -96,7 +96,6 @@ class PreparedInputs:
         for cat, dim, _ in orders:
             siblings[(cat, dim)] = siblings.get((cat, dim), 0) + 1
         self.siblings = siblings
-        self.factories = {c: tuple(inputs.factories_of(c)) for c in cats}
         # lost units and GMV per (category, dimension, value), hourly
         self.lost_by_key: dict[SignalKey, CumSeries] = {}
         self.units_by_key: dict[SignalKey, CumSeries] = {}
@@ -208,7 +207,7 @@ class AlertEvaluator:
                 Finding(
                     "lost_sales", key, firing, clear,
                     "critical" if share >= cfg.lost_critical_share else "warning", "",
-                    prep.factories.get(cat, ()), cat, "", dim, value, round(lost, 1),
+                    (), cat, "", dim, value, round(lost, 1),
                     round(demand, 1), round(share, 4),
                     details={"lost_units": round(lost, 1), "lost_gmv": round(gmv, 2),
                              "sold_units": sold, "method": "page views x in-stock "
@@ -228,7 +227,9 @@ class AlertEvaluator:
             parent = prep.parents.get(cat)
             if parent is None:
                 continue
-            factories = prep.factories.get(cat, ())
+            # market signals name no factory (docs/SECURITY.md): who makes a category is
+            # each factory's own business
+            factories: tuple[str, ...] = ()
             share = long_run_share(
                 series, parent, hour, cfg.baseline_days, prep.siblings.get((cat, dim), 1),
                 self.calendar,
