@@ -35,6 +35,7 @@ from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine
 from streams.core.pricebands import PriceBands
+from streams.core.tokens import Scope, Unauthorized
 from streams.errors import C2MError, ConfigError, SinkError
 from streams.ingest import DemandConsumer
 from streams.kafka.sink import KafkaSink
@@ -43,6 +44,7 @@ from streams.pipeline import DemandPipeline
 from streams.settings import Settings
 from streams.sink import Sink
 from streams.web import register_web_view
+from streams.web.auth import WebAuth, forbidden, unauthorized
 
 __version__ = importlib.metadata.version("c2m-pulse")
 
@@ -376,13 +378,22 @@ def attach_alerts(
             {"error": "this worker writes through c2m.sink: ask the c2m writer"}, status=503
         )
 
+    auth = WebAuth(settings)
+
     @app.page("/api/alerts")
     async def api_alerts(web: Any, request: Any) -> Any:
         if alert_store is None:
             return unavailable(web)
-        factory = request.query.get("factory", "")[:64]
+        try:
+            scope = auth.scope(request)
+        except Unauthorized as exc:
+            return unauthorized(web, str(exc))
+        try:
+            factory = scoped_factory(scope, request.query.getall("factory", []))
+        except PermissionError as exc:
+            return forbidden(web, str(exc))
         open_only = request.query.get("all", "") == ""
-        rows = await io(alert_store.alerts, factory, open_only)
+        rows = await io(alert_store.alerts, factory, open_only, market=scope.kind == "market")
         return web.json({"alerts": rows})
 
     @app.page("/api/brief")
@@ -390,16 +401,44 @@ def attach_alerts(
         if alert_store is None:
             return unavailable(web)
         try:
+            scope = auth.scope(request)
+        except Unauthorized as exc:
+            return unauthorized(web, str(exc))
+        if scope.kind == "market":
+            return unauthorized(web, "the production brief is per factory: send a factory "
+                                     "token")
+        try:
+            factory = scoped_factory(scope, request.query.getall("factory", []))
+        except PermissionError as exc:
+            return forbidden(web, str(exc))
+        try:
             days = min(max(int(request.query.get("days", "14")), 1), 365)
             run_days = min(max(int(request.query.get("run_days", "30")), 1), 365)
         except ValueError:
             return web.json({"error": "days and run_days must be integers"}, status=400)
         category = request.query.get("category", "")[:128]
-        factory = request.query.get("factory", "")[:64]
         rows = await io(alert_store.brief, category, factory, days, run_days)
         return web.json({"rows": jsonable(rows)})
 
     return alerts
+
+
+def scoped_factory(scope: Scope, asked: list[str]) -> str:
+    """The factory a request may read: the operator any one it asks for (or all: ''), a
+    factory token only its own (asking for another is refused, not answered empty), the
+    market none. PermissionError when the request asks for more than its scope."""
+    if len(asked) > 1:
+        raise PermissionError("give factory at most once")
+    want = asked[0] if asked else ""
+    if scope.kind == "operator":
+        return want[:128]
+    if scope.kind == "factory":
+        if want and want != scope.factory:
+            raise PermissionError("this token is for another factory")
+        return scope.factory
+    if want:
+        raise PermissionError("factory alerts need that factory's token")
+    return ""
 
 
 def broker_bootstrap(app: faust.App) -> str:

@@ -262,6 +262,64 @@ def alerts_tail(factory: str | None, lang: str, idle_exit: float | None, market:
         raise click.ClickException(str(exc)) from None
 
 
+@main.group()
+def token() -> None:
+    """Per-factory web tokens (/api/alerts, /api/brief, /api/view/*, /view)."""
+
+
+def _token_store(s: Settings) -> Any:
+    from streams.tokenstore import TokenStore
+
+    return TokenStore(s.effective_web_tokens_file, s.web_tokens)
+
+
+@token.command("create")
+@click.option("--factory", "-f", required=True, help="The factory the token is for, e.g. F001")
+def token_create(factory: str) -> None:
+    """Create a token for one factory and print it (once: only its hash is kept)."""
+    from streams.core.tenancy import BadFactoryId
+    from streams.errors import ConfigError
+
+    s = _settings()
+    try:
+        secret, entry = _token_store(s).create(factory)
+    except (BadFactoryId, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(secret)
+    click.echo(f"token {entry.id} for factory {factory} saved (hashed) in "
+               f"{s.effective_web_tokens_file}; it is shown only now. Send it as "
+               "'Authorization: Bearer <token>', or open /view#token=<token>", err=True)
+
+
+@token.command("list")
+def token_list() -> None:
+    """List the tokens: factory, id and creation time (never a token or a hash)."""
+    from streams.core.tokens import describe
+    from streams.errors import ConfigError
+
+    try:
+        entries = _token_store(_settings()).entries()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for row in describe(entries):
+        click.echo(f"{row['id']}\t{row['factory']}\t{row['created']}")
+
+
+@token.command("revoke")
+@click.option("--id", "token_id", required=True, help="The token id from `c2m token list`")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token (running workers stop accepting it at their next request)."""
+    from streams.errors import ConfigError
+
+    try:
+        gone = _token_store(_settings()).revoke(token_id)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not gone:
+        raise click.ClickException(f"no token with id {token_id} in the token file")
+    click.echo(f"revoked {token_id} ({gone[0].factory})")
+
+
 @main.command()
 @click.option("--category", "-c", required=True, help="Product category, e.g. 袜子")
 @click.option("--factory", "-f", default="", help="Only SKUs this factory makes")

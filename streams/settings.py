@@ -81,6 +81,17 @@ class Settings(BaseSettings):
     # Servers (loopback by default)
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
+    web_require_token: bool | None = Field(
+        None, description="Factory data on the web server needs a per-factory token (unset: "
+        "when C2M_WEB_HOST is not loopback); without one a caller gets the market-level views"
+    )
+    web_tokens_file: Path | None = Field(
+        None, description="Hashed web tokens (c2m token create); unset = "
+        "$C2M_DATA_DIR/web-tokens.json"
+    )
+    web_tokens: str | None = Field(
+        None, description="More hashed web tokens, as the JSON of a token file"
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=0, le=65535)
 
@@ -288,6 +299,17 @@ class Settings(BaseSettings):
         return f"chdb://{(self.data_dir / 'chdb').resolve()}"
 
     @property
+    def effective_web_tokens_file(self) -> Path:
+        return self.web_tokens_file or self.data_dir / "web-tokens.json"
+
+    @property
+    def tokens_required(self) -> bool:
+        """Do web callers need a token for factory data (docs/SECURITY.md)?"""
+        if self.web_require_token is not None:
+            return self.web_require_token
+        return not is_loopback_host(self.web_host)
+
+    @property
     def writer_url(self) -> str:
         return f"http://{self.writer_host}:{self.writer_port}"
 
@@ -353,6 +375,18 @@ class Settings(BaseSettings):
             out[name] = value
         out["effective_clickhouse_url"] = mask_url(self.effective_clickhouse_url)
         return out
+
+
+def is_loopback_host(host: str) -> bool:
+    """A bind address only this machine reaches (``localhost``, 127.0.0.0/8, ``::1``)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[] ")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def mask_url(url: str) -> str:

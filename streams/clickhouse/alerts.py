@@ -207,16 +207,19 @@ class AlertStore:
             raise sink_error(exc, "write", f"{self.db}.alerts") from exc
 
     def alerts(
-        self, factory: str = "", open_only: bool = True, limit: int = 200
+        self, factory: str = "", open_only: bool = True, limit: int = 200,
+        market: bool = False,
     ) -> list[dict[str, Any]]:
         """Current alerts (newest first) as their published messages: with ``factory``
-        that factory's restock alerts and the market signals (which name no factory)."""
+        that factory's restock alerts and the market signals (which name no factory),
+        with ``market`` the market signals only, else every alert."""
         rows = self._rows(
             f"SELECT message FROM {self.db}.alerts FINAL "  # noqa: S608
-            "WHERE ({f:String} = '' OR factory_id = {f:String} OR kind != 'restock') "
+            "WHERE (kind != 'restock' OR (NOT {m:Bool} AND "
+            "({f:String} = '' OR factory_id = {f:String}))) "
             "AND (NOT {o:Bool} OR state != 'resolved') "
             "ORDER BY changed_at DESC, alert_id LIMIT {n:UInt32}",
-            f=factory, o=open_only, n=limit,
+            f=factory, o=open_only, n=limit, m=market,
         )
         return [json.loads(r[0]) for r in rows]
 

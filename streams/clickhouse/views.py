@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from streams.clickhouse.errors import sink_error
+from streams.core.tokens import OPERATOR, Scope
 
 DIMENSIONS = ("category", "color", "size", "price_band", "region")
 HORIZONS = ("1h", "24h", "7d")
@@ -119,14 +120,14 @@ SELECT changed_at, kind, severity, state, category,
        JSONExtractString(message, 'summary_zh') AS summary_zh,
        JSONExtractString(message, 'summary_en') AS summary_en
 FROM {db}.alerts FINAL
-WHERE state != 'resolved'
+WHERE state != 'resolved' AND ({all:Bool} OR kind != 'restock' OR factory_id = {factory:String})
 ORDER BY severity = 'critical' DESC, changed_at DESC, alert_id
 LIMIT {limit:UInt32}
 """
 
 _BRIEF = """
 WITH b AS (SELECT * FROM {db}.production_brief(days={days:UInt32}, run_days={run_days:UInt32},
-                                               factory=''))
+                                               factory={factory:String}))
 SELECT category, dimension, value, recommended_qty, qty_low, qty_high,
        round(share, 4) AS share, net_units, round(conversion_rate, 4) AS conversion,
        round(return_rate, 4) AS return_rate
@@ -200,12 +201,33 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def run_view(client: Any, database: str, name: str, args: Mapping[str, str]) -> dict[str, Any]:
-    """Run one view query: {"columns": [...], "rows": [[...], ...]} (JSON-ready)."""
+class Forbidden(PermissionError):
+    """The caller's scope does not cover this view (HTTP 401: a factory token is needed)."""
+
+
+def scope_params(name: str, scope: Scope) -> dict[str, Any]:
+    """The bound parameters that restrict a view to the caller (never from the request):
+    ``alerts``: an operator sees every alert, a factory its restock alerts and the market
+    signals, the market only the market signals; ``brief``: a factory its own SKUs, the
+    operator every factory's; the market has none."""
+    if name == "alerts":
+        return {"all": scope.kind == "operator", "factory": scope.factory}
+    if name == "brief":
+        if scope.kind == "market":
+            raise Forbidden("the production brief is per factory: send a factory token")
+        return {"factory": scope.factory}
+    return {}
+
+
+def run_view(
+    client: Any, database: str, name: str, args: Mapping[str, str], scope: Scope = OPERATOR,
+) -> dict[str, Any]:
+    """Run one view query for ``scope``: {"columns": [...], "rows": [[...], ...]}."""
     query = QUERIES.get(name)
     if query is None:
         raise BadRequest(f"unknown view {name!r}")
     variant, params = query.args(args)
+    params = {**params, **scope_params(name, scope)}
     sql = query.sql[variant].replace("{db}", database)
     try:
         result = client.query(sql, parameters=params)
