@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     surge_ratio: float = Field(2.5, gt=1.0)
 
     # Tenants (docs/SECURITY.md)
+    min_shops_per_signal: int = Field(
+        3, ge=1, le=1000, description="k: a market number (factory.demand-signals, the web "
+        "view's demand, the market views and dashboards) is published only from at least this "
+        "many distinct shops; below it a cell is folded into its parent or withheld"
+    )
     factory_topic_partitions: int = Field(
         1, ge=1, le=1024, description="Partitions of each factory.<factory>.restock-alerts "
         "topic (created on its first alert)"
@@ -334,6 +339,7 @@ class Settings(BaseSettings):
         """What the SQL views and materialized views read from ``c2m.pipeline_settings``."""
         return {
             "idle_partition_ms": self.idle_partition_seconds * 1000,
+            "min_shops": self.min_shops_per_signal,
             **{f"window_seconds.{w}": w for w in self.window_seconds},
         }
 

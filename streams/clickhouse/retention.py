@@ -44,8 +44,9 @@ def wanted_ttls(
 
     - ``demand_state`` and the serving ``demand_cells``: one rule per window size, on the
       window start;
-    - ``visitor_cells``: one rule for every size (only refreshes of windows that can still
-      change read it: unique visitors per cell stay in ``demand_cells``);
+    - ``visitor_cells`` and ``shop_cells``: one rule for every size (only refreshes of
+      windows that can still change read them: unique visitors and contributors per cell
+      stay in ``demand_cells``);
     - ``sku_state`` and the serving ``sku_hours``: on the hour start;
     - ``late_events``: on the time the event was recorded (its payload is kept as long as
       the dead-letter topic keeps dead letters), not its event time.
@@ -60,6 +61,9 @@ def wanted_ttls(
         "demand_state": windows,
         "demand_cells": windows,
         "visitor_cells": _expire("window_start", visitor_days) if visitor_days > 0 else "",
+        # contributors are read, like visitors, only by refreshes of windows that can
+        # still change: the cells keep theirs in demand_cells.shops
+        "shop_cells": _expire("window_start", visitor_days) if visitor_days > 0 else "",
         "sku_state": sku,
         "sku_hours": sku,
         "lost_sales": sku,

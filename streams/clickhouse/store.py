@@ -3,10 +3,11 @@
 Write protocol of one flush (the argument for no double counting is in
 docs/ARCHITECTURE.md, "Commit after flush"):
 
-1. ``visitor_feed``: the visitors per cell of the base window sizes, with the windows of
-   every size they count in, as arrays that a materialized view expands into
-   ``visitor_cells`` (keyed: writing a row twice changes nothing). First, so that a
-   refresh that sees a flush's cells also sees its visitors;
+1. ``visitor_feed`` and ``shop_feed``: the visitors and the contributing shops per cell of
+   the base window sizes, with the windows of every size they count in, as arrays that
+   materialized views expand into ``visitor_cells`` and ``shop_cells`` (keyed: writing a
+   row twice changes nothing). First, so that a refresh that sees a flush's cells also
+   sees its visitors and shops;
 2. ``demand_state`` rows: absolute per-partition cell values, version = partition position;
    ``sku_state`` rows (per-SKU hourly counters, versioned the same way), ``products``
    (catalog versions), ``dedup_feed`` (event ids first seen since the last flush);
@@ -48,10 +49,11 @@ VISITOR_COLUMNS = [
     "window_seconds", "window_start", "category", "color", "size", "price_band", "region",
     "visitor_hashes", "windows",
 ]
+SHOP_COLUMNS = [*VISITOR_COLUMNS[:7], "shop_tags", "windows"]
 SKU_COLUMNS = ["source_topic", "source_partition", "sku", "hour_start", *SKU_MEASURES, "version"]
 PRODUCT_COLUMNS = [
     "sku", "ts", "factory_id", "category", "color", "size", "price_band", "list_price",
-    "lead_time_days", "moq", "deleted",
+    "lead_time_days", "moq", "deleted", "shop_id",
 ]
 DEDUP_COLUMNS = ["source_topic", "source_partition", "hour", "id_hashes", "version"]
 LATE_COLUMNS = [
@@ -102,6 +104,8 @@ class DemandStore:
     ) -> None:
         if batch.visitor_rows:
             self._insert("visitor_feed", batch.visitor_rows, VISITOR_COLUMNS)
+        if batch.shop_rows:
+            self._insert("shop_feed", batch.shop_rows, SHOP_COLUMNS)
         if batch.rows:
             self._insert("demand_state", batch.rows, STATE_COLUMNS)
         if batch.sku_rows:
