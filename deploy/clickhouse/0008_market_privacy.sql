@@ -3,7 +3,8 @@
 -- identifier, {tz} the market time zone.
 --
 -- Workers write, with each flush, the shops whose events a base cell counted (contributor
--- tags: the shop id's 64-bit hash, lowest bit 0 for a seller, 1 for a viewer) to
+-- tags: the shop id's 64-bit hash, its two lowest bits 0 for orders, 1 for page views,
+-- 2 for cancels and returns) to
 -- shop_feed; shop_feed_expand writes them to every window they count in (like
 -- visitor_feed), and the serving refresh keeps each demand_cells row's distinct tags in
 -- its shops column. The market views fold what fewer than k shops (pipeline_settings
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS {db}.shop_cells
     size           LowCardinality(String),
     price_band     LowCardinality(String),
     region         LowCardinality(String),
-    shop_tag       UInt64 COMMENT 'BLAKE2b-64 of shop_id, lowest bit: 0 seller, 1 viewer'
+    shop_tag       UInt64 COMMENT 'BLAKE2b-64 of shop_id, 2 lowest bits: 0 orders, 1 views, 2 returns'
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(window_start)
@@ -123,7 +124,8 @@ FROM
 GROUP BY horizon, as_of, category, color, size, price_band, region;
 
 -- Market demand of one window size in [from_s, to_s) (epoch seconds of window starts):
--- every row comes from at least k shops (sellers for its sales, viewers for its views).
+-- every row comes from at least k shops (for its orders, its page views, its cancels and
+-- returns, whichever it has).
 -- A cell below that is folded: fold_level 1 = the cells of one category, colour, size and
 -- price band merged over regions (region ''), 2 = a category's remaining cells (colour,
 -- size, price band, region ''), 3 = the market's remaining cells (all ''); what is still
@@ -159,8 +161,12 @@ FROM
         FROM
         (
             SELECT *,
-                   arrayCount(x -> bitAnd(x, 1) = 0, u3) AS s3, length(u3) - s3 AS v3,
-                   (s3 + v3 > 0 AND (s3 = 0 OR s3 >= k) AND (v3 = 0 OR v3 >= k)) AS p3
+                   arrayCount(x -> bitAnd(x, 3) = 0, u3) AS o3,
+                   arrayCount(x -> bitAnd(x, 3) = 1, u3) AS v3,
+                   arrayCount(x -> bitAnd(x, 3) = 2, u3) AS r3,
+                   (o3 + v3 + r3 > 0 AND (o3 = 0 OR o3 >= k)
+                    AND (v3 = 0 OR v3 >= k)
+                    AND (r3 = 0 OR r3 >= k)) AS p3
             FROM
             (
                 SELECT *,
@@ -169,8 +175,12 @@ FROM
                 FROM
                 (
                     SELECT *,
-                           arrayCount(x -> bitAnd(x, 1) = 0, u2) AS s2, length(u2) - s2 AS v2,
-                           (s2 + v2 > 0 AND (s2 = 0 OR s2 >= k) AND (v2 = 0 OR v2 >= k)) AS p2
+                           arrayCount(x -> bitAnd(x, 3) = 0, u2) AS o2,
+                           arrayCount(x -> bitAnd(x, 3) = 1, u2) AS v2,
+                           arrayCount(x -> bitAnd(x, 3) = 2, u2) AS r2,
+                           (o2 + v2 + r2 > 0 AND (o2 = 0 OR o2 >= k)
+                            AND (v2 = 0 OR v2 >= k)
+                            AND (r2 = 0 OR r2 >= k)) AS p2
                     FROM
                     (
                         SELECT *,
@@ -179,10 +189,12 @@ FROM
                         FROM
                         (
                             SELECT *,
-                                   arrayCount(x -> bitAnd(x, 1) = 0, u1) AS s1,
-                                   length(u1) - s1 AS v1,
-                                   (s1 + v1 > 0 AND (s1 = 0 OR s1 >= k)
-                                    AND (v1 = 0 OR v1 >= k)) AS p1
+                                   arrayCount(x -> bitAnd(x, 3) = 0, u1) AS o1,
+                                   arrayCount(x -> bitAnd(x, 3) = 1, u1) AS v1,
+                                   arrayCount(x -> bitAnd(x, 3) = 2, u1) AS r1,
+                                   (o1 + v1 + r1 > 0 AND (o1 = 0 OR o1 >= k)
+                                    AND (v1 = 0 OR v1 >= k)
+                                    AND (r1 = 0 OR r1 >= k)) AS p1
                             FROM
                             (
                                 SELECT *,
@@ -198,10 +210,12 @@ FROM
                                            ifNull((SELECT argMax(value, updated_at)
                                                    FROM {db}.pipeline_settings
                                                    WHERE name = 'min_shops'), 3) AS k,
-                                           arrayCount(x -> bitAnd(x, 1) = 0, shops) AS s0,
-                                           length(shops) - s0 AS v0,
-                                           (s0 + v0 > 0 AND (s0 = 0 OR s0 >= k)
-                                            AND (v0 = 0 OR v0 >= k)) AS p0
+                                           arrayCount(x -> bitAnd(x, 3) = 0, shops) AS o0,
+                                           arrayCount(x -> bitAnd(x, 3) = 1, shops) AS v0,
+                                           arrayCount(x -> bitAnd(x, 3) = 2, shops) AS r0,
+                                           (o0 + v0 + r0 > 0 AND (o0 = 0 OR o0 >= k)
+                                            AND (v0 = 0 OR v0 >= k)
+                                            AND (r0 = 0 OR r0 >= k)) AS p0
                                     FROM {db}.demand_cells FINAL
                                     WHERE window_seconds = {seconds:UInt32}
                                       AND window_start >= toDateTime({from_s:Int64})
@@ -249,8 +263,12 @@ FROM
         FROM
         (
             SELECT *,
-                   arrayCount(x -> bitAnd(x, 1) = 0, u3) AS s3, length(u3) - s3 AS v3,
-                   (s3 + v3 > 0 AND (s3 = 0 OR s3 >= k) AND (v3 = 0 OR v3 >= k)) AS p3
+                   arrayCount(x -> bitAnd(x, 3) = 0, u3) AS o3,
+                   arrayCount(x -> bitAnd(x, 3) = 1, u3) AS v3,
+                   arrayCount(x -> bitAnd(x, 3) = 2, u3) AS r3,
+                   (o3 + v3 + r3 > 0 AND (o3 = 0 OR o3 >= k)
+                    AND (v3 = 0 OR v3 >= k)
+                    AND (r3 = 0 OR r3 >= k)) AS p3
             FROM
             (
                 SELECT *,
@@ -259,8 +277,12 @@ FROM
                 FROM
                 (
                     SELECT *,
-                           arrayCount(x -> bitAnd(x, 1) = 0, u2) AS s2, length(u2) - s2 AS v2,
-                           (s2 + v2 > 0 AND (s2 = 0 OR s2 >= k) AND (v2 = 0 OR v2 >= k)) AS p2
+                           arrayCount(x -> bitAnd(x, 3) = 0, u2) AS o2,
+                           arrayCount(x -> bitAnd(x, 3) = 1, u2) AS v2,
+                           arrayCount(x -> bitAnd(x, 3) = 2, u2) AS r2,
+                           (o2 + v2 + r2 > 0 AND (o2 = 0 OR o2 >= k)
+                            AND (v2 = 0 OR v2 >= k)
+                            AND (r2 = 0 OR r2 >= k)) AS p2
                     FROM
                     (
                         SELECT *,
@@ -269,10 +291,12 @@ FROM
                         FROM
                         (
                             SELECT *,
-                                   arrayCount(x -> bitAnd(x, 1) = 0, u1) AS s1,
-                                   length(u1) - s1 AS v1,
-                                   (s1 + v1 > 0 AND (s1 = 0 OR s1 >= k)
-                                    AND (v1 = 0 OR v1 >= k)) AS p1
+                                   arrayCount(x -> bitAnd(x, 3) = 0, u1) AS o1,
+                                   arrayCount(x -> bitAnd(x, 3) = 1, u1) AS v1,
+                                   arrayCount(x -> bitAnd(x, 3) = 2, u1) AS r1,
+                                   (o1 + v1 + r1 > 0 AND (o1 = 0 OR o1 >= k)
+                                    AND (v1 = 0 OR v1 >= k)
+                                    AND (r1 = 0 OR r1 >= k)) AS p1
                             FROM
                             (
                                 SELECT *,
@@ -287,10 +311,12 @@ FROM
                                            ifNull((SELECT argMax(value, updated_at)
                                                    FROM {db}.pipeline_settings
                                                    WHERE name = 'min_shops'), 3) AS k,
-                                           arrayCount(x -> bitAnd(x, 1) = 0, shops) AS s0,
-                                           length(shops) - s0 AS v0,
-                                           (s0 + v0 > 0 AND (s0 = 0 OR s0 >= k)
-                                            AND (v0 = 0 OR v0 >= k)) AS p0
+                                           arrayCount(x -> bitAnd(x, 3) = 0, shops) AS o0,
+                                           arrayCount(x -> bitAnd(x, 3) = 1, shops) AS v0,
+                                           arrayCount(x -> bitAnd(x, 3) = 2, shops) AS r0,
+                                           (o0 + v0 + r0 > 0 AND (o0 = 0 OR o0 >= k)
+                                            AND (v0 = 0 OR v0 >= k)
+                                            AND (r0 = 0 OR r0 >= k)) AS p0
                                     FROM {db}.demand_rolling
                                 )
                             )

@@ -31,7 +31,7 @@
  *     catalog generation; a catalog version starting inside the grain -> stop with APPLY
  *     (Python applies it); then SKU hour page views, the page views of the cell of every
  *     window size, the visitor hash into the visitor sets of the base sizes and the shop's
- *     viewer tag into their shop sets (streams.core.kanon: who contributes to a cell).
+ *     view tag into their shop sets (streams.core.kanon: who contributes to a cell).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -930,15 +930,15 @@ fail:
 }
 
 /* The shop of an event into the shop sets of its cells (streams.core.kanon.shop_tag: the
- * shop id's BLAKE2b-64 with its lowest bit 1 for a page view, 0 for a sale, cancel or
- * return). 0, or -1 on error. */
-static int add_shop(PyObject *shop_sets, const span *shop_id, int viewer) {
+ * shop id's BLAKE2b-64 with its two lowest bits the family: 0 an order, 1 a page view, 2 a
+ * cancel or return). 0, or -1 on error. */
+static int add_shop(PyObject *shop_sets, const span *shop_id, int family) {
     if (!PyTuple_Check(shop_sets)) {
         PyErr_SetString(PyExc_TypeError, "compiled lane: bad shop sets");
         return -1;
     }
     if (PyTuple_GET_SIZE(shop_sets) == 0) return 0;
-    const uint64_t h = (visitor_hash(shop_id->p, shop_id->n) & ~(uint64_t)1) | (uint64_t)viewer;
+    const uint64_t h = (visitor_hash(shop_id->p, shop_id->n) & ~(uint64_t)3) | (uint64_t)family;
     PyObject *sh = PyLong_FromUnsignedLongLong(h);
     if (sh == NULL) return -1;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(shop_sets); k++) {
@@ -1431,7 +1431,7 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
         PyObject *he = entry_of(L, attrs, region, ts);
         Py_DECREF(attrs);
         if (he == NULL) goto done;
-        if (add_shop(PyTuple_GET_ITEM(he, 2), &ev->shop_id, 0) < 0) {
+        if (add_shop(PyTuple_GET_ITEM(he, 2), &ev->shop_id, ev->placed ? 0 : 2) < 0) {
             Py_DECREF(he);
             goto done;
         }

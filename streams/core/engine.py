@@ -69,7 +69,7 @@ from streams.core.inventory import (
     SkuHours,
     SkuKey,
 )
-from streams.core.kanon import VIEWER, shop_tag
+from streams.core.kanon import ORDER, RETURN, VIEW, shop_tag
 from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark
 
 DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
@@ -489,7 +489,7 @@ class DemandEngine:
                         visitor = self._visitor(ev.visitor_id)
                     for visitors in e[4]:
                         visitors.add(visitor)
-                    viewer = self._shop(ev.shop_id) | VIEWER
+                    viewer = self._shop(ev.shop_id) | VIEW
                     for shops in e[5]:
                         shops.add(viewer)
                     processed += 1
@@ -611,12 +611,13 @@ class DemandEngine:
         return entry
 
     def _shop(self, shop_id: str) -> int:
-        """The shop's contributor hash as a seller (``| VIEWER`` for a viewer)."""
+        """The shop's contributor tag for an order (``| VIEW``, ``| RETURN`` for the other
+        families: streams.core.kanon)."""
         h = self._shop_hashes.get(shop_id)
         if h is None:
             if len(self._shop_hashes) >= 100_000:
                 self._shop_hashes.clear()
-            h = self._shop_hashes[shop_id] = shop_tag(id_hash(shop_id), viewer=False)
+            h = self._shop_hashes[shop_id] = shop_tag(id_hash(shop_id), ORDER)
         return h
 
     def _visitor(self, visitor_id: str) -> int:
@@ -639,11 +640,12 @@ class DemandEngine:
             visitor = self._visitor(ev.visitor_id)
             for visitors in sets:
                 visitors.add(visitor)
-            viewer = self._shop(ev.shop_id) | VIEWER
+            viewer = self._shop(ev.shop_id) | VIEW
             for shops in shop_sets:
                 shops.add(viewer)
             return
         seller = self._shop(ev.shop_id)
+        returner = seller | RETURN
         if kind == "order_placed":
             region = ev.region
             skus = st.skus
@@ -673,7 +675,7 @@ class DemandEngine:
                 skus.bucket(line.sku, ts)[SKU_CANCELLED] += line.qty
                 vecs, _, shop_sets = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
                 for shops in shop_sets:
-                    shops.add(seller)
+                    shops.add(returner)
                 for vec in vecs:
                     vec[CANCELLED_UNITS] += line.qty
         elif kind == "returned":
@@ -682,7 +684,7 @@ class DemandEngine:
             vecs, _, shop_sets = self._entry(
                 st, self._attrs(st, ev.sku, ts), ev.region or UNKNOWN, ts)
             for shops in shop_sets:
-                shops.add(seller)
+                shops.add(returner)
             for vec in vecs:
                 vec[RETURNED_UNITS] += qty
         elif kind == "restock_shipped":

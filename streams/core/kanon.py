@@ -6,17 +6,17 @@ the web view's demand sections, the market views and dashboards) must come from 
 ``k`` distinct shops (``C2M_MIN_SHOPS_PER_SIGNAL``, default 3).
 
 **Contributors.** The engine records, per cell, the shops whose events it counted, as
-*tagged* 64-bit hashes: the shop id's BLAKE2b-64 (the visitor-id hash) with its lowest bit
-0 for a *seller* (order placed or cancelled, return) and 1 for a *viewer* (page view). A
-cell's sales measures (orders, units, GMV, cancels, returns, net units) come from its
-sellers, its page views and conversion from its viewers and sellers. So a number set may
-be published when
+*tagged* 64-bit hashes: the shop id's BLAKE2b-64 (the visitor-id hash) with its two lowest
+bits saying what the shop did there: ``ORDER`` (0: orders placed: orders, units, GMV),
+``VIEW`` (1: page views) or ``RETURN`` (2: cancels and returns). Every measure of a cell
+comes from one of these families, so a number set may be published when each family that
+is there has at least k shops:
 
-    (sellers == 0 or sellers >= k) and (viewers == 0 or viewers >= k)
-    and sellers + viewers > 0
+    (orders == 0 or orders >= k) and (views == 0 or views >= k)
+    and (returns == 0 or returns >= k) and orders + views + returns > 0
 
-(``publishable``): a cell where one shop sold and three others were only viewed does not
-show that one shop's sales.
+(``publishable``): a cell where one shop sold and three others were only viewed (or only
+had returns) does not show that one shop's sales.
 
 **Fold.** A cell (category, colour, size, price band, region) that may not be published
 is folded into its parent, level by level (``LEVELS``): first the region (the cells of the
@@ -41,8 +41,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-SELLER: Final = 0
-VIEWER: Final = 1
+ORDER: Final = 0
+VIEW: Final = 1
+RETURN: Final = 2
+FAMILIES: Final = (ORDER, VIEW, RETURN)
 #: the dimensions of a demand cell, in key order
 DIMS: Final = ("category", "color", "size", "price_band", "region")
 #: how many leading dimensions each fold level keeps (the rest become '')
@@ -50,27 +52,23 @@ LEVELS: Final = (5, 4, 1, 0)
 FOLDED: Final = ""
 
 
-def shop_tag(shop_hash: int, viewer: bool) -> int:
-    """A shop's contributor tag: its hash with the lowest bit saying seller (0) / viewer (1)."""
-    return (shop_hash & ~1) | (1 if viewer else 0)
+def shop_tag(shop_hash: int, family: int) -> int:
+    """A shop's contributor tag: its hash with the two lowest bits saying what it did."""
+    return (shop_hash & ~3) | family
 
 
-def counts(tags: Iterable[int]) -> tuple[int, int]:
-    """(distinct sellers, distinct viewers) among contributor tags."""
-    sellers = viewers = 0
+def counts(tags: Iterable[int]) -> tuple[int, int, int]:
+    """Distinct shops per family among contributor tags: (orders, views, returns)."""
+    n = [0, 0, 0, 0]
     for t in set(tags):
-        if t & 1:
-            viewers += 1
-        else:
-            sellers += 1
-    return sellers, viewers
+        n[t & 3] += 1
+    return n[ORDER], n[VIEW], n[RETURN]
 
 
 def publishable(tags: Iterable[int], k: int) -> bool:
     """May a number set built from these contributors be published to everyone?"""
-    sellers, viewers = counts(tags)
-    return (sellers + viewers > 0 and (sellers == 0 or sellers >= k)
-            and (viewers == 0 or viewers >= k))
+    per_family = counts(tags)
+    return sum(per_family) > 0 and all(n == 0 or n >= k for n in per_family)
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 _names = itertools.count()
 T0 = 1_762_790_400  # 2025-11-10 16:00 UTC, a window start of every size
-SHOPS = [shop_tag(random.Random(i).getrandbits(64), v) for i in range(6) for v in (False, True)]
+SHOPS = [shop_tag(random.Random(i).getrandbits(64), f) for i in range(6) for f in (0, 1, 2)]
 DIMS = (["袜子", "杯子", "毛巾"], ["红", "雾霾蓝", "black"], ["M", "L"], ["0-10", "10-20"],
         ["浙江", "广东", "江苏"])
 
@@ -36,13 +36,14 @@ def _random_cells(rng: random.Random, windows: list[int], size: int) -> list[lis
         for _ in range(rng.randint(5, 40)):
             key = tuple(rng.choice(d) for d in DIMS)
             tags = sorted(set(rng.sample(SHOPS, rng.randint(1, 5))))
-            sellers = any(t % 2 == 0 for t in tags)
-            viewers = any(t % 2 == 1 for t in tags)
+            sellers = any(t % 4 == 0 for t in tags)
+            viewers = any(t % 4 == 1 for t in tags)
+            returns = any(t % 4 == 2 for t in tags)
             units = rng.randint(1, 9) if sellers else 0
             cells[(w, key)] = [
                 size, datetime.fromtimestamp(w, UTC), datetime.fromtimestamp(w + size, UTC),
-                *key, units if sellers else 0, units, units * 125_000, 0,
-                rng.randint(0, 1) if sellers else 0, rng.randint(1, 30) if viewers else 0,
+                *key, units, units, units * 125_000, rng.randint(1, 2) if returns else 0,
+                rng.randint(0, 1) if returns else 0, rng.randint(1, 30) if viewers else 0,
                 0, tags, 1,
             ]
     return list(cells.values())

@@ -169,8 +169,8 @@ def test_serving_rows_equal_the_partition_rows_through_corrections(
         "SELECT window_seconds, toUnixTimestamp(window_start), category, color, size, "
         f"price_band, region, shops FROM {db}.demand_cells FINAL").result_rows}
     assert served_shops == {
-        k: sorted({shop_tag(id_hash(s), False) for s in c["sellers"]}
-                  | {shop_tag(id_hash(s), True) for s in c["viewers"]})
+        k: sorted(shop_tag(id_hash(s), fam)
+                  for fam, role in enumerate(("orders", "views", "returns")) for s in c[role])
         for k, c in shops.items()
     }
     assert max(len(v) for v in served_shops.values()) >= 4

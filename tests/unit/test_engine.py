@@ -375,10 +375,10 @@ def test_overlapping_cuts_with_failed_writes_lose_nothing() -> None:
     assert {k: len(v) for k, v in visitors.items()} == {
         k: w["unique_visitors"] for k, w in want.items() if w["pageviews"]
     }
-    # every cell's contributors: the shops that sold (or cancelled, returned) and viewed
+    # every cell's contributors: the shops that sold, were viewed, had cancels or returns
     assert shops == {
-        k: {shop_tag(id_hash(s), False) for s in c["sellers"]}
-        | {shop_tag(id_hash(s), True) for s in c["viewers"]}
+        k: {shop_tag(id_hash(s), fam) for fam, role in enumerate(("orders", "views", "returns"))
+            for s in c[role]}
         for k, c in want_shops.items()
     }
     assert len({h for tags in shops.values() for h in tags}) > 2
