@@ -58,6 +58,10 @@ class ViewQuery:
     args: Callable[[Mapping[str, str]], tuple[str, dict[str, Any]]]
 
 
+# The demand sections are market-level for every caller (issue 22): they read the market
+# views (migration 0008), where a cell that fewer than C2M_MIN_SHOPS_PER_SIGNAL shops made is
+# folded into its parent (dimensions '', shown as '其他 other') or withheld.
+
 _SUMMARY = """
 SELECT
     (SELECT newest_ts FROM {db}.event_time_progress)    AS newest_ts_ms,
@@ -68,14 +72,14 @@ SELECT
     sum(net_units)                                      AS net_units,
     round(sum(gmv), 2)                                  AS gmv,
     sum(pageviews)                                      AS pageviews
-FROM {db}.demand_rolling
+FROM {db}.market_rolling
 WHERE horizon = {horizon:String}
 """
 
 _BREAKDOWN = """
-SELECT {dim} AS key, sum(units) AS units, sum(net_units) AS net_units, sum(orders) AS orders,
-       sum(returned_units) AS returned_units
-FROM {db}.demand_rolling
+SELECT if({dim} = '', '其他 other', {dim}) AS key, sum(units) AS units, sum(net_units) AS net_units,
+       sum(orders) AS orders, sum(returned_units) AS returned_units
+FROM {db}.market_rolling
 WHERE horizon = {horizon:String}
 GROUP BY key
 ORDER BY units DESC, key
@@ -83,30 +87,32 @@ LIMIT {limit:UInt32}
 """
 
 _SERIES = """
-WITH (SELECT window_start FROM {db}.demand_cells WHERE window_seconds = {window:UInt32}
-      ORDER BY window_seconds DESC, window_start DESC LIMIT 1) AS latest
-SELECT toUnixTimestamp(window_start) AS t, {dim} AS key, sum(units) AS units
-FROM {db}.demand_by_attribute
-WHERE window_seconds = {window:UInt32}
-  AND window_start > latest - toIntervalSecond({window:UInt32} * {points:UInt32})
-  AND {dim} IN (
-      SELECT {dim} FROM {db}.demand_by_attribute
+WITH (SELECT toInt64(toUnixTimestamp(window_start)) FROM {db}.demand_cells
       WHERE window_seconds = {window:UInt32}
-        AND window_start > latest - toIntervalSecond({window:UInt32} * {points:UInt32})
+      ORDER BY window_seconds DESC, window_start DESC LIMIT 1) AS latest
+SELECT toUnixTimestamp(window_start) AS t, if({dim} = '', '其他 other', {dim}) AS key,
+       sum(units) AS units
+FROM {db}.market_demand(seconds={window:UInt32},
+                        from_s=latest - {window:UInt32} * {points:UInt32} + 1, to_s=latest + 1)
+WHERE {dim} IN (
+      SELECT {dim}
+      FROM {db}.market_demand(seconds={window:UInt32},
+                              from_s=latest - {window:UInt32} * {points:UInt32} + 1,
+                              to_s=latest + 1)
       GROUP BY {dim} ORDER BY sum(units) DESC, {dim} LIMIT {top:UInt32})
 GROUP BY t, key
 ORDER BY t, key
 """
 
 _ROLLING = """
-SELECT category, color, size, price_band,
+SELECT if(category = '', '其他 other', category) AS category, color, size, price_band,
        sumIf(units, horizon = '1h')      AS units_1h,
        sumIf(units, horizon = '24h')     AS units_24h,
        sumIf(units, horizon = '7d')      AS units_7d,
        sumIf(net_units, horizon = '24h') AS net_units_24h,
        sumIf(orders, horizon = '24h')    AS orders_24h,
        round(sumIf(gmv, horizon = '24h'), 2) AS gmv_24h
-FROM {db}.demand_rolling
+FROM {db}.market_rolling
 GROUP BY category, color, size, price_band
 ORDER BY units_24h DESC, category, color, size, price_band
 LIMIT {limit:UInt32}
