@@ -295,6 +295,7 @@ class Settings(BaseSettings):
             ),
             surge=SurgeConfig(min_orders=self.surge_min_orders, ratio=self.surge_ratio),
             cooldown_hours=self.alert_cooldown_hours,
+            min_shops=self.min_shops_per_signal,
         )
 
     @property

@@ -22,7 +22,7 @@ import orjson
 import pytest
 
 from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMessage
-from streams.core.alerting.evaluator import AlertEvaluator, PreparedInputs
+from streams.core.alerting.evaluator import AlertConfig, AlertEvaluator, PreparedInputs
 from streams.core.pricebands import PriceBands
 from streams.core.tenancy import restock_topic
 from tests.integration.conftest import Worker, consume_all, produce
@@ -34,7 +34,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DAYS = 3.0
 SURGE_MS = START_MS + 2 * DAY_MS + 2 * HOUR_MS
-ENV = {"C2M_ALERT_INTERVAL_SECONDS": "0.5", "C2M_ALERT_IDLE_WALL_SECONDS": "10"}
+#: the scenario's 60 SKUs come from 5 shops: most signal keys have one shop, so the k-shop
+#: rule of market signals (tests/signals/test_market_signals.py) runs here with k = 1: the
+#: worker and the reference below apply the same rule
+K = 1
+ENV = {"C2M_ALERT_INTERVAL_SECONDS": "0.5", "C2M_ALERT_IDLE_WALL_SECONDS": "10",
+       "C2M_MIN_SHOPS_PER_SIGNAL": str(K)}
 
 
 def _run_until_idle(w: Worker, n_events: int) -> dict[str, Any]:
@@ -86,7 +91,7 @@ def test_alerts_end_to_end(worker_factory: Any, tmp_path: Path) -> None:
     # the oracle: the pure rules on an independent aggregation of the raw events
     prep = PreparedInputs(reference_inputs(events))
     assert prep.first_hour is not None
-    ev = AlertEvaluator()
+    ev = AlertEvaluator(AlertConfig(min_shops=K))
     want = []
     for h in range(prep.first_hour, last_hour + 3600, 3600):
         for a in ev.evaluate(h, prep):
