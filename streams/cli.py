@@ -51,6 +51,65 @@ def db_migrate() -> None:
     click.echo(f"retention changed on: {', '.join(altered) or 'none (up to date)'}")
 
 
+@db.command("grant")
+@click.option("--factory", "-f", required=True, help="The factory, e.g. F001")
+@click.option("--password-env", metavar="VAR",
+              help="Take the user's password from this environment variable (default: a new "
+                   "random one, printed once)")
+@click.option("--print-sql", is_flag=True, help="Print the statements instead of running them")
+@click.option("--users-xml", is_flag=True,
+              help="Print the user as a users.xml entry instead of running anything")
+def db_grant(factory: str, password_env: str | None, print_sql: bool, users_xml: bool) -> None:
+    """Create (or replace) a factory's read-only ClickHouse user and row policies.
+
+    The user reads the market views, its own alerts, catalog, SKU hours, lost sales and
+    production brief, and nothing else (docs/SECURITY.md). Runs against a ClickHouse
+    server (C2M_CLICKHOUSE_URL=http://...): the embedded engine has no user storage.
+    """
+    import os
+    import secrets
+
+    from streams.clickhouse.access import USERS_XML_PROFILE, FactoryAccess
+    from streams.core.tenancy import BadFactoryId
+
+    s = _settings()
+    try:
+        access = FactoryAccess(s.clickhouse_database, factory)
+    except BadFactoryId as exc:
+        raise click.ClickException(str(exc)) from None
+    if password_env:
+        password = os.environ.get(password_env, "")
+        if not password:
+            raise click.ClickException(f"{password_env} is not set (or empty)")
+    else:
+        password = secrets.token_urlsafe(24)
+    if users_xml:
+        click.echo(f"<!-- profiles: {USERS_XML_PROFILE} -->")
+        click.echo(access.users_xml(password))
+    elif print_sql:
+        for stmt in access.statements(password):
+            click.echo(stmt + ";")
+    else:
+        from streams.clickhouse.client import connect
+        from streams.clickhouse.errors import sink_error
+        from streams.errors import C2MError
+
+        if s.effective_clickhouse_url.startswith("chdb:"):
+            raise click.ClickException(
+                "the embedded ClickHouse (chDB) has no user storage: run c2m db grant against "
+                "a server (C2M_CLICKHOUSE_URL=http://...), or use --print-sql or --users-xml")
+        try:
+            client = connect(s)
+            for stmt in access.statements(password):
+                client.command(stmt)
+        except Exception as exc:
+            err = exc if isinstance(exc, C2MError) else sink_error(exc, "grant", access.user)
+            raise click.ClickException(str(err)) from None
+        click.echo(f"user {access.user}: read-only, row policies for factory {factory}")
+    if not password_env:
+        click.echo(f"password for {access.user} (shown only now): {password}", err=True)
+
+
 @main.command()
 @click.option("--topic", required=True,
               type=click.Choice(["shop.orders", "shop.pageviews", "shop.logistics"]))
