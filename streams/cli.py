@@ -322,6 +322,31 @@ def alerts_tail(factory: str | None, lang: str, idle_exit: float | None, market:
 
 
 @main.group()
+def kafka() -> None:
+    """Kafka tenants (SASL users and ACLs)."""
+
+
+@kafka.command("acls")
+@click.option("--factory", "-f", required=True, help="The factory, e.g. F003")
+def kafka_acls(factory: str) -> None:
+    """Print the commands that give one factory its Kafka user and ACLs: read its own
+    topics factory.<factory>.* and use its consumer groups factory.<factory>.*, nothing else
+    (run them with Kafka's tools as the cluster admin; the password from $PASSWORD)."""
+    from streams.core.tenancy import BadFactoryId, restock_topic
+    from streams.kafka.acls import acl_command, factory_acls, factory_user, user_command
+
+    try:
+        user = factory_user(factory)
+        acls = factory_acls(factory)
+    except BadFactoryId as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"# factory {factory}: user {user}, topic {restock_topic(factory)}")
+    click.echo(user_command(user, "PASSWORD"))
+    for acl in acls:
+        click.echo(acl_command(acl))
+
+
+@main.group()
 def token() -> None:
     """Per-factory web tokens (/api/alerts, /api/brief, /api/view/*, /view)."""
 

@@ -96,3 +96,26 @@ def test_other_topics_are_not_factory_topics() -> None:
     assert tenancy.factory_of("a__b") is None
     assert tenancy.factory_of("a_ZZ") is None
     assert tenancy.factory_of("_FF") is None  # not UTF-8
+
+
+def test_kafka_acls_command_grants_one_prefix_and_nothing_else() -> None:
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "streams.cli", "kafka", "acls", "--factory",
+                          "义乌 袜厂"], capture_output=True, text=True, timeout=60, check=True,
+                         env={**os.environ}).stdout
+    acls = [shlex.split(ln) for ln in out.splitlines() if ln.startswith("kafka-acls.sh")]
+    assert len(acls) == 2
+    want = tenancy.prefix("义乌 袜厂")
+    for args in acls:
+        assert args[args.index("--allow-principal") + 1] == "User:factory-" + tenancy.component(
+            "义乌 袜厂")
+        assert want in args and args[-2:] == ["--resource-pattern-type", "prefixed"]
+        assert {args[i + 1] for i, a in enumerate(args) if a == "--operation"} == {
+            "Read", "Describe"}
+    bad = subprocess.run([sys.executable, "-m", "streams.cli", "kafka", "acls", "--factory", ""],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
