@@ -393,7 +393,7 @@ def attach_alerts(
         except PermissionError as exc:
             return forbidden(web, str(exc))
         open_only = request.query.get("all", "") == ""
-        rows = await io(alert_store.alerts, factory, open_only, market=scope.kind == "market")
+        rows = await io(alert_store.alerts, factory, open_only, 200, scope.kind == "market")
         return web.json({"alerts": rows})
 
     @app.page("/api/brief")
