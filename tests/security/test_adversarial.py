@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -259,6 +260,27 @@ def test_without_a_token_only_market_views(stack: Stack) -> None:
         assert not _leaks(body, secrets), path  # no SKU, no restock alert anywhere
 
 
+def test_the_page_with_a_token_shows_only_that_factory_s(stack: Stack, tmp_path: Path) -> None:
+    """/view#token=...: the page sends the token (never in the URL it requests); its
+    alerts and brief are A's; without a token the brief is refused."""
+    from tests.integration.test_web_view import _chromium
+
+    url = f"http://127.0.0.1:{stack.worker.web_port}/view"
+    with_token = _chromium("--dump-dom", f"{url}#token={stack.tokens[stack.a]}",
+                           user_dir=tmp_path / "a")
+    without = _chromium("--dump-dom", url, user_dir=tmp_path / "none")
+    assert with_token.returncode == 0 and without.returncode == 0
+    assert 'data-ready="1"' in with_token.stdout
+    assert not _leaks(with_token.stdout, stack.secrets_of(stack.b))
+    assert not _leaks(without.stdout, stack.secrets_of(stack.a) + stack.secrets_of(stack.b))
+    brief = [ln for ln in with_token.stdout.split("<section") if 'data-view="brief"' in ln]
+    refused = [ln for ln in without.stdout.split("<section") if 'data-view="brief"' in ln]
+    assert brief and 'data-loaded="1"' in brief[0]
+    assert refused and "unavailable" in refused[0]
+    log = stack.worker.log_tail(20_000)
+    assert stack.tokens[stack.a] not in log and stack.tokens[stack.b] not in log
+
+
 # ---------------------------------------------------------------------------- Kafka
 
 
@@ -346,10 +368,30 @@ def test_no_shared_output_shows_a_cell_of_fewer_than_k_shops(stopped: Stack) -> 
     assert not any((r.group[0], *r.key) in published0 for r in single)
     for r in fold(hourly, K):
         assert publishable(r.shops, K)
-    # market signals: from k shops' orders (the hour of a surge)
+    # market signals: from k shops' orders (in the hour of a surge, the day of a rising
+    # share), counted from the raw events
+    bands = {p["sku"]: oracle.band(p["list_price"]) for p in products}
+    by_sku = {p["sku"]: p for p in products}
+    order_shops: dict[tuple[str, str, str, int], set[str]] = {}
+    for e in stopped.events:
+        if e.value["event_type"] != "order_placed":
+            continue
+        h = oracle.ts_ms(e.value["ts"]) // 3_600_000 * 3600
+        for line in e.value["lines"]:
+            p = by_sku[line["sku"]]
+            for dim, value in (("color", p["color"]), ("size", p["size"]),
+                               ("price_band", bands[line["sku"]])):
+                order_shops.setdefault((p["category"], dim, value, h), set()).add(
+                    e.value["shop_id"])
     for rec in consume_all(stopped.worker.bootstrap, TOPIC_DEMAND_SIGNALS, 10**6, timeout=3):
         m = AlertMessage.model_validate_json(rec.value)
-        assert m.kind in ("surge", "rising_share", "lost_sales")
+        start = int(oracle.ts_ms(m.window_start) // 1000)
+        hours = [start] if m.kind == "surge" else list(range(start - 82_800, start + 1, 3600))
+        if m.kind != "lost_sales":
+            got_shops = set().union(*(order_shops.get((m.category, m.dimension or "",
+                                                       m.value or "", h), set())
+                                      for h in hours))
+            assert len(got_shops) >= K, m
 
 
 def test_factory_a_s_clickhouse_user_and_dashboards_show_nothing_of_b(stopped: Stack) -> None:
