@@ -25,6 +25,7 @@ from prometheus_client import start_http_server
 from schemas.contract import TOPIC_DEAD_LETTER, TOPIC_ORDERS
 from streams import metrics
 from streams.alerting import AlertService
+from streams.brief import with_moq
 from streams.catalog_reader import CatalogReader
 from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
@@ -417,7 +418,7 @@ def attach_alerts(
         except ValueError:
             return web.json({"error": "days and run_days must be integers"}, status=400)
         category = request.query.get("category", "")[:128]
-        rows = await io(alert_store.brief, category, factory, days, run_days)
+        rows = await io(with_moq, alert_store, category, factory, days, run_days)
         return web.json({"rows": jsonable(rows)})
 
     return alerts
@@ -447,13 +448,15 @@ def broker_bootstrap(app: faust.App) -> str:
 
 
 def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """ClickHouse rows with datetimes as RFC 3339 strings and NaN/inf as null."""
+    """ClickHouse rows with datetimes as RFC 3339 UTC strings and NaN/inf as null.
+    (DateTime columns come back naive in UTC, or aware when the column has a zone, e.g.
+    the brief's local days.)"""
     import math
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     def conv(v: Any) -> Any:
         if isinstance(v, datetime):
-            return v.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return (v.astimezone(UTC) if v.tzinfo else v).strftime("%Y-%m-%dT%H:%M:%SZ")
         if isinstance(v, float) and not math.isfinite(v):
             return None
         return v

@@ -1,28 +1,129 @@
-"""The ``c2m`` command line."""
+"""The ``c2m`` command line.
+
+Expected failures end with one line on stderr, ``c2m: error: <what is wrong>: <what to
+do>``, and an exit code from :mod:`streams.errors` (documented in the README): 2 usage,
+3 configuration, 4 Kafka or ClickHouse unreachable, 5 ClickHouse refused, 1 otherwise.
+The traceback is printed only with ``c2m --debug ...`` or ``C2M_LOG_LEVEL=debug``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sys
+import traceback
+from collections.abc import Sequence
 from typing import Any
 
 import click
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
+from streams.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    C2MError,
+    ConfigError,
+)
 from streams.settings import Settings
 
+#: set by ``c2m --debug``
+_DEBUG = {"on": False}
 
-def _settings(**overrides: Any) -> Settings:
+#: client libraries whose connection errors would flood the terminal of a short command
+_CLIENT_LOGGERS = ("kafka", "aiokafka", "clickhouse_connect")
+
+
+def _debug() -> bool:
+    return _DEBUG["on"] or os.environ.get("C2M_LOG_LEVEL", "").strip().lower() == "debug"
+
+
+def _settings(options: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """The settings, or ConfigError naming each bad variable, its value and the expected
+    format. ``options``: setting -> the command-line option it came from."""
+    from streams.problems import settings_problem
+
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid settings:\n{exc}") from None
+    except (ValidationError, SettingsError) as exc:
+        raise ConfigError(settings_problem(exc, options)) from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """c2m-pulse: shop events on Kafka -> demand signals for factories in ClickHouse."""
+def _quiet_clients() -> None:
+    """For one-shot commands: the Kafka clients' own connection logs stay silent (the
+    command says in one line what failed); ``--debug`` shows them."""
+    if _debug():
+        logging.basicConfig(level=logging.DEBUG)
+        return
+    for name in _CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+def _problem(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one line) for an exception that ended a command."""
+    if isinstance(exc, click.UsageError):
+        ctx = exc.ctx
+        where = ctx.command_path if ctx is not None else "c2m"
+        return EXIT_USAGE, f"{where}: {exc.format_message()} (see: {where} --help)"
+    if isinstance(exc, click.Abort):
+        return EXIT_FAILED, "aborted"
+    if isinstance(exc, click.ClickException):
+        return exc.exit_code, exc.format_message()
+    if isinstance(exc, (ValidationError, SettingsError)):
+        from streams.problems import settings_problem
+
+        return EXIT_CONFIG, settings_problem(exc)
+    if isinstance(exc, C2MError):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, "interrupted"
+    text = " ".join(str(exc).split())[:300]
+    return EXIT_FAILED, (f"unexpected {type(exc).__name__}: {text or '(no message)'} (a bug? "
+                         "run again with c2m --debug for the traceback and report it)")
+
+
+class C2MGroup(click.Group):
+    """The ``c2m`` group: every command's expected failures as one line and an exit code."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            rv = super().main(args, prog_name or "c2m", complete_var, standalone_mode=False,
+                              **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(EXIT_USAGE)
+        except SystemExit:
+            raise
+        except BaseException as exc:
+            code, line = _problem(exc)
+            if _debug():
+                traceback.print_exception(exc, file=sys.stderr)
+            click.echo(f"c2m: error: {line}", err=True)
+            sys.exit(code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=C2MGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True,
+              help="Print the full traceback of an error (also: C2M_LOG_LEVEL=debug)")
+def main(debug: bool) -> None:
+    """c2m-pulse: shop events on Kafka -> demand signals for factories in ClickHouse.
+
+    Errors end with one line on stderr and an exit code: 2 usage, 3 configuration,
+    4 Kafka or ClickHouse unreachable, 5 ClickHouse refused (query, schema), 1 otherwise
+    (e.g. a brief with no demand).
+    """
+    _DEBUG["on"] = debug
 
 
 @main.command()
@@ -44,6 +145,7 @@ def db_migrate() -> None:
     from streams.clickhouse.retention import apply_retention
 
     s = _settings()
+    _quiet_clients()
     client = connect(s)
     applied = migrate(client, s.clickhouse_database, timezone=s.timezone)
     click.echo(f"applied migrations: {applied or 'none (up to date)'}")
@@ -76,11 +178,12 @@ def db_grant(factory: str, password_env: str | None, print_sql: bool, users_xml:
     try:
         access = FactoryAccess(s.clickhouse_database, factory)
     except BadFactoryId as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="--factory") from None
     if password_env:
         password = os.environ.get(password_env, "")
         if not password:
-            raise click.ClickException(f"{password_env} is not set (or empty)")
+            raise ConfigError(f"{password_env} is not set (or empty): put the user's password "
+                              "in it, or leave --password-env out for a new one")
     else:
         password = secrets.token_urlsafe(24)
     if users_xml:
@@ -92,19 +195,17 @@ def db_grant(factory: str, password_env: str | None, print_sql: bool, users_xml:
     else:
         from streams.clickhouse.client import connect
         from streams.clickhouse.errors import sink_error
-        from streams.errors import C2MError
 
         if s.effective_clickhouse_url.startswith("chdb:"):
-            raise click.ClickException(
+            raise ConfigError(
                 "the embedded ClickHouse (chDB) has no user storage: run c2m db grant against "
                 "a server (C2M_CLICKHOUSE_URL=http://...), or use --print-sql or --users-xml")
+        client = connect(s)
         try:
-            client = connect(s)
             for stmt in access.statements(password):
                 client.command(stmt)
         except Exception as exc:
-            err = exc if isinstance(exc, C2MError) else sink_error(exc, "grant", access.user)
-            raise click.ClickException(str(err)) from None
+            raise sink_error(exc, "grant", access.user) from None
         click.echo(f"user {access.user}: read-only, row policies for factory {factory}")
     if not password_env:
         click.echo(f"password for {access.user} (shown only now): {password}", err=True)
@@ -130,6 +231,7 @@ def reset(topic: str, partitions: tuple[int, ...], yes: bool) -> None:
     from streams.clickhouse.store import DemandStore
 
     s = _settings()
+    _quiet_clients()
     store = DemandStore(connect(s), s.clickhouse_database, s.calendar())
     known = [p for t, p, _ in store.partitions() if t == topic]
     chosen = sorted(set(partitions or known))
@@ -164,12 +266,16 @@ def skip(topic: str, partition: int, to_offset: int, yes: bool) -> None:
     from streams.clickhouse.store import DemandStore
 
     s = _settings()
+    _quiet_clients()
     store = DemandStore(connect(s), s.clickhouse_database, s.calendar())
     if not yes:
         click.confirm(f"skip {topic}[{partition}] up to offset {to_offset}?", abort=True)
     start = store.skip_to(topic, partition, to_offset)
     bootstrap = s.kafka_bootstrap
     if bootstrap:
+        from streams.kafka.topics import probe_kafka
+
+        probe_kafka(bootstrap)
         asyncio.run(_skipped_dead_letters(s, bootstrap, topic, partition, start, to_offset))
     click.echo(f"skipped {topic}[{partition}] offsets {start}..{to_offset - 1}"
                + ("" if bootstrap else " (no C2M_KAFKA_BOOTSTRAP: no dead letters sent)"))
@@ -199,39 +305,62 @@ async def _skipped_dead_letters(
 @main.command()
 @click.argument("sql")
 def query(sql: str) -> None:
-    """Run a read query against the configured ClickHouse and print the rows (TSV)."""
-    from streams.clickhouse.client import connect
+    """Run one read-only SQL statement against the configured ClickHouse and print the
+    rows (TSV, a header line first).
 
-    result = connect(_settings()).query(sql, settings={"readonly": 1})
-    click.echo("\t".join(result.column_names))
-    for row in result.result_rows:
-        click.echo("\t".join(str(v) for v in row))
+    One statement per call (a trailing ; is fine). While a `c2m demo` or `c2m worker`
+    holds the embedded ClickHouse, the query runs in that process (its web server,
+    read-only).
+    """
+    from streams.query import format_tsv, one_statement, run_query
+
+    one_statement(sql)  # refuse several statements before connecting anywhere
+    s = _settings()
+    _quiet_clients()
+    result = run_query(s, sql)
+    for line in format_tsv(result):
+        click.echo(line)
+    if result.truncated:
+        click.echo(f"c2m: warning: only the first {len(result.rows)} rows were sent by the "
+                   "running worker; add a LIMIT or stop it to read all", err=True)
+
+
+_POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
 @main.command()
-@click.option("--web-port", type=int, help="Faust web port (C2M_WEB_PORT)")
-@click.option("--duration", type=float, help="Stop after N seconds")
+@click.option("--web-port", type=click.IntRange(0, 65535), help="Faust web port (C2M_WEB_PORT)")
+@click.option("--duration", type=_POSITIVE, help="Stop after N seconds")
 def worker(web_port: int | None, duration: float | None) -> None:
     """Run the Faust worker (starts an embedded broker if C2M_KAFKA_BOOTSTRAP is unset)."""
-    from streams.runner import configure_logging, kafka_bootstrap, run_worker
+    from streams.runner import check_can_start, configure_logging, kafka_bootstrap, run_worker
 
-    s = _settings(web_port=web_port)
+    s = _settings({"web_port": "--web-port"}, web_port=web_port)
+    check_can_start(s, _server_ports(s))
     configure_logging(s.log_level)
     with kafka_bootstrap(s) as bootstrap:
         run_worker(s, bootstrap, duration_s=duration)
 
 
 @main.command()
-@click.option("--port", type=int, help="Web port for restores (C2M_WRITER_PORT)")
-@click.option("--duration", type=float, help="Stop after N seconds")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="Web port for restores (C2M_WRITER_PORT)")
+@click.option("--duration", type=_POSITIVE, help="Stop after N seconds")
 def writer(port: int | None, duration: float | None) -> None:
     """Run the single ClickHouse writer for workers with C2M_SINK=kafka (needs a broker)."""
+    from streams.kafka.topics import probe_kafka
     from streams.runner import configure_logging
     from streams.writer import run_writer
 
-    s = _settings(writer_port=port)
+    s = _settings({"writer_port": "--port"}, writer_port=port)
     if not s.kafka_bootstrap:
-        raise click.ClickException("set C2M_KAFKA_BOOTSTRAP: workers and writer share a broker")
+        raise ConfigError("C2M_KAFKA_BOOTSTRAP is not set: the writer and its workers share "
+                          "a broker (host:port[,host:port])")
+    from streams.runner import check_can_start
+
+    check_can_start(s, {"C2M_WRITER_PORT": (s.writer_host, s.writer_port),
+                        "C2M_METRICS_PORT": (s.metrics_host, s.metrics_port)})
+    probe_kafka(s.kafka_bootstrap)
     configure_logging(s.log_level)
     run_writer(s, s.kafka_bootstrap, duration_s=duration)
 
@@ -245,6 +374,7 @@ def broker() -> None:
     from streams.kafka.topics import ensure_topics
 
     s = _settings()
+    _quiet_clients()
     with EmbeddedBroker() as b:
         ensure_topics(b.bootstrap, s.topic_partitions)
         click.echo(f"embedded broker on {b.bootstrap}; export C2M_KAFKA_BOOTSTRAP={b.bootstrap}")
@@ -256,10 +386,12 @@ def broker() -> None:
 
 
 @main.command()
-@click.option("--rate", type=float, default=1000.0, show_default=True, help="Events per second")
-@click.option("--duration", type=float, default=60.0, show_default=True, help="Wall seconds")
+@click.option("--rate", type=_POSITIVE, default=1000.0, show_default=True,
+              help="Events per second")
+@click.option("--duration", type=_POSITIVE, default=60.0, show_default=True,
+              help="Wall seconds")
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--speed", type=float, default=60.0, show_default=True,
+@click.option("--speed", type=_POSITIVE, default=60.0, show_default=True,
               help="Simulated seconds per wall second")
 @click.option("--forever", is_flag=True,
               help="Ignore --duration: backfill ten wall minutes at --speed, then run in "
@@ -271,7 +403,9 @@ def simulate(rate: float, duration: float, seed: int, speed: float, forever: boo
 
     s = _settings()
     if not s.kafka_bootstrap:
-        raise click.ClickException("set C2M_KAFKA_BOOTSTRAP (or run `c2m demo`)")
+        raise ConfigError("C2M_KAFKA_BOOTSTRAP is not set: c2m simulate produces to a "
+                          "broker (host:port); or run `c2m demo`, which brings its own")
+    _quiet_clients()
     ensure_topics(s.kafka_bootstrap, s.topic_partitions, s.kafka_client_config())
     n = asyncio.run(
         run_simulation(
@@ -289,10 +423,18 @@ def alerts() -> None:
     """Factory alerts."""
 
 
+def _factory_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty: give a factory id such as F001, or "
+                                 "leave --factory out to follow every factory")
+    return value.strip() if value is not None else None
+
+
 @alerts.command("tail")
-@click.option("--factory", "-f", help="Only this factory's alerts (e.g. F001)")
+@click.option("--factory", "-f", callback=_factory_id,
+              help="Only this factory's alerts (e.g. F001)")
 @click.option("--lang", type=click.Choice(["both", "zh", "en"]), default="both", show_default=True)
-@click.option("--idle-exit", type=float, default=None,
+@click.option("--idle-exit", type=_POSITIVE, default=None,
               help="Exit after N seconds without a new message (default: follow forever)")
 @click.option("--market", is_flag=True,
               help="With --factory: also the market signals (factory.demand-signals)")
@@ -301,24 +443,25 @@ def alerts_tail(factory: str | None, lang: str, idle_exit: float | None, market:
 
     With --factory F only F's topic factory.<F>.restock-alerts (with C2M_KAFKA_SASL_* set
     to F's credentials where the broker has ACLs); without, every factory's topic and the
-    market signals.
+    market signals. Warns (on stderr) when the factory is not in the catalog; stops with
+    one line when the broker goes away (e.g. the demo stopped).
     """
     from streams.alerts_tail import run_tail
+    from streams.errors import BrokerError
+    from streams.kafka.topics import probe_kafka
     from streams.runner import running_bootstrap
 
     s = _settings()
+    _quiet_clients()
     bootstrap = running_bootstrap(s)
     if bootstrap is None:
-        raise click.ClickException(
-            "no broker: set C2M_KAFKA_BOOTSTRAP, or start `c2m demo` (same C2M_DATA_DIR)"
+        raise BrokerError(
+            "no broker to read alerts from: start `c2m demo` in this folder (same "
+            "C2M_DATA_DIR), or set C2M_KAFKA_BOOTSTRAP to your Kafka (host:port)"
         )
-    from streams.errors import C2MError
-
-    try:
-        run_tail(bootstrap, factory, lang, idle_exit, s.kafka_client_config(), s.calendar(),
-                 market=market)
-    except C2MError as exc:
-        raise click.ClickException(str(exc)) from None
+    probe_kafka(bootstrap)
+    run_tail(bootstrap, factory, lang, idle_exit, s.kafka_client_config(), s.calendar(),
+             market=market)
 
 
 @main.group()
@@ -339,7 +482,7 @@ def kafka_acls(factory: str) -> None:
         user = factory_user(factory)
         acls = factory_acls(factory)
     except BadFactoryId as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="--factory") from None
     click.echo(f"# factory {factory}: user {user}, topic {restock_topic(factory)}")
     click.echo(user_command(user, "PASSWORD"))
     for acl in acls:
@@ -362,13 +505,12 @@ def _token_store(s: Settings) -> Any:
 def token_create(factory: str) -> None:
     """Create a token for one factory and print it (once: only its hash is kept)."""
     from streams.core.tenancy import BadFactoryId
-    from streams.errors import ConfigError
 
     s = _settings()
     try:
         secret, entry = _token_store(s).create(factory)
-    except (BadFactoryId, ConfigError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except BadFactoryId as exc:
+        raise click.BadParameter(str(exc), param_hint="--factory") from None
     click.echo(secret)
     click.echo(f"token {entry.id} for factory {factory} saved (hashed) in "
                f"{s.effective_web_tokens_file}; it is shown only now. Send it as "
@@ -379,12 +521,8 @@ def token_create(factory: str) -> None:
 def token_list() -> None:
     """List the tokens: factory, id and creation time (never a token or a hash)."""
     from streams.core.tokens import describe
-    from streams.errors import ConfigError
 
-    try:
-        entries = _token_store(_settings()).entries()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    entries = _token_store(_settings()).entries()
     for row in describe(entries):
         click.echo(f"{row['id']}\t{row['factory']}\t{row['created']}")
 
@@ -393,12 +531,7 @@ def token_list() -> None:
 @click.option("--id", "token_id", required=True, help="The token id from `c2m token list`")
 def token_revoke(token_id: str) -> None:
     """Revoke a token (running workers stop accepting it at their next request)."""
-    from streams.errors import ConfigError
-
-    try:
-        gone = _token_store(_settings()).revoke(token_id)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    gone = _token_store(_settings()).revoke(token_id)
     if not gone:
         raise click.ClickException(f"no token with id {token_id} in the token file")
     click.echo(f"revoked {token_id} ({gone[0].factory})")
@@ -413,39 +546,59 @@ def token_revoke(token_id: str) -> None:
               help="Days of demand the production run should cover")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON")
 def brief(category: str, factory: str, days: int, run_days: int, as_json: bool) -> None:
-    """Production brief for the next run: colour mix, size curve, price band, quantity.
+    """Production brief for the next run: colour mix, size curve, price band, quantity,
+    and an order plan per colour x size rounded up to the SKUs' MOQ.
 
     Asks the running worker (C2M_WEB_HOST:C2M_WEB_PORT, which owns the embedded
-    ClickHouse); without one, reads ClickHouse directly.
+    ClickHouse); without one, reads ClickHouse directly. Exit code 1 when the category
+    has no demand in the period.
     """
     from streams.brief import fetch_brief, render_brief
 
+    if not category.strip():
+        raise click.BadParameter("must not be empty, e.g. --category 袜子",
+                                 param_hint="'--category'")
     s = _settings()
+    _quiet_clients()
     rows = fetch_brief(s, category, factory, days, run_days)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
-        return
-    click.echo(render_brief(rows, category, factory, days, run_days, s.calendar()))
+    elif rows:
+        click.echo(render_brief(rows, category, factory, days, run_days, s.calendar()))
+    if not rows:
+        who = f" from factory {factory}" if factory else ""
+        click.echo(f"c2m: no demand for category {category!r}{who} in the last {days} days "
+                   "of complete hours (a short demo has none yet: run it for more than an "
+                   "hour of event time, e.g. c2m demo --history-days 7)", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 @main.command()
-@click.option("--duration", type=float, default=None, help="Stop after N seconds")
-@click.option("--rate", type=float, default=1000.0, show_default=True, help="Events per second")
+@click.option("--duration", type=_POSITIVE, default=None, help="Stop after N seconds")
+@click.option("--rate", type=_POSITIVE, default=1000.0, show_default=True,
+              help="Events per second")
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--speed", type=float, default=60.0, show_default=True,
+@click.option("--speed", type=_POSITIVE, default=60.0, show_default=True,
               help="Simulated seconds per wall second")
-@click.option("--history-days", type=float, default=0.0, show_default=True,
+@click.option("--history-days", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Start with N days of history (the alert scenario), then run live")
 def demo(
     duration: float | None, rate: float, seed: int, speed: float, history_days: float
 ) -> None:
     """Everything on this machine: embedded broker, worker, simulator, live view."""
     from streams.demo import run_demo
+    from streams.runner import check_can_start
 
+    s = _settings()
+    check_can_start(s, _server_ports(s))
     sys.exit(run_demo(
-        _settings(), duration_s=duration, rate=rate, seed=seed, speed=speed,
-        history_days=history_days,
+        s, duration_s=duration, rate=rate, seed=seed, speed=speed, history_days=history_days,
     ))
+
+
+def _server_ports(s: Settings) -> dict[str, tuple[str, int]]:
+    return {"C2M_WEB_PORT": (s.web_host, s.web_port),
+            "C2M_METRICS_PORT": (s.metrics_host, s.metrics_port)}
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import shutil
 import sys
 import time
 from datetime import UTC
+from pathlib import Path
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaProducer
@@ -17,13 +18,20 @@ from streams.runner import configure_logging, kafka_bootstrap, run_worker
 from streams.settings import Settings, mask_url
 from streams.sim.producer import orders_per_hour_for, run_simulation
 from streams.sim.scenario import Scenario
+from streams.termtext import pad
 
-#: Printed at the end of the demo for the user to try; {db} is the database identifier.
+#: Printed at the end of the demo for the user to try: the top cells by units of the last
+#: day of event time, hours in the market's zone. {db} is the database identifier, {tz}
+#: the market's time zone (an IANA name: letters, digits, "/", "_", "+", "-").
 EXAMPLE_QUERY = (
-    "SELECT window_start, category, color, size, price_band, sum(units) AS units "
-    "FROM {db}.demand_by_attribute WHERE window_seconds = 3600 "
-    "AND window_start >= now() - INTERVAL 1 DAY GROUP BY ALL ORDER BY units DESC LIMIT 10"
+    "SELECT toTimeZone(window_start, '{tz}') AS hour_start, category, color, size, "
+    "price_band, sum(units) AS units FROM {db}.demand_by_attribute "
+    "WHERE window_seconds = 3600 AND window_start >= now() - INTERVAL 1 DAY "
+    "GROUP BY ALL ORDER BY units DESC LIMIT 10"
 )
+#: the window size whose units the closing summary counts: every unit is in exactly one
+#: window of each size, so summing over all sizes would count it three times
+SUMMARY_WINDOW_S = 300
 
 #: A few broken messages so the dead-letter path is visible in the demo.
 _POISON = (
@@ -35,12 +43,63 @@ _POISON = (
 
 
 def _fmt_row(cols: list[str], widths: list[int]) -> str:
-    def pad(text: str, width: int) -> str:
-        # East Asian characters take two terminal columns.
-        w = sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
-        return text + " " * max(width - w, 0)
-
     return "  ".join(pad(c, w) for c, w in zip(cols, widths, strict=False))
+
+
+def web_view_url(settings: Settings) -> str:
+    host = settings.web_host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind is reached on loopback
+        host = "127.0.0.1"
+    return f"http://{host}:{settings.web_port}/view"
+
+
+def c2m_command() -> str:
+    """How this user runs ``c2m``: plain ``c2m`` when it is on the PATH, else the path of
+    the venv's script (relative to the current directory when below it)."""
+    script = Path(sys.executable).parent / "c2m"
+    found = shutil.which("c2m")
+    if found and Path(found).resolve() == script.resolve():
+        return "c2m"
+    if not script.exists():
+        return "python -m streams.cli"
+    return _near(script)
+
+
+def _near(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def closing_lines(settings: Settings, command: str | None = None) -> str:
+    """What to do next, printed when the demo stops: commands that work as printed."""
+    cmd = command or c2m_command()
+    example = EXAMPLE_QUERY.replace("{db}", settings.clickhouse_database).replace(
+        "{tz}", settings.timezone)
+    activate = Path(sys.executable).parent / "activate"
+    how = ""
+    if cmd != "c2m":  # not on the PATH: the README's install does not activate the venv
+        how = f"  (c2m is not on your PATH: run it as {cmd}" + (
+            f", or first `source {_near(activate)}`, then just c2m)\n"
+            if activate.exists() else ")\n")
+    return (
+        f"Web view (while a demo or worker runs): {web_view_url(settings)}\n"
+        f"Try:\n"
+        f"  {cmd} query \"{example}\"\n"
+        f"  {cmd} demo --history-days 7     # a week of history: alerts and the brief\n"
+        f"  {cmd} brief --category 袜子      # production brief (needs complete hours)\n"
+        f"{how}"
+        f"Start over: delete {settings.data_dir}/ (the embedded broker starts empty every "
+        "run anyway; a second demo resets the database and says so)"
+    )
+
+
+def live_rows(rows: list[tuple[Any, ...]], n: int = 8) -> list[tuple[Any, ...]]:
+    """The live table's rows (``top_cells``): cells that sold units. Cells with page views
+    or cancellations only are not "top cells by units" (during catch-up they were most)."""
+    return [r for r in rows if r[7]][:n]
 
 
 class LiveView:
@@ -50,8 +109,12 @@ class LiveView:
         self.tty = out.isatty()
         self._last: tuple[float, int] = (time.monotonic(), 0)
         self._ticks = 0
+        self.url = web_view_url(pulse.settings)
 
     async def run(self) -> None:
+        if not self.tty:
+            print(f"c2m-pulse demo: web view {self.url} (Ctrl-C to stop)", file=self.out,
+                  flush=True)
         while True:
             await asyncio.sleep(1.0)
             await self.render()
@@ -72,9 +135,10 @@ class LiveView:
             if self._ticks % 5 == 0:
                 print(head, file=self.out, flush=True)
             return
-        rows = await self.pulse.pipeline.io(self.pulse.direct_store().top_cells, 300, 8)
+        rows = live_rows(
+            await self.pulse.pipeline.io(self.pulse.direct_store().top_cells, 300, 20))
         lines = [
-            "c2m-pulse demo   (Ctrl-C to stop)"
+            f"c2m-pulse demo   web view {self.url}   (Ctrl-C to stop)"
             + ("   [previous run's numbers reset: the embedded broker starts empty]"
                if self.pulse.database_reset else ""),
             f"broker {self.pulse.bootstrap}   "
@@ -101,7 +165,7 @@ class LiveView:
                     widths,
                 ))
         else:
-            lines.append("waiting for the first flush ...")
+            lines.append("waiting for the first units ...")
         cols = shutil.get_terminal_size((100, 30)).columns
         self.out.write("\x1b[H\x1b[2J" + "\n".join(ln[:cols] for ln in lines) + "\n")
         self.out.flush()
@@ -171,8 +235,7 @@ def run_demo(
     def summary(pulse: PulseApp) -> None:
         totals = ledger_totals(pulse.engine)
         db = settings.clickhouse_database
-        rows = pulse.direct_store().totals(min(settings.window_seconds))
-        example = EXAMPLE_QUERY.replace("{db}", db)
+        rows = pulse.direct_store().totals(SUMMARY_WINDOW_S)
         cal = pulse.engine.calendar
         now = int(time.time())
         print(
@@ -181,16 +244,16 @@ def run_demo(
             f"  consumed {totals['consumed']} events: {totals['processed']} processed, "
             f"{totals['dead_lettered']} dead-lettered, {totals['duplicates']} duplicates, "
             f"{totals['late']} late\n"
-            f"  {db}.demand_by_attribute: {rows[1]} units in {rows[0]} cells of the "
-            f"{min(settings.window_seconds)} s windows\n"
+            f"  {db}.demand_by_attribute: {rows[1]:,} units ordered, counted once in the "
+            f"5-minute windows ({rows[0]:,} cells; the hourly and daily windows hold the "
+            "same units)\n"
             f"  alerts: {pulse.alerts.hours_evaluated if pulse.alerts else 0} event-time hours "
             "evaluated\n"
             f"  data: ClickHouse (chDB) at {mask_url(settings.effective_clickhouse_url)}, "
             f"database {db}"
             + (" (reset at the start: the embedded broker keeps nothing between runs, so "
                "the previous run's numbers were dropped)" if pulse.database_reset else "")
-            + "\n\n"
-            f"Try:\n  c2m query \"{example}\"",
+            + "\n\n" + closing_lines(settings),
             flush=True,
         )
 

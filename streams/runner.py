@@ -9,12 +9,15 @@ import json
 import logging
 import os
 import signal
+import socket
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import faust
 
 from streams.app import PulseApp, create_app
+from streams.errors import C2MError, ConfigError
 from streams.kafka.embedded import EmbeddedBroker
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
@@ -25,11 +28,48 @@ log = logging.getLogger(__name__)
 _NOISY = ("aiokafka", "faust", "mode", "kafka", "clickhouse_connect")
 
 
+#: Kafka client loggers that repeat one connection error many times a second while a
+#: broker is away ("Unable connect to node", "Connection failed")
+_REPEATING = ("kafka", "aiokafka")
+
+
+class RepeatFilter(logging.Filter):
+    """Lets each message template of the Kafka client loggers through at most once per
+    ``interval_s``; the next one that passes says how many were held back."""
+
+    def __init__(self, interval_s: float = 60.0, prefixes: tuple[str, ...] = _REPEATING):
+        super().__init__()
+        self.interval_s = interval_s
+        self.prefixes = prefixes
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        if not any(name == p or name.startswith(p + ".") for p in self.prefixes):
+            return True
+        key = (name, str(record.msg))
+        now = time.monotonic()
+        if now - self._last.get(key, -1e18) < self.interval_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        if held:
+            record.msg = f"{record.msg} (and {held} more like it in the last " \
+                         f"{self.interval_s:.0f} s)"
+        return True
+
+
 def configure_logging(level: str) -> None:
     fmt = "%(asctime)s %(levelname)s %(name)s %(message)s"
     logging.basicConfig(level=level.upper(), format=fmt)
     for name in _NOISY:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+    if level.lower() != "debug":
+        for handler in logging.getLogger().handlers:
+            if not any(isinstance(f, RepeatFilter) for f in handler.filters):
+                handler.addFilter(RepeatFilter())
 
 
 @contextlib.contextmanager
@@ -41,18 +81,66 @@ def kafka_bootstrap(settings: Settings) -> Iterator[str]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     marker = settings.data_dir / EMBEDDED_MARKER
     with EmbeddedBroker(log_path=settings.data_dir / "broker.log") as broker:
-        log.warning("started embedded Kafka broker (Tansu) on %s", broker.bootstrap)
+        log.info("started embedded Kafka broker (Tansu) on %s", broker.bootstrap)
         # Other commands (`c2m alerts tail`) find the running embedded stack through this.
-        marker.write_text(
-            json.dumps({"bootstrap": broker.bootstrap, "web_port": settings.web_port})
-        )
+        ours = json.dumps({"bootstrap": broker.bootstrap, "web_port": settings.web_port})
+        marker.write_text(ours)
         try:
             yield broker.bootstrap
         finally:
-            marker.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                if marker.read_text() == ours:  # not another run's
+                    marker.unlink()
 
 
 EMBEDDED_MARKER = "embedded.json"
+
+
+def check_can_start(settings: Settings, ports: dict[str, tuple[str, int]]) -> None:
+    """Before a demo, worker or writer starts anything: not a second one on the same data
+    directory (the embedded ClickHouse allows one process), and its ports free (``ports``:
+    variable -> (host, port); port 0 = disabled). One line instead of a traceback."""
+    from streams.clickhouse.client import ChdbInUse
+
+    chdb = settings.effective_clickhouse_url.removeprefix("chdb://")
+    if settings.effective_clickhouse_url.startswith("chdb://") and _running_here(settings):
+        raise ChdbInUse(chdb)
+    for variable, (host, port) in ports.items():
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise ConfigError(
+                    f"{variable}={port}: {host}:{port} is in use ({exc.strerror or exc}), by "
+                    f"another c2m demo or worker? stop it, or set {variable} to a free port"
+                ) from None
+
+
+def _running_here(settings: Settings) -> bool:
+    """A demo or worker of this data directory answers on the port its marker names (and
+    says it holds this ClickHouse: a stale marker's port may be another folder's demo)."""
+    from streams.query import query_worker, worker_url
+    from streams.settings import mask_url
+
+    if not (settings.data_dir / EMBEDDED_MARKER).exists():
+        return False
+    try:
+        got = query_worker(worker_url(settings), "SELECT 1", timeout=5)
+    except C2MError:
+        return True  # a c2m worker answered, but not with a result: it is there
+    return got is not None and got.clickhouse == mask_url(settings.effective_clickhouse_url)
+
+
+def running_web_port(settings: Settings) -> int:
+    """The web port of the demo/worker running on this data directory (from the embedded
+    stack's marker), else C2M_WEB_PORT."""
+    try:
+        return int(json.loads((settings.data_dir / EMBEDDED_MARKER).read_text())["web_port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return settings.web_port
 
 
 def running_bootstrap(settings: Settings) -> str | None:
@@ -99,6 +187,9 @@ def run_worker(
         loglevel=settings.log_level.upper(),
         quiet=True,
     )
+    # Faust's start-up spinner writes cursor codes (ESC[?25l) and backspaces to stdout,
+    # also when it is a file or a pipe; the demo draws its own view.
+    worker.spinner = None
     # The hot path allocates a few short-lived objects per event; with the default
     # thresholds the cyclic GC would rescan the whole (large, long-lived) heap of the app
     # and the demand state over and over. Freeze what start-up built, collect less often:

@@ -241,3 +241,23 @@ class AlertStore:
         except Exception as exc:
             raise sink_error(exc, "read", f"{self.db}.production_brief") from exc
         return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
+
+    def brief_cells(
+        self, category: str, factory: str, lo_s: int, hi_s: int
+    ) -> list[dict[str, Any]]:
+        """Per (colour, size, price band) of the category's SKUs in the catalog: how many
+        SKUs, their MOQs and their net units in the hours [lo_s, hi_s) (the brief's)."""
+        rows = self._rows(
+            "SELECT p.color, p.size, p.price_band, count() AS skus, min(p.moq), max(p.moq), "  # noqa: S608
+            "sum(h.net) FROM "
+            f"{self.db}.products_current AS p LEFT JOIN (SELECT sku, sum(toInt64(units) - "
+            "toInt64(cancelled_units) - toInt64(returned_units)) AS net "
+            f"FROM {self.db}.sku_hourly WHERE hour_start >= toDateTime({{lo:Int64}}) "
+            "AND hour_start < toDateTime({hi:Int64}) GROUP BY sku) AS h ON h.sku = p.sku "
+            "WHERE p.category = {c:String} AND ({f:String} = '' OR p.factory_id = {f:String}) "
+            "GROUP BY p.color, p.size, p.price_band",
+            lo=lo_s, hi=hi_s, c=category, f=factory,
+        )
+        keys = ("color", "size", "price_band", "skus", "moq_min", "moq_max", "net_units")
+        return [dict(zip(keys, (str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]),
+                                int(r[5]), int(r[6] or 0)), strict=True)) for r in rows]

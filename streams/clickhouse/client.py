@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -10,6 +15,37 @@ import clickhouse_connect
 
 from streams.errors import ConfigError, SinkUnavailable
 from streams.settings import Settings, mask_url
+
+
+class ChdbInUse(SinkUnavailable):
+    """Another process (a running ``c2m demo`` or ``c2m worker``) has the embedded
+    ClickHouse's data directory open: chDB allows one process per directory."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"the embedded ClickHouse at {path} is in use by another process (a running "
+            "c2m demo or c2m worker): stop it, or use another C2M_DATA_DIR"
+        )
+        self.path = path
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[list[bytes]]:
+    """Collect what native code writes to file descriptor 2 (chDB prints its start-up
+    errors there, e.g. "Cannot lock file .../status") instead of showing it."""
+    got: list[bytes] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield got
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            got.append(tmp.read())
 
 
 def connect(settings: Settings) -> Any:
@@ -30,7 +66,7 @@ def _connect(settings: Settings) -> Any:
             path = url.removeprefix("chdb://")
             if path:
                 Path(path).mkdir(parents=True, exist_ok=True)
-            return clickhouse_connect.get_client(dsn=url)
+            return _open_chdb(url, path)
         if scheme in ("http", "https"):
             return clickhouse_connect.get_client(
                 dsn=url,
@@ -40,9 +76,30 @@ def _connect(settings: Settings) -> Any:
                 send_receive_timeout=60,
                 autogenerate_session_id=False,
             )
+    except ChdbInUse:
+        raise
     except Exception as exc:
         # Never echo the DSN with credentials: mask_url removes any password.
         raise SinkUnavailable(
-            f"cannot connect to ClickHouse at {mask_url(url)}: {type(exc).__name__}"
+            f"cannot connect to ClickHouse at {mask_url(url)} ({type(exc).__name__}): is the "
+            "server running? check C2M_CLICKHOUSE_URL"
         ) from None
     raise ConfigError(f"unsupported ClickHouse URL scheme {scheme!r} (use chdb:// or http://)")
+
+
+def _open_chdb(url: str, path: str) -> Any:
+    with _stderr_captured() as captured:
+        try:
+            client = clickhouse_connect.get_client(dsn=url)
+        except Exception as exc:
+            failed: Exception | None = exc
+        else:
+            failed = None
+    said = b"".join(captured).decode("utf-8", "replace")
+    if failed is None:
+        if said:
+            sys.stderr.write(said)  # not ours to hide
+        return client
+    if "Cannot lock file" in said or "Cannot lock file" in str(failed):
+        raise ChdbInUse(path) from None
+    raise failed

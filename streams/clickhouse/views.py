@@ -77,8 +77,8 @@ WHERE horizon = {horizon:String}
 """
 
 _BREAKDOWN = """
-SELECT if({dim} = '', '其他 other', {dim}) AS key, sum(units) AS units, sum(net_units) AS net_units,
-       sum(orders) AS orders, sum(returned_units) AS returned_units
+SELECT if({dim} = '', '其他 other', {dim}) AS key, sum(units) AS units,
+       sum(net_units) AS net_units, sum(orders) AS orders, sum(returned_units) AS returned_units
 FROM {db}.market_rolling
 WHERE horizon = {horizon:String}
 GROUP BY key
@@ -86,12 +86,16 @@ ORDER BY units DESC, key
 LIMIT {limit:UInt32}
 """
 
+# partial: the window holds the newest event time, so it is not over yet (the page draws
+# it apart instead of as a dip)
 _SERIES = """
 WITH (SELECT toInt64(toUnixTimestamp(window_start)) FROM {db}.demand_cells
       WHERE window_seconds = {window:UInt32}
-      ORDER BY window_seconds DESC, window_start DESC LIMIT 1) AS latest
+      ORDER BY window_seconds DESC, window_start DESC LIMIT 1) AS latest,
+     toDateTime(intDiv(ifNull((SELECT newest_ts FROM {db}.event_time_progress), 0), 1000))
+         AS newest
 SELECT toUnixTimestamp(window_start) AS t, if({dim} = '', '其他 other', {dim}) AS key,
-       sum(units) AS units
+       sum(units) AS units, toUInt8(max(window_end) > newest) AS partial
 FROM {db}.market_demand(seconds={window:UInt32},
                         from_s=latest - {window:UInt32} * {points:UInt32} + 1, to_s=latest + 1)
 WHERE {dim} IN (
@@ -104,14 +108,27 @@ GROUP BY t, key
 ORDER BY t, key
 """
 
+# hours_24h: the event-time hours the 24 h horizon has actually observed (from the first
+# data in it, or its start, to the newest event): the page's trend compares the last hour
+# with the hourly average over these hours, and shows none below 2 (with 1 hour of data
+# the "average" is that hour spread over 24: a trend of 24x).
 _ROLLING = """
+WITH
+    intDiv(ifNull((SELECT newest_ts FROM {db}.event_time_progress), 0), 1000) AS newest_s,
+    (SELECT toInt64(toUnixTimestamp(window_end)) FROM {db}.demand_cells
+     WHERE window_seconds = 3600 AND window_start <= toDateTime(newest_s)
+     ORDER BY window_seconds DESC, window_start DESC LIMIT 1) AS end_1h,
+    (SELECT toInt64(toUnixTimestamp(window_start)) FROM {db}.demand_cells
+     WHERE window_seconds = 300 AND window_start >= toDateTime(end_1h - 86400)
+     ORDER BY window_seconds, window_start LIMIT 1) AS first_s
 SELECT if(category = '', '其他 other', category) AS category, color, size, price_band,
        sumIf(units, horizon = '1h')      AS units_1h,
        sumIf(units, horizon = '24h')     AS units_24h,
        sumIf(units, horizon = '7d')      AS units_7d,
        sumIf(net_units, horizon = '24h') AS net_units_24h,
        sumIf(orders, horizon = '24h')    AS orders_24h,
-       round(sumIf(gmv, horizon = '24h'), 2) AS gmv_24h
+       round(sumIf(gmv, horizon = '24h'), 2) AS gmv_24h,
+       any(greatest(newest_s - greatest(first_s, end_1h - 86400), 0) / 3600) AS hours_24h
 FROM {db}.market_rolling
 GROUP BY category, color, size, price_band
 ORDER BY units_24h DESC, category, color, size, price_band
@@ -131,17 +148,20 @@ ORDER BY severity = 'critical' DESC, changed_at DESC, alert_id
 LIMIT {limit:UInt32}
 """
 
+# The category: the one asked for, else the one with the most net units (a category
+# without demand is never picked: no rows then, the page says why); values without net
+# units are left out.
 _BRIEF = """
 WITH b AS (SELECT * FROM {db}.production_brief(days={days:UInt32}, run_days={run_days:UInt32},
-                                               factory={factory:String}))
+                                               factory={factory:String})),
+     (SELECT category FROM b WHERE dimension = 'total' AND net_units > 0
+      ORDER BY net_units DESC, category LIMIT 1) AS top
 SELECT category, dimension, value, recommended_qty, qty_low, qty_high,
        round(share, 4) AS share, net_units, round(conversion_rate, 4) AS conversion,
-       round(return_rate, 4) AS return_rate
+       round(return_rate, 4) AS return_rate, days_with_data, as_of
 FROM b
-WHERE category = if({category:String} = '',
-                    (SELECT category FROM b WHERE dimension = 'total'
-                     ORDER BY net_units DESC, category LIMIT 1),
-                    {category:String})
+WHERE category = if({category:String} = '', top, {category:String})
+  AND (dimension = 'total' OR net_units > 0)
 ORDER BY dimension = 'total' DESC, dimension, net_units DESC, value
 LIMIT 40
 """

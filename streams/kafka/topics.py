@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +120,52 @@ class FactoryTopics:
             self.known.add(spec.name)
             return spec.name
 
+#: how long a command waits for Kafka's TCP port before it says it cannot reach it
+CONNECT_TIMEOUT_S = 5.0
+
+
+def bootstrap_addresses(bootstrap: str) -> list[tuple[str, int]]:
+    """``host:port[,host:port]`` as (host, port) pairs; BrokerError if malformed."""
+    out = []
+    for part in bootstrap.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise BrokerError(f"C2M_KAFKA_BOOTSTRAP={bootstrap!r} is not valid: expected "
+                              "host:port[,host:port], e.g. 127.0.0.1:9092")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def reachable(addresses: list[tuple[str, int]], timeout: float = 1.0) -> str | None:
+    """None if one of ``addresses`` accepts a TCP connection, else why the last did not."""
+    why = "no address"
+    for host, port in addresses:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                return None
+        except TimeoutError:
+            why = "timed out"
+        except OSError as exc:
+            why = (exc.strerror or type(exc).__name__).lower()
+    return why
+
+
+def probe_kafka(bootstrap: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """BrokerError (one line, within ``timeout``) unless a bootstrap server accepts a TCP
+    connection. Kafka clients would retry for half a minute and log every attempt."""
+    addresses = bootstrap_addresses(bootstrap)
+    deadline = time.monotonic() + timeout
+    while True:
+        why = reachable(addresses, timeout=max(min(deadline - time.monotonic(), 2.0), 0.1))
+        if why is None:
+            return
+        if time.monotonic() >= deadline:
+            raise BrokerError(
+                f"cannot reach Kafka at {bootstrap} ({why}, waited {timeout:.0f} s): start "
+                "the broker or fix C2M_KAFKA_BOOTSTRAP (unset it to use the embedded one)"
+            )
+        time.sleep(0.25)
+
 
 def ensure_topics(
     bootstrap: str, partitions: int, client_config: dict[str, Any] | None = None,
@@ -132,6 +180,7 @@ def ensure_topics(
         TopicAuthorizationFailedError,
     )
 
+    probe_kafka(bootstrap)
     cfg = {k: v for k, v in (client_config or {}).items() if k != "ssl_context"}
     if client_config and "ssl_context" in client_config:
         cfg["ssl_context"] = client_config["ssl_context"]

@@ -42,21 +42,83 @@ def _c2m(*args: str, cwd: Path, env: dict[str, str], timeout: float = 180) -> st
 
 @pytest.mark.slow
 def test_demo_with_nothing_configured_leaves_rows(tmp_path: Path) -> None:
+    """A newcomer's first demo (issue 19): while it runs, `c2m query` works through the
+    demo's worker (which holds the embedded chDB) and a DROP is refused in one line; the
+    closing summary counts each unit once (the 5-minute windows), prints the web view URL
+    and a query that works as printed; no terminal codes in a file, no warning banner."""
+    import json
+    import shlex
+    import time
+    import urllib.request
+
     env = _env(tmp_path)
-    out = _c2m("demo", "--duration", "20", "--rate", "500", cwd=tmp_path, env=env)
-    assert "c2m-pulse demo stopped" in out
-    assert "3 dead-lettered" in out  # the demo's three poison messages
-    assert "c2m query" in out
+    with open(tmp_path / "demo.out", "w") as out, open(tmp_path / "demo.err", "w") as err:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "demo", "--duration", "30", "--rate", "500"],
+            cwd=tmp_path, env=env, stdout=out, stderr=err,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        consumed = 0
+        while consumed < 500 and time.monotonic() < deadline and demo.poll() is None:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{env['C2M_WEB_PORT']}/api/stats", timeout=2
+                ) as resp:
+                    consumed = json.loads(resp.read())["consumed"]
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert consumed >= 500 and demo.poll() is None
+        # the embedded chDB is the demo's: the query runs in the demo, read-only
+        got = _c2m("query", "SELECT count() AS n FROM c2m.demand_by_attribute",
+                   cwd=tmp_path, env=env).splitlines()
+        assert got[0] == "n" and int(got[1]) > 0
+        drop = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "query", "DROP TABLE c2m.demand_state"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert drop.returncode == 5, drop.stderr
+        assert drop.stderr.count("\n") == 1 and "READONLY" in drop.stderr
+        # a second demo in the same folder is refused in one line, and the first goes on
+        second = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "demo", "--duration", "5"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 4, second.stderr
+        assert second.stderr.startswith("c2m: error: the embedded ClickHouse at ")
+        assert second.stderr.count("\n") == 1 and "in use by another process" in second.stderr
+        assert (tmp_path / ".c2m" / "embedded.json").exists()
+        assert demo.wait(timeout=120) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    stdout = (tmp_path / "demo.out").read_text()
+    stderr = (tmp_path / "demo.err").read_text()
+    assert "c2m-pulse demo stopped" in stdout
+    assert "3 dead-lettered" in stdout  # the demo's three poison messages
+    assert "\x1b" not in stdout and "\b" not in stdout  # no terminal codes in a file
+    assert "WARNING" not in stderr and "ERROR" not in stderr, stderr[-2000:]
+    assert f"http://127.0.0.1:{env['C2M_WEB_PORT']}/view" in stdout
     rows = query_chdb(
         tmp_path / ".c2m" / "chdb",
         "SELECT count(), sum(units), uniqExact(window_seconds) FROM c2m.demand_by_attribute",
     )
     count, units, sizes = rows[0]
     assert count > 0 and int(units) > 0 and sizes == 3
-    # the query the demo suggests works
-    assert "window_start" in _c2m(
-        "query", "SELECT window_start FROM c2m.demand_by_attribute LIMIT 1", cwd=tmp_path, env=env
-    )
+    # each unit once: the summary's units are those of the 5-minute windows
+    (five_min,) = query_chdb(tmp_path / ".c2m" / "chdb", "SELECT sum(units) FROM "
+                             "c2m.demand_by_attribute WHERE window_seconds = 300")[0]
+    assert f": {int(five_min):,} units ordered" in stdout
+    assert 3 * int(five_min) == int(units)
+    # the query the demo suggests works as printed (the c2m it names, in a shell)
+    tried = stdout.split("Try:\n")[1].splitlines()[0].strip()
+    assert shlex.split(tried)[1] == "query" and "c2m" in shlex.split(tried)[0]
+    ran = subprocess.run(["bash", "-c", tried], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[0].split("\t") == ["hour_start", "category", "color", "size", "price_band",
+                                     "units"]
+    assert len(lines) > 1
 
 
 def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
@@ -148,10 +210,26 @@ def test_alerts_tail_and_brief_against_a_running_demo(tmp_path: Path) -> None:
         brief = _c2m("brief", "--category", "袜子", "--days", "5", cwd=tmp_path, env=env)
         assert "production brief: 袜子" in brief and "colour mix" in brief
         assert "size curve" in brief and "total quantity" in brief
+        # 5 days of history: too few for a quantity interval, and the brief says why
+        assert "no interval: " in brief and "at least 7 needed" in brief
+        assert "起订量 MOQ" in brief and "下单计划 order plan" in brief
         rows = json.loads(_c2m("brief", "--category", "袜子", "--json", cwd=tmp_path, env=env))
         colors = [r for r in rows if r["dimension"] == "color"]
         assert colors and abs(sum(r["share"] for r in colors) - 1) < 0.02
         assert all(r["share_low"] <= r["share"] <= r["share_high"] for r in colors)
+        # the order plan: per colour x size, rounded up to the largest MOQ of its SKUs
+        moqs = {tuple(ln.split("\t")[:2]): int(ln.split("\t")[2]) for ln in _c2m(
+            "query", "SELECT color, size, max(moq) FROM c2m.products_current "
+            "WHERE category = '袜子' GROUP BY color, size", cwd=tmp_path, env=env
+        ).splitlines()[1:]}
+        plan = [r for r in rows if r["dimension"] == "color_size"]
+        assert plan
+        for p in plan:
+            assert p["moq"] == moqs[(p["color"], p["size"])]
+            assert p["order_qty"] % p["moq"] == 0 and p["order_qty"] >= p["need_qty"] > 0
+        total = next(r for r in rows if r["dimension"] == "total")
+        assert total["order_qty"] == sum(p["order_qty"] for p in plan)
+        assert sum(p["need_qty"] for p in plan) >= total["recommended_qty"]
     finally:
         demo.terminate()
         demo.wait(timeout=120)
@@ -177,4 +255,4 @@ def test_a_second_demo_in_the_same_folder_counts_all_of_its_events(tmp_path: Pat
     assert first > 1000 and 0.6 * first <= second <= 1.6 * first, (first, second)
     assert 0.5 * first_units <= second_units <= 2 * first_units
     # the summary's units are the database's: nothing of the first run is left
-    assert f"{second_units} units" in out2
+    assert f"{second_units:,} units" in out2

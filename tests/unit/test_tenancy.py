@@ -118,4 +118,4 @@ def test_kafka_acls_command_grants_one_prefix_and_nothing_else() -> None:
             "Read", "Describe"}
     bad = subprocess.run([sys.executable, "-m", "streams.cli", "kafka", "acls", "--factory", ""],
                          capture_output=True, text=True, timeout=60, check=False)
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr  # a usage mistake

@@ -65,3 +65,26 @@ def test_page_is_self_contained_and_every_section_has_a_query_and_renderer() -> 
     for view, render in re.findall(r'data-view="(\w+)"[^>]*data-render="(\w+)"', html):
         assert view in QUERIES and render in renderers, (view, render)
     assert "innerHTML" not in html  # event values are shown with textContent only
+
+
+def test_page_has_human_headers_and_a_cjk_font_stack() -> None:
+    html = page_html()
+    for font in ("PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", "WenQuanYi Zen Hei"):
+        assert font in html
+    labels = re.search(r"const LABELS = \{(.*?)\};", html, flags=re.S)
+    assert labels is not None
+    for raw in ("recommended_qty", "net_units_24h", "units_24h", "gmv_24h", "summary"):
+        assert re.search(rf'{raw}: "[^"]*[\u4e00-\u9fff][^"]* [a-zA-Z]', labels.group(1)), raw
+
+
+def test_market_zone_and_loopback() -> None:
+    from streams.core.calendar import MarketCalendar
+    from streams.web import is_loopback, market_zone
+
+    now = 1_796_400_000  # 2026-12-04
+    assert market_zone(MarketCalendar("Asia/Shanghai"), now) == {
+        "timezone": "Asia/Shanghai", "abbreviation": "CST", "utc_offset_minutes": 480}
+    assert market_zone(MarketCalendar("Europe/Berlin"), now)["abbreviation"] == "CET"
+    assert market_zone(MarketCalendar("Asia/Kolkata"), now)["utc_offset_minutes"] == 330
+    assert all(is_loopback(a) for a in ("127.0.0.1", "::1", "::ffff:127.0.0.1"))
+    assert not any(is_loopback(a) for a in ("10.0.0.5", "172.17.0.1", "", None))

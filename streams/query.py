@@ -1,0 +1,232 @@
+"""``c2m query``: one read-only statement against the configured ClickHouse.
+
+One statement per call: ``SELECT 1; SELECT 2`` is refused with a message (results of two
+statements do not share a header, and ClickHouse's HTTP interface takes one statement
+anyway). A trailing ``;`` is fine.
+
+With the embedded ClickHouse (chDB) only one process may open the data directory: while a
+``c2m demo`` or ``c2m worker`` runs, the query goes to that process's web server
+(``POST /api/query``, loopback only), which runs it read-only on its own engine.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streams.errors import EXIT_USAGE, C2MError, SinkRejected, SinkUnavailable
+
+#: ClickHouse settings of a ``c2m query`` that opens ClickHouse itself. (A worker runs
+#: the query on a session of its own made read-only once: with chDB, per-call settings
+#: of a statement that is not a SELECT are SET on the session and restored afterwards,
+#: and nothing can be restored once ``readonly`` is on.)
+READONLY_SETTINGS: dict[str, Any] = {"readonly": 1}
+#: a query through a worker holds its ClickHouse thread (and so its flushes) this long at most
+WORKER_QUERY_SECONDS = 30
+#: rows a worker sends back for one query (the rest is cut, and the answer says so)
+MAX_ROWS = 100_000
+
+
+class StatementError(C2MError):
+    """The text is not exactly one statement."""
+
+    exit_code = EXIT_USAGE  # the command line is wrong
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of ``sql`` split at ``;`` outside strings, quoted names and comments
+    (empty ones, e.g. after a trailing ``;``, dropped)."""
+    out: list[str] = []
+    buf: list[str] = []
+    meaningful = False  # the current statement has something besides blanks and comments
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"`":
+            j = i + 1
+            while j < n:
+                if sql[j] == "\\":
+                    j += 2
+                    continue
+                if sql[j] == c:
+                    if j + 1 < n and sql[j + 1] == c:  # doubled quote inside
+                        j += 2
+                        continue
+                    break
+                j += 1
+            buf.append(sql[i:j + 1])
+            meaningful = True
+            i = j + 1
+            continue
+        if sql.startswith("--", i) or c == "#":
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+            buf.append(sql[i:j])
+            i = j
+            continue
+        if sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            buf.append(sql[i:j])
+            i = j
+            continue
+        if c == ";":
+            if meaningful:
+                out.append("".join(buf).strip())
+            buf, meaningful = [], False
+            i += 1
+            continue
+        if not c.isspace():
+            meaningful = True
+        buf.append(c)
+        i += 1
+    if meaningful:
+        out.append("".join(buf).strip())
+    return out
+
+
+def one_statement(sql: str) -> str:
+    """The single statement of ``sql``, or StatementError saying what to do."""
+    statements = split_statements(sql)
+    if not statements:
+        raise StatementError("no SQL statement given: e.g. c2m query \"SELECT 1\"")
+    if len(statements) > 1:
+        raise StatementError(
+            f"c2m query runs one statement at a time, got {len(statements)}; run each "
+            "separately, e.g. c2m query \"" + statements[0][:60] + "\""
+        )
+    return statements[0]
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool = False
+    #: the (masked) ClickHouse URL of the worker that ran it, when it came from one
+    clickhouse: str | None = None
+
+
+def _plain(v: Any) -> Any:
+    """A value as ``c2m query`` prints it, kept JSON-safe for the trip from a worker."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return str(v)
+
+
+def run_readonly(
+    client: Any, sql: str, max_rows: int | None = None,
+    settings: dict[str, Any] | None = READONLY_SETTINGS,
+) -> QueryResult:
+    """Run one statement read-only (``settings``; None: the client's session already is);
+    SinkRejected (with ClickHouse's error) if refused."""
+    from streams.clickhouse.errors import is_refused
+    from streams.problems import query_problem
+
+    statement = one_statement(sql)
+    try:
+        result = client.query(statement, settings=settings)
+    except Exception as exc:
+        if is_refused(exc):
+            raise SinkRejected(query_problem(exc)) from exc
+        raise SinkUnavailable(f"ClickHouse query failed: {query_problem(exc)}") from exc
+    rows = result.result_rows
+    truncated = max_rows is not None and len(rows) > max_rows
+    if truncated:
+        rows = rows[:max_rows]
+    return QueryResult(list(result.column_names), [[_plain(v) for v in r] for r in rows],
+                       truncated)
+
+
+def query_worker(url: str, sql: str, timeout: float = 130) -> QueryResult | None:
+    """Ask a running worker's ``/api/query``; None when nothing answers at ``url``."""
+    body = json.dumps({"sql": sql}).encode()
+    request = urllib.request.Request(  # noqa: S310 - a loopback URL we build
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
+            data = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            data = json.loads(exc.read())
+        except ValueError:
+            data = {}
+        message = str(data.get("error") or f"HTTP {exc.code} from {url}")
+        if exc.code == 404:
+            return None  # not a c2m worker (or one without /api/query)
+        if exc.code == 400:
+            raise StatementError(message) from None
+        if exc.code == 422:
+            raise SinkRejected(message) from None
+        raise SinkUnavailable(f"the running worker could not run the query: {message}") \
+            from None
+    except (OSError, ValueError):
+        return None
+    return QueryResult(list(data["columns"]), list(data["rows"]), bool(data.get("truncated")),
+                       data.get("clickhouse"))
+
+
+def format_tsv(result: QueryResult) -> Sequence[str]:
+    lines = ["\t".join(result.columns)]
+    lines += ["\t".join(str(v) for v in row) for row in result.rows]
+    return lines
+
+
+def readonly_session(settings: Any) -> tuple[Any, dict[str, Any] | None]:
+    """For a worker's ``/api/query``: a client of its own on the worker's ClickHouse and
+    the per-call settings to use with it. chDB: a new session on the same engine (one
+    process may hold several), made read-only for good. HTTP: per-call settings."""
+    from streams.clickhouse.client import connect
+
+    client = connect(settings)
+    if not str(settings.effective_clickhouse_url).startswith("chdb://"):
+        return client, READONLY_SETTINGS
+    try:
+        client.command(f"SET max_execution_time = {WORKER_QUERY_SECONDS}")
+        client.command("SET readonly = 1")
+    except Exception as exc:
+        from streams.clickhouse.errors import sink_error
+
+        raise sink_error(exc, "read-only session", None) from exc
+    return client, None
+
+
+def worker_url(settings: Any) -> str:
+    """Where a running demo or worker on this data directory answers ``/api/query``."""
+    from streams.runner import running_web_port
+
+    host = settings.web_host
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind is reached on loopback
+        host = "127.0.0.1"
+    return f"http://{host}:{running_web_port(settings)}/api/query"
+
+
+def run_query(settings: Any, sql: str) -> QueryResult:
+    """Run one read-only statement: on the configured ClickHouse, or, when a running demo
+    or worker holds the embedded one, through that process's web server."""
+    from streams.clickhouse.client import ChdbInUse, connect
+    from streams.settings import mask_url
+
+    statement = one_statement(sql)
+    try:
+        client = connect(settings)
+    except ChdbInUse as exc:
+        url = worker_url(settings)
+        got = query_worker(url, statement)
+        if got is None:
+            raise SinkUnavailable(
+                f"{exc}; no c2m worker answered at {url} (set C2M_WEB_PORT to its port)"
+            ) from None
+        if got.clickhouse and got.clickhouse != mask_url(settings.effective_clickhouse_url):
+            raise SinkUnavailable(
+                f"{exc}; the worker at {url} uses another ClickHouse ({got.clickhouse}): "
+                "set C2M_WEB_PORT to the port of the one on this data directory"
+            ) from None
+        return got
+    return run_readonly(client, statement)

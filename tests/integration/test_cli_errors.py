@@ -1,0 +1,218 @@
+"""Issue 19: every expected failure of a `c2m` command is one line on stderr and a
+documented exit code (streams.errors), run as a user runs it: `python -m streams.cli` in a
+fresh folder. The cases that need a running demo are in test_cli.py (one demo for several)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.errors import EXIT_CONFIG, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
+from streams.kafka.embedded import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def c2m_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("C2M_")}
+    env.update({"C2M_WEB_PORT": str(free_port()), "C2M_METRICS_PORT": str(free_port()),
+                **extra})
+    return env
+
+
+def c2m(*args: str, cwd: Path, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args], cwd=cwd,
+        env=env if env is not None else c2m_env(), capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )
+
+
+def one_line(out: subprocess.CompletedProcess[str], code: int) -> str:
+    """The failure's only stderr line (asserting the exit code and no traceback)."""
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == code, (out.returncode, out.stderr[-3000:])
+    assert len(lines) == 1, out.stderr[-3000:]
+    assert lines[0].startswith("c2m: error: "), lines
+    return lines[0]
+
+
+def test_a_setting_that_is_not_json_names_variable_value_and_format(tmp_path: Path) -> None:
+    line = one_line(c2m("config", cwd=tmp_path, env=c2m_env(C2M_WINDOW_SECONDS="abc")),
+                    EXIT_CONFIG)
+    assert "C2M_WINDOW_SECONDS='abc' is not valid: expected a JSON list" in line
+    assert "e.g. [300,3600,86400]" in line
+    line = one_line(c2m("config", cwd=tmp_path, env=c2m_env(C2M_WEB_PORT="x")), EXIT_CONFIG)
+    assert "C2M_WEB_PORT='x'" in line and "expected an integer >= 0 and <= 65535" in line
+
+
+def test_secrets_are_not_shown_in_a_settings_error(tmp_path: Path) -> None:
+    env = c2m_env(C2M_CLICKHOUSE_PASSWORD="canary-7f", C2M_CLICKHOUSE_URL="ftp://x",  # noqa: S106
+                  C2M_KAFKA_SECURITY_PROTOCOL="SASL_SSL")
+    out = c2m("query", "SELECT 1", cwd=tmp_path, env=env)
+    line = one_line(out, EXIT_CONFIG)
+    assert "C2M_KAFKA_SASL_MECHANISM" in line and "canary" not in out.stderr + out.stdout
+
+
+def test_traceback_only_with_debug(tmp_path: Path) -> None:
+    out = c2m("--debug", "config", cwd=tmp_path, env=c2m_env(C2M_WINDOW_SECONDS="abc"))
+    assert out.returncode == EXIT_CONFIG and "Traceback" in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("c2m: error: C2M_WINDOW_SECONDS")
+    out = c2m("query", "SELECT 1; SELECT 2", cwd=tmp_path, env=c2m_env(C2M_LOG_LEVEL="debug"))
+    assert out.returncode == EXIT_USAGE and "Traceback" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "wrong"),
+    [
+        (("demo", "--duration", "-5"), "--duration"),
+        (("demo", "--rate", "0"), "--rate"),
+        (("demo", "--speed", "-1"), "--speed"),
+        (("demo", "--history-days", "-1"), "--history-days"),
+        (("alerts", "tail", "--factory", ""), "--factory"),
+        (("brief", "--category", " "), "--category"),
+        (("demo", "--duratoin", "5"), "--duratoin"),
+    ],
+)
+def test_bad_command_line_values_are_refused(
+    tmp_path: Path, args: tuple[str, ...], wrong: str
+) -> None:
+    line = one_line(c2m(*args, cwd=tmp_path), EXIT_USAGE)
+    assert wrong in line and "--help" in line
+    assert not (tmp_path / ".c2m").exists()  # refused before anything started
+
+
+def test_several_statements_are_refused(tmp_path: Path) -> None:
+    for sql in ("SELECT 1 AS a; SELECT 2 AS b", "SELECT 1 AS a; SELECT 2 AS b, 3 AS c"):
+        out = c2m("query", sql, cwd=tmp_path)
+        line = one_line(out, EXIT_USAGE)
+        assert "one statement at a time, got 2" in line and out.stdout == ""
+    out = c2m("query", "SELECT 'a;b' AS x;", cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout == "x\na;b\n", out.stderr
+
+
+def test_refused_queries_give_clickhouse_error_name_and_an_empty_brief_exit_1(
+    tmp_path: Path,
+) -> None:
+    assert c2m("db", "migrate", cwd=tmp_path).returncode == 0
+    line = one_line(c2m("query", "DROP TABLE c2m.demand_state", cwd=tmp_path), EXIT_REFUSED)
+    assert "READONLY" in line and "c2m query only reads" in line
+    line = one_line(c2m("query", "SELECT unitz FROM c2m.demand_by_attribute", cwd=tmp_path),
+                    EXIT_REFUSED)
+    assert "UNKNOWN_IDENTIFIER" in line and "unitz" in line and "DESCRIBE" in line
+    line = one_line(c2m("query", "SELECT * FROM c2m.nope", cwd=tmp_path), EXIT_REFUSED)
+    assert "UNKNOWN_TABLE" in line
+    # the table is still there
+    out = c2m("query", "SELECT count() FROM c2m.demand_state", cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.splitlines()[1] == "0"
+    # a brief without demand: exit code 1 and why, in one line
+    out = c2m("brief", "--category", "袜子", cwd=tmp_path)
+    assert out.returncode == 1 and out.stdout == "", out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("c2m: no demand for category '袜子' in the last 14 days")
+
+
+def test_worker_against_a_dead_broker_says_so_in_one_line_quickly(tmp_path: Path) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    out = c2m("worker", cwd=tmp_path, env=c2m_env(C2M_KAFKA_BOOTSTRAP=dead), timeout=60)
+    took = time.monotonic() - started
+    line = one_line(out, EXIT_UNREACHABLE)
+    assert f"cannot reach Kafka at {dead} (connection refused" in line
+    assert "C2M_KAFKA_BOOTSTRAP" in line and took < 20, took
+    assert out.stdout == ""
+
+
+def test_simulate_and_alerts_tail_without_a_broker(tmp_path: Path) -> None:
+    line = one_line(c2m("simulate", "--duration", "1", cwd=tmp_path), EXIT_CONFIG)
+    assert "C2M_KAFKA_BOOTSTRAP is not set" in line
+    line = one_line(c2m("alerts", "tail", cwd=tmp_path), EXIT_UNREACHABLE)
+    assert "start `c2m demo`" in line and "C2M_KAFKA_BOOTSTRAP" in line
+
+
+def test_unreachable_clickhouse_server(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    out = c2m("query", "SELECT 1", cwd=tmp_path, env=c2m_env(C2M_CLICKHOUSE_URL=url))
+    line = one_line(out, EXIT_UNREACHABLE)
+    assert f"cannot connect to ClickHouse at {url}" in line and "C2M_CLICKHOUSE_URL" in line
+
+
+def _products(bootstrap: str, factories: list[str]) -> None:
+    import orjson
+
+    from tests.integration.conftest import produce
+
+    produce(bootstrap, [
+        ("shop.products", f"SKU-{i}".encode(), orjson.dumps({
+            "event_id": f"p-{i}", "event_type": "product_upsert", "ts": 1_700_000_000_000,
+            "shop_id": "s1", "sku": f"SKU-{i}", "factory_id": f, "category": "袜子",
+            "color": "黑", "size": "M", "list_price": 9.9, "lead_time_days": 7, "moq": 500,
+        })) for i, f in enumerate(factories)
+    ])
+
+
+def test_alerts_tail_warns_about_a_factory_not_in_the_catalog(
+    broker: Any, tmp_path: Path
+) -> None:
+    _products(broker.bootstrap, ["F001", "F002"])
+    env = c2m_env(C2M_KAFKA_BOOTSTRAP=broker.bootstrap)
+    out = c2m("alerts", "tail", "--factory", "F999", "--idle-exit", "2", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("c2m: warning: factory 'F999' is not in the catalog")
+    assert "F001, F002" in line
+    out = c2m("alerts", "tail", "--factory", "F001", "--idle-exit", "2", cwd=tmp_path, env=env)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+def test_alerts_tail_stops_in_one_line_when_the_broker_goes_away(tmp_path: Path) -> None:
+    from streams.kafka.embedded import EmbeddedBroker
+    from streams.kafka.topics import ensure_topics
+
+    b = EmbeddedBroker(log_path=tmp_path / "broker.log").start()
+    try:
+        ensure_topics(b.bootstrap, 2)
+        _products(b.bootstrap, ["F001"])
+        tail = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "alerts", "tail", "--factory", "F001"],
+            cwd=tmp_path, env=c2m_env(C2M_KAFKA_BOOTSTRAP=b.bootstrap),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        time.sleep(6)  # caught up, following
+        assert tail.poll() is None, tail.communicate()
+    finally:
+        b.stop()
+    stopped = time.monotonic()
+    try:
+        _, stderr = tail.communicate(timeout=60)
+    finally:
+        tail.kill()
+    took = time.monotonic() - stopped
+    lines = stderr.strip().splitlines()
+    assert tail.returncode == EXIT_UNREACHABLE, stderr[-3000:]
+    assert lines[-1].startswith(f"c2m: error: lost the broker at {b.bootstrap}"), lines
+    # before it: at most the note that nothing was there yet, no connection log lines
+    assert len(lines) <= 2 and all(ln.startswith("c2m: ") for ln in lines), lines
+    assert took < 20, took
+
+
+def test_a_demo_on_a_port_in_use_says_which_variable_to_change(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = c2m("demo", "--duration", "5", cwd=tmp_path,
+                  env=c2m_env(C2M_WEB_PORT=str(port)))
+    line = one_line(out, EXIT_CONFIG)
+    assert f"C2M_WEB_PORT={port}: 127.0.0.1:{port} is in use" in line
+    assert "set C2M_WEB_PORT to a free port" in line
+    assert not (tmp_path / ".c2m" / "embedded.json").exists()  # nothing was started
