@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from schemas.alerts import (
@@ -47,6 +47,8 @@ from streams.core.alerting.evaluator import AlertConfig, AlertEvaluator, Prepare
 from streams.core.alerting.inputs import DAY, HOUR
 from streams.core.alerting.progress import alert_watermark
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
+from streams.core.forecast import ForecastConfig, brief_forecasts
+from streams.core.promotions import NO_PROMOTIONS, PromotionCalendar
 from streams.core.tenancy import restock_topic
 from streams.errors import BrokerError, SinkError
 
@@ -182,6 +184,8 @@ class AlertService:
         calendar: MarketCalendar = UTC_CALENDAR,
         factory_topic: Callable[[str], Awaitable[Any]] | None = None,
         shared_restock: bool = False,
+        promotions: PromotionCalendar = NO_PROMOTIONS,
+        forecast: ForecastConfig | None = None,
     ) -> None:
         self.store = store
         #: called with a factory id before its restock alerts are published (creates the
@@ -190,11 +194,15 @@ class AlertService:
         self.shared_restock = shared_restock
         #: the market's days and hours (rules and summaries)
         self.calendar = calendar
+        self.promotions = promotions
+        #: the brief's forecast, refreshed once a local day (None: never)
+        self.forecast = forecast
+        self.forecast_day: int | None = None
         self.publish = publish
         self.io = io
         self.config = config or AlertConfig()
         self.max_hours_per_tick = max_hours_per_tick
-        self.evaluator = AlertEvaluator(self.config, calendar=calendar)
+        self.evaluator = AlertEvaluator(self.config, calendar=calendar, promotions=promotions)
         self.last_hour: int | None = None
         self._loaded = False
         self.hours_evaluated = 0
@@ -241,6 +249,43 @@ class AlertService:
         if wm is None:
             return 0
         done_until = self.calendar.hour(wm // 1000)  # hours ending at or before this are finished
+        n = await self._evaluate(done_until)
+        await self._refresh_forecast(done_until)
+        return n
+
+    async def _refresh_forecast(self, done_until: int) -> None:
+        """Once a local day: the brief's forecast from the days complete by
+        ``done_until`` (a day is complete when its last hour is finished)."""
+        if self.forecast is None:
+            return
+        last_day = self.calendar.local_date(done_until).toordinal() - 1
+        if self.forecast_day is None:
+            self.forecast_day = await self.io(self.store.forecast_as_of)
+        if self.forecast_day is not None and self.forecast_day >= last_day:
+            return
+        first = await self.io(self.store.first_hour)
+        if first is None or self.calendar.local_date(first).toordinal() > last_day:
+            return  # not a complete day yet
+        cfg = self.forecast
+        started = time.perf_counter()
+        demand = await self.io(
+            self.store.daily_demand, date.fromordinal(last_day - cfg.history_days + 1),
+            date.fromordinal(last_day), self.calendar.timezone,
+        )
+        rows = brief_forecasts(demand, last_day, self.promotions, cfg)
+        day = date.fromordinal(last_day)
+        await self.io(self.store.write_forecast, [
+            (day, factory, category, dim, value, [round(x, 2) for x in rf.cum_mean],
+             [round(x, 2) for x in rf.cum_sd], prof.model, prof.growth,
+             min(prof.history_days, 65_535), [date.fromordinal(d) for d in promo])
+            for _, factory, category, dim, value, rf, prof, promo in rows
+        ])
+        self.forecast_day = last_day
+        metrics.FORECAST_SECONDS.observe(time.perf_counter() - started)
+        log.info("brief forecast up to %s: %d rows in %.1f s", day.isoformat(), len(rows),
+                 time.perf_counter() - started)
+
+    async def _evaluate(self, done_until: int) -> int:
         first = await self.io(self.store.first_hour)
         if first is None:
             return 0

@@ -35,6 +35,7 @@ from streams.clickhouse.retention import apply_retention
 from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine
+from streams.core.forecast import ForecastConfig
 from streams.core.pricebands import PriceBands
 from streams.core.tokens import Scope, Unauthorized
 from streams.errors import C2MError, ConfigError, SinkError
@@ -362,6 +363,8 @@ def attach_alerts(
             calendar=settings.calendar(),
             factory_topic=factory_topics.ensure,
             shared_restock=settings.shared_restock_topic,
+            promotions=settings.promotions(),
+            forecast=ForecastConfig(),
         )
         if alert_store is not None
         else None

@@ -169,12 +169,35 @@ def _moq(r: dict[str, Any]) -> str:
     return _n(lo) if lo == hi else f"{_n(lo)}-{_n(hi)}"
 
 
+def _method_line(total: dict[str, Any], cal: MarketCalendar) -> str:
+    """How the quantity was reached: the forecast (its model, growth, promotion days) or
+    the trailing mean before the first forecast."""
+    if total.get("method") != "forecast":
+        return ("预测 method: the trailing mean of the days above (no forecast yet: it is "
+                "computed once a local day is complete)")
+    start = str(total.get("forecast_from") or "")[:10]
+    parts = [f"预测 method: forecast of demand (net units + units lost to stockouts) for "
+             f"{total.get('run_days')} days from {start}"]
+    model = total.get("forecast_model") or ""
+    growth = total.get("weekly_growth")
+    if model in ("trend", "market trend") and isinstance(growth, (int, float)):
+        parts.append(f"trend {growth:+.1%}/week" + (" (the market's)" if model == "market trend"
+                                                    else ""))
+    elif model == "step":
+        parts.append("level shifted recently: the level since then")
+    promo = total.get("promotion_days") or []
+    if promo:
+        parts.append("promotion days " + ", ".join(str(d)[:10] for d in promo))
+    return "; ".join(parts)
+
+
 #: (key, header, format, right-aligned) of the dimension tables, shown when rows have it
 _COLUMNS: list[tuple[str, str, Any, bool]] = [
     ("share", "占比 share", _pct, True),
     ("share_low", "95% 区间 CI", None, True),
     ("recommended_qty", "建议量 qty", _n, True),
     ("net_units", "净销量 net", _n, True),
+    ("lost_units", "缺货损失 lost", _n, True),
     ("conversion_rate", "转化 conv", _pct, True),
     ("return_rate", "退货 returns", _pct, True),
     ("moq_min", "起订量 MOQ", None, True),
@@ -220,11 +243,13 @@ def render_brief(
         )
     if total is not None:
         qty = total.get("recommended_qty")
-        if with_data is not None and int(with_data) < MIN_INTERVAL_DAYS:
+        forecast = total.get("method") == "forecast"
+        if total.get("qty_low") is not None and total.get("qty_high") is not None and (
+                forecast or with_data is None or int(with_data) >= MIN_INTERVAL_DAYS):
+            interval = f"95% CI {_n(total['qty_low'])} - {_n(total['qty_high'])}"
+        elif with_data is not None and int(with_data) < MIN_INTERVAL_DAYS:
             interval = (f"no interval: {with_data} day{'s' if with_data != 1 else ''} with "
                         f"demand, at least {MIN_INTERVAL_DAYS} needed")
-        elif total.get("qty_low") is not None and total.get("qty_high") is not None:
-            interval = f"95% CI {_n(total['qty_low'])} - {_n(total['qty_high'])}"
         else:
             interval = ""
         facts = [f"net units {_n(total.get('net_units'))}"]
@@ -234,8 +259,11 @@ def render_brief(
             facts.append(f"conversion {_pct(total['conversion_rate'], 2)}")
         if "return_rate" in total:
             facts.append(f"returns {_pct(total['return_rate'], 2)}")
+        if total.get("lost_units"):
+            facts.append(f"lost to stockouts {_n(total['lost_units'])}")
         out.append(f"总量 total quantity: {_n(qty)}" + (f" ({interval})" if interval else "")
                    + "; " + ", ".join(facts))
+        out.append(_method_line(total, cal))
         if total.get("order_qty"):
             out.append(f"下单合计 order total: {_n(total['order_qty'])} units, each colour x "
                        f"size rounded up to its MOQ ({total.get('order_cells')} colour x size)")

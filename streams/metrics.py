@@ -103,6 +103,10 @@ ALERTS = Counter(
 ALERT_HOURS = Counter(
     "c2m_alert_evaluations_total", "Event-time hours evaluated by the alert rules"
 )
+FORECAST_SECONDS = Histogram(
+    "c2m_forecast_seconds", "Time to refresh the brief's forecast (once a local day)",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120),
+)
 
 _PER_PARTITION = (WATERMARK_LAG, CONSUMER_LAG)
 

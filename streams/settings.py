@@ -18,6 +18,7 @@ from streams.core.alerting.surge import SurgeConfig
 from streams.core.calendar import MarketCalendar, load_zone
 from streams.core.engine import EngineConfig
 from streams.core.pricebands import DEFAULT_EDGES
+from streams.core.promotions import PromotionCalendar
 from streams.core.windows import DEFAULT_WINDOW_SECONDS
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -100,6 +101,12 @@ class Settings(BaseSettings):
         "Asia/Shanghai",
         description="The market's time zone (IANA name): daily windows, briefs and views "
         "follow its local days; UTC = days from 00:00 UTC. Fixed for a database",
+    )
+    promotion_days: str = Field(
+        "",
+        description="Known promotion days, local dates: '2026-11-11*4,2026-06-16..2026-06-18' "
+        "(*F: the expected traffic factor; without it the lift is learnt from past promotion "
+        "days). The brief's forecast lifts them; the surge rule does not call them surges",
     )
     window_seconds: tuple[int, ...] = DEFAULT_WINDOW_SECONDS
     allowed_lateness_seconds: int = Field(600, ge=0)
@@ -210,6 +217,12 @@ class Settings(BaseSettings):
     @classmethod
     def _zone(cls, value: str) -> str:
         load_zone(value)  # raises UnknownTimeZone (a ValueError) with the expected format
+        return value
+
+    @field_validator("promotion_days")
+    @classmethod
+    def _promotions(cls, value: str) -> str:
+        PromotionCalendar.parse(value)  # PromotionSyntaxError (a ValueError) names the entry
         return value
 
     @field_validator("window_seconds")
@@ -335,6 +348,10 @@ class Settings(BaseSettings):
     def calendar(self) -> MarketCalendar:
         """Window boundaries in the market's time zone (as the engine has them)."""
         return MarketCalendar(self.timezone, self.window_seconds)
+
+    def promotions(self) -> PromotionCalendar:
+        """The known promotion days (``C2M_PROMOTION_DAYS``)."""
+        return PromotionCalendar.parse(self.promotion_days)
 
     def view_settings(self) -> dict[str, int]:
         """What the SQL views and materialized views read from ``c2m.pipeline_settings``."""

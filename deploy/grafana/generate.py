@@ -172,8 +172,8 @@ ORDER BY severity = 'critical' DESC, changed_at DESC LIMIT 50""", width=24, heig
 WITH b AS (SELECT * FROM c2m.production_brief(days=14, run_days=30,
                                              factory=if({FACTORY} = '__all', '', {FACTORY})))
 SELECT category, dimension, value, recommended_qty, qty_low, qty_high,
-       round(share, 4) AS share, net_units, round(conversion_rate, 4) AS conversion,
-       round(return_rate, 4) AS return_rate
+       round(share, 4) AS share, net_units, lost_units, round(conversion_rate, 4) AS conversion,
+       round(return_rate, 4) AS return_rate, method, forecast_from, weekly_growth
 FROM b
 WHERE category = if(${{category:sqlstring}} = '__all',
                     (SELECT category FROM b WHERE dimension = 'total'
@@ -181,8 +181,9 @@ WHERE category = if(${{category:sqlstring}} = '__all',
                     ${{category:sqlstring}})
 ORDER BY dimension = 'total' DESC, dimension, net_units DESC LIMIT 40""", width=24, height=10,
        description="c2m.production_brief of the chosen factory's SKUs: colour mix, size "
-                   "curve and price bands with 95% intervals; the top category when none is "
-                   "chosen."),
+                   "curve and price bands; the quantity for a 30-day run from the forecast "
+                   "(trend, weekly pattern, promotion days; 95% interval), units lost to "
+                   "stockouts; the top category when none is chosen."),
 ]
 
 _RATE = "$__rate_interval"

@@ -13,8 +13,9 @@ A factory's user may read:
   row policy ``factory_id = F OR kind != 'restock'``);
 - its own catalog (``products``, ``products_current``: ``factory_id = F``), the hourly
   counters of the SKUs in it (``sku_hours``, ``sku_hourly``), its lost sales
-  (``lost_sales``) and so its production brief (``production_brief`` runs with the
-  caller's rights: it reads only what these policies let through);
+  (``lost_sales``), its forecast (``brief_forecast``: its own rows, not the whole
+  market's) and so its production brief (``production_brief`` runs with the caller's
+  rights: it reads only what these policies let through);
 - the pipeline's progress (``source_progress``, ``checkpoints_latest``: partition
   positions and counts; the brief reads them).
 
@@ -40,7 +41,7 @@ GRANTED = (
     "market_demand", "market_rolling",
     "alerts", "alert_history", "alerts_current",
     "products", "products_current", "sku_hours", "sku_hourly", "lost_sales",
-    "production_brief", "source_progress", "checkpoints_latest",
+    "brief_forecast", "production_brief", "source_progress", "checkpoints_latest",
 )
 
 
@@ -72,6 +73,7 @@ class FactoryAccess:
             "sku_hours": f"sku IN (SELECT sku FROM {self.database}.products "  # noqa: S608
                          f"WHERE factory_id = {f})",
             "lost_sales": f"factory_id = {f}",
+            "brief_forecast": f"factory_id = {f}",
         }
 
     def statements(self, password: str) -> list[str]:

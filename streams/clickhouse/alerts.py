@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from streams.clickhouse.errors import sink_error
@@ -29,6 +29,12 @@ ALERT_COLUMNS = [
 LOST_COLUMNS = [
     "hour_start", "sku", "factory_id", "category", "color", "size", "price_band",
     "lost_units", "lost_orders", "lost_gmv",
+]
+
+
+FORECAST_COLUMNS = [
+    "as_of_day", "factory_id", "category", "dimension", "value", "cum_mean", "cum_sd", "model",
+    "growth", "history_days", "promo_days",
 ]
 
 
@@ -211,6 +217,52 @@ class AlertStore:
             )
         except Exception as exc:
             raise sink_error(exc, "write", f"{self.db}.alerts") from exc
+
+    # ---------------------------------------------------------------- forecast
+    def forecast_as_of(self) -> int | None:
+        """The newest local day (date ordinal) the brief's forecast was computed up to."""
+        rows = self._rows(
+            f"SELECT max(as_of_day), count() FROM {self.db}.brief_forecast"  # noqa: S608
+        )
+        return rows[0][0].toordinal() if rows and rows[0][1] else None
+
+    def daily_demand(
+        self, first_day: date, last_day: date, timezone: str
+    ) -> list[tuple[str, str, str, str, str, int, float]]:
+        """Demand per (factory, category, colour, size, price band, local day) for the
+        local days first_day..last_day: net units (ordered less cancelled and returned)
+        plus the units lost to stockouts. Days as ordinals; one row per cell with any."""
+        rows = self._rows(
+            "SELECT factory_id, category, color, size, price_band, d, sum(x) FROM ("  # noqa: S608
+            "SELECT p.factory_id AS factory_id, p.category AS category, p.color AS color, "
+            "p.size AS size, p.price_band AS price_band, toDate(h.hour_start, {tz:String}) AS d, "
+            "toFloat64(toInt64(h.units) - toInt64(h.cancelled_units) "
+            "- toInt64(h.returned_units)) AS x "
+            f"FROM {self.db}.sku_hours AS h FINAL "
+            f"INNER JOIN {self.db}.products_current AS p ON h.sku = p.sku "
+            "WHERE h.hour_start >= toDateTime({lo:Date}, {tz:String}) "
+            "AND h.hour_start < toDateTime({hi:Date}, {tz:String}) "
+            "UNION ALL "
+            "SELECT factory_id, category, color, size, price_band, "
+            "toDate(hour_start, {tz:String}), lost_units "
+            f"FROM {self.db}.lost_sales FINAL "
+            "WHERE hour_start >= toDateTime({lo:Date}, {tz:String}) "
+            "AND hour_start < toDateTime({hi:Date}, {tz:String})"
+            ") GROUP BY factory_id, category, color, size, price_band, d",
+            lo=first_day, hi=last_day + timedelta(days=1), tz=timezone,
+        )
+        return [(str(f), str(c), str(co), str(sz), str(b), d.toordinal(), float(x))
+                for f, c, co, sz, b, d, x in rows]
+
+    def write_forecast(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Rows of ``brief_forecast`` (``FORECAST_COLUMNS``)."""
+        if not rows:
+            return
+        try:
+            self.client.insert(f"{self.db}.brief_forecast", [list(r) for r in rows],
+                               column_names=FORECAST_COLUMNS)
+        except Exception as exc:
+            raise sink_error(exc, "write", f"{self.db}.brief_forecast") from exc
 
     def alerts(
         self, factory: str = "", open_only: bool = True, limit: int = 200,

@@ -59,7 +59,7 @@ class ViewQuery:
 
 
 # The demand sections are market-level for every caller (issue 22): they read the market
-# views (migration 0008), where a cell that fewer than C2M_MIN_SHOPS_PER_SIGNAL shops made is
+# views (migration 0009), where a cell that fewer than C2M_MIN_SHOPS_PER_SIGNAL shops made is
 # folded into its parent (dimensions '', shown as '其他 other') or withheld.
 
 _SUMMARY = """

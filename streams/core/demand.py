@@ -186,7 +186,7 @@ class PartitionState:
         windows are ``bounds`` (``MarketCalendar.grain`` of the grain: the SKU hour, then
         start and end per size), and the visitor and shop sets of those whose size is in
         ``visitor_sizes`` (the base sizes: ClickHouse derives the visitor and shop rows of
-        the other sizes, see migrations 0005 and 0008)."""
+        the other sizes, see migrations 0005 and 0009)."""
         cells, visitors, dirty, ends = self.cells, self.visitors, self.dirty, self.ends
         shops = self.shops
         cat, color, size, band, region, _ = hk

@@ -60,6 +60,9 @@ DIMENSIONS = ("color", "size", "price_band")
 @dataclass(frozen=True, slots=True)
 class ForecastConfig:
     horizon_days: int = 90
+    #: local days of demand the forecast reads (8 weeks: enough weeks for the weekday
+    #: pattern, a trend and the promotion lift, and no more than the brief's backtest saw)
+    history_days: int = 56
     level_days: int = 28
     trend_days: int = 28
     min_trend_days: int = 14
@@ -433,3 +436,43 @@ def trailing_mean(values: Sequence[float], days: int = 14) -> float:
     """The brief's former method: the mean of the last ``days`` days (a baseline)."""
     tail = values[-days:]
     return sum(tail) / len(tail) if tail else 0.0
+
+
+#: (factory, category, colour, size, price band, local day ordinal, demand)
+DemandRow = tuple[str, str, str, str, str, int, float]
+
+
+def brief_forecasts(
+    demand: Sequence[DemandRow],
+    last_day: int,
+    promos: PromotionCalendar = NO_PROMOTIONS,
+    cfg: ForecastConfig = ForecastConfig(),
+) -> list[tuple[int, str, str, str, str, RowForecast, Profile, list[int]]]:
+    """Every brief row's forecast from the daily demand of the ``cfg.history_days`` local
+    days up to ``last_day`` (a date ordinal, the last complete day): for all factories
+    (factory '') and for each factory alone, with the market's growth (all factories, all
+    categories) as the prior. Returns (last_day, factory, category, dimension, value,
+    forecast, the category's profile, the promotion days in the horizon)."""
+    first_day = last_day - cfg.history_days + 1
+    n = cfg.history_days
+    groups: dict[tuple[str, str], dict[Cell, list[float]]] = {}
+    market = [0.0] * n
+    for factory, category, color, size, band, day, x in demand:
+        t = day - first_day
+        if not 0 <= t < n:
+            continue
+        cell = (color, size, band)
+        for key in ((factory, category), ("", category)):
+            groups.setdefault(key, {}).setdefault(cell, [0.0] * n)[t] += x
+        market[t] += x
+    prior = market_growth(market, first_day, promos, cfg)
+    ahead = [d for d in range(last_day + 1, last_day + cfg.horizon_days + 1)
+             if promos.is_promo(d)]
+    out = []
+    for (factory, category), cells in sorted(groups.items()):
+        fc = forecast_category(cells, first_day, promos, cfg, prior)
+        if fc is None:
+            continue
+        for (dim, value), rf in sorted(fc.rows.items()):
+            out.append((last_day, factory, category, dim, value, rf, fc.profile, ahead))
+    return out

@@ -7,13 +7,14 @@ alerts once each."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 import time
 import urllib.request
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ import pytest
 
 from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMessage
 from streams.core.alerting.evaluator import AlertConfig, AlertEvaluator, PreparedInputs
+from streams.core.forecast import brief_forecasts
 from streams.core.pricebands import PriceBands
 from streams.core.tenancy import restock_topic
 from tests.integration.conftest import Worker, consume_all, produce
@@ -185,8 +187,63 @@ def _check_brief(w: Worker, events: list[Any]) -> None:
                 net[(dim, value)] += sign * line["qty"]
     got = {(r[1], r[2]): r[3] for r in rows}
     assert got == {k: v for k, v in net.items() if k in got or v != 0}
-    total = next(r for r in rows if r[1] == "total")
-    assert total[6] == -(-net[("total", "")] * 30 // total[7])  # ceil(rate * 30 days)
+    _check_forecast(w, events, products, as_of)
+
+
+def _check_forecast(w: Worker, events: list[Any], products: dict[str, Any], as_of: int) -> None:
+    """The brief's quantities come from the forecast of the complete local days: the
+    forecast of an independent daily aggregation of the raw events (China days) equals
+    what the alert service stored and the view serves."""
+    zone = ZoneInfo(MARKET_TZ)
+    last_day = datetime.fromtimestamp(as_of, zone).date().toordinal() - 1
+    bands = PriceBands()
+    demand: dict[tuple[str, str, str, str, str, int], float] = defaultdict(float)
+    for e in events:
+        v = e.value
+        if v["event_type"] not in ("order_placed", "order_cancelled", "returned"):
+            continue
+        day = datetime.fromtimestamp(ts_ms(v["ts"]) / 1000, zone).date().toordinal()
+        lines = v["lines"] if "lines" in v else [{"sku": v["sku"], "qty": v["qty"]}]
+        sign = 1 if v["event_type"] == "order_placed" else -1
+        for line in lines:
+            p = products[line["sku"]]
+            demand[(p["factory_id"], p["category"], p["color"], p["size"],
+                    bands.label(p["list_price"]), day)] += sign * line["qty"]
+    want = {(f, c, d, val): rf for _, f, c, d, val, rf, _, _ in brief_forecasts(
+        [(*k, x) for k, x in demand.items()], last_day)}
+    stored = w.query(
+        "SELECT as_of_day, factory_id, category, dimension, value, cum_mean, cum_sd "
+        "FROM c2m.brief_forecast FINAL WHERE as_of_day = (SELECT max(as_of_day) "
+        "FROM c2m.brief_forecast)"
+    )
+    # computed once a day as the days completed; the newest is the last complete day
+    assert {date.fromisoformat(str(r[0])).toordinal() for r in stored} == {last_day}
+    assert {(r[1], r[2], r[3], r[4]) for r in stored} == set(want)
+    for _, f, c, d, val, mean, sd in stored:
+        rf = want[(f, c, d, val)]
+        assert len(mean) == 90
+        for k in (0, 29, 89):
+            assert abs(mean[k] - rf.cum_mean[k]) <= 0.01 + 1e-6 * rf.cum_mean[k]
+            assert abs(sd[k] - rf.cum_sd[k]) <= 0.01 + 1e-6 * rf.cum_sd[k]
+    rows = w.query(
+        "SELECT dimension, value, method, recommended_qty, qty_low, qty_high, run_days "
+        "FROM c2m.production_brief(days=14, run_days=30, factory='') WHERE category = '袜子'"
+    )
+    assert rows and all(r[2] == "forecast" and r[6] == 30 for r in rows)
+    for dim, value, _, qty, low, high in (r[:6] for r in rows):
+        rf = want[("", "袜子", dim, value)]
+        mean, sd = rf.total(30)
+        assert abs(qty - math.ceil(mean)) <= 1
+        assert abs(low - math.ceil(max(mean - 1.96 * sd, 0))) <= 1
+        assert abs(high - math.ceil(mean + 1.96 * sd)) <= 1
+    # one factory's brief reads that factory's forecast
+    factory = next(iter(sorted({p["factory_id"] for p in products.values()
+                                if p["category"] == "袜子"})))
+    rows_f = w.query(
+        "SELECT dimension, value, recommended_qty FROM c2m.production_brief(days=14, "
+        "run_days=30, factory={f:String}) WHERE category = '袜子'", f=factory)
+    for dim, value, qty in rows_f:
+        assert abs(qty - math.ceil(want[(factory, "袜子", dim, value)].total(30)[0])) <= 1
 
 
 def _check_tail(w: Worker, got: list[tuple[Any, ...]], factory_of: dict[str, str]) -> None:

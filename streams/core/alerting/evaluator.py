@@ -21,8 +21,10 @@ from streams.core.alerting.surge import (
     evaluate_share,
     evaluate_surge,
     long_run_share,
+    promotion_lift,
 )
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
+from streams.core.promotions import NO_PROMOTIONS, PromotionCalendar
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,12 @@ class PreparedInputs:
         #: who each key's orders came from, per hour (the k-shop rule of market signals)
         self.order_shops = {k: ShopSeries(v) for k, v in inputs.order_shops.items()}
         self.parents = {c: CumSeries(v) for c, v in cats.items()}
+        market: dict[int, float] = {}
+        for v in cats.values():
+            for h, x in v.items():
+                market[h] = market.get(h, 0) + x
+        #: orders of the whole market per hour (a promotion's lift)
+        self.market = CumSeries(market)
         siblings: dict[tuple[str, str], int] = {}
         for cat, dim, _ in orders:
             siblings[(cat, dim)] = siblings.get((cat, dim), 0) + 1
@@ -145,11 +153,14 @@ class AlertEvaluator:
     def __init__(
         self, config: AlertConfig | None = None, book: AlertBook | None = None,
         calendar: MarketCalendar = UTC_CALENDAR,
+        promotions: PromotionCalendar = NO_PROMOTIONS,
     ) -> None:
         self.config = config or AlertConfig()
         self.book = book if book is not None else AlertBook(self.config.cooldown_hours)
         #: the market's days: "the same hour yesterday" is the same local clock time
         self.calendar = calendar
+        #: known promotion days: left out of surge baselines, their lift expected
+        self.promotions = promotions
 
     def evaluate(self, hour: int, prepared: PreparedInputs) -> list[Alert]:
         """Every alert change for event-time ``hour`` (epoch s, hour start), in key order."""
@@ -292,6 +303,7 @@ class AlertEvaluator:
         cfg = self.config.surge
         out: list[Finding] = []
         keys: list[SignalKey] = sorted(prep.series)
+        lift = promotion_lift(prep.market, hour, first, cfg, self.calendar, self.promotions)
         for key in keys:
             cat, dim, value = key
             series = prep.series[key]
@@ -305,7 +317,8 @@ class AlertEvaluator:
                 series, parent, hour, cfg.baseline_days, prep.siblings.get((cat, dim), 1),
                 self.calendar,
             )
-            s = evaluate_surge(series, parent, share, hour, first, cfg, self.calendar)
+            s = evaluate_surge(series, parent, share, hour, first, cfg, self.calendar,
+                               self.promotions, lift)
             if s is not None and self._surge_from_enough_shops(prep, key, hour, first):
                 out.append(
                     Finding(

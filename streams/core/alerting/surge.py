@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from streams.core.alerting.inputs import HOUR, CumSeries
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
+from streams.core.promotions import NO_PROMOTIONS, PromotionCalendar
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +66,37 @@ class SurgeFinding:
 
 
 def _same_hour(
-    series: CumSeries, hour: int, days: int, first: int, cal: MarketCalendar
+    series: CumSeries, hour: int, days: int, first: int, cal: MarketCalendar,
+    promos: PromotionCalendar = NO_PROMOTIONS,
 ) -> list[float]:
-    """Values at the same local hour on previous days, oldest first (only days with data)."""
+    """Values at the same local hour on previous days, oldest first (only days with data,
+    none of them a promotion day)."""
     out = []
     for d in range(days, 0, -1):
         t = cal.same_hour_days_back(hour, d)
-        if t >= first:
+        if t >= first and not (promos and promos.is_promo(cal.local_date(t).toordinal())):
             out.append(series.get(t, 0))
     return out
+
+
+def promotion_lift(
+    market: CumSeries, hour: int, first: int, cfg: SurgeConfig, cal: MarketCalendar,
+    promos: PromotionCalendar,
+) -> float:
+    """On a known promotion day, how much the promotion lifts this hour: the factor
+    stated in the calendar, else the whole market's orders this hour over their usual
+    level (the same-hour baseline of days without a promotion); 1 on other days."""
+    if not promos:
+        return 1.0
+    day = cal.local_date(hour).toordinal()
+    if not promos.is_promo(day):
+        return 1.0
+    stated = promos.factor(day)
+    if stated is not None:
+        return stated
+    usual = blended(_same_hour(market, hour, cfg.baseline_days, first, cal, promos),
+                    cfg.ewma_alpha)
+    return max(market.get(hour, 0) / usual, 1.0) if usual > 0 else 1.0
 
 
 def blended(history: list[float], alpha: float) -> float:
@@ -94,16 +117,20 @@ def evaluate_surge(
     first: int,
     cfg: SurgeConfig,
     cal: MarketCalendar = UTC_CALENDAR,
+    promos: PromotionCalendar = NO_PROMOTIONS,
+    lift: float = 1.0,
 ) -> SurgeFinding | None:
-    """Surge finding for one key at ``hour``; None without a day of history."""
-    hist = _same_hour(series, hour, cfg.baseline_days, first, cal)
+    """Surge finding for one key at ``hour``; None without a day of history. The
+    baseline leaves promotion days out and is multiplied by ``lift`` (on a promotion
+    day, ``promotion_lift``): a sale is not a surge, a surge beyond the sale is."""
+    hist = _same_hour(series, hour, cfg.baseline_days, first, cal, promos)
     if not hist:
         return None
-    parent_hist = _same_hour(parent, hour, cfg.baseline_days, first, cal)
+    parent_hist = _same_hour(parent, hour, cfg.baseline_days, first, cal, promos)
     own = blended(hist, cfg.ewma_alpha)
     prior = blended(parent_hist, cfg.ewma_alpha) * share
     n = float(sum(hist))
-    base = (n * own + cfg.shrink_orders * prior) / (n + cfg.shrink_orders)
+    base = lift * (n * own + cfg.shrink_orders * prior) / (n + cfg.shrink_orders)
     obs = float(series.get(hour, 0))
     score = (obs - base) / math.sqrt(cfg.dispersion * max(base, 1.0))
     ratio = obs / base if base > 0 else math.inf
