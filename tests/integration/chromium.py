@@ -42,6 +42,8 @@ class Chromium:
         assert binary, "Debian chromium missing (.ci/run installs it)"
         user_dir.mkdir(parents=True, exist_ok=True)
         self.user_dir = user_dir
+        port_file = user_dir / "DevToolsActivePort"
+        port_file.unlink(missing_ok=True)  # a previous browser's, in a reused directory
         self.proc = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--disable-background-networking", "--disable-component-update",
@@ -49,7 +51,6 @@ class Chromium:
              f"--user-data-dir={user_dir}", "--remote-debugging-port=0", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
         )
-        port_file = user_dir / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not port_file.exists() or not port_file.read_text().strip():
             assert self.proc.poll() is None, "chromium exited"
