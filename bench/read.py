@@ -41,6 +41,7 @@ import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,7 @@ def evaluate_alerts(client: Any, settings: Any) -> float:
     """The real alert service over every finished hour (messages are not published)."""
     from streams.alerting import AlertService
     from streams.clickhouse.alerts import AlertStore
+    from streams.core.forecast import ForecastConfig
 
     async def publish(topic: str, key: bytes, value: bytes) -> Any:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -195,7 +197,8 @@ def evaluate_alerts(client: Any, settings: Any) -> float:
     async def run() -> None:
         service = AlertService(AlertStore(client, settings.clickhouse_database), publish, io,
                                settings.alert_config(), idle_wall_s=0,
-                               calendar=settings.calendar())
+                               calendar=settings.calendar(),
+                               promotions=settings.promotions(), forecast=ForecastConfig())
         while await service.tick():
             pass
 
@@ -221,9 +224,13 @@ def settle(client: Any, timeout_s: float = 120) -> None:
 def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any]]:
     """name -> a call that runs one user-triggerable query."""
     from streams.clickhouse.alerts import AlertStore
+    from streams.clickhouse.migrations import database_timezone
     from streams.clickhouse.store import DemandStore
     from streams.clickhouse.views import run_view
     from streams.core.alerting.inputs import DAY, HOUR
+    from streams.core.forecast import ForecastConfig, brief_forecasts
+    from streams.core.promotions import NO_PROMOTIONS
+    from streams.core.tokens import Scope
 
     alerts = AlertStore(client, db)
     top_cat = client.query(
@@ -233,8 +240,8 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         f"SELECT factory_id FROM {db}.products_current GROUP BY factory_id "  # noqa: S608
         "ORDER BY count() DESC LIMIT 1").result_rows[0][0]
     q: dict[str, Callable[[], Any]] = {}
-    settings = {"A": {"window": "3600", "category": "__all"},
-                "B": {"window": "300", "category": top_cat}}
+    settings = {"A": {"window": "3600", "category": "__all", "factory": "__all"},
+                "B": {"window": "300", "category": top_cat, "factory": factory}}
     for board, title, raw in grafana_queries():
         raw = raw.replace("c2m.", f"{db}.")
         if "$" not in raw:  # no range, no variable: one query
@@ -245,7 +252,8 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
                 sql = expand(raw, end_s - span, end_s, interval, variables)
                 q[f"grafana {board}: {title} [{rname}, {vname}]"] = (
                     lambda sql=sql: client.query(sql).result_rows)
-    page = []
+    page: list[Callable[[], Any]] = []
+    factory_page: list[Callable[[], Any]] = []
     for view, args in [("summary", {"horizon": "24h"}),
                        ("breakdown", {"dim": "color", "horizon": "24h", "limit": "10"}),
                        ("breakdown", {"dim": "size", "horizon": "24h", "limit": "10"}),
@@ -259,12 +267,18 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         def call(view: str = view, args: dict[str, str] = args) -> Any:
             return run_view(client, db, view, args)
 
+        def as_factory(view: str = view, args: dict[str, str] = args) -> Any:
+            return run_view(client, db, view, args, Scope("factory", factory))
+
         q[name] = call
         page.append(call)
+        factory_page.append(as_factory)
     for h in ("1h", "7d"):
         q[f"/api/view/summary?horizon={h}"] = lambda h=h: run_view(client, db, "summary",
                                                                    {"horizon": h})
     q["web view page (all its API calls)"] = lambda: [c() for c in page]
+    q["web view page with a factory's token (all its API calls)"] = lambda: [
+        c() for c in factory_page]
     q["/api/alerts?factory=F"] = lambda: alerts.alerts(factory)
     q["/api/alerts (all)"] = lambda: alerts.alerts("")
     q["/api/brief, c2m brief (category, 14 d, run 30 d)"] = lambda: alerts.brief(
@@ -282,6 +296,19 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         return alerts.load_inputs(hour - 14 * DAY, hour + HOUR, hour + HOUR - 2 * lead * DAY)
 
     q["alert service: input load for one hour"] = alert_inputs
+
+    zone = database_timezone(client, db) or "UTC"
+
+    def forecast() -> Any:  # once a local day: 56 days of daily demand, then the model
+        last = alerts.forecast_as_of()
+        if last is None:
+            raise RuntimeError("no forecast was made while the history was built")
+        cfg = ForecastConfig()
+        demand = alerts.daily_demand(date.fromordinal(last - cfg.history_days + 1),
+                                     date.fromordinal(last), zone)
+        return brief_forecasts(demand, last, NO_PROMOTIONS, cfg)
+
+    q["alert service: the daily forecast (56 days read, modelled; once a day)"] = forecast
     q["alert service: current alerts (book reload)"] = alerts.current_alerts
     day = client.query(
         f"SELECT max(window_start) FROM {db}.demand_cells WHERE window_seconds = 86400 "  # noqa: S608
