@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMessage
@@ -202,7 +203,10 @@ async def tail(
         while idle_exit_s is None or time.monotonic() - last < idle_exit_s:
             if time.monotonic() - looked > _LOOK_AGAIN_S:  # topics created since
                 looked = time.monotonic()
-                tps = await _find_topics(consumer, factory, market, tps)
+                try:
+                    tps = await _find_topics(consumer, factory, market, tps)
+                except KafkaError:  # no metadata: the broker may be gone (BrokerError
+                    gone.check()    # once no broker has answered for BROKER_GONE_S)
             if tps:
                 batch = await consumer.getmany(timeout_ms=500, max_records=1000)
             else:  # the factory has had no alert yet: its topic does not exist

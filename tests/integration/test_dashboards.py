@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -170,10 +171,17 @@ def test_every_clickhouse_panel_returns_rows_on_simulated_data(tmp_path: Path) -
             for _, _, t in targets:
                 queries.append((combo, interval, t["rawSql"]))
 
-    # a category of the simulated catalog (the category variable must offer it)
-    catalog = sorted((e.value["category"], e.value["factory_id"])
-                     for e in ShopSimulator(SEED, START_MS).catalog())
-    category, factory = catalog[0]
+    # a category of the simulated catalog (the category variable must offer it): the one
+    # most shops list (the market panels fold cells of fewer than k shops into 'other'),
+    # then the most SKUs, and the factory making most of its SKUs (it has a restock alert)
+    shops: dict[str, set[str]] = defaultdict(set)
+    skus: dict[tuple[str, str], int] = defaultdict(int)
+    for e in ShopSimulator(SEED, START_MS).catalog():
+        shops[e.value["category"]].add(e.value["shop_id"])
+        skus[(e.value["category"], e.value["factory_id"])] += 1
+    category = max(sorted(shops), key=lambda c: (
+        len(shops[c]), sum(n for (c2, _), n in skus.items() if c2 == c)))
+    factory = max(sorted(f for c, f in skus if c == category), key=lambda f: skus[(category, f)])
     combos[1]["category"], combos[1]["factory"] = category, factory
 
     expanded = [expand(sql, frm, to, interval, c) for c, interval, sql in queries]  # type: ignore[arg-type]
