@@ -19,7 +19,7 @@ import subprocess
 import sys
 from typing import Any
 
-from streams.core.engine import DemandEngine, Record
+from streams.core.engine import DemandEngine, Record, runs_of
 
 T0 = 1_793_491_200_000
 DAY_MS = 86_400_000
@@ -69,7 +69,7 @@ def cells(skus: int, regions: int) -> dict[str, Any]:
                                    None, _pageview(i, s, r, T0 + i % 200_000)))
                 i += 1
         for k in range(0, len(recs), 10_000):
-            eng.process(recs[k:k + 10_000])
+            eng.process_runs(runs_of(recs[k:k + 10_000]))
         _flush(eng)
     gc.collect()
     n_cells = sum(len(st.cells) for st in eng.states.values())
@@ -89,7 +89,7 @@ def events(total: int) -> list[dict[str, Any]]:
             recs.append(Record("shop.pageviews", i % 4, i // 4, ts + 1000, None,
                                _pageview(i, i * 7919 % skus, i % regions, ts)))
         recs.sort(key=lambda r: r.partition)
-        eng.process(recs)
+        eng.process_runs(runs_of(recs))
         _flush(eng)
         if (k + 10_000) % step == 0:
             gc.collect()

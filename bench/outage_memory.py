@@ -16,7 +16,7 @@ import tracemalloc
 import orjson
 
 from streams.core.catalog import Catalog
-from streams.core.engine import DemandEngine, Record
+from streams.core.engine import DemandEngine, Record, runs_of
 from streams.core.pricebands import PriceBands
 from streams.sim.model import generate_history
 
@@ -33,11 +33,11 @@ def measure(n: int) -> tuple[int, float]:
         Record(e.topic, 0, i, START_MS + 86_400_000, None, orjson.dumps(e.value))
         for i, e in enumerate(demand)
     ]
-    engine.process(records[:10_000])  # warm state, flushed as before an outage
+    engine.process_runs(runs_of(records[:10_000]))  # warm state, flushed as before an outage
     engine.flushed(engine.flush_batch())
     gc.collect()
     tracemalloc.start()
-    engine.process(records[10_000:])  # consumed, never flushed
+    engine.process_runs(runs_of(records[10_000:]))  # consumed, never flushed
     gc.collect()
     current, _peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -33,19 +33,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import statistics
 import subprocess
 import sys
 import time
-import zlib
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import orjson
+from bench.grafana import expand
+from bench.records import Keyed
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
@@ -54,52 +52,6 @@ RANGES = {"6h": (6 * 3600, 20), "24h": (86_400, 60), "7d": (7 * 86_400, 600),
 PARTITIONS = 4
 #: simulated events per order at the default mix (page views, logistics, stock counts)
 EVENTS_PER_ORDER_HOUR = 536
-
-
-# ---------------------------------------------------------------- Grafana macros
-def expand(sql: str, frm_s: int, to_s: int, interval_s: int, variables: dict[str, str]) -> str:
-    """Grafana's template variables, then the ClickHouse plugin's macros (pkg/macros/
-    macros.go of grafana-clickhouse-datasource: ``$__timeFilter(c)`` -> ``c >=
-    toDateTime(from) AND c <= toDateTime(to)``, ``$__timeInterval(c)`` ->
-    ``toStartOfInterval(toDateTime(c), INTERVAL n second)``, ...)."""
-
-    def var(m: re.Match[str]) -> str:
-        name, fmt = m.group(1) or m.group(3), m.group(2)
-        value = variables[name]
-        if fmt == "sqlstring":
-            return "'" + value.replace("'", "''") + "'"
-        if fmt is not None:
-            raise ValueError(f"variable format {fmt} not handled")
-        return value
-
-    sql = re.sub(r"\$\{(\w+)(?::(\w+))?\}|\$(?!__)(\w+)", var, sql)
-    ms = (frm_s * 1000, to_s * 1000)
-    macros: dict[str, Callable[[str], str]] = {
-        r"\$__timeFilter_ms\(([^)]+)\)": lambda c: (
-            f"{c} >= fromUnixTimestamp64Milli({ms[0]}) AND {c} <= fromUnixTimestamp64Milli({ms[1]})"
-        ),
-        r"\$__timeFilter\(([^)]+)\)": lambda c: (
-            f"{c} >= toDateTime({frm_s}) AND {c} <= toDateTime({to_s})"
-        ),
-        r"\$__timeInterval_ms\(([^)]+)\)": lambda c: (
-            f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {interval_s * 1000} millisecond)"
-        ),
-        r"\$__timeInterval\(([^)]+)\)": lambda c: (
-            f"toStartOfInterval(toDateTime({c}), INTERVAL {interval_s} second)"
-        ),
-    }
-    for pattern, fn in macros.items():
-        sql = re.sub(pattern, lambda m, fn=fn: fn(m.group(1).strip()), sql)
-    sql = (
-        sql.replace("$__fromTime_ms", f"fromUnixTimestamp64Milli({ms[0]})")
-        .replace("$__toTime_ms", f"fromUnixTimestamp64Milli({ms[1]})")
-        .replace("$__fromTime", f"toDateTime({frm_s})")
-        .replace("$__toTime", f"toDateTime({to_s})")
-        .replace("$__interval_s", str(interval_s))
-    )
-    if "$" in sql:
-        raise ValueError(f"unexpanded macro or variable in:\n{sql}")
-    return sql
 
 
 def grafana_queries() -> list[tuple[str, str, str]]:
@@ -123,7 +75,7 @@ def build(db_dir: Path, days: float, events_per_day: int, skus: int, shops: int,
     from streams.app import open_store
     from streams.clickhouse.client import connect
     from streams.core.catalog import Catalog
-    from streams.core.engine import DemandEngine, Record
+    from streams.core.engine import DemandEngine, runs_of
     from streams.core.pricebands import PriceBands
     from streams.settings import Settings
     from streams.sim.model import HOUR_MS, ShopSimulator
@@ -135,13 +87,7 @@ def build(db_dir: Path, days: float, events_per_day: int, skus: int, shops: int,
     start_ms = end_ms - int(days * 86_400_000)
     sim = ShopSimulator(seed, start_ms, n_shops=shops, n_skus=skus, n_regions=regions,
                         orders_per_hour=events_per_day / EVENTS_PER_ORDER_HOUR)
-    offsets: dict[tuple[str, int], int] = defaultdict(int)
-
-    def record(topic: str, key: str, value: dict[str, Any], ts_ms: int) -> Record:
-        part = 0 if topic == "shop.products" else zlib.crc32(key.encode()) % PARTITIONS
-        off = offsets[(topic, part)]
-        offsets[(topic, part)] = off + 1
-        return Record(topic, part, off, ts_ms, key.encode(), orjson.dumps(value))
+    record = Keyed(PARTITIONS)
 
     for ev in sim.catalog():
         if engine.apply_product(record(ev.topic, ev.key, ev.value, ev.ts_ms)) is not None:
@@ -153,7 +99,7 @@ def build(db_dir: Path, days: float, events_per_day: int, skus: int, shops: int,
 
     def flush() -> None:
         nonlocal n, flushes, write_s, pending
-        outcome = engine.process(pending)
+        outcome = engine.process_runs(runs_of(pending))
         n += len(pending)
         pending = []
         batch = engine.flush_batch()

@@ -15,7 +15,7 @@ recording an hour), always with the same content: consumers keep the highest ver
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,7 +88,3 @@ class AlertMessage(BaseModel):
     lost_sales: LostSalesDetails | None = None
     summary_zh: str
     summary_en: str
-
-
-def alert_json_schema() -> dict[str, Any]:
-    return AlertMessage.model_json_schema()

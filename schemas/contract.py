@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.events import (
@@ -110,11 +109,3 @@ def decode(topic: str, raw: bytes | None, max_bytes: int = 1_048_576) -> Any:
 
 def _raise(exc: ValidationError) -> Any:
     raise _classify(exc) from None
-
-
-def is_json_object(raw: bytes) -> bool:
-    """Cheap check used by tests and tools: does ``raw`` parse as a JSON object?"""
-    try:
-        return isinstance(orjson.loads(raw), dict)
-    except orjson.JSONDecodeError:
-        return False

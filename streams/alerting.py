@@ -1,6 +1,9 @@
 """The alert service: evaluates finished event-time hours and publishes what changed.
 
-Loop (a Faust task in the worker, every ``alert_interval_seconds``):
+A ``mode.Service`` attached to the Faust app of the process that owns ClickHouse
+(``streams.app.attach_alerts``); an ``@app.timer`` calls ``catch_up`` every
+``alert_interval_seconds`` while the service runs, and stopping the service waits for
+an evaluation in progress (publish, then store) to end. Each evaluation:
 
 1. read the event-time watermark of every source partition (``c2m.checkpoints``) and
    take the alert watermark (``streams.core.alerting.progress``: stricter than the
@@ -31,6 +34,8 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any
+
+from mode import Service
 
 from schemas.alerts import (
     TOPIC_DEMAND_SIGNALS,
@@ -169,7 +174,7 @@ def destinations(a: Alert, shared_restock: bool = False) -> list[tuple[str, byte
     return [(TOPIC_DEMAND_SIGNALS, a.category.encode())]
 
 
-class AlertService:
+class AlertService(Service):
     def __init__(
         self,
         store: AlertStore,
@@ -186,7 +191,15 @@ class AlertService:
         shared_restock: bool = False,
         promotions: PromotionCalendar = NO_PROMOTIONS,
         forecast: ForecastConfig | None = None,
+        ready: asyncio.Event | None = None,
+        evaluate_at_start: bool = False,
     ) -> None:
+        super().__init__()
+        #: evaluation waits until this is set (the worker: its catalog read to its end)
+        self.ready = ready
+        #: evaluate once as soon as the service has started (and ``ready``), not only at
+        #: the app's timer, whose first call comes one interval after the start
+        self.evaluate_at_start = evaluate_at_start
         self.store = store
         #: called with a factory id before its restock alerts are published (creates the
         #: factory's topic on its first alert: streams.kafka.topics.FactoryTopics)
@@ -209,7 +222,10 @@ class AlertService:
         self.expected_partitions = expected_partitions
         self.idle_ms = idle_ms
         self.idle_wall_s = idle_wall_s
-        self._started = time.monotonic()
+        #: when this service was made (the idle-partition wall clock counts from it)
+        self._created = time.monotonic()
+        #: held while hours are evaluated; stopping the service waits for it
+        self._evaluating = asyncio.Lock()
         #: None: always evaluate (the alerter, the writer); else evaluate only while it
         #: answers True (workers: the owner of the leader partition, see streams.app)
         self.leader = leader
@@ -244,7 +260,7 @@ class AlertService:
         progress = await self.io(self.store.partition_progress)
         wm = alert_watermark(
             progress, self.expected_partitions(), idle_ms=self.idle_ms,
-            idle_wall_s=self.idle_wall_s, uptime_s=time.monotonic() - self._started,
+            idle_wall_s=self.idle_wall_s, uptime_s=time.monotonic() - self._created,
         )
         if wm is None:
             return 0
@@ -333,8 +349,33 @@ class AlertService:
             metrics.ALERT_HOURS.inc()
         return len(hours)
 
-    async def run(self, interval_s: float, stop: asyncio.Event | None = None) -> None:
-        while stop is None or not stop.is_set():
-            n = await self.tick()
-            if n < self.max_hours_per_tick:
-                await asyncio.sleep(interval_s)
+    @property
+    def running(self) -> bool:
+        """Started (with the app) and not stopping."""
+        return bool(self._started.is_set()) and not self.should_stop
+
+    async def catch_up(self) -> None:
+        """Evaluate every finished hour not done yet, chunk after chunk (a chunk of
+        ``max_hours_per_tick`` means more may be waiting), while the service runs; nothing
+        before ``ready``."""
+        if self.ready is not None and not self.ready.is_set():
+            return
+        async with self._evaluating:
+            while self.running and await self.tick() >= self.max_hours_per_tick:
+                pass
+
+    async def on_started(self) -> None:
+        if self.evaluate_at_start:
+            self.add_future(self._first_evaluation())
+
+    async def _first_evaluation(self) -> None:
+        if self.ready is not None:
+            await self.ready.wait()
+        await self.catch_up()
+
+    async def on_stop(self) -> None:
+        """Let an evaluation in progress publish and store its hour (the producer and
+        ClickHouse are stopped after this service); ``running`` is False from now on, so
+        it ends after the hour it is in."""
+        async with self._evaluating:
+            pass

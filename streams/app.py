@@ -15,11 +15,12 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.app.base import BootStrategy
+from mode import Service
 from prometheus_client import start_http_server
 
 from schemas.contract import TOPIC_DEAD_LETTER, TOPIC_ORDERS
@@ -31,7 +32,7 @@ from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
 from streams.clickhouse.errors import sink_error
 from streams.clickhouse.migrations import migrate
-from streams.clickhouse.retention import apply_retention
+from streams.clickhouse.retention import apply_retention, settings_ttls
 from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine
@@ -70,7 +71,6 @@ class PulseApp:
     ingest: DemandConsumer
     client: Any
     alerts: AlertService | None
-    extra: dict[str, Any] = field(default_factory=dict)
     #: set by ``fail``: the exit code the process ends with (0 = a normal stop)
     exit_code: int = 0
     #: the database held a previous run's data and was reset (embedded broker)
@@ -155,7 +155,7 @@ def open_store(client: Any, settings: Settings) -> DemandStore:
     """Bring the database up to date (migrations, retention TTLs, the settings the views
     read) and return the store on it. Every process that writes ClickHouse does this."""
     migrate(client, settings.clickhouse_database, timezone=settings.timezone)
-    apply_retention(client, settings.clickhouse_database, settings.retention_ttls())
+    apply_retention(client, settings.clickhouse_database, settings_ttls(settings))
     store = DemandStore(client, settings.clickhouse_database, settings.calendar())
     store.record_settings(settings.view_settings())
     return store
@@ -220,17 +220,18 @@ def create_app(
         max_pending_events=settings.flush_max_pending_events,
         eager_events=settings.flush_eager_events, sink=sink,
     )
-    reader = CatalogReader(
-        bootstrap, engine, pipeline.dead_letter, client_config=settings.kafka_client_config()
-    )
+    reader = CatalogReader(bootstrap, pipeline, client_config=settings.kafka_client_config())
     ingest = DemandConsumer(
         bootstrap, settings.app_id, pipeline,
         batch_max_events=settings.batch_max_events,
         rebalance_timeout_s=settings.rebalance_timeout_seconds,
         session_timeout_s=settings.session_timeout_seconds,
         client_config=settings.kafka_client_config(),
-        lag_interval_s=settings.lag_interval_seconds,
+        # no demand event is mapped before the catalog has been read to its end
+        start_after=reader.ready,
+        on_fatal=lambda exc: pulse.fail(exc),
     )
+
     def demand_partitions() -> set[tuple[str, int]]:
         consumer = ingest.consumer
         if consumer is None:
@@ -248,7 +249,7 @@ def create_app(
         app, settings, client if store is not None else None, pipeline.io,
         demand_partitions, reader.ready, leader,
     )
-    pulse = PulseApp(
+    pulse: PulseApp = PulseApp(
         app, settings, bootstrap, engine, store, pipeline, reader, ingest, client, alerts
     )
     pulse.database_reset = was_reset
@@ -259,28 +260,20 @@ def create_app(
             start_http_server(settings.metrics_port, addr=settings.metrics_host)
             log.info("metrics on %s:%d", settings.metrics_host, settings.metrics_port)
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def catalog() -> None:
-        await reader.run()
+    attach_service(app, reader)
 
     if store is not None:
         attach_checkpoint_pruning(app, settings, store, pipeline.io)
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def demand() -> None:
-        # No demand event is mapped before the catalog has been read to its end.
-        await reader.ready.wait()
-        if settings.ingest_enabled:
-            try:
-                await ingest.run()
-            except C2MError as exc:  # e.g. ClickHouse refused a write: not an outage
-                pulse.fail(exc)
+    @app.timer(interval=settings.lag_interval_seconds)  # type: ignore[untyped-decorator]
+    async def consumer_lag() -> None:
+        await ingest.report_lag()
 
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def final_flush(sender: Any, **kwargs: Any) -> None:
-        # Stop consuming, flush the last numbers to ClickHouse and commit their offsets
-        # while the producer (dead letters) is still running.
-        await ingest.stop()
+    if settings.ingest_enabled:
+        # Attached last, so stopped first (SIGTERM): it stops consuming, flushes the last
+        # numbers and commits their offsets while the producer (dead letters), the
+        # catalog reader and the alert service still run.
+        attach_service(app, ingest)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -365,17 +358,21 @@ def attach_alerts(
             shared_restock=settings.shared_restock_topic,
             promotions=settings.promotions(),
             forecast=ForecastConfig(),
+            ready=ready,
+            evaluate_at_start=settings.alerts_enabled,
         )
         if alert_store is not None
         else None
     )
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def alert_rules() -> None:
-        if settings.alerts_enabled and alerts is not None:
-            if ready is not None:
-                await ready.wait()
-            await alerts.run(settings.alert_interval_seconds)
+    if alerts is not None:
+        attach_service(app, alerts)
+        if settings.alerts_enabled:
+
+            # the first evaluation runs as soon as the service started (evaluate_at_start)
+            @app.timer(interval=settings.alert_interval_seconds)  # type: ignore[untyped-decorator]
+            async def alert_ticks() -> None:
+                await alerts.catch_up()  # nothing before the worker's catalog is read
 
     def unavailable(web: Any) -> Any:
         return web.json(
@@ -448,6 +445,13 @@ def scoped_factory(scope: Scope, asked: list[str]) -> str:
 def broker_bootstrap(app: faust.App) -> str:
     """``host:port[,...]`` of the app's broker URLs (``kafka://host:port``)."""
     return ",".join(f"{u.host}:{u.port}" for u in app.conf.broker)
+
+
+def attach_service(app: faust.App, service: Service) -> None:
+    """Start ``service`` with the app and stop it with the app, as ``@app.service`` does
+    for a service class: after the app's producer, web server and tasks are started, and
+    stopped before them (Faust's ``on_init_extra_service`` takes an instance as well)."""
+    app.service(service)  # type: ignore[arg-type]  # typed for classes, takes instances
 
 
 def jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,9 +1,15 @@
 """Reads the compacted catalog topic into the engine's catalog, like a Faust GlobalTable.
 
+A ``mode.Service`` attached to the worker's Faust app (``streams.app``): it reads while
+the app runs and stops with it.
+
 Every worker reads every partition of ``shop.products`` without a consumer group. At
 start it reads up to the end offsets it saw when it started, then sets ``ready``; the
-demand agent waits for ``ready`` so no order is mapped with a half-read catalog. Later
-upserts apply as they arrive. Invalid products go to the dead-letter topic.
+app's demand task starts the demand consumer (``streams.ingest``) only after ``ready``, so
+no order is mapped with a half-read catalog. Later upserts apply as they arrive, through
+the pipeline (``DemandPipeline.apply_product``: under its state lock, like batches,
+restores and flush cuts; the reader never touches the engine). Invalid products go to
+the dead-letter topic.
 
 End offsets are compared with ``>=`` on the position after each fetched batch: some
 brokers (Tansu) report a high watermark that stops at the base offset of the last
@@ -16,35 +22,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from mode import Service
 
 from schemas.contract import TOPIC_PRODUCTS
 from streams import metrics
-from streams.core.engine import DemandEngine, Record, Rejected
+from streams.backoff import Backoff, retry
+from streams.core.engine import KafkaRecord, Record
 
 log = logging.getLogger(__name__)
 
 
-class CatalogReader:
+class Catalogue(Protocol):
+    """Where the catalog goes (``streams.pipeline.DemandPipeline``)."""
+
+    async def apply_product(self, record: KafkaRecord) -> bool:
+        """Apply one catalog record; False when it was rejected (and dead-lettered)."""
+
+    @property
+    def catalog_size(self) -> int:
+        """SKUs in the catalog."""
+
+
+class CatalogReader(Service):
     def __init__(
         self,
         bootstrap: str,
-        engine: DemandEngine,
-        on_rejected: Callable[[Rejected], Awaitable[None]],
+        catalogue: Catalogue,
         client_config: dict[str, Any] | None = None,
         topic: str = TOPIC_PRODUCTS,
     ) -> None:
+        super().__init__()
         self.bootstrap = bootstrap
-        self.engine = engine
-        self.on_rejected = on_rejected
+        self.catalogue = catalogue
         self.client_config = client_config or {}
         self.topic = topic
         self.ready = asyncio.Event()
-        self.applied = 0
         self._consumer: AIOKafkaConsumer | None = None
+
+    @Service.task
+    async def _reading(self) -> None:
+        """The service's one task: cancelled when the service stops."""
+        await self.run()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -57,14 +78,7 @@ class CatalogReader:
         self._consumer = consumer
         await consumer.start()
         try:
-            parts = None
-            for _ in range(100):
-                parts = consumer.partitions_for_topic(self.topic)
-                if parts:
-                    break
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.1)
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts or [0])]
+            tps = [TopicPartition(self.topic, p) for p in sorted(await self._partitions(consumer))]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
@@ -76,19 +90,35 @@ class CatalogReader:
                 for tp, msgs in batches.items():
                     for m in msgs:
                         rec = Record(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
-                        rejected = self.engine.apply_product(rec)
-                        if rejected is not None:
-                            await self.on_rejected(rejected)
-                        elif m.value is None:
+                        applied = await self.catalogue.apply_product(rec)
+                        if applied and m.value is None:
                             metrics.CATALOG_TOMBSTONES.inc()
-                        else:
-                            self.applied += 1
                     if msgs and tp in pending and msgs[-1].offset + 1 >= ends[tp]:
                         pending.discard(tp)
-                metrics.CATALOG_PRODUCTS.set(len(self.engine.catalog))
+                metrics.CATALOG_PRODUCTS.set(self.catalogue.catalog_size)
                 if not self.ready.is_set() and not pending:
-                    log.info("catalog loaded: %d SKUs", len(self.engine.catalog))
+                    log.info("catalog loaded: %d SKUs", self.catalogue.catalog_size)
                     self.ready.set()
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> set[int]:
+        """The catalog topic's partitions, asking for fresh metadata every 0.1 s for up to
+        10 s (a topic just created); then partition 0."""
+
+        async def known() -> set[int]:
+            parts = consumer.partitions_for_topic(self.topic)
+            if not parts:
+                await consumer._client.force_metadata_update()
+                raise _NoMetadata
+            return set(parts)
+
+        try:
+            return await retry(known, _NoMetadata, backoff=Backoff(0.1, 0.1), attempts=100)
+        except _NoMetadata:
+            return {0}
+
+
+class _NoMetadata(Exception):
+    """The broker has not told of the catalog topic's partitions yet."""

@@ -142,14 +142,14 @@ def db_migrate() -> None:
     """Apply pending migrations from deploy/clickhouse and the retention TTLs (idempotent)."""
     from streams.clickhouse.client import connect
     from streams.clickhouse.migrations import migrate
-    from streams.clickhouse.retention import apply_retention
+    from streams.clickhouse.retention import apply_retention, settings_ttls
 
     s = _settings()
     _quiet_clients()
     client = connect(s)
     applied = migrate(client, s.clickhouse_database, timezone=s.timezone)
     click.echo(f"applied migrations: {applied or 'none (up to date)'}")
-    altered = apply_retention(client, s.clickhouse_database, s.retention_ttls())
+    altered = apply_retention(client, s.clickhouse_database, settings_ttls(s))
     click.echo(f"retention changed on: {', '.join(altered) or 'none (up to date)'}")
 
 

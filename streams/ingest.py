@@ -1,9 +1,11 @@
 """The demand consumer: bulk fetch below Faust's per-event stream machinery.
 
 Faust's per-message path (Event objects, stream processors, per-message acks) costs
-~150-200 us an event; this service runs inside the Faust app (started as an app task,
-sharing its loop, producer, web server and lifecycle) but consumes the demand topics with
-``aiokafka``'s ``getmany`` in batches of raw records and hands them to the pipeline.
+~150-200 us an event; this service runs inside the Faust app (a ``mode.Service`` attached
+to it, sharing its loop, producer, web server and lifecycle) but consumes the demand
+topics with ``aiokafka``'s ``getmany`` in batches of raw records and hands them to the
+pipeline. Stopping the service (SIGTERM: the app stops its services before its producer)
+ends the current batch, flushes and commits, then leaves the group.
 
 Offsets: ClickHouse is the source of truth. On assignment a partition is restored from
 its latest checkpoint and the consumer seeks to the checkpoint position; without a
@@ -18,17 +20,20 @@ written plus those applied since), fetching waits for the running flush. When a 
 fails (ClickHouse down or slow) the consumer pauses all its partitions and keeps polling
 (so it stays in the group) while retrying the flush with capped exponential backoff;
 nothing new is fetched, so memory stays bounded by what was consumed before the failure
-(at most ``max_pending_events`` events, plus one batch).
+(at most ``max_pending_events`` events, plus one batch). That loop is
+``streams.pausing.PausingLoop``, shared with the writer.
+
+The consumer asks the pipeline, never the engine, what it needs of a partition (the
+position applied, the position flushed, the record a checkpoint ends on).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +45,15 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnsupportedCodecError,
 )
+from mode import Service
 
 from streams import metrics
-from streams.backoff import Backoff
+from streams.backoff import Backoff, retry
+from streams.checkpoint import TP
 from streams.core.engine import DEMAND_TOPICS, Run, record_fingerprint
 from streams.errors import C2MError
-from streams.pipeline import TP, DemandPipeline
+from streams.pausing import PausingLoop
+from streams.pipeline import DemandPipeline
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +134,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                         self.ingest.stop_partition(tp, "log_mismatch", position, mismatch)
                         continue
                     consumer.seek(tp, position)
-                elif self.ingest.pipeline.sink.name == "clickhouse":
+                elif self.ingest.pipeline.reads_from_start_without_checkpoint:
                     # no checkpoint: nothing of this log is in ClickHouse (a new or reset
                     # database), whatever offset the group committed for an earlier one
                     await consumer.seek_to_beginning(tp)
@@ -137,7 +145,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         metrics.PARTITIONS_ASSIGNED.set(len(consumer.assignment()))
 
 
-class DemandConsumer:
+class DemandConsumer(Service):
     def __init__(
         self,
         bootstrap: str,
@@ -149,8 +157,10 @@ class DemandConsumer:
         session_timeout_s: float = 10.0,
         client_config: dict[str, Any] | None = None,
         topics: tuple[str, ...] = DEMAND_TOPICS,
-        lag_interval_s: float = 5.0,
+        start_after: asyncio.Event | None = None,
+        on_fatal: Callable[[C2MError], None] | None = None,
     ) -> None:
+        super().__init__()
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.pipeline = pipeline
@@ -159,11 +169,16 @@ class DemandConsumer:
         self.session_timeout_s = session_timeout_s
         self.client_config = client_config or {}
         self.topics = topics
-        self.lag_interval_s = lag_interval_s
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned = asyncio.Event()
-        self.paused = False
         self._stopping = asyncio.Event()
+        #: poll, flush in the background, pause and retry while the sink fails
+        self.pausing = PausingLoop(self, self._pause_all, self._resume_all, self._stopping,
+                                   background=True)
+        #: consuming starts once this is set (the catalog read to its end)
+        self._start_after = start_after
+        #: an error no retry can fix ends consuming; this decides what then (the app stops)
+        self._on_fatal = on_fatal
         self.finished = asyncio.Event()
         #: held while fetching+applying a batch and while a rebalance restores partitions
         self.poll_lock = asyncio.Lock()
@@ -177,8 +192,31 @@ class DemandConsumer:
         self._probe: AIOKafkaConsumer | None = None
         #: an unreadable batch not yet traced to its partition: read them one at a time
         self._isolating = False
+        #: held while the lag is asked of the broker; the consumer stops only outside it
+        self._lag_lock = asyncio.Lock()
+        self._consuming = False
 
-    async def stop(self, timeout_s: float = 30.0) -> None:
+    @property
+    def paused(self) -> bool:
+        """The sink is failing: every partition is paused while the flush is retried."""
+        return self.pausing.paused
+
+    @Service.task
+    async def _demand(self) -> None:
+        """The service's one task: consume once ``start_after`` is set."""
+        if self._start_after is not None:
+            await self._start_after.wait()
+        try:
+            await self.run()
+        except C2MError as exc:  # e.g. ClickHouse refused a write: not an outage
+            if self._on_fatal is None:
+                raise
+            self._on_fatal(exc)
+
+    async def on_stop(self) -> None:
+        await self.finish()
+
+    async def finish(self, timeout_s: float = 30.0) -> None:
         """Stop after the current batch: final flush and commit, then leave the group."""
         self._stopping.set()
         if self.consumer is not None:
@@ -188,7 +226,7 @@ class DemandConsumer:
                 log.warning("demand consumer did not stop in %.0fs", timeout_s)
 
     async def run(self) -> None:
-        self.pipeline.commit = self._commit
+        self.pipeline.use_committer(self._commit)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
@@ -210,18 +248,17 @@ class DemandConsumer:
             max_partition_fetch_bytes=4 * 1024 * 1024, **self.client_config,
         )
         await self._probe.start()
-        await self.pipeline.sink.start()
+        await self.pipeline.start_sink()
         consumer.subscribe(list(self.topics), listener=_Rebalance(self))
         await consumer.start()
-        lag = asyncio.create_task(self._report_lag(consumer))
+        self._consuming = True
         try:
-            await self._loop(consumer)
+            await self.pausing.run()
             if self.pipeline.pending_events or self.pipeline.flush_due():
                 await self.pipeline.flush()
         finally:
-            lag.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lag
+            async with self._lag_lock:  # a lag report in progress ends first
+                self._consuming = False
             await consumer.stop()
             if self._probe is not None:
                 await self._probe.stop()
@@ -259,8 +296,8 @@ class DemandConsumer:
         lost). The record at ``position - 1`` is fetched and compared with what the
         checkpoint stored; end offsets are never trusted (the embedded broker reports
         wrong ones)."""
-        st = self.pipeline.engine.states.get((tp.topic, tp.partition))
-        if st is None or position <= 0 or st.last_record[1] == 0:
+        last_record = self.pipeline.last_record(tp.topic, tp.partition)
+        if last_record is None or position <= 0 or last_record[1] == 0:
             return None
         probe = self._probe
         if probe is None:
@@ -288,7 +325,7 @@ class DemandConsumer:
                 continue
             rec = records[0]
             seen = (-1 if rec.timestamp is None else rec.timestamp, record_fingerprint(rec))
-            if rec.offset == position - 1 and seen == st.last_record:
+            if rec.offset == position - 1 and seen == last_record:
                 return None
             return (f"the record at {where} is not the one the checkpoint ends on: the "
                     "topic was recreated, the broker reset, or this is another cluster")
@@ -300,61 +337,42 @@ class DemandConsumer:
         Retried until the broker answers: restoring without knowing it could let an
         asynchronous sink answer "no checkpoint" for a partition whose state is in flight.
         """
-        delay = 0.2
-        while self.consumer is not None:
-            try:
-                offset = await self.consumer.committed(tp)
-            except KafkaError as exc:
-                log.warning("committed offset of %s[%d] unknown: %s; retrying", tp.topic,
-                            tp.partition, type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            return None if offset is None or offset < 0 else int(offset)
-        return None
+        consumer = self.consumer
+        if consumer is None:
+            return None
 
-    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        """Fetch and apply batches; flush in the background while the next ones are applied.
+        def unknown(exc: BaseException, delay_s: float) -> None:
+            log.warning("committed offset of %s[%d] unknown: %s; retrying", tp.topic,
+                        tp.partition, type(exc).__name__)
 
-        One flush runs at a time. Fetching waits for it only when ``max_pending_events``
-        more are already waiting (back-pressure). A failed flush pauses the partitions and
-        the loop retries in the foreground with capped exponential backoff.
-        """
-        pipeline = self.pipeline
-        backoff = Backoff()
-        flushing: asyncio.Task[bool] | None = None
-        try:
-            while not self._stopping.is_set():
-                if self.fatal is not None:
-                    raise self.fatal
-                fetched = await self._poll(consumer)  # paused partitions return nothing
-                if flushing is not None:
-                    backlog = pipeline.unflushed_events >= pipeline.max_pending_events
-                    if backlog and not flushing.done():
-                        await asyncio.wait([flushing])
-                    if not flushing.done():
-                        continue
-                    ok, flushing = flushing.result(), None
-                    if ok:
-                        continue
-                    consumer.pause(*consumer.assignment())
-                    self.paused = True
-                if not self.paused:
-                    if pipeline.flush_due(caught_up=not fetched):
-                        flushing = asyncio.create_task(pipeline.flush())
-                    continue
-                # The sink is failing: nothing is fetched, the consumer keeps polling (it
-                # stays in the group); retry in the foreground with capped backoff.
-                if await backoff.wait(self._stopping):
-                    break
-                if await pipeline.flush():
-                    backoff.reset()
-                    consumer.resume(*self.resumable(consumer))
-                    self.paused = False
-        finally:
-            if flushing is not None:
-                with contextlib.suppress(Exception):
-                    await flushing  # the final flush (in run) goes after it
+        offset = await retry(lambda: consumer.committed(tp), KafkaError,
+                             backoff=Backoff(0.2, 5.0), on_failure=unknown)
+        return None if offset is None or offset < 0 else int(offset)
+
+    # ---------------------------------------------------------------- the loop's side
+    async def poll(self) -> int:
+        """Fetch one batch and apply what this worker owns (``PausingLoop``)."""
+        if self.fatal is not None:
+            raise self.fatal
+        consumer = self.consumer
+        return 0 if consumer is None else await self._poll(consumer)
+
+    def flush_due(self, caught_up: bool) -> bool:
+        return self.pipeline.flush_due(caught_up=caught_up)
+
+    def backlogged(self) -> bool:
+        return self.pipeline.backlogged
+
+    async def flush(self) -> bool:
+        return await self.pipeline.flush()
+
+    def _pause_all(self) -> None:
+        if self.consumer is not None:
+            self.consumer.pause(*self.consumer.assignment())
+
+    def _resume_all(self) -> None:
+        if self.consumer is not None:
+            self.consumer.resume(*self.resumable(self.consumer))
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> int:
         """Fetch one batch and apply what this worker owns; returns the records fetched."""
@@ -396,9 +414,9 @@ class DemandConsumer:
             key = (tp.topic, tp.partition)
             if key not in self.owned:
                 continue
-            st = self.pipeline.engine.states.get(key)
-            if st is not None and st.position is not None:
-                consumer.seek(tp, st.position)
+            position = self.pipeline.position(*key)
+            if position is not None:
+                consumer.seek(tp, position)
             else:
                 await consumer.seek_to_beginning(tp)  # nothing applied yet
         culprit = self._named(exc)
@@ -435,9 +453,9 @@ class DemandConsumer:
         """Apply ``tp``'s records one at a time from what the engine has applied up to the
         unreadable batch, then stop the partition there (its offset is then the first one
         that cannot be read). Bounded: the records before the batch in one fetch."""
-        st = self.pipeline.engine.states.get((tp.topic, tp.partition))
-        if st is not None and st.position is not None:
-            consumer.seek(tp, st.position)
+        position = self.pipeline.position(tp.topic, tp.partition)
+        if position is not None:
+            consumer.seek(tp, position)
         else:
             await consumer.seek_to_beginning(tp)
         for _ in range(100_000):
@@ -452,8 +470,8 @@ class DemandConsumer:
         self._stop_unreadable(tp, exc)
 
     def _stop_unreadable(self, tp: TopicPartition, exc: Exception) -> None:
-        st = self.pipeline.engine.states.get((tp.topic, tp.partition))
-        offset = st.position if st is not None and st.position is not None else 0
+        position = self.pipeline.position(tp.topic, tp.partition)
+        offset = position if position is not None else 0
         if isinstance(exc, RecordTooLargeError) and len(exc.args) >= 3:
             offset = int(exc.args[2])
         detail = exc.args[0] if exc.args else exc
@@ -468,33 +486,32 @@ class DemandConsumer:
         m = _TP_IN_TEXT.search(str(exc))
         return TopicPartition(m.group(1), int(m.group(2))) if m else None
 
-    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Every ``lag_interval_s``: records between the end of each owned partition's log
-        and its last flushed position (the committed offset), i.e. what is not in the
-        sink yet. Asked of the broker (ListOffsets), so it keeps growing while a sink
-        outage holds the consumer paused and nothing is fetched."""
-        delay = min(0.5, self.lag_interval_s)  # soon after the partitions are owned
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+    async def report_lag(self) -> None:
+        """Records between the end of each owned partition's log and its last flushed
+        position (the committed offset), i.e. what is not in the sink yet: an
+        ``@app.timer`` of the worker calls this every ``C2M_LAG_INTERVAL_SECONDS``. Asked
+        of the broker (ListOffsets), so it keeps growing while a sink outage holds the
+        consumer paused and nothing is fetched."""
+        async with self._lag_lock:
+            consumer = self.consumer
+            if consumer is None or not self._consuming:
+                return  # not consuming (yet, or any more)
             tps = [tp for tp in consumer.assignment() if (tp.topic, tp.partition) in self.owned]
-            if not tps or self._stopping.is_set():
-                continue
-            delay = self.lag_interval_s
+            if not tps:
+                return
             try:
                 ends = await consumer.end_offsets(tps)
-                states = self.pipeline.engine.states
                 flushed = {
-                    tp: st.flushed_position for tp in tps
-                    if (st := states.get((tp.topic, tp.partition))) is not None
-                    and st.flushed_position is not None
+                    tp: position for tp in tps
+                    if (position := self.pipeline.flushed_position(tp.topic, tp.partition))
+                    is not None
                 }
                 unflushed = [tp for tp in tps if tp not in flushed]
                 # never flushed: everything from the start of the log is pending
                 starts = await consumer.beginning_offsets(unflushed) if unflushed else {}
             except KafkaError as exc:
                 log.debug("consumer lag unknown: %s", type(exc).__name__)
-                continue
+                return
             for tp, end in ends.items():
                 done = flushed.get(tp, starts.get(tp))
                 if done is None or (tp.topic, tp.partition) not in self.owned:

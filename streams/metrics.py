@@ -59,11 +59,18 @@ SINK_HEALTHY = Gauge(
     "consumer is paused meanwhile)",
 )
 SINK_HEALTHY.set(1)
+# Counted by streams.pausing the same way in the worker (its sink: ClickHouse or c2m.sink)
+# and the writer (ClickHouse): a failure is every failed call, a retry every call made
+# again after a failed one (so retries <= failures; a stop mid-outage leaves one more).
 FLUSH_RETRIES = Counter(
-    "c2m_sink_retries_total", "ClickHouse calls attempted again after a failure"
+    "c2m_sink_retries_total",
+    "Sink calls (flush writes, restore reads) made again after a failed call, counted when "
+    "the new call is made",
 )
 FLUSH_FAILURES = Counter(
-    "c2m_sink_failures_total", "Failed ClickHouse calls, by operation", ["operation"]
+    "c2m_sink_failures_total",
+    "Failed sink calls (every failed attempt), by operation: write (flush) or read (restore)",
+    ["operation"],
 )
 LIVE_CELLS = Gauge("c2m_live_cells", "Window cells held in memory")
 DEDUP_IDS = Gauge("c2m_dedup_ids", "Event ids held in memory for deduplication")

@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 
 from schemas.deadletter import build_dead_letter
 from streams import metrics
+from streams.backoff import retry
+from streams.checkpoint import TP, Committer, Pending
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import (
     BatchOutcome,
@@ -37,19 +39,16 @@ from streams.core.engine import (
     LateEvent,
     Rejected,
     Run,
-    runs_of,
 )
-from streams.errors import SinkError, SinkRejected
+from streams.errors import SinkError, SinkRejected, SinkUnavailable
+from streams.pausing import SinkHealth, count_failure, count_retry
 from streams.sink import ClickHouseSink, Loaded, Sink
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-TP = tuple[str, int]
 #: Sends one dead letter (key, value) and returns an awaitable that completes on delivery.
 DeadLetterSender = Callable[[bytes | None, bytes], Awaitable[Awaitable[Any]]]
-#: Commits {(topic, partition): next offset} to Kafka.
-Committer = Callable[[dict[TP, int]], Awaitable[None]]
 
 _LEDGER_FIELDS = ("consumed", "processed", "dead_lettered", "duplicates", "late")
 #: between flushes, the state-size gauges are refreshed at most this often (seconds)
@@ -84,32 +83,66 @@ class DemandPipeline:
                 raise ValueError("DemandPipeline needs a store or a sink")
             sink = ClickHouseSink(store, self.io)
         self.sink: Sink = sink
+        #: c2m_sink_healthy and the write failures and retries (``streams.pausing``)
+        self.health = SinkHealth(log, f"{sink.name} flush failed",
+                                 f"{sink.name} sink is back; flushed the backlog")
         #: engine state: held to apply a batch, cut a flush, settle it, restore or release
         self._lock = asyncio.Lock()
         #: one flush (cut, write, settle, commit) at a time, in order
         self._flush_mutex = asyncio.Lock()
-        self._pending_events = 0
+        #: taken in since the last cut besides the engine's marks (streams.checkpoint)
+        self._pending = Pending()
         self._inflight_events = 0  # events of the cut being written
-        self._pending_late: list[LateEvent] = []
-        self._pending_deliveries: list[Awaitable[Any]] = []
         self._last_flush = time.monotonic()
         self._gauges_at = 0.0  # monotonic time of the last state-size gauge update
-        self.sink_healthy = True
         self.flushes = 0
         self._counted: dict[TP, tuple[int, ...]] = {}
-        #: Kafka timestamp (ms) of the oldest record of each batch applied since the last flush
-        self._pending_record_ts: list[int] = []
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
-    # ---------------------------------------------------------------- batches
-    async def handle(
-        self, records: Sequence[KafkaRecord], oldest_ts_ms: int | None = None
-    ) -> None:
-        """Apply one batch (any partitions, each in offset order). Does not flush."""
-        await self.handle_runs(runs_of(records), oldest_ts_ms)
+    # ---------------------------------------------------------------- collaborators
+    def use_committer(self, commit: Committer) -> None:
+        """Who commits a flush's checkpoint positions to Kafka (the demand consumer),
+        once the flush is written and its dead letters are delivered."""
+        self.commit = commit
 
+    async def start_sink(self) -> None:
+        await self.sink.start()
+
+    async def close_sink(self) -> None:
+        await self.sink.close()
+
+    @property
+    def sink_healthy(self) -> bool:
+        """The last write succeeded (or none failed yet)."""
+        return self.health.healthy
+
+    @property
+    def reads_from_start_without_checkpoint(self) -> bool:
+        """A partition without a checkpoint has nothing in the sink, so it is read from the
+        start of its log whatever the group committed (a new or reset database). True for
+        the direct ClickHouse sink; the Kafka sink's restore waits for the writer instead."""
+        return self.sink.name == "clickhouse"
+
+    # ---------------------------------------------------------------- partitions asked
+    def position(self, topic: str, partition: int) -> int | None:
+        """The next offset to apply of a partition held here (None: nothing applied)."""
+        st = self.engine.states.get((topic, partition))
+        return None if st is None else st.position
+
+    def flushed_position(self, topic: str, partition: int) -> int | None:
+        """The position of the partition's last written flush (None: never flushed)."""
+        st = self.engine.states.get((topic, partition))
+        return None if st is None else st.flushed_position
+
+    def last_record(self, topic: str, partition: int) -> tuple[int, int] | None:
+        """(Kafka timestamp, fingerprint) of the record the partition's state ends on (as
+        restored from its checkpoint); None for a partition not held here."""
+        st = self.engine.states.get((topic, partition))
+        return None if st is None else st.last_record
+
+    # ---------------------------------------------------------------- batches
     async def handle_runs(self, runs: Sequence[Run], oldest_ts_ms: int | None = None) -> None:
         """Apply one batch given as runs (topic, partition, its records in offset order),
         as ``getmany`` returns them. Does not flush.
@@ -128,11 +161,26 @@ class DemandPipeline:
             metrics.BATCH_SIZE.observe(n)
             self._count({(topic, partition) for topic, partition, _ in runs})
             await self._emit(outcome)
-            self._pending_events += n
+            self._pending.events += n
             if oldest_ts_ms is not None and oldest_ts_ms > 0:
-                self._pending_record_ts.append(oldest_ts_ms)
+                self._pending.record_ts.append(oldest_ts_ms)
             if time.monotonic() - self._gauges_at >= GAUGE_INTERVAL_S:
                 self._update_gauges()
+
+    async def apply_product(self, record: KafkaRecord) -> bool:
+        """One ``shop.products`` record (the catalog reader's), under the state lock like a
+        batch; a rejected one is dead-lettered. True when applied."""
+        async with self._lock:
+            rejected = self.engine.apply_product(record)
+        if rejected is not None:
+            await self.dead_letter(rejected)
+            return False
+        return True
+
+    @property
+    def catalog_size(self) -> int:
+        """SKUs in the engine's catalog."""
+        return len(self.engine.catalog)
 
     def _skip_applied(self, runs: Sequence[Run]) -> Sequence[Run]:
         """Drop records at or before a partition's position (a re-delivery is harmless).
@@ -167,7 +215,7 @@ class DemandPipeline:
         interval has passed, rather than keeping them back for the rest of the interval
         (the floors keep a trickle of events from turning into a stream of tiny inserts).
         """
-        pending = self._pending_events
+        pending = self._pending.events
         if pending >= min(self.eager_events, self.max_pending_events):
             return True
         since = time.monotonic() - self._last_flush
@@ -176,8 +224,8 @@ class DemandPipeline:
         return (
             since >= self.flush_interval_s
             and (
-                self._pending_events > 0
-                or bool(self._pending_late)
+                pending > 0
+                or bool(self._pending.late)
                 or bool(self.engine.pending_products)
             )
         )
@@ -185,12 +233,17 @@ class DemandPipeline:
     @property
     def pending_events(self) -> int:
         """Events applied since the last cut."""
-        return self._pending_events
+        return self._pending.events
 
     @property
     def unflushed_events(self) -> int:
         """Events applied and not yet written and committed: pending plus the cut in flight."""
-        return self._pending_events + self._inflight_events
+        return self._pending.events + self._inflight_events
+
+    @property
+    def backlogged(self) -> bool:
+        """``max_pending_events`` are unflushed: fetching waits for the flush in flight."""
+        return self.unflushed_events >= self.max_pending_events
 
     @property
     def flushing(self) -> bool:
@@ -266,7 +319,7 @@ class DemandPipeline:
     async def _emit(self, outcome: BatchOutcome) -> None:
         for rej in outcome.rejected:
             await self.dead_letter(rej)
-        self._pending_late.extend(outcome.late)
+        self._pending.late.extend(outcome.late)
 
     async def dead_letter(self, rej: Rejected) -> None:
         rec = rej.record
@@ -275,75 +328,54 @@ class DemandPipeline:
             offset=rec.offset, timestamp_ms=rec.timestamp, value=rec.value,
         )
         metrics.DEAD_LETTERS.labels(rec.topic, rej.reason).inc()
-        self._pending_deliveries.append(await self.send_dead_letter(rec.key, value))
+        self._pending.deliveries.append(await self.send_dead_letter(rec.key, value))
 
     async def _flush_once(self) -> bool:
         """Cut under the state lock, write without it, settle under it, then commit.
 
         The caller holds ``_flush_mutex``. If the write fails or this coroutine is cancelled
-        (a revoke timed out), the cut is handed back: its rows, late events, dead-letter
-        deliveries and latency stamps are pending again.
+        (a revoke timed out), the cut is handed back: the engine's marks and the
+        cut's late events, dead-letter deliveries and latency stamps are pending
+        again.
         """
         async with self._lock:
-            batch = self.engine.flush_batch()
-            late, self._pending_late = self._pending_late, []
-            deliveries, self._pending_deliveries = self._pending_deliveries, []
-            stamps, self._pending_record_ts = self._pending_record_ts, []
-            events, self._pending_events = self._pending_events, 0
-            self._inflight_events = events
+            cp = self._pending.cut(self.engine.flush_batch())
+            self._inflight_events = cp.events
             self._last_flush = time.monotonic()
         written = False
         try:
-            written = await self._write(batch, late) if batch or late else True
+            written = await self._write(cp.batch, cp.late) if not cp.empty else True
         finally:
             async with self._lock:
                 if written:
-                    self.engine.flushed(batch)
+                    self.engine.flushed(cp.batch)
                     self._update_gauges()
                 else:
                     self._inflight_events = 0
-                    self.engine.unflush(batch)
-                    self._pending_late[:0] = late
-                    self._pending_deliveries[:0] = deliveries
-                    self._pending_record_ts[:0] = stamps
-                    self._pending_events += events
+                    self.engine.unflush(cp.batch)
+                    self._pending.hand_back(cp)
         if not written:
             return False
         try:
-            for d in deliveries:
-                await d
-            if batch.checkpoints and self.commit is not None:
-                await self.commit(
-                    {(c.topic, c.partition): c.position for c in batch.checkpoints}
-                )
+            await cp.commit(self.commit)
         finally:
             self._inflight_events = 0  # written (and committed, unless that raised)
-        self._observe_end_to_end(stamps)
+        self._observe_end_to_end(cp.record_ts)
         self.flushes += 1
         return True
 
     async def _write(self, batch: FlushBatch, late: list[LateEvent]) -> bool:
         started = time.perf_counter()
-        if not self.sink_healthy:
-            metrics.FLUSH_RETRIES.inc()
+        self.health.attempt()
         try:
             await self.sink.write(batch, late, self.engine.config.allowed_lateness_ms)
-        except SinkRejected:
-            self.sink_healthy = False
-            metrics.SINK_HEALTHY.set(0)
-            metrics.FLUSH_FAILURES.labels("write").inc()
+        except SinkRejected as exc:
+            self.health.failed(exc, retrying=False)
             raise  # not an outage: retrying cannot help, the process stops
         except SinkError as exc:
-            if self.sink_healthy:
-                log.warning("%s flush failed, will retry: %s", self.sink.name, exc)
-            self.sink_healthy = False
-            metrics.SINK_HEALTHY.set(0)
-            metrics.FLUSH_FAILURES.labels("write").inc()
+            self.health.failed(exc)
             return False
-        if not self.sink_healthy:
-            log.warning("%s sink is back; flushed the backlog", self.sink.name)
-        self.sink_healthy = True
-        metrics.SINK_HEALTHY.set(1)
+        self.health.succeeded()
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.FLUSH_ROWS.labels("demand_state").inc(len(batch.rows))
         metrics.FLUSH_ROWS.labels("visitor_cells").inc(sum(len(r[-1]) for r in batch.visitor_rows))
@@ -357,22 +389,23 @@ class DemandPipeline:
     async def _load_with_retry(
         self, topic: str, partition: int, committed: int | None
     ) -> Loaded | None:
-        """Retry restore reads with capped exponential backoff until they succeed."""
-        delay = 0.2
-        while True:
+        """Retry restore reads with capped exponential backoff until they succeed
+        (``SinkRejected``: counted and raised, the process stops)."""
+
+        async def load() -> Loaded | None:
             try:
                 return await self.sink.load_partition(
                     topic, partition, committed, self.engine.config
                 )
             except SinkRejected:
-                metrics.FLUSH_FAILURES.labels("read").inc()
+                count_failure("read")
                 raise
-            except SinkError as exc:
-                metrics.FLUSH_FAILURES.labels("read").inc()
-                metrics.FLUSH_RETRIES.inc()
-                log.warning("%s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+
+        def failed(exc: BaseException, delay_s: float) -> None:
+            count_failure("read")
+            log.warning("%s; retrying in %.1fs", exc, delay_s)
+
+        return await retry(load, SinkUnavailable, on_failure=failed, on_retry=count_retry)
 
     @staticmethod
     def _ledger_tuple(lg: Any) -> tuple[int, ...]:
@@ -413,9 +446,6 @@ class DemandPipeline:
         metrics.LIVE_CELLS.set(cells)
         metrics.DEDUP_IDS.set(dedup_ids)
         metrics.VISITOR_ENTRIES.set(visitors)
-
-    async def close_sink(self) -> None:
-        await self.sink.close()
 
     def close(self) -> None:
         self._io.shutdown(wait=True)

@@ -173,6 +173,32 @@ def run_worker(
     pulse = create_app(settings, bootstrap, fresh_log=not settings.kafka_bootstrap)
     for fn in tasks:
         _add_task(pulse, fn)
+    try:
+        # The hot path allocates a few short-lived objects per event; with the default
+        # thresholds the cyclic GC would rescan the whole (large, long-lived) heap of the
+        # app and the demand state over and over. Freeze what start-up built, collect less
+        # often: a young-generation collection here costs tens of ms almost whatever its
+        # size, so 200,000 (not 50,000) allocations between them cut the GC from ~2.2 to
+        # ~0.7 us per event (bench/RESULTS.md); at most that many objects wait for cycle
+        # detection.
+        launch(pulse.app, settings, duration_s=duration_s, gc_threshold=200_000)
+    finally:
+        pulse.pipeline.close()
+        if on_stopped is not None and not pulse.exit_code:
+            on_stopped(pulse)
+    if pulse.exit_code:
+        raise SystemExit(pulse.exit_code)
+
+
+def launch(
+    app: faust.App, settings: Settings, *, duration_s: float | None = None,
+    gc_threshold: int | None = None,
+) -> None:
+    """Run a Faust app (the worker's or the writer's) in ``faust.Worker`` until it stops:
+    SIGTERM or Ctrl-C (Faust's signal handlers: the app's services and shutdown hooks stop
+    it cleanly), or after ``duration_s`` through the same SIGTERM. A non-zero exit of the
+    worker is raised; a clean one returns. ``gc_threshold``: freeze the heap built so far
+    and collect the young generation every that many allocations."""
     if duration_s is not None:
 
         async def stop_later() -> None:
@@ -180,35 +206,19 @@ def run_worker(
             # Same path as Ctrl-C / SIGTERM: Faust's worker stops everything cleanly.
             os.kill(os.getpid(), signal.SIGTERM)
 
-        pulse.app.task(stop_later)
-
-    worker = faust.Worker(
-        pulse.app,
-        loglevel=settings.log_level.upper(),
-        quiet=True,
-    )
+        app.task(stop_later)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     # Faust's start-up spinner writes cursor codes (ESC[?25l) and backspaces to stdout,
     # also when it is a file or a pipe; the demo draws its own view.
     worker.spinner = None
-    # The hot path allocates a few short-lived objects per event; with the default
-    # thresholds the cyclic GC would rescan the whole (large, long-lived) heap of the app
-    # and the demand state over and over. Freeze what start-up built, collect less often:
-    # a young-generation collection here costs tens of ms almost whatever its size, so
-    # 200,000 (not 50,000) allocations between them cut the GC from ~2.2 to ~0.7 us per
-    # event (bench/RESULTS.md); at most that many objects wait for cycle detection.
-    gc.freeze()
-    gc.set_threshold(200_000, 20, 100)
+    if gc_threshold is not None:
+        gc.freeze()
+        gc.set_threshold(gc_threshold, 20, 100)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
-    finally:
-        pulse.pipeline.close()
-        if on_stopped is not None and not pulse.exit_code:
-            on_stopped(pulse)
-    if pulse.exit_code:
-        raise SystemExit(pulse.exit_code)
 
 
 def _add_task(pulse: PulseApp, fn: Task) -> None:

@@ -1,4 +1,14 @@
-"""All settings of c2m-pulse in one pydantic-settings model (environment prefix ``C2M_``)."""
+"""All settings of c2m-pulse in one pydantic-settings model (environment prefix ``C2M_``).
+
+Importing, building and printing it (``c2m config``) reads the environment, the time-zone
+database (to validate ``C2M_TIMEZONE``) and the data directory's path (resolved for the
+effective ClickHouse URL), writes nothing, and imports neither the
+engine with its compiled lanes nor any ClickHouse, Kafka or Faust module
+(``tests/unit/test_settings.py`` runs ``c2m config`` with those made unimportable).
+What other parts derive from it lives with them (``streams.clickhouse.retention.
+settings_ttls``), or is plain data (``engine_config()``: ``streams.core.config``);
+``kafka_client_config()`` reads the TLS files only when called, where a client is made.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +21,11 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.clickhouse.retention import wanted_ttls
 from streams.core.alerting.evaluator import AlertConfig
 from streams.core.alerting.restock import RestockConfig
 from streams.core.alerting.surge import SurgeConfig
 from streams.core.calendar import MarketCalendar, load_zone
-from streams.core.engine import EngineConfig
+from streams.core.config import EngineConfig
 from streams.core.pricebands import DEFAULT_EDGES
 from streams.core.promotions import PromotionCalendar
 from streams.core.windows import DEFAULT_WINDOW_SECONDS
@@ -287,11 +296,6 @@ class Settings(BaseSettings):
                                 f"days, but restock alerts read up to {need} "
                                 "(C2M_RETENTION_SKU_DAYS)")
         return problems
-
-    def retention_ttls(self) -> dict[str, str]:
-        """The TTL of every table with a retention (``streams.clickhouse.retention``)."""
-        return wanted_ttls(self.retention_days, self.retention_sku_days,
-                           self.retention_late_days, self.retention_visitor_days)
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():

@@ -25,8 +25,9 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from streams.clickhouse.store import DemandStore, PartitionSnapshot
+from streams.core.config import EngineConfig
 from streams.core.demand import CellKey
-from streams.core.engine import Checkpoint, EngineConfig, FlushBatch, LateEvent, Record
+from streams.core.engine import Checkpoint, FlushBatch, LateEvent, Record
 from streams.core.inventory import SkuKey
 from streams.kafka.topics import TOPIC_SINK
 

@@ -2,10 +2,12 @@
 
 Embedded chDB allows one process per engine path, so with several workers only this
 process opens it. It is a Faust app like the worker (signals, graceful stop, web server)
-with one task: a bulk aiokafka consumer of ``c2m.sink`` (group ``<C2M_APP_ID>-writer``)
+with one service (``SinkWriter``, a ``mode.Service`` attached to the app): a bulk
+aiokafka consumer of ``c2m.sink`` (group ``<C2M_APP_ID>-writer``)
 that merges everything it fetched into one batch, writes it with one insert per table
 (checkpoints last, ``DemandStore.write``), and only then commits the ``c2m.sink`` offsets.
-A failed write pauses the consumer and is retried with capped exponential backoff.
+A failed write pauses the consumer and is retried with capped exponential backoff (the
+demand consumer's loop, ``streams.pausing``).
 
 Its web server (``C2M_WRITER_HOST``:``C2M_WRITER_PORT``, loopback by default) serves
 ``/api/sink/state?topic=&partition=``: the latest checkpointed state of a source
@@ -17,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,16 +30,17 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.app.base import BootStrategy
+from mode import Service
 from prometheus_client import start_http_server
 
 from streams import metrics
 from streams.alerting import AlertService
-from streams.backoff import Backoff
 from streams.clickhouse.client import connect
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import FlushBatch, LateEvent
 from streams.errors import SinkError
 from streams.kafka.topics import ensure_topics
+from streams.pausing import PausingLoop, SinkHealth
 from streams.settings import Settings
 from streams.sink import SINK_TOPIC, decode_flush, encode_loaded, merge_flushes
 
@@ -47,8 +48,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SinkWriter:
-    """Consume ``c2m.sink`` in bulk, write few large inserts, commit after the write."""
+class SinkWriter(Service):
+    """Consume ``c2m.sink`` in bulk, write few large inserts, commit after the write.
+
+    The loop is ``streams.pausing.PausingLoop`` (the demand consumer's), writing in the
+    foreground: a write takes everything fetched before it, and on failure the partitions
+    are paused and the write retried with backoff. ``batch_max_messages`` and
+    ``min_interval_s`` come from the settings (``create_writer_app``)."""
 
     def __init__(
         self,
@@ -56,11 +62,12 @@ class SinkWriter:
         group_id: str,
         store: DemandStore,
         *,
-        batch_max_messages: int = 500,
-        min_interval_s: float = 1.0,
+        batch_max_messages: int,
+        min_interval_s: float,
         client_config: dict[str, Any] | None = None,
         topic: str = SINK_TOPIC,
     ) -> None:
+        super().__init__()
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.store = store
@@ -71,19 +78,40 @@ class SinkWriter:
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="c2m-writer")
         self._stopping = asyncio.Event()
         self.finished = asyncio.Event()
-        self.sink_healthy = True
-        self.paused = False
+        self.health = SinkHealth(log, "ClickHouse write failed",
+                                 "ClickHouse is back; wrote the backlog")
+        self.pausing = PausingLoop(self, self._pause_all, self._resume_all, self._stopping,
+                                   background=False)
         self.writes = 0
         self.messages_written = 0
         self.skipped = 0
         self.pending: list[tuple[FlushBatch, list[LateEvent], int]] = []
         self._pending_offsets: dict[TopicPartition, int] = {}
+        self._last_write = time.monotonic()
         self._consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def sink_healthy(self) -> bool:
+        return self.health.healthy
+
+    @property
+    def paused(self) -> bool:
+        return self.pausing.paused
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
-    async def stop(self, timeout_s: float = 30.0) -> None:
+    @Service.task
+    async def _writing(self) -> None:
+        """The service's one task."""
+        await self.run()
+
+    async def on_stop(self) -> None:
+        await self.finish()
+
+    async def finish(self, timeout_s: float = 30.0) -> None:
+        """Stop fetching; the final write of what is pending and its commit, then leave
+        the group."""
         self._stopping.set()
         if self._consumer is not None:
             with contextlib.suppress(TimeoutError):
@@ -106,44 +134,51 @@ class SinkWriter:
         )
         self._consumer = consumer
         await consumer.start()
+        self._last_write = time.monotonic()
         try:
-            await self._loop(consumer)
+            await self.pausing.run()
             if self.pending:
-                await self._write(consumer)
+                await self.flush()
         finally:
             await consumer.stop()
             self.finished.set()
 
-    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        backoff = Backoff()
-        last_write = time.monotonic()
-        while not self._stopping.is_set():
-            room = self.batch_max_messages - len(self.pending)
-            if room > 0:
-                # also while paused: polling keeps the member inside max_poll_interval
-                fetched = await consumer.getmany(timeout_ms=100, max_records=room)
-                for tp, msgs in fetched.items():
-                    for m in msgs:
-                        self._take(m)
-                    self._pending_offsets[tp] = msgs[-1].offset + 1
-            else:
-                await asyncio.sleep(0.05)
-            if not self.pending and not self._pending_offsets:
-                continue
-            full = len(self.pending) >= self.batch_max_messages
-            if not full and not self.paused and time.monotonic() - last_write < self.min_interval_s:
-                continue
-            if await self._write(consumer):
-                last_write = time.monotonic()
-                backoff.reset()
-                if self.paused:
-                    consumer.resume(*consumer.assignment())
-                    self.paused = False
-                continue
-            if not self.paused:
-                consumer.pause(*consumer.assignment())
-                self.paused = True
-            await backoff.wait(self._stopping)
+    # ---------------------------------------------------------------- the loop's side
+    async def poll(self) -> int:
+        """Fetch up to what the batch has room for (also while paused: polling keeps the
+        member inside ``max_poll_interval``)."""
+        consumer = self._consumer
+        room = self.batch_max_messages - len(self.pending)
+        if consumer is None or room <= 0:
+            await asyncio.sleep(0.05)
+            return 0
+        fetched = await consumer.getmany(timeout_ms=100, max_records=room)
+        for tp, msgs in fetched.items():
+            for m in msgs:
+                self._take(m)
+            self._pending_offsets[tp] = msgs[-1].offset + 1
+        return sum(len(msgs) for msgs in fetched.values())
+
+    def flush_due(self, caught_up: bool) -> bool:
+        """Something fetched, and the batch full or ``min_interval_s`` since the last
+        write."""
+        if not self.pending and not self._pending_offsets:
+            return False
+        full = len(self.pending) >= self.batch_max_messages
+        return full or time.monotonic() - self._last_write >= self.min_interval_s
+
+    def backlogged(self) -> bool:
+        """Always: the writer writes in the foreground (``background=False``), a write in
+        flight holds the next fetch, since the write takes everything pending."""
+        return True
+
+    def _pause_all(self) -> None:
+        if self._consumer is not None:
+            self._consumer.pause(*self._consumer.assignment())
+
+    def _resume_all(self) -> None:
+        if self._consumer is not None:
+            self._consumer.resume(*self._consumer.assignment())
 
     def _take(self, msg: Any) -> None:
         try:
@@ -153,31 +188,27 @@ class SinkWriter:
             self.skipped += 1
             log.error("skipping c2m.sink offset %d: %s", msg.offset, type(exc).__name__)
 
-    async def _write(self, consumer: AIOKafkaConsumer) -> bool:
+    async def flush(self) -> bool:
+        """Write everything pending (one insert per table), then commit its offsets."""
         started = time.perf_counter()
+        self.health.attempt()
         try:
             for batch, late, lateness_ms in merge_flushes(self.pending):
                 await self.io(self.store.write, batch, late, lateness_ms)
         except SinkError as exc:
-            if self.sink_healthy:
-                log.warning("ClickHouse write failed, will retry: %s", exc)
-            self.sink_healthy = False
-            metrics.SINK_HEALTHY.set(0)
-            metrics.FLUSH_RETRIES.inc()
+            self.health.failed(exc)
             return False
-        if not self.sink_healthy:
-            log.warning("ClickHouse is back; wrote the backlog")
-        self.sink_healthy = True
-        metrics.SINK_HEALTHY.set(1)
+        self.health.succeeded()
+        self._last_write = time.monotonic()
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.SINK_WRITER_MESSAGES.inc(len(self.pending))
         self.writes += 1
         self.messages_written += len(self.pending)
         self.pending = []
         offsets, self._pending_offsets = self._pending_offsets, {}
-        if offsets:
+        if offsets and self._consumer is not None:
             try:
-                await consumer.commit(offsets)
+                await self._consumer.commit(offsets)
             except KafkaError as exc:
                 # Re-reading written messages is harmless: every row is idempotent.
                 log.warning("c2m.sink commit failed: %s", type(exc).__name__)
@@ -194,7 +225,13 @@ class WriterApp:
 
 
 def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = None) -> WriterApp:
-    from streams.app import attach_alerts, attach_checkpoint_pruning, faust_config, open_store
+    from streams.app import (
+        attach_alerts,
+        attach_checkpoint_pruning,
+        attach_service,
+        faust_config,
+        open_store,
+    )
 
     client = client if client is not None else connect(settings)
     store = open_store(client, settings)
@@ -218,9 +255,7 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
         if settings.metrics_port:
             start_http_server(settings.metrics_port, addr=settings.metrics_host)
 
-    @app.task  # type: ignore[untyped-decorator]
-    async def consume() -> None:
-        await writer.run()
+    attach_service(app, writer)  # stopped (final write) before the producer and web server
 
     attach_checkpoint_pruning(app, settings, store, writer.io)
 
@@ -228,10 +263,6 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
     # workers cannot). It does not consume the demand topics: partitions without any
     # checkpoint are waited for C2M_ALERT_IDLE_WALL_SECONDS after start, then ignored.
     alerts = attach_alerts(app, settings, client, writer.io, set)
-
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def final_write(sender: Any, **kwargs: Any) -> None:
-        await writer.stop()
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -280,19 +311,10 @@ def run_writer(settings: Settings, bootstrap: str, duration_s: float | None = No
     ensure_topics(bootstrap, settings.topic_partitions, settings.kafka_client_config(),
                   shared_restock=settings.shared_restock_topic,
                   alert_retention_days=settings.alert_topic_retention_days)
+    from streams.runner import launch
+
     wa = create_writer_app(settings, bootstrap)
-    if duration_s is not None:
-
-        async def stop_later() -> None:
-            await asyncio.sleep(duration_s)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        wa.app.task(stop_later)
-    worker = faust.Worker(wa.app, loglevel=settings.log_level.upper(), quiet=True)
     try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise
+        launch(wa.app, settings, duration_s=duration_s)
     finally:
         wa.writer.close()

@@ -183,7 +183,7 @@ def upgrade_0007(client: Any, database: str) -> None:
         client.command(f"INSERT INTO {db}.sku_state_resort SELECT * FROM {db}.sku_state")  # noqa: S608
         client.command(f"EXCHANGE TABLES {db}.sku_state AND {db}.sku_state_resort")
     client.command(f"DROP TABLE IF EXISTS {db}.sku_state_resort")
-    # the schema of 0007: contributors (shop_cells, demand_cells.shops) come with 0009
+    # the schema of 0007: contributors (shop_cells, demand_cells.shops) come with 0010
     serving.rebuild(client, db, database_timezone(client, db) or "UTC", shops=False)
 
 

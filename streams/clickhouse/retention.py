@@ -23,9 +23,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.errors import MigrationError
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,13 @@ def wanted_ttls(
         "lost_sales": sku,
         "late_events": _expire("toDateTime(recorded_at)", late_days) if late_days > 0 else "",
     }
+
+
+def settings_ttls(settings: Settings) -> dict[str, str]:
+    """``wanted_ttls`` of the ``C2M_RETENTION_*`` settings (what ``apply_retention`` sets at
+    every start of a process that writes ClickHouse, and in ``c2m db migrate``)."""
+    return wanted_ttls(settings.retention_days, settings.retention_sku_days,
+                       settings.retention_late_days, settings.retention_visitor_days)
 
 
 def current_ttl(client: Any, database: str, table: str) -> str:

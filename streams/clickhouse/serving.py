@@ -61,7 +61,7 @@ def _cells_select(
     db: str, where: str, end: str, end_join: str = "", shops: bool = True
 ) -> str:
     """Final cells for the demand_state rows matching ``where`` (over whole cells); without
-    ``shops`` as before migration 0009 (no contributors: its upgrade step of 0007 runs on a
+    ``shops`` as before migration 0010 (no contributors: its upgrade step of 0007 runs on a
     database that has no shop_cells yet)."""
     newest = ", ".join(f"argMax({m}, version) AS p_{m}" for m in MEASURES)
     summed = ", ".join(f"sum(p_{m}) AS {m}" for m in MEASURES)
@@ -235,7 +235,7 @@ def rebuild(client: Any, db: str, tz: str, shops: bool = True) -> None:
     """Recompute every serving row from the per-partition state tables, month by month
     (bounded memory). Safe to run at any time: a rebuilt row has the same version as the
     refreshed one it equals, and a newer refresh keeps winning. ``shops``: fill the cells'
-    contributors (False only before migration 0009)."""
+    contributors (False only before migration 0010)."""
     cells = rebuild_cells_sql(db, tz, shops)
     for month in months(client, db, "demand_state"):
         client.command(cells, parameters={"m": month})

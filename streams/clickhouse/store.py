@@ -1,7 +1,7 @@
 """The demand store: reads and writes the demand tables (alerts: ``streams.clickhouse.alerts``).
 
 Write protocol of one flush (the argument for no double counting is in
-docs/ARCHITECTURE.md, "Commit after flush"):
+docs/ARCHITECTURE.md, "Commit after flush: why nothing is lost or double counted"):
 
 1. ``visitor_feed`` and ``shop_feed``: the visitors and the contributing shops per cell of
    the base window sizes, with the windows of every size they count in, as arrays that
@@ -30,9 +30,10 @@ from typing import Any
 from streams.clickhouse import serving
 from streams.clickhouse.errors import sink_error
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
+from streams.core.config import EngineConfig
 from streams.core.dedup import BUCKET_MS
 from streams.core.demand import MEASURES, CellKey
-from streams.core.engine import Checkpoint, EngineConfig, FlushBatch, LateEvent
+from streams.core.engine import Checkpoint, FlushBatch, LateEvent
 from streams.core.inventory import SKU_MEASURES, SkuKey
 from streams.errors import ConfigError
 

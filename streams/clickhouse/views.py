@@ -59,7 +59,7 @@ class ViewQuery:
 
 
 # The demand sections are market-level for every caller (issue 22): they read the market
-# views (migration 0009), where a cell that fewer than C2M_MIN_SHOPS_PER_SIGNAL shops made is
+# views (migration 0010), where a cell that fewer than C2M_MIN_SHOPS_PER_SIGNAL shops made is
 # folded into its parent (dimensions '', shown as '其他 other') or withheld.
 
 _SUMMARY = """
@@ -158,7 +158,8 @@ WITH b AS (SELECT * FROM {db}.production_brief(days={days:UInt32}, run_days={run
       ORDER BY net_units DESC, category LIMIT 1) AS top
 SELECT category, dimension, value, recommended_qty, qty_low, qty_high,
        round(share, 4) AS share, net_units, round(conversion_rate, 4) AS conversion,
-       round(return_rate, 4) AS return_rate, days_with_data, as_of
+       round(return_rate, 4) AS return_rate, days_with_data, as_of, lost_units, method,
+       forecast_model, round(weekly_growth, 4) AS weekly_growth
 FROM b
 WHERE category = if({category:String} = '', top, {category:String})
   AND (dimension = 'total' OR net_units > 0)

@@ -1,10 +1,13 @@
 /* The engine's compiled lanes: decode, check, deduplicate and apply a run of records of
- * one partition to the engine's own Python state (the same dicts, sets and lists).
+ * one partition to the engine's own Python state (the same dicts, sets and lists). Three
+ * lanes, one per demand topic:
  *
  *   pageview_run   shop.pageviews: everything a page view does (SKU hour, the cells of
  *                  every window size, visitor sets), including building new cells;
  *   logistics_run  shop.logistics: shipped and delivered (97% of them) completely, since
- *                  they change no counter; the other types are handed back to be applied.
+ *                  they change no counter; the other types are handed back to be applied;
+ *   order_run      shop.orders: orders of up to MAX_LINES lines completely (SKU hours,
+ *                  cells, GMV as price_e4, the order counted once per cell).
  *
  * streams/core/engine.py is the reference. This does exactly what its Python path does
  * (same state, same values) for the messages it is sure about, and stops at the first

@@ -125,7 +125,3 @@ class Deduplicator:
             self._seen.difference_update(ids)
             dropped += len(ids)
         return dropped
-
-    def oldest_bucket_kept(self, watermark_ms: int) -> int:
-        """Smallest hour bucket a restore needs for this watermark."""
-        return (watermark_ms - self.horizon_ms) // BUCKET_MS

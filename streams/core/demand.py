@@ -11,7 +11,7 @@ and independent of the order of addition.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -65,9 +65,6 @@ class Ledger:
     late: int = 0
     corrected: int = 0  # behind the watermark but within the horizon: applied
     unknown_sku_lines: int = 0
-
-    def balanced(self) -> bool:
-        return self.consumed == self.processed + self.dead_lettered + self.duplicates + self.late
 
 
 def visitor_rows_of(
@@ -144,14 +141,6 @@ class PartitionState:
     #: (Kafka timestamp, fingerprint) of the last record consumed (at ``position - 1``)
     last_record: tuple[int, int] = (-1, 0)
 
-    def cell(self, key: CellKey) -> list[int]:
-        vec = self.cells.get(key)
-        if vec is None:
-            vec = self.cells[key] = [0, 0, 0, 0, 0, 0]
-            self._index(key)
-        self.dirty.add(key)
-        return vec
-
     def _index(self, key: CellKey) -> None:
         ek = (self.calendar.end_of(key[0], key[1]), key[0] >= 3600)
         keys = self.ends.get(ek)
@@ -170,10 +159,6 @@ class PartitionState:
     def needs_flush(self) -> bool:
         return bool(self.dirty) or bool(self.skus.dirty) or self.position != self.flushed_position
 
-    def dirty_rows(self) -> Iterator[tuple[CellKey, list[int]]]:
-        for key in self.dirty:
-            yield key, self.cells[key]
-
     def hot_entry(
         self,
         hk: HotKey,
@@ -186,7 +171,7 @@ class PartitionState:
         windows are ``bounds`` (``MarketCalendar.grain`` of the grain: the SKU hour, then
         start and end per size), and the visitor and shop sets of those whose size is in
         ``visitor_sizes`` (the base sizes: ClickHouse derives the visitor and shop rows of
-        the other sizes, see migrations 0005 and 0009)."""
+        the other sizes, see migrations 0005 and 0010)."""
         cells, visitors, dirty, ends = self.cells, self.visitors, self.dirty, self.ends
         shops = self.shops
         cat, color, size, band, region, _ = hk

@@ -41,6 +41,7 @@ from schemas.fastpath import fast_decode, fast_decode_many
 from streams.core import _lanes
 from streams.core.calendar import MarketCalendar
 from streams.core.catalog import UNKNOWN, UNKNOWN_PRODUCT, Catalog, ProductAttrs
+from streams.core.config import EngineConfig
 from streams.core.dedup import BUCKET_MS, Deduplicator, id_hash
 from streams.core.demand import (
     ARRAY_CHUNK,
@@ -70,7 +71,7 @@ from streams.core.inventory import (
     SkuKey,
 )
 from streams.core.kanon import ORDER, RETURN, VIEW, shop_tag
-from streams.core.windows import DEFAULT_WINDOW_SECONDS, Watermark
+from streams.core.windows import Watermark
 
 DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
 
@@ -94,32 +95,6 @@ def visitor_base_sizes(window_seconds: Iterable[int]) -> list[int]:
 
 
 _topic_partition = attrgetter("topic", "partition")
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    window_seconds: tuple[int, ...] = DEFAULT_WINDOW_SECONDS
-    allowed_lateness_ms: int = 10 * 60_000
-    correction_horizon_ms: int = 48 * 3_600_000
-    dedup_horizon_ms: int = 48 * 3_600_000
-    max_future_ms: int = 5 * 60_000
-    max_past_ms: int = 365 * 86_400_000  # older than this before the record time: stale_ts
-    max_message_bytes: int = 1_048_576
-    live_retention_ms: int = 7 * 86_400_000  # hourly and daily windows kept for rolling sums
-    #: schemas.fastpath before pydantic, and the page-view lane; False: the reference paths
-    fast_paths: bool = True
-    #: with fast_paths: every demand topic through its compiled lane (streams/core/_lanes.c);
-    #: False: the Python paths (the reference the lanes are tested against)
-    native: bool = True
-    #: the market's time zone (IANA): days start at its local midnight (streams.core.calendar)
-    timezone: str = "UTC"
-
-    def keep_from_s(self, window_seconds: int, watermark_ms: int) -> int:
-        """Windows ending at or before this (epoch s) can be dropped from memory."""
-        keep = self.correction_horizon_ms
-        if window_seconds >= 3600:
-            keep = max(keep, self.live_retention_ms)
-        return (watermark_ms - keep) // 1000
 
 
 class KafkaRecord(Protocol):
@@ -360,12 +335,6 @@ class DemandEngine:
         return None
 
     # ---------------------------------------------------------------- demand
-    def process(
-        self, records: Sequence[KafkaRecord], out: BatchOutcome | None = None
-    ) -> BatchOutcome:
-        """Apply demand records (any mix of partitions, each in offset order)."""
-        return self.process_runs(runs_of(records), out)
-
     def process_runs(self, runs: Iterable[Run], out: BatchOutcome | None = None) -> BatchOutcome:
         """Apply runs of demand records: (topic, partition, its records in offset order),
         as ``getmany`` returns them.

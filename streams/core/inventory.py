@@ -19,7 +19,7 @@ Inventory position at a time T (computed in ``streams.core.restock`` and in SQL)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -74,10 +74,6 @@ class SkuHours:
         if (ts_ms, on_hand) > (vec[SKU_COUNT_TS], vec[SKU_COUNT_ON_HAND]):
             vec[SKU_COUNT_TS] = ts_ms
             vec[SKU_COUNT_ON_HAND] = on_hand
-
-    def dirty_rows(self) -> Iterator[tuple[SkuKey, list[int]]]:
-        for key in self.dirty:
-            yield key, self.buckets[key]
 
     def evict(self, keep_from_s: int) -> int:
         """Drop clean hours that end at or before ``keep_from_s``."""

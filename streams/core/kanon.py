@@ -31,7 +31,7 @@ least ``k`` shops; a withheld remainder is not published anywhere else in the sa
 output. (Numbers of different outputs, e.g. an hourly and a 5-minute view, are folded
 separately; docs/SECURITY.md states what that does and does not protect.)
 
-The ClickHouse views ``market_demand`` and ``market_rolling`` (migration 0009) implement
+The ClickHouse views ``market_demand`` and ``market_rolling`` (migration 0010) implement
 this fold in SQL; ``tests/unit/test_kanon.py`` checks them against ``fold`` here.
 """
 

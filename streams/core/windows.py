@@ -10,12 +10,6 @@ from dataclasses import dataclass
 DEFAULT_WINDOW_SECONDS: tuple[int, ...] = (300, 3600, 86_400)
 
 
-def window_start_s(ts_ms: int, size_s: int) -> int:
-    """Start (epoch seconds) of the ``size_s`` tumbling window holding ``ts_ms``."""
-    ts_s = ts_ms // 1000
-    return ts_s - ts_s % size_s
-
-
 @dataclass(slots=True)
 class Watermark:
     """Event-time progress of one source partition.

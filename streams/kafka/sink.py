@@ -24,9 +24,11 @@ import aiohttp
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from streams.clickhouse.faults import StallPoint
-from streams.core.engine import EngineConfig, FlushBatch, LateEvent
+from streams.backoff import Backoff, retry
+from streams.core.config import EngineConfig
+from streams.core.engine import FlushBatch, LateEvent
 from streams.errors import SinkUnavailable
+from streams.faultfile import StallPoint
 from streams.sink import SINK_TOPIC, Loaded, decode_loaded, encode_flush
 
 log = logging.getLogger(__name__)
@@ -125,25 +127,33 @@ class KafkaSink:
         """Ask the writer; wait (with backoff) until its checkpoint >= ``committed``."""
         _, http = await self._started()
         params = {"topic": topic, "partition": str(partition)}
-        delay, started, warned = 0.1, time.monotonic(), 0.0
         url = f"{self.writer_url}/api/sink/state"
-        while True:
+        started, warned = time.monotonic(), 0.0
+
+        async def ask() -> Loaded | None:
             try:
                 async with http.get(url, params=params) as resp:
-                    if resp.status == 200:
-                        loaded = decode_loaded(await resp.json())
-                        have = None if loaded is None else loaded.checkpoint.position
-                        if committed is None or (have is not None and have >= committed):
-                            return loaded
-                        reason = f"writer checkpoint {have} < committed {committed}"
-                    else:
-                        reason = f"writer answered {resp.status}"
+                    if resp.status != 200:
+                        raise _NotYet(f"writer answered {resp.status}")
+                    loaded = decode_loaded(await resp.json())
             except (aiohttp.ClientError, TimeoutError) as exc:
-                reason = f"writer unreachable: {type(exc).__name__}"
+                raise _NotYet(f"writer unreachable: {type(exc).__name__}") from exc
+            have = None if loaded is None else loaded.checkpoint.position
+            if committed is None or (have is not None and have >= committed):
+                return loaded
+            raise _NotYet(f"writer checkpoint {have} < committed {committed}")
+
+        def waiting(exc: BaseException, delay_s: float) -> None:
+            nonlocal warned
             waited = time.monotonic() - started
             if waited - warned >= 10:
                 warned = waited
-                log.warning("restore of %s[%d] waits: %s (%.0fs)", topic, partition, reason,
+                log.warning("restore of %s[%d] waits: %s (%.0fs)", topic, partition, exc,
                             waited)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+
+        return await retry(ask, _NotYet, backoff=Backoff(0.1, 2.0), on_failure=waiting)
+
+
+class _NotYet(Exception):
+    """The writer cannot answer yet, or holds an older checkpoint than the committed
+    offset: ask again."""

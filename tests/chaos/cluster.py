@@ -17,7 +17,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import Worker
+from tests.helpers.processes import Worker
 
 OUTCOMES = ("processed", "dead_lettered", "duplicate", "late")
 

@@ -23,13 +23,13 @@ from tests.chaos.cluster import (
     metrics_text,
     wait_until,
 )
-from tests.integration.conftest import produce
-from tests.integration.test_pipeline_oracle import (
-    _actual,
-    _expected,
-    _history,
-    _messages,
+from tests.helpers.processes import produce
+from tests.helpers.sim_run import (
     assert_matches_oracle,
+    oracle_cells,
+    sim_history,
+    sim_messages,
+    stored_cells,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,16 +65,16 @@ class RateProducer(threading.Thread):
 def test_ten_x_burst_drains_without_rebalance_storm(
     broker: Any, worker_factory: Any, tmp_path: Path
 ) -> None:
-    history = _history(seed=41, hours=2, orders_per_hour=1200)
+    history = sim_history(seed=41, hours=2, orders_per_hour=1200)
     catalog = [e for e in history if e.topic == "shop.products"]
     demand = [e for e in history if e.topic != "shop.products"]
     assert len(demand) > BASE_RATE * 10 * BURST_SECONDS
-    produce(broker.bootstrap, _messages(catalog))
+    produce(broker.bootstrap, sim_messages(catalog))
 
     writer = Writer(broker.bootstrap, tmp_path / "writer").start()
     workers = [worker_factory(**writer.sink_env()).start() for _ in range(2)]
     procs = (writer, *workers)
-    source = RateProducer(broker.bootstrap, _messages(demand))
+    source = RateProducer(broker.bootstrap, sim_messages(demand))
     source.start()
     # the steady phase: both members joined and consuming, group settled
     wait_until("both workers consuming", lambda: all(consumed(w) > 0 for w in workers),
@@ -112,5 +112,5 @@ def test_ten_x_burst_drains_without_rebalance_storm(
     assert written["writes"] < written["messages_written"]  # flushes merged: few, large inserts
     assert writer.stop() == 0
     sizes = (300, 3600, 86400)
-    assert_matches_oracle(_actual(writer, sizes), _expected(history), sizes)
+    assert_matches_oracle(stored_cells(writer, sizes), oracle_cells(history), sizes)
     assert_stored_ledger(writer.query, Counter(e.topic for e in demand))

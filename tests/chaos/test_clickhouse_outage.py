@@ -3,10 +3,7 @@ ready, and catches up without loss when ClickHouse returns (issue 5, scenario c)
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,26 +11,18 @@ from typing import Any
 import pytest
 
 from tests.chaos.cluster import assert_metrics_ledger_balanced, assert_stored_ledger
-from tests.integration.conftest import produce
-from tests.integration.test_pipeline_oracle import (
-    _actual,
-    _expected,
-    _history,
-    _messages,
+from tests.helpers.processes import produce, readyz
+from tests.helpers.sim_run import (
     assert_matches_oracle,
+    oracle_cells,
+    sim_history,
+    sim_messages,
+    stored_cells,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 #: Documented bound of the RSS growth during an outage with the default settings.
 MEMORY_BOUND_MIB = 256
-
-
-def _readyz(port: int) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def _rss_kib(pid: int) -> int:
@@ -46,7 +35,7 @@ def _rss_kib(pid: int) -> int:
 def test_clickhouse_outage_pauses_and_catches_up_exactly(
     broker: Any, worker_factory: Any, tmp_path: Path
 ) -> None:
-    history = _history(seed=31, hours=2, orders_per_hour=1200)
+    history = sim_history(seed=31, hours=2, orders_per_hour=1200)
     demand = [e for e in history if e.topic != "shop.products"]
     half = len(history) // 2
     fault = tmp_path / "clickhouse-down"
@@ -55,17 +44,17 @@ def test_clickhouse_outage_pauses_and_catches_up_exactly(
     worker = worker_factory(C2M_CLICKHOUSE_FAULT_FILE=str(fault),
                             C2M_FLUSH_MAX_PENDING_EVENTS="2000",
                             C2M_BATCH_MAX_EVENTS="500").start()
-    produce(broker.bootstrap, _messages(history[:half]))
+    produce(broker.bootstrap, sim_messages(history[:half]))
     first_half = sum(1 for e in history[:half] if e.topic != "shop.products")
     worker.wait_consumed(first_half)
-    assert _readyz(worker.web_port)[0] == 200
+    assert readyz(worker.web_port)[0] == 200
 
     time.sleep(2)  # the first half is flushed; the outage hits while events stream in
     rss_before = _rss_kib(worker.proc.pid)
     fault.touch()  # ClickHouse goes away
-    produce(broker.bootstrap, _messages(history[half:]))
+    produce(broker.bootstrap, sim_messages(history[half:]))
     time.sleep(10)  # the next flush fails and the consumer pauses
-    status, body = _readyz(worker.web_port)
+    status, body = readyz(worker.web_port)
     assert status == 503 and body["sink_healthy"] is False and body["paused"] is True
     consumed_paused = worker.stats()["consumed"]
     rss_paused = rss_max = _rss_kib(worker.proc.pid)
@@ -84,14 +73,14 @@ def test_clickhouse_outage_pauses_and_catches_up_exactly(
     fault.unlink()  # ClickHouse is back
     worker.wait_consumed(len(demand))
     deadline = time.monotonic() + 30
-    while _readyz(worker.web_port)[0] != 200 and time.monotonic() < deadline:
+    while readyz(worker.web_port)[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _readyz(worker.web_port)[0] == 200
+    assert readyz(worker.web_port)[0] == 200
     assert_metrics_ledger_balanced(worker)
     assert worker.stop() == 0
 
     sizes = (300, 3600, 86400)
-    assert_matches_oracle(_actual(worker, sizes), _expected(history), sizes)
+    assert_matches_oracle(stored_cells(worker, sizes), oracle_cells(history), sizes)
     assert_stored_ledger(worker.query, Counter(e.topic for e in demand))
 
 
@@ -106,21 +95,21 @@ def test_a_rebalance_while_clickhouse_is_down_keeps_every_partition_paused(
 
     from aiokafka import AIOKafkaConsumer
 
-    history = _history(seed=37, hours=2, orders_per_hour=1200)
+    history = sim_history(seed=37, hours=2, orders_per_hour=1200)
     demand = [e for e in history if e.topic != "shop.products"]
     half = len(history) // 2
     fault = tmp_path / "clickhouse-overloaded"
     worker = worker_factory(C2M_CLICKHOUSE_FAULT_FILE=str(fault),
                             C2M_FLUSH_MAX_PENDING_EVENTS="2000",
                             C2M_BATCH_MAX_EVENTS="500").start()
-    produce(broker.bootstrap, _messages(history[:half]))
+    produce(broker.bootstrap, sim_messages(history[:half]))
     worker.wait_consumed(sum(1 for e in history[:half] if e.topic != "shop.products"))
     time.sleep(2)
     rss_before = _rss_kib(worker.proc.pid)
     fault.write_text("overload")
-    produce(broker.bootstrap, _messages(history[half:]))
+    produce(broker.bootstrap, sim_messages(history[half:]))
     time.sleep(8)
-    status, body = _readyz(worker.web_port)
+    status, body = readyz(worker.web_port)
     assert status == 503 and body["paused"] is True
 
     async def join_and_leave() -> None:
@@ -139,7 +128,7 @@ def test_a_rebalance_while_clickhouse_is_down_keeps_every_partition_paused(
     rebalances_seen = worker.log_tail(10**6).count("partitions assigned:")
     assert rebalances_seen >= 2
     time.sleep(8)  # the worker holds every partition again
-    status, body = _readyz(worker.web_port)
+    status, body = readyz(worker.web_port)
     assert status == 503 and body["partitions_assigned_count"] == 12
     assert body["partitions_paused"] == 12  # aiokafka assigned them unpaused
     consumed = worker.stats()["consumed"]
@@ -153,9 +142,9 @@ def test_a_rebalance_while_clickhouse_is_down_keeps_every_partition_paused(
     fault.unlink()
     worker.wait_consumed(len(demand), timeout=180)
     deadline = time.monotonic() + 30
-    while _readyz(worker.web_port)[0] != 200 and time.monotonic() < deadline:
+    while readyz(worker.web_port)[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert worker.stop() == 0
     sizes = (300, 3600, 86400)
-    assert_matches_oracle(_actual(worker, sizes), _expected(history), sizes)
+    assert_matches_oracle(stored_cells(worker, sizes), oracle_cells(history), sizes)
     assert_stored_ledger(worker.query, Counter(e.topic for e in demand))

@@ -27,13 +27,13 @@ from tests.chaos.cluster import (
     rows_beyond_checkpoint,
     wait_until,
 )
-from tests.integration.conftest import produce
-from tests.integration.test_pipeline_oracle import (
-    _actual,
-    _expected,
-    _history,
-    _messages,
+from tests.helpers.processes import produce
+from tests.helpers.sim_run import (
     assert_matches_oracle,
+    oracle_cells,
+    sim_history,
+    sim_messages,
+    stored_cells,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -68,9 +68,9 @@ def _paced(events: int, flushes: int) -> dict[str, str]:
 def test_worker_killed_mid_flush_restarts_exactly(
     broker: Any, worker_factory: Any, tmp_path: Path
 ) -> None:
-    history = _history(seed=5, hours=2, orders_per_hour=1500)
+    history = sim_history(seed=5, hours=2, orders_per_hour=1500)
     demand = [e for e in history if e.topic != "shop.products"]
-    produce(broker.bootstrap, _messages(history))
+    produce(broker.bootstrap, sim_messages(history))
     fault = tmp_path / "fault"
     data = tmp_path / "worker"
 
@@ -85,16 +85,16 @@ def test_worker_killed_mid_flush_restarts_exactly(
     wait_until("everything consumed", lambda: consumed(second) == len(demand), 180, second)
     assert_metrics_ledger_balanced(second)
     assert second.stop() == 0
-    assert_matches_oracle(_actual(second, SIZES), _expected(history), SIZES)
+    assert_matches_oracle(stored_cells(second, SIZES), oracle_cells(history), SIZES)
     assert_stored_ledger(second.query, Counter(e.topic for e in demand))
 
 
 def test_writer_and_worker_killed_mid_flush_on_the_kafka_sink(
     broker: Any, worker_factory: Any, tmp_path: Path
 ) -> None:
-    history = _history(seed=7, hours=2, orders_per_hour=1500)
+    history = sim_history(seed=7, hours=2, orders_per_hour=1500)
     demand = [e for e in history if e.topic != "shop.products"]
-    produce(broker.bootstrap, _messages(history))
+    produce(broker.bootstrap, sim_messages(history))
     writer_fault, worker_fault = tmp_path / "writer-fault", tmp_path / "worker-fault"
 
     # the writer: rows of its first write are in ClickHouse, the checkpoints are not
@@ -122,5 +122,5 @@ def test_writer_and_worker_killed_mid_flush_on_the_kafka_sink(
     wait_until("the writer to hold the final checkpoints",
                lambda: consumed(writer) == len(demand), 60, writer)
     assert writer.stop() == 0
-    assert_matches_oracle(_actual(writer, SIZES), _expected(history), SIZES)
+    assert_matches_oracle(stored_cells(writer, SIZES), oracle_cells(history), SIZES)
     assert_stored_ledger(writer.query, Counter(e.topic for e in demand))

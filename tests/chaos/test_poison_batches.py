@@ -25,7 +25,7 @@ from streams.kafka.embedded import EmbeddedBroker, free_port
 from streams.kafka.topics import ensure_topics
 from streams.sim.model import generate_history
 from tests import oracle
-from tests.integration.conftest import Worker, consume_all
+from tests.helpers.processes import Worker, consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

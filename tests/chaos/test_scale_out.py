@@ -21,16 +21,14 @@ from tests.chaos.cluster import (
     metrics_text,
     wait_until,
 )
-from tests.chaos.test_clickhouse_outage import _readyz
-from tests.integration.conftest import produce
-from tests.integration.test_pipeline_oracle import (
-    _actual,
-    _expected,
-    _history,
-    _messages,
+from tests.helpers.processes import listening, produce, readyz
+from tests.helpers.sim_run import (
     assert_matches_oracle,
+    oracle_cells,
+    sim_history,
+    sim_messages,
+    stored_cells,
 )
-from tests.integration.test_servers import _listening
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,7 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_two_workers_one_killed_give_the_oracle_numbers(
     broker: Any, worker_factory: Any, tmp_path: Path
 ) -> None:
-    history = _history(seed=23, hours=2, orders_per_hour=1200)
+    history = sim_history(seed=23, hours=2, orders_per_hour=1200)
     demand = [e for e in history if e.topic != "shop.products"]
     produced = Counter(e.topic for e in demand)
     half = len(history) // 2
@@ -48,7 +46,7 @@ def test_two_workers_one_killed_give_the_oracle_numbers(
     victim, survivor = workers
     first_half = sum(1 for e in history[:half] if e.topic != "shop.products")
     try:
-        produce(broker.bootstrap, _messages(history[:half]))
+        produce(broker.bootstrap, sim_messages(history[:half]))
         # both members hold partitions and make progress before one dies
         wait_until(
             "both workers consuming the first half",
@@ -57,12 +55,12 @@ def test_two_workers_one_killed_give_the_oracle_numbers(
             120, writer, *workers,
         )
         # the writer's servers are loopback-only, like the worker's
-        assert _listening(writer.web_port) == {"127.0.0.1"}
-        assert _listening(int(writer.env["C2M_METRICS_PORT"])) == {"127.0.0.1"}
+        assert listening(writer.web_port) == {"127.0.0.1"}
+        assert listening(int(writer.env["C2M_METRICS_PORT"])) == {"127.0.0.1"}
         before = victim.stats()["consumed"]
         # SIGKILL the victim while it consumes the second half
         rest = threading.Thread(
-            target=produce, args=(broker.bootstrap, _messages(history[half:]))
+            target=produce, args=(broker.bootstrap, sim_messages(history[half:]))
         )
         rest.start()
         wait_until(
@@ -93,7 +91,7 @@ def test_two_workers_one_killed_give_the_oracle_numbers(
                 p.proc.kill()
 
     sizes = (300, 3600, 86400)
-    assert_matches_oracle(_actual(writer, sizes), _expected(history), sizes)
+    assert_matches_oracle(stored_cells(writer, sizes), oracle_cells(history), sizes)
     assert_stored_ledger(writer.query, produced)
 
 
@@ -103,34 +101,34 @@ def test_writer_clickhouse_outage_is_caught_up_exactly(
     """The writer's ClickHouse fails mid-stream: the writer pauses and reports 503, the
     worker keeps consuming and flushing into c2m.sink (Kafka holds the backlog); then the
     writer catches up exactly."""
-    history = _history(seed=29, hours=1, orders_per_hour=1200)
+    history = sim_history(seed=29, hours=1, orders_per_hour=1200)
     demand = [e for e in history if e.topic != "shop.products"]
     half = len(history) // 2
     fault = tmp_path / "writer-fault"
     writer = Writer(broker.bootstrap, tmp_path / "writer",
                     C2M_CLICKHOUSE_FAULT_FILE=str(fault)).start()
     worker = worker_factory(**writer.sink_env()).start()
-    produce(broker.bootstrap, _messages(history[:half]))
+    produce(broker.bootstrap, sim_messages(history[:half]))
     first_half = sum(1 for e in history[:half] if e.topic != "shop.products")
     wait_until("the first half written",
                lambda: (writer.stats() or {}).get("consumed") == first_half, 120, writer, worker)
 
     fault.touch()  # the writer's ClickHouse goes away
-    produce(broker.bootstrap, _messages(history[half:]))
+    produce(broker.bootstrap, sim_messages(history[half:]))
     # the worker does not need ClickHouse to go on: it consumes and flushes everything
     wait_until("the worker to consume everything",
                lambda: (worker.stats() or {}).get("consumed") == len(demand), 120,
                writer, worker)
     wait_until("the writer to report the outage",
-               lambda: _readyz(writer.web_port) == (503, {"sink_healthy": False, "paused": True}),
+               lambda: readyz(writer.web_port) == (503, {"sink_healthy": False, "paused": True}),
                30, writer)
 
     fault.unlink()
     wait_until("the writer to catch up",
                lambda: (writer.stats() or {}).get("consumed") == len(demand), 90, writer)
-    assert _readyz(writer.web_port)[0] == 200
+    assert readyz(writer.web_port)[0] == 200
     assert_metrics_ledger_balanced(worker)
     assert worker.stop() == 0 and writer.stop() == 0
     sizes = (300, 3600, 86400)
-    assert_matches_oracle(_actual(writer, sizes), _expected(history), sizes)
+    assert_matches_oracle(stored_cells(writer, sizes), oracle_cells(history), sizes)
     assert_stored_ledger(writer.query, Counter(e.topic for e in demand))

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import json
 import sys
-import zlib
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from bench.records import Keyed
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrations import migrate
 from streams.clickhouse.store import DemandStore
@@ -28,6 +25,7 @@ from streams.core.engine import DemandEngine, LateEvent, Record
 from streams.core.pricebands import PriceBands
 from streams.settings import Settings
 from streams.sim.model import generate_history
+from tests.helpers.engine import process
 
 START_MS = 1_794_398_400_000  # 2026-11-11 12:00 UTC (a whole hour: windows align)
 HOURS = 3
@@ -42,13 +40,7 @@ def build(engine_dir: Path) -> Any:
     store = DemandStore(client, "c2m")
     store.record_settings(settings.view_settings())
     engine = DemandEngine(settings.engine_config(), Catalog(PriceBands(settings.price_band_edges)))
-    offsets: dict[tuple[str, int], int] = defaultdict(int)
-
-    def record(topic: str, key: str, value: dict[str, Any], ts_ms: int) -> Record:
-        part = 0 if topic == "shop.products" else zlib.crc32(key.encode()) % PARTITIONS
-        off = offsets[(topic, part)]
-        offsets[(topic, part)] = off + 1
-        return Record(topic, part, off, ts_ms, key.encode(), orjson.dumps(value))
+    record = Keyed(PARTITIONS)
 
     events = generate_history(SEED, START_MS, HOURS, orders_per_hour=400)
     demand: list[Record] = []
@@ -66,7 +58,7 @@ def build(engine_dir: Path) -> Any:
         demand.append(record(view.topic, view.key, value, end_ms))
     late: list[LateEvent] = []
     for i in range(0, len(demand), 5000):
-        outcome = engine.process(demand[i : i + 5000])
+        outcome = process(engine, demand[i : i + 5000])
         late.extend(outcome.late)
         batch = engine.flush_batch()
         store.write(batch, late, engine.config.allowed_lateness_ms)

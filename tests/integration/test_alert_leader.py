@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Worker, produce
-from tests.integration.test_pipeline_oracle import _history, _messages
+from tests.helpers.processes import Worker, produce
+from tests.helpers.sim_run import sim_history, sim_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,8 +32,8 @@ def _wait(cond: Any, what: str, workers: list[Worker], timeout: float = 120) -> 
 def test_only_the_leader_partition_owner_evaluates_and_the_lead_moves(
     broker: Any, worker_factory: Any
 ) -> None:
-    history = _history(seed=3, hours=3, orders_per_hour=300)
-    produce(broker.bootstrap, _messages(history))
+    history = sim_history(seed=3, hours=3, orders_per_hour=300)
+    produce(broker.bootstrap, sim_messages(history))
     demand = sum(1 for e in history if e.topic != "shop.products")
     a, b = worker_factory(**ENV).start(), worker_factory(**ENV).start()
     workers = [a, b]

@@ -23,11 +23,13 @@ import orjson
 import pytest
 
 from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMessage
+from streams.clickhouse.views import QUERIES
 from streams.core.alerting.evaluator import AlertConfig, AlertEvaluator, PreparedInputs
 from streams.core.forecast import brief_forecasts
 from streams.core.pricebands import PriceBands
 from streams.core.tenancy import restock_topic
-from tests.integration.conftest import Worker, consume_all, produce
+from tests.helpers.processes import Worker, consume_all, produce
+from tests.integration.chromium import Chromium
 from tests.oracle import MARKET_TZ
 from tests.signals.quality import DAY_MS, HOUR_MS, START_MS, scenario_events
 from tests.signals.reference import reference_inputs, ts_ms
@@ -131,8 +133,13 @@ def test_alerts_end_to_end(worker_factory: Any, tmp_path: Path) -> None:
     assert set(published) == {(r[0], r[1]) for r in got}
     assert not consume_all(w.bootstrap, TOPIC_RESTOCK_ALERTS, 1, timeout=2)  # opt-in only
 
-    # a restart evaluates nothing twice and publishes nothing new
+    # a restart evaluates nothing twice and publishes nothing new; the web view's brief
+    # speaks of the forecast (made from the complete local days) and shows its interval
     _run_until_idle(w, 0)
+    with Chromium(tmp_path / "chromium") as browser:
+        page = browser.visit(f"http://127.0.0.1:{w.web_port}/view", 1280)
+    assert "预测 forecast: " in page["text"] and "数量区间 qty range (95%)" in page["text"]
+    assert "unavailable" not in page["text"]
     assert w.stop() == 0
     assert _history(w) == got
     assert sum(len(consume_all(w.bootstrap, t, 10**6, timeout=3)) for t in topics) == len(
@@ -236,6 +243,13 @@ def _check_forecast(w: Worker, events: list[Any], products: dict[str, Any], as_o
         assert abs(qty - math.ceil(mean)) <= 1
         assert abs(low - math.ceil(max(mean - 1.96 * sd, 0))) <= 1
         assert abs(high - math.ceil(mean + 1.96 * sd)) <= 1
+    # the web view's brief query: the same quantities, the forecast named, lost units
+    view = w.query(QUERIES["brief"].sql[""].replace("{db}", "c2m"),
+                   category="袜子", days=14, run_days=30, factory="")  # the operator's
+    by_key = {(r[0], r[1]): r for r in rows}
+    assert view and {r[13] for r in view} == {"forecast"}
+    for r in view:
+        assert r[3] == by_key[(r[1], r[2])][3] and r[12] >= 0
     # one factory's brief reads that factory's forecast
     factory = next(iter(sorted({p["factory_id"] for p in products.values()
                                 if p["category"] == "袜子"})))

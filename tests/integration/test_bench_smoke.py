@@ -1,7 +1,8 @@
-"""``python -m bench`` still runs end to end (tiny N; no timing is asserted)."""
+"""The benchmarks still run end to end at a tiny size (no timing is asserted)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -42,3 +43,33 @@ def test_engine_cost_runs_at_tiny_n() -> None:
     if counting:
         m = re.search(r"^2,000 events: ([\d,]+) instructions per event", out, re.M)
         assert m is not None and int(m.group(1).replace(",", "")) > 1000, out
+
+
+def test_read_bench_runs_at_tiny_size(tmp_path: Path) -> None:
+    """``python -m bench.read`` at a tiny size (what CI runs of it): the history is built
+    through the engine and store, every user query runs and is timed, every table sized."""
+    out_json = tmp_path / "read.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.read", "--days", "1", "--events-per-day", "20000",
+         "--repeats", "1", "--workdir", str(tmp_path / "work"), "--json", str(out_json)],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=600,
+    ).stdout
+    (result,) = json.loads(out_json.read_text())
+    assert result["build"]["events"] > 15_000
+    queries = result["queries"]
+    for name in ("web view page (all its API calls)", "/api/alerts (all)",
+                 "/api/brief, c2m brief (category, 14 d, run 30 d)",
+                 "c2m.production_brief (plain SELECT *)",
+                 "alert service: input load for one hour",
+                 "alert service: the daily forecast (56 days read, modelled; once a day)"):
+        assert name in queries, name
+    from bench.read import RANGES, grafana_queries
+
+    panels = grafana_queries()  # a panel with a range or variable: 4 ranges x 2 settings
+    expected = sum(len(RANGES) * 2 if "$" in sql else 1 for _, _, sql in panels)
+    assert len(panels) >= 10
+    assert len([n for n in queries if n.startswith("grafana ")]) == expected
+    assert all(q["p95_ms"] > 0 for q in queries.values())
+    for table in ("demand_cells", "demand_state", "sku_hours", "visitor_cells"):
+        assert result["storage"][table]["compressed_bytes_per_million_events"] > 0, table
+    assert "| web view page (all its API calls) |" in out

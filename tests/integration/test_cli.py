@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from streams.kafka.embedded import EmbeddedBroker, free_port
-from tests.integration.conftest import query_chdb
+from streams.kafka.embedded import EmbeddedBroker
+from tests.helpers.processes import cli_env, query_chdb
 
 pytestmark = pytest.mark.integration
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("C2M_")}
-    env.update(
-        C2M_WEB_PORT=str(free_port()),
-        C2M_METRICS_PORT=str(free_port()),
-        C2M_REBALANCE_TIMEOUT_SECONDS="3",
-        C2M_SESSION_TIMEOUT_SECONDS="6",
-    )
-    return env
 
 
 def _c2m(*args: str, cwd: Path, env: dict[str, str], timeout: float = 180) -> str:
@@ -51,7 +39,7 @@ def test_demo_with_nothing_configured_leaves_rows(tmp_path: Path) -> None:
     import time
     import urllib.request
 
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     with open(tmp_path / "demo.out", "w") as out, open(tmp_path / "demo.err", "w") as err:
         demo = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "demo", "--duration", "30", "--rate", "500"],
@@ -122,7 +110,7 @@ def test_demo_with_nothing_configured_leaves_rows(tmp_path: Path) -> None:
 
 
 def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     from streams.clickhouse.migrations import load
 
     versions = [m.version for m in load()]
@@ -145,9 +133,9 @@ def test_simulate_writes_valid_events_with_a_real_producer(
     from collections import Counter
 
     from schemas.contract import decode
-    from tests.integration.conftest import consume_all
+    from tests.helpers.processes import consume_all
 
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     env["C2M_KAFKA_BOOTSTRAP"] = broker.bootstrap
     out = _c2m("simulate", "--rate", "400", "--duration", "4", "--seed", "3", cwd=tmp_path, env=env)
     produced = int(out.split()[1])
@@ -172,7 +160,7 @@ def test_alerts_tail_and_brief_against_a_running_demo(tmp_path: Path) -> None:
     import time
     import urllib.request
 
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     env["C2M_ALERT_INTERVAL_SECONDS"] = "1"
     env["C2M_ALERT_IDLE_WALL_SECONDS"] = "10"
     # the demo's simulated market has 5 shops, most colours one: with the default k = 3
@@ -245,7 +233,7 @@ def test_a_second_demo_in_the_same_folder_counts_all_of_its_events(tmp_path: Pat
     """Issue 18: the embedded broker starts empty every run; the checkpoints of the first
     run must not make the second skip its events. The second run resets the database,
     says so, and consumes and shows as much as the first."""
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
 
     def run() -> tuple[int, int, str]:
         out = _c2m("demo", "--duration", "30", "--rate", "500", cwd=tmp_path, env=env)

@@ -147,7 +147,7 @@ def test_unreachable_clickhouse_server(tmp_path: Path) -> None:
 def _products(bootstrap: str, factories: list[str]) -> None:
     import orjson
 
-    from tests.integration.conftest import produce
+    from tests.helpers.processes import produce
 
     produce(bootstrap, [
         ("shop.products", f"SKU-{i}".encode(), orjson.dumps({

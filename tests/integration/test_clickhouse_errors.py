@@ -14,7 +14,7 @@ import pytest
 from streams.errors import EXIT_REFUSED
 from streams.sim.model import generate_history
 from tests import oracle
-from tests.integration.conftest import produce
+from tests.helpers.processes import produce
 
 pytestmark = pytest.mark.integration
 

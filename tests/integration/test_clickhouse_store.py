@@ -11,7 +11,8 @@ import pytest
 
 from streams.clickhouse.migrations import load, migrate, migrations_dir
 from streams.clickhouse.store import DemandStore
-from streams.core.engine import Checkpoint, EngineConfig, FlushBatch
+from streams.core.config import EngineConfig
+from streams.core.engine import Checkpoint, FlushBatch
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chaos.cluster import metrics_text
-from tests.integration.test_pipeline_oracle import _history, _messages
+from tests.helpers.sim_run import sim_history, sim_messages
 
 pytestmark = pytest.mark.integration
 
@@ -50,9 +50,9 @@ def _wait_lag(worker: Any, want: int, timeout: float = 60) -> dict[tuple[str, st
 def test_consumer_lag_grows_during_an_outage_and_drains(
     broker: Any, worker_factory: Any, tmp_path: Path
 ) -> None:
-    history = [e for e in _history(seed=5, hours=0.2, orders_per_hour=300)
+    history = [e for e in sim_history(seed=5, hours=0.2, orders_per_hour=300)
                if e.topic != "shop.products"]
-    first, second = _messages(history[:150]), _messages(history[150:210])
+    first, second = sim_messages(history[:150]), sim_messages(history[150:210])
     fault = tmp_path / "clickhouse-down"
     worker = worker_factory(C2M_CLICKHOUSE_FAULT_FILE=str(fault),
                             C2M_LAG_INTERVAL_SECONDS="0.5").start()

@@ -10,7 +10,6 @@ n second)``, ...) after Grafana has replaced the template variables.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -22,63 +21,15 @@ from typing import Any
 import pytest
 
 from streams.sim.model import ShopSimulator
+from tests.helpers.grafana import CH_TYPE, DASHBOARDS, ROOT, expand, load_dashboard
 from tests.integration.dashboard_data import HOURS, SEED, START_MS
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
-CH_TYPE = "grafana-clickhouse-datasource"
-
-
-def expand(sql: str, frm_s: int, to_s: int, interval_s: int, variables: dict[str, str]) -> str:
-    """Grafana's template variables, then the ClickHouse plugin's macros."""
-
-    def var(m: re.Match[str]) -> str:
-        name, fmt = m.group(1) or m.group(3), m.group(2)
-        value = variables[name]
-        if fmt == "sqlstring":
-            return "'" + value.replace("'", "''") + "'"
-        assert fmt is None, f"format {fmt} not handled"
-        return value
-
-    sql = re.sub(r"\$\{(\w+)(?::(\w+))?\}|\$(?!__)(\w+)", var, sql)
-    ms = (frm_s * 1000, to_s * 1000)
-    macros = {
-        r"\$__timeFilter_ms\(([^)]+)\)": lambda c: (
-            f"{c} >= fromUnixTimestamp64Milli({ms[0]}) AND {c} <= fromUnixTimestamp64Milli({ms[1]})"
-        ),
-        r"\$__timeFilter\(([^)]+)\)": lambda c: (
-            f"{c} >= toDateTime({frm_s}) AND {c} <= toDateTime({to_s})"
-        ),
-        r"\$__timeInterval_ms\(([^)]+)\)": lambda c: (
-            f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {interval_s * 1000} millisecond)"
-        ),
-        r"\$__timeInterval\(([^)]+)\)": lambda c: (
-            f"toStartOfInterval(toDateTime({c}), INTERVAL {interval_s} second)"
-        ),
-    }
-    for pattern, fn in macros.items():
-        sql = re.sub(pattern, lambda m, fn=fn: fn(m.group(1).strip()), sql)
-    sql = (
-        sql.replace("$__fromTime_ms", f"fromUnixTimestamp64Milli({ms[0]})")
-        .replace("$__toTime_ms", f"fromUnixTimestamp64Milli({ms[1]})")
-        .replace("$__fromTime", f"toDateTime({frm_s})")
-        .replace("$__toTime", f"toDateTime({to_s})")
-        .replace("$__interval_s", str(interval_s))
-    )
-    assert "$" not in sql, f"unexpanded macro or variable in:\n{sql}"
-    return sql
-
-
-def _load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def _targets(kind: str) -> list[tuple[str, str, dict[str, Any]]]:
     out = []
     for path in DASHBOARDS:
-        for panel in _load(path)["panels"]:
+        for panel in load_dashboard(path)["panels"]:
             for t in panel.get("targets", []):
                 if t["datasource"]["type"] == kind:
                     out.append((path.name, panel["title"], t))
@@ -97,10 +48,10 @@ def test_dashboards_are_generated_and_reference_provisioned_datasources() -> Non
         (ROOT / "deploy/grafana/provisioning/datasources/datasources.yml").read_text()
     )["datasources"]
     uids = {(d["type"], d["uid"]) for d in provisioned}
-    titles = {_load(p)["title"] for p in DASHBOARDS}
+    titles = {load_dashboard(p)["title"] for p in DASHBOARDS}
     assert {"Factory demand", "Pipeline health"} <= titles
     for path in DASHBOARDS:
-        board = _load(path)
+        board = load_dashboard(path)
         panels = board["panels"]
         assert len({p["id"] for p in panels}) == len(panels), path.name
         cells: set[tuple[int, int]] = set()
@@ -156,7 +107,7 @@ def test_every_clickhouse_panel_returns_rows_on_simulated_data(tmp_path: Path) -
     targets = _targets(CH_TYPE)
     assert len(targets) >= 10
     variables = [
-        v for p in DASHBOARDS for v in _load(p).get("templating", {}).get("list", [])
+        v for p in DASHBOARDS for v in load_dashboard(p).get("templating", {}).get("list", [])
     ]
     var_queries = [v["query"] for v in variables if v["type"] == "query"]
     frm, to = START_MS // 1000, START_MS // 1000 + HOURS * 3600

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.conftest import consume_all, produce
+from tests.helpers.processes import consume_all, produce
 
 pytestmark = pytest.mark.integration
 

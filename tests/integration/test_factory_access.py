@@ -1,7 +1,7 @@
 """Factory-scoped ClickHouse users (c2m db grant), enforced by the real engine.
 
 The embedded engine has no storage for users created by SQL, so the policies run as a
-users.xml user (tests/chdb_users.py) rendered from the same definition as the SQL; the
+users.xml user (tests/helpers/chdb_users.py) rendered from the same definition as the SQL; the
 SQL itself is checked by ClickHouse's own parser (formatQuery) and for what it says. The
 data: three hours of simulated shops for six factories, and alerts, as the worker writes
 them (tests/integration/dashboard_data.py)."""
@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from streams.clickhouse.access import GRANTED, FactoryAccess
-from tests.chdb_users import as_factory, as_owner
+from tests.helpers.chdb_users import as_factory, as_owner
+from tests.helpers.grafana import DASHBOARDS, expand, load_dashboard
 
 pytestmark = pytest.mark.integration
 
@@ -130,10 +131,9 @@ def test_the_dashboard_panels_as_a_factory_with_a_tampered_variable(
 ) -> None:
     """The Factory demand dashboard's factory panels run as F001's user with the factory
     variable set to F002, "All" and an injection: never F002's alerts or SKUs."""
-    from tests.integration.test_dashboards import DASHBOARDS, _load, expand
-
     path, seen = engine
-    board = next(_load(p) for p in DASHBOARDS if _load(p)["title"] == "Factory demand")
+    board = next(load_dashboard(p) for p in DASHBOARDS
+                 if load_dashboard(p)["title"] == "Factory demand")
     panels = {p["title"]: p["targets"][0]["rawSql"] for p in board["panels"]}
     sqls = [panels["Open alerts"], panels["Production brief (last 14 days, run covering 30 "
                                             "days)"]]

@@ -6,13 +6,10 @@ way out: the partition is then read from the start of the new log, exactly."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,7 @@ from streams.kafka.embedded import EmbeddedBroker
 from streams.kafka.topics import ensure_topics
 from streams.sim.model import generate_history
 from tests import oracle
-from tests.integration.conftest import Worker, produce
+from tests.helpers.processes import Worker, produce, readyz
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,16 +35,6 @@ def _events(seed: int, hours: float, topics: set[str]) -> tuple[list[Any], list[
 
 def _messages(events: list[Any]) -> list[tuple[str, bytes, bytes]]:
     return [(e.topic, e.key.encode(), orjson.dumps(e.value)) for e in events]
-
-
-def _readyz(worker: Worker) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/readyz", timeout=3) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-    except OSError:  # not serving yet
-        return 0, {}
 
 
 def test_checkpoints_of_another_cluster_stop_their_partitions_until_reset(
@@ -73,10 +60,10 @@ def test_checkpoints_of_another_cluster_stop_their_partitions_until_reset(
         try:
             stats = second.wait_consumed(len(views), timeout=180)
             deadline = time.monotonic() + 30
-            status, body = _readyz(second)
+            status, body = readyz(second.web_port)
             while len(body.get("stopped_partitions", [])) < 4 and time.monotonic() < deadline:
                 time.sleep(0.5)
-                status, body = _readyz(second)
+                status, body = readyz(second.web_port)
             stopped = body["stopped_partitions"]
             assert status == 503
             assert {(s["topic"], s["reason"]) for s in stopped} == {("shop.orders",
@@ -104,7 +91,7 @@ def test_checkpoints_of_another_cluster_stop_their_partitions_until_reset(
         try:
             third.wait_consumed(len(demand2), timeout=180)
             time.sleep(2)
-            assert not (_readyz(third)[1]["stopped_partitions"])
+            assert not (readyz(third.web_port)[1]["stopped_partitions"])
         finally:
             assert third.stop() == 0
         want = oracle.demand([e.value for e in products2], [(e.topic, e.value) for e in demand2],

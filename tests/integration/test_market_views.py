@@ -1,4 +1,4 @@
-"""The market views of migration 0009 in the real engine: market_demand and market_rolling
+"""The market views of migration 0010 in the real engine: market_demand and market_rolling
 fold exactly as streams.core.kanon.fold does (random cells, several k), and the serving
 refresh fills each cell's contributors from the engine's shop rows."""
 

@@ -6,71 +6,27 @@ import signal
 from collections import Counter
 from typing import Any
 
-import orjson
 import pytest
 
-from streams.sim.model import SimEvent, generate_history
-from tests import oracle
-from tests.integration.conftest import produce
+from tests.helpers.processes import produce
+from tests.helpers.sim_run import (
+    assert_matches_oracle,
+    oracle_cells,
+    sim_history,
+    sim_messages,
+    stored_cells,
+)
 
 pytestmark = pytest.mark.integration
 
-START_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
-MEASURES = ("orders", "units", "gmv", "cancelled_units", "returned_units", "pageviews",
-            "unique_visitors")
-
-
-def _history(seed: int, hours: float, orders_per_hour: float) -> list[SimEvent]:
-    return generate_history(seed, START_MS, hours, orders_per_hour=orders_per_hour)
-
-
-def _messages(history: list[SimEvent]) -> list[tuple[str, bytes | None, bytes]]:
-    return [(e.topic, e.key.encode(), orjson.dumps(e.value)) for e in history]
-
-
-def _expected(history: list[SimEvent]) -> dict[tuple[Any, ...], dict[str, float]]:
-    products = [e.value for e in history if e.topic == "shop.products"]
-    events = [(e.topic, e.value) for e in history if e.topic != "shop.products"]
-    return oracle.demand(products, events, timezone=oracle.MARKET_TZ)
-
-
-def _actual(worker: Any, sizes: tuple[int, ...]) -> dict[tuple[Any, ...], dict[str, float]]:
-    rows = worker.query(
-        "SELECT window_seconds, toUnixTimestamp(window_start), category, color, size, "
-        "price_band, region, orders, units, gmv, cancelled_units, returned_units, pageviews, "
-        "unique_visitors "
-        "FROM c2m.demand_by_attribute WHERE has({sizes:Array(UInt32)}, window_seconds)",
-        sizes=list(sizes),
-    )
-    return {tuple(r[:7]): dict(zip(MEASURES, r[7:], strict=True)) for r in rows}
-
-
-def assert_matches_oracle(
-    actual: dict[tuple[Any, ...], dict[str, float]],
-    expected: dict[tuple[Any, ...], dict[str, float]],
-    sizes: tuple[int, ...],
-) -> None:
-    want = {k: v for k, v in expected.items() if k[0] in sizes}
-    assert set(actual) == set(want), (
-        f"cells only in ClickHouse: {sorted(set(actual) - set(want))[:3]}, "
-        f"only in oracle: {sorted(set(want) - set(actual))[:3]}"
-    )
-    for key, w in want.items():
-        got = actual[key]
-        for m in ("orders", "units", "cancelled_units", "returned_units", "pageviews",
-                  "unique_visitors"):
-            assert got[m] == w[m], (key, m, got[m], w[m])
-        assert abs(got["gmv"] - w["gmv"]) <= 1e-6 * max(abs(w["gmv"]), 1e-9), (key, got, w)
-
-
 @pytest.mark.slow
 def test_demand_by_attribute_equals_oracle(broker: Any, worker_factory: Any) -> None:
-    history = _history(seed=11, hours=3.5, orders_per_hour=3500)
+    history = sim_history(seed=11, hours=3.5, orders_per_hour=3500)
     kinds = Counter((e.topic, e.value["event_type"]) for e in history)
     assert kinds[("shop.orders", "order_placed")] >= 10_000
     formats = Counter(type(e.value["ts"]).__name__ for e in history)
     assert formats["int"] and formats["str"]
-    produce(broker.bootstrap, _messages(history))
+    produce(broker.bootstrap, sim_messages(history))
 
     worker = worker_factory().start()
     demand_events = sum(1 for e in history if e.topic != "shop.products")
@@ -79,7 +35,7 @@ def test_demand_by_attribute_equals_oracle(broker: Any, worker_factory: Any) -> 
     assert worker.stop() == 0
 
     sizes = (300, 3600)
-    assert_matches_oracle(_actual(worker, sizes), _expected(history), sizes)
+    assert_matches_oracle(stored_cells(worker, sizes), oracle_cells(history), sizes)
     # one row per (window, cell): the view needs no FINAL and no GROUP BY from the caller
     dupes = worker.query(
         "SELECT count() FROM (SELECT window_start, window_seconds, category, color, size, "
@@ -94,9 +50,9 @@ def test_demand_by_attribute_equals_oracle(broker: Any, worker_factory: Any) -> 
 def test_restart_mid_stream_gives_the_same_numbers(
     broker: Any, worker_factory: Any, tmp_path: Any, sig: int
 ) -> None:
-    history = _history(seed=5, hours=2, orders_per_hour=1500)
+    history = sim_history(seed=5, hours=2, orders_per_hour=1500)
     demand_events = sum(1 for e in history if e.topic != "shop.products")
-    produce(broker.bootstrap, _messages(history))
+    produce(broker.bootstrap, sim_messages(history))
 
     data_dir = tmp_path / "restart"
     first = worker_factory(data_dir).start()
@@ -105,11 +61,34 @@ def test_restart_mid_stream_gives_the_same_numbers(
 
     # duplicates of events counted before the stop arrive after it (producer retries)
     retries = [e for e in history if e.topic == "shop.orders"][:200]
-    produce(broker.bootstrap, _messages(retries))
+    produce(broker.bootstrap, sim_messages(retries))
     second = worker_factory(data_dir).start()
     stats = second.wait_consumed(demand_events + len(retries))
     assert stats["duplicates"] >= len(retries)
     assert second.stop() == 0
 
     sizes = (300, 3600, 86400)
-    assert_matches_oracle(_actual(second, sizes), _expected(history), sizes)
+    assert_matches_oracle(stored_cells(second, sizes), oracle_cells(history), sizes)
+
+
+def test_sigterm_writes_and_commits_what_was_consumed(broker: Any, worker_factory: Any) -> None:
+    """The final flush on SIGTERM: with every flush held back (an hour's interval, an
+    eager bound above the input), nothing is written while consuming; the stop writes it
+    all, and the restart has nothing to redo."""
+    history = sim_history(seed=7, hours=0.5, orders_per_hour=600)
+    demand_events = sum(1 for e in history if e.topic != "shop.products")
+    produce(broker.bootstrap, sim_messages(history))
+    held = {"C2M_FLUSH_INTERVAL_SECONDS": "3600",
+            "C2M_FLUSH_EAGER_EVENTS": str(10 * demand_events),
+            "C2M_FLUSH_MAX_PENDING_EVENTS": str(10 * demand_events)}
+    first = worker_factory(**held).start()
+    stats = first.wait_consumed(demand_events)
+    assert stats["flushes"] == 0  # nothing written before the stop
+    assert first.stop() == 0
+    stored = first.query("SELECT sum(consumed) FROM c2m.source_progress")
+    assert stored == [(demand_events,)]
+
+    again = worker_factory(first.data_dir, **held).start()
+    assert again.wait_consumed(demand_events)["consumed"] == demand_events  # restored
+    assert (again.stats() or {})["flushes"] == 0  # nothing new to write
+    assert again.stop() == 0

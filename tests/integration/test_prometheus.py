@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from streams.kafka.embedded import free_port
-from tests.integration.test_cli import _env
+from tests.helpers.processes import cli_env
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def _wait_alert(port: int, alertname: str, *, firing: bool, demo: Any, timeout: 
 def test_prometheus_scrapes_a_running_demo(tmp_path: Path) -> None:
     prometheus = shutil.which("prometheus")
     assert prometheus, "Debian package prometheus missing (.ci/run installs it)"
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     metrics_port = int(env["C2M_METRICS_PORT"])
     prom_port = free_port()
 

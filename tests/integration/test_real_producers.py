@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 
 from streams.sim.model import generate_history
 from tests import oracle
-from tests.integration.conftest import consume_all
+from tests.helpers.processes import consume_all
 
 pytestmark = pytest.mark.integration
 

@@ -8,28 +8,15 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import produce
+from tests.helpers.processes import listening, produce
 
 pytestmark = pytest.mark.integration
-
-
-def _listening(port: int) -> set[str]:
-    """Local addresses listening on ``port`` (from /proc/net/tcp)."""
-    out = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, _, state = line.split()[1:4]
-        ip_hex, port_hex = local.split(":")
-        if int(port_hex, 16) == port and state == "0A":  # LISTEN
-            ip = ".".join(str(int(ip_hex[i : i + 2], 16)) for i in (6, 4, 2, 0))
-            out.add(ip)
-    return out
 
 
 def test_servers_bind_loopback_and_expose_metrics(broker: Any, worker_factory: Any) -> None:
@@ -69,8 +56,8 @@ def test_servers_bind_loopback_and_expose_metrics(broker: Any, worker_factory: A
     worker = worker_factory().start()
     worker.wait_consumed(51)
     metrics_port = int(worker.env["C2M_METRICS_PORT"])
-    assert _listening(worker.web_port) == {"127.0.0.1"}
-    assert _listening(metrics_port) == {"127.0.0.1"}
+    assert listening(worker.web_port) == {"127.0.0.1"}
+    assert listening(metrics_port) == {"127.0.0.1"}
 
     with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/healthz", timeout=5) as r:
         assert json.loads(r.read()) == {"status": "ok"}

@@ -20,12 +20,14 @@ from streams.clickhouse.migrations import load, migrate, migrations_dir
 from streams.clickhouse.store import DemandStore
 from streams.core.calendar import MarketCalendar
 from streams.core.catalog import Catalog
+from streams.core.config import EngineConfig
 from streams.core.dedup import id_hash
-from streams.core.engine import DemandEngine, EngineConfig, FlushBatch, Record
+from streams.core.engine import DemandEngine, FlushBatch, Record
 from streams.core.kanon import shop_tag
 from streams.errors import ConfigError
 from streams.sim.model import generate_history
 from tests import oracle
+from tests.helpers.engine import process
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +127,7 @@ def _engine(products: list[Record], tz: str) -> DemandEngine:
 
 def _flushes(engine: DemandEngine, demand: list[Record], size: int) -> Iterator[FlushBatch]:
     for i in range(0, len(demand), size):
-        engine.process(demand[i : i + size])
+        process(engine, demand[i : i + size])
         batch = engine.flush_batch()
         yield batch
         engine.flushed(batch)

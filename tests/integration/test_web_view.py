@@ -23,8 +23,8 @@ import pytest
 
 from streams.core.kanon import Row, fold
 from streams.sim.model import generate_history
+from tests.helpers.processes import produce
 from tests.integration.chromium import Chromium
-from tests.integration.conftest import produce
 
 pytestmark = pytest.mark.integration
 

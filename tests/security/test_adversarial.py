@@ -35,8 +35,10 @@ from streams.sim.model import DAY_MS, ShopSimulator
 from streams.sim.scenario import Scenario
 from streams.tokenstore import TokenStore
 from tests import oracle
-from tests.chdb_users import as_factory, as_owner
-from tests.integration.conftest import Worker, consume_all, produce
+from tests.helpers.chdb_users import as_factory, as_owner
+from tests.helpers.grafana import DASHBOARDS, expand, load_dashboard
+from tests.helpers.processes import Worker, consume_all, produce
+from tests.integration.chromium import Chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -263,18 +265,17 @@ def test_without_a_token_only_market_views(stack: Stack) -> None:
 def test_the_page_with_a_token_shows_only_that_factory_s(stack: Stack, tmp_path: Path) -> None:
     """/view#token=...: the page sends the token (never in the URL it requests); its
     alerts and brief are A's; without a token the brief is refused."""
-    from tests.integration.test_web_view import _chromium
-
     url = f"http://127.0.0.1:{stack.worker.web_port}/view"
-    with_token = _chromium("--dump-dom", f"{url}#token={stack.tokens[stack.a]}",
-                           user_dir=tmp_path / "a")
-    without = _chromium("--dump-dom", url, user_dir=tmp_path / "none")
-    assert with_token.returncode == 0 and without.returncode == 0
-    assert 'data-ready="1"' in with_token.stdout
-    assert not _leaks(with_token.stdout, stack.secrets_of(stack.b))
-    assert not _leaks(without.stdout, stack.secrets_of(stack.a) + stack.secrets_of(stack.b))
-    brief = [ln for ln in with_token.stdout.split("<section") if 'data-view="brief"' in ln]
-    refused = [ln for ln in without.stdout.split("<section") if 'data-view="brief"' in ln]
+    # separate browsers (profiles): nothing the first page kept can reach the second
+    with Chromium(tmp_path / "a") as browser:
+        with_token = browser.visit(f"{url}#token={stack.tokens[stack.a]}", 1280)["html"]
+    with Chromium(tmp_path / "none") as browser:
+        without = browser.visit(url, 1280)["html"]
+    assert 'data-ready="1"' in with_token
+    assert not _leaks(with_token, stack.secrets_of(stack.b))
+    assert not _leaks(without, stack.secrets_of(stack.a) + stack.secrets_of(stack.b))
+    brief = [ln for ln in with_token.split("<section") if 'data-view="brief"' in ln]
+    refused = [ln for ln in without.split("<section") if 'data-view="brief"' in ln]
     assert brief and 'data-loaded="1"' in brief[0]
     assert refused and "unavailable" in refused[0]
     log = stack.worker.log_tail(20_000)
@@ -314,9 +315,14 @@ def test_alerts_tail_of_one_factory_never_shows_another_s(stack: Stack) -> None:
         assert shown == stack.alerts[me]
         assert not _leaks(out, stack.secrets_of(other))
     # ids that look like A's but are not A: nothing (their own, empty, topics)
-    for fake in (f"{stack.a} ", f"{stack.a}.", stack.a.lower(), f"{stack.a}/../{stack.b}"):
+    for fake in (f"{stack.a}.", stack.a.lower(), f"{stack.a}/../{stack.b}", f" {stack.b}x"):
         out = _tail(stack, "--factory", fake)
         assert "#" not in out, fake
+    # the command line trims an id like every CLI value (issue 19): "A " is A, never B
+    out = _tail(stack, "--factory", f"{stack.a} ")
+    assert {ln.split("#")[1].split()[0] for ln in out.splitlines() if "#" in ln} == stack.alerts[
+        stack.a]
+    assert not _leaks(out, stack.secrets_of(stack.b))
 
 
 # ----------------------------------------------------------------------- ClickHouse
@@ -336,7 +342,10 @@ def test_the_brief_a_token_got_was_its_factory_s(stopped: Stack) -> None:
         want = stopped.worker.query(
             "SELECT dimension, value, net_units FROM c2m.production_brief(days=7, run_days=30, "
             "factory={f:String}) WHERE category = {c:String}", f=f, c=cat)
-        assert sorted((r["dimension"], r["value"], r["net_units"]) for r in rows) == sorted(
+        # /api/brief adds the order plan (one ``color_size`` row per colour x size, computed
+        # in Python from the same brief and A's SKUs: streams.brief.order_plan)
+        view_rows = [r for r in rows if r["dimension"] != "color_size"]
+        assert sorted((r["dimension"], r["value"], r["net_units"]) for r in view_rows) == sorted(
             tuple(w) for w in want), (f, cat)
         assert f == a
 
@@ -395,12 +404,11 @@ def test_no_shared_output_shows_a_cell_of_fewer_than_k_shops(stopped: Stack) -> 
 
 
 def test_factory_a_s_clickhouse_user_and_dashboards_show_nothing_of_b(stopped: Stack) -> None:
-    from tests.integration.test_dashboards import DASHBOARDS, _load, expand
-
     engine = stopped.worker.data_dir / "chdb"
     a, b = stopped.a, stopped.b
     as_owner(engine, "c2m", ["SELECT 1"])
-    board = next(_load(p) for p in DASHBOARDS if _load(p)["title"] == "Factory demand")
+    board = next(load_dashboard(p) for p in DASHBOARDS
+                 if load_dashboard(p)["title"] == "Factory demand")
     panels = [p["targets"][0]["rawSql"] for p in board["panels"]]
     lo = START_MS // 1000
     queries = [

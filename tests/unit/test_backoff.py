@@ -34,3 +34,68 @@ def test_a_stop_request_ends_the_wait_at_once() -> None:
 
     stopped, waited = asyncio.run(run())
     assert stopped is True and waited < 5
+
+
+def test_retry_retries_only_what_it_is_told_and_counts_each_failure_and_retry() -> None:
+    from streams.backoff import retry
+
+    async def run() -> tuple[str, list[tuple[str, float]], int]:
+        outcomes: list[BaseException | str] = [KeyError("a"), KeyError("b"), "done"]
+        failures: list[tuple[str, float]] = []
+        retries = 0
+
+        async def attempt() -> str:
+            out = outcomes.pop(0)
+            if isinstance(out, BaseException):
+                raise out
+            return out
+
+        def on_retry() -> None:
+            nonlocal retries
+            retries += 1
+
+        got = await retry(attempt, KeyError, backoff=Backoff(0.001, 0.002),
+                          on_failure=lambda exc, d: failures.append((str(exc), d)),
+                          on_retry=on_retry)
+        return got, failures, retries
+
+    got, failures, retries = asyncio.run(run())
+    assert got == "done"
+    assert failures == [("'a'", 0.001), ("'b'", 0.002)]  # the delay about to be waited
+    assert retries == 2
+
+    async def other() -> None:
+        async def attempt() -> None:
+            raise ValueError("not retried")
+
+        await retry(attempt, KeyError, backoff=Backoff(0.001))
+
+    try:
+        asyncio.run(other())
+    except ValueError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("a ValueError is not a KeyError: raised at once")
+
+
+def test_retry_with_attempts_raises_the_last_failure() -> None:
+    from streams.backoff import retry
+
+    async def run() -> tuple[list[int], list[str]]:
+        calls: list[int] = []
+        failures: list[str] = []
+
+        async def attempt() -> None:
+            calls.append(len(calls))
+            raise KeyError(len(calls))
+
+        try:
+            await retry(attempt, KeyError, backoff=Backoff(0.001), attempts=3,
+                        on_failure=lambda exc, d: failures.append(str(exc)))
+        except KeyError as exc:
+            failures.append(f"raised {exc}")
+        return calls, failures
+
+    calls, failures = asyncio.run(run())
+    assert calls == [0, 1, 2]
+    assert failures == ["1", "2", "raised 3"]  # no wait after the last attempt

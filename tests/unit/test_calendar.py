@@ -13,8 +13,10 @@ import orjson
 import pytest
 
 from streams.core.calendar import MarketCalendar, UnknownTimeZone
-from streams.core.engine import DemandEngine, EngineConfig, Record
+from streams.core.config import EngineConfig
+from streams.core.engine import DemandEngine, Record
 from tests import oracle
+from tests.helpers.engine import process
 
 
 def _utc(text: str) -> int:
@@ -157,7 +159,7 @@ def _run(tz: str, events: list[tuple[str, dict[str, Any]]], native: bool) -> dic
         recs.append(Record(topic, 0, off, ev["ts"] + 1000, None, orjson.dumps(ev)))
     cells: dict[Any, list[int]] = {}
     for i in range(0, len(recs), 777):
-        out = eng.process(recs[i : i + 777])
+        out = process(eng, recs[i : i + 777])
         assert not out.rejected and not out.late
         batch = eng.flush_batch()
         for row in batch.rows:

@@ -24,10 +24,12 @@ from hypothesis import strategies as st
 from schemas.contract import ContractViolation, decode
 from schemas.fastpath import fast_event_time
 from streams.core import _lanes as lane
+from streams.core.config import EngineConfig
 from streams.core.demand import price_e4
-from streams.core.engine import DemandEngine, EngineConfig, Record
+from streams.core.engine import DemandEngine, Record
 from streams.sim.model import generate_history
-from tests.unit.test_fastpath import _mutants, _ts_strings
+from tests.helpers.engine import balanced, process
+from tests.helpers.mutants import mutants, ts_strings
 
 T0 = 1_793_491_200_000
 FIELDS = ("event_id", "ts", "sku", "visitor_id", "region")
@@ -55,7 +57,7 @@ def test_id_hash_at_block_edges(n: int) -> None:
 
 
 @settings(max_examples=1500, deadline=None)
-@given(st.one_of(_ts_strings, st.text(max_size=40)))
+@given(st.one_of(ts_strings, st.text(max_size=40)))
 def test_event_time_answers_what_fast_event_time_answers(value: str) -> None:
     assert lane.event_time(value.encode()) == fast_event_time(value)
 
@@ -146,7 +148,7 @@ def test_mutated_messages_are_taken_only_when_the_contract_agrees(
     msgs = [raw for t, raw in corpus if t == topic]
     taken = total = 0
     for raw in rng.sample(msgs, min(1500, len(msgs))):
-        for mutant in _mutants(topic, raw, rng):
+        for mutant in mutants(topic, raw, rng):
             total += 1
             taken += check_topic(topic, mutant)
     assert total > minimum and 0 < taken < total
@@ -331,7 +333,7 @@ def _run_both(products: list[bytes], batches: list[list[Record]],
         for k, batch in enumerate(batches):
             for j, raw in enumerate((between or {}).get(k, [])):
                 eng.apply_product(Record("shop.products", 0, 1000 + 10 * k + j, None, None, raw))
-            out = eng.process(batch)
+            out = process(eng, batch)
             seen.append((
                 [(r.record.topic, r.record.partition, r.record.offset, r.reason, r.detail)
                  for r in out.rejected],
@@ -379,7 +381,7 @@ def test_engine_state_equals_the_python_lane(corpus: list[tuple[str, bytes]]) ->
         messages.append((topic, raw))
         r = rng.random()
         if r < 0.05:
-            messages.extend((topic, m) for m in _mutants(topic, raw, rng)[:2])
+            messages.extend((topic, m) for m in mutants(topic, raw, rng)[:2])
         elif r < 0.10:
             messages.append((topic, raw))  # a producer retry
     # out of order: some events pushed far back in their partition (late or corrected)
@@ -398,7 +400,7 @@ def test_engine_state_equals_the_python_lane(corpus: list[tuple[str, bytes]]) ->
     assert {"future_ts", "stale_ts", "invalid_field"} <= reasons, reasons
     last = results[0][-1]
     ledger = last[("shop.pageviews", 0)]["ledger"]
-    assert ledger.duplicates and ledger.corrected and ledger.balanced()
+    assert ledger.duplicates and ledger.corrected and balanced(ledger)
 
 
 def test_late_events_and_a_short_horizon_equal_the_python_lane() -> None:
@@ -456,7 +458,7 @@ def test_the_engine_runs_the_compiled_lanes(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setitem(engine_module._COMPILED_LANES, topic, spy)
     eng = DemandEngine()
     assert eng.config.native
-    out = eng.process([
+    out = process(eng, [
         Record("shop.orders", 0, 0, T0, None, orjson.dumps(_order())),
         Record("shop.pageviews", 0, 0, T0, None, orjson.dumps(_view())),
         Record("shop.logistics", 0, 0, T0, None, orjson.dumps(_logistics())),
@@ -507,7 +509,7 @@ def test_state_built_by_the_lanes_is_not_walked_by_the_cyclic_gc() -> None:
     import gc
 
     eng = DemandEngine()
-    eng.process([Record("shop.pageviews", 0, i, T0, None,
+    process(eng, [Record("shop.pageviews", 0, i, T0, None,
                         orjson.dumps(_view(event_id=f"e{i}", ts=T0 - i * 400_000)))
                  for i in range(5)])
     st = eng.states[("shop.pageviews", 0)]
@@ -520,5 +522,5 @@ def test_state_built_by_the_lanes_is_not_walked_by_the_cyclic_gc() -> None:
     assert not any(gc.is_tracked(o) for o in objects)
     gc.collect()  # and nothing of it is collected: the engine goes on with the same state
     before = {k: list(v) for k, v in st.cells.items()}
-    eng.process([Record("shop.pageviews", 0, 10, T0, None, orjson.dumps(_view(event_id="x")))])
+    process(eng, [Record("shop.pageviews", 0, 10, T0, None, orjson.dumps(_view(event_id="x")))])
     assert sum(v[5] for v in st.cells.values()) == sum(v[5] for v in before.values()) + 3

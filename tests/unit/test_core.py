@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from streams.core.calendar import MarketCalendar
 from streams.core.catalog import Catalog
 from streams.core.dedup import Deduplicator
 from streams.core.pricebands import PriceBands
-from streams.core.windows import Watermark, window_start_s
+from streams.core.windows import Watermark
 
 
 @pytest.mark.parametrize(
@@ -29,10 +30,11 @@ def test_custom_price_bands_and_validation() -> None:
 
 
 def test_window_start_is_floor_in_utc() -> None:
+    utc = MarketCalendar("UTC")
     ts = 1_794_398_699_999  # 2026-11-11T12:04:59.999Z
-    assert window_start_s(ts, 300) == 1_794_398_400
-    assert window_start_s(ts + 1, 300) == 1_794_398_700
-    assert window_start_s(ts, 86_400) == 1_794_355_200  # midnight UTC
+    assert utc.window(ts // 1000, 300)[0] == 1_794_398_400
+    assert utc.window((ts + 1) // 1000, 300)[0] == 1_794_398_700
+    assert utc.window(ts // 1000, 86_400)[0] == 1_794_355_200  # midnight UTC
 
 
 def test_watermark_only_moves_forward() -> None:

@@ -19,6 +19,7 @@ from streams.core.engine import (
 )
 from streams.core.kanon import shop_tag
 from tests import oracle
+from tests.helpers.engine import balanced, process
 
 T0 = 1_794_398_400_000  # 2026-11-11T12:00:00Z
 PRODUCTS = [
@@ -178,7 +179,7 @@ def test_engine_matches_oracle_whatever_the_batching() -> None:
         eng, store = _engine(), FakeStore()
         recs = _records(events)
         for i in range(0, len(recs), batch_size):
-            out = eng.process(recs[i : i + batch_size])
+            out = process(eng, recs[i : i + batch_size])
             assert not out.rejected and not out.late
             if i % (batch_size * 5) == 0:
                 batch = eng.flush_batch()
@@ -194,17 +195,17 @@ def test_duplicates_count_once_and_ledger_balances() -> None:
     events = _mixed_events(500)
     doubled = [e for ev in events for e in (ev, ev)]
     eng, store = _engine(), FakeStore()
-    eng.process(_records(doubled, partitions=1))
+    process(eng, _records(doubled, partitions=1))
     batch = eng.flush_batch()
     store.write(batch)
     _assert_equal(store.view(), oracle.demand(PRODUCTS, events))
     lg = eng.states[("shop.orders", 0)].ledger
-    assert lg.duplicates > 0 and lg.balanced()
+    assert lg.duplicates > 0 and balanced(lg)
 
 
 def test_unknown_sku_counts_under_unknown() -> None:
     eng = _engine()
-    eng.process(_records([("shop.orders", _order(11, T0, sku="NOPE"))], partitions=1))
+    process(eng, _records([("shop.orders", _order(11, T0, sku="NOPE"))], partitions=1))
     keys = {k[2:7] for k in eng.states[("shop.orders", 0)].cells}
     assert ("unknown", "unknown", "unknown", "unknown", "浙江") in keys
     assert eng.states[("shop.orders", 0)].ledger.unknown_sku_lines == 1
@@ -221,12 +222,12 @@ def test_late_beyond_horizon_and_future_events() -> None:
         ],
         partitions=1,
     )
-    out = eng.process(recs)
+    out = process(eng, recs)
     assert [r.reason for r in out.rejected] == ["future_ts"]
     assert [e.event_id for e in out.late] == ["o3-order_placed"]
     lg = eng.states[("shop.orders", 0)].ledger
     assert (lg.processed, lg.late, lg.dead_lettered, lg.corrected) == (2, 1, 1, 1)
-    assert lg.balanced()
+    assert balanced(lg)
 
 
 def test_invalid_records_are_rejected_with_coordinates() -> None:
@@ -235,7 +236,7 @@ def test_invalid_records_are_rejected_with_coordinates() -> None:
         Record("shop.orders", 2, 40, None, b"k", b"{bad"),
         Record("shop.orders", 2, 41, None, b"k", orjson.dumps(_order(1, T0))),
     ]
-    out = eng.process(recs)
+    out = process(eng, recs)
     assert len(out.rejected) == 1
     rej = out.rejected[0]
     assert (rej.reason, rej.record.partition, rej.record.offset) == ("invalid_json", 2, 40)
@@ -248,11 +249,11 @@ def test_restore_from_checkpoint_continues_exactly() -> None:
     want = oracle.demand(PRODUCTS, events)
     eng, store = _engine(), FakeStore()
     half = len(recs) // 2
-    eng.process(recs[:half])
+    process(eng, recs[:half])
     batch = eng.flush_batch()
     store.write(batch)
     eng.flushed(batch)
-    eng.process(recs[half : half + 200])  # processed but never flushed: lost in the "crash"
+    process(eng, recs[half : half + 200])  # processed but never flushed: lost in the "crash"
 
     fresh = _engine()
     for cp in batch.checkpoints:
@@ -273,7 +274,7 @@ def test_restore_from_checkpoint_continues_exactly() -> None:
         Record(r.topic, r.partition, 10_000 + i, r.timestamp, r.key, r.value)
         for i, r in enumerate(recs[:50])
     ]
-    out = fresh.process(resume + sorted(redelivered, key=lambda r: (r.topic, r.partition)))
+    out = process(fresh, resume + sorted(redelivered, key=lambda r: (r.topic, r.partition)))
     assert sum(st.ledger.duplicates for st in fresh.states.values()) == 50
     assert not out.rejected
     batch = fresh.flush_batch()
@@ -283,25 +284,25 @@ def test_restore_from_checkpoint_continues_exactly() -> None:
 
 def test_windows_beyond_the_horizon_are_evicted() -> None:
     eng = _engine(correction_horizon_ms=3_600_000, live_retention_ms=2 * 86_400_000)
-    eng.process(_records([("shop.orders", _order(1, T0))], partitions=1))
+    process(eng, _records([("shop.orders", _order(1, T0))], partitions=1))
     eng.flushed(eng.flush_batch())
-    eng.process(_records([("shop.orders", _order(2, T0 + 3 * 86_400_000))], partitions=1))
+    process(eng, _records([("shop.orders", _order(2, T0 + 3 * 86_400_000))], partitions=1))
     eng.flushed(eng.flush_batch())
     st = eng.states[("shop.orders", 0)]
     assert all(k[1] * 1000 >= T0 + 2 * 86_400_000 for k in st.cells)
     # hourly and daily windows stay for the live retention, 5-minute ones only the horizon
-    eng.process(_records([("shop.orders", _order(3, T0 + 4 * 86_400_000))], partitions=1)[:1])
+    process(eng, _records([("shop.orders", _order(3, T0 + 4 * 86_400_000))], partitions=1)[:1])
     eng.flushed(eng.flush_batch())
     sizes_of_day3 = {k[0] for k in st.cells if k[1] * 1000 < T0 + 4 * 86_400_000}
     assert sizes_of_day3 == {3600, 86400}
 
 
 def test_live_rollups_and_rolling_match_the_oracle() -> None:
-    from streams.core.rollup import as_dict, merge_partitions, rolling, rollup
+    from tests.helpers.rollup import as_dict, merge_partitions, rolling, rollup
 
     events = _mixed_events(2000, seed=9)
     eng = _engine()
-    eng.process(_records(events, partitions=3))
+    process(eng, _records(events, partitions=3))
     want = oracle.demand(PRODUCTS, events)
     cells = merge_partitions(eng.states.values())
     by_cat_color = rollup(cells, ("category", "color"))
@@ -359,7 +360,7 @@ def test_overlapping_cuts_with_failed_writes_lose_nothing() -> None:
     i = 0
     while i < len(recs):
         step = rng.randint(1, 150)
-        eng.process(recs[i : i + step])  # applied while the previous cut is "written"
+        process(eng, recs[i : i + step])  # applied while the previous cut is "written"
         i += step
         if in_flight is not None:
             settle(in_flight)
@@ -393,7 +394,7 @@ def test_visitor_rows_are_written_for_the_base_window_sizes_only() -> None:
     assert visitor_base_sizes((86400, 300)) == [300]
     assert visitor_base_sizes((7200, 10800, 21600)) == [7200, 10800]
     eng = _engine()
-    eng.process(_records(_mixed_events(50), partitions=1))
+    process(eng, _records(_mixed_events(50), partitions=1))
     batch = eng.flush_batch()
     assert batch.visitor_rows and {r[0] for r in batch.visitor_rows} == {300}
     assert {r[2] for r in batch.rows if r[8] == "浙江"} == {300, 3600, 86400}
@@ -408,7 +409,7 @@ def test_a_catalog_tombstone_deletes_the_product() -> None:
     assert eng.products_deleted == 1
     assert eng.pending_products[-1][0] == "A" and eng.pending_products[-1][10] == 1
     # demand of the deleted SKU counts under unknown from now on
-    eng.process(_records([("shop.orders", _order(1, T0))], partitions=1))
+    process(eng, _records([("shop.orders", _order(1, T0))], partitions=1))
     cells = {k[2] for k in eng.states[("shop.orders", 0)].cells}
     assert "unknown" in cells and "袜子" not in cells
     # a tombstone without a key names no product: rejected, nothing deleted

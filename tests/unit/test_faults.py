@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.clickhouse.faults import StallPoint, stall_skips
+from streams.faultfile import StallPoint, stall_skips
 
 
 @pytest.mark.parametrize(

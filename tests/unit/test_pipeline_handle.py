@@ -9,6 +9,7 @@ import orjson
 
 from streams.core.engine import DemandEngine, Record
 from streams.pipeline import DemandPipeline
+from tests.helpers.engine import handle
 
 T0 = 1_794_398_400_000
 
@@ -27,18 +28,20 @@ async def _no_dead_letters(key: bytes | None, value: bytes) -> Any:  # pragma: n
 class _NoSink:
     """handle() never writes; a flush would fail loudly."""
 
+    name = "none"
+
 
 def test_redelivered_records_are_skipped() -> None:
     engine = DemandEngine()
     pipeline = DemandPipeline(engine, None, _no_dead_letters, sink=_NoSink())  # type: ignore[arg-type]
     try:
-        asyncio.run(pipeline.handle([_view(p, o) for o in range(5) for p in (0, 1)]))
+        asyncio.run(handle(pipeline, [_view(p, o) for o in range(5) for p in (0, 1)]))
         # a re-delivery overlapping the first batch, partitions interleaved and in runs
         again = [_view(0, o) for o in range(3, 8)] + [_view(1, o) for o in range(0, 6)]
-        asyncio.run(pipeline.handle([again[i] for i in (0, 5, 1, 6, 2, 7, 3, 8, 4, 9, 10)]))
-        asyncio.run(pipeline.handle([_view(1, 6), _view(1, 7)]))
+        asyncio.run(handle(pipeline, [again[i] for i in (0, 5, 1, 6, 2, 7, 3, 8, 4, 9, 10)]))
+        asyncio.run(handle(pipeline, [_view(1, 6), _view(1, 7)]))
         # the first run is new, a later partition's run starts with a re-delivery
-        asyncio.run(pipeline.handle([_view(0, 8), _view(0, 9), _view(1, 7), _view(1, 8)]))
+        asyncio.run(handle(pipeline, [_view(0, 8), _view(0, 9), _view(1, 7), _view(1, 8)]))
     finally:
         pipeline.close()
     for p, n in ((0, 10), (1, 9)):
@@ -76,14 +79,14 @@ def test_batches_are_applied_while_a_flush_is_written_and_a_failed_write_is_hand
         async def commit(positions: dict[Any, int]) -> None:
             committed.append(positions)
 
-        pipeline.commit = commit
-        await pipeline.handle([_view(0, o) for o in range(5)])
+        pipeline.use_committer(commit)
+        await handle(pipeline, [_view(0, o) for o in range(5)])
         sink.fail = True
         flushing = asyncio.create_task(pipeline.flush())
         await asyncio.sleep(0)
         assert pipeline.flushing and pipeline.pending_events == 0
         # not blocked by the write in flight
-        await asyncio.wait_for(pipeline.handle([_view(0, o) for o in range(5, 8)]), 1)
+        await asyncio.wait_for(handle(pipeline, [_view(0, o) for o in range(5, 8)]), 1)
         assert pipeline.unflushed_events == 8
         sink.gate.set()
         assert await flushing is False and not committed  # failed: nothing committed
@@ -106,7 +109,7 @@ def test_release_does_not_wait_for_a_hung_flush() -> None:
     async def scenario() -> DemandEngine:
         engine, sink = DemandEngine(), _GatedSink()  # the gate never opens
         pipeline = DemandPipeline(engine, None, _no_dead_letters, sink=sink)  # type: ignore[arg-type]
-        await pipeline.handle([_view(0, o) for o in range(3)] + [_view(1, 0)])
+        await handle(pipeline, [_view(0, o) for o in range(3)] + [_view(1, 0)])
         flushing = asyncio.create_task(pipeline.flush())
         await asyncio.sleep(0)
         await asyncio.wait_for(pipeline.release([("shop.pageviews", 0)], timeout_s=0.2), 2)
@@ -157,7 +160,7 @@ def test_a_cut_is_due_at_the_eager_count_or_the_back_pressure_bound_or_the_inter
         pipeline._last_flush -= since_s  # as if the last cut was ``since_s`` ago
         try:
             if n:
-                asyncio.run(pipeline.handle([_view(0, o) for o in range(n)]))
+                asyncio.run(handle(pipeline, [_view(0, o) for o in range(n)]))
             return pipeline.flush_due(caught_up=caught_up)
         finally:
             pipeline.close()
@@ -178,3 +181,35 @@ def test_a_cut_is_due_at_the_eager_count_or_the_back_pressure_bound_or_the_inter
     assert due_after(3, eager=50, bound=3)
     assert due_after(1, eager=50, bound=100, interval_s=1e-9)  # the interval has passed
     assert not due_after(0, eager=50, bound=100, interval_s=1e-9)  # but nothing is pending
+
+
+def test_catalog_records_go_through_the_pipeline_under_its_state_lock() -> None:
+    """The catalog reader applies products through DemandPipeline.apply_product: it waits
+    while a batch holds the state lock, and a rejected record is dead-lettered."""
+
+    async def scenario() -> tuple[bool, int, bool, int]:
+        sent: list[bytes] = []
+
+        async def send(key: bytes | None, value: bytes) -> Any:
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            sent.append(value)
+            return done
+
+        pipeline = DemandPipeline(DemandEngine(), None, send, sink=_NoSink())  # type: ignore[arg-type]
+        product = orjson.dumps({
+            "event_id": "p1", "ts": T0, "shop_id": "s", "event_type": "product_upsert",
+            "sku": "A", "factory_id": "F1", "category": "袜子", "color": "蓝", "size": "M",
+            "list_price": 9.5, "lead_time_days": 7, "moq": 100})
+        async with pipeline._lock:  # as while a batch is applied or a flush is cut
+            applying = asyncio.create_task(
+                pipeline.apply_product(Record("shop.products", 0, 0, T0, b"A", product)))
+            await asyncio.sleep(0.01)
+            waited = not applying.done() and pipeline.catalog_size == 0
+        assert await applying is True
+        keyless_tombstone = Record("shop.products", 0, 1, T0, None, None)
+        applied = await pipeline.apply_product(keyless_tombstone)
+        pipeline.close()
+        return waited, pipeline.catalog_size, applied, len(sent)
+
+    assert asyncio.run(scenario()) == (True, 1, False, 1)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from streams.app import faust_config
 from streams.cli import main
+from streams.clickhouse.retention import settings_ttls
 from streams.settings import Settings, mask_url
 
 CANARY = "canary-Secret-9f3b"
@@ -74,7 +75,7 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
     assert s.retention_days == {300: 35, 3600: 400} and s.retention_sku_days == 800
     windows = ("window_start + toIntervalDay(35) WHERE window_seconds = 300, "
                "window_start + toIntervalDay(400) WHERE window_seconds = 3600")
-    assert s.retention_ttls() == {
+    assert settings_ttls(s) == {
         "demand_state": windows,
         "demand_cells": windows,
         "visitor_cells": "window_start + toIntervalDay(35)",
@@ -93,7 +94,7 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
     # sorted by size; 0 days = no rule (kept)
     windows = ("window_start + toIntervalDay(90) WHERE window_seconds = 3600, "
                "window_start + toIntervalDay(3650) WHERE window_seconds = 86400")
-    assert s.retention_ttls() == {
+    assert settings_ttls(s) == {
         "demand_state": windows,
         "demand_cells": windows,
         "visitor_cells": "",
@@ -142,3 +143,28 @@ def test_retention_at_the_limits_is_accepted(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("C2M_RETENTION_SKU_DAYS", "731")
     monkeypatch.setenv("C2M_RETENTION_VISITOR_DAYS", "4")
     assert Settings().retention_problems() == []
+
+
+def test_settings_and_c2m_config_need_neither_the_compiled_lanes_nor_clickhouse() -> None:
+    """``streams.settings`` is pure (issue 21): ``c2m config`` runs in a process where the
+    engine, its compiled lanes, ClickHouse, Kafka and Faust cannot be imported at all."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('streams.core._lanes', 'streams.core.engine', 'streams.clickhouse',\n"
+        "             'clickhouse_connect', 'chdb', 'aiokafka', 'kafka', 'faust'):\n"
+        "    sys.modules[name] = None  # any import of them raises ImportError\n"
+        "from click.testing import CliRunner\n"
+        "from streams.cli import main\n"
+        "from streams.settings import Settings\n"
+        "assert Settings().engine_config().window_seconds == (300, 3600, 86400)\n"
+        "r = CliRunner().invoke(main, ['config'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(r.output)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["app_id"] == "c2m-pulse"

@@ -1,4 +1,4 @@
-"""Live roll-ups and rolling sums over the engine's cells (pure, no I/O).
+"""Test helper: live roll-ups and rolling sums over the engine's cells (pure, no I/O).
 
 Cells are additive across source partitions and across any subset of dimensions, so a
 roll-up is a plain sum: no double counting as long as every event lands in exactly one

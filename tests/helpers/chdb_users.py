@@ -9,7 +9,7 @@ it runs on servers). ``c2m_owner`` stands for the operator who ran the migration
 market views run with its rights (SQL SECURITY DEFINER), as they run with the migrating
 user's on a server.
 
-    python -m tests.chdb_users ENGINE_DIR MODE ARG QUERIES.json
+    python -m tests.helpers.chdb_users ENGINE_DIR MODE ARG QUERIES.json
 
 MODE ``owner`` (ARG: the database) makes c2m_owner the definer of the market views; MODE
 ``factory`` (ARG: the factory id) runs the queries as that factory. Prints a JSON list:
@@ -90,7 +90,7 @@ def run(engine: Path, mode: str, arg: str, queries: list[str]) -> list[Any]:
     qfile = engine.parent / f"queries-{mode}.json"
     qfile.write_text(json.dumps(queries, ensure_ascii=False))
     out = subprocess.run(
-        [sys.executable, "-m", "tests.chdb_users", str(engine), mode, arg, str(qfile)],
+        [sys.executable, "-m", "tests.helpers.chdb_users", str(engine), mode, arg, str(qfile)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]

@@ -1,4 +1,4 @@
--- c2m-pulse migration 0009: who contributes to a cell, and market numbers that reveal no
+-- c2m-pulse migration 0010: who contributes to a cell, and market numbers that reveal no
 -- single shop (issue 22; streams/core/kanon.py, docs/SECURITY.md). {db} is the database
 -- identifier, {tz} the market time zone.
 --

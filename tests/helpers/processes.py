@@ -1,4 +1,7 @@
-"""Integration fixtures: a real Tansu broker process, real `c2m worker` processes, chDB."""
+"""Real processes for the integration, chaos and security suites: `c2m worker` children,
+producing and consuming with real Kafka clients, reading a stopped worker's chDB, and the
+small probes the suites share (``/readyz``, listening sockets, a clean CLI environment).
+The fixtures built on them are in ``tests/helpers/fixtures.py``."""
 
 from __future__ import annotations
 
@@ -8,37 +11,16 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kafka import KafkaProducer
 
-from streams.kafka.embedded import EmbeddedBroker, free_port
-from streams.kafka.topics import ensure_topics
+from streams.kafka.embedded import free_port
 from tests.oracle import MARKET_TZ
-
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def engine_client(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A client on the one chDB engine this test process may open (each test uses its own
-    database on it)."""
-    from streams.clickhouse.client import connect
-    from streams.settings import Settings
-
-    return connect(Settings(data_dir=tmp_path_factory.mktemp("chdb-engine")))
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(log_path=tmp_path / "broker.log") as b:
-        ensure_topics(b.bootstrap, 4)
-        yield b
 
 
 class Worker:
@@ -140,22 +122,6 @@ def query_chdb(path: Path, sql: str, **params: Any) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in json.loads(out.stdout)]
 
 
-@pytest.fixture
-def worker_factory(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Any]:
-    workers: list[Worker] = []
-
-    def make(data_dir: Path | None = None, **env: str) -> Worker:
-        w = Worker(broker.bootstrap, data_dir or tmp_path / f"data{len(workers)}", **env)
-        workers.append(w)
-        return w
-
-    yield make
-    for w in workers:
-        if w.proc is not None and w.proc.poll() is None:
-            w.proc.kill()
-            w.proc.wait()
-
-
 def produce(bootstrap: str, messages: list[tuple[str, bytes | None, bytes]]) -> None:
     """Produce (topic, key, value) with a real Kafka client, in order, and flush."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
@@ -197,3 +163,39 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) 
                             msg.key(), msg.value(), list(msg.headers() or [])))
     consumer.close()
     return out
+
+
+def readyz(port: int) -> tuple[int, dict[str, Any]]:
+    """(status, body) of a process's ``/readyz``; (0, {}) while it does not serve yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except OSError:  # not serving yet
+        return 0, {}
+
+
+def listening(port: int) -> set[str]:
+    """Local addresses listening on ``port`` (from /proc/net/tcp)."""
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, _, state = line.split()[1:4]
+        ip_hex, port_hex = local.split(":")
+        if int(port_hex, 16) == port and state == "0A":  # LISTEN
+            ip = ".".join(str(int(ip_hex[i : i + 2], 16)) for i in (6, 4, 2, 0))
+            out.add(ip)
+    return out
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a `c2m` command run by a test: no C2M_* of the caller, free
+    ports, short group timeouts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("C2M_")}
+    env.update(
+        C2M_WEB_PORT=str(free_port()),
+        C2M_METRICS_PORT=str(free_port()),
+        C2M_REBALANCE_TIMEOUT_SECONDS="3",
+        C2M_SESSION_TIMEOUT_SECONDS="6",
+    )
+    return env
