@@ -28,6 +28,7 @@ from streams import metrics
 from streams.alerting import AlertService
 from streams.brief import with_moq
 from streams.catalog_reader import CatalogReader
+from streams.clickhouse import market
 from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
 from streams.clickhouse.errors import sink_error
@@ -43,6 +44,7 @@ from streams.errors import C2MError, ConfigError, SinkError
 from streams.ingest import DemandConsumer
 from streams.kafka.sink import KafkaSink
 from streams.kafka.topics import FactoryTopics
+from streams.market_refresh import MarketRefresher
 from streams.pipeline import DemandPipeline
 from streams.settings import Settings
 from streams.sink import Sink
@@ -158,7 +160,27 @@ def open_store(client: Any, settings: Settings) -> DemandStore:
     apply_retention(client, settings.clickhouse_database, settings_ttls(settings))
     store = DemandStore(client, settings.clickhouse_database, settings.calendar())
     store.record_settings(settings.view_settings())
+    # the stored market fold is for one k: refold it when C2M_MIN_SHOPS_PER_SIGNAL changed
+    market.ensure_k(client, settings.clickhouse_database)
     return store
+
+
+def attach_market_refresh(
+    app: faust.App, settings: Settings, client: Any, io: Callable[..., Awaitable[Any]],
+    leader: Callable[[], bool] | None = None, flushes: Callable[[], int] | None = None,
+) -> MarketRefresher:
+    """In the process that writes ClickHouse: the daily windows' and the rolling horizons'
+    market fold, every ``C2M_MARKET_REFRESH_SECONDS`` (``streams.market_refresh``). Attach
+    it before the service that flushes, so that it stops after it (a last refresh)."""
+    refresher = MarketRefresher(client, settings.clickhouse_database, io, leader=leader,
+                                flushes=flushes)
+    attach_service(app, refresher)
+
+    @app.timer(interval=settings.market_refresh_seconds)  # type: ignore[untyped-decorator]
+    async def market_ticks() -> None:
+        await refresher.refresh()
+
+    return refresher
 
 
 def attach_checkpoint_pruning(
@@ -264,6 +286,11 @@ def create_app(
 
     if store is not None:
         attach_checkpoint_pruning(app, settings, store, pipeline.io)
+    refresher = (
+        attach_market_refresh(app, settings, client, pipeline.io, leader,
+                              lambda: pipeline.flushes)
+        if store is not None else None
+    )
 
     @app.timer(interval=settings.lag_interval_seconds)  # type: ignore[untyped-decorator]
     async def consumer_lag() -> None:
@@ -308,6 +335,9 @@ def create_app(
                 "alert_hours_evaluated": alerts.hours_evaluated if alerts else 0,
                 "alert_last_hour": alerts.last_hour if alerts else None,
                 "alert_leader": bool(alerts and settings.alerts_enabled and alerts.leading),
+                # flushes whose daily and rolling market folds are not refreshed yet
+                "market_flushes_behind": (
+                    pipeline.flushes - refresher.flushes_covered if refresher else None),
                 "stopped_partitions": [s.as_dict() for s in ingest.stopped.values()],
             }
         )

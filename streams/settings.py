@@ -157,6 +157,10 @@ class Settings(BaseSettings):
         True, description="Consume the demand topics (false: an alerts-only process)"
     )
     alert_interval_seconds: float = Field(5.0, gt=0)
+    market_refresh_seconds: float = Field(
+        30.0, gt=0, description="How often the daily windows' and the rolling horizons' "
+        "market fold is refreshed (when a checkpoint moved; streams.market_refresh)"
+    )
     alert_idle_wall_seconds: float = Field(
         60.0, ge=0, description="A partition without new checkpoints this long may be idle"
     )

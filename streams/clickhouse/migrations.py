@@ -187,4 +187,12 @@ def upgrade_0007(client: Any, database: str) -> None:
     serving.rebuild(client, db, database_timezone(client, db) or "UTC", shops=False)
 
 
-UPGRADES = {7: upgrade_0007}
+def upgrade_0011(client: Any, database: str) -> None:
+    """The stored market fold filled from the cells already held (every window and the
+    rolling horizons, for the k recorded in pipeline_settings). Safe to run again."""
+    from streams.clickhouse import market
+
+    market.ensure_k(client, database)
+
+
+UPGRADES = {7: upgrade_0007, 11: upgrade_0011}

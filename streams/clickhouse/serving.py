@@ -235,10 +235,15 @@ def rebuild(client: Any, db: str, tz: str, shops: bool = True) -> None:
     """Recompute every serving row from the per-partition state tables, month by month
     (bounded memory). Safe to run at any time: a rebuilt row has the same version as the
     refreshed one it equals, and a newer refresh keeps winning. ``shops``: fill the cells'
-    contributors (False only before migration 0010)."""
+    contributors and re-fold the market rows (``streams.clickhouse.market``; False only
+    before migrations 0010 and 0011)."""
     cells = rebuild_cells_sql(db, tz, shops)
     for month in months(client, db, "demand_state"):
         client.command(cells, parameters={"m": month})
     skus = rebuild_sku_sql(db)
     for month in months(client, db, "sku_state"):
         client.command(skus, parameters={"m": month})
+    if shops:
+        from streams.clickhouse import market
+
+        market.rebuild(client, db)

@@ -13,7 +13,8 @@ docs/ARCHITECTURE.md, "Commit after flush: why nothing is lost or double counted
    (catalog versions), ``dedup_feed`` (event ids first seen since the last flush);
 3. ``late_events`` rows (keyed by source coordinates);
 4. the serving tables ``demand_cells`` and ``sku_hours``: the final rows of the cells and
-   SKU hours of this flush (``streams.clickhouse.serving``);
+   SKU hours of this flush (``streams.clickhouse.serving``), then the market fold of the
+   windows shorter than a day it touched (``market_cells``, ``streams.clickhouse.market``);
 5. ``checkpoints``: one row per partition, written last.
 
 Only after all of them succeed does the worker acknowledge the Kafka offsets. Event values
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.clickhouse import serving
+from streams.clickhouse import market, serving
 from streams.clickhouse.errors import sink_error
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.core.config import EngineConfig
@@ -155,6 +156,12 @@ class DemandStore:
                 self.client.command(sql, parameters=params, settings=INSERT_SETTINGS)
             except Exception as exc:
                 raise sink_error(exc, "refresh", f"{self.db}.{table}") from exc
+            if table == "demand_cells":
+                try:
+                    market.refresh_market(self.client, self.db, params["w"],
+                                          settings=INSERT_SETTINGS)
+                except Exception as exc:
+                    raise sink_error(exc, "refresh", f"{self.db}.market_cells") from exc
 
     def rebuild_serving(self) -> None:
         """Recompute all serving rows from the state tables (``serving.rebuild``)."""
@@ -194,11 +201,20 @@ class DemandStore:
                     "WHERE toYYYYMM(window_start, 'UTC') = {m:UInt32}", parameters={"m": month})
                 self.client.command(serving.rebuild_cells_sql(self.db, self.calendar.timezone),
                                     parameters={"m": month})
+                # the market folds of those windows, from the recomputed cells (their
+                # versions may be lower now: the old folds go first)
+                self.client.command(
+                    f"DELETE FROM {self.db}.market_cells "  # noqa: S608
+                    "WHERE toYYYYMM(window_start, 'UTC') = {m:UInt32}", parameters={"m": month})
+                market.rebuild(self.client, self.db, month, rolling=False)
             for month in sorted(sku_months):
                 self.client.command(
                     f"DELETE FROM {self.db}.sku_hours "  # noqa: S608
                     "WHERE toYYYYMM(hour_start, 'UTC') = {m:UInt32}", parameters={"m": month})
                 self.client.command(serving.rebuild_sku_sql(self.db), parameters={"m": month})
+            if months:  # the horizons' folds, from the recomputed cells
+                self.client.command(f"TRUNCATE TABLE {self.db}.market_rolling_cells")
+                self.client.command(market.refresh_rolling_sql(self.db))
         except Exception as exc:
             raise sink_error(exc, "reset", f"{self.db}.demand_state") from exc
         return counted

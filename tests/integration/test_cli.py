@@ -116,8 +116,8 @@ def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
     versions = [m.version for m in load()]
     first = _c2m("db", "migrate", cwd=tmp_path, env=env)
     assert f"applied migrations: {versions}" in first
-    assert ("retention changed on: demand_state, demand_cells, visitor_cells, shop_cells, "
-            "sku_state, sku_hours, lost_sales, late_events") in first
+    assert ("retention changed on: demand_state, demand_cells, market_cells, visitor_cells, "
+            "shop_cells, sku_state, sku_hours, lost_sales, late_events") in first
     again = _c2m("db", "migrate", cwd=tmp_path, env=env)
     assert "applied migrations: none (up to date)" in again
     assert "retention changed on: none (up to date)" in again

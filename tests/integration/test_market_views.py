@@ -1,4 +1,5 @@
-"""The market views of migration 0010 in the real engine: market_demand and market_rolling
+"""The market views of migrations 0010 and 0011 in the real engine: market_demand and
+market_rolling (the fold stored by the refresh of the windows, and of the rolling horizons)
 fold exactly as streams.core.kanon.fold does (random cells, several k), and the serving
 refresh fills each cell's contributors from the engine's shop rows."""
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from streams.clickhouse import serving
+from streams.clickhouse import market, serving
 from streams.clickhouse.migrations import migrate
 from streams.core.kanon import Row, fold, shop_tag
 
@@ -66,6 +67,7 @@ def test_market_demand_folds_like_the_reference(engine_client: Any, k: int) -> N
     engine_client.insert(f"{db}.demand_cells", rows, column_names=serving.CELL_COLUMNS)
     engine_client.insert(f"{db}.pipeline_settings", [["min_shops", k]],
                          column_names=["name", "value"])
+    assert market.refresh_market(engine_client, db, [(3600, w) for w in windows]) == 4
     got = {
         tuple(r) for r in engine_client.query(
             "SELECT toUnixTimestamp(window_start), category, color, size, price_band, region, "
@@ -102,6 +104,7 @@ def test_market_rolling_folds_demand_rolling(engine_client: Any) -> None:
                          column_names=["source_topic", "source_partition", "position", "max_ts",
                                        "consumed", "processed", "dead_lettered", "duplicates",
                                        "late", "watermark"])
+    market.refresh_periodic(engine_client, db)
     base = engine_client.query(
         "SELECT horizon, category, color, size, price_band, region, orders, units, "
         f"toInt64(round(gmv * 10000)), cancelled_units, returned_units, pageviews, shops "

@@ -146,10 +146,12 @@ def test_web_view_renders_the_numbers_clickhouse_holds(
     produce(broker.bootstrap, [(e.topic, e.key.encode(), orjson.dumps(e.value)) for e in events])
     demand = sum(1 for e in events if e.topic != "shop.products")
 
-    worker = worker_factory().start()
+    # the rolling sections read the market fold of the horizons: refreshed every second here
+    worker = worker_factory(C2M_MARKET_REFRESH_SECONDS="1").start()
     worker.wait_consumed(demand)
     deadline = time.monotonic() + 60
-    while (stats := worker.stats()) is None or stats["pending_events"] or not stats["flushes"]:
+    while (stats := worker.stats()) is None or stats["pending_events"] or not stats[
+            "flushes"] or stats["market_flushes_behind"]:
         assert time.monotonic() < deadline, stats
         time.sleep(0.3)
     url = f"http://127.0.0.1:{worker.web_port}"

@@ -78,6 +78,7 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings_ttls(s) == {
         "demand_state": windows,
         "demand_cells": windows,
+        "market_cells": windows,
         "visitor_cells": "window_start + toIntervalDay(35)",
         "shop_cells": "window_start + toIntervalDay(35)",
         "sku_state": "hour_start + toIntervalDay(800)",
@@ -97,6 +98,7 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings_ttls(s) == {
         "demand_state": windows,
         "demand_cells": windows,
+        "market_cells": windows,
         "visitor_cells": "",
         "shop_cells": "",
         "sku_state": "",
