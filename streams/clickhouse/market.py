@@ -80,14 +80,20 @@ def _passes(n: int, arr: str) -> str:
 
 
 def fold_sql(source: str, group: Sequence[str], carry: Sequence[str]) -> str:
-    """The fold of ``source`` (rows with the ``group`` columns, ``carry`` columns, the
-    dimensions, the measures, ``shops`` (contributor tags), ``version`` and ``k``) per
-    ``group`` (e.g. the window): every row with its ``level`` (0: published as it is, 1-3:
-    folded into that parent, 4: withheld), the folded key ``f_<dim>`` and ``wv``, the sum
-    of the versions of its group. Level by level as ``streams.core.kanon.fold``: a
-    parent's contributors are the union of the rows below it that did not pass. (Columns
-    named, not ``*``, and two steps per level: the analysis of the query is most of its
-    cost for a 5-minute window.)"""
+    """The published rows of the fold of ``source`` per ``group`` (e.g. the window), and a
+    marker row per group. ``source`` has the ``group`` and ``carry`` columns (``carry``:
+    equal within a group, e.g. the window's end), the dimensions, the measures, ``shops``
+    (contributor tags), ``version`` and ``k``. Out: ``group``, ``carry``, the folded key
+    (the dimensions, '' where folded), ``fold_level`` (0: a cell as it is, 1-3: folded
+    into that parent, 4: the marker, no numbers), the sums, k and the version: the sum of
+    the versions of the group's rows.
+
+    Level by level as ``streams.core.kanon.fold``: a row that does not pass is merged with
+    the others below its parent, whose contributors are the union of theirs; what does
+    not pass at the market level is withheld. Each level is a window function over the
+    group (no row leaves ClickHouse). The SQL is shaped for its analysis, which is most of
+    the cost of a 5-minute window: named columns instead of ``*``, few nested levels, the
+    folded key computed in the aggregation that sums it."""
     g = ", ".join(group)
     cols = ", ".join([*group, *carry, *DIMS, *SUMS, "shops", "version", "k"])
     q = (f"SELECT {cols}, {_passes(0, 'shops')}, "  # noqa: S608
@@ -101,33 +107,21 @@ def fold_sql(source: str, group: Sequence[str], carry: Sequence[str]) -> str:
     q = (f"SELECT {cols}, {_passes(2, 'u2')}, "  # noqa: S608
          f"groupUniqArrayArrayIf(shops, NOT p0 AND NOT p1 AND NOT p2) OVER (PARTITION BY {g}) "
          f"AS u3, sum(version) OVER (PARTITION BY {g}) AS wv FROM ({q})")
-    cols += ", p2, wv"
-    q = f"SELECT {cols}, {_passes(3, 'u3')} FROM ({q})"  # noqa: S608
-    q = f"SELECT {cols}, multiIf(p0, 0, p1, 1, p2, 2, p3, 3, 4) AS level FROM ({q})"  # noqa: S608
-    keys = ("if(level <= 2, category, '') AS f_category, if(level <= 1, color, '') AS f_color, "
-            "if(level <= 1, size, '') AS f_size, "
-            "if(level <= 1, price_band, '') AS f_price_band, "
-            "if(level = 0, region, '') AS f_region")
-    return f"SELECT {cols}, level, {keys} FROM ({q})"  # noqa: S608
-
-
-def _published(folded: str, group: Sequence[str], first: Sequence[str]) -> str:
-    """The rows a fold publishes (levels 0-3, summed per folded key) and one marker row per
-    group (level 4, no numbers), each with the group's version: ``group`` columns, then
-    ``first`` (columns equal within a group, e.g. the window's end), then the folded key,
-    the level, the sums, k and the version."""
-    g = ", ".join(group)
-    dims = ", ".join(f"if(m, '', f_{d}) AS o_{d}" for d in DIMS)
+    # the level of each row, and each row twice: as itself (m = 0) and for the marker
+    kept = ", ".join([*group, *carry, *DIMS, *SUMS, "k", "wv"])
+    q = (f"SELECT {kept}, multiIf(p0, 0, p1, 1, p2, 2, 4) AS below, {_passes(3, 'u3')}, "  # noqa: S608
+         f"if(below < 4, below, if(p3, 3, 4)) AS level, arrayJoin([0, 1]) AS m FROM ({q})")
+    firsts = "".join(f"any({c}) AS o_{c}, " for c in carry)
+    keys = ("if(m OR level > 2, '', category) AS o_category, "
+            "if(m OR level > 1, '', color) AS o_color, if(m OR level > 1, '', size) AS o_size, "
+            "if(m OR level > 1, '', price_band) AS o_price_band, "
+            "if(m OR level > 0, '', region) AS o_region")
     sums = ", ".join(f"sumIf({s}, NOT m) AS o_{s}" for s in SUMS)
-    firsts = "".join(f"any({c}) AS o_{c}, " for c in first)
-    inner = ", ".join([*group, *first, *(f"f_{d}" for d in DIMS), "level", *SUMS, "k", "wv"])
-    return f"""
-SELECT {g}, {firsts}{dims}, if(m, {MARKER_LEVEL}, level) AS o_level, {sums},
-       any(k) AS o_k, any(wv) AS o_version
-FROM (SELECT {inner}, arrayJoin([0, 1]) AS m FROM ({folded}))
-WHERE m OR level < 4
-GROUP BY {g}, {', '.join(f'o_{d}' for d in DIMS)}, o_level
-"""  # noqa: S608 - identifiers and constant SQL only
+    return (
+        f"SELECT {g}, {firsts}{keys}, if(m, {MARKER_LEVEL}, level) AS o_level, {sums}, "  # noqa: S608
+        f"any(k) AS o_k, any(wv) AS o_version FROM ({q}) WHERE m OR level < 4 "
+        f"GROUP BY {g}, o_category, o_color, o_size, o_price_band, o_region, o_level"
+    )
 
 
 def _cells_source(db: str, where: str) -> str:
@@ -143,8 +137,7 @@ def refresh_market_sql(db: str) -> str:
     source = _cells_source(
         db, "(window_seconds, window_start) IN {w:Array(Tuple(UInt32, DateTime))}")
     return (f"INSERT INTO {db}.market_cells ({', '.join(MARKET_COLUMNS)})"
-            + _published(fold_sql(source, _WINDOW, ("window_end",)), _WINDOW,
-                         ("window_end",)))
+            + fold_sql(source, _WINDOW, ("window_end",)))
 
 
 def _dt(v: Any) -> datetime:
@@ -265,8 +258,7 @@ def refresh_rolling_sql(db: str) -> str:
     """INSERT of the fold of every rolling horizon as of the newest event time, with a
     marker per horizon."""
     return (f"INSERT INTO {db}.market_rolling_cells ({', '.join(ROLLING_COLUMNS)})"
-            + _published(fold_sql(_rolling_source(db), ("horizon",), ("as_of",)), ("horizon",),
-                         ("as_of",)))
+            + fold_sql(_rolling_source(db), ("horizon",), ("as_of",)))
 
 
 def prune_rolling(client: Any, db: str) -> None:
