@@ -9,9 +9,11 @@ For each D, in a child process (chDB opens one engine path per process):
 1. build D days of simulated history ending at the current hour (so retention keeps it):
    the seeded simulator with a realistic catalog (--skus 4000, --shops 100, --regions 30),
    keyed into 4 partitions per topic as a producer would, applied by the real engine and
-   written by the real store (``DemandStore.write``: state rows, serving tables,
-   checkpoints), a flush every --flush-events events (not through Kafka: the write path
-   has its own benchmark, ``python -m bench``). Then the real alert service evaluates
+   written by the real store (``DemandStore.write``: state rows, serving tables and the
+   market fold of the windows shorter than a day, checkpoints), a flush every
+   --flush-events events, then the worker's periodic market fold once (not through
+   Kafka: the write path has its own benchmark, ``python -m bench``). Then the real
+   alert service evaluates
    every finished hour (alerts and progress as a worker stores them). The database is
    cached under --workdir by its parameters and reused by later runs;
 2. wait for ClickHouse's background merges to settle, then run every query --repeats
@@ -21,7 +23,9 @@ For each D, in a child process (chDB opens one engine path per process):
    every ``/api/view/*`` call the web page makes (and their sum: the page), ``/api/alerts``,
    ``/api/brief`` and ``c2m brief`` (one query, ``AlertStore.brief``),
    ``c2m.production_brief`` as a plain SELECT, the alert service's input load for one hour,
-   a plain SELECT of one local day of ``demand_by_attribute``, and the demo's live table;
+   a plain SELECT of one local day of ``demand_by_attribute``, the demo's live table, and
+   the market views (``market_demand``, ``market_rolling``: the stored fold of cells of
+   fewer than k shops) against the same sums over every cell;
 3. print the compressed bytes of every table per million events.
 
 Results go to bench/RESULTS.md by hand, with the date and commit. Not a timed test: CI
@@ -120,6 +124,12 @@ def build(db_dir: Path, days: float, events_per_day: int, skus: int, shops: int,
                   f"({write_s:.0f} s in ClickHouse writes)", file=sys.stderr, flush=True)
     if pending:
         flush()
+    # the worker's periodic market fold (daily windows, rolling horizons), once at the end
+    from streams.clickhouse import market
+
+    a = time.perf_counter()
+    market.refresh_periodic(client, settings.clickhouse_database)
+    write_s += time.perf_counter() - a
     build_s = time.perf_counter() - t0
     alerts_s = evaluate_alerts(client, settings)
     return {"events": n, "flushes": flushes, "build_s": round(build_s, 1),
@@ -265,6 +275,25 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
     store = DemandStore(client, db)
     q["demo live table (top cells of the newest 5-minute window)"] = lambda: store.top_cells(
         300, 8)
+    # the market views (cells of fewer than k shops folded: stored by the writer) against
+    # the same sums of every cell
+    for label, seconds, span in (("5-minute windows, last 24 h", 300, 86_400),
+                                 ("hourly windows, last 24 h", 3600, 86_400),
+                                 ("hourly windows, last 7 d", 3600, 7 * 86_400),
+                                 ("daily windows, last 30 d", 86_400, 30 * 86_400)):
+        p = {"s": seconds, "lo": end_s - span, "hi": end_s}
+        q[f"units by colour, {label}: demand_by_attribute"] = lambda p=p: client.query(
+            f"SELECT color, sum(units) FROM {db}.demand_by_attribute "  # noqa: S608
+            "WHERE window_seconds = {s:UInt32} AND window_start >= toDateTime({lo:Int64}) "
+            "AND window_start < toDateTime({hi:Int64}) GROUP BY color", parameters=p
+        ).result_rows
+        q[f"units by colour, {label}: market_demand"] = lambda p=p: client.query(
+            f"SELECT color, sum(units) FROM {db}.market_demand(seconds={{s:UInt32}}, "  # noqa: S608
+            "from_s={lo:Int64}, to_s={hi:Int64}) GROUP BY color", parameters=p).result_rows
+    for view in ("demand_rolling", "market_rolling"):
+        q[f"units by colour per horizon: {view}"] = lambda view=view: client.query(
+            f"SELECT horizon, color, sum(units) FROM {db}.{view} "  # noqa: S608
+            "GROUP BY horizon, color").result_rows
     return q
 
 
