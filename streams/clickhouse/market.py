@@ -4,7 +4,7 @@ write time instead of at every read (issue 22 on issue 17's read budget).
 The fold (``streams.core.kanon``: a number set is published only from >= k shops per
 family; a cell below that is folded into its parent, region, then colour / size / price
 band, then category, or withheld) needs every cell of a window with its contributors, and
-window functions over them: 10-20x the cost of reading ``demand_by_attribute`` when done
+window functions over them: 10-50x the cost of reading ``demand_by_attribute`` when done
 at query time. So it is stored, as ClickHouse SQL run by the process that writes the
 cells (no cell leaves ClickHouse; every value is a bound parameter or a column):
 
