@@ -19,7 +19,7 @@ COPY deploy/clickhouse ./deploy/clickhouse
 RUN pip install --no-cache-dir /wheels/*.whl \
     && rm -rf /wheels \
     && useradd --system --uid 10001 --home-dir /data c2m \
-    && mkdir -p /data && chown c2m /data
+    && mkdir -p /data/tokens && chown -R c2m /data
 
 # The package is installed into site-packages; the migrations stay in /app.
 ENV C2M_MIGRATIONS_DIR=/app/deploy/clickhouse \

@@ -9,9 +9,11 @@ For each D, in a child process (chDB opens one engine path per process):
 1. build D days of simulated history ending at the current hour (so retention keeps it):
    the seeded simulator with a realistic catalog (--skus 4000, --shops 100, --regions 30),
    keyed into 4 partitions per topic as a producer would, applied by the real engine and
-   written by the real store (``DemandStore.write``: state rows, serving tables,
-   checkpoints), a flush every --flush-events events (not through Kafka: the write path
-   has its own benchmark, ``python -m bench``). Then the real alert service evaluates
+   written by the real store (``DemandStore.write``: state rows, serving tables and the
+   market fold of the windows shorter than a day, checkpoints), a flush every
+   --flush-events events, then the worker's periodic market fold once (not through
+   Kafka: the write path has its own benchmark, ``python -m bench``). Then the real
+   alert service evaluates
    every finished hour (alerts and progress as a worker stores them). The database is
    cached under --workdir by its parameters and reused by later runs;
 2. wait for ClickHouse's background merges to settle, then run every query --repeats
@@ -21,7 +23,9 @@ For each D, in a child process (chDB opens one engine path per process):
    every ``/api/view/*`` call the web page makes (and their sum: the page), ``/api/alerts``,
    ``/api/brief`` and ``c2m brief`` (one query, ``AlertStore.brief``),
    ``c2m.production_brief`` as a plain SELECT, the alert service's input load for one hour,
-   a plain SELECT of one local day of ``demand_by_attribute``, and the demo's live table;
+   a plain SELECT of one local day of ``demand_by_attribute``, the demo's live table, and
+   the market views (``market_demand``, ``market_rolling``: the stored fold of cells of
+   fewer than k shops) against the same sums over every cell;
 3. print the compressed bytes of every table per million events.
 
 Results go to bench/RESULTS.md by hand, with the date and commit. Not a timed test: CI
@@ -120,6 +124,12 @@ def build(db_dir: Path, days: float, events_per_day: int, skus: int, shops: int,
                   f"({write_s:.0f} s in ClickHouse writes)", file=sys.stderr, flush=True)
     if pending:
         flush()
+    # the worker's periodic market fold (daily windows, rolling horizons), once at the end
+    from streams.clickhouse import market
+
+    a = time.perf_counter()
+    market.refresh_periodic(client, settings.clickhouse_database)
+    write_s += time.perf_counter() - a
     build_s = time.perf_counter() - t0
     alerts_s = evaluate_alerts(client, settings)
     return {"events": n, "flushes": flushes, "build_s": round(build_s, 1),
@@ -176,6 +186,7 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
     from streams.core.alerting.inputs import DAY, HOUR
     from streams.core.forecast import ForecastConfig, brief_forecasts
     from streams.core.promotions import NO_PROMOTIONS
+    from streams.core.tokens import Scope
 
     alerts = AlertStore(client, db)
     top_cat = client.query(
@@ -185,8 +196,8 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         f"SELECT factory_id FROM {db}.products_current GROUP BY factory_id "  # noqa: S608
         "ORDER BY count() DESC LIMIT 1").result_rows[0][0]
     q: dict[str, Callable[[], Any]] = {}
-    settings = {"A": {"window": "3600", "category": "__all"},
-                "B": {"window": "300", "category": top_cat}}
+    settings = {"A": {"window": "3600", "category": "__all", "factory": "__all"},
+                "B": {"window": "300", "category": top_cat, "factory": factory}}
     for board, title, raw in grafana_queries():
         raw = raw.replace("c2m.", f"{db}.")
         if "$" not in raw:  # no range, no variable: one query
@@ -197,7 +208,8 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
                 sql = expand(raw, end_s - span, end_s, interval, variables)
                 q[f"grafana {board}: {title} [{rname}, {vname}]"] = (
                     lambda sql=sql: client.query(sql).result_rows)
-    page = []
+    page: list[Callable[[], Any]] = []
+    factory_page: list[Callable[[], Any]] = []
     for view, args in [("summary", {"horizon": "24h"}),
                        ("breakdown", {"dim": "color", "horizon": "24h", "limit": "10"}),
                        ("breakdown", {"dim": "size", "horizon": "24h", "limit": "10"}),
@@ -211,12 +223,18 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         def call(view: str = view, args: dict[str, str] = args) -> Any:
             return run_view(client, db, view, args)
 
+        def as_factory(view: str = view, args: dict[str, str] = args) -> Any:
+            return run_view(client, db, view, args, Scope("factory", factory))
+
         q[name] = call
         page.append(call)
+        factory_page.append(as_factory)
     for h in ("1h", "7d"):
         q[f"/api/view/summary?horizon={h}"] = lambda h=h: run_view(client, db, "summary",
                                                                    {"horizon": h})
     q["web view page (all its API calls)"] = lambda: [c() for c in page]
+    q["web view page with a factory's token (all its API calls)"] = lambda: [
+        c() for c in factory_page]
     q["/api/alerts?factory=F"] = lambda: alerts.alerts(factory)
     q["/api/alerts (all)"] = lambda: alerts.alerts("")
     q["/api/brief, c2m brief (category, 14 d, run 30 d)"] = lambda: alerts.brief(
@@ -234,6 +252,7 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         return alerts.load_inputs(hour - 14 * DAY, hour + HOUR, hour + HOUR - 2 * lead * DAY)
 
     q["alert service: input load for one hour"] = alert_inputs
+
     zone = database_timezone(client, db) or "UTC"
 
     def forecast() -> Any:  # once a local day: 56 days of daily demand, then the model
@@ -256,6 +275,25 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
     store = DemandStore(client, db)
     q["demo live table (top cells of the newest 5-minute window)"] = lambda: store.top_cells(
         300, 8)
+    # the market views (cells of fewer than k shops folded: stored by the writer) against
+    # the same sums of every cell
+    for label, seconds, span in (("5-minute windows, last 24 h", 300, 86_400),
+                                 ("hourly windows, last 24 h", 3600, 86_400),
+                                 ("hourly windows, last 7 d", 3600, 7 * 86_400),
+                                 ("daily windows, last 30 d", 86_400, 30 * 86_400)):
+        p = {"s": seconds, "lo": end_s - span, "hi": end_s}
+        q[f"units by colour, {label}: demand_by_attribute"] = lambda p=p: client.query(
+            f"SELECT color, sum(units) FROM {db}.demand_by_attribute "  # noqa: S608
+            "WHERE window_seconds = {s:UInt32} AND window_start >= toDateTime({lo:Int64}) "
+            "AND window_start < toDateTime({hi:Int64}) GROUP BY color", parameters=p
+        ).result_rows
+        q[f"units by colour, {label}: market_demand"] = lambda p=p: client.query(
+            f"SELECT color, sum(units) FROM {db}.market_demand(seconds={{s:UInt32}}, "  # noqa: S608
+            "from_s={lo:Int64}, to_s={hi:Int64}) GROUP BY color", parameters=p).result_rows
+    for view in ("demand_rolling", "market_rolling"):
+        q[f"units by colour per horizon: {view}"] = lambda view=view: client.query(
+            f"SELECT horizon, color, sum(units) FROM {db}.{view} "  # noqa: S608
+            "GROUP BY horizon, color").result_rows
     return q
 
 

@@ -1,8 +1,11 @@
 """Alert messages: what c2m-pulse publishes for factories (contract v1).
 
-- ``factory.restock-alerts``, key ``factory_id``: restock alerts for the SKUs a factory makes;
-- ``factory.demand-signals``, key ``category``: demand surges, rising shares and lost sales
-  (demand hidden by stockouts).
+- ``factory.<factory>.restock-alerts`` (one topic per factory, ``streams.core.tenancy``),
+  key ``sku``: restock alerts for the SKUs the factory makes; with
+  ``C2M_SHARED_RESTOCK_TOPIC`` also ``factory.restock-alerts``, key ``factory_id``;
+- ``factory.demand-signals``, key ``category``: market signals: demand surges, rising
+  shares and lost sales (demand hidden by stockouts), published only from at least
+  ``C2M_MIN_SHOPS_PER_SIGNAL`` shops and naming no factory.
 
 Every state change of an alert is one message; ``(alert_id, version)`` identifies it.
 A message can be delivered twice (at-least-once; e.g. a crash between publishing and
@@ -71,7 +74,8 @@ class AlertMessage(BaseModel):
     state: Literal["open", "updated", "resolved"]
     severity: Literal["critical", "warning", "info"]
     factory_id: str | None = Field(description="restock alerts: the factory making the SKU")
-    factories: list[str] = Field(description="factories making this SKU or category")
+    factories: list[str] = Field(description="restock: [factory_id]; market signals: [] "
+                                 "(they name no factory)")
     category: str
     sku: str | None = None
     dimension: Literal["color", "size", "price_band"] | None = None

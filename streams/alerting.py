@@ -13,8 +13,9 @@ an evaluation in progress (publish, then store) to end. Each evaluation:
 2. load the rules' inputs for the pending hours plus their history from ClickHouse
    (``sku_hourly``, ``products_current``, hourly ``demand_state``) and run the pure
    evaluator (``streams.core.alerting``) hour by hour;
-3. for each hour: publish its alert changes to ``factory.restock-alerts`` (key
-   factory_id) and ``factory.demand-signals`` (key category) and wait for the acks, then
+3. for each hour: publish its alert changes, restock alerts to their factory's own topic
+   ``factory.<factory>.restock-alerts`` (created on its first alert; key SKU) and market
+   signals to ``factory.demand-signals`` (key category), and wait for the acks, then
    write them to ``c2m.alert_history`` and ``c2m.alerts``, then mark the hour done in
    ``c2m.alert_progress``.
 
@@ -53,7 +54,8 @@ from streams.core.alerting.progress import alert_watermark
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.core.forecast import ForecastConfig, brief_forecasts
 from streams.core.promotions import NO_PROMOTIONS, PromotionCalendar
-from streams.errors import SinkError
+from streams.core.tenancy import restock_topic
+from streams.errors import BrokerError, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +161,17 @@ def to_message(a: Alert, cal: MarketCalendar = UTC_CALENDAR) -> AlertMessage:
     )
 
 
-def topic_and_key(a: Alert) -> tuple[str, bytes]:
+def destinations(a: Alert, shared_restock: bool = False) -> list[tuple[str, bytes]]:
+    """(topic, key) pairs one alert version is published to: a restock alert to its
+    factory's own topic (key: the SKU), and with ``shared_restock`` also to the shared
+    ``factory.restock-alerts`` (key: factory id, as before per-factory topics); a market
+    signal to ``factory.demand-signals`` (key: category)."""
     if a.kind == "restock":
-        return TOPIC_RESTOCK_ALERTS, a.factory_id.encode()
-    return TOPIC_DEMAND_SIGNALS, a.category.encode()
+        out = [(restock_topic(a.factory_id), a.sku.encode())]
+        if shared_restock:
+            out.append((TOPIC_RESTOCK_ALERTS, a.factory_id.encode()))
+        return out
+    return [(TOPIC_DEMAND_SIGNALS, a.category.encode())]
 
 
 class AlertService(Service):
@@ -178,6 +187,8 @@ class AlertService(Service):
         idle_wall_s: float = 60.0,
         leader: Callable[[], bool] | None = None,
         calendar: MarketCalendar = UTC_CALENDAR,
+        factory_topic: Callable[[str], Awaitable[Any]] | None = None,
+        shared_restock: bool = False,
         promotions: PromotionCalendar = NO_PROMOTIONS,
         forecast: ForecastConfig | None = None,
         ready: asyncio.Event | None = None,
@@ -190,6 +201,10 @@ class AlertService(Service):
         #: the app's timer, whose first call comes one interval after the start
         self.evaluate_at_start = evaluate_at_start
         self.store = store
+        #: called with a factory id before its restock alerts are published (creates the
+        #: factory's topic on its first alert: streams.kafka.topics.FactoryTopics)
+        self.factory_topic = factory_topic
+        self.shared_restock = shared_restock
         #: the market's days and hours (rules and summaries)
         self.calendar = calendar
         self.promotions = promotions
@@ -229,7 +244,7 @@ class AlertService(Service):
         """Evaluate the finished hours not done yet (up to a chunk). Returns how many."""
         try:
             return await self._tick()
-        except SinkError as exc:
+        except (SinkError, BrokerError) as exc:
             log.warning("alert evaluation deferred: %s", exc)
             self._loaded = False
             return 0
@@ -307,8 +322,10 @@ class AlertService(Service):
             deliveries = []
             for a in changes:
                 msg = to_message(a, self.calendar).model_dump_json()
-                topic, key = topic_and_key(a)
-                deliveries.append(await self.publish(topic, key, msg.encode()))
+                if a.kind == "restock" and self.factory_topic is not None:
+                    await self.factory_topic(a.factory_id)
+                for topic, key in destinations(a, self.shared_restock):
+                    deliveries.append(await self.publish(topic, key, msg.encode()))
                 out.append((a, msg))
             for d in deliveries:
                 await d

@@ -1,8 +1,13 @@
 """``c2m alerts tail``: what a factory runs to follow its alerts (a plain Kafka consumer).
 
-Reads ``factory.restock-alerts`` and ``factory.demand-signals`` from the beginning (the
-current state first), keeps the messages for one factory and prints each alert version
-once, newest version per alert_id only: a re-delivered message is not printed twice.
+With ``--factory F`` it reads only F's own topic ``factory.<F>.restock-alerts``
+(``streams.core.tenancy``; what a Kafka ACL on the prefix ``factory.<F>.`` allows), plus
+the market topic ``factory.demand-signals`` with ``--market``; without a factory (an
+operator) every factory's topic, the shared ``factory.restock-alerts`` if it exists and
+the market topic. It reads from the beginning (the current state first), without a
+consumer group, and prints each alert version once, newest version per alert_id only: a
+re-delivered message is not printed twice. A topic that does not exist yet (a factory
+without alerts so far) is picked up once it appears.
 
 Before that it reads the catalog (``shop.products``) and warns on stderr when the factory
 is not in it; while following, it stops with one line (``BrokerError``, exit code 4) when
@@ -21,11 +26,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMessage
 from schemas.contract import TOPIC_PRODUCTS
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
+from streams.core.tenancy import restock_topic, restock_topic_component
 from streams.errors import BrokerError
 from streams.kafka.topics import bootstrap_addresses, reachable
 
@@ -39,11 +46,23 @@ _SEVERITY = {"critical": "紧急 CRIT", "warning": "注意 WARN", "info": "信�
 
 
 def for_factory(msg: AlertMessage, factory: str | None) -> bool:
+    """Restock alerts of ``factory`` only (a message of another factory is dropped even if
+    it were on this factory's topic); market signals are for every factory."""
     if not factory:
         return True
     if msg.kind == "restock":
         return msg.factory_id == factory
-    return factory in msg.factories
+    return True
+
+
+def tail_topics(factory: str | None, market: bool, available: set[str]) -> list[str]:
+    """The topics ``c2m alerts tail`` reads: a factory's own topic (and the market topic
+    with ``market``), or for an operator (no factory) every factory's topic among
+    ``available``, the shared restock topic and the market topic."""
+    if factory:
+        return [restock_topic(factory), *([TOPIC_DEMAND_SIGNALS] if market else [])]
+    found = sorted(t for t in available if restock_topic_component(t) is not None)
+    return [*found, TOPIC_RESTOCK_ALERTS, TOPIC_DEMAND_SIGNALS]
 
 
 def _when(rfc3339: str, cal: MarketCalendar) -> str:
@@ -149,6 +168,7 @@ async def tail(
     idle_exit_s: float | None = None,
     client_config: dict[str, Any] | None = None,
     warn: Callable[[str], None] = _warn,
+    market: bool = False,
 ) -> int:
     """Print alerts until interrupted (or ``idle_exit_s`` without a message). Returns count.
     BrokerError when the broker goes away."""
@@ -163,31 +183,35 @@ async def tail(
         # every topic's metadata first: once partitions are assigned, aiokafka asks only
         # for the assigned topics
         await consumer._client.force_metadata_update()
-        tps = []
-        for topic in (TOPIC_RESTOCK_ALERTS, TOPIC_DEMAND_SIGNALS):
-            parts = consumer.partitions_for_topic(topic)
-            if parts is None:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(topic) or set()
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            raise BrokerError(
-                f"no alert topics on {bootstrap}: is a c2m worker (or c2m demo) running?"
-            )
         if factory:
+            # (with ACLs a factory cannot read the catalog: then nothing is said)
             known = await _read_catalog(consumer)
             if known is not None and factory not in known:
                 listed = ", ".join(sorted(known)[:8]) + (", ..." if len(known) > 8 else "")
                 warn(f"factory {factory!r} is not in the catalog ({TOPIC_PRODUCTS} lists "
                      + (listed or "no products yet") + "): following anyway, its alerts "
                      "will show once it has products")
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends: dict[TopicPartition, int] | None = await consumer.end_offsets(tps)
-        last = time.monotonic()
+        tps = await _find_topics(consumer, factory, market, [])
+        if not tps and not factory:
+            raise BrokerError(
+                f"no alert topics on {bootstrap}: is a c2m worker (or c2m demo) running?"
+            )
+        ends: dict[TopicPartition, int] | None = (
+            await consumer.end_offsets(tps) if tps else {})
+        last = looked = time.monotonic()
         gone = _BrokerWatch(bootstrap, consumer)
         while idle_exit_s is None or time.monotonic() - last < idle_exit_s:
-            batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+            if time.monotonic() - looked > _LOOK_AGAIN_S:  # topics created since
+                looked = time.monotonic()
+                try:
+                    tps = await _find_topics(consumer, factory, market, tps)
+                except KafkaError:  # no metadata: the broker may be gone (BrokerError
+                    gone.check()    # once no broker has answered for BROKER_GONE_S)
+            if tps:
+                batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+            else:  # the factory has had no alert yet: its topic does not exist
+                await asyncio.sleep(0.5)
+                batch = {}
             records = [r for rs in batch.values() for r in rs]
             if records:
                 last = time.monotonic()
@@ -209,6 +233,33 @@ async def tail(
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(consumer.stop(), 10)
     return shown
+
+
+#: how often the tail looks for alert topics that did not exist yet
+_LOOK_AGAIN_S = 2.0
+
+
+async def _find_topics(
+    consumer: AIOKafkaConsumer, factory: str | None, market: bool, have: list[TopicPartition]
+) -> list[TopicPartition]:
+    """Assign the partitions of every wanted topic the broker has (new ones read from the
+    beginning); returns the assignment. With ACLs the broker lists only the topics the
+    user may describe."""
+    cluster = await consumer._client.fetch_all_metadata()
+    available = set(cluster.topics())
+    tps = list(have)
+    known = {tp.topic for tp in have}
+    new = []
+    for topic in tail_topics(factory, market, available):
+        if topic in known or topic not in available:
+            continue
+        parts = cluster.partitions_for_topic(topic) or set()
+        new += [TopicPartition(topic, p) for p in sorted(parts)]
+    if new:
+        tps += new
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*new)
+    return tps
 
 
 class _BrokerWatch:
@@ -242,13 +293,14 @@ class _BrokerWatch:
 
 def run_tail(bootstrap: str, factory: str | None, lang: str, idle_exit_s: float | None,
              client_config: dict[str, Any] | None = None,
-             cal: MarketCalendar = UTC_CALENDAR) -> int:
+             cal: MarketCalendar = UTC_CALENDAR, market: bool = False) -> int:
     def emit(msg: AlertMessage) -> None:
         print(format_line(msg, lang, cal), flush=True)
 
     try:
         return asyncio.run(
-            tail(bootstrap, factory, emit, idle_exit_s=idle_exit_s, client_config=client_config)
+            tail(bootstrap, factory, emit, idle_exit_s=idle_exit_s, client_config=client_config,
+                 market=market)
         )
     except KeyboardInterrupt:
         return 0

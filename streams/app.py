@@ -26,12 +26,12 @@ from faust.app.base import BootStrategy
 from mode import Service
 from prometheus_client import start_http_server
 
-from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS
 from schemas.contract import TOPIC_DEAD_LETTER, TOPIC_ORDERS
 from streams import metrics
 from streams.alerting import AlertService
 from streams.brief import with_moq
 from streams.catalog_reader import CatalogReader
+from streams.clickhouse import market
 from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
 from streams.clickhouse.errors import sink_error
@@ -42,13 +42,17 @@ from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine, Run
 from streams.core.forecast import ForecastConfig
 from streams.core.pricebands import PriceBands
+from streams.core.tokens import Scope, Unauthorized
 from streams.errors import C2MError, ConfigError, SinkError
 from streams.ingest import DemandConsumer
 from streams.kafka.sink import KafkaSink
+from streams.kafka.topics import FactoryTopics
+from streams.market_refresh import MarketRefresher
 from streams.pipeline import DemandPipeline
 from streams.settings import Settings
 from streams.sink import Sink
 from streams.web import register_web_view
+from streams.web.auth import WebAuth, forbidden, unauthorized
 
 __version__ = importlib.metadata.version("c2m-pulse")
 
@@ -159,7 +163,27 @@ def open_store(client: Any, settings: Settings) -> DemandStore:
     apply_retention(client, settings.clickhouse_database, settings_ttls(settings))
     store = DemandStore(client, settings.clickhouse_database, settings.calendar())
     store.record_settings(settings.view_settings())
+    # the stored market fold is for one k: refold it when C2M_MIN_SHOPS_PER_SIGNAL changed
+    market.ensure_k(client, settings.clickhouse_database)
     return store
+
+
+def attach_market_refresh(
+    app: faust.App, settings: Settings, client: Any, io: Callable[..., Awaitable[Any]],
+    leader: Callable[[], bool] | None = None, flushes: Callable[[], int] | None = None,
+) -> MarketRefresher:
+    """In the process that writes ClickHouse: the daily windows' and the rolling horizons'
+    market fold, every ``C2M_MARKET_REFRESH_SECONDS`` (``streams.market_refresh``). Attach
+    it before the service that flushes, so that it stops after it (a last refresh)."""
+    refresher = MarketRefresher(client, settings.clickhouse_database, io, leader=leader,
+                                flushes=flushes)
+    attach_service(app, refresher)
+
+    @app.timer(interval=settings.market_refresh_seconds)  # type: ignore[untyped-decorator]
+    async def market_ticks() -> None:
+        await refresher.refresh()
+
+    return refresher
 
 
 def attach_checkpoint_pruning(
@@ -268,6 +292,11 @@ def create_app(
 
     if store is not None:
         attach_checkpoint_pruning(app, settings, store, pipeline.io)
+    refresher = (
+        attach_market_refresh(app, settings, client, pipeline.io, leader,
+                              lambda: pipeline.flushes)
+        if store is not None else None
+    )
 
     @app.timer(interval=settings.lag_interval_seconds)  # type: ignore[untyped-decorator]
     async def consumer_lag() -> None:
@@ -312,6 +341,9 @@ def create_app(
                 "alert_hours_evaluated": alerts.hours_evaluated if alerts else 0,
                 "alert_last_hour": alerts.last_hour if alerts else None,
                 "alert_leader": bool(alerts and settings.alerts_enabled and alerts.leading),
+                # flushes whose daily and rolling market folds are not refreshed yet
+                "market_flushes_behind": (
+                    pipeline.flushes - refresher.flushes_covered if refresher else None),
                 "stopped_partitions": [s.as_dict() for s in ingest.stopped.values()],
             }
         )
@@ -332,15 +364,22 @@ def attach_alerts(
     """The alert service of the process that owns ClickHouse (``client``): the factory
     topics, the evaluation task, ``/api/alerts`` and ``/api/brief``. Without a client
     (a worker writing through ``c2m.sink``) the pages answer 503: ask the writer."""
-    alert_topics = {
-        name: app.topic(
-            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        )
-        for name in (TOPIC_RESTOCK_ALERTS, TOPIC_DEMAND_SIGNALS)
-    }
+    alert_topics: dict[str, Any] = {}
 
     async def publish_alert(topic: str, key: bytes, value: bytes) -> Any:
-        return await alert_topics[topic].send(key=key, value=value)
+        # the shared topics, and each factory's own topic (created by FactoryTopics first)
+        t = alert_topics.get(topic)
+        if t is None:
+            t = alert_topics[topic] = app.topic(
+                topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                value_serializer="raw",
+            )
+        return await t.send(key=key, value=value)
+
+    factory_topics = FactoryTopics(
+        broker_bootstrap(app), settings.factory_topic_partitions,
+        settings.alert_topic_retention_days, settings.kafka_client_config(),
+    )
 
     alert_store = AlertStore(client, settings.clickhouse_database) if client is not None else None
     alerts = (
@@ -351,6 +390,8 @@ def attach_alerts(
             idle_wall_s=settings.alert_idle_wall_seconds,
             leader=leader,
             calendar=settings.calendar(),
+            factory_topic=factory_topics.ensure,
+            shared_restock=settings.shared_restock_topic,
             promotions=settings.promotions(),
             forecast=ForecastConfig(),
             ready=ready,
@@ -374,13 +415,22 @@ def attach_alerts(
             {"error": "this worker writes through c2m.sink: ask the c2m writer"}, status=503
         )
 
+    auth = WebAuth(settings)
+
     @app.page("/api/alerts")
     async def api_alerts(web: Any, request: Any) -> Any:
         if alert_store is None:
             return unavailable(web)
-        factory = request.query.get("factory", "")[:64]
+        try:
+            scope = auth.scope(request)
+        except Unauthorized as exc:
+            return unauthorized(web, str(exc))
+        try:
+            factory = scoped_factory(scope, request.query.getall("factory", []))
+        except PermissionError as exc:
+            return forbidden(web, str(exc))
         open_only = request.query.get("all", "") == ""
-        rows = await io(alert_store.alerts, factory, open_only)
+        rows = await io(alert_store.alerts, factory, open_only, 200, scope.kind == "market")
         return web.json({"alerts": rows})
 
     @app.page("/api/brief")
@@ -388,12 +438,22 @@ def attach_alerts(
         if alert_store is None:
             return unavailable(web)
         try:
+            scope = auth.scope(request)
+        except Unauthorized as exc:
+            return unauthorized(web, str(exc))
+        if scope.kind == "market":
+            return unauthorized(web, "the production brief is per factory: send a factory "
+                                     "token")
+        try:
+            factory = scoped_factory(scope, request.query.getall("factory", []))
+        except PermissionError as exc:
+            return forbidden(web, str(exc))
+        try:
             days = min(max(int(request.query.get("days", "14")), 1), 365)
             run_days = min(max(int(request.query.get("run_days", "30")), 1), 365)
         except ValueError:
             return web.json({"error": "days and run_days must be integers"}, status=400)
         category = request.query.get("category", "")[:128]
-        factory = request.query.get("factory", "")[:64]
         rows = await io(with_moq, alert_store, category, factory, days, run_days)
         return web.json({"rows": jsonable(rows)})
 
@@ -441,6 +501,29 @@ def attach_demand_agent(
         await applied
 
     return apply
+
+
+def scoped_factory(scope: Scope, asked: list[str]) -> str:
+    """The factory a request may read: the operator any one it asks for (or all: ''), a
+    factory token only its own (asking for another is refused, not answered empty), the
+    market none. PermissionError when the request asks for more than its scope."""
+    if len(asked) > 1:
+        raise PermissionError("give factory at most once")
+    want = asked[0] if asked else ""
+    if scope.kind == "operator":
+        return want[:128]
+    if scope.kind == "factory":
+        if want and want != scope.factory:
+            raise PermissionError("this token is for another factory")
+        return scope.factory
+    if want:
+        raise PermissionError("factory alerts need that factory's token")
+    return ""
+
+
+def broker_bootstrap(app: faust.App) -> str:
+    """``host:port[,...]`` of the app's broker URLs (``kafka://host:port``)."""
+    return ",".join(f"{u.host}:{u.port}" for u in app.conf.broker)
 
 
 def attach_service(app: faust.App, service: Service) -> None:

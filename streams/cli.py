@@ -153,6 +153,64 @@ def db_migrate() -> None:
     click.echo(f"retention changed on: {', '.join(altered) or 'none (up to date)'}")
 
 
+@db.command("grant")
+@click.option("--factory", "-f", required=True, help="The factory, e.g. F001")
+@click.option("--password-env", metavar="VAR",
+              help="Take the user's password from this environment variable (default: a new "
+                   "random one, printed once)")
+@click.option("--print-sql", is_flag=True, help="Print the statements instead of running them")
+@click.option("--users-xml", is_flag=True,
+              help="Print the user as a users.xml entry instead of running anything")
+def db_grant(factory: str, password_env: str | None, print_sql: bool, users_xml: bool) -> None:
+    """Create (or replace) a factory's read-only ClickHouse user and row policies.
+
+    The user reads the market views, its own alerts, catalog, SKU hours, lost sales and
+    production brief, and nothing else (docs/SECURITY.md). Runs against a ClickHouse
+    server (C2M_CLICKHOUSE_URL=http://...): the embedded engine has no user storage.
+    """
+    import os
+    import secrets
+
+    from streams.clickhouse.access import USERS_XML_PROFILE, FactoryAccess
+    from streams.core.tenancy import BadFactoryId
+
+    s = _settings()
+    try:
+        access = FactoryAccess(s.clickhouse_database, factory)
+    except BadFactoryId as exc:
+        raise click.BadParameter(str(exc), param_hint="--factory") from None
+    if password_env:
+        password = os.environ.get(password_env, "")
+        if not password:
+            raise ConfigError(f"{password_env} is not set (or empty): put the user's password "
+                              "in it, or leave --password-env out for a new one")
+    else:
+        password = secrets.token_urlsafe(24)
+    if users_xml:
+        click.echo(f"<!-- profiles: {USERS_XML_PROFILE} -->")
+        click.echo(access.users_xml(password))
+    elif print_sql:
+        for stmt in access.statements(password):
+            click.echo(stmt + ";")
+    else:
+        from streams.clickhouse.client import connect
+        from streams.clickhouse.errors import sink_error
+
+        if s.effective_clickhouse_url.startswith("chdb:"):
+            raise ConfigError(
+                "the embedded ClickHouse (chDB) has no user storage: run c2m db grant against "
+                "a server (C2M_CLICKHOUSE_URL=http://...), or use --print-sql or --users-xml")
+        client = connect(s)
+        try:
+            for stmt in access.statements(password):
+                client.command(stmt)
+        except Exception as exc:
+            raise sink_error(exc, "grant", access.user) from None
+        click.echo(f"user {access.user}: read-only, row policies for factory {factory}")
+    if not password_env:
+        click.echo(f"password for {access.user} (shown only now): {password}", err=True)
+
+
 @main.command()
 @click.option("--topic", required=True,
               type=click.Choice(["shop.orders", "shop.pageviews", "shop.logistics"]))
@@ -378,11 +436,15 @@ def _factory_id(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--lang", type=click.Choice(["both", "zh", "en"]), default="both", show_default=True)
 @click.option("--idle-exit", type=_POSITIVE, default=None,
               help="Exit after N seconds without a new message (default: follow forever)")
-def alerts_tail(factory: str | None, lang: str, idle_exit: float | None) -> None:
-    """Follow new and updated alerts (from factory.restock-alerts and factory.demand-signals).
+@click.option("--market", is_flag=True,
+              help="With --factory: also the market signals (factory.demand-signals)")
+def alerts_tail(factory: str | None, lang: str, idle_exit: float | None, market: bool) -> None:
+    """Follow new and updated alerts.
 
-    Warns (on stderr) when the factory is not in the catalog; stops with one line when the
-    broker goes away (e.g. the demo stopped).
+    With --factory F only F's topic factory.<F>.restock-alerts (with C2M_KAFKA_SASL_* set
+    to F's credentials where the broker has ACLs); without, every factory's topic and the
+    market signals. Warns (on stderr) when the factory is not in the catalog; stops with
+    one line when the broker goes away (e.g. the demo stopped).
     """
     from streams.alerts_tail import run_tail
     from streams.errors import BrokerError
@@ -398,7 +460,81 @@ def alerts_tail(factory: str | None, lang: str, idle_exit: float | None) -> None
             "C2M_DATA_DIR), or set C2M_KAFKA_BOOTSTRAP to your Kafka (host:port)"
         )
     probe_kafka(bootstrap)
-    run_tail(bootstrap, factory, lang, idle_exit, s.kafka_client_config(), s.calendar())
+    run_tail(bootstrap, factory, lang, idle_exit, s.kafka_client_config(), s.calendar(),
+             market=market)
+
+
+@main.group()
+def kafka() -> None:
+    """Kafka tenants (SASL users and ACLs)."""
+
+
+@kafka.command("acls")
+@click.option("--factory", "-f", required=True, help="The factory, e.g. F003")
+def kafka_acls(factory: str) -> None:
+    """Print the commands that give one factory its Kafka user and ACLs: read its own
+    topics factory.<factory>.* and use its consumer groups factory.<factory>.*, nothing else
+    (run them with Kafka's tools as the cluster admin; the password from $PASSWORD)."""
+    from streams.core.tenancy import BadFactoryId, restock_topic
+    from streams.kafka.acls import acl_command, factory_acls, factory_user, user_command
+
+    try:
+        user = factory_user(factory)
+        acls = factory_acls(factory)
+    except BadFactoryId as exc:
+        raise click.BadParameter(str(exc), param_hint="--factory") from None
+    click.echo(f"# factory {factory}: user {user}, topic {restock_topic(factory)}")
+    click.echo(user_command(user, "PASSWORD"))
+    for acl in acls:
+        click.echo(acl_command(acl))
+
+
+@main.group()
+def token() -> None:
+    """Per-factory web tokens (/api/alerts, /api/brief, /api/view/*, /view)."""
+
+
+def _token_store(s: Settings) -> Any:
+    from streams.tokenstore import TokenStore
+
+    return TokenStore(s.effective_web_tokens_file, s.web_tokens)
+
+
+@token.command("create")
+@click.option("--factory", "-f", required=True, help="The factory the token is for, e.g. F001")
+def token_create(factory: str) -> None:
+    """Create a token for one factory and print it (once: only its hash is kept)."""
+    from streams.core.tenancy import BadFactoryId
+
+    s = _settings()
+    try:
+        secret, entry = _token_store(s).create(factory)
+    except BadFactoryId as exc:
+        raise click.BadParameter(str(exc), param_hint="--factory") from None
+    click.echo(secret)
+    click.echo(f"token {entry.id} for factory {factory} saved (hashed) in "
+               f"{s.effective_web_tokens_file}; it is shown only now. Send it as "
+               "'Authorization: Bearer <token>', or open /view#token=<token>", err=True)
+
+
+@token.command("list")
+def token_list() -> None:
+    """List the tokens: factory, id and creation time (never a token or a hash)."""
+    from streams.core.tokens import describe
+
+    entries = _token_store(_settings()).entries()
+    for row in describe(entries):
+        click.echo(f"{row['id']}\t{row['factory']}\t{row['created']}")
+
+
+@token.command("revoke")
+@click.option("--id", "token_id", required=True, help="The token id from `c2m token list`")
+def token_revoke(token_id: str) -> None:
+    """Revoke a token (running workers stop accepting it at their next request)."""
+    gone = _token_store(_settings()).revoke(token_id)
+    if not gone:
+        raise click.ClickException(f"no token with id {token_id} in the token file")
+    click.echo(f"revoked {token_id} ({gone[0].factory})")
 
 
 @main.command()

@@ -166,7 +166,9 @@ def run_worker(
     on_stopped: Callable[[PulseApp], None] | None = None,
 ) -> None:
     """Create topics and the app, then run the Faust worker until stopped."""
-    ensure_topics(bootstrap, settings.topic_partitions, settings.kafka_client_config())
+    ensure_topics(bootstrap, settings.topic_partitions, settings.kafka_client_config(),
+                  shared_restock=settings.shared_restock_topic,
+                  alert_retention_days=settings.alert_topic_retention_days)
     # the embedded broker starts empty: checkpoints of an earlier run are of a log that is gone
     pulse = create_app(settings, bootstrap, fresh_log=not settings.kafka_bootstrap)
     for fn in tasks:

@@ -91,6 +91,17 @@ class Settings(BaseSettings):
     # Servers (loopback by default)
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
+    web_require_token: bool | None = Field(
+        None, description="Factory data on the web server needs a per-factory token (unset: "
+        "when C2M_WEB_HOST is not loopback); without one a caller gets the market-level views"
+    )
+    web_tokens_file: Path | None = Field(
+        None, description="Hashed web tokens (c2m token create); unset = "
+        "$C2M_DATA_DIR/web-tokens.json"
+    )
+    web_tokens: str | None = Field(
+        None, description="More hashed web tokens, as the JSON of a token file"
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9464, ge=0, le=65535)
 
@@ -152,6 +163,10 @@ class Settings(BaseSettings):
         True, description="Consume the demand topics (false: an alerts-only process)"
     )
     alert_interval_seconds: float = Field(5.0, gt=0)
+    market_refresh_seconds: float = Field(
+        30.0, gt=0, description="How often the daily windows' and the rolling horizons' "
+        "market fold is refreshed (when a checkpoint moved; streams.market_refresh)"
+    )
     alert_idle_wall_seconds: float = Field(
         60.0, ge=0, description="A partition without new checkpoints this long may be idle"
     )
@@ -165,6 +180,26 @@ class Settings(BaseSettings):
     alert_cooldown_hours: int = Field(24, ge=0)
     surge_min_orders: int = Field(12, ge=1)
     surge_ratio: float = Field(2.5, gt=1.0)
+
+    # Tenants (docs/SECURITY.md)
+    min_shops_per_signal: int = Field(
+        3, ge=1, le=1000, description="k: a market number (factory.demand-signals, the web "
+        "view's demand, the market views and dashboards) is published only from at least this "
+        "many distinct shops; below it a cell is folded into its parent or withheld"
+    )
+    factory_topic_partitions: int = Field(
+        1, ge=1, le=1024, description="Partitions of each factory.<factory>.restock-alerts "
+        "topic (created on its first alert)"
+    )
+    alert_topic_retention_days: int = Field(
+        30, ge=1, description="retention.ms of the alert topics (per-factory, "
+        "factory.demand-signals and the shared one), in days"
+    )
+    shared_restock_topic: bool = Field(
+        False, description="Also publish every restock alert to the shared "
+        "factory.restock-alerts (single-factory deployments, or while subscribers move to "
+        "their factory.<factory>.restock-alerts): every reader of it sees every factory"
+    )
 
     # Retention in ClickHouse (streams/clickhouse/retention.py); 0 days = kept
     retention_days: dict[int, int] = Field(
@@ -287,6 +322,7 @@ class Settings(BaseSettings):
             ),
             surge=SurgeConfig(min_orders=self.surge_min_orders, ratio=self.surge_ratio),
             cooldown_hours=self.alert_cooldown_hours,
+            min_shops=self.min_shops_per_signal,
         )
 
     @property
@@ -294,6 +330,17 @@ class Settings(BaseSettings):
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+    @property
+    def effective_web_tokens_file(self) -> Path:
+        return self.web_tokens_file or self.data_dir / "web-tokens.json"
+
+    @property
+    def tokens_required(self) -> bool:
+        """Do web callers need a token for factory data (docs/SECURITY.md)?"""
+        if self.web_require_token is not None:
+            return self.web_require_token
+        return not is_loopback_host(self.web_host)
 
     @property
     def writer_url(self) -> str:
@@ -324,6 +371,7 @@ class Settings(BaseSettings):
         """What the SQL views and materialized views read from ``c2m.pipeline_settings``."""
         return {
             "idle_partition_ms": self.idle_partition_seconds * 1000,
+            "min_shops": self.min_shops_per_signal,
             **{f"window_seconds.{w}": w for w in self.window_seconds},
         }
 
@@ -365,6 +413,18 @@ class Settings(BaseSettings):
             out[name] = value
         out["effective_clickhouse_url"] = mask_url(self.effective_clickhouse_url)
         return out
+
+
+def is_loopback_host(host: str) -> bool:
+    """A bind address only this machine reaches (``localhost``, 127.0.0.0/8, ``::1``)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[] ")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def mask_url(url: str) -> str:

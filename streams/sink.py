@@ -117,6 +117,7 @@ class SinkMessage:
 
     rows: list[list[Any]] = field(default_factory=list)
     visitors: list[list[Any]] = field(default_factory=list)
+    shops: list[list[Any]] = field(default_factory=list)
     dedup: list[list[Any]] = field(default_factory=list)
     late: list[list[Any]] = field(default_factory=list)
     skus: list[list[Any]] = field(default_factory=list)
@@ -156,10 +157,11 @@ def encode_flush(
             getattr(msgs[-1], attr).append(row)
             msgs[-1].weight += 1 if hashes_at is None else max(len(row[hashes_at]), 1)
 
-    # visitors before the state rows: the writer may write a flush's messages in two
-    # writes, and refreshes the cells of the state rows it writes; every visitor row of
-    # the flush is then written by the time the last of its cells is refreshed
+    # visitors and shops before the state rows: the writer may write a flush's messages in
+    # two writes, and refreshes the cells of the state rows it writes; every visitor and
+    # shop row of the flush is then written by the time the last of its cells is refreshed
     add("visitors", (list(r) for r in batch.visitor_rows), hashes_at=7)
+    add("shops", (list(r) for r in batch.shop_rows), hashes_at=7)
     add("rows", (list(r) for r in batch.rows))
     add("dedup", (list(r) for r in batch.dedup_rows), hashes_at=3)
     add("late", (_late_row(e) for e in late))
@@ -168,7 +170,8 @@ def encode_flush(
     msgs[-1].checkpoints = [_checkpoint_row(c) for c in batch.checkpoints]
     return [
         orjson.dumps({
-            "v": WIRE_VERSION, "rows": m.rows, "visitors": m.visitors, "dedup": m.dedup,
+            "v": WIRE_VERSION, "rows": m.rows, "visitors": m.visitors, "shops": m.shops,
+            "dedup": m.dedup,
             "late": m.late, "skus": m.skus, "products": m.products,
             "checkpoints": m.checkpoints, "lateness_ms": m.lateness_ms,
         })
@@ -195,7 +198,9 @@ def decode_flush(value: bytes) -> tuple[FlushBatch, list[LateEvent], int]:
         dedup_rows=dedup,
         visitor_rows=visitors,
         sku_rows=[tuple(r) for r in doc.get("skus", ())],
-        product_rows=[tuple(r) for r in doc.get("products", ())],
+        # products of a worker from before shop_id (11 columns): no listing shop
+        product_rows=[(*r, "") if len(r) == 11 else tuple(r) for r in doc.get("products", ())],
+        shop_rows=[tuple(r) for r in doc.get("shops", ())],
     )
     late = [
         LateEvent(Record(t, p, o, None, None, payload.encode()), eid, etype, ts, wm)
@@ -214,6 +219,7 @@ def merge_flushes(
         into = merged.setdefault(lateness, (FlushBatch([], []), []))
         into[0].rows.extend(batch.rows)
         into[0].visitor_rows.extend(batch.visitor_rows)
+        into[0].shop_rows.extend(batch.shop_rows)
         into[0].dedup_rows.extend(batch.dedup_rows)
         into[0].sku_rows.extend(batch.sku_rows)
         into[0].product_rows.extend(batch.product_rows)

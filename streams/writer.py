@@ -228,6 +228,7 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
     from streams.app import (
         attach_alerts,
         attach_checkpoint_pruning,
+        attach_market_refresh,
         attach_service,
         faust_config,
         open_store,
@@ -255,6 +256,9 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
         if settings.metrics_port:
             start_http_server(settings.metrics_port, addr=settings.metrics_host)
 
+    # the market fold of daily windows and rolling horizons: stopped after the writer's
+    # final write (services stop in reverse order), with a last refresh
+    attach_market_refresh(app, settings, client, writer.io)
     attach_service(app, writer)  # stopped (final write) before the producer and web server
 
     attach_checkpoint_pruning(app, settings, store, writer.io)
@@ -308,7 +312,9 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
 
 def run_writer(settings: Settings, bootstrap: str, duration_s: float | None = None) -> None:
     """Create topics and run the writer until stopped (SIGTERM/Ctrl-C: final write)."""
-    ensure_topics(bootstrap, settings.topic_partitions, settings.kafka_client_config())
+    ensure_topics(bootstrap, settings.topic_partitions, settings.kafka_client_config(),
+                  shared_restock=settings.shared_restock_topic,
+                  alert_retention_days=settings.alert_topic_retention_days)
     from streams.runner import launch
 
     wa = create_writer_app(settings, bootstrap)

@@ -78,6 +78,7 @@ def demand(
     horizon_ms: int | None = None,
     late: list[dict[str, Any]] | None = None,
     timezone: str = "UTC",
+    shops: dict[tuple[Any, ...], dict[str, set[str]]] | None = None,
 ) -> dict[tuple[Any, ...], dict[str, float]]:
     """(window_seconds, window_start_s, category, color, size, price_band, region) -> measures.
 
@@ -85,7 +86,15 @@ def demand(
     With ``horizon_ms``, an event more than that behind its partition's watermark (max ts of
     applied events minus ``lateness_ms``) is not counted and is appended to ``late``.
     Windows are in the market time zone ``timezone`` (``window_start``).
+    With ``shops``, fills cell -> {"orders": shop ids with orders placed in the cell,
+    "views": with page views, "returns": with cancels or returns}.
     """
+
+    def shop(key: tuple[Any, ...], role: str, shop_id: str) -> None:
+        if shops is not None:
+            shops.setdefault(key, {"orders": set(), "views": set(), "returns": set()})[
+                role].add(shop_id)
+
     catalog: dict[str, tuple[str, str, str, str]] = {}
     for p in products:
         catalog[p["sku"]] = (p["category"], p["color"], p["size"], band(p["list_price"]))
@@ -117,6 +126,8 @@ def demand(
                 cells = set()
                 for line in ev["lines"]:
                     key = (w, start, *catalog.get(line["sku"], unknown), ev["region"])
+                    shop(key, "orders" if ev["event_type"] == "order_placed" else "returns",
+                         ev["shop_id"])
                     if ev["event_type"] == "order_placed":
                         out[key]["units"] += line["qty"]
                         out[key]["gmv"] += line["qty"] * line["unit_price"]
@@ -129,9 +140,11 @@ def demand(
                 key = (w, start, *catalog.get(ev["sku"], unknown), ev["region"])
                 out[key]["pageviews"] += 1
                 out[key]["visitors"].add(ev["visitor_id"])
+                shop(key, "views", ev["shop_id"])
             elif topic == "shop.logistics" and ev["event_type"] == "returned":
                 key = (w, start, *catalog.get(ev["sku"], unknown), ev.get("region") or "unknown")
                 out[key]["returned_units"] += ev["qty"]
+                shop(key, "returns", ev["shop_id"])
     result: dict[tuple[Any, ...], dict[str, float]] = {}
     for key, m in out.items():
         visitors = m.pop("visitors")

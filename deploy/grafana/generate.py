@@ -27,12 +27,24 @@ PROMETHEUS = {"type": "prometheus", "uid": "c2m-prometheus"}
 
 #: Filter on the category template variable ("All" is the value __all).
 CATEGORY = "(${category:sqlstring} = '__all' OR category = ${category:sqlstring})"
-#: Demand rows of the chosen window size inside the dashboard's time range (the view reads
-#: the serving table by its primary key: only the range is read, whatever the history).
-DEMAND = (
-    "FROM c2m.demand_by_attribute\n"
-    f"WHERE window_seconds = $window AND $__timeFilter(window_start) AND {CATEGORY}"
+#: The factory template variable ("All" is __all): the factories the data source's user
+#: may see. A factory's ClickHouse user (c2m db grant) sees only its own, by row policy,
+#: whatever value the variable is given (docs/SECURITY.md).
+FACTORY = "${factory:sqlstring}"
+#: Market demand (issue 22): the chosen window size inside the dashboard's time range, from
+#: c2m.market_demand, where every row comes from at least k shops (a cell below that is
+#: folded into its parent: dimensions '' = "other", or withheld). The view reads the serving
+#: table by its primary key: only the range is read, whatever the history.
+MARKET = (
+    "c2m.market_demand(seconds=$window, from_s=toUnixTimestamp($__fromTime), "
+    "to_s=toUnixTimestamp($__toTime) + 1)"
 )
+DEMAND = f"FROM {MARKET}\nWHERE {CATEGORY}"
+
+
+def other(column: str) -> str:
+    """A dimension for display: a folded value ('') shows as other."""
+    return f"if({column} = '', '其他 other', {column})"
 #: The time of a point: the window's start (local midnight for daily windows, in the
 #: market's zone) unless Grafana's interval is longer than the window, then the interval.
 TIME = "if($window >= $__interval_s, window_start, $__timeInterval(window_start))"
@@ -89,8 +101,8 @@ def _top(column: str, n: int) -> str:
 
 def _by(column: str, n: int) -> str:
     return (
-        f"SELECT {TIME} AS time, {column}, sum(units) AS units\n"
-        f"{DEMAND}\n{_top(column, n)}\nGROUP BY time, {column} ORDER BY time, {column}"
+        f"SELECT {TIME} AS time, {other(column)} AS {column}_, sum(units) AS units\n"
+        f"{DEMAND}\n{_top(column, n)}\nGROUP BY time, {column}_ ORDER BY time, {column}_"
     )
 
 
@@ -108,41 +120,43 @@ SELECT sum(units) AS units_total, sum(net_units) AS net_units_total,
     ch("Units by price band", "timeseries", _by("price_band", 8),
        description="Ordered units per catalog price band (CNY)."),
     ch("Conversion by category", "timeseries", f"""
-SELECT {TIME} AS time, category,
+SELECT {TIME} AS time, {other("category")} AS category_,
        sum(orders) / nullIf(sum(pageviews), 0) AS conversion
 {DEMAND}
 {_top("category", 6)}
-GROUP BY time, category ORDER BY time, category""", unit="percentunit",
+GROUP BY time, category_ ORDER BY time, category_""", unit="percentunit",
        description="Orders per page view, per category (top 6 by units)."),
     ch("Top rising cells", "table", f"""
-WITH (SELECT max(window_start) FROM c2m.demand_by_attribute
-      WHERE window_seconds = 3600 AND $__timeFilter(window_start)) AS latest
-SELECT category, color, size, price_band,
+WITH (SELECT max(window_start) FROM {MARKET.replace("$window", "3600")}) AS latest
+SELECT {other("category")} AS category_, {other("color")} AS color_,
+       {other("size")} AS size_, {other("price_band")} AS price_band_,
        sumIf(units, window_start = latest) AS units_last_hour,
        sumIf(units, window_start = latest - INTERVAL 1 HOUR) AS units_hour_before,
        toInt64(units_last_hour) - toInt64(units_hour_before) AS rise
-FROM c2m.demand_by_attribute
-WHERE window_seconds = 3600 AND window_start >= latest - INTERVAL 1 HOUR
-  AND window_start <= latest AND {CATEGORY}
-GROUP BY category, color, size, price_band
+FROM {MARKET.replace("$window", "3600")}
+WHERE window_start >= latest - INTERVAL 1 HOUR AND window_start <= latest AND {CATEGORY}
+GROUP BY category_, color_, size_, price_band_
 ORDER BY rise DESC, units_last_hour DESC LIMIT 15""",
-       description="Units in the newest hourly window of the range against the hour before."),
+       description="Units in the newest hourly window of the range against the hour before "
+                   "(market rows: cells of fewer than k shops folded as other)."),
     ch("Returns by size", "table", f"""
-SELECT size, sum(units) AS ordered, sum(returned_units) AS returned,
+SELECT {other("size")} AS size_, sum(units) AS ordered, sum(returned_units) AS returned,
        round(returned / nullIf(ordered, 0), 4) AS return_rate
 {DEMAND}
-GROUP BY size ORDER BY returned DESC, ordered DESC""",
+GROUP BY size_ ORDER BY returned DESC, ordered DESC""",
        description="Returned units (in the window of the return) against ordered units."),
     ch("Rolling demand (last 24 h of event time)", "table", f"""
-SELECT category, color, size, price_band, sum(units) AS units_24h,
-       sum(net_units) AS net_units_24h, sum(orders) AS orders_24h,
+SELECT {other("category")} AS category_, {other("color")} AS color_,
+       {other("size")} AS size_, {other("price_band")} AS price_band_,
+       sum(units) AS units_24h, sum(net_units) AS net_units_24h, sum(orders) AS orders_24h,
        round(sum(gmv), 2) AS gmv_cny_24h, max(as_of) AS as_of_event_time
-FROM c2m.demand_rolling
+FROM c2m.market_rolling
 WHERE horizon = '24h' AND {CATEGORY}
-GROUP BY category, color, size, price_band
+GROUP BY category_, color_, size_, price_band_
 ORDER BY net_units_24h DESC LIMIT 20""",
-       description="c2m.demand_rolling: as of the newest event time, not the wall clock."),
-    ch("Open alerts", "table", """
+       description="c2m.market_rolling: as of the newest event time, not the wall clock; "
+                   "cells of fewer than k shops folded as other."),
+    ch("Open alerts", "table", f"""
 SELECT changed_at, kind, severity, state, category,
        if(kind = 'restock', sku, concat(dimension, '=', value)) AS subject,
        recommended_qty, projected_stockout,
@@ -150,24 +164,26 @@ SELECT changed_at, kind, severity, state, category,
        JSONExtractString(message, 'summary_en') AS summary_en
 FROM c2m.alerts FINAL
 WHERE state != 'resolved'
+  AND (kind != 'restock' OR {FACTORY} = '__all' OR factory_id = {FACTORY})
 ORDER BY severity = 'critical' DESC, changed_at DESC LIMIT 50""", width=24, height=9,
-       description="Current version of every open restock alert and demand signal "
-                   "(c2m.alerts; times are event time)."),
-    ch("Production brief (last 14 days, run covering 30 days)", "table", """
-WITH b AS (SELECT * FROM c2m.production_brief(days=14, run_days=30, factory=''))
+       description="Current version of every open restock alert of the chosen factory and "
+                   "every market signal (c2m.alerts; times are event time)."),
+    ch("Production brief (last 14 days, run covering 30 days)", "table", f"""
+WITH b AS (SELECT * FROM c2m.production_brief(days=14, run_days=30,
+                                             factory=if({FACTORY} = '__all', '', {FACTORY})))
 SELECT category, dimension, value, recommended_qty, qty_low, qty_high,
        round(share, 4) AS share, net_units, lost_units, round(conversion_rate, 4) AS conversion,
        round(return_rate, 4) AS return_rate, method, forecast_from, weekly_growth
 FROM b
-WHERE category = if(${category:sqlstring} = '__all',
+WHERE category = if(${{category:sqlstring}} = '__all',
                     (SELECT category FROM b WHERE dimension = 'total'
                      ORDER BY net_units DESC LIMIT 1),
-                    ${category:sqlstring})
+                    ${{category:sqlstring}})
 ORDER BY dimension = 'total' DESC, dimension, net_units DESC LIMIT 40""", width=24, height=10,
-       description="c2m.production_brief: colour mix, size curve and price bands; the "
-                   "quantity for a 30-day run from the forecast (trend, weekly pattern, "
-                   "promotion days; 95% interval), units lost to stockouts; the top "
-                   "category when none is chosen."),
+       description="c2m.production_brief of the chosen factory's SKUs: colour mix, size "
+                   "curve and price bands; the quantity for a 30-day run from the forecast "
+                   "(trend, weekly pattern, promotion days; 95% interval), units lost to "
+                   "stockouts; the top category when none is chosen."),
 ]
 
 _RATE = "$__rate_interval"
@@ -255,8 +271,12 @@ WHERE window_seconds = 300 AND $__timeFilter(window_start)
 GROUP BY time ORDER BY time"""),
 ]
 
-#: The category variable: the catalog's categories (bounded by the catalog, not the history).
+#: The category variable: the catalog's categories (bounded by the catalog, not the history;
+#: a factory's user lists the categories of its own products).
 CATEGORIES = "SELECT DISTINCT category FROM c2m.products ORDER BY category"
+#: The factory variable: the factories whose products the data source's user may read
+#: (a factory's user: its own only, by row policy).
+FACTORIES = "SELECT DISTINCT factory_id FROM c2m.products_current ORDER BY factory_id"
 
 FACTORY_VARIABLES: list[dict[str, Any]] = [
     {
@@ -276,6 +296,19 @@ FACTORY_VARIABLES: list[dict[str, Any]] = [
         "datasource": CLICKHOUSE,
         "query": CATEGORIES,
         "definition": CATEGORIES,
+        "includeAll": True,
+        "allValue": "__all",
+        "current": {"text": "All", "value": "$__all"},
+        "refresh": 2,
+        "sort": 1,
+    },
+    {
+        "name": "factory",
+        "label": "Factory",
+        "type": "query",
+        "datasource": CLICKHOUSE,
+        "query": FACTORIES,
+        "definition": FACTORIES,
         "includeAll": True,
         "allValue": "__all",
         "current": {"text": "All", "value": "$__all"},

@@ -106,10 +106,11 @@ class AlertStore:
         restock movements (shipped and received only: the restock rule's transit window
         can reach further back than its demand history)."""
         products = {
-            r[0]: Product(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), float(r[8]))
+            r[0]: Product(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), float(r[8]),
+                          str(r[9]))
             for r in self._rows(
                 "SELECT sku, factory_id, category, color, size, price_band, lead_time_days, "  # noqa: S608
-                f"moq, list_price FROM {self.db}.products_current"
+                f"moq, list_price, shop_id FROM {self.db}.products_current"
             )
         }
         sku_hours: dict[str, dict[int, SkuHour]] = defaultdict(dict)
@@ -139,9 +140,12 @@ class AlertStore:
                 )
         orders: dict[tuple[str, str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
         cats: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        for cat, color, size, band, h, n in self._rows(
+        shops: dict[tuple[str, str, str], dict[int, set[int]]] = defaultdict(
+            lambda: defaultdict(set))
+        for cat, color, size, band, h, n, tags in self._rows(
             "SELECT category, color, size, price_band, toUnixTimestamp(window_start) AS h, "  # noqa: S608
-            f"sum(orders) FROM {self.db}.demand_cells FINAL WHERE window_seconds = 3600 "
+            "sum(orders), groupUniqArrayArray(arrayFilter(x -> bitAnd(x, 3) = 0, shops)) "
+            f"FROM {self.db}.demand_cells FINAL WHERE window_seconds = 3600 "
             "AND window_start >= toDateTime({lo:Int64}) "
             "AND window_start < toDateTime({hi:Int64}) "
             "GROUP BY category, color, size, price_band, h HAVING sum(orders) > 0",
@@ -153,11 +157,13 @@ class AlertStore:
             cats[cat][hour] += count
             for dim, value in zip(DIMENSIONS, (color, size, band), strict=True):
                 orders[(cat, dim, value)][hour] += count
+                shops[(cat, dim, value)][hour].update(int(t) for t in tags)
         return AlertInputs(
             products,
             dict(sku_hours),
             {k: dict(v) for k, v in orders.items()},
             {k: dict(v) for k, v in cats.items()},
+            {k: {h: frozenset(t) for h, t in v.items()} for k, v in shops.items()},
         )
 
     # ---------------------------------------------------------------- alerts
@@ -259,15 +265,19 @@ class AlertStore:
             raise sink_error(exc, "write", f"{self.db}.brief_forecast") from exc
 
     def alerts(
-        self, factory: str = "", open_only: bool = True, limit: int = 200
+        self, factory: str = "", open_only: bool = True, limit: int = 200,
+        market: bool = False,
     ) -> list[dict[str, Any]]:
-        """Current alerts (newest first) as their published messages."""
+        """Current alerts (newest first) as their published messages: with ``factory``
+        that factory's restock alerts and the market signals (which name no factory),
+        with ``market`` the market signals only, else every alert."""
         rows = self._rows(
             f"SELECT message FROM {self.db}.alerts FINAL "  # noqa: S608
-            "WHERE ({f:String} = '' OR has(factories, {f:String})) "
+            "WHERE (kind != 'restock' OR (NOT {m:Bool} AND "
+            "({f:String} = '' OR factory_id = {f:String}))) "
             "AND (NOT {o:Bool} OR state != 'resolved') "
             "ORDER BY changed_at DESC, alert_id LIMIT {n:UInt32}",
-            f=factory, o=open_only, n=limit,
+            f=factory, o=open_only, n=limit, m=market,
         )
         return [json.loads(r[0]) for r in rows]
 

@@ -183,7 +183,16 @@ def upgrade_0007(client: Any, database: str) -> None:
         client.command(f"INSERT INTO {db}.sku_state_resort SELECT * FROM {db}.sku_state")  # noqa: S608
         client.command(f"EXCHANGE TABLES {db}.sku_state AND {db}.sku_state_resort")
     client.command(f"DROP TABLE IF EXISTS {db}.sku_state_resort")
-    serving.rebuild(client, db, database_timezone(client, db) or "UTC")
+    # the schema of 0007: contributors (shop_cells, demand_cells.shops) come with 0010
+    serving.rebuild(client, db, database_timezone(client, db) or "UTC", shops=False)
 
 
-UPGRADES = {7: upgrade_0007}
+def upgrade_0011(client: Any, database: str) -> None:
+    """The stored market fold filled from the cells already held (every window and the
+    rolling horizons, for the k recorded in pipeline_settings). Safe to run again."""
+    from streams.clickhouse import market
+
+    market.ensure_k(client, database)
+
+
+UPGRADES = {7: upgrade_0007, 11: upgrade_0011}

@@ -45,10 +45,11 @@ def wanted_ttls(
     """Table -> its TTL expression, in ClickHouse's own formatting (so it compares equal to
     what ``system.tables`` shows once applied); '' for none. Days of 0 keep the rows.
 
-    - ``demand_state`` and the serving ``demand_cells``: one rule per window size, on the
-      window start;
-    - ``visitor_cells``: one rule for every size (only refreshes of windows that can still
-      change read it: unique visitors per cell stay in ``demand_cells``);
+    - ``demand_state`` and the serving ``demand_cells`` and ``market_cells``: one rule per
+      window size, on the window start;
+    - ``visitor_cells`` and ``shop_cells``: one rule for every size (only refreshes of
+      windows that can still change read them: unique visitors and contributors per cell
+      stay in ``demand_cells``);
     - ``sku_state`` and the serving ``sku_hours``: on the hour start;
     - ``late_events``: on the time the event was recorded (its payload is kept as long as
       the dead-letter topic keeps dead letters), not its event time.
@@ -62,7 +63,11 @@ def wanted_ttls(
     return {
         "demand_state": windows,
         "demand_cells": windows,
+        "market_cells": windows,
         "visitor_cells": _expire("window_start", visitor_days) if visitor_days > 0 else "",
+        # contributors are read, like visitors, only by refreshes of windows that can
+        # still change: the cells keep theirs in demand_cells.shops
+        "shop_cells": _expire("window_start", visitor_days) if visitor_days > 0 else "",
         "sku_state": sku,
         "sku_hours": sku,
         "lost_sales": sku,

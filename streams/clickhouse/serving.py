@@ -9,7 +9,9 @@ it wrote, in the same flush, before the checkpoint:
 
 - ``demand_cells``: one row per (window, cell) after merges, the sum over partitions of
   each partition's newest version, plus ``unique_visitors`` (``uniqExact`` over
-  ``visitor_cells``) and the window's end in the market's time zone;
+  ``visitor_cells``), ``shops`` (the distinct contributor tags of ``shop_cells``: who may
+  see the cell in the market views, ``streams.core.kanon``) and the window's end in the
+  market's time zone;
 - ``sku_hours``: one row per (hour, SKU), the same for the SKU counters (the stock count
   of the hour is the latest over partitions).
 
@@ -48,21 +50,32 @@ SKU_COUNTERS = (
 )
 CELL_COLUMNS = [
     "window_seconds", "window_start", "window_end", "category", "color", "size", "price_band",
-    "region", *MEASURES, "unique_visitors", "version",
+    "region", *MEASURES, "unique_visitors", "shops", "version",
 ]
 SKU_COLUMNS = [
     "hour_start", "sku", *SKU_COUNTERS, "count_ts", "count_on_hand", "version",
 ]
 
 
-def _cells_select(db: str, where: str, end: str, end_join: str = "") -> str:
-    """Final cells for the demand_state rows matching ``where`` (over whole cells)."""
+def _cells_select(
+    db: str, where: str, end: str, end_join: str = "", shops: bool = True
+) -> str:
+    """Final cells for the demand_state rows matching ``where`` (over whole cells); without
+    ``shops`` as before migration 0010 (no contributors: its upgrade step of 0007 runs on a
+    database that has no shop_cells yet)."""
     newest = ", ".join(f"argMax({m}, version) AS p_{m}" for m in MEASURES)
     summed = ", ".join(f"sum(p_{m}) AS {m}" for m in MEASURES)
+    shops_join = f"""LEFT JOIN
+(
+    SELECT {CELL_KEY}, arraySort(groupUniqArray(shop_tag)) AS shops
+    FROM {db}.shop_cells
+    WHERE {where}
+    GROUP BY {CELL_KEY}
+) AS s USING ({CELL_KEY})""" if shops else ""  # noqa: S608 - identifiers only
     return f"""
 SELECT c.window_seconds, c.window_start, {end} AS window_end, c.category, c.color, c.size,
        c.price_band, c.region, {', '.join(f'c.{m}' for m in MEASURES)},
-       v.unique_visitors, c.version
+       v.unique_visitors, {'s.shops, ' if shops else ''}c.version
 FROM
 (
     SELECT {CELL_KEY}, {summed}, sum(p_version) AS version
@@ -83,6 +96,7 @@ LEFT JOIN
     WHERE {where}
     GROUP BY {CELL_KEY}
 ) AS v USING ({CELL_KEY})
+{shops_join}
 {end_join}
 SETTINGS join_use_nulls = 0
 """  # noqa: S608 - identifiers and constant SQL only
@@ -163,13 +177,14 @@ def window_end_sql(tz: str) -> str:
     )
 
 
-def rebuild_cells_sql(db: str, tz: str) -> str:
+def rebuild_cells_sql(db: str, tz: str, shops: bool = True) -> str:
     """INSERT of the final rows of every cell of one month (parameter ``m``: YYYYMM of the
     window start in UTC): fills ``demand_cells`` from ``demand_state`` (the upgrade of a
     database from before the serving tables, ``c2m db rebuild-serving``, tests)."""
-    return (f"INSERT INTO {db}.demand_cells ({', '.join(CELL_COLUMNS)})"
+    columns = [c for c in CELL_COLUMNS if shops or c != "shops"]
+    return (f"INSERT INTO {db}.demand_cells ({', '.join(columns)})"
             + _cells_select(db, "toYYYYMM(window_start, 'UTC') = {m:UInt32}",
-                            window_end_sql(tz)))
+                            window_end_sql(tz), shops=shops))
 
 
 def rebuild_sku_sql(db: str) -> str:
@@ -248,13 +263,19 @@ def months(client: Any, db: str, table: str) -> list[int]:
     return [int(r[0]) for r in rows if str(r[0]).isdigit()]
 
 
-def rebuild(client: Any, db: str, tz: str) -> None:
+def rebuild(client: Any, db: str, tz: str, shops: bool = True) -> None:
     """Recompute every serving row from the per-partition state tables, month by month
     (bounded memory). Safe to run at any time: a rebuilt row has the same version as the
-    refreshed one it equals, and a newer refresh keeps winning."""
-    cells = rebuild_cells_sql(db, tz)
+    refreshed one it equals, and a newer refresh keeps winning. ``shops``: fill the cells'
+    contributors and re-fold the market rows (``streams.clickhouse.market``; False only
+    before migrations 0010 and 0011)."""
+    cells = rebuild_cells_sql(db, tz, shops)
     for month in months(client, db, "demand_state"):
         client.command(cells, parameters={"m": month})
     skus = rebuild_sku_sql(db)
     for month in months(client, db, "sku_state"):
         client.command(skus, parameters={"m": month})
+    if shops:
+        from streams.clickhouse import market
+
+        market.rebuild(client, db)

@@ -3,16 +3,18 @@
 Write protocol of one flush (the argument for no double counting is in
 docs/ARCHITECTURE.md, "Commit after flush: why nothing is lost or double counted"):
 
-1. ``visitor_feed``: the visitors per cell of the base window sizes, with the windows of
-   every size they count in, as arrays that a materialized view expands into
-   ``visitor_cells`` (keyed: writing a row twice changes nothing). First, so that a
-   refresh that sees a flush's cells also sees its visitors;
+1. ``visitor_feed`` and ``shop_feed``: the visitors and the contributing shops per cell of
+   the base window sizes, with the windows of every size they count in, as arrays that
+   materialized views expand into ``visitor_cells`` and ``shop_cells`` (keyed: writing a
+   row twice changes nothing). First, so that a refresh that sees a flush's cells also
+   sees its visitors and shops;
 2. ``demand_state`` rows: absolute per-partition cell values, version = partition position;
    ``sku_state`` rows (per-SKU hourly counters, versioned the same way), ``products``
    (catalog versions), ``dedup_feed`` (event ids first seen since the last flush);
 3. ``late_events`` rows (keyed by source coordinates);
 4. the serving tables ``demand_cells`` and ``sku_hours``: the final rows of the cells and
-   SKU hours of this flush (``streams.clickhouse.serving``);
+   SKU hours of this flush (``streams.clickhouse.serving``), then the market fold of the
+   windows shorter than a day it touched (``market_cells``, ``streams.clickhouse.market``);
 5. ``checkpoints``: one row per partition, written last.
 
 Steps 4 and 5 are the *publish*: a caller that is behind (a backlog to work off) may write
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.clickhouse import serving
+from streams.clickhouse import market, serving
 from streams.clickhouse.errors import sink_error
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.core.config import EngineConfig
@@ -53,10 +55,11 @@ VISITOR_COLUMNS = [
     "window_seconds", "window_start", "category", "color", "size", "price_band", "region",
     "visitor_hashes", "windows",
 ]
+SHOP_COLUMNS = [*VISITOR_COLUMNS[:7], "shop_tags", "windows"]
 SKU_COLUMNS = ["source_topic", "source_partition", "sku", "hour_start", *SKU_MEASURES, "version"]
 PRODUCT_COLUMNS = [
     "sku", "ts", "factory_id", "category", "color", "size", "price_band", "list_price",
-    "lead_time_days", "moq", "deleted",
+    "lead_time_days", "moq", "deleted", "shop_id",
 ]
 DEDUP_COLUMNS = ["source_topic", "source_partition", "hour", "id_hashes", "version"]
 LATE_COLUMNS = [
@@ -121,6 +124,8 @@ class DemandStore:
         self._todo.add(batch.rows, batch.sku_rows)
         if batch.visitor_rows:
             self._insert("visitor_feed", batch.visitor_rows, VISITOR_COLUMNS)
+        if batch.shop_rows:
+            self._insert("shop_feed", batch.shop_rows, SHOP_COLUMNS)
         if batch.rows:
             self._insert("demand_state", batch.rows, STATE_COLUMNS)
         if batch.sku_rows:
@@ -167,6 +172,12 @@ class DemandStore:
                 self.client.command(sql, parameters=params, settings=INSERT_SETTINGS)
             except Exception as exc:
                 raise sink_error(exc, "refresh", f"{self.db}.{table}") from exc
+            if table == "demand_cells":
+                try:
+                    market.refresh_market(self.client, self.db, params["w"],
+                                          settings=INSERT_SETTINGS)
+                except Exception as exc:
+                    raise sink_error(exc, "refresh", f"{self.db}.market_cells") from exc
         self._todo = serving.RefreshSet()
         if self._checkpoints:
             self._insert("checkpoints", self._checkpoints, CHECKPOINT_COLUMNS)
@@ -218,11 +229,20 @@ class DemandStore:
                     "WHERE toYYYYMM(window_start, 'UTC') = {m:UInt32}", parameters={"m": month})
                 self.client.command(serving.rebuild_cells_sql(self.db, self.calendar.timezone),
                                     parameters={"m": month})
+                # the market folds of those windows, from the recomputed cells (their
+                # versions may be lower now: the old folds go first)
+                self.client.command(
+                    f"DELETE FROM {self.db}.market_cells "  # noqa: S608
+                    "WHERE toYYYYMM(window_start, 'UTC') = {m:UInt32}", parameters={"m": month})
+                market.rebuild(self.client, self.db, month, rolling=False)
             for month in sorted(sku_months):
                 self.client.command(
                     f"DELETE FROM {self.db}.sku_hours "  # noqa: S608
                     "WHERE toYYYYMM(hour_start, 'UTC') = {m:UInt32}", parameters={"m": month})
                 self.client.command(serving.rebuild_sku_sql(self.db), parameters={"m": month})
+            if months:  # the horizons' folds, from the recomputed cells
+                self.client.command(f"TRUNCATE TABLE {self.db}.market_rolling_cells")
+                self.client.command(market.refresh_rolling_sql(self.db))
         except Exception as exc:
             raise sink_error(exc, "reset", f"{self.db}.demand_state") from exc
         return counted

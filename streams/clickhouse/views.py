@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from streams.clickhouse.errors import sink_error
+from streams.core.tokens import OPERATOR, Scope
 
 DIMENSIONS = ("category", "color", "size", "price_band", "region")
 HORIZONS = ("1h", "24h", "7d")
@@ -57,6 +58,10 @@ class ViewQuery:
     args: Callable[[Mapping[str, str]], tuple[str, dict[str, Any]]]
 
 
+# The demand sections are market-level for every caller (issue 22): they read the market
+# views (migration 0010), where a cell that fewer than C2M_MIN_SHOPS_PER_SIGNAL shops made is
+# folded into its parent (dimensions '', shown as '其他 other') or withheld.
+
 _SUMMARY = """
 SELECT
     (SELECT newest_ts FROM {db}.event_time_progress)    AS newest_ts_ms,
@@ -67,14 +72,14 @@ SELECT
     sum(net_units)                                      AS net_units,
     round(sum(gmv), 2)                                  AS gmv,
     sum(pageviews)                                      AS pageviews
-FROM {db}.demand_rolling
+FROM {db}.market_rolling
 WHERE horizon = {horizon:String}
 """
 
 _BREAKDOWN = """
-SELECT {dim} AS key, sum(units) AS units, sum(net_units) AS net_units, sum(orders) AS orders,
-       sum(returned_units) AS returned_units
-FROM {db}.demand_rolling
+SELECT if({dim} = '', '其他 other', {dim}) AS key, sum(units) AS units,
+       sum(net_units) AS net_units, sum(orders) AS orders, sum(returned_units) AS returned_units
+FROM {db}.market_rolling
 WHERE horizon = {horizon:String}
 GROUP BY key
 ORDER BY units DESC, key
@@ -84,19 +89,20 @@ LIMIT {limit:UInt32}
 # partial: the window holds the newest event time, so it is not over yet (the page draws
 # it apart instead of as a dip)
 _SERIES = """
-WITH (SELECT window_start FROM {db}.demand_cells WHERE window_seconds = {window:UInt32}
+WITH (SELECT toInt64(toUnixTimestamp(window_start)) FROM {db}.demand_cells
+      WHERE window_seconds = {window:UInt32}
       ORDER BY window_seconds DESC, window_start DESC LIMIT 1) AS latest,
      toDateTime(intDiv(ifNull((SELECT newest_ts FROM {db}.event_time_progress), 0), 1000))
          AS newest
-SELECT toUnixTimestamp(window_start) AS t, {dim} AS key, sum(units) AS units,
-       toUInt8(max(window_end) > newest) AS partial
-FROM {db}.demand_by_attribute
-WHERE window_seconds = {window:UInt32}
-  AND window_start > latest - toIntervalSecond({window:UInt32} * {points:UInt32})
-  AND {dim} IN (
-      SELECT {dim} FROM {db}.demand_by_attribute
-      WHERE window_seconds = {window:UInt32}
-        AND window_start > latest - toIntervalSecond({window:UInt32} * {points:UInt32})
+SELECT toUnixTimestamp(window_start) AS t, if({dim} = '', '其他 other', {dim}) AS key,
+       sum(units) AS units, toUInt8(max(window_end) > newest) AS partial
+FROM {db}.market_demand(seconds={window:UInt32},
+                        from_s=latest - {window:UInt32} * {points:UInt32} + 1, to_s=latest + 1)
+WHERE {dim} IN (
+      SELECT {dim}
+      FROM {db}.market_demand(seconds={window:UInt32},
+                              from_s=latest - {window:UInt32} * {points:UInt32} + 1,
+                              to_s=latest + 1)
       GROUP BY {dim} ORDER BY sum(units) DESC, {dim} LIMIT {top:UInt32})
 GROUP BY t, key
 ORDER BY t, key
@@ -115,7 +121,7 @@ WITH
     (SELECT toInt64(toUnixTimestamp(window_start)) FROM {db}.demand_cells
      WHERE window_seconds = 300 AND window_start >= toDateTime(end_1h - 86400)
      ORDER BY window_seconds, window_start LIMIT 1) AS first_s
-SELECT category, color, size, price_band,
+SELECT if(category = '', '其他 other', category) AS category, color, size, price_band,
        sumIf(units, horizon = '1h')      AS units_1h,
        sumIf(units, horizon = '24h')     AS units_24h,
        sumIf(units, horizon = '7d')      AS units_7d,
@@ -123,7 +129,7 @@ SELECT category, color, size, price_band,
        sumIf(orders, horizon = '24h')    AS orders_24h,
        round(sumIf(gmv, horizon = '24h'), 2) AS gmv_24h,
        any(greatest(newest_s - greatest(first_s, end_1h - 86400), 0) / 3600) AS hours_24h
-FROM {db}.demand_rolling
+FROM {db}.market_rolling
 GROUP BY category, color, size, price_band
 ORDER BY units_24h DESC, category, color, size, price_band
 LIMIT {limit:UInt32}
@@ -137,7 +143,7 @@ SELECT changed_at, kind, severity, state, category,
        JSONExtractString(message, 'summary_zh') AS summary_zh,
        JSONExtractString(message, 'summary_en') AS summary_en
 FROM {db}.alerts FINAL
-WHERE state != 'resolved'
+WHERE state != 'resolved' AND ({all:Bool} OR kind != 'restock' OR factory_id = {factory:String})
 ORDER BY severity = 'critical' DESC, changed_at DESC, alert_id
 LIMIT {limit:UInt32}
 """
@@ -147,7 +153,7 @@ LIMIT {limit:UInt32}
 # units are left out.
 _BRIEF = """
 WITH b AS (SELECT * FROM {db}.production_brief(days={days:UInt32}, run_days={run_days:UInt32},
-                                               factory='')),
+                                               factory={factory:String})),
      (SELECT category FROM b WHERE dimension = 'total' AND net_units > 0
       ORDER BY net_units DESC, category LIMIT 1) AS top
 SELECT category, dimension, value, recommended_qty, qty_low, qty_high,
@@ -222,12 +228,33 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def run_view(client: Any, database: str, name: str, args: Mapping[str, str]) -> dict[str, Any]:
-    """Run one view query: {"columns": [...], "rows": [[...], ...]} (JSON-ready)."""
+class Forbidden(PermissionError):
+    """The caller's scope does not cover this view (HTTP 401: a factory token is needed)."""
+
+
+def scope_params(name: str, scope: Scope) -> dict[str, Any]:
+    """The bound parameters that restrict a view to the caller (never from the request):
+    ``alerts``: an operator sees every alert, a factory its restock alerts and the market
+    signals, the market only the market signals; ``brief``: a factory its own SKUs, the
+    operator every factory's; the market has none."""
+    if name == "alerts":
+        return {"all": scope.kind == "operator", "factory": scope.factory}
+    if name == "brief":
+        if scope.kind == "market":
+            raise Forbidden("the production brief is per factory: send a factory token")
+        return {"factory": scope.factory}
+    return {}
+
+
+def run_view(
+    client: Any, database: str, name: str, args: Mapping[str, str], scope: Scope = OPERATOR,
+) -> dict[str, Any]:
+    """Run one view query for ``scope``: {"columns": [...], "rows": [[...], ...]}."""
     query = QUERIES.get(name)
     if query is None:
         raise BadRequest(f"unknown view {name!r}")
     variant, params = query.args(args)
+    params = {**params, **scope_params(name, scope)}
     sql = query.sql[variant].replace("{db}", database)
     try:
         result = client.query(sql, parameters=params)

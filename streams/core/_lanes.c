@@ -33,7 +33,8 @@
  *     (DemandEngine._pv_entry, PartitionState.hot_entry) when absent or of an older
  *     catalog generation; a catalog version starting inside the grain -> stop with APPLY
  *     (Python applies it); then SKU hour page views, the page views of the cell of every
- *     window size, the visitor hash into the visitor sets of the base sizes.
+ *     window size, the visitor hash into the visitor sets of the base sizes and the shop's
+ *     view tag into their shop sets (streams.core.kanon: who contributes to a cell).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -397,7 +398,7 @@ static int event_ts(const jvalue *v, int64_t *ts) {
 enum { P_EVENT_ID, P_TS, P_SHOP_ID, P_EVENT_TYPE, P_SKU, P_VISITOR_ID, P_REGION, P_FIELDS };
 
 typedef struct {
-    span event_id, sku, visitor_id, region;
+    span event_id, sku, visitor_id, region, shop_id;
     int64_t ts;
 } pageview;
 
@@ -424,7 +425,7 @@ static int pageview_value(void *out, int f, const jvalue *v) {
         case P_EVENT_ID: ev->event_id = v->s; return is_id(v);
         case P_SKU: ev->sku = v->s; return is_id(v);
         case P_VISITOR_ID: ev->visitor_id = v->s; return is_id(v);
-        default: return is_id(v); /* shop_id */
+        default: ev->shop_id = v->s; return is_id(v); /* shop_id */
     }
 }
 
@@ -524,7 +525,7 @@ typedef struct {
 } order_line;
 
 typedef struct {
-    span event_id, region;
+    span event_id, region, shop_id;
     int64_t ts;
     int placed; /* order_placed: 1, order_cancelled: 0 */
     int nlines;
@@ -606,7 +607,8 @@ static int order_value(void *out, int f, const jvalue *v) {
         case O_REGION: ev->region = v->s; return is_attr(v);
         case O_EVENT_ID: ev->event_id = v->s; return is_id(v);
         case O_LINES: return v->kind == J_ARRAY && order_lines(ev, v);
-        default: return is_id(v); /* shop_id, order_id, buyer_id */
+        case O_SHOP_ID: ev->shop_id = v->s; return is_id(v);
+        default: return is_id(v); /* order_id, buyer_id */
     }
 }
 
@@ -767,6 +769,7 @@ typedef struct {
     PyObject *visitor_sizes;           /* tuple of bools: a base size (visitor sets) */
     PyObject *generation;              /* Catalog.generation */
     PyObject *grains, *grain_fn;       /* MarketCalendar.grains and .grain */
+    PyObject *shops;                   /* PartitionState.shops */
     int64_t grain_s;
     Py_ssize_t new_cells;              /* cells created (PartitionState.indexed) */
     int64_t last_bucket;               /* the dedup bucket of the last id, and its list */
@@ -869,8 +872,8 @@ static PyObject *grain_bounds(lane_t *L, PyObject *grain) {
 }
 
 /* PartitionState.hot_entry for hk = (category, color, size, band, region, grain): the
- * vectors (marked dirty) of the cells of every size at ts_s and the visitor sets of the
- * base sizes, cached in hot; ``bounds`` is MarketCalendar.grain of the grain. A new
+ * vectors (marked dirty) of the cells of every size at ts_s and the visitor and shop sets
+ * of the base sizes, cached in hot; ``bounds`` is MarketCalendar.grain of the grain. A new
  * reference, or NULL. */
 static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], PyObject *bounds) {
     const Py_ssize_t ns = PyTuple_GET_SIZE(L->sizes);
@@ -878,7 +881,8 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], PyO
     Py_ssize_t nv = 0;
     for (Py_ssize_t k = 0; k < ns; k++) nv += PyTuple_GET_ITEM(L->visitor_sizes, k) == Py_True;
     PyObject *sets = untracked(PyTuple_New(nv));
-    if (vecs == NULL || sets == NULL) goto fail;
+    PyObject *shop_sets = untracked(PyTuple_New(nv));
+    if (vecs == NULL || sets == NULL || shop_sets == NULL) goto fail;
     for (Py_ssize_t k = 0, kv = 0; k < ns; k++) {
         PyObject *size = PyTuple_GET_ITEM(L->sizes, k);
         int64_t s;
@@ -905,13 +909,17 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], PyO
         if (PyTuple_GET_ITEM(L->visitor_sizes, k) == Py_True) {
             PyObject *vs = get_or_new(L->visitors, key, new_set, NULL);
             if (vs == NULL) { Py_DECREF(key); goto fail; }
-            PyTuple_SET_ITEM(sets, kv++, vs);
+            PyTuple_SET_ITEM(sets, kv, vs);
+            PyObject *ss = get_or_new(L->shops, key, new_set, NULL);
+            if (ss == NULL) { Py_DECREF(key); goto fail; }
+            PyTuple_SET_ITEM(shop_sets, kv++, ss);
         }
         Py_DECREF(key);
     }
-    PyObject *entry = untracked(PyTuple_Pack(2, vecs, sets));
+    PyObject *entry = untracked(PyTuple_Pack(3, vecs, sets, shop_sets));
     Py_DECREF(vecs);
     Py_DECREF(sets);
+    Py_DECREF(shop_sets);
     if (entry == NULL || PyDict_SetItem(L->hot, hk, entry) < 0) {
         Py_XDECREF(entry);
         return NULL;
@@ -920,7 +928,33 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], PyO
 fail:
     Py_XDECREF(vecs);
     Py_XDECREF(sets);
+    Py_XDECREF(shop_sets);
     return NULL;
+}
+
+/* The shop of an event into the shop sets of its cells (streams.core.kanon.shop_tag: the
+ * shop id's BLAKE2b-64 with its two lowest bits the family: 0 an order, 1 a page view, 2 a
+ * cancel or return). 0, or -1 on error. */
+static int add_shop(PyObject *shop_sets, const span *shop_id, int family) {
+    if (!PyTuple_Check(shop_sets)) {
+        PyErr_SetString(PyExc_TypeError, "compiled lane: bad shop sets");
+        return -1;
+    }
+    if (PyTuple_GET_SIZE(shop_sets) == 0) return 0;
+    const uint64_t h = (visitor_hash(shop_id->p, shop_id->n) & ~(uint64_t)3) | (uint64_t)family;
+    PyObject *sh = PyLong_FromUnsignedLongLong(h);
+    if (sh == NULL) return -1;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(shop_sets); k++) {
+        PyObject *ss = PyTuple_GET_ITEM(shop_sets, k);
+        if (!PySet_Check(ss) || PySet_Add(ss, sh) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "compiled lane: a shop set is not a set");
+            Py_DECREF(sh);
+            return -1;
+        }
+    }
+    Py_DECREF(sh);
+    return 0;
 }
 
 /* DemandEngine._pv_entry: the lane entry of (sku, region, grain of ts), stored in hot_pv
@@ -959,7 +993,7 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
         he = hot_entry(L, hk, dims, bounds);
         if (he == NULL) goto done;
     }
-    if (!PyTuple_Check(he) || PyTuple_GET_SIZE(he) != 2) {
+    if (!PyTuple_Check(he) || PyTuple_GET_SIZE(he) != 3) {
         PyErr_SetString(PyExc_TypeError, "page-view lane: bad hot entry");
         goto done;
     }
@@ -967,8 +1001,9 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
     if (skey == NULL) goto done;
     svec = get_or_new(L->sku_buckets, skey, new_sku_hour, NULL);
     if (svec == NULL || PySet_Add(L->sku_dirty, skey) < 0) goto done;
-    entry = untracked(PyTuple_Pack(5, L->generation, unknown ? Py_True : Py_False, svec,
-                                   PyTuple_GET_ITEM(he, 0), PyTuple_GET_ITEM(he, 1)));
+    entry = untracked(PyTuple_Pack(6, L->generation, unknown ? Py_True : Py_False, svec,
+                                   PyTuple_GET_ITEM(he, 0), PyTuple_GET_ITEM(he, 1),
+                                   PyTuple_GET_ITEM(he, 2)));
     if (entry == NULL || PyDict_SetItem(L->hot_pv, key, entry) < 0) goto done;
     ok = 1;
 done:
@@ -1029,15 +1064,15 @@ typedef struct {
 
 /* (run, start, state, limits) -> L, R, the records; 0 and an exception when wrong. */
 static int parse_args(PyObject *const *args, Py_ssize_t nargs, lane_t *L, run_t *R) {
-    if (nargs != 4 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 17 ||
+    if (nargs != 4 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 18 ||
         !PyTuple_Check(args[3]) || PyTuple_GET_SIZE(args[3]) != 8) {
-        PyErr_SetString(PyExc_TypeError, "(run, start, state[17], limits[8]) expected");
+        PyErr_SetString(PyExc_TypeError, "(run, start, state[18], limits[8]) expected");
         return 0;
     }
     PyObject *const *S = &PyTuple_GET_ITEM(args[2], 0);
     PyObject *const *Lim = &PyTuple_GET_ITEM(args[3], 0);
     *L = (lane_t){S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
-                  S[12], S[13], S[14], S[15], S[16], 0, 0, 0, NULL};
+                  S[12], S[13], S[14], S[15], S[16], S[17], 0, 0, 0, NULL};
     memset(R, 0, sizeof *R);
     R->start = PyLong_AsSsize_t(args[1]);
     if (R->start == -1 && PyErr_Occurred()) return 0;
@@ -1052,7 +1087,7 @@ static int parse_args(PyObject *const *args, Py_ssize_t nargs, lane_t *L, run_t 
         !PyDict_Check(L->ends) || !PyDict_Check(L->visitors) || !PyDict_Check(L->sku_buckets) ||
         !PySet_Check(L->sku_dirty) || !PyDict_Check(L->products) || !PyTuple_Check(L->sizes) ||
         !PyTuple_Check(L->visitor_sizes) || !PyDict_Check(L->grains) ||
-        !PyCallable_Check(L->grain_fn) ||
+        !PyCallable_Check(L->grain_fn) || !PyDict_Check(L->shops) ||
         PyTuple_GET_SIZE(L->sizes) != PyTuple_GET_SIZE(L->visitor_sizes) || R->bucket_ms <= 0 ||
         L->grain_s <= 0 || 3600 % L->grain_s != 0) {
         PyErr_SetString(PyExc_TypeError, "bad lane state");
@@ -1114,7 +1149,7 @@ static PyObject *result(Py_ssize_t stop, int status, const run_t *R, lane_t *L) 
     "        duplicates, corrected, unknown_sku, new_cells)\n\n"                            \
     "state:  (seen, buckets, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"     \
     "         sku_dirty, products, unknown, sizes, visitor_sizes, generation, grains,\n"     \
-    "         grain_fn)\n"                                                                  \
+    "         grain_fn, shops)\n"                                                           \
     "limits: (bucket_ms, grain_s, max_ts, lateness_ms, horizon_ms, max_future_ms,\n"        \
     "         max_past_ms, max_bytes)\n\n"                                                 \
     "Apply run[start:] (" topic " records of one partition, in offset order) until\n"       \
@@ -1174,7 +1209,7 @@ static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t 
         e = PyDict_GetItemWithError(L.hot_pv, key);
         if (e != NULL) {
             Py_INCREF(e);
-            if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 5) {
+            if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 6) {
                 PyErr_SetString(PyExc_TypeError, "page-view lane: bad hot_pv entry");
                 goto error;
             }
@@ -1198,7 +1233,8 @@ static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t 
         Py_CLEAR(key);
     apply:;
         PyObject *vecs = PyTuple_GET_ITEM(e, 3), *sets = PyTuple_GET_ITEM(e, 4);
-        if (!PyTuple_Check(vecs) || !PyTuple_Check(sets)) {
+        PyObject *shop_sets = PyTuple_GET_ITEM(e, 5);
+        if (!PyTuple_Check(vecs) || !PyTuple_Check(sets) || !PyTuple_Check(shop_sets)) {
             PyErr_SetString(PyExc_TypeError, "page-view lane: bad lane entry");
             goto error;
         }
@@ -1220,6 +1256,7 @@ static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t 
             }
             Py_DECREF(vh);
         }
+        if (add_shop(shop_sets, &ev.shop_id, 1) < 0) goto error;
         Py_CLEAR(e);
         Py_CLEAR(value);
         R.processed++;
@@ -1348,8 +1385,9 @@ static PyObject *entry_of(lane_t *L, PyObject *attrs, PyObject *region, int64_t 
         he = bounds ? hot_entry(L, hk, dims, bounds) : NULL;
         Py_XDECREF(bounds);
     }
-    if (he != NULL && (!PyTuple_Check(he) || PyTuple_GET_SIZE(he) != 2 ||
-                       !PyTuple_Check(PyTuple_GET_ITEM(he, 0)))) {
+    if (he != NULL && (!PyTuple_Check(he) || PyTuple_GET_SIZE(he) != 3 ||
+                       !PyTuple_Check(PyTuple_GET_ITEM(he, 0)) ||
+                       !PyTuple_Check(PyTuple_GET_ITEM(he, 2)))) {
         PyErr_SetString(PyExc_TypeError, "compiled lane: bad hot entry");
         Py_CLEAR(he);
     }
@@ -1396,6 +1434,10 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
         PyObject *he = entry_of(L, attrs, region, ts);
         Py_DECREF(attrs);
         if (he == NULL) goto done;
+        if (add_shop(PyTuple_GET_ITEM(he, 2), &ev->shop_id, ev->placed ? 0 : 2) < 0) {
+            Py_DECREF(he);
+            goto done;
+        }
         PyObject *vecs = PyTuple_GET_ITEM(he, 0);
         for (Py_ssize_t v = 0; ok && v < PyTuple_GET_SIZE(vecs); v++) {
             PyObject *vec = PyTuple_GET_ITEM(vecs, v);
@@ -1490,16 +1532,17 @@ PyDoc_STRVAR(hot_entry_doc,
 
 static PyObject *hot_entry_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 3 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 17 ||
+    if (nargs != 3 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 18 ||
         !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 6) {
-        PyErr_SetString(PyExc_TypeError, "hot_entry(state[17], hk[6], ts_s)");
+        PyErr_SetString(PyExc_TypeError, "hot_entry(state[18], hk[6], ts_s)");
         return NULL;
     }
     PyObject *const *S = &PyTuple_GET_ITEM(args[0], 0);
     lane_t L = {S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
-                S[12], S[13], S[14], S[15], S[16], 0, 0, 0, NULL};
+                S[12], S[13], S[14], S[15], S[16], S[17], 0, 0, 0, NULL};
     if (!PyDict_Check(L.hot) || !PyDict_Check(L.cells) || !PySet_Check(L.dirty) ||
-        !PyDict_Check(L.ends) || !PyDict_Check(L.visitors) || !PyTuple_Check(L.sizes) ||
+        !PyDict_Check(L.ends) || !PyDict_Check(L.visitors) || !PyDict_Check(L.shops) ||
+        !PyTuple_Check(L.sizes) ||
         !PyTuple_Check(L.visitor_sizes) || !PyDict_Check(L.grains) ||
         !PyCallable_Check(L.grain_fn) ||
         PyTuple_GET_SIZE(L.sizes) != PyTuple_GET_SIZE(L.visitor_sizes)) {

@@ -21,7 +21,9 @@ def order_run(
 ) -> _RunResult: ...
 def hot_entry(
     state: tuple[Any, ...], hk: tuple[str, str, str, str, str, int], ts_s: int, /
-) -> tuple[tuple[tuple[list[int], ...], tuple[set[int], ...]], int]: ...
+) -> tuple[
+    tuple[tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]], int
+]: ...
 def flush_rows(
     topic: str, partition: int, keys: Iterable[tuple[Any, ...]],
     table: dict[Any, list[int]], version: int, /

@@ -38,11 +38,15 @@ CellKey = tuple[int, int, str, str, str, str, str]
 #: (category, color, size, price band, region, time grain): the key of the hot cache
 HotKey = tuple[str, str, str, str, str, int]
 #: The hot-path cache entry of one (category, color, size, price_band, region, time grain):
-#: the measure vector and the visitor-hash set of the cell of every window size.
-HotEntry = tuple[tuple[list[int], ...], tuple[set[int], ...]]
+#: the measure vector of the cell of every window size, and the visitor-hash and shop-tag
+#: sets of the cells of the base sizes.
+HotEntry = tuple[tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]]
 #: The page-view lane's entry for one (sku, region, time grain): the catalog generation it
-#: was built at, whether the SKU is unknown, the SKU's hourly vector, and the HotEntry.
-PageViewEntry = tuple[int, bool, list[int], tuple[list[int], ...], tuple[set[int], ...]]
+#: was built at, whether the SKU is unknown, the SKU's hourly vector, and the HotEntry's
+#: vectors, visitor sets and shop sets.
+PageViewEntry = tuple[
+    int, bool, list[int], tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]
+]
 
 
 def price_e4(price: float) -> int:
@@ -97,6 +101,7 @@ class Detached:
     visitors: dict[CellKey, set[int]]
     sku_dirty: set[tuple[str, int]]
     dedup: Cut
+    shops: dict[CellKey, set[int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -120,6 +125,9 @@ class PartitionState:
     #: window sizes; unique visitors are counted in ClickHouse (uniqExact over the rows,
     #: expanded to the other sizes there), which merges partitions exactly.
     visitors: dict[CellKey, set[int]] = field(default_factory=dict)
+    #: cell -> contributor tags of the shops whose events it counted since the last flush
+    #: (streams.core.kanon.shop_tag), for the cells of the base window sizes, like visitors
+    shops: dict[CellKey, set[int]] = field(default_factory=dict)
     #: per-SKU hourly counters (inventory and the production brief)
     skus: SkuHours = field(default_factory=SkuHours)
     #: (window end s, window >= 1 h) -> the cells ending then, so eviction is O(evicted);
@@ -161,13 +169,15 @@ class PartitionState:
         """Cache under ``hk`` = (category, color, size, price band, region, grain) the
         vectors (marked dirty) of its cells of every window size in ``sizes``, whose
         windows are ``bounds`` (``MarketCalendar.grain`` of the grain: the SKU hour, then
-        start and end per size), and the visitor sets of those whose size is in
-        ``visitor_sizes`` (the base sizes: ClickHouse derives the visitor rows of the
-        other sizes, see migration 0005)."""
+        start and end per size), and the visitor and shop sets of those whose size is in
+        ``visitor_sizes`` (the base sizes: ClickHouse derives the visitor and shop rows of
+        the other sizes, see migrations 0005 and 0010)."""
         cells, visitors, dirty, ends = self.cells, self.visitors, self.dirty, self.ends
+        shops = self.shops
         cat, color, size, band, region, _ = hk
         vecs = []
         sets = []
+        shop_sets = []
         for i, s in enumerate(sizes):
             start = bounds[1 + 2 * i]
             k = (s, start, cat, color, size, band, region)
@@ -188,7 +198,11 @@ class PartitionState:
                 if vs is None:
                     vs = visitors[k] = set()
                 sets.append(vs)
-        entry = self.hot[hk] = (tuple(vecs), tuple(sets))
+                ss = shops.get(k)
+                if ss is None:
+                    ss = shops[k] = set()
+                shop_sets.append(ss)
+        entry = self.hot[hk] = (tuple(vecs), tuple(sets), tuple(shop_sets))
         return entry
 
     def pending_visitors(self) -> int:
@@ -204,10 +218,12 @@ class PartitionState:
         """
         assert self.position is not None  # noqa: S101 - only partitions with a position
         cut = Detached(
-            self, self.position, self.dirty, self.visitors, self.skus.dirty, self.dedup.cut()
+            self, self.position, self.dirty, self.visitors, self.skus.dirty, self.dedup.cut(),
+            self.shops,
         )
         self.dirty = set()
         self.visitors = {}
+        self.shops = {}
         self.skus.dirty = set()
         self.hot.clear()
         self.hot_pv.clear()
@@ -222,6 +238,12 @@ class PartitionState:
                 self.visitors[key] = seen
             else:
                 now |= seen  # in place: hot-cache entries may hold this set
+        for key, tags in cut.shops.items():
+            now = self.shops.get(key)
+            if now is None:
+                self.shops[key] = tags
+            else:
+                now |= tags
         self.skus.dirty |= cut.sku_dirty
         self.dedup.uncut(cut.dedup)
 

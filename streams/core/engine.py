@@ -70,6 +70,7 @@ from streams.core.inventory import (
     SkuHours,
     SkuKey,
 )
+from streams.core.kanon import ORDER, RETURN, VIEW, shop_tag
 from streams.core.windows import Watermark
 
 DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
@@ -201,12 +202,13 @@ def record_fingerprint(record: KafkaRecord) -> int:
 
 #: One row of ``c2m.dedup_feed``: (topic, partition, hour bucket, [id hashes], version).
 DedupRow = tuple[str, int, int, list[int], int]
-#: One row of ``c2m.visitor_feed`` (a base window size): (*CellKey, [visitor hashes]).
+#: One row of ``c2m.visitor_feed`` (a base window size): (*CellKey, [visitor hashes],
+#: windows); a row of ``c2m.shop_feed`` has the same form with shop tags.
 VisitorRow = tuple[Any, ...]
 #: One row of ``c2m.sku_state``: (topic, partition, sku, hour_s, *SKU_MEASURES, version).
 SkuRow = tuple[Any, ...]
 #: One row of ``c2m.products``: (sku, ts, factory_id, category, color, size, price_band,
-#: list_price, lead_time_days, moq, deleted).
+#: list_price, lead_time_days, moq, deleted, shop_id).
 ProductRow = tuple[Any, ...]
 
 
@@ -220,11 +222,13 @@ class FlushBatch:
     product_rows: list[ProductRow] = field(default_factory=list)
     #: the partitions' marks taken by the cut (not written anywhere; see ``flush_batch``)
     cuts: list[Detached] = field(default_factory=list)
+    #: contributor tags per base cell (``c2m.shop_feed``; streams.core.kanon)
+    shop_rows: list[VisitorRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
             self.rows or self.checkpoints or self.dedup_rows or self.visitor_rows
-            or self.sku_rows or self.product_rows
+            or self.sku_rows or self.product_rows or self.shop_rows
         )
 
 
@@ -249,6 +253,7 @@ class DemandEngine:
             self.config.fast_paths and self.config.native and 3600 % self._grain_s == 0
         )
         self._visitor_hashes: dict[str, int] = {}
+        self._shop_hashes: dict[str, int] = {}
         self._expand: dict[tuple[int, int], list[tuple[int, int]]] = {}
         #: catalog versions not yet written to ClickHouse (``c2m.products``)
         self.pending_products: list[ProductRow] = []
@@ -311,7 +316,7 @@ class DemandEngine:
                 self.products_deleted += 1
             ts = record.timestamp if record.timestamp is not None else int(time.time() * 1000)
             self.pending_products.append(
-                (sku, ts, "", "", "", "", "", 0.0, 0, 0, 1)
+                (sku, ts, "", "", "", "", "", 0.0, 0, 0, 1, "")
             )
             return None
         try:
@@ -333,7 +338,7 @@ class DemandEngine:
         assert attrs is not None  # noqa: S101 - just upserted
         self.pending_products.append(
             (ev.sku, ev.ts, ev.factory_id, ev.category, ev.color, ev.size, attrs.price_band,
-             ev.list_price, ev.lead_time_days, ev.moq, 0)
+             ev.list_price, ev.lead_time_days, ev.moq, 0, ev.shop_id)
         )
         return None
 
@@ -473,6 +478,9 @@ class DemandEngine:
                         visitor = self._visitor(ev.visitor_id)
                     for visitors in e[4]:
                         visitors.add(visitor)
+                    viewer = self._shop(ev.shop_id) | VIEW
+                    for shops in e[5]:
+                        shops.add(viewer)
                     processed += 1
                     continue
             self._apply(st, ev)
@@ -571,6 +579,7 @@ class DemandEngine:
             seen, buckets, st.hot_pv, st.hot, st.cells, st.dirty, st.ends, st.visitors,
             st.skus.buckets, st.skus.dirty, catalog.versions(), UNKNOWN, self._sizes,
             self._visitor_flags, catalog.generation, self.calendar.grains, self.calendar.grain,
+            st.shops,
         )
 
     def _pv_entry(
@@ -583,11 +592,22 @@ class DemandEngine:
         a = self.catalog.lookup_span(sku, start, start + grain_ms - 1)
         if a is False:
             return None
-        vecs, sets = self._entry(st, UNKNOWN_PRODUCT if a is None else a, region, ts)  # type: ignore[arg-type]
+        vecs, sets, shop_sets = self._entry(
+            st, UNKNOWN_PRODUCT if a is None else a, region, ts)  # type: ignore[arg-type]
         entry = st.hot_pv[(sku, region, ts // grain_ms)] = (
-            self.catalog.generation, a is None, st.skus.bucket(sku, ts), vecs, sets,
+            self.catalog.generation, a is None, st.skus.bucket(sku, ts), vecs, sets, shop_sets,
         )
         return entry
+
+    def _shop(self, shop_id: str) -> int:
+        """The shop's contributor tag for an order (``| VIEW``, ``| RETURN`` for the other
+        families: streams.core.kanon)."""
+        h = self._shop_hashes.get(shop_id)
+        if h is None:
+            if len(self._shop_hashes) >= 100_000:
+                self._shop_hashes.clear()
+            h = self._shop_hashes[shop_id] = shop_tag(id_hash(shop_id), ORDER)
+        return h
 
     def _visitor(self, visitor_id: str) -> int:
         h = self._visitor_hashes.get(visitor_id)
@@ -603,13 +623,19 @@ class DemandEngine:
         if kind == "page_view":
             sku = ev.sku
             st.skus.bucket(sku, ts)[SKU_PAGEVIEWS] += 1
-            vecs, sets = self._entry(st, self._attrs(st, sku, ts), ev.region, ts)
+            vecs, sets, shop_sets = self._entry(st, self._attrs(st, sku, ts), ev.region, ts)
             for vec in vecs:
                 vec[PAGEVIEWS] += 1
             visitor = self._visitor(ev.visitor_id)
             for visitors in sets:
                 visitors.add(visitor)
-        elif kind == "order_placed":
+            viewer = self._shop(ev.shop_id) | VIEW
+            for shops in shop_sets:
+                shops.add(viewer)
+            return
+        seller = self._shop(ev.shop_id)
+        returner = seller | RETURN
+        if kind == "order_placed":
             region = ev.region
             skus = st.skus
             touched: dict[int, list[int]] = {}
@@ -622,7 +648,9 @@ class DemandEngine:
                     sku_seen.add(sku)
                     sb[SKU_ORDERS] += 1
                 gmv = qty * price_e4(line.unit_price)
-                vecs, _ = self._entry(st, self._attrs(st, sku, ts), region, ts)
+                vecs, _, shop_sets = self._entry(st, self._attrs(st, sku, ts), region, ts)
+                for shops in shop_sets:
+                    shops.add(seller)
                 for vec in vecs:
                     vec[UNITS] += qty
                     vec[GMV_E4] += gmv
@@ -634,13 +662,18 @@ class DemandEngine:
             skus = st.skus
             for line in ev.lines:
                 skus.bucket(line.sku, ts)[SKU_CANCELLED] += line.qty
-                vecs, _ = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
+                vecs, _, shop_sets = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
+                for shops in shop_sets:
+                    shops.add(returner)
                 for vec in vecs:
                     vec[CANCELLED_UNITS] += line.qty
         elif kind == "returned":
             qty = ev.qty
             st.skus.bucket(ev.sku, ts)[SKU_RETURNED] += qty
-            vecs, _ = self._entry(st, self._attrs(st, ev.sku, ts), ev.region or UNKNOWN, ts)
+            vecs, _, shop_sets = self._entry(
+                st, self._attrs(st, ev.sku, ts), ev.region or UNKNOWN, ts)
+            for shops in shop_sets:
+                shops.add(returner)
             for vec in vecs:
                 vec[RETURNED_UNITS] += qty
         elif kind == "restock_shipped":
@@ -678,6 +711,7 @@ class DemandEngine:
         checkpoints: list[Checkpoint] = []
         dedup_rows: list[DedupRow] = []
         visitor_rows: list[VisitorRow] = []
+        shop_rows: list[VisitorRow] = []
         sku_rows: list[SkuRow] = []
         cuts: list[Detached] = []
         for st in self.states.values():
@@ -704,6 +738,7 @@ class DemandEngine:
                 for i in range(0, len(ids), ARRAY_CHUNK):
                     dedup_rows.append((topic, partition, bucket, ids[i : i + ARRAY_CHUNK], version))
             visitor_rows += visitor_rows_of(cut.visitors, self._expansions)
+            shop_rows += visitor_rows_of(cut.shops, self._expansions)
             hours = st.skus.buckets
             if self._native:
                 sku_rows += _lanes.flush_rows(topic, partition, cut.sku_dirty, hours, version)
@@ -714,7 +749,7 @@ class DemandEngine:
                 ]
         return FlushBatch(
             rows, checkpoints, dedup_rows, visitor_rows, sku_rows, list(self.pending_products),
-            cuts,
+            cuts, shop_rows,
         )
 
     def flushed(self, batch: FlushBatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -16,6 +17,7 @@ from schemas.contract import (
     TOPIC_PAGEVIEWS,
     TOPIC_PRODUCTS,
 )
+from streams.core.tenancy import restock_topic
 from streams.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -35,18 +37,88 @@ class TopicSpec:
     config: dict[str, str]
 
 
-def topic_specs() -> list[TopicSpec]:
+_ALERT_RETENTION_DAYS = 30
+
+
+def topic_specs(
+    shared_restock: bool = False, alert_retention_days: int = _ALERT_RETENTION_DAYS
+) -> list[TopicSpec]:
+    """The topics created at start. Restock alerts go to one topic per factory, created
+    on its first alert (``FactoryTopics``); the shared ``factory.restock-alerts`` only
+    with ``shared_restock`` (C2M_SHARED_RESTOCK_TOPIC, docs/SECURITY.md)."""
+    alerts_ms = str(alert_retention_days * 24 * 3_600_000)
     return [
         TopicSpec(TOPIC_ORDERS, None, {"retention.ms": _WEEK_MS}),
         TopicSpec(TOPIC_PAGEVIEWS, None, {"retention.ms": _WEEK_MS}),
         TopicSpec(TOPIC_LOGISTICS, None, {"retention.ms": _WEEK_MS}),
         TopicSpec(TOPIC_PRODUCTS, 1, {"cleanup.policy": "compact", "retention.ms": "-1"}),
         TopicSpec(TOPIC_DEAD_LETTER, 1, {"retention.ms": str(30 * 24 * 3_600_000)}),
-        TopicSpec(TOPIC_RESTOCK_ALERTS, None, {"retention.ms": str(30 * 24 * 3_600_000)}),
-        TopicSpec(TOPIC_DEMAND_SIGNALS, None, {"retention.ms": str(30 * 24 * 3_600_000)}),
+        *([TopicSpec(TOPIC_RESTOCK_ALERTS, None, {"retention.ms": alerts_ms})]
+          if shared_restock else []),
+        TopicSpec(TOPIC_DEMAND_SIGNALS, None, {"retention.ms": alerts_ms}),
         TopicSpec(TOPIC_SINK, 1, {"retention.ms": _WEEK_MS}),
     ]
 
+
+def factory_topic_spec(
+    factory_id: str, partitions: int, retention_days: int = _ALERT_RETENTION_DAYS
+) -> TopicSpec:
+    """A factory's restock-alert topic (``streams.core.tenancy.restock_topic``)."""
+    return TopicSpec(restock_topic(factory_id), partitions,
+                     {"retention.ms": str(retention_days * 24 * 3_600_000)})
+
+
+class FactoryTopics:
+    """Creates each factory's restock-alert topic the first time an alert goes to it,
+    with the configured partitions and retention (existing topics are left alone)."""
+
+    def __init__(
+        self, bootstrap: str, partitions: int, retention_days: int = _ALERT_RETENTION_DAYS,
+        client_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.retention_days = retention_days
+        self.client_config = dict(client_config or {})
+        self.known: set[str] = set()
+        self.created: list[str] = []
+        self._lock = asyncio.Lock()
+
+    async def ensure(self, factory_id: str) -> str:
+        """The factory's topic name, created first if the broker does not have it.
+        Raises BrokerError when the broker cannot be asked or refuses."""
+        spec = factory_topic_spec(factory_id, self.partitions, self.retention_days)
+        if spec.name in self.known:
+            return spec.name
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+        from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+        async with self._lock:
+            if spec.name in self.known:
+                return spec.name
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                        client_id="c2m-alerts-admin", **self.client_config)
+            try:
+                await admin.start()
+                if spec.name not in set(await admin.list_topics()):
+                    try:
+                        resp = await admin.create_topics([NewTopic(
+                            spec.name, spec.partitions or self.partitions, 1,
+                            topic_configs=spec.config)])
+                        for _topic, code, *_rest in getattr(resp, "topic_errors", ()):
+                            if code not in (0, TopicAlreadyExistsError.errno):
+                                raise BrokerError(
+                                    f"the broker refused to create {spec.name} (error {code})")
+                        self.created.append(spec.name)
+                        log.info("created topic %s", spec.name)
+                    except TopicAlreadyExistsError:
+                        pass
+            except KafkaError as exc:
+                raise BrokerError(f"cannot create {spec.name}: {type(exc).__name__}") from exc
+            finally:
+                await admin.close()
+            self.known.add(spec.name)
+            return spec.name
 
 #: how long a command waits for Kafka's TCP port before it says it cannot reach it
 CONNECT_TIMEOUT_S = 5.0
@@ -96,11 +168,17 @@ def probe_kafka(bootstrap: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
 
 
 def ensure_topics(
-    bootstrap: str, partitions: int, client_config: dict[str, Any] | None = None
+    bootstrap: str, partitions: int, client_config: dict[str, Any] | None = None,
+    *, shared_restock: bool = False, alert_retention_days: int = _ALERT_RETENTION_DAYS,
 ) -> list[str]:
     """Create missing topics; return the names created."""
     from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    from kafka.errors import (
+        ClusterAuthorizationFailedError,
+        KafkaError,
+        TopicAlreadyExistsError,
+        TopicAuthorizationFailedError,
+    )
 
     probe_kafka(bootstrap)
     cfg = {k: v for k, v in (client_config or {}).items() if k != "ssl_context"}
@@ -114,7 +192,7 @@ def ensure_topics(
         existing = set(admin.list_topics())
         wanted = [
             NewTopic(s.name, s.partitions or partitions, 1, topic_configs=s.config)
-            for s in topic_specs()
+            for s in topic_specs(shared_restock, alert_retention_days)
             if s.name not in existing
         ]
         created = []
@@ -124,6 +202,10 @@ def ensure_topics(
                 created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass
+            except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+                # with ACLs a user sees (and may create) only its own topics, e.g. a shop
+                # only shop.*: the others are the operator's, created beforehand
+                log.info("topic %s not created here: not authorized", topic.name)
         if created:
             log.info("created topics %s", created)
         return created

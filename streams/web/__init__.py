@@ -11,6 +11,12 @@ the worker.
 
 ``POST /api/query`` (loopback clients only) runs one read-only statement for ``c2m
 query``: with the embedded ClickHouse only this process may open the engine.
+
+Every API request is scoped (``streams.web.auth``, docs/SECURITY.md): the demand sections
+are market-level (k-anonymous) for everyone; open alerts and the brief are the token's
+factory's (the page reads a token from ``/view#token=...`` and sends it as a Bearer
+header). ``/api/query`` reads every factory's data: it is refused whenever the server
+requires tokens (bound beyond loopback), whoever asks.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from typing import Any
 
 from faust import web as faust_web
 
-from streams.clickhouse.views import BadRequest, run_view
+from streams.clickhouse.views import BadRequest, Forbidden, run_view
+from streams.core.tokens import Unauthorized
 from streams.errors import SinkError, SinkRejected
 from streams.query import MAX_ROWS, StatementError, readonly_session, run_readonly
 from streams.settings import mask_url
+from streams.web.auth import WebAuth, unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,7 @@ def register_web_view(app: Any, pulse: Any) -> None:
     html = page_html()
     database = pulse.settings.clickhouse_database
     calendar = pulse.settings.calendar()
+    auth = WebAuth(pulse.settings)
 
     @app.page("/view")  # type: ignore[untyped-decorator]
     async def view_page(web: Any, request: Any) -> Any:
@@ -72,7 +81,10 @@ def register_web_view(app: Any, pulse: Any) -> None:
             return web.json(market_zone(calendar))
         args = {k: v for k, v in request.query.items()}
         try:
-            body = await pulse.pipeline.io(run_view, pulse.client, database, name, args)
+            scope = auth.scope(request)
+            body = await pulse.pipeline.io(run_view, pulse.client, database, name, args, scope)
+        except (Unauthorized, Forbidden) as exc:
+            return unauthorized(web, str(exc))
         except BadRequest as exc:
             return web.json({"error": str(exc)}, status=400)
         except SinkError as exc:
@@ -94,6 +106,9 @@ def register_web_view(app: Any, pulse: Any) -> None:
         """``c2m query`` through the process that owns ClickHouse (read-only)."""
 
         async def post(self, request: Any) -> Any:
+            if auth.required:  # every factory's data: never where tokens are needed
+                return self.json({"error": "c2m query through a worker is off while its web "
+                                  "server needs tokens: query ClickHouse directly"}, status=403)
             if not is_loopback(getattr(request, "remote", None)):
                 return self.json({"error": "c2m query through a worker is for this machine "
                                   "only"}, status=403)

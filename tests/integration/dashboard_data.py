@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.records import Keyed
+from streams.clickhouse import market
 from streams.clickhouse.client import connect
 from streams.clickhouse.migrations import migrate
 from streams.clickhouse.store import DemandStore
@@ -64,6 +65,8 @@ def build(engine_dir: Path) -> Any:
         store.write(batch, late, engine.config.allowed_lateness_ms)
         engine.flushed(batch)
         late = []
+    # what a worker's periodic market refresh does (daily windows, rolling horizons)
+    market.refresh_periodic(client, "c2m")
     _write_alerts(client)
     return client
 

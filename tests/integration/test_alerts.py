@@ -7,7 +7,6 @@ alerts once each."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -25,9 +24,10 @@ import pytest
 
 from schemas.alerts import TOPIC_DEMAND_SIGNALS, TOPIC_RESTOCK_ALERTS, AlertMessage
 from streams.clickhouse.views import QUERIES
-from streams.core.alerting.evaluator import AlertEvaluator, PreparedInputs
+from streams.core.alerting.evaluator import AlertConfig, AlertEvaluator, PreparedInputs
 from streams.core.forecast import brief_forecasts
 from streams.core.pricebands import PriceBands
+from streams.core.tenancy import restock_topic
 from tests.helpers.processes import Worker, consume_all, produce
 from tests.integration.chromium import Chromium
 from tests.oracle import MARKET_TZ
@@ -38,7 +38,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DAYS = 3.0
 SURGE_MS = START_MS + 2 * DAY_MS + 2 * HOUR_MS
-ENV = {"C2M_ALERT_INTERVAL_SECONDS": "0.5", "C2M_ALERT_IDLE_WALL_SECONDS": "10"}
+#: the scenario's 60 SKUs come from 5 shops: most signal keys have one shop, so the k-shop
+#: rule of market signals (tests/signals/test_market_signals.py) runs here with k = 1: the
+#: worker and the reference below apply the same rule
+K = 1
+ENV = {"C2M_ALERT_INTERVAL_SECONDS": "0.5", "C2M_ALERT_IDLE_WALL_SECONDS": "10",
+       "C2M_MIN_SHOPS_PER_SIGNAL": str(K)}
 
 
 def _run_until_idle(w: Worker, n_events: int) -> dict[str, Any]:
@@ -90,7 +95,7 @@ def test_alerts_end_to_end(worker_factory: Any, tmp_path: Path) -> None:
     # the oracle: the pure rules on an independent aggregation of the raw events
     prep = PreparedInputs(reference_inputs(events))
     assert prep.first_hour is not None
-    ev = AlertEvaluator()
+    ev = AlertEvaluator(AlertConfig(min_shops=K))
     want = []
     for h in range(prep.first_hour, last_hour + 3600, 3600):
         for a in ev.evaluate(h, prep):
@@ -103,18 +108,30 @@ def test_alerts_end_to_end(worker_factory: Any, tmp_path: Path) -> None:
     assert {"restock", "surge", "rising_share"} <= kinds
     assert any(r[2] == "restock" and r[4] == "critical" for r in got)
 
-    # the published messages: every stored version, valid against the contract, keyed
-    # by factory (restock) and category (signals); a duplicate delivery is identical
+    # the published messages: every stored version, valid against the contract; restock
+    # alerts on their factory's own topic keyed by SKU, market signals keyed by category
+    # and naming no factory; a duplicate delivery is identical
     published: dict[tuple[str, int], bytes] = {}
-    for topic in (TOPIC_RESTOCK_ALERTS, TOPIC_DEMAND_SIGNALS):
-        n = sum(1 for r in got if (r[2] == "restock") == (topic == TOPIC_RESTOCK_ALERTS))
+    factory_of = dict(w.query("SELECT alert_id, factory_id FROM c2m.alerts FINAL "
+                              "WHERE kind = 'restock'"))
+    topics = {TOPIC_DEMAND_SIGNALS: sum(1 for r in got if r[2] != "restock")}
+    for r in got:
+        if r[2] == "restock":
+            t = restock_topic(factory_of[r[0]])
+            topics[t] = topics.get(t, 0) + 1
+    for topic, n in topics.items():
         for rec in consume_all(w.bootstrap, topic, n, timeout=20):
             msg = AlertMessage.model_validate_json(rec.value)
-            expect_key = msg.factory_id if msg.kind == "restock" else msg.category
-            assert rec.key.decode() == expect_key
+            if msg.kind == "restock":
+                assert topic == restock_topic(msg.factory_id or "")
+                assert rec.key.decode() == msg.sku and msg.factories == [msg.factory_id]
+            else:
+                assert topic == TOPIC_DEMAND_SIGNALS
+                assert rec.key.decode() == msg.category and msg.factories == []
             prev = published.setdefault((msg.alert_id, msg.version), rec.value)
             assert prev == rec.value
     assert set(published) == {(r[0], r[1]) for r in got}
+    assert not consume_all(w.bootstrap, TOPIC_RESTOCK_ALERTS, 1, timeout=2)  # opt-in only
 
     # a restart evaluates nothing twice and publishes nothing new; the web view's brief
     # speaks of the forecast (made from the complete local days) and shows its interval
@@ -125,9 +142,8 @@ def test_alerts_end_to_end(worker_factory: Any, tmp_path: Path) -> None:
     assert "unavailable" not in page["text"]
     assert w.stop() == 0
     assert _history(w) == got
-    assert len(consume_all(w.bootstrap, TOPIC_RESTOCK_ALERTS, 10**6, timeout=3)) + len(
-        consume_all(w.bootstrap, TOPIC_DEMAND_SIGNALS, 10**6, timeout=3)
-    ) == len(published)
+    assert sum(len(consume_all(w.bootstrap, t, 10**6, timeout=3)) for t in topics) == len(
+        published)
 
     # a replay of the topics into a new database: the same alert ids and versions
     replay = worker_factory(**ENV, C2M_APP_ID="c2m-replay")
@@ -137,7 +153,7 @@ def test_alerts_end_to_end(worker_factory: Any, tmp_path: Path) -> None:
     assert _history(replay) == got
 
     _check_brief(w, events)
-    _check_tail(w, got)
+    _check_tail(w, got, factory_of)
 
 
 def _check_brief(w: Worker, events: list[Any]) -> None:
@@ -229,7 +245,7 @@ def _check_forecast(w: Worker, events: list[Any], products: dict[str, Any], as_o
         assert abs(high - math.ceil(mean + 1.96 * sd)) <= 1
     # the web view's brief query: the same quantities, the forecast named, lost units
     view = w.query(QUERIES["brief"].sql[""].replace("{db}", "c2m"),
-                   category="袜子", days=14, run_days=30)
+                   category="袜子", days=14, run_days=30, factory="")  # the operator's
     by_key = {(r[0], r[1]): r for r in rows}
     assert view and {r[13] for r in view} == {"forecast"}
     for r in view:
@@ -244,33 +260,25 @@ def _check_forecast(w: Worker, events: list[Any], products: dict[str, Any], as_o
         assert abs(qty - math.ceil(want[(factory, "袜子", dim, value)].total(30)[0])) <= 1
 
 
-def _check_tail(w: Worker, got: list[tuple[Any, ...]]) -> None:
-    """`c2m alerts tail --factory F` prints each version of F's alerts once."""
-    restock_factory: dict[str, str] = {}
+def _check_tail(w: Worker, got: list[tuple[Any, ...]], factory_of: dict[str, str]) -> None:
+    """`c2m alerts tail` prints each alert version once: an operator's (no factory) every
+    version; `--factory F` only F's restock alerts, read from F's own topic; with
+    `--market` also the market signals."""
     env = {**os.environ, "C2M_KAFKA_BOOTSTRAP": w.bootstrap, "C2M_DATA_DIR": str(w.data_dir)}
-    out = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "alerts", "tail", "--idle-exit", "3"],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
-    ).stdout
-    ids = [ln.split("#")[1].split()[0] for ln in out.splitlines() if "#" in ln]
-    assert len(ids) == len(got)  # every version once, though the replay re-published all
-    # pick the factory of the first restock alert and tail just that one
-    first = next(r for r in got if r[2] == "restock")
-    msgs = consume_all(w.bootstrap, TOPIC_RESTOCK_ALERTS, 10**6, timeout=3)
-    for rec in msgs:
-        m = json.loads(rec.value)
-        restock_factory[m["alert_id"]] = m["factory_id"]
-    factory = restock_factory[first[0]]
-    out_f = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "alerts", "tail", "--factory", factory,
-         "--lang", "zh", "--idle-exit", "3"],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
-    ).stdout
-    assert "补货提醒" in out_f
-    shown = [tuple(ln.split("#")[1].split()[:2]) for ln in out_f.splitlines() if "#" in ln]
-    # the replay above published every version a second time: still shown once
-    mine = [m for m in (json.loads(r.value) for r in msgs) if m["factory_id"] == factory]
-    signals = consume_all(w.bootstrap, TOPIC_DEMAND_SIGNALS, 10**6, timeout=3)
-    mine += [m for m in (json.loads(r.value) for r in signals) if factory in m["factories"]]
-    assert len(mine) > len({(m["alert_id"], m["version"]) for m in mine})
-    assert sorted(shown) == sorted({(m["alert_id"], f"v{m['version']}") for m in mine})
+
+    def tail(*args: str) -> list[tuple[str, str]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "alerts", "tail", *args, "--idle-exit", "3"],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+        return [tuple(ln.split("#")[1].split()[:2]) for ln in out.splitlines() if "#" in ln]
+
+    everything = tail()
+    assert len(everything) == len(got)  # every version once, though the replay re-published
+    factory = factory_of[next(r for r in got if r[2] == "restock")[0]]
+    mine = {(r[0], f"v{r[1]}") for r in got if r[2] == "restock" and factory_of[r[0]] == factory}
+    shown = tail("--factory", factory, "--lang", "zh")
+    assert sorted(shown) == sorted(mine)  # the replay published each a second time
+    signals = {(r[0], f"v{r[1]}") for r in got if r[2] != "restock"}
+    assert sorted(tail("--factory", factory, "--market")) == sorted(mine | signals)
+    assert tail("--factory", "F999") == []  # a factory without alerts: nothing

@@ -116,8 +116,8 @@ def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
     versions = [m.version for m in load()]
     first = _c2m("db", "migrate", cwd=tmp_path, env=env)
     assert f"applied migrations: {versions}" in first
-    assert ("retention changed on: demand_state, demand_cells, visitor_cells, sku_state, "
-            "sku_hours, lost_sales, late_events") in first
+    assert ("retention changed on: demand_state, demand_cells, market_cells, visitor_cells, "
+            "shop_cells, sku_state, sku_hours, lost_sales, late_events") in first
     again = _c2m("db", "migrate", cwd=tmp_path, env=env)
     assert "applied migrations: none (up to date)" in again
     assert "retention changed on: none (up to date)" in again
@@ -163,6 +163,9 @@ def test_alerts_tail_and_brief_against_a_running_demo(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     env["C2M_ALERT_INTERVAL_SECONDS"] = "1"
     env["C2M_ALERT_IDLE_WALL_SECONDS"] = "10"
+    # the demo's simulated market has 5 shops, most colours one: with the default k = 3
+    # no surge would ever be published (docs/SECURITY.md); this test is about the commands
+    env["C2M_MIN_SHOPS_PER_SIGNAL"] = "1"
     demo = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "demo", "--history-days", "5", "--duration", "400"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,10 @@ def test_every_clickhouse_panel_returns_rows_on_simulated_data(tmp_path: Path) -
     ]
     var_queries = [v["query"] for v in variables if v["type"] == "query"]
     frm, to = START_MS // 1000, START_MS // 1000 + HOURS * 3600
-    # two settings of the variables: hourly windows with "All" categories; 5-minute
-    # windows with one category of the simulated catalog
-    combos = [{"window": "3600", "category": "__all"}, {"window": "300", "category": None}]
+    # two settings of the variables: hourly windows with "All" categories and factories;
+    # 5-minute windows with one category of the simulated catalog and a factory making it
+    combos = [{"window": "3600", "category": "__all", "factory": "__all"},
+              {"window": "300", "category": None, "factory": None}]
     # Grafana's interval for a 3 h range on a ~1000 px panel is 10 s; also try 5 minutes.
     queries = []
     for combo in combos:
@@ -120,14 +122,24 @@ def test_every_clickhouse_panel_returns_rows_on_simulated_data(tmp_path: Path) -
             for _, _, t in targets:
                 queries.append((combo, interval, t["rawSql"]))
 
-    # a category of the simulated catalog (the category variable must offer it)
-    category = sorted(e.value["category"] for e in ShopSimulator(SEED, START_MS).catalog())[0]
-    combos[1]["category"] = category
+    # a category of the simulated catalog (the category variable must offer it): the one
+    # most shops list (the market panels fold cells of fewer than k shops into 'other'),
+    # then the most SKUs, and the factory making most of its SKUs (it has a restock alert)
+    shops: dict[str, set[str]] = defaultdict(set)
+    skus: dict[tuple[str, str], int] = defaultdict(int)
+    for e in ShopSimulator(SEED, START_MS).catalog():
+        shops[e.value["category"]].add(e.value["shop_id"])
+        skus[(e.value["category"], e.value["factory_id"])] += 1
+    category = max(sorted(shops), key=lambda c: (
+        len(shops[c]), sum(n for (c2, _), n in skus.items() if c2 == c)))
+    factory = max(sorted(f for c, f in skus if c == category), key=lambda f: skus[(category, f)])
+    combos[1]["category"], combos[1]["factory"] = category, factory
 
     expanded = [expand(sql, frm, to, interval, c) for c, interval, sql in queries]  # type: ignore[arg-type]
     results = _run_chdb(tmp_path / "chdb", var_queries + expanded)
     var_rows, results = results[: len(var_queries)], results[len(var_queries) :]
     assert [category] in var_rows[0], "the category variable does not offer the category"
+    assert [factory] in var_rows[1], "the factory variable does not offer the factory"
     empty = [
         (title, combo, interval)
         for (combo, interval, _), rows, (_, title, _) in zip(

@@ -46,6 +46,12 @@ client.insert("c2m.demand_cells", [
 ], column_names=["window_seconds", "window_start", "window_end", "category", "color", "size",
                  "price_band", "region", "orders", "units", "gmv_e4", "cancelled_units",
                  "returned_units", "pageviews", "unique_visitors", "version"])
+client.insert("c2m.market_cells", [
+    [size, ago(days), ago(days), "cups", "", "", "", "", 2, 1, size, 0, 0, 0, days, 3, 1]
+    for size, days in cells
+], column_names=["window_seconds", "window_start", "window_end", "category", "color", "size",
+                 "price_band", "region", "fold_level", "orders", "units", "gmv_e4",
+                 "cancelled_units", "returned_units", "pageviews", "k", "version"])
 client.insert("c2m.sku_hours", [
     [ago(days), "SKU1", 0, days, 0, 0, 0, 0, 0, -1, 0, 1] for days in (900, 100)
 ], column_names=["hour_start", "sku", "orders", "units", "cancelled_units", "returned_units",
@@ -55,6 +61,10 @@ client.insert("c2m.visitor_cells", [
     [size, ago(days), "cups", "red", "M", "10-20", "east", days] for size, days in cells
 ], column_names=["window_seconds", "window_start", "category", "color", "size",
                  "price_band", "region", "visitor_hash"])
+client.insert("c2m.shop_cells", [
+    [size, ago(days), "cups", "red", "M", "10-20", "east", days] for size, days in cells
+], column_names=["window_seconds", "window_start", "category", "color", "size",
+                 "price_band", "region", "shop_tag"])
 client.insert("c2m.sku_state", [
     ["shop.logistics", 0, "SKU1", ago(days), 0, days, 0, 0, 0, 0, 0, -1, 0, 1]
     for days in (900, 100)
@@ -66,17 +76,21 @@ client.insert("c2m.late_events", [
     for off, days in ((1, 40), (2, 5))
 ], column_names=["source_topic", "source_partition", "source_offset", "event_id",
                  "event_type", "ts", "watermark", "lateness_ms", "payload", "recorded_at"])
-for table in ("demand_state", "demand_cells", "visitor_cells", "sku_state", "sku_hours",
-              "late_events"):
+for table in ("demand_state", "demand_cells", "market_cells", "visitor_cells", "shop_cells",
+              "sku_state", "sku_hours", "late_events"):
     client.command(f"OPTIMIZE TABLE c2m.{table} FINAL")
 out["demand"] = sorted(client.query(
     "SELECT window_seconds, pageviews FROM c2m.demand_state").result_rows)
 out["cells"] = sorted(client.query(
     "SELECT window_seconds, pageviews FROM c2m.demand_cells").result_rows)
+out["market"] = sorted(client.query(
+    "SELECT window_seconds, pageviews FROM c2m.market_cells").result_rows)
 out["sku_hours"] = sorted(r[0] for r in client.query(
     "SELECT units FROM c2m.sku_hours").result_rows)
 out["visitors"] = sorted(client.query(
     "SELECT window_seconds, visitor_hash FROM c2m.visitor_cells").result_rows)
+out["shops"] = sorted(client.query(
+    "SELECT window_seconds, shop_tag FROM c2m.shop_cells").result_rows)
 out["sku"] = sorted(r[0] for r in client.query("SELECT units FROM c2m.sku_state").result_rows)
 out["late"] = sorted(r[0] for r in client.query(
     "SELECT source_offset FROM c2m.late_events").result_rows)
@@ -95,22 +109,24 @@ def test_retention_expires_old_windows_and_sku_hours(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["first"] == ["demand_state", "demand_cells", "visitor_cells", "sku_state",
-                            "sku_hours", "lost_sales", "late_events"]
+    assert out["first"] == ["demand_state", "demand_cells", "market_cells", "visitor_cells",
+                            "shop_cells", "sku_state", "sku_hours", "lost_sales", "late_events"]
     assert out["again"] == []  # nothing altered when the TTLs are already in place
     # 5-minute windows: 35 days; hourly: 400 days; daily: kept (no rule); the serving
     # table keeps what the state table keeps
     assert out["demand"] == [[300, 10], [3600, 40], [86400, 900]]
     assert out["cells"] == out["demand"]
+    assert out["market"] == out["demand"]  # the market fold: the same as its cells
     # visitor rows: 35 days whatever the size (unique visitors stay in demand_cells)
     assert out["visitors"] == [[300, 10]]
+    assert out["shops"] == [[300, 10]]  # contributors: the same (they stay in demand_cells)
     assert out["sku"] == [100]  # 800 days
     assert out["sku_hours"] == [100]
     assert out["late"] == [2]  # recorded 40 days ago: gone after 30
     # new settings: 5-minute rule gone, a daily rule added, SKU hours kept for ever, late
     # events unchanged (not altered again)
-    assert out["changed"] == ["demand_state", "demand_cells", "sku_state", "sku_hours",
-                              "lost_sales"]
+    assert out["changed"] == ["demand_state", "demand_cells", "market_cells", "sku_state",
+                              "sku_hours", "lost_sales"]
     assert out["ttl"] == {
         "demand_state": "window_start + toIntervalDay(400) WHERE window_seconds = 3600, "
         "window_start + toIntervalDay(3650) WHERE window_seconds = 86400",
@@ -127,10 +143,11 @@ def test_a_worker_sets_the_configured_retention_at_start(worker_factory: Any) ->
     assert worker.stop() == 0
     rows = dict(worker.query(
         "SELECT name, engine_full FROM system.tables WHERE database = 'c2m' "
-        "AND name IN ('demand_state', 'demand_cells', 'visitor_cells', 'sku_state', "
+        "AND name IN ('demand_state', 'demand_cells', 'market_cells', 'visitor_cells', "
+        "'sku_state', "
         "'sku_hours', 'late_events')"
     ))
-    for table in ("demand_state", "demand_cells"):
+    for table in ("demand_state", "demand_cells", "market_cells"):
         assert "TTL window_start + toIntervalDay(35) WHERE window_seconds = 300 " in rows[table]
     assert "TTL window_start + toIntervalDay(35) " in rows["visitor_cells"]
     assert "TTL hour_start + toIntervalDay(800) " in rows["sku_state"]

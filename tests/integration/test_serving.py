@@ -21,7 +21,9 @@ from streams.clickhouse.store import DemandStore
 from streams.core.calendar import MarketCalendar
 from streams.core.catalog import Catalog
 from streams.core.config import EngineConfig
+from streams.core.dedup import id_hash
 from streams.core.engine import DemandEngine, FlushBatch, Record
+from streams.core.kanon import shop_tag
 from streams.errors import ConfigError
 from streams.sim.model import generate_history
 from tests import oracle
@@ -155,14 +157,25 @@ def test_serving_rows_equal_the_partition_rows_through_corrections(
     assert after != before  # the corrections changed served rows
     assert after == _set(engine_client, REFERENCE, db)
     assert _set(engine_client, SKU_SERVED, db) == _set(engine_client, SKU_REFERENCE, db)
+    shops: dict[tuple[Any, ...], dict[str, set[str]]] = {}
     want = oracle.demand(
         [orjson.loads(r.value) for r in products],
         [(r.topic, r.partition, orjson.loads(r.value)) for r in [*demand, *late]],
-        timezone="Asia/Shanghai")
+        timezone="Asia/Shanghai", shops=shops)
     got = {r[:7]: r[7:13] for r in after}
     assert set(got) == set(want)
     for key, w in want.items():
         assert got[key][:2] == (w["orders"], w["units"]) and got[key][5] == w["pageviews"]
+    # every cell's contributors (issue 22): the shops that sold in it and that were viewed
+    served_shops = {tuple(r[:7]): sorted(r[7]) for r in engine_client.query(
+        "SELECT window_seconds, toUnixTimestamp(window_start), category, color, size, "
+        f"price_band, region, shops FROM {db}.demand_cells FINAL").result_rows}
+    assert served_shops == {
+        k: sorted(shop_tag(id_hash(s), fam)
+                  for fam, role in enumerate(("orders", "views", "returns")) for s in c[role])
+        for k, c in shops.items()
+    }
+    assert max(len(v) for v in served_shops.values()) >= 4
     # 双11 (China time) is one daily row per cell, starting at 11-11 00:00 +08:00
     days = {r[1] for r in after if r[0] == 86_400}
     assert {datetime.fromtimestamp(d, UTC).isoformat() for d in days} == {

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.core.kanon import Row, fold
 from streams.sim.model import generate_history
 from tests.helpers.processes import produce
 from tests.integration.chromium import Chromium
@@ -28,6 +29,8 @@ from tests.integration.chromium import Chromium
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+#: how the page names a folded dimension (a cell of fewer than k shops: issue 22)
+OTHER = "其他 other"
 WIDTHS = (390, 1280)
 #: what ClickHouse calls columns; none may show on the page (headers are human)
 RAW_NAMES = ("recommended_qty", "summary_zh", "summary_en", "net_units_24h", "units_24h",
@@ -143,10 +146,12 @@ def test_web_view_renders_the_numbers_clickhouse_holds(
     produce(broker.bootstrap, [(e.topic, e.key.encode(), orjson.dumps(e.value)) for e in events])
     demand = sum(1 for e in events if e.topic != "shop.products")
 
-    worker = worker_factory().start()
+    # the rolling sections read the market fold of the horizons: refreshed every second here
+    worker = worker_factory(C2M_MARKET_REFRESH_SECONDS="1").start()
     worker.wait_consumed(demand)
     deadline = time.monotonic() + 60
-    while (stats := worker.stats()) is None or stats["pending_events"] or not stats["flushes"]:
+    while (stats := worker.stats()) is None or stats["pending_events"] or not stats[
+            "flushes"] or stats["market_flushes_behind"]:
         assert time.monotonic() < deadline, stats
         time.sleep(0.3)
     url = f"http://127.0.0.1:{worker.web_port}"
@@ -172,25 +177,42 @@ def test_web_view_renders_the_numbers_clickhouse_holds(
     assert worker.stop() == 0
 
     # --- ClickHouse, queried independently after the worker stopped -------------------
+    # The page shows market numbers (issue 22): the cells, folded by the reference fold
+    # (streams.core.kanon) with the contributors ClickHouse holds, k = 3 (the default).
     # The data spans 3 hours, so "last 24 h" and "last 7 d" hold every hourly window.
     hourly = worker.query(
-        "SELECT toUnixTimestamp(window_start), category, color, size, price_band, "
-        "units, orders, gmv, pageviews, net_units "
-        "FROM c2m.demand_by_attribute WHERE window_seconds = 3600"
+        "SELECT toUnixTimestamp(window_start), category, color, size, price_band, region, "
+        "units, orders, gmv, pageviews, net_units, shops "
+        "FROM c2m.demand_by_attribute JOIN (SELECT window_seconds, window_start, category, "
+        "color, size, price_band, region, shops FROM c2m.demand_cells FINAL) AS s USING "
+        "(window_seconds, window_start, category, color, size, price_band, region) "
+        "WHERE window_seconds = 3600"
     )
     assert hourly
+    cells: dict[tuple[str, ...], list[Any]] = {}
+    for _t, *key, units, orders, gmv, views, net, shops in hourly:
+        acc = cells.setdefault(tuple(key), [0, 0, 0.0, 0, 0, set()])
+        for i, v in enumerate((units, orders, gmv, views, net)):
+            acc[i] += v
+        acc[5] |= set(shops)
+    day = fold([Row(k, tuple(v[:5]), frozenset(v[5])) for k, v in cells.items()], 3)
+    assert day and any(r.level > 0 for r in day)  # the simulated market has 1-shop cells
     total: dict[str, float] = defaultdict(float)
     by_dim: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     by_cell: dict[tuple[str, ...], int] = defaultdict(int)
-    by_hour_color: dict[tuple[str, int], int] = defaultdict(int)
-    for t, cat, color, size, band, units, orders, gmv, views, net in hourly:
+    for row in day:
+        units, orders, gmv, views, net = row.measures
         for k, v in (("units", units), ("orders", orders), ("gmv", gmv),
                      ("pageviews", views), ("net_units", net)):
             total[k] += float(v)
-        for dim, key in (("color", color), ("size", size), ("price_band", band)):
-            by_dim[dim][key] += int(units)
-        by_cell[(cat, color, size, band)] += int(units)
-        by_hour_color[(color, int(t))] += int(units)
+        for dim, key in zip(("color", "size", "price_band"), row.key[1:4], strict=True):
+            by_dim[dim][key or OTHER] += int(units)
+        by_cell[(row.key[0] or OTHER, *row.key[1:4])] += int(units)
+    # per hour: the line chart reads market_demand of each hourly window
+    by_hour_color: dict[tuple[str, int], int] = defaultdict(int)
+    for row in fold([Row(tuple(h[1:6]), (h[6],), frozenset(h[11]), group=(h[0],))
+                     for h in hourly], 3):
+        by_hour_color[(row.key[1] or OTHER, int(row.group[0]))] += int(row.measures[0])
     (newest_ms,) = worker.query("SELECT newest_ts FROM c2m.event_time_progress")[0]
     newest_s = int(newest_ms) // 1000
     (first_s,) = worker.query("SELECT toUnixTimestamp(min(window_start)) FROM "
@@ -199,22 +221,26 @@ def test_web_view_renders_the_numbers_clickhouse_holds(
     hours = (newest_s - max(int(first_s), end_1h - 86400)) / 3600
     assert 2 < hours <= 3
     end_5m = (newest_s // 300 + 1) * 300
-    last_hour = {
-        (r[0], r[1], r[2], r[3]): int(r[4])
-        for r in worker.query(
-            "SELECT category, color, size, price_band, sum(units) FROM c2m.demand_by_attribute "
-            "WHERE window_seconds = 300 AND toUnixTimestamp(window_start) >= {lo:Int64} "
-            "AND toUnixTimestamp(window_start) < {hi:Int64} GROUP BY ALL",
-            lo=end_5m - 3600, hi=end_5m,
-        )
-    }
+    five = worker.query(
+        "SELECT category, color, size, price_band, region, sum(units), "
+        "groupUniqArrayArray(shops) FROM c2m.demand_cells FINAL "
+        "WHERE window_seconds = 300 AND toUnixTimestamp(window_start) >= {lo:Int64} "
+        "AND toUnixTimestamp(window_start) < {hi:Int64} GROUP BY ALL",
+        lo=end_5m - 3600, hi=end_5m,
+    )
+    last_hour: dict[tuple[str, ...], int] = defaultdict(int)
+    for row in fold([Row(tuple(f[:5]), (f[5],), frozenset(f[6])) for f in five], 3):
+        last_hour[(row.key[0] or OTHER, *row.key[1:4])] += int(row.measures[0])
     brief_rows = worker.query(
         "SELECT category, dimension, value, net_units, round(share, 4), recommended_qty "
         "FROM c2m.production_brief(days=14, run_days=30, factory='')")
     top_category = min((-int(n), c) for c, d, _, n, _, _ in brief_rows if d == "total")[1]
     expected_brief = {(d, v, int(n), float(sh), int(q))  # values with demand
                       for c, d, v, n, sh, q in brief_rows if c == top_category and int(n) > 0}
-    top5 = sorted(by_dim["color"].items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    series_total: dict[str, int] = defaultdict(int)
+    for (c, _), u in by_hour_color.items():
+        series_total[c] += u
+    top5 = sorted(series_total.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
 
     for width, got in pages.items():
         _readable(got, width)
@@ -239,8 +265,8 @@ def test_web_view_renders_the_numbers_clickhouse_holds(
             hidden = [v for k, v in by_dim[dim].items() if k not in shown]
             assert not hidden or max(hidden) <= min(shown.values()), dim
 
-        # line chart: units per hour of the top 5 colours, every point; the hour that
-        # holds the newest event is marked partial, no other
+        # line chart: units per hour of the top 5 colours (over the hours' market rows),
+        # every point; the hour that holds the newest event is marked partial, no other
         expected = {
             (c, t): u for (c, t), u in by_hour_color.items() if c in dict(top5) and u
         }
@@ -251,15 +277,18 @@ def test_web_view_renders_the_numbers_clickhouse_holds(
 
         # rolling table: 24 h / 7 d per cell, the last hour from 5-minute windows, and the
         # trend over the hours observed (about 3), not 24
+        # (market rows of any horizon: each is folded on its own; a folded dimension is
+        # empty)
         rows = dom.table("rolling")
-        assert len(rows) == 15
+        assert len(rows) == min(15, len(set(by_cell) | set(last_hour))) and rows
         for r in rows:
             cell = (r["category"][0], r["color"][0], r["size"][0], r["price_band"][0])
-            assert int(r["units_24h"][0]) == by_cell[cell] == int(r["units_7d"][0]), cell
+            assert int(r["units_24h"][0]) == by_cell.get(cell, 0) == int(r["units_7d"][0]), cell
             assert int(r["units_1h"][0]) == last_hour.get(cell, 0), cell
-            ratio = last_hour.get(cell, 0) / (by_cell[cell] / hours)
-            assert r["trend"][1].endswith(f"{ratio:.2f}×"), (r["trend"], ratio)
-        assert [int(r["units_24h"][0]) for r in rows] == sorted(
+            if by_cell.get(cell):
+                ratio = last_hour.get(cell, 0) / (by_cell[cell] / hours)
+                assert r["trend"][1].endswith(f"{ratio:.2f}×"), (r["trend"], ratio)
+        assert [int(r["units_24h"][0]) for r in rows][: len(by_cell)] == sorted(
             by_cell.values(), reverse=True)[:15]
         assert f"hourly average of the {hours:.1f} h observed" in text
 

@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from streams.core.alerting.inputs import DIMENSIONS, AlertInputs, Product, SkuHour
+from streams.core.dedup import id_hash
+from streams.core.kanon import ORDER, shop_tag
 from streams.core.pricebands import PriceBands
 from streams.sim.model import SimEvent
 
@@ -34,10 +36,15 @@ def reference_inputs(events: list[SimEvent]) -> AlertInputs:
             products[v["sku"]] = Product(
                 v["sku"], v["factory_id"], v["category"], v["color"], v["size"],
                 bands.label(v["list_price"]), v["lead_time_days"], v["moq"], v["list_price"],
+                v["shop_id"],
             )
     sku_hours: dict[str, dict[int, SkuHour]] = defaultdict(dict)
     orders: dict[tuple[str, str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     cat_orders: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    # who each key's orders came from (the k-shop rule of market signals): the shop of the
+    # order, tagged as the engine tags it (streams.core.kanon)
+    order_shops: dict[tuple[str, str, str], dict[int, set[int]]] = defaultdict(
+        lambda: defaultdict(set))
 
     def bucket(sku: str, h: int) -> SkuHour:
         b = sku_hours[sku].get(h)
@@ -60,10 +67,12 @@ def reference_inputs(events: list[SimEvent]) -> AlertInputs:
                 bucket(line["sku"], h).units += line["qty"]
                 p = products[line["sku"]]
                 cells.add((p.category, p.color, p.size, p.price_band, v["region"]))
+            tag = shop_tag(id_hash(v["shop_id"]), ORDER)
             for cat, color, size, band, _region in cells:
                 cat_orders[cat][h] += 1
                 for dim, value in zip(DIMENSIONS, (color, size, band), strict=True):
                     orders[(cat, dim, value)][h] += 1
+                    order_shops[(cat, dim, value)][h].add(tag)
         elif kind == "order_cancelled":
             for line in v["lines"]:
                 bucket(line["sku"], h).cancelled += line["qty"]
@@ -82,4 +91,5 @@ def reference_inputs(events: list[SimEvent]) -> AlertInputs:
         dict(sku_hours),
         {k: dict(s) for k, s in orders.items()},
         {k: dict(s) for k, s in cat_orders.items()},
+        {k: {h: frozenset(t) for h, t in s.items()} for k, s in order_shops.items()},
     )

@@ -304,7 +304,7 @@ def _snapshot(eng: DemandEngine) -> dict[Any, Any]:
         seen, buckets = s.dedup.tables()
         out[key] = {
             "position": s.position, "max_ts": s.watermark.max_ts, "ledger": s.ledger,
-            "cells": s.cells, "dirty": s.dirty, "visitors": s.visitors,
+            "cells": s.cells, "dirty": s.dirty, "visitors": s.visitors, "shops": s.shops,
             "skus": s.skus.buckets, "sku_dirty": s.skus.dirty, "seen": seen,
             "buckets": buckets, "cut": s.dedup._cut, "indexed": s.indexed,
             "ends": {k: sorted(v) for k, v in s.ends.items()},
@@ -314,7 +314,8 @@ def _snapshot(eng: DemandEngine) -> dict[Any, Any]:
 
 
 def _batch(b: Any) -> tuple[Any, ...]:
-    return (sorted(b.rows), sorted(b.visitor_rows), sorted(b.dedup_rows), sorted(b.sku_rows),
+    return (sorted(b.rows), sorted(b.visitor_rows), sorted(b.shop_rows), sorted(b.dedup_rows),
+            sorted(b.sku_rows),
             sorted(b.checkpoints, key=lambda c: (c.topic, c.partition)))
 
 
@@ -513,7 +514,9 @@ def test_state_built_by_the_lanes_is_not_walked_by_the_cyclic_gc() -> None:
                  for i in range(5)])
     st = eng.states[("shop.pageviews", 0)]
     assert st.cells and st.visitors and st.skus.buckets and st.hot_pv
+    assert st.shops
     objects = [*st.cells, *st.cells.values(), *st.visitors, *st.visitors.values(),
+               *st.shops, *st.shops.values(),
                *st.skus.buckets, *st.skus.buckets.values(), *st.hot_pv, *st.hot_pv.values(),
                *st.hot, *st.hot.values()]
     assert not any(gc.is_tracked(o) for o in objects)

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.core.dedup import id_hash
 from streams.core.engine import (
     Checkpoint,
     DemandEngine,
@@ -16,6 +17,7 @@ from streams.core.engine import (
     Record,
     visitor_base_sizes,
 )
+from streams.core.kanon import shop_tag
 from tests import oracle
 from tests.helpers.engine import balanced, process
 
@@ -145,7 +147,7 @@ def _mixed_events(n: int, seed: int = 1) -> list[tuple[str, dict[str, Any]]]:
                     "event_id": f"v{i}",
                     "event_type": "page_view",
                     "ts": ts,
-                    "shop_id": "s",
+                    "shop_id": f"s{i % 3}",
                     "sku": "A",
                     "visitor_id": f"u{i % 50}",
                     "region": "浙江",
@@ -160,7 +162,7 @@ def _mixed_events(n: int, seed: int = 1) -> list[tuple[str, dict[str, Any]]]:
                         "event_id": f"r{i}",
                         "event_type": "returned",
                         "ts": ts + 3_600_000,
-                        "shop_id": "s",
+                        "shop_id": f"s{i % 4}",
                         "sku": "B",
                         "qty": 1,
                         "region": "广东",
@@ -326,11 +328,13 @@ def test_overlapping_cuts_with_failed_writes_lose_nothing() -> None:
     (``unflush``). What the successful writes stored equals the oracle: measures, unique
     visitors (visitor rows), dedup ids and the final checkpoints."""
     events = _mixed_events(2000, seed=9)
-    want = oracle.demand(PRODUCTS, events)
+    want_shops: dict[tuple[Any, ...], dict[str, set[str]]] = {}
+    want = oracle.demand(PRODUCTS, events, shops=want_shops)
     recs = _records(events)
     rng = random.Random(4)
     eng, store = _engine(), FakeStore()
     visitors: dict[tuple[Any, ...], set[int]] = {}
+    shops: dict[tuple[Any, ...], set[int]] = {}
     in_flight: FlushBatch | None = None
     failed = 0
 
@@ -346,6 +350,11 @@ def test_overlapping_cuts_with_failed_writes_lose_nothing() -> None:
                 if w % row[0] == 0:
                     cell = (w, row[1] - row[1] % w, *row[2:7])
                     visitors.setdefault(cell, set()).update(row[7])
+        for row in batch.shop_rows:  # expanded the same way by c2m.shop_feed_expand
+            for w in (300, 3600, 86400):
+                if w % row[0] == 0:
+                    cell = (w, row[1] - row[1] % w, *row[2:7])
+                    shops.setdefault(cell, set()).update(row[7])
         eng.flushed(batch)
 
     i = 0
@@ -367,6 +376,13 @@ def test_overlapping_cuts_with_failed_writes_lose_nothing() -> None:
     assert {k: len(v) for k, v in visitors.items()} == {
         k: w["unique_visitors"] for k, w in want.items() if w["pageviews"]
     }
+    # every cell's contributors: the shops that sold, were viewed, had cancels or returns
+    assert shops == {
+        k: {shop_tag(id_hash(s), fam) for fam, role in enumerate(("orders", "views", "returns"))
+            for s in c[role]}
+        for k, c in want_shops.items()
+    }
+    assert len({h for tags in shops.values() for h in tags}) > 2
     assert len(store.dedup) == len({(t, p, h) for t, p, _, h, _ in store.dedup})
     assert len(store.dedup) == sum(st.ledger.processed for st in eng.states.values())
     last = {(c.topic, c.partition): c.position for c in store.checkpoints}
@@ -391,7 +407,7 @@ def test_a_catalog_tombstone_deletes_the_product() -> None:
     assert eng.apply_product(Record("shop.products", 0, 9, T0, b"A", None)) is None
     assert eng.catalog.lookup("A", T0) is None and eng.catalog.generation > gen
     assert eng.products_deleted == 1
-    assert eng.pending_products[-1][0] == "A" and eng.pending_products[-1][-1] == 1
+    assert eng.pending_products[-1][0] == "A" and eng.pending_products[-1][10] == 1
     # demand of the deleted SKU counts under unknown from now on
     process(eng, _records([("shop.orders", _order(1, T0))], partitions=1))
     cells = {k[2] for k in eng.states[("shop.orders", 0)].cells}

@@ -78,7 +78,9 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings_ttls(s) == {
         "demand_state": windows,
         "demand_cells": windows,
+        "market_cells": windows,
         "visitor_cells": "window_start + toIntervalDay(35)",
+        "shop_cells": "window_start + toIntervalDay(35)",
         "sku_state": "hour_start + toIntervalDay(800)",
         "sku_hours": "hour_start + toIntervalDay(800)",
         "lost_sales": "hour_start + toIntervalDay(800)",
@@ -96,7 +98,9 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings_ttls(s) == {
         "demand_state": windows,
         "demand_cells": windows,
+        "market_cells": windows,
         "visitor_cells": "",
+        "shop_cells": "",
         "sku_state": "",
         "sku_hours": "",
         "lost_sales": "",

@@ -53,7 +53,8 @@ def test_dimension_selects_a_prebuilt_query() -> None:
     for dim in DIMENSIONS:
         run_view(client, "c2m", "breakdown", {"dim": dim, "horizon": "7d"})
     for dim, (sql, _) in zip(DIMENSIONS, client.calls, strict=True):
-        assert f"SELECT {dim} AS key" in sql
+        assert f"SELECT if({dim} = '', '其他 other', {dim}) AS key" in sql
+        assert "market_rolling" in sql and "demand_rolling" not in sql
     assert all(p["horizon"] == "7d" for _, p in client.calls)
 
 

@@ -43,7 +43,7 @@ class Alert:
     severity: str  # critical | warning | info
     key: tuple[str, ...]
     factory_id: str  # restock: the SKU's factory; signals: ""
-    factories: tuple[str, ...]  # who makes this: restock (factory_id,), signals: the category's
+    factories: tuple[str, ...]  # restock: (factory_id,); market signals: () (they name no factory)
     category: str
     sku: str
     dimension: str

@@ -6,7 +6,14 @@ import math
 from dataclasses import dataclass, field
 
 from streams.core.alerting.book import Alert, AlertBook, Finding
-from streams.core.alerting.inputs import DIMENSIONS, HOUR, AlertInputs, CumSeries, SignalKey
+from streams.core.alerting.inputs import (
+    DIMENSIONS,
+    HOUR,
+    AlertInputs,
+    CumSeries,
+    ShopSeries,
+    SignalKey,
+)
 from streams.core.alerting.restock import RestockConfig, evaluate_restock
 from streams.core.alerting.stock import CategoryConversion, SkuSeries
 from streams.core.alerting.surge import (
@@ -30,6 +37,12 @@ class AlertConfig:
     lost_min_units: float = 20.0
     lost_min_share: float = 0.10
     lost_critical_share: float = 0.5
+    #: k (C2M_MIN_SHOPS_PER_SIGNAL): a market signal changes (opens, updates, resolves)
+    #: only in an hour whose numbers come from at least this many shops: the key's orders
+    #: in the hour and in its baseline (surge), in the day and the days before (rising
+    #: share), the listing shops of its SKUs that lost sales (lost sales). 0: no rule (the
+    #: pure tests of the rules' arithmetic); the worker passes the setting (default 3)
+    min_shops: int = 0
 
     @property
     def history_days(self) -> int:
@@ -93,6 +106,8 @@ class PreparedInputs:
             for h, (_, lost_orders) in lost.items():
                 target[h] = target.get(h, 0) + lost_orders
         self.series = {k: CumSeries(v) for k, v in orders.items()}
+        #: who each key's orders came from, per hour (the k-shop rule of market signals)
+        self.order_shops = {k: ShopSeries(v) for k, v in inputs.order_shops.items()}
         self.parents = {c: CumSeries(v) for c, v in cats.items()}
         market: dict[int, float] = {}
         for v in cats.values():
@@ -104,7 +119,6 @@ class PreparedInputs:
         for cat, dim, _ in orders:
             siblings[(cat, dim)] = siblings.get((cat, dim), 0) + 1
         self.siblings = siblings
-        self.factories = {c: tuple(inputs.factories_of(c)) for c in cats}
         # lost units and GMV per (category, dimension, value), hourly
         self.lost_by_key: dict[SignalKey, CumSeries] = {}
         self.units_by_key: dict[SignalKey, CumSeries] = {}
@@ -214,12 +228,14 @@ class AlertEvaluator:
             clear = lost < cfg.lost_min_units / 4 or share < cfg.lost_min_share / 2
             if not (firing or clear or (prep.lost_by_key[key].sum(lo - 86_400, hi) > 0)):
                 continue
+            if not self._lost_from_enough_shops(prep, key, lo, hi, sold):
+                continue
             gmv = prep.lost_gmv_by_key[key].sum(lo, hi)
             out.append(
                 Finding(
                     "lost_sales", key, firing, clear,
                     "critical" if share >= cfg.lost_critical_share else "warning", "",
-                    prep.factories.get(cat, ()), cat, "", dim, value, round(lost, 1),
+                    (), cat, "", dim, value, round(lost, 1),
                     round(demand, 1), round(share, 4),
                     details={"lost_units": round(lost, 1), "lost_gmv": round(gmv, 2),
                              "sold_units": sold, "method": "page views x in-stock "
@@ -228,6 +244,60 @@ class AlertEvaluator:
                 )
             )
         return out
+
+    def _enough(self, n: int) -> bool:
+        return n >= self.config.min_shops
+
+    def _lost_from_enough_shops(
+        self, prep: PreparedInputs, key: SignalKey, lo: int, hi: int, sold: float
+    ) -> bool:
+        """The k-shop rule of a lost-sales signal: the listing shops of the key's SKUs that
+        lost sales in [lo, hi), and the shops whose orders make its sold units."""
+        if self.config.min_shops <= 0:
+            return True
+        cat, dim, value = key
+        shops = set()
+        for sku, lost in prep.lost.items():
+            p = prep.inputs.products.get(sku)
+            if p is None or p.category != cat or p.value(dim) != value:
+                continue
+            if any(lo <= h < hi and units > 0 for h, (units, _) in lost.items()):
+                shops.add(p.shop_id)
+        if not self._enough(len(shops - {""})):
+            return False
+        series = prep.order_shops.get(key)
+        return sold <= 0 or (series is not None and self._enough(series.count(lo, hi)))
+
+    def _surge_from_enough_shops(
+        self, prep: PreparedInputs, key: SignalKey, hour: int, first: int
+    ) -> bool:
+        """The k-shop rule of a surge: the key's orders in the hour, and in the same hour
+        of the baseline days."""
+        if self.config.min_shops <= 0:
+            return True
+        series = prep.order_shops.get(key)
+        if series is None or not self._enough(series.count(hour, hour + HOUR)):
+            return False
+        days = self.config.surge.baseline_days
+        back = [t for d in range(1, days + 1)
+                if (t := self.calendar.same_hour_days_back(hour, d)) >= first]
+        return not back or self._enough(series.count_at(back))
+
+    def _share_from_enough_shops(
+        self, prep: PreparedInputs, key: SignalKey, hour: int, first: int
+    ) -> bool:
+        """The k-shop rule of a rising share: the key's orders over the local day ending
+        with the hour, and over the days before (the rule's two windows)."""
+        if self.config.min_shops <= 0:
+            return True
+        series = prep.order_shops.get(key)
+        if series is None:
+            return False
+        now_lo = self.calendar.same_hour_days_back(hour + HOUR, 1)
+        base_lo = max(self.calendar.same_hour_days_back(
+            hour + HOUR, self.config.surge.baseline_days), first)
+        return (self._enough(series.count(now_lo, hour + HOUR))
+                and self._enough(series.count(base_lo, now_lo)))
 
     def _signals(self, hour: int, prep: PreparedInputs, first: int) -> list[Finding]:
         cfg = self.config.surge
@@ -240,14 +310,16 @@ class AlertEvaluator:
             parent = prep.parents.get(cat)
             if parent is None:
                 continue
-            factories = prep.factories.get(cat, ())
+            # market signals name no factory (docs/SECURITY.md): who makes a category is
+            # each factory's own business
+            factories: tuple[str, ...] = ()
             share = long_run_share(
                 series, parent, hour, cfg.baseline_days, prep.siblings.get((cat, dim), 1),
                 self.calendar,
             )
             s = evaluate_surge(series, parent, share, hour, first, cfg, self.calendar,
                                self.promotions, lift)
-            if s is not None:
+            if s is not None and self._surge_from_enough_shops(prep, key, hour, first):
                 out.append(
                     Finding(
                         "surge", key, s.firing, s.clear, s.severity, "", factories, cat, "",
@@ -258,7 +330,7 @@ class AlertEvaluator:
                     )
                 )
             r = evaluate_share(series, parent, hour, first, cfg, self.calendar)
-            if r is not None:
+            if r is not None and self._share_from_enough_shops(prep, key, hour, first):
                 out.append(
                     Finding(
                         "rising_share", key, r.firing, r.clear, r.severity, "", factories, cat,

@@ -7,6 +7,7 @@ raw events (the signal-quality tests).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -28,6 +29,8 @@ class Product:
     lead_time_days: int
     moq: int
     list_price: float = 0.0
+    #: the shop that lists the SKU (contributor of its SKU-level numbers: lost sales)
+    shop_id: str = ""
 
     def value(self, dimension: str) -> str:
         return str(getattr(self, dimension))
@@ -64,6 +67,9 @@ class AlertInputs:
     orders: dict[SignalKey, dict[int, int]] = field(default_factory=dict)
     #: category -> hour -> orders touching the category
     category_orders: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: (category, dimension, value) -> hour -> contributor tags of the shops whose orders
+    #: the key counted (streams.core.kanon, family ORDER): who a market signal comes from
+    order_shops: dict[SignalKey, dict[int, frozenset[int]]] = field(default_factory=dict)
 
     def factories_of(self, category: str) -> list[str]:
         return sorted({p.factory_id for p in self.products.values() if p.category == category})
@@ -72,6 +78,37 @@ class AlertInputs:
         hours = [h for series in self.category_orders.values() for h in series]
         hours += [h for series in self.sku_hours.values() for h in series]
         return min(hours) if hours else None
+
+
+class ShopSeries:
+    """Distinct contributing shops of a key over sets of hours (few shops per key: each
+    shop keeps its sorted hours)."""
+
+    __slots__ = ("_hours", "_sets")
+
+    def __init__(self, by_hour: dict[int, frozenset[int]]) -> None:
+        per_shop: dict[int, list[int]] = {}
+        for hour, tags in by_hour.items():
+            for t in tags:
+                per_shop.setdefault(t, []).append(hour)
+        self._hours = [sorted(v) for v in per_shop.values()]
+        self._sets = [frozenset(v) for v in per_shop.values()]
+
+    def count(self, lo: int, hi: int) -> int:
+        """Shops with a contribution in an hour t, lo <= t < hi."""
+        from bisect import bisect_left
+
+        n = 0
+        for hours in self._hours:
+            i = bisect_left(hours, lo)
+            if i < len(hours) and hours[i] < hi:
+                n += 1
+        return n
+
+    def count_at(self, hours: Iterable[int]) -> int:
+        """Shops with a contribution in any of ``hours``."""
+        wanted = frozenset(hours)
+        return sum(1 for s in self._sets if not s.isdisjoint(wanted))
 
 
 class CumSeries:
