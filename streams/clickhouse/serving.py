@@ -180,7 +180,7 @@ def window_end_sql(tz: str) -> str:
 def rebuild_cells_sql(db: str, tz: str, shops: bool = True) -> str:
     """INSERT of the final rows of every cell of one month (parameter ``m``: YYYYMM of the
     window start in UTC): fills ``demand_cells`` from ``demand_state`` (the upgrade of a
-    database from before the serving tables, ``c2m db rebuild-serving``, tests)."""
+    database from before the serving tables in ``migrate``, ``DemandStore.rebuild_serving``)."""
     columns = [c for c in CELL_COLUMNS if shops or c != "shops"]
     return (f"INSERT INTO {db}.demand_cells ({', '.join(columns)})"
             + _cells_select(db, "toYYYYMM(window_start, 'UTC') = {m:UInt32}",
