@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: chDB logs in as default without a password: the factory user's password hash is that of ''
 PASSWORD = ""
 OWNER = ("<c2m_owner><password></password><networks><ip>::1</ip></networks>"
