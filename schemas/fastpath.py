@@ -33,16 +33,14 @@ accepted by the contract decoder with equal field values.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from datetime import date
 from operator import itemgetter
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
 from schemas.contract import TOPIC_LOGISTICS, TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_PRODUCTS
-from schemas.types import MAX_EPOCH_MS, RFC3339_DATETIME, RFC3339_FRACTION_OFFSET
+from schemas.types import MAX_EPOCH_MS, parse_event_time
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Attr = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -116,51 +114,41 @@ _MOVEMENTS: Final = frozenset(
 )
 _ORDER_TYPES: Final = frozenset({"order_placed", "order_cancelled"})
 
-# The contract's grammar (schemas.types), cut where it can only be cut: the date-time part
-# is always exactly 19 characters. The two halves are validated (and cached) apart.
-_HEAD: Final = re.compile(RFC3339_DATETIME, re.ASCII)
-_TAIL: Final = re.compile(RFC3339_FRACTION_OFFSET, re.ASCII)
-_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+# fast_event_time has no parser of its own: it caches what the contract's one parser
+# (schemas.types.parse_event_time) answers for the two halves of a timestamp, cut where it
+# can only be cut (the date-time part is always exactly 19 characters).
 #: Largest whole-second value for which float(seconds + microseconds) truncates exactly.
 _MAX_EXACT_S: Final = 2**33
 _CACHE_MAX: Final = 100_000
-# "YYYY-MM-DDTHH:MM" -> UTC-naive epoch seconds of second 0, or -1 when not valid.
+# "YYYY-MM-DDTHH:MM" -> epoch seconds of its second 0 in UTC, or -1 when not valid.
 _HEADS: dict[str, int] = {}
 # ":00" .. ":59" -> the second
 _SECONDS: Final = {f":{s:02d}": s for s in range(60)}
-# ".123Z", "+08:00", ... -> (milliseconds of the fraction, offset seconds), or None.
-_TAILS: dict[str, tuple[int, int] | None] = {}
+# ".123Z", "+08:00", ... -> milliseconds it adds to a UTC date-time (the fraction's
+# milliseconds minus the offset), or None when not valid.
+_TAILS: dict[str, int | None] = {}
+#: the reference date-time a tail is parsed after (any whole second far from both ends)
+_REFERENCE: Final = "2000-01-01T00:00:00"
+_REFERENCE_MS: Final = 946_684_800_000
 
 
 def _head_seconds(head: str) -> int:
-    if _HEAD.fullmatch(head) is None:
-        return -1
+    """``head`` ("YYYY-MM-DDTHH:MM:00") in UTC, by the contract's parser."""
     try:
-        days = date(int(head[0:4]), int(head[5:7]), int(head[8:10])).toordinal()
+        return parse_event_time(head + "Z") // 1000
     except ValueError:
         return -1
-    hour, minute, second = int(head[11:13]), int(head[14:16]), int(head[17:19])
-    if hour > 23 or minute > 59 or second > 59:
-        return -1
-    return (days - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + second
 
 
-def _tail_parts(tail: str) -> tuple[int, int] | None:
-    m = _TAIL.fullmatch(tail)
-    if m is None:
+def _tail_ms(tail: str) -> int | None:
+    """What ``tail`` adds to a date-time in UTC, by the contract's parser."""
+    try:
+        return parse_event_time(_REFERENCE + tail) - _REFERENCE_MS
+    except ValueError:
         return None
-    frac, tz = m.group(1), m.group(2)
-    if tz in ("Z", "z"):
-        off = 0
-    else:
-        hours, minutes = int(tz[1:3]), int(tz[4:6])
-        if hours > 23 or minutes > 59:
-            return None
-        off = (1 if tz[0] == "+" else -1) * (hours * 3600 + minutes * 60)
-    return (int((frac + "00")[:3]) if frac else 0), off
 
 
-_NO_TAIL: Final = (-1, -1)
+_NO_TAIL: Final = -(2**62)
 
 
 def fast_event_time(value: str) -> int | None:
@@ -180,19 +168,18 @@ def fast_event_time(value: str) -> int | None:
     second = _SECONDS.get(value[16:19], -1)  # ":SS"
     if base < 0 or second < 0:
         return None
-    base += second
     tail = value[19:]
-    parts = _TAILS.get(tail, _NO_TAIL)
-    if parts is _NO_TAIL:
+    add = _TAILS.get(tail, _NO_TAIL)
+    if add == _NO_TAIL:
         if len(_TAILS) >= _CACHE_MAX:
             _TAILS.clear()
-        parts = _TAILS[tail] = _tail_parts(tail)
-    if parts is None:
+        add = _TAILS[tail] = _tail_ms(tail)
+    if add is None:
         return None
-    total = base - parts[1]
-    if not 0 < total < _MAX_EXACT_S:
+    total = (base + second) * 1000 + add
+    if not 0 < total // 1000 < _MAX_EXACT_S:
         return None
-    return total * 1000 + parts[0]
+    return total
 
 
 def _ts(value: int | str) -> int | None:

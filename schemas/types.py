@@ -18,9 +18,9 @@ from pydantic import BeforeValidator, Field, StringConstraints, WithJsonSchema
 MAX_EPOCH_MS: Final = 253_402_300_799_999
 
 #: The RFC 3339 grammar of event times, defined once, in its two halves: the 19-character
-#: date-time and the optional fraction with the offset. ``parse_event_time`` matches them
-#: together; ``schemas.fastpath.fast_event_time`` validates (and caches) them apart, and the
-#: compiled lanes' parser is tested to answer what fast_event_time answers.
+#: date-time and the optional fraction with the offset. ``parse_event_time`` is the one
+#: parser: ``schemas.fastpath.fast_event_time`` caches its answers per minute and per
+#: tail, and the compiled lanes' twin is tested to answer what fast_event_time answers.
 RFC3339_DATETIME: Final = (
     r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})[Tt ](?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})"
 )

@@ -203,14 +203,27 @@ def test_fast_event_time_with_any_tail_agrees(head: str, tail: str) -> None:
         assert got is None or got == want, value
 
 
-def test_the_split_timestamp_grammar_is_the_contract_grammar() -> None:
-    """fast_event_time validates the 19-character date-time and the rest separately (and
-    caches both); together they are the contract's RFC 3339 grammar, not a copy of it."""
-    from schemas import fastpath, types
+def test_the_fast_path_asks_the_contract_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fast_event_time holds no parser of its own: what it does not have cached, it asks
+    ``parse_event_time`` (one minute, one tail), then answers from its caches."""
+    from schemas import fastpath
 
-    assert fastpath._HEAD.pattern + fastpath._TAIL.pattern == types._RFC3339.pattern
-    assert fastpath._HEAD.flags == fastpath._TAIL.flags == types._RFC3339.flags
-    assert fastpath._TAIL.fullmatch(".123+08:00").group(1, 2) == ("123", "+08:00")
+    asked: list[str] = []
+
+    def spy(value: object) -> int:
+        asked.append(str(value))
+        return parse_event_time(value)
+
+    monkeypatch.setattr(fastpath, "parse_event_time", spy)
+    monkeypatch.setattr(fastpath, "_HEADS", {})
+    monkeypatch.setattr(fastpath, "_TAILS", {})
+    first = fastpath.fast_event_time("2026-11-11T08:15:42.123+08:00")
+    assert first == parse_event_time("2026-11-11T08:15:42.123+08:00")
+    assert asked == ["2026-11-11T08:15:00Z", "2000-01-01T00:00:00.123+08:00"]
+    again = fastpath.fast_event_time("2026-11-11T08:15:59.123+08:00")
+    assert again == parse_event_time("2026-11-11T08:15:59.123+08:00")
+    assert len(asked) == 2  # both halves from the caches
+    assert fastpath.fast_event_time("2026-11-11T08:15:59.123+25:00") is None
 
 
 def _many_equals_one_by_one(topic: str, values: list[Any]) -> list[Any]:
