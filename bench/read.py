@@ -183,10 +183,11 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
     from streams.clickhouse.migrations import database_timezone
     from streams.clickhouse.store import DemandStore
     from streams.clickhouse.views import run_view
-    from streams.core.alerting.inputs import DAY, HOUR
+    from streams.core.alerting.inputs import DAY, HOUR, InputCache, settled_before
     from streams.core.forecast import ForecastConfig, brief_forecasts
     from streams.core.promotions import NO_PROMOTIONS
     from streams.core.tokens import Scope
+    from streams.settings import Settings
 
     alerts = AlertStore(client, db)
     top_cat = client.query(
@@ -252,6 +253,28 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         return alerts.load_inputs(hour - 14 * DAY, hour + HOUR, hour + HOUR - 2 * lead * DAY)
 
     q["alert service: input load for one hour"] = alert_inputs
+
+    # what the running service reads each hour: only the hours that may still change
+    # (InputCache; the first load after a start is the one above). Each call is the next
+    # hour, from 22 hours before ``hour`` on (at most 21 calls: the warm-up and 20 repeats)
+    kept = {"cache": InputCache(), "h": hour - 22 * HOUR}
+    horizon_s = int(Settings().correction_horizon_hours * 3600)
+
+    def alert_inputs_kept() -> Any:
+        h = kept["h"]
+        kept["h"] = h + HOUR
+        marks = {tp: p.watermark_ms for tp, p in alerts.partition_progress().items()}
+        alerts.first_hour()
+        lead = alerts.max_lead_time_days()
+        lo, hi, mf = h - 14 * DAY, h + HOUR, h + HOUR - 2 * lead * DAY
+        cache = kept["cache"]
+        start = cache.plan(lo, hi, mf, settled_before(marks, [], horizon_s), marks)
+        loaded = (alerts.load_inputs(lo, hi, mf) if start is None
+                  else alerts.load_inputs(start, hi))
+        return cache.take(lo, hi, mf, start, loaded, marks)
+
+    q["alert service: input load for one hour, inputs kept (each hour after the first)"] = (
+        alert_inputs_kept)
 
     zone = database_timezone(client, db) or "UTC"
 

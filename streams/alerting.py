@@ -49,7 +49,7 @@ from streams import metrics
 from streams.clickhouse.alerts import AlertStore
 from streams.core.alerting.book import Alert
 from streams.core.alerting.evaluator import AlertConfig, AlertEvaluator, PreparedInputs
-from streams.core.alerting.inputs import DAY, HOUR
+from streams.core.alerting.inputs import DAY, HOUR, InputCache, settled_before
 from streams.core.alerting.progress import alert_watermark
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.core.forecast import ForecastConfig, brief_forecasts
@@ -193,8 +193,14 @@ class AlertService(Service):
         forecast: ForecastConfig | None = None,
         ready: asyncio.Event | None = None,
         evaluate_at_start: bool = False,
+        settled_horizon_s: int | None = None,
     ) -> None:
         super().__init__()
+        #: the engine's correction horizon: hours older than every partition's watermark
+        #: minus this are final, so the inputs of the last evaluation are kept and only
+        #: newer hours read again (``InputCache``); None: read the whole history each time
+        self.settled_horizon_s = settled_horizon_s
+        self._inputs = InputCache()
         #: evaluation waits until this is set (the worker: its catalog read to its end)
         self.ready = ready
         #: evaluate once as soon as the service has started (and ``ready``), not only at
@@ -235,6 +241,7 @@ class AlertService(Service):
         return self.leader is None or self.leader()
 
     async def _reload(self) -> None:
+        self._inputs.clear()
         current = await self.io(self.store.current_alerts)
         self.evaluator.book.restore(current)
         self.last_hour = await self.io(self.store.last_evaluated)
@@ -265,7 +272,8 @@ class AlertService(Service):
         if wm is None:
             return 0
         done_until = self.calendar.hour(wm // 1000)  # hours ending at or before this are finished
-        n = await self._evaluate(done_until)
+        marks = {tp: p.watermark_ms for tp, p in progress.items()}
+        n = await self._evaluate(done_until, marks)
         await self._refresh_forecast(done_until)
         return n
 
@@ -301,7 +309,9 @@ class AlertService(Service):
         log.info("brief forecast up to %s: %d rows in %.1f s", day.isoformat(), len(rows),
                  time.perf_counter() - started)
 
-    async def _evaluate(self, done_until: int) -> int:
+    async def _evaluate(
+        self, done_until: int, marks: dict[tuple[str, int], int] | None = None
+    ) -> int:
         first = await self.io(self.store.first_hour)
         if first is None:
             return 0
@@ -312,9 +322,16 @@ class AlertService(Service):
         lo = hours[0] - self.config.history_days * DAY
         max_lead = await self.io(self.store.max_lead_time_days)
         transit_s = math.ceil(self.config.restock.transit_days(max_lead) * DAY)
-        inputs = await self.io(
-            self.store.load_inputs, lo, hours[-1] + HOUR, hours[0] + HOUR - transit_s
-        )
+        hi, movements_from = hours[-1] + HOUR, hours[0] + HOUR - transit_s
+        marks = marks or {}
+        settled = None if self.settled_horizon_s is None else settled_before(
+            marks, self.expected_partitions(), self.settled_horizon_s)
+        start = self._inputs.plan(lo, hi, movements_from, settled, marks)
+        if start is None:
+            loaded = await self.io(self.store.load_inputs, lo, hi, movements_from)
+        else:
+            loaded = await self.io(self.store.load_inputs, start, hi)
+        inputs = self._inputs.take(lo, hi, movements_from, start, loaded, marks)
         prep = PreparedInputs(inputs, first)
         for hour in hours:
             changes = self.evaluator.evaluate(hour, prep)

@@ -396,6 +396,7 @@ def attach_alerts(
             forecast=ForecastConfig(),
             ready=ready,
             evaluate_at_start=settings.alerts_enabled,
+            settled_horizon_s=int(settings.correction_horizon_hours * 3600),
         )
         if alert_store is not None
         else None

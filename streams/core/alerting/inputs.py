@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 HOUR: Final = 3600
 DAY: Final = 86_400
@@ -131,3 +131,129 @@ class CumSeries:
         from bisect import bisect_left
 
         return self._cum[bisect_left(self._hours, hi)] - self._cum[bisect_left(self._hours, lo)]
+
+
+# ---------------------------------------------------------------- kept between evaluations
+def settled_before(
+    watermarks: dict[tuple[str, int], int], expected: Iterable[tuple[str, int]],
+    horizon_s: int,
+) -> int | None:
+    """The first hour that may still change: a partition applies an event only if it is
+    at most ``horizon_s`` behind its watermark (epoch ms; later events are late events),
+    so every hour before the earliest watermark minus the horizon is final. None when a
+    partition has no watermark yet (it may still bring any hour)."""
+    marks = [watermarks.get(tp, -1) for tp in {*expected, *watermarks}]
+    if not marks or min(marks) < 0:
+        return None
+    t = min(marks) // 1000 - horizon_s
+    return t - t % HOUR
+
+
+def _hours_of(inputs: AlertInputs) -> set[int]:
+    out: set[int] = set()
+    for name in ("sku_hours", "orders", "category_orders", "order_shops"):
+        for hours in getattr(inputs, name).values():
+            out.update(hours)
+    return out
+
+
+def _drop(series: dict[Any, dict[int, Any]], hours: list[int]) -> None:
+    """Remove ``hours`` from every key's series (and the keys left without any)."""
+    if not hours:
+        return
+    for key in list(series):
+        by_hour = series[key]
+        for h in hours:
+            by_hour.pop(h, None)
+        if not by_hour:
+            del series[key]
+
+
+class InputCache:
+    """The alert rules' inputs of the last evaluation, kept for the next one so that it
+    reads only the hours that may have changed (``streams.alerting``: without it every
+    hourly evaluation read its whole history, 15 days, again).
+
+    A load for the span (lo, hi, movements_from) answers, for hours in [lo, hi), every
+    SKU hour and cell and, for hours in [movements_from, lo), only the SKU hours with
+    restock movements (``AlertStore.load_inputs``). ``plan`` says from which hour the
+    next load must read: the cached hours before it are final (``settled_before``), and
+    hours that are not are read again. ``take`` merges what was read and trims the rest
+    to exactly what a load of the whole span gives (a test compares the two)."""
+
+    __slots__ = ("_hours", "_inputs", "_marks", "_span")
+
+    def __init__(self) -> None:
+        self._inputs: AlertInputs | None = None
+        self._span: tuple[int, int, int] | None = None
+        self._marks: dict[tuple[str, int], int] = {}
+        #: every hour some series of the kept inputs holds
+        self._hours: set[int] = set()
+
+    def clear(self) -> None:
+        self._inputs, self._span, self._marks, self._hours = None, None, {}, set()
+
+    def plan(
+        self, lo: int, hi: int, movements_from: int, settled: int | None,
+        marks: dict[tuple[str, int], int],
+    ) -> int | None:
+        """The hour the load of the span must start at (with hours in [that, hi) in
+        full, no movement hours); None: load the whole span. ``marks``: every source
+        partition's watermark now; one that went back or went away (a partition reset, a
+        replay) or a new partition drops the cache."""
+        if self._inputs is None or self._span is None or settled is None or settled < lo:
+            return None  # (settled < lo: the movement hours before lo may still change)
+        c_lo, c_hi, c_mf = self._span
+        if set(marks) != set(self._marks) or any(
+                marks[tp] < self._marks[tp] for tp in marks):
+            return None
+        if lo < c_lo or movements_from < c_mf or hi < c_hi:
+            return None
+        return max(min(settled, c_hi), lo)
+
+    def take(
+        self, lo: int, hi: int, movements_from: int, start: int | None, loaded: AlertInputs,
+        marks: dict[tuple[str, int], int],
+    ) -> AlertInputs:
+        """The inputs of the span from what was loaded (from ``plan``'s ``start``, or
+        the whole span when None) and the cache; kept for the next evaluation. The
+        result is shared with the cache: readers must not change it."""
+        if start is None or self._inputs is None:
+            inputs = loaded
+            present = _hours_of(loaded)
+        else:
+            # only the hours the cache holds are visited (hours x keys, not every entry)
+            inputs = self._inputs
+            inputs.products = loaded.products
+            c_lo = self._span[0] if self._span is not None else lo
+            stale = [h for h in self._hours if h >= start]
+            gone = [h for h in self._hours if h < min(lo, movements_from)]
+            # the hours that were in full and now fall before lo
+            before_lo = sorted(h for h in self._hours if c_lo <= h < lo)
+            for name in ("sku_hours", "orders", "category_orders", "order_shops"):
+                cached = getattr(inputs, name)
+                _drop(cached, stale)
+                for key, hours in getattr(loaded, name).items():
+                    cached.setdefault(key, {}).update(hours)
+                if name != "sku_hours":
+                    _drop(cached, before_lo)
+            # hours now before lo keep only their restock movements, as a load gives them
+            _drop(inputs.sku_hours, gone)
+            moved = [h for h in before_lo if h >= movements_from]
+            if moved:
+                for sku in list(inputs.sku_hours):
+                    hours = inputs.sku_hours[sku]
+                    for h in moved:
+                        old = hours.get(h)
+                        if old is None:
+                            continue
+                        if old.shipped or old.received:
+                            hours[h] = SkuHour(shipped=old.shipped, received=old.received)
+                        else:
+                            del hours[h]
+                    if not hours:
+                        del inputs.sku_hours[sku]
+            present = (self._hours - set(stale) - set(gone)) | _hours_of(loaded)
+        self._hours = present
+        self._inputs, self._span, self._marks = inputs, (lo, hi, movements_from), dict(marks)
+        return inputs

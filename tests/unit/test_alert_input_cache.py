@@ -1,0 +1,114 @@
+"""The alert service's kept inputs (``streams.core.alerting.inputs.InputCache``) against a
+load of the whole span, hour after hour, while hours inside the correction horizon
+change, partitions are reset or added and the restock transit window moves.
+
+The reference is a plain filter of the full truth (what ``AlertStore.load_inputs``
+answers for a span): every SKU hour and cell in [lo, hi), and the SKU hours with restock
+movements, as movements only, in [movements_from, lo)."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+from streams.core.alerting.evaluator import AlertConfig, AlertEvaluator, PreparedInputs
+from streams.core.alerting.inputs import (
+    DAY,
+    HOUR,
+    AlertInputs,
+    InputCache,
+    Product,
+    SkuHour,
+    settled_before,
+)
+
+T0 = 1_793_491_200  # 2026-11-01T00:00:00Z
+HORIZON = 48 * HOUR
+SKUS = [f"s{i}" for i in range(12)]
+KEYS = [("socks", "color", c) for c in ("red", "blue", "white")]
+
+
+def load(truth: AlertInputs, lo: int, hi: int, movements_from: int | None) -> AlertInputs:
+    out = AlertInputs(products=dict(truth.products))
+    for sku, hours in truth.sku_hours.items():
+        got = {h: copy.copy(v) for h, v in hours.items() if lo <= h < hi}
+        if movements_from is not None:
+            got.update({h: SkuHour(shipped=v.shipped, received=v.received)
+                        for h, v in hours.items()
+                        if movements_from <= h < lo and (v.shipped or v.received)})
+        if got:
+            out.sku_hours[sku] = got
+    for name in ("orders", "category_orders", "order_shops"):
+        for key, hours in getattr(truth, name).items():
+            got = {h: v for h, v in hours.items() if lo <= h < hi}
+            if got:
+                getattr(out, name)[key] = got
+    return out
+
+
+def _write_hour(truth: AlertInputs, h: int, rng: random.Random) -> None:
+    for sku in rng.sample(SKUS, rng.randint(0, len(SKUS))):
+        truth.sku_hours.setdefault(sku, {})[h] = SkuHour(
+            units=rng.randint(0, 9), cancelled=rng.randint(0, 1),
+            shipped=rng.choice([0, 0, 0, 40]), received=rng.choice([0, 0, 0, 40]),
+            count_ts=rng.choice([-1, h * 1000 + 5]), count_on_hand=rng.randint(0, 50),
+            orders=rng.randint(0, 5), pageviews=rng.randint(0, 30))
+    for key in rng.sample(KEYS, rng.randint(0, len(KEYS))):
+        truth.orders.setdefault(key, {})[h] = rng.randint(1, 9)
+        truth.order_shops.setdefault(key, {})[h] = frozenset(
+            rng.sample(range(0, 400, 4), rng.randint(0, 4)))
+        truth.category_orders.setdefault(key[0], {})[h] = rng.randint(1, 20)
+
+
+def test_kept_inputs_equal_a_whole_load_hour_after_hour() -> None:
+    rng = random.Random(7)
+    truth = AlertInputs(products={s: Product(s, "f1", "socks", "red", "M", "10-20", 5, 100)
+                                  for s in SKUS})
+    for h in range(T0 - 5 * DAY, T0 + 20 * DAY, HOUR):
+        _write_hour(truth, h, rng)
+    cache = InputCache()
+    evaluator = AlertEvaluator(AlertConfig())
+    parts = [("shop.orders", 0), ("shop.orders", 1)]
+    partial = full = 0
+    transit = 17 * DAY  # a long lead time: movements before lo count
+    behind = 0
+    for step, hour in enumerate(range(T0 + 16 * DAY, T0 + 19 * DAY, HOUR)):
+        wm_ms = (hour + HOUR) * 1000 + rng.randint(0, 3599_000)
+        behind = max(behind, wm_ms - rng.randint(0, 6) * HOUR * 1000)  # never goes back
+        marks = {parts[0]: wm_ms, parts[1]: behind}
+        if step == 30:  # a partition reset: its watermark goes back
+            marks[parts[1]] = behind = (hour - 3 * DAY) * 1000
+        if step == 40:  # a new partition
+            parts.append(("shop.orders", 2))
+        if step >= 40:
+            marks[("shop.orders", 2)] = wm_ms
+        if step == 50:  # a longer lead time: the transit window reaches further back
+            transit = 19 * DAY
+        settled = settled_before(marks, parts, HORIZON)
+        assert settled is not None
+        # corrections: any hour the partitions may still change
+        for h in rng.sample(range(settled, hour + HOUR, HOUR), 3):
+            _write_hour(truth, h, rng)
+        lo, hi, mf = hour - 15 * DAY, hour + HOUR, hour + HOUR - transit
+        start = cache.plan(lo, hi, mf, settled, marks)
+        loaded = load(truth, lo, hi, mf) if start is None else load(truth, start, hi, None)
+        got = cache.take(lo, hi, mf, start, loaded, marks)
+        assert got == load(truth, lo, hi, mf), step
+        partial += start is not None
+        full += start is None
+        evaluator.evaluate(hour, PreparedInputs(got, T0))  # reads it, must not change it
+        assert got == load(truth, lo, hi, mf), step
+    assert full == 4 and partial == 68  # the first load, the reset, the new partition, transit
+
+
+def test_nothing_is_kept_while_a_partition_has_no_watermark() -> None:
+    assert settled_before({("t", 0): 5 * DAY * 1000}, [("t", 0), ("t", 1)], HORIZON) is None
+    assert settled_before({("t", 0): -1}, [], HORIZON) is None
+    assert settled_before({("t", 0): (3 * DAY + 1800) * 1000, ("t", 1): 9 * DAY * 1000},
+                          [], HORIZON) == DAY
+    cache = InputCache()
+    truth = AlertInputs()
+    cache.take(0, DAY, 0, None, truth, {})
+    assert cache.plan(0, DAY + HOUR, 0, None, {}) is None
+    assert cache.plan(0, DAY + HOUR, 0, HOUR, {}) == HOUR
+    assert cache.plan(2 * HOUR, DAY + HOUR, 0, HOUR, {}) is None  # settled before lo
