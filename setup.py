@@ -11,8 +11,14 @@ setup(
         Extension(
             "streams.core._lanes",
             sources=["streams/core/_lanes.c"],
+            # BLAKE2b's reference implementation is #included by _lanes.c (one unit)
+            depends=["streams/core/vendor/blake2/blake2b-ref.c",
+                     "streams/core/vendor/blake2/blake2.h",
+                     "streams/core/vendor/blake2/blake2-impl.h"],
             libraries=["m"],
-            extra_compile_args=["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            # hidden: only PyInit__lanes is exported (not the vendored blake2b_* symbols)
+            extra_compile_args=["-O3", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                                "-fvisibility=hidden"],
         )
     ]
 )
