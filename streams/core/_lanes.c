@@ -38,6 +38,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <math.h>
 #include <string.h>
@@ -712,6 +713,164 @@ typedef struct {
 
 static void lane_done(lane_t *L) { Py_CLEAR(L->last_ids); }
 
+/* ------------------------------------------------------------------ typed interface */
+/* LaneState: what a run works on, by name (made by DemandEngine._lane_state with keyword
+ * arguments, each checked for its type once, here). Limits: the engine's limits, by name.
+ * Both are immutable to Python (read-only members). */
+#define LANE_STATE_FIELDS(X)                                                                \
+    X(seen, PySet_Type) X(buckets, PyDict_Type) X(hot_pv, PyDict_Type) X(hot, PyDict_Type) \
+    X(cells, PyDict_Type) X(dirty, PySet_Type) X(ends, PyDict_Type)                         \
+    X(visitors, PyDict_Type) X(sku_buckets, PyDict_Type) X(sku_dirty, PySet_Type)           \
+    X(products, PyDict_Type) X(unknown, PyBaseObject_Type) X(sizes, PyTuple_Type)           \
+    X(visitor_sizes, PyTuple_Type) X(generation, PyLong_Type) X(grains, PyDict_Type)         \
+    X(grain_fn, PyBaseObject_Type) X(shops, PyDict_Type)
+
+typedef struct {
+    PyObject_HEAD
+#define X(name, type) PyObject *name;
+    LANE_STATE_FIELDS(X)
+#undef X
+} LaneState;
+
+static void LaneState_dealloc(LaneState *self) {
+#define X(name, type) Py_XDECREF(self->name);
+    LANE_STATE_FIELDS(X)
+#undef X
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {
+#define X(name, type) #name,
+        LANE_STATE_FIELDS(X)
+#undef X
+        NULL};
+#define X(name, type) PyObject *name = NULL;
+    LANE_STATE_FIELDS(X)
+#undef X
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "|$O!O!O!O!O!O!O!O!O!O!O!O!O!O!O!O!O!O!:LaneState", kwlist,
+#define X(name, type) &type, &name,
+            LANE_STATE_FIELDS(X)
+#undef X
+            NULL))
+        return -1;
+#define X(name, type)                                                                       \
+    if (name == NULL) {                                                                     \
+        PyErr_SetString(PyExc_TypeError, "LaneState: missing " #name);                      \
+        return -1;                                                                          \
+    }
+    LANE_STATE_FIELDS(X)
+#undef X
+    if (!PyCallable_Check(grain_fn)) {
+        PyErr_SetString(PyExc_TypeError, "LaneState: grain_fn must be callable");
+        return -1;
+    }
+    if (PyTuple_GET_SIZE(sizes) != PyTuple_GET_SIZE(visitor_sizes)) {
+        PyErr_SetString(PyExc_ValueError, "LaneState: sizes and visitor_sizes differ in length");
+        return -1;
+    }
+#define X(name, type) Py_XSETREF(self->name, Py_NewRef(name));
+    LANE_STATE_FIELDS(X)
+#undef X
+    return 0;
+}
+
+static PyMemberDef LaneState_members[] = {
+#define X(name, type) {#name, T_OBJECT_EX, offsetof(LaneState, name), READONLY, NULL},
+    LANE_STATE_FIELDS(X)
+#undef X
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject LaneStateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "streams.core._lanes.LaneState",
+    .tp_doc = PyDoc_STR(
+        "LaneState(*, seen, buckets, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"
+        "          sku_dirty, products, unknown, sizes, visitor_sizes, generation, grains,\n"
+        "          grain_fn, shops)\n\n"
+        "The partition's containers a lane works on (DemandEngine._lane_state)."),
+    .tp_basicsize = sizeof(LaneState),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)LaneState_init,
+    .tp_dealloc = (destructor)LaneState_dealloc,
+    .tp_members = LaneState_members,
+};
+
+static void lane_from(const LaneState *S, lane_t *L) {
+    *L = (lane_t){S->seen, S->buckets, S->hot_pv, S->hot, S->cells, S->dirty, S->ends,
+                  S->visitors, S->sku_buckets, S->sku_dirty, S->products, S->unknown,
+                  S->sizes, S->visitor_sizes, S->generation, S->grains, S->grain_fn,
+                  S->shops, 0, 0, 0, NULL};
+}
+
+#define LIMIT_FIELDS(X)                                                                     \
+    X(bucket_ms) X(grain_s) X(lateness_ms) X(horizon_ms) X(max_future_ms) X(max_past_ms)    \
+    X(max_bytes)
+
+typedef struct {
+    PyObject_HEAD
+#define X(name) long long name;
+    LIMIT_FIELDS(X)
+#undef X
+} Limits;
+
+static int Limits_init(Limits *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {
+#define X(name) #name,
+        LIMIT_FIELDS(X)
+#undef X
+        NULL};
+#define X(name) long long name = -1;
+    LIMIT_FIELDS(X)
+#undef X
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$LLLLLLL:Limits", kwlist,
+#define X(name) &name,
+                                     LIMIT_FIELDS(X)
+#undef X
+                                     NULL))
+        return -1;
+#define X(name)                                                                             \
+    if (name < 0) {                                                                         \
+        PyErr_SetString(PyExc_ValueError, "Limits: " #name " missing or negative");         \
+        return -1;                                                                          \
+    }
+    LIMIT_FIELDS(X)
+#undef X
+    if (bucket_ms == 0 || grain_s == 0 || 3600 % grain_s != 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "Limits: bucket_ms > 0 and a grain_s that divides an hour expected");
+        return -1;
+    }
+#define X(name) self->name = name;
+    LIMIT_FIELDS(X)
+#undef X
+    return 0;
+}
+
+static PyMemberDef Limits_members[] = {
+#define X(name) {#name, T_LONGLONG, offsetof(Limits, name), READONLY, NULL},
+    LIMIT_FIELDS(X)
+#undef X
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject LimitsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "streams.core._lanes.Limits",
+    .tp_doc = PyDoc_STR(
+        "Limits(*, bucket_ms, grain_s, lateness_ms, horizon_ms, max_future_ms, max_past_ms,\n"
+        "       max_bytes)\n\n"
+        "The engine's limits a lane applies (DemandEngine: its EngineConfig)."),
+    .tp_basicsize = sizeof(Limits),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Limits_init,
+    .tp_members = Limits_members,
+};
+
 /* Catalog.lookup_span(sku, first, last): a new reference to the ProductAttrs, Py_None
  * (unknown SKU) or Py_False (a version boundary inside [first, last]); NULL on error. */
 static Py_ssize_t version_at(PyObject *times, int64_t t, int *err) {
@@ -996,39 +1155,29 @@ typedef struct {
     Py_ssize_t start, consumed, processed, dups, corrected, unknown;
 } run_t;
 
-/* (run, start, state, limits) -> L, R, the records; 0 and an exception when wrong. */
+/* (run, start, state, limits, max_ts) -> L, R; 0 and an exception when wrong. */
 static int parse_args(PyObject *const *args, Py_ssize_t nargs, lane_t *L, run_t *R) {
-    if (nargs != 4 || !PyTuple_Check(args[2]) || PyTuple_GET_SIZE(args[2]) != 18 ||
-        !PyTuple_Check(args[3]) || PyTuple_GET_SIZE(args[3]) != 8) {
-        PyErr_SetString(PyExc_TypeError, "(run, start, state[18], limits[8]) expected");
+    if (nargs != 5 || !PyObject_TypeCheck(args[2], &LaneStateType) ||
+        !PyObject_TypeCheck(args[3], &LimitsType)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "(run, start, LaneState, Limits, max_ts: int | None) expected");
         return 0;
     }
-    PyObject *const *S = &PyTuple_GET_ITEM(args[2], 0);
-    PyObject *const *Lim = &PyTuple_GET_ITEM(args[3], 0);
-    *L = (lane_t){S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
-                  S[12], S[13], S[14], S[15], S[16], S[17], 0, 0, 0, NULL};
+    lane_from((const LaneState *)args[2], L);
+    const Limits *Lim = (const Limits *)args[3];
     memset(R, 0, sizeof *R);
     R->start = PyLong_AsSsize_t(args[1]);
     if (R->start == -1 && PyErr_Occurred()) return 0;
     if (R->start < 0) R->start = 0;
-    if (as_i64(Lim[0], "bucket_ms", &R->bucket_ms) || as_i64(Lim[1], "grain_s", &L->grain_s) ||
-        as_i64(Lim[3], "lateness_ms", &R->lateness) || as_i64(Lim[4], "horizon_ms", &R->horizon) ||
-        as_i64(Lim[5], "max_future_ms", &R->max_future) ||
-        as_i64(Lim[6], "max_past_ms", &R->max_past) || as_i64(Lim[7], "max_bytes", &R->max_bytes))
-        return 0;
-    if (!PySet_Check(L->seen) || !PyDict_Check(L->buckets) || !PyDict_Check(L->hot_pv) ||
-        !PyDict_Check(L->hot) || !PyDict_Check(L->cells) || !PySet_Check(L->dirty) ||
-        !PyDict_Check(L->ends) || !PyDict_Check(L->visitors) || !PyDict_Check(L->sku_buckets) ||
-        !PySet_Check(L->sku_dirty) || !PyDict_Check(L->products) || !PyTuple_Check(L->sizes) ||
-        !PyTuple_Check(L->visitor_sizes) || !PyDict_Check(L->grains) ||
-        !PyCallable_Check(L->grain_fn) || !PyDict_Check(L->shops) ||
-        PyTuple_GET_SIZE(L->sizes) != PyTuple_GET_SIZE(L->visitor_sizes) || R->bucket_ms <= 0 ||
-        L->grain_s <= 0 || 3600 % L->grain_s != 0) {
-        PyErr_SetString(PyExc_TypeError, "bad lane state");
-        return 0;
-    }
-    R->has_max = Lim[2] != Py_None;
-    return !(R->has_max && as_i64(Lim[2], "max_ts", &R->max_ts));
+    R->bucket_ms = Lim->bucket_ms;
+    L->grain_s = Lim->grain_s;
+    R->lateness = Lim->lateness_ms;
+    R->horizon = Lim->horizon_ms;
+    R->max_future = Lim->max_future_ms;
+    R->max_past = Lim->max_past_ms;
+    R->max_bytes = Lim->max_bytes;
+    R->has_max = args[4] != Py_None;
+    return !(R->has_max && as_i64(args[4], "max_ts", &R->max_ts));
 }
 
 /* The record's value (a new reference) and Kafka timestamp: 1; 0 when Python must handle
@@ -1079,13 +1228,9 @@ static PyObject *result(Py_ssize_t stop, int status, const run_t *R, lane_t *L) 
 }
 
 #define RUN_DOC(name, topic, what)                                                            \
-    name "(run, start, state, limits) -> (stop, status, max_ts, consumed, processed,\n"      \
-    "        duplicates, corrected, unknown_sku, new_cells)\n\n"                            \
-    "state:  (seen, buckets, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"     \
-    "         sku_dirty, products, unknown, sizes, visitor_sizes, generation, grains,\n"     \
-    "         grain_fn, shops)\n"                                                           \
-    "limits: (bucket_ms, grain_s, max_ts, lateness_ms, horizon_ms, max_future_ms,\n"        \
-    "         max_past_ms, max_bytes)\n\n"                                                 \
+    name "(run, start, state: LaneState, limits: Limits, max_ts)\n"                        \
+    "    -> (stop, status, max_ts, consumed, processed, duplicates, corrected,\n"           \
+    "        unknown_sku, new_cells)\n\n"                                                  \
     "Apply run[start:] (" topic " records of one partition, in offset order) until\n"       \
     "the end (status DONE) or the first record Python must handle: SLOW, run[stop]\n"       \
     "untouched; APPLY, run[stop] deduplicated and in the watermark (and in `corrected`)\n" \
@@ -1462,27 +1607,17 @@ PyDoc_STRVAR(hot_entry_doc,
 "\n"
 "PartitionState.hot_entry for the other paths (orders, returns): the HotEntry of\n"
 "hk = (category, color, size, price band, region, grain) at ts_s (epoch s), built,\n"
-"marked dirty and cached in state's hot dict; state as for pageview_run.");
+"marked dirty and cached in the state's hot dict.");
 
 static PyObject *hot_entry_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 3 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 18 ||
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], &LaneStateType) ||
         !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 6) {
-        PyErr_SetString(PyExc_TypeError, "hot_entry(state[18], hk[6], ts_s)");
+        PyErr_SetString(PyExc_TypeError, "hot_entry(LaneState, hk[6], ts_s)");
         return NULL;
     }
-    PyObject *const *S = &PyTuple_GET_ITEM(args[0], 0);
-    lane_t L = {S[0], S[1], S[2], S[3], S[4], S[5], S[6], S[7], S[8], S[9], S[10], S[11],
-                S[12], S[13], S[14], S[15], S[16], S[17], 0, 0, 0, NULL};
-    if (!PyDict_Check(L.hot) || !PyDict_Check(L.cells) || !PySet_Check(L.dirty) ||
-        !PyDict_Check(L.ends) || !PyDict_Check(L.visitors) || !PyDict_Check(L.shops) ||
-        !PyTuple_Check(L.sizes) ||
-        !PyTuple_Check(L.visitor_sizes) || !PyDict_Check(L.grains) ||
-        !PyCallable_Check(L.grain_fn) ||
-        PyTuple_GET_SIZE(L.sizes) != PyTuple_GET_SIZE(L.visitor_sizes)) {
-        PyErr_SetString(PyExc_TypeError, "bad lane state");
-        return NULL;
-    }
+    lane_t L;
+    lane_from((const LaneState *)args[0], &L);
     int64_t ts_s;
     if (as_i64(args[2], "ts_s", &ts_s)) return NULL;
     PyObject *hk = args[1];
@@ -1693,8 +1828,14 @@ PyMODINIT_FUNC PyInit__lanes(void) {
     if (S_value == NULL || S_timestamp == NULL || S_category == NULL || S_color == NULL ||
         S_size == NULL || S_price_band == NULL || ONE == NULL)
         return NULL;
+    if (PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "LaneState", (PyObject *)&LaneStateType) < 0 ||
+        PyModule_AddObjectRef(m, "Limits", (PyObject *)&LimitsType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddIntConstant(m, "DONE", DONE) < 0 ||
         PyModule_AddIntConstant(m, "SLOW", SLOW) < 0 ||
         PyModule_AddIntConstant(m, "APPLY", APPLY) < 0) {

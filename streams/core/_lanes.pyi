@@ -1,6 +1,6 @@
 """Types of the engine's compiled lanes (streams/core/_lanes.c)."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 DONE: Final[int]
@@ -10,17 +10,63 @@ APPLY: Final[int]
 # (stop, status, max_ts, consumed, processed, duplicates, corrected, unknown_sku, new_cells)
 _RunResult = tuple[int, int, int | None, int, int, int, int, int, int]
 
+class LaneState:
+    """The partition's containers a lane works on (types checked at construction)."""
+
+    seen: set[int]
+    buckets: dict[int, list[int]]
+    hot_pv: dict[Any, Any]
+    hot: dict[Any, Any]
+    cells: dict[Any, list[int]]
+    dirty: set[Any]
+    ends: dict[Any, Any]
+    visitors: dict[Any, set[int]]
+    sku_buckets: dict[Any, list[int]]
+    sku_dirty: set[Any]
+    products: dict[str, Any]
+    unknown: object
+    sizes: tuple[int, ...]
+    visitor_sizes: tuple[bool, ...]
+    generation: int
+    grains: dict[int, Any]
+    grain_fn: Callable[[int], Any]
+    shops: dict[Any, set[int]]
+    def __init__(
+        self, *, seen: set[int], buckets: dict[int, list[int]], hot_pv: dict[Any, Any],
+        hot: dict[Any, Any], cells: dict[Any, list[int]], dirty: set[Any],
+        ends: dict[Any, Any], visitors: dict[Any, set[int]],
+        sku_buckets: dict[Any, list[int]], sku_dirty: set[Any], products: dict[str, Any],
+        unknown: object, sizes: tuple[int, ...], visitor_sizes: tuple[bool, ...],
+        generation: int, grains: dict[int, Any], grain_fn: Callable[[int], Any],
+        shops: dict[Any, set[int]],
+    ) -> None: ...
+
+class Limits:
+    """The engine's limits a lane applies."""
+
+    bucket_ms: int
+    grain_s: int
+    lateness_ms: int
+    horizon_ms: int
+    max_future_ms: int
+    max_past_ms: int
+    max_bytes: int
+    def __init__(
+        self, *, bucket_ms: int, grain_s: int, lateness_ms: int, horizon_ms: int,
+        max_future_ms: int, max_past_ms: int, max_bytes: int,
+    ) -> None: ...
+
 def pageview_run(
-    run: Sequence[Any], start: int, state: tuple[Any, ...], limits: tuple[int | None, ...], /
+    run: Sequence[Any], start: int, state: LaneState, limits: Limits, max_ts: int | None, /
 ) -> _RunResult: ...
 def logistics_run(
-    run: Sequence[Any], start: int, state: tuple[Any, ...], limits: tuple[int | None, ...], /
+    run: Sequence[Any], start: int, state: LaneState, limits: Limits, max_ts: int | None, /
 ) -> _RunResult: ...
 def order_run(
-    run: Sequence[Any], start: int, state: tuple[Any, ...], limits: tuple[int | None, ...], /
+    run: Sequence[Any], start: int, state: LaneState, limits: Limits, max_ts: int | None, /
 ) -> _RunResult: ...
 def hot_entry(
-    state: tuple[Any, ...], hk: tuple[str, str, str, str, str, int], ts_s: int, /
+    state: LaneState, hk: tuple[str, str, str, str, str, int], ts_s: int, /
 ) -> tuple[
     tuple[tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]], int
 ]: ...

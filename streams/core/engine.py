@@ -77,7 +77,7 @@ DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
 
 #: (stop, status, max_ts, consumed, processed, duplicates, corrected, unknown_sku, new_cells)
 _LaneResult = tuple[int, int, int | None, int, int, int, int, int, int]
-_Lane = Callable[[Sequence[Any], int, tuple[Any, ...], tuple[int | None, ...]], _LaneResult]
+_Lane = Callable[[Sequence[Any], int, _lanes.LaneState, _lanes.Limits, int | None], _LaneResult]
 #: the compiled lane of each demand topic (streams/core/_lanes.c)
 _COMPILED_LANES: dict[str, _Lane] = {
     TOPIC_PAGEVIEWS: _lanes.pageview_run,
@@ -504,14 +504,8 @@ class DemandEngine:
         n = len(run)
         i = 0
         while i < n:
-            state = self._lane_state(st)
-            limits = (
-                BUCKET_MS, self._grain_s, st.watermark.max_ts, cfg.allowed_lateness_ms,
-                cfg.correction_horizon_ms, cfg.max_future_ms, cfg.max_past_ms,
-                cfg.max_message_bytes,
-            )
             stop, status, max_ts, consumed, processed, dups, corrected, unknown, new_cells = (
-                lane(run, i, state, limits)
+                lane(run, i, self._lane_state(st), self._lane_limits(), st.watermark.max_ts)
             )
             st.indexed += new_cells
             st.ledger.unknown_sku_lines += unknown
@@ -570,16 +564,27 @@ class DemandEngine:
                 )
         return entry
 
-    def _lane_state(self, st: PartitionState) -> tuple[Any, ...]:
+    def _lane_state(self, st: PartitionState) -> _lanes.LaneState:
         """What the compiled lanes work on: the partition's containers, read per call (a
-        flush cut replaces some of them)."""
+        flush cut replaces some of them), by name and checked for their types."""
         seen, buckets = st.dedup.tables()
         catalog = self.catalog
-        return (
-            seen, buckets, st.hot_pv, st.hot, st.cells, st.dirty, st.ends, st.visitors,
-            st.skus.buckets, st.skus.dirty, catalog.versions(), UNKNOWN, self._sizes,
-            self._visitor_flags, catalog.generation, self.calendar.grains, self.calendar.grain,
-            st.shops,
+        return _lanes.LaneState(
+            seen=seen, buckets=buckets, hot_pv=st.hot_pv, hot=st.hot, cells=st.cells,
+            dirty=st.dirty, ends=st.ends, visitors=st.visitors, sku_buckets=st.skus.buckets,
+            sku_dirty=st.skus.dirty, products=catalog.versions(), unknown=UNKNOWN,
+            sizes=self._sizes, visitor_sizes=self._visitor_flags,
+            generation=catalog.generation, grains=self.calendar.grains,
+            grain_fn=self.calendar.grain, shops=st.shops,
+        )
+
+    def _lane_limits(self) -> _lanes.Limits:
+        """The limits the compiled lanes apply (the config's, read per call)."""
+        cfg = self.config
+        return _lanes.Limits(
+            bucket_ms=BUCKET_MS, grain_s=self._grain_s, lateness_ms=cfg.allowed_lateness_ms,
+            horizon_ms=cfg.correction_horizon_ms, max_future_ms=cfg.max_future_ms,
+            max_past_ms=cfg.max_past_ms, max_bytes=cfg.max_message_bytes,
         )
 
     def _pv_entry(

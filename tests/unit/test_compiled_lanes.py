@@ -587,3 +587,41 @@ def test_the_sanitized_build_is_the_one_under_test() -> None:
     assert lane.__file__ is not None and lane.__file__ in maps
     # the scratch copy .ci/sanitize built, not the project's own module
     assert lane.__file__.startswith(os.environ["PYTHONPATH"])
+
+
+# ------------------------------------------------------------------ typed interface
+def test_lane_state_and_limits_are_typed_and_named() -> None:
+    """The lanes take their state and limits as named, type-checked objects: a missing or
+    mistyped field is an error at construction, and the fields read back by name."""
+    eng = DemandEngine()
+    process(eng, [Record("shop.pageviews", 0, 0, T0, None, orjson.dumps(_view(event_id="a")))])
+    st = eng.states[("shop.pageviews", 0)]
+    state = eng._lane_state(st)
+    assert state.cells is st.cells and state.shops is st.shops
+    assert state.sizes == tuple(eng.config.window_seconds)
+    fields = {name: getattr(state, name) for name in (
+        "seen", "buckets", "hot_pv", "hot", "cells", "dirty", "ends", "visitors",
+        "sku_buckets", "sku_dirty", "products", "unknown", "sizes", "visitor_sizes",
+        "generation", "grains", "grain_fn", "shops")}
+    assert isinstance(lane.LaneState(**fields), lane.LaneState)
+    with pytest.raises(TypeError, match="missing shops"):
+        lane.LaneState(**{k: v for k, v in fields.items() if k != "shops"})
+    with pytest.raises(TypeError, match="must be dict, not list"):
+        lane.LaneState(**{**fields, "cells": []})
+    with pytest.raises(ValueError, match="differ in length"):
+        lane.LaneState(**{**fields, "visitor_sizes": ()})
+    with pytest.raises(TypeError):
+        lane.LaneState(*fields.values())  # keywords only
+    with pytest.raises(AttributeError):
+        state.cells = {}  # type: ignore[misc]
+    limits = eng._lane_limits()
+    assert limits.horizon_ms == eng.config.correction_horizon_ms
+    assert limits.max_bytes == eng.config.max_message_bytes
+    with pytest.raises(ValueError, match="divides an hour"):
+        lane.Limits(bucket_ms=1, grain_s=7, lateness_ms=0, horizon_ms=0, max_future_ms=0,
+                    max_past_ms=0, max_bytes=1)
+    with pytest.raises(ValueError, match="max_bytes missing"):
+        lane.Limits(bucket_ms=1, grain_s=60, lateness_ms=0, horizon_ms=0, max_future_ms=0,
+                    max_past_ms=0)
+    with pytest.raises(TypeError, match="LaneState, Limits"):
+        lane.pageview_run([], 0, tuple(fields.values()), limits, None)  # type: ignore[arg-type]
