@@ -9,6 +9,10 @@
  *   order_run      shop.orders: orders of up to MAX_LINES lines completely (SKU hours,
  *                  cells, GMV as price_e4, the order counted once per cell).
  *
+ * They share one run loop (run_lane) and differ in a lane_ops table: scanner, event time
+ * and id, and what an admitted event does. Their state and limits come as the typed
+ * LaneState and Limits objects (named fields, checked once at construction).
+ *
  * streams/core/engine.py is the reference. This does exactly what its Python path does
  * (same state, same values) for the messages it is sure about, and stops at the first
  * record it is not sure about *before changing anything for it*: the Python engine then
@@ -1239,171 +1243,102 @@ static PyObject *result(Py_ssize_t stop, int status, const run_t *R, lane_t *L) 
 PyDoc_STRVAR(pageview_run_doc, RUN_DOC("pageview_run", "shop.pageviews",
                                        "a catalog version starts inside its grain"));
 
-static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    lane_t L;
-    run_t R;
-    if (!parse_args(args, nargs, &L, &R)) return NULL;
-    const int64_t grain_ms = L.grain_s * 1000;
-    PyObject *seq = PySequence_Fast(args[0], "pageview_run: run must be a sequence");
-    if (seq == NULL) return NULL;
-    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **recs = PySequence_Fast_ITEMS(seq);
-    int status = DONE;
-    Py_ssize_t i = R.start;
-    PyObject *value = NULL, *sku = NULL, *region = NULL, *key = NULL, *e = NULL;
-
-    for (; i < n; i++) {
-        int64_t ref;
-        const int got = record_value(recs[i], &R, &value, &ref);
-        if (got < 0) goto error;
-        pageview ev;
-        if (!got || !scan_pageview((const uint8_t *)PyBytes_AS_STRING(value),
-                                   PyBytes_GET_SIZE(value), &ev)) {
-            status = SLOW; /* not sure: the contract decoder's */
-            break;
-        }
-        const int64_t ts = ev.ts;
-        const int adm = admit(&L, &R, ref, ts, &ev.event_id);
-        if (adm < 0) goto error;
-        if (adm == STOP) { status = SLOW; break; }
-        if (adm == DUPLICATE) { Py_CLEAR(value); continue; }
-
-        sku = cached_str(ev.sku.p, ev.sku.n);
-        region = cached_str(ev.region.p, ev.region.n);
-        if (sku == NULL || region == NULL) goto error;
-        const int64_t grain_no = ts / grain_ms;
-        entry_slot *slot = entry_cache_slot(sku, region, grain_no);
-        if (slot->entry != NULL && slot->sku == sku && slot->region == region &&
-            slot->grain == grain_no) {
-            e = Py_NewRef(slot->entry); /* seen in this call: hot_pv holds the same entry */
-            Py_CLEAR(sku);
-            Py_CLEAR(region);
-            goto apply;
-        }
+/* A page view the lane admitted: its lane entry (from this call's cache, hot_pv, or
+ * built), then SKU hour page views, the page views of its cells, the visitor hash into
+ * the base sizes' visitor sets and the shop's view tag. 0 done, APPLY when a catalog
+ * version starts inside its grain (Python applies it), -1 on error. */
+static int apply_pageview(lane_t *L, run_t *R, const void *event) {
+    const pageview *ev = event;
+    const int64_t ts = ev->ts;
+    const int64_t grain_no = ts / (L->grain_s * 1000);
+    PyObject *sku = NULL, *region = NULL, *key = NULL, *e = NULL;
+    sku = cached_str(ev->sku.p, ev->sku.n);
+    region = cached_str(ev->region.p, ev->region.n);
+    if (sku == NULL || region == NULL) goto error;
+    entry_slot *slot = entry_cache_slot(sku, region, grain_no);
+    if (slot->entry != NULL && slot->sku == sku && slot->region == region &&
+        slot->grain == grain_no) {
+        e = Py_NewRef(slot->entry); /* seen in this call: hot_pv holds the same entry */
+    } else {
         PyObject *grain = PyLong_FromLongLong(grain_no);
         key = grain ? untracked(PyTuple_Pack(3, sku, region, grain)) : NULL;
         Py_XDECREF(grain);
         if (key == NULL) goto error;
-        e = PyDict_GetItemWithError(L.hot_pv, key);
+        e = PyDict_GetItemWithError(L->hot_pv, key);
         if (e != NULL) {
             Py_INCREF(e);
             if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 6) {
                 PyErr_SetString(PyExc_TypeError, "page-view lane: bad hot_pv entry");
                 goto error;
             }
-            const int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(e, 0), L.generation, Py_EQ);
+            const int same =
+                PyObject_RichCompareBool(PyTuple_GET_ITEM(e, 0), L->generation, Py_EQ);
             if (same < 0) goto error;
             if (!same) Py_CLEAR(e);
         } else if (PyErr_Occurred()) {
             goto error;
         }
         if (e == NULL) {
-            e = pv_entry(&L, key, sku, region, ts);
+            e = pv_entry(L, key, sku, region, ts);
             if (e == NULL) goto error;
         }
         if (e == Py_None) { /* a catalog version starts inside the grain: Python applies */
-            status = APPLY;
-            break;
+            Py_DECREF(e);
+            Py_DECREF(sku);
+            Py_DECREF(region);
+            Py_DECREF(key);
+            return APPLY;
         }
-        if (PyTuple_GET_ITEM(e, 0) == L.generation) entry_cache_put(slot, e, sku, region, grain_no);
-        Py_CLEAR(sku);
-        Py_CLEAR(region);
+        if (PyTuple_GET_ITEM(e, 0) == L->generation) entry_cache_put(slot, e, sku, region, grain_no);
         Py_CLEAR(key);
-    apply:;
-        PyObject *vecs = PyTuple_GET_ITEM(e, 3), *sets = PyTuple_GET_ITEM(e, 4);
-        PyObject *shop_sets = PyTuple_GET_ITEM(e, 5);
-        if (!PyTuple_Check(vecs) || !PyTuple_Check(sets) || !PyTuple_Check(shop_sets)) {
-            PyErr_SetString(PyExc_TypeError, "page-view lane: bad lane entry");
-            goto error;
-        }
-        if (PyTuple_GET_ITEM(e, 1) == Py_True) R.unknown++;
-        if (incr(PyTuple_GET_ITEM(e, 2), 4 /* SKU_PAGEVIEWS */) < 0) goto error;
-        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(vecs); k++)
-            if (incr(PyTuple_GET_ITEM(vecs, k), 5 /* PAGEVIEWS */) < 0) goto error;
-        if (PyTuple_GET_SIZE(sets)) {
-            PyObject *vh = PyLong_FromUnsignedLongLong(visitor_hash(ev.visitor_id.p, ev.visitor_id.n));
-            if (vh == NULL) goto error;
-            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(sets); k++) {
-                PyObject *vs = PyTuple_GET_ITEM(sets, k);
-                if (!PySet_Check(vs) || PySet_Add(vs, vh) < 0) {
-                    if (!PyErr_Occurred())
-                        PyErr_SetString(PyExc_TypeError, "page-view lane: a visitor set is not a set");
-                    Py_DECREF(vh);
-                    goto error;
-                }
-            }
-            Py_DECREF(vh);
-        }
-        if (add_shop(shop_sets, &ev.shop_id, 1) < 0) goto error;
-        Py_CLEAR(e);
-        Py_CLEAR(value);
-        R.processed++;
-        R.consumed++;
     }
-    entry_cache_clear();
-    Py_XDECREF(value);
-    Py_XDECREF(e);
-    Py_DECREF(seq);
-    return result(i, status, &R, &L);
+    Py_CLEAR(sku);
+    Py_CLEAR(region);
+    PyObject *vecs = PyTuple_GET_ITEM(e, 3), *sets = PyTuple_GET_ITEM(e, 4);
+    PyObject *shop_sets = PyTuple_GET_ITEM(e, 5);
+    if (!PyTuple_Check(vecs) || !PyTuple_Check(sets) || !PyTuple_Check(shop_sets)) {
+        PyErr_SetString(PyExc_TypeError, "page-view lane: bad lane entry");
+        goto error;
+    }
+    if (PyTuple_GET_ITEM(e, 1) == Py_True) R->unknown++;
+    if (incr(PyTuple_GET_ITEM(e, 2), 4 /* SKU_PAGEVIEWS */) < 0) goto error;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(vecs); k++)
+        if (incr(PyTuple_GET_ITEM(vecs, k), 5 /* PAGEVIEWS */) < 0) goto error;
+    if (PyTuple_GET_SIZE(sets)) {
+        PyObject *vh = PyLong_FromUnsignedLongLong(visitor_hash(ev->visitor_id.p, ev->visitor_id.n));
+        if (vh == NULL) goto error;
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(sets); k++) {
+            PyObject *vs = PyTuple_GET_ITEM(sets, k);
+            if (!PySet_Check(vs) || PySet_Add(vs, vh) < 0) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "page-view lane: a visitor set is not a set");
+                Py_DECREF(vh);
+                goto error;
+            }
+        }
+        Py_DECREF(vh);
+    }
+    if (add_shop(shop_sets, &ev->shop_id, 1) < 0) goto error;
+    Py_DECREF(e);
+    return 0;
 error:
-    entry_cache_clear();
-    lane_done(&L);
-    Py_XDECREF(value);
     Py_XDECREF(sku);
     Py_XDECREF(region);
     Py_XDECREF(key);
     Py_XDECREF(e);
-    Py_DECREF(seq);
-    return NULL;
+    return -1;
 }
 
 PyDoc_STRVAR(logistics_run_doc, RUN_DOC("logistics_run", "shop.logistics",
                                         "every type but shipped and delivered, which change "
                                         "no counter and are only counted"));
 
-static PyObject *logistics_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    lane_t L;
-    run_t R;
-    if (!parse_args(args, nargs, &L, &R)) return NULL;
-    PyObject *seq = PySequence_Fast(args[0], "logistics_run: run must be a sequence");
-    if (seq == NULL) return NULL;
-    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **recs = PySequence_Fast_ITEMS(seq);
-    int status = DONE;
-    Py_ssize_t i = R.start;
-    PyObject *value = NULL;
-    for (; i < n; i++) {
-        int64_t ref;
-        const int got = record_value(recs[i], &R, &value, &ref);
-        if (got < 0) goto error;
-        logistics ev;
-        if (!got || !scan_logistics((const uint8_t *)PyBytes_AS_STRING(value),
-                                    PyBytes_GET_SIZE(value), &ev)) {
-            status = SLOW;
-            break;
-        }
-        const int adm = admit(&L, &R, ref, ev.ts, &ev.event_id);
-        if (adm < 0) goto error;
-        if (adm == STOP) { status = SLOW; break; }
-        Py_CLEAR(value);
-        if (adm == DUPLICATE) continue;
-        if (ev.kind != KIND_SHIPPED && ev.kind != KIND_DELIVERED) {
-            status = APPLY;
-            break;
-        }
-        R.processed++;
-        R.consumed++;
-    }
-    Py_XDECREF(value);
-    Py_DECREF(seq);
-    return result(i, status, &R, &L);
-error:
-    lane_done(&L);
-    Py_XDECREF(value);
-    Py_DECREF(seq);
-    return NULL;
+/* Shipped and delivered change no counter (only counted); the other types -> APPLY. */
+static int apply_logistics(lane_t *L, run_t *R, const void *event) {
+    (void)L;
+    (void)R;
+    const logistics *ev = event;
+    return ev->kind == KIND_SHIPPED || ev->kind == KIND_DELIVERED ? 0 : APPLY;
 }
 
 /* vec[slot] += delta on a list of ints */
@@ -1550,23 +1485,64 @@ done:
 
 PyDoc_STRVAR(order_run_doc, RUN_DOC("order_run", "shop.orders", "never: status is DONE or SLOW"));
 
-static PyObject *order_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
+static int apply_order_event(lane_t *L, run_t *R, const void *event) {
+    return apply_order(L, R, (const order *)event);
+}
+
+static int scan_pageview_event(const uint8_t *p, Py_ssize_t n, void *ev) {
+    return scan_pageview(p, n, ev);
+}
+static int scan_logistics_event(const uint8_t *p, Py_ssize_t n, void *ev) {
+    return scan_logistics(p, n, ev);
+}
+static int scan_order_event(const uint8_t *p, Py_ssize_t n, void *ev) {
+    return scan_order(p, n, ev);
+}
+static int64_t pageview_ts(const void *ev) { return ((const pageview *)ev)->ts; }
+static int64_t logistics_ts(const void *ev) { return ((const logistics *)ev)->ts; }
+static int64_t order_ts(const void *ev) { return ((const order *)ev)->ts; }
+static const span *pageview_id(const void *ev) { return &((const pageview *)ev)->event_id; }
+static const span *logistics_id(const void *ev) { return &((const logistics *)ev)->event_id; }
+static const span *order_id(const void *ev) { return &((const order *)ev)->event_id; }
+
+/* What makes a lane a topic's: its scanner (1: sure, with the event's fields as spans
+ * into the record's bytes), the event's time and id, and what an admitted event does (0
+ * done, APPLY: Python applies it, -1 error). */
+typedef struct {
+    const char *name;
+    size_t event_size;
+    int (*scan)(const uint8_t *p, Py_ssize_t n, void *ev);
+    int64_t (*ts)(const void *ev);
+    const span *(*event_id)(const void *ev);
+    int (*apply)(lane_t *L, run_t *R, const void *ev);
+} lane_ops;
+
+static const lane_ops PAGEVIEW_OPS = {"pageview_run", sizeof(pageview), scan_pageview_event,
+                                      pageview_ts, pageview_id, apply_pageview};
+static const lane_ops LOGISTICS_OPS = {"logistics_run", sizeof(logistics), scan_logistics_event,
+                                       logistics_ts, logistics_id, apply_logistics};
+static const lane_ops ORDER_OPS = {"order_run", sizeof(order), scan_order_event, order_ts,
+                                   order_id, apply_order_event};
+
+/* The one run loop of the three lanes: record by record from run[start], the record's
+ * bytes scanned (not sure: SLOW), admitted (future, stale or too late: SLOW; a repeated
+ * id: counted), then applied by the topic's lane (APPLY: Python applies it). */
+static PyObject *run_lane(PyObject *const *args, Py_ssize_t nargs, const lane_ops *ops) {
     lane_t L;
     run_t R;
     if (!parse_args(args, nargs, &L, &R)) return NULL;
-    if (PyTuple_GET_SIZE(L.sizes) > 8) {
+    if (ops == &ORDER_OPS && PyTuple_GET_SIZE(L.sizes) > 8) {
         PyErr_SetString(PyExc_ValueError, "order_run: at most 8 window sizes");
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(args[0], "order_run: run must be a sequence");
+    PyObject *seq = PySequence_Fast(args[0], "a lane's run must be a sequence");
     if (seq == NULL) return NULL;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **recs = PySequence_Fast_ITEMS(seq);
     int status = DONE;
     Py_ssize_t i = R.start;
     PyObject *value = NULL;
-    order *ev = PyMem_Malloc(sizeof *ev);
+    void *ev = PyMem_Malloc(ops->event_size);
     if (ev == NULL) {
         Py_DECREF(seq);
         return PyErr_NoMemory();
@@ -1575,31 +1551,56 @@ static PyObject *order_run(PyObject *self, PyObject *const *args, Py_ssize_t nar
         int64_t ref;
         const int got = record_value(recs[i], &R, &value, &ref);
         if (got < 0) goto error;
-        if (!got || !scan_order((const uint8_t *)PyBytes_AS_STRING(value),
-                                PyBytes_GET_SIZE(value), ev)) {
+        if (!got || !ops->scan((const uint8_t *)PyBytes_AS_STRING(value),
+                               PyBytes_GET_SIZE(value), ev)) {
+            status = SLOW; /* not sure: the contract decoder's */
+            break;
+        }
+        const int adm = admit(&L, &R, ref, ops->ts(ev), ops->event_id(ev));
+        if (adm < 0) goto error;
+        if (adm == STOP) {
             status = SLOW;
             break;
         }
-        const int adm = admit(&L, &R, ref, ev->ts, &ev->event_id);
-        if (adm < 0) goto error;
-        if (adm == STOP) { status = SLOW; break; }
         if (adm == ADMIT) {
-            if (apply_order(&L, &R, ev) < 0) goto error;
+            const int rc = ops->apply(&L, &R, ev); /* ev's spans point into value */
+            if (rc < 0) goto error;
+            if (rc == APPLY) {
+                status = APPLY;
+                break;
+            }
             R.processed++;
             R.consumed++;
         }
         Py_CLEAR(value);
     }
+    entry_cache_clear();
     Py_XDECREF(value);
     PyMem_Free(ev);
     Py_DECREF(seq);
     return result(i, status, &R, &L);
 error:
+    entry_cache_clear();
     lane_done(&L);
     Py_XDECREF(value);
     PyMem_Free(ev);
     Py_DECREF(seq);
     return NULL;
+}
+
+static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    return run_lane(args, nargs, &PAGEVIEW_OPS);
+}
+
+static PyObject *logistics_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    return run_lane(args, nargs, &LOGISTICS_OPS);
+}
+
+static PyObject *order_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    return run_lane(args, nargs, &ORDER_OPS);
 }
 
 PyDoc_STRVAR(hot_entry_doc,

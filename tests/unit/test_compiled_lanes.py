@@ -543,11 +543,25 @@ def _lane_workload(corpus: list[tuple[str, bytes]]) -> None:
     for topic, raw in corpus:
         offsets[topic] = offsets.get(topic, -1) + 1
         records.append(Record(topic, 0, offsets[topic], T0, None, raw))
-    process(eng, [r for r in records if r.topic == "shop.products"])
+    for r in records:
+        if r.topic == "shop.products":
+            eng.apply_product(r)
     demand = [r for r in records if r.topic != "shop.products"]
     process(eng, demand)
     process(eng, demand)  # every event again: the duplicate paths
     eng.flush_batch()
+    # page views in a grain where a catalog version starts: the lane hands them back
+    t = T0 + 3_600_000
+    eng = DemandEngine()
+    for product in [Record("shop.products", 0, i, None, None, orjson.dumps({
+        "event_id": f"p{i}", "event_type": "product_upsert", "ts": ts, "shop_id": "s",
+        "sku": "A", "factory_id": "F1", "category": "袜子", "color": color, "size": "M",
+        "list_price": 15.0, "lead_time_days": 7, "moq": 10}))
+        for i, (ts, color) in enumerate(((0, "red"), (t + 130_000, "blue")))]:
+        eng.apply_product(product)
+    process(eng, [Record("shop.pageviews", 0, i, t + 10**7, None, orjson.dumps(
+        _view(event_id=f"v{i}", ts=t + 100_000 + i * 1_000, visitor_id=f"u{i % 7}")))
+        for i in range(100)])
 
 
 def test_the_lanes_leak_no_references(corpus: list[tuple[str, bytes]]) -> None:
