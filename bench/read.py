@@ -9,9 +9,9 @@ For each D, in a child process (chDB opens one engine path per process):
 1. build D days of simulated history ending at the current hour (so retention keeps it):
    the seeded simulator with a realistic catalog (--skus 4000, --shops 100, --regions 30),
    keyed into 4 partitions per topic as a producer would, applied by the real engine and
-   written by the real store (``DemandStore.write``: state rows, serving tables and the
-   market fold of the windows shorter than a day, checkpoints), a flush every
-   --flush-events events, then the worker's periodic market fold once (not through
+   written by the real store (``DemandStore.write``: state rows, serving tables,
+   checkpoints), a flush every --flush-events events, then the worker's periodic market
+   fold once (not through
    Kafka: the write path has its own benchmark, ``python -m bench``). Then the real
    alert service evaluates
    every finished hour (alerts and progress as a worker stores them). The database is

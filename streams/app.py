@@ -169,14 +169,15 @@ def open_store(client: Any, settings: Settings) -> DemandStore:
 
 
 def attach_market_refresh(
-    app: faust.App, settings: Settings, client: Any, io: Callable[..., Awaitable[Any]],
+    app: faust.App, settings: Settings, store: DemandStore, io: Callable[..., Awaitable[Any]],
     leader: Callable[[], bool] | None = None, flushes: Callable[[], int] | None = None,
 ) -> MarketRefresher:
-    """In the process that writes ClickHouse: the daily windows' and the rolling horizons'
-    market fold, every ``C2M_MARKET_REFRESH_SECONDS`` (``streams.market_refresh``). Attach
-    it before the service that flushes, so that it stops after it (a last refresh)."""
-    refresher = MarketRefresher(client, settings.clickhouse_database, io, leader=leader,
-                                flushes=flushes)
+    """In the process that writes ClickHouse: the market fold of what its store refreshed
+    and, on the leader, of the daily windows and the rolling horizons, every
+    ``C2M_MARKET_REFRESH_SECONDS`` (``streams.market_refresh``). Attach it before the
+    service that flushes, so that it stops after it (a last refresh)."""
+    refresher = MarketRefresher(store.client, settings.clickhouse_database, io, leader=leader,
+                                flushes=flushes, pending=store.market_pending)
     attach_service(app, refresher)
 
     @app.timer(interval=settings.market_refresh_seconds)  # type: ignore[untyped-decorator]
@@ -293,7 +294,7 @@ def create_app(
     if store is not None:
         attach_checkpoint_pruning(app, settings, store, pipeline.io)
     refresher = (
-        attach_market_refresh(app, settings, client, pipeline.io, leader,
+        attach_market_refresh(app, settings, store, pipeline.io, leader,
                               lambda: pipeline.flushes)
         if store is not None else None
     )

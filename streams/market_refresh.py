@@ -1,12 +1,13 @@
-"""The periodic half of the stored market fold (``streams.clickhouse.market``): the daily
-windows and the rolling horizons, re-folded every ``C2M_MARKET_REFRESH_SECONDS`` by the
-process that writes ClickHouse, when a checkpoint moved since the last refresh.
+"""The stored market fold (``streams.clickhouse.market``) kept up to date: every window
+whose cells changed and the rolling horizons, re-folded every
+``C2M_MARKET_REFRESH_SECONDS`` by the process that writes ClickHouse, when a checkpoint
+moved since the last refresh.
 
-Windows shorter than a day are re-folded by each flush (``DemandStore.refresh``); a daily
-window's fold reads every cell of the day and the horizons' every cell of 7 days, so
-folding them with every flush (every second at 1,000,000 events a day) would cost far more
-than once per interval. Their market rows are at most one interval (plus one refresh) old;
-``docs/SECURITY.md`` has the measured costs.
+Not with every flush: a daily window's fold reads every cell of the day and the horizons'
+every cell of 7 days, and even the 5-minute and hourly windows' refolds cost the ingest
+path 6-8% of its CPU while a backlog is worked off (bench/RESULTS.md). The market rows
+are at most one interval (plus one refresh) older than the cells; ``docs/SECURITY.md``
+has the measured costs.
 
 A ``mode.Service`` attached to the app of the process that writes ClickHouse (the worker
 with the direct sink, or ``c2m writer``), ticked by an ``@app.timer``. It refreshes once at
@@ -39,8 +40,12 @@ class MarketRefresher(Service):
         *,
         leader: Callable[[], bool] | None = None,
         flushes: Callable[[], int] | None = None,
+        pending: market.PendingWindows | None = None,
     ) -> None:
         super().__init__()
+        #: the windows shorter than a day this process's store refreshed: re-folded by
+        #: every process at every tick (the leader's periodic part is for all processes)
+        self.pending = pending
         self.client = client
         self.database = database
         #: runs a blocking ClickHouse call off the event loop (the writer's own thread)
@@ -58,28 +63,45 @@ class MarketRefresher(Service):
         self._lock = asyncio.Lock()
 
     async def refresh(self, *, force: bool = False) -> bool:
-        """Re-fold the daily windows that changed and the rolling horizons when a
-        checkpoint moved since the last refresh. True when it refolded."""
-        if not force and self.leader is not None and not self.leader():
-            return False
+        """Re-fold the windows this process refreshed since the last tick; then, on the
+        leader (or with ``force``), the daily windows that changed and the rolling
+        horizons when a checkpoint moved since the last refresh. True when it refolded."""
         async with self._lock:
             flushes = self.flushes()
+            folded = False
             try:
+                if self.pending is not None and len(self.pending):
+                    await self.io(market.refresh_pending, self.client, self.database,
+                                  self.pending)
+                    folded = True
+                if not force and self.leader is not None and not self.leader():
+                    return folded
                 mark = await self.io(market.checkpoint_mark, self.client, self.database)
-                if mark == self._mark:
-                    self.flushes_covered = flushes
-                    return False
-                await self.io(market.refresh_periodic, self.client, self.database)
+                if mark != self._mark:
+                    await self.io(market.refresh_periodic, self.client, self.database)
+                    self._mark = mark
+                    folded = True
             except Exception as exc:  # ClickHouse away: the next tick tries again
                 log.warning("market fold deferred: %s", str(exc).splitlines()[0][:300])
                 return False
-            self._mark = mark
             self.flushes_covered = flushes
-            self.refreshes += 1
-            return True
+            if folded:
+                self.refreshes += 1
+            return folded
+
+    async def _start(self) -> None:
+        """Once at start, on every process: the windows shorter than a day of the last 8
+        days whose fold is older than their cells (what a process that stopped without
+        its last tick left), then a tick."""
+        try:
+            await self.io(market.refresh_stale, self.client, self.database,
+                          market.SHORT_SIZES, market.STALE_LOOKBACK_S)
+        except Exception as exc:  # ClickHouse away: the periodic part scans 3 days
+            log.warning("market fold deferred: %s", str(exc).splitlines()[0][:300])
+        await self.refresh()
 
     async def on_started(self) -> None:
-        self.add_future(self.refresh())
+        self.add_future(self._start())
 
     async def on_stop(self) -> None:
         """After the demand consumer's final flush (it stops first): fold what it wrote."""

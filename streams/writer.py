@@ -256,9 +256,10 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
         if settings.metrics_port:
             start_http_server(settings.metrics_port, addr=settings.metrics_host)
 
-    # the market fold of daily windows and rolling horizons: stopped after the writer's
-    # final write (services stop in reverse order), with a last refresh
-    attach_market_refresh(app, settings, client, writer.io)
+    # the market fold of what the writer refreshed, the daily windows and the rolling
+    # horizons: stopped after the writer's final write (services stop in reverse order),
+    # with a last refresh
+    attach_market_refresh(app, settings, store, writer.io)
     attach_service(app, writer)  # stopped (final write) before the producer and web server
 
     attach_checkpoint_pruning(app, settings, store, writer.io)

@@ -16,9 +16,12 @@ cells (no cell leaves ClickHouse; every value is a bound parameter or a column):
   mean equal cells. ``market_demand`` reads, per window, the rows of the newest version
   (found from the markers; ``FINAL`` drops re-written duplicates), so a key that moved to
   another fold level, or a window whose rows are all withheld now, leaves no stale row.
-  Windows shorter than a day are re-folded by every flush that touched them
-  (``refresh_market``, called by ``DemandStore.refresh`` right after ``demand_cells``);
-  daily windows, whose fold reads every cell of the day, by the periodic refresh.
+  Every window whose cells changed is re-folded by the periodic refresh
+  (``refresh_periodic``, ``streams.market_refresh``: every ``C2M_MARKET_REFRESH_SECONDS``
+  when a checkpoint moved): the windows shorter than a day in batches, a daily window
+  (whose fold reads every cell of the day) alone. Re-folding with every flush cost the
+  ingest path 6-8% of its CPU (bench/RESULTS.md); the market rows are instead at most
+  one interval (plus one refresh) behind the cells.
 - ``market_rolling_cells``: the fold of ``demand_rolling``'s horizons (1 h, 24 h, 7 d),
   per (horizon, as_of), with a marker per refresh and the same kind of version (the sum of
   the versions of the cells in the horizon); ``market_rolling`` reads the newest as_of and
@@ -35,17 +38,26 @@ fold (the SQL the views ran before, kept as the test oracle) and the pure fold.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: windows of at least this size are re-folded by the periodic refresh, not per flush
+#: windows of at least this size are re-folded one statement each (a day's fold is the
+#: largest); shorter windows several at once
 DAILY_SECONDS = 86_400
 #: how far back (from the newest window of a size) the periodic refresh looks for daily
 #: windows whose fold is older than their cells: beyond the correction horizon (48 h)
 STALE_LOOKBACK_S = 8 * 86_400
+#: the same for windows shorter than a day (a 5-minute window changes only inside the
+#: correction horizon of 48 h; a replay into older windows rebuilds: ``rebuild``)
+SHORT_LOOKBACK_S = 3 * 86_400
+#: the sizes shorter than a day the periodic refresh folds
+SHORT_SIZES = (300, 3600)
+#: stale windows shorter than a day re-folded by one statement
+SHORT_BATCH = 48
 #: windows re-folded by one statement in a rebuild: at most about this many cells
 REBUILD_CELLS = 250_000
 #: the k the market rows are folded with (what the views filter on): 3 until a process
@@ -146,6 +158,45 @@ def _dt(v: Any) -> datetime:
     return datetime.fromtimestamp(int(v), UTC)
 
 
+class PendingWindows:
+    """The windows shorter than a day whose cells this process refreshed and whose market
+    fold has not been redone yet: ``DemandStore.publish`` adds them, the market refresher
+    takes them (``refresh_pending``) every interval. Thread-safe (the store publishes on
+    the flush thread, the refresher works on its own)."""
+
+    __slots__ = ("_lock", "_windows")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: set[tuple[int, datetime]] = set()
+
+    def add(self, windows: Iterable[tuple[int, Any]]) -> None:
+        short = {(int(s), _dt(t)) for s, t in windows if int(s) < DAILY_SECONDS}
+        with self._lock:
+            self._windows |= short
+
+    def take(self) -> list[tuple[int, datetime]]:
+        with self._lock:
+            out, self._windows = sorted(self._windows), set()
+        return out
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+
+def refresh_pending(client: Any, db: str, pending: PendingWindows) -> int:
+    """Re-fold the pending windows, ``SHORT_BATCH`` a statement; what a failure left
+    undone goes back to ``pending``. Returns how many."""
+    windows = pending.take()
+    for i in range(0, len(windows), SHORT_BATCH):
+        try:
+            refresh_market(client, db, windows[i:i + SHORT_BATCH])
+        except Exception:
+            pending.add(windows[i:])
+            raise
+    return len(windows)
+
+
 def refresh_market(
     client: Any, db: str, windows: Iterable[tuple[int, Any]], *, daily: bool = False,
     settings: dict[str, Any] | None = None,
@@ -195,11 +246,16 @@ def refresh_stale(
     back_s: int = STALE_LOOKBACK_S,
 ) -> int:
     """Re-fold the windows of ``sizes`` whose market rows are older than their cells (one
-    statement per window: a daily window is the largest fold). Returns how many."""
+    statement per daily window: a day is the largest fold; shorter windows
+    ``SHORT_BATCH`` at a time). Returns how many."""
     stale = client.query(stale_windows_sql(db), parameters={
         "s": list(sizes), "back": back_s}).result_rows
+    short = [(int(size), start) for size, start in stale if int(size) < DAILY_SECONDS]
+    for i in range(0, len(short), SHORT_BATCH):
+        refresh_market(client, db, short[i:i + SHORT_BATCH])
     for size, start in stale:
-        refresh_market(client, db, [(size, start)], daily=True)
+        if int(size) >= DAILY_SECONDS:
+            refresh_market(client, db, [(size, start)], daily=True)
     return len(stale)
 
 
@@ -283,8 +339,10 @@ def checkpoint_mark(client: Any, db: str) -> tuple[int, int]:
 
 
 def refresh_periodic(client: Any, db: str) -> None:
-    """The periodic part: stale daily windows, then the rolling horizons (which read the
-    daily windows' cells, not their folds), then the old rolling days dropped."""
+    """The whole stored fold brought up to date: the stale windows shorter than a day,
+    the stale daily windows, then the rolling horizons (which read the windows' cells, not
+    their folds), then the old rolling days dropped."""
+    refresh_stale(client, db, SHORT_SIZES, SHORT_LOOKBACK_S)
     refresh_stale(client, db)
     client.command(refresh_rolling_sql(db))
     prune_rolling(client, db)

@@ -13,8 +13,8 @@ docs/ARCHITECTURE.md, "Commit after flush: why nothing is lost or double counted
    (catalog versions), ``dedup_feed`` (event ids first seen since the last flush);
 3. ``late_events`` rows (keyed by source coordinates);
 4. the serving tables ``demand_cells`` and ``sku_hours``: the final rows of the cells and
-   SKU hours of this flush (``streams.clickhouse.serving``), then the market fold of the
-   windows shorter than a day it touched (``market_cells``, ``streams.clickhouse.market``);
+   SKU hours of this flush (``streams.clickhouse.serving``); the market fold of what
+   changed follows within ``C2M_MARKET_REFRESH_SECONDS`` (``streams.market_refresh``);
 5. ``checkpoints``: one row per partition, written last.
 
 Steps 4 and 5 are the *publish*: a caller that is behind (a backlog to work off) may write
@@ -106,6 +106,9 @@ class DemandStore:
         #: written since the last publish: what to refresh, the checkpoint rows to write
         self._todo = serving.RefreshSet()
         self._checkpoints: list[list[Any]] = []
+        #: windows shorter than a day refreshed since the market refresher last took
+        #: them: it re-folds their market rows (``streams.market_refresh``)
+        self.market_pending = market.PendingWindows()
 
     # ---------------------------------------------------------------- writes
     def write(
@@ -172,12 +175,8 @@ class DemandStore:
                 self.client.command(sql, parameters=params, settings=INSERT_SETTINGS)
             except Exception as exc:
                 raise sink_error(exc, "refresh", f"{self.db}.{table}") from exc
-            if table == "demand_cells":
-                try:
-                    market.refresh_market(self.client, self.db, params["w"],
-                                          settings=INSERT_SETTINGS)
-                except Exception as exc:
-                    raise sink_error(exc, "refresh", f"{self.db}.market_cells") from exc
+        if cells is not None:
+            self.market_pending.add(cells["w"])
         self._todo = serving.RefreshSet()
         if self._checkpoints:
             self._insert("checkpoints", self._checkpoints, CHECKPOINT_COLUMNS)

@@ -171,6 +171,39 @@ def test_late_corrections_move_a_key_across_fold_levels(engine_client: Any, db: 
     assert _published_keys(engine_client, db, 300) == {category}  # A, B, C: 6 + 3 shops
 
 
+def test_the_windows_a_publish_refreshed_wait_for_the_market_refresher(
+    engine_client: Any, db: str
+) -> None:
+    """A publish hands the windows shorter than a day it refreshed to the market
+    refresher (``market_pending``) instead of re-folding them itself; ``refresh_pending``
+    folds them, and what a failed fold left undone stays pending."""
+    feed = Feed(engine_client, db)
+    feed.product("SKU-R", "红")
+    for shop in ("S1", "S2", "S3"):
+        feed.order(shop, "SKU-R", "浙江", T + 10)
+    feed.flush()
+    pending = feed.store.market_pending
+    assert {s for s, _ in pending.take()} == {300, 3600}  # the day: the periodic part's
+    feed.order("S4", "SKU-R", "浙江", T + 20)
+    feed.flush()
+    assert len(pending) == 2
+    assert stored_demand(engine_client, db, 300, 0, 2**31) != oracle_demand(
+        engine_client, db, 300, 0, 2**31)  # not folded by the flush
+
+    class Away:
+        def command(self, *a: Any, **k: Any) -> None:
+            raise ConnectionError("ClickHouse away")
+
+    with pytest.raises(ConnectionError):
+        market.refresh_pending(Away(), db, pending)
+    assert len(pending) == 2  # given back
+    assert market.refresh_pending(engine_client, db, pending) == 2
+    assert len(pending) == 0
+    for seconds in (300, 3600):
+        assert stored_demand(engine_client, db, seconds, 0, 2**31) == oracle_demand(
+            engine_client, db, seconds, 0, 2**31)
+
+
 def test_simulated_flushes_and_their_late_corrections(engine_client: Any, db: str) -> None:
     """Three hours of simulated shops over local midnight, flushed in uneven cuts, then page
     views and orders again 40 minutes behind (corrections inside the horizon): the stored
