@@ -10,8 +10,8 @@ For each D, in a child process (chDB opens one engine path per process):
    the seeded simulator with a realistic catalog (--skus 4000, --shops 100, --regions 30),
    keyed into 4 partitions per topic as a producer would, applied by the real engine and
    written by the real store (``DemandStore.write``: state rows, serving tables,
-   checkpoints), a flush every --flush-events events, then the worker's periodic market
-   fold once (not through
+   checkpoints), a flush every --flush-events events, the market fold of the windows
+   it refreshed every 4 simulated hours and the periodic one at the end (not through
    Kafka: the write path has its own benchmark, ``python -m bench``). Then the real
    alert service evaluates
    every finished hour (alerts and progress as a worker stores them). The database is
@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -77,6 +78,7 @@ def grafana_queries() -> list[tuple[str, str, str]]:
 def build(db_dir: Path, days: float, events_per_day: int, skus: int, shops: int, regions: int,
           seed: int, flush_events: int, end_ms: int) -> dict[str, Any]:
     from streams.app import open_store
+    from streams.clickhouse import market
     from streams.clickhouse.client import connect
     from streams.core.catalog import Catalog
     from streams.core.engine import DemandEngine, runs_of
@@ -119,14 +121,18 @@ def build(db_dir: Path, days: float, events_per_day: int, skus: int, shops: int,
             pending.append(record(ev.topic, ev.key, ev.value, ev.ts_ms))
             if len(pending) >= flush_events:
                 flush()
+        if h % 4 == 3 or h == hours - 1:
+            # the market refresher's part: the windows shorter than a day the store
+            # refreshed, folded (a live worker does it every C2M_MARKET_REFRESH_SECONDS)
+            a = time.perf_counter()
+            market.refresh_pending(client, settings.clickhouse_database, store.market_pending)
+            write_s += time.perf_counter() - a
         if h % 24 == 23 or h == hours - 1:
             print(f"  day {(h + 1) / 24:.0f}: {n:,} events, {time.perf_counter() - t0:.0f} s "
                   f"({write_s:.0f} s in ClickHouse writes)", file=sys.stderr, flush=True)
     if pending:
         flush()
-    # the worker's periodic market fold (daily windows, rolling horizons), once at the end
-    from streams.clickhouse import market
-
+    # the leader's periodic market fold (daily windows, rolling horizons), once at the end
     a = time.perf_counter()
     market.refresh_periodic(client, settings.clickhouse_database)
     write_s += time.perf_counter() - a
@@ -258,7 +264,7 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
     # (InputCache; the first load after a start is the one above). Each call is the next
     # hour, from 22 hours before ``hour`` on (at most 21 calls: the warm-up and 20 repeats)
     kept = {"cache": InputCache(), "h": hour - 22 * HOUR}
-    horizon_s = int(Settings().correction_horizon_hours * 3600)
+    horizon_s = math.ceil(Settings().correction_horizon_hours * 3600)
 
     def alert_inputs_kept() -> Any:
         h = kept["h"]
@@ -268,10 +274,11 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         lead = alerts.max_lead_time_days()
         lo, hi, mf = h - 14 * DAY, h + HOUR, h + HOUR - 2 * lead * DAY
         cache = kept["cache"]
-        start = cache.plan(lo, hi, mf, settled_before(marks, [], horizon_s), marks)
+        settled = settled_before(marks, [], horizon_s)
+        start = cache.plan(lo, hi, mf, settled, marks)
         loaded = (alerts.load_inputs(lo, hi, mf) if start is None
                   else alerts.load_inputs(start, hi))
-        return cache.take(lo, hi, mf, start, loaded, marks)
+        return cache.take(lo, hi, mf, start, loaded, marks, settled)
 
     q["alert service: input load for one hour, inputs kept (each hour after the first)"] = (
         alert_inputs_kept)

@@ -331,7 +331,7 @@ class AlertService(Service):
             loaded = await self.io(self.store.load_inputs, lo, hi, movements_from)
         else:
             loaded = await self.io(self.store.load_inputs, start, hi)
-        inputs = self._inputs.take(lo, hi, movements_from, start, loaded, marks)
+        inputs = self._inputs.take(lo, hi, movements_from, start, loaded, marks, settled)
         prep = PreparedInputs(inputs, first)
         for hour in hours:
             changes = self.evaluator.evaluate(hour, prep)

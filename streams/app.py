@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+import math
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -176,8 +177,10 @@ def attach_market_refresh(
     and, on the leader, of the daily windows and the rolling horizons, every
     ``C2M_MARKET_REFRESH_SECONDS`` (``streams.market_refresh``). Attach it before the
     service that flushes, so that it stops after it (a last refresh)."""
-    refresher = MarketRefresher(store.client, settings.clickhouse_database, io, leader=leader,
-                                flushes=flushes, pending=store.market_pending)
+    refresher = MarketRefresher(
+        store.client, settings.clickhouse_database, io, leader=leader, flushes=flushes,
+        pending=store.market_pending,
+        short_sizes=[s for s in settings.window_seconds if s < market.DAILY_SECONDS])
     attach_service(app, refresher)
 
     @app.timer(interval=settings.market_refresh_seconds)  # type: ignore[untyped-decorator]
@@ -295,7 +298,7 @@ def create_app(
         attach_checkpoint_pruning(app, settings, store, pipeline.io)
     refresher = (
         attach_market_refresh(app, settings, store, pipeline.io, leader,
-                              lambda: pipeline.flushes)
+                              lambda: pipeline.published_flushes)
         if store is not None else None
     )
 
@@ -344,7 +347,8 @@ def create_app(
                 "alert_leader": bool(alerts and settings.alerts_enabled and alerts.leading),
                 # flushes whose daily and rolling market folds are not refreshed yet
                 "market_flushes_behind": (
-                    pipeline.flushes - refresher.flushes_covered if refresher else None),
+                    pipeline.published_flushes - refresher.flushes_covered
+                    if refresher else None),
                 "stopped_partitions": [s.as_dict() for s in ingest.stopped.values()],
             }
         )
@@ -397,7 +401,8 @@ def attach_alerts(
             forecast=ForecastConfig(),
             ready=ready,
             evaluate_at_start=settings.alerts_enabled,
-            settled_horizon_s=int(settings.correction_horizon_hours * 3600),
+            # rounded up: a later bound could take an hour still open for final
+            settled_horizon_s=math.ceil(settings.correction_horizon_hours * 3600),
         )
         if alert_store is not None
         else None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from mode import Service
@@ -41,8 +41,11 @@ class MarketRefresher(Service):
         leader: Callable[[], bool] | None = None,
         flushes: Callable[[], int] | None = None,
         pending: market.PendingWindows | None = None,
+        short_sizes: Sequence[int] = market.SHORT_SIZES,
     ) -> None:
         super().__init__()
+        #: the configured window sizes shorter than a day (the stale scans')
+        self.short_sizes = tuple(short_sizes)
         #: the windows shorter than a day this process's store refreshed: re-folded by
         #: every process at every tick (the leader's periodic part is for all processes)
         self.pending = pending
@@ -75,10 +78,14 @@ class MarketRefresher(Service):
                                   self.pending)
                     folded = True
                 if not force and self.leader is not None and not self.leader():
+                    # the daily windows and horizons are the leader's; this process's
+                    # own windows are folded
+                    self.flushes_covered = flushes
                     return folded
                 mark = await self.io(market.checkpoint_mark, self.client, self.database)
                 if mark != self._mark:
-                    await self.io(market.refresh_periodic, self.client, self.database)
+                    await self.io(market.refresh_periodic, self.client, self.database,
+                                  self.short_sizes)
                     self._mark = mark
                     folded = True
             except Exception as exc:  # ClickHouse away: the next tick tries again
@@ -94,8 +101,9 @@ class MarketRefresher(Service):
         days whose fold is older than their cells (what a process that stopped without
         its last tick left), then a tick."""
         try:
-            await self.io(market.refresh_stale, self.client, self.database,
-                          market.SHORT_SIZES, market.STALE_LOOKBACK_S)
+            if self.short_sizes:
+                await self.io(market.refresh_stale, self.client, self.database,
+                              self.short_sizes, market.STALE_LOOKBACK_S)
         except Exception as exc:  # ClickHouse away: the periodic part scans 3 days
             log.warning("market fold deferred: %s", str(exc).splitlines()[0][:300])
         await self.refresh()

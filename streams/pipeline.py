@@ -103,6 +103,8 @@ class DemandPipeline:
         self._last_flush = time.monotonic()
         self._gauges_at = 0.0  # monotonic time of the last state-size gauge update
         self.flushes = 0
+        #: flushes whose serving rows are published (``flushes`` less the held ones)
+        self.published_flushes = 0
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
@@ -388,6 +390,7 @@ class DemandPipeline:
         if hold:
             return True
         held, self._held = self._held, []
+        self.published_flushes += len(held)
         try:
             for cut in held:
                 await cut.commit(self.commit)

@@ -43,6 +43,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.core.windows import DEFAULT_WINDOW_SECONDS
+
 log = logging.getLogger(__name__)
 
 #: windows of at least this size are re-folded one statement each (a day's fold is the
@@ -54,8 +56,9 @@ STALE_LOOKBACK_S = 8 * 86_400
 #: the same for windows shorter than a day (a 5-minute window changes only inside the
 #: correction horizon of 48 h; a replay into older windows rebuilds: ``rebuild``)
 SHORT_LOOKBACK_S = 3 * 86_400
-#: the sizes shorter than a day the periodic refresh folds
-SHORT_SIZES = (300, 3600)
+#: the sizes shorter than a day the periodic refresh scans by default (a process passes
+#: its configured ones: ``C2M_WINDOW_SECONDS``)
+SHORT_SIZES = tuple(s for s in DEFAULT_WINDOW_SECONDS if s < DAILY_SECONDS)
 #: stale windows shorter than a day re-folded by one statement
 SHORT_BATCH = 48
 #: windows re-folded by one statement in a rebuild: at most about this many cells
@@ -338,11 +341,15 @@ def checkpoint_mark(client: Any, db: str) -> tuple[int, int]:
     return int(row[0]), int(row[1] or 0)
 
 
-def refresh_periodic(client: Any, db: str) -> None:
-    """The whole stored fold brought up to date: the stale windows shorter than a day,
-    the stale daily windows, then the rolling horizons (which read the windows' cells, not
-    their folds), then the old rolling days dropped."""
-    refresh_stale(client, db, SHORT_SIZES, SHORT_LOOKBACK_S)
+def refresh_periodic(
+    client: Any, db: str, short_sizes: Sequence[int] = SHORT_SIZES
+) -> None:
+    """The whole stored fold brought up to date: the stale windows of ``short_sizes``
+    (the window sizes shorter than a day), the stale daily windows, then the rolling
+    horizons (which read the windows' cells, not their folds), then the old rolling days
+    dropped."""
+    if short_sizes:
+        refresh_stale(client, db, short_sizes, SHORT_LOOKBACK_S)
     refresh_stale(client, db)
     client.command(refresh_rolling_sql(db))
     prune_rolling(client, db)

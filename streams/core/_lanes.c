@@ -734,6 +734,7 @@ typedef struct {
 #define X(name, type) PyObject *name;
     LANE_STATE_FIELDS(X)
 #undef X
+    int ready; /* set by __init__: LaneState.__new__ alone leaves the fields NULL */
 } LaneState;
 
 static void LaneState_dealloc(LaneState *self) {
@@ -777,6 +778,7 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
 #define X(name, type) Py_XSETREF(self->name, Py_NewRef(name));
     LANE_STATE_FIELDS(X)
 #undef X
+    self->ready = 1;
     return 0;
 }
 
@@ -819,6 +821,7 @@ typedef struct {
 #define X(name) long long name;
     LIMIT_FIELDS(X)
 #undef X
+    int ready; /* set by __init__ (Limits.__new__ alone leaves zeros) */
 } Limits;
 
 static int Limits_init(Limits *self, PyObject *args, PyObject *kwds) {
@@ -851,6 +854,7 @@ static int Limits_init(Limits *self, PyObject *args, PyObject *kwds) {
 #define X(name) self->name = name;
     LIMIT_FIELDS(X)
 #undef X
+    self->ready = 1;
     return 0;
 }
 
@@ -1162,9 +1166,11 @@ typedef struct {
 /* (run, start, state, limits, max_ts) -> L, R; 0 and an exception when wrong. */
 static int parse_args(PyObject *const *args, Py_ssize_t nargs, lane_t *L, run_t *R) {
     if (nargs != 5 || !PyObject_TypeCheck(args[2], &LaneStateType) ||
-        !PyObject_TypeCheck(args[3], &LimitsType)) {
+        !PyObject_TypeCheck(args[3], &LimitsType) || !((LaneState *)args[2])->ready ||
+        !((Limits *)args[3])->ready) {
         PyErr_SetString(PyExc_TypeError,
-                        "(run, start, LaneState, Limits, max_ts: int | None) expected");
+                        "(run, start, LaneState, Limits, max_ts: int | None) expected, "
+                        "both made with their keyword arguments");
         return 0;
     }
     lane_from((const LaneState *)args[2], L);
@@ -1613,7 +1619,8 @@ PyDoc_STRVAR(hot_entry_doc,
 static PyObject *hot_entry_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 3 || !PyObject_TypeCheck(args[0], &LaneStateType) ||
-        !PyTuple_Check(args[1]) || PyTuple_GET_SIZE(args[1]) != 6) {
+        !((LaneState *)args[0])->ready || !PyTuple_Check(args[1]) ||
+        PyTuple_GET_SIZE(args[1]) != 6) {
         PyErr_SetString(PyExc_TypeError, "hot_entry(LaneState, hk[6], ts_s)");
         return NULL;
     }

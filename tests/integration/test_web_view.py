@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from decimal import ROUND_HALF_UP, Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,12 @@ def _readable(got: dict[str, Any], width: int) -> None:
     assert "24.00×" not in text
     assert "unavailable" not in text
 
+
+
+def to_fixed(x: float, digits: int) -> str:
+    """JavaScript's ``x.toFixed(digits)``: the exact binary value rounded, a tie to the
+    larger (Python's format rounds a tie to even: 8.25 is "8.2" there, "8.3" here)."""
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 @pytest.mark.slow
 def test_web_view_renders_the_numbers_clickhouse_holds(
@@ -287,10 +294,10 @@ def test_web_view_renders_the_numbers_clickhouse_holds(
             assert int(r["units_1h"][0]) == last_hour.get(cell, 0), cell
             if by_cell.get(cell):
                 ratio = last_hour.get(cell, 0) / (by_cell[cell] / hours)
-                assert r["trend"][1].endswith(f"{ratio:.2f}×"), (r["trend"], ratio)
+                assert r["trend"][1].endswith(f"{to_fixed(ratio, 2)}×"), (r["trend"], ratio)
         assert [int(r["units_24h"][0]) for r in rows][: len(by_cell)] == sorted(
             by_cell.values(), reverse=True)[:15]
-        assert f"hourly average of the {hours:.1f} h observed" in text
+        assert f"hourly average of the {to_fixed(hours, 1)} h observed" in text
 
         # production brief: the category with the most net units, values with demand only
         brief = dom.table("brief")
@@ -300,7 +307,7 @@ def test_web_view_renders_the_numbers_clickhouse_holds(
                  float(r["share"][0]), int(r["recommended_qty"][0])) for r in brief
                 } == expected_brief
         for r in brief:  # shares as percentages
-            assert r["share"][1] == f"{100 * float(r['share'][0]):.1f}%"
+            assert r["share"][1] == f"{to_fixed(100 * float(r['share'][0]), 1)}%"
         assert "数量区间 qty range" not in text  # 1 day of data: no intervals, and why
         assert "quantity ranges need 7+ days" in text
 

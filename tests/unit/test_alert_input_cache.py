@@ -72,6 +72,7 @@ def test_kept_inputs_equal_a_whole_load_hour_after_hour() -> None:
     partial = full = 0
     transit = 17 * DAY  # a long lead time: movements before lo count
     behind = 0
+    last_settled: int | None = None
     for step, hour in enumerate(range(T0 + 16 * DAY, T0 + 19 * DAY, HOUR)):
         wm_ms = (hour + HOUR) * 1000 + rng.randint(0, 3599_000)
         behind = max(behind, wm_ms - rng.randint(0, 6) * HOUR * 1000)  # never goes back
@@ -86,13 +87,16 @@ def test_kept_inputs_equal_a_whole_load_hour_after_hour() -> None:
             transit = 19 * DAY
         settled = settled_before(marks, parts, HORIZON)
         assert settled is not None
-        # corrections: any hour the partitions may still change
-        for h in rng.sample(range(settled, hour + HOUR, HOUR), 3):
+        # corrections since the last load: any hour that was still open then (the
+        # watermarks have moved on since, so some of those hours are final now)
+        open_from = settled if last_settled is None else min(last_settled, settled)
+        for h in {*rng.sample(range(open_from, hour + HOUR, HOUR), 3), open_from}:
             _write_hour(truth, h, rng)
         lo, hi, mf = hour - 15 * DAY, hour + HOUR, hour + HOUR - transit
         start = cache.plan(lo, hi, mf, settled, marks)
         loaded = load(truth, lo, hi, mf) if start is None else load(truth, start, hi, None)
-        got = cache.take(lo, hi, mf, start, loaded, marks)
+        got = cache.take(lo, hi, mf, start, loaded, marks, settled)
+        last_settled = settled
         assert got == load(truth, lo, hi, mf), step
         partial += start is not None
         full += start is None
@@ -108,7 +112,10 @@ def test_nothing_is_kept_while_a_partition_has_no_watermark() -> None:
                           [], HORIZON) == DAY
     cache = InputCache()
     truth = AlertInputs()
-    cache.take(0, DAY, 0, None, truth, {})
+    cache.take(0, DAY, 0, None, truth, {})  # nothing known final when read
+    assert cache.plan(0, DAY + HOUR, 0, 5 * HOUR, {}) is None
+    cache.take(0, DAY, 0, None, truth, {}, 3 * HOUR)
     assert cache.plan(0, DAY + HOUR, 0, None, {}) is None
-    assert cache.plan(0, DAY + HOUR, 0, HOUR, {}) == HOUR
-    assert cache.plan(2 * HOUR, DAY + HOUR, 0, HOUR, {}) is None  # settled before lo
+    # from the last load's bound, not today's: hours 3-4 were open when read
+    assert cache.plan(0, DAY + HOUR, 0, 5 * HOUR, {}) == 3 * HOUR
+    assert cache.plan(4 * HOUR, DAY + HOUR, 0, 5 * HOUR, {}) is None  # bound before lo

@@ -639,3 +639,10 @@ def test_lane_state_and_limits_are_typed_and_named() -> None:
                     max_past_ms=0)
     with pytest.raises(TypeError, match="LaneState, Limits"):
         lane.pageview_run([], 0, tuple(fields.values()), limits, None)  # type: ignore[arg-type]
+    # made without their fields (__new__ alone): refused, not read
+    with pytest.raises(TypeError, match="LaneState, Limits"):
+        lane.pageview_run([], 0, lane.LaneState.__new__(lane.LaneState), limits, None)
+    with pytest.raises(TypeError, match="LaneState, Limits"):
+        lane.order_run([], 0, state, lane.Limits.__new__(lane.Limits), None)
+    with pytest.raises(TypeError, match="hot_entry"):
+        lane.hot_entry(lane.LaneState.__new__(lane.LaneState), ("a", "b", "c", "d", "e", 1), 60)

@@ -177,11 +177,12 @@ class InputCache:
     A load for the span (lo, hi, movements_from) answers, for hours in [lo, hi), every
     SKU hour and cell and, for hours in [movements_from, lo), only the SKU hours with
     restock movements (``AlertStore.load_inputs``). ``plan`` says from which hour the
-    next load must read: the cached hours before it are final (``settled_before``), and
-    hours that are not are read again. ``take`` merges what was read and trims the rest
-    to exactly what a load of the whole span gives (a test compares the two)."""
+    next load must read: the cached hours before it were already final when they were
+    read (before the last load's ``settled_before``); every later hour is read again.
+    ``take`` merges what was read and trims the rest to exactly what a load of the whole
+    span gives (a test compares the two)."""
 
-    __slots__ = ("_hours", "_inputs", "_marks", "_span")
+    __slots__ = ("_final", "_hours", "_inputs", "_marks", "_span")
 
     def __init__(self) -> None:
         self._inputs: AlertInputs | None = None
@@ -189,9 +190,12 @@ class InputCache:
         self._marks: dict[tuple[str, int], int] = {}
         #: every hour some series of the kept inputs holds
         self._hours: set[int] = set()
+        #: the first hour that could still change when the kept inputs were read
+        self._final: int | None = None
 
     def clear(self) -> None:
         self._inputs, self._span, self._marks, self._hours = None, None, {}, set()
+        self._final = None
 
     def plan(
         self, lo: int, hi: int, movements_from: int, settled: int | None,
@@ -201,23 +205,29 @@ class InputCache:
         full, no movement hours); None: load the whole span. ``marks``: every source
         partition's watermark now; one that went back or went away (a partition reset, a
         replay) or a new partition drops the cache."""
-        if self._inputs is None or self._span is None or settled is None or settled < lo:
-            return None  # (settled < lo: the movement hours before lo may still change)
+        final = self._final  # hours before it were final when they were read
+        if self._inputs is None or self._span is None or settled is None or final is None:
+            return None
+        if final < lo:
+            return None  # movement hours before lo were read while they could change
         c_lo, c_hi, c_mf = self._span
         if set(marks) != set(self._marks) or any(
                 marks[tp] < self._marks[tp] for tp in marks):
             return None
         if lo < c_lo or movements_from < c_mf or hi < c_hi:
             return None
-        return max(min(settled, c_hi), lo)
+        # every hour read at or after the last load's bound may have changed since
+        return max(min(final, c_hi), lo)
 
     def take(
         self, lo: int, hi: int, movements_from: int, start: int | None, loaded: AlertInputs,
-        marks: dict[tuple[str, int], int],
+        marks: dict[tuple[str, int], int], settled: int | None = None,
     ) -> AlertInputs:
         """The inputs of the span from what was loaded (from ``plan``'s ``start``, or
-        the whole span when None) and the cache; kept for the next evaluation. The
-        result is shared with the cache: readers must not change it."""
+        the whole span when None) and the cache; kept for the next evaluation, with
+        ``settled`` (what ``plan`` was given: the hours before it are final now, so the
+        next load need not read them again). The result is shared with the cache:
+        readers must not change it."""
         if start is None or self._inputs is None:
             inputs = loaded
             present = _hours_of(loaded)
@@ -255,5 +265,6 @@ class InputCache:
                         del inputs.sku_hours[sku]
             present = (self._hours - set(stale) - set(gone)) | _hours_of(loaded)
         self._hours = present
+        self._final = settled
         self._inputs, self._span, self._marks = inputs, (lo, hi, movements_from), dict(marks)
         return inputs
