@@ -1,6 +1,6 @@
-/* The engine's compiled lanes: decode, check, deduplicate and apply a run of records of
+/* The engine's compiled core: decode, check, deduplicate and apply a run of records of
  * one partition to the engine's own Python state (the same dicts, sets and lists). Three
- * lanes, one per demand topic:
+ * lanes, one per demand topic, methods of a Core:
  *
  *   pageview_run   shop.pageviews: everything a page view does (SKU hour, the cells of
  *                  every window size, visitor sets), including building new cells;
@@ -10,8 +10,11 @@
  *                  cells, GMV as price_e4, the order counted once per cell).
  *
  * They share one run loop (run_lane) and differ in a lane_ops table: scanner, event time
- * and id, and what an admitted event does. Their state and limits come as the typed
- * LaneState and Limits objects (named fields, checked once at construction).
+ * and id, and what an admitted event does. A Core (one per engine) owns what the lanes
+ * keep between calls, its caches, and the engine's settings (window sizes, calendar
+ * grains, the typed Limits), fixed when it is made; each call names the partition's
+ * containers in a typed LaneState. All three types take named fields, checked once at
+ * construction. The module itself keeps no mutable state (multi-phase initialisation).
  *
  * streams/core/engine.py is the reference. This does exactly what its Python path does
  * (same state, same values) for the messages it is sure about, and stops at the first
@@ -615,19 +618,6 @@ typedef struct {
     uint8_t id[VCACHE_ID];
     uint64_t hash;
 } vcache_slot;
-static vcache_slot vcache[VCACHE_SLOTS];
-
-static uint64_t visitor_hash(const uint8_t *p, Py_ssize_t n) {
-    if (n <= 0 || n > VCACHE_ID) return blake2b64(p, (size_t)n);
-    uint32_t f = 2166136261u; /* FNV-1a */
-    for (Py_ssize_t k = 0; k < n; k++) f = (f ^ p[k]) * 16777619u;
-    vcache_slot *slot = &vcache[f & (VCACHE_SLOTS - 1)];
-    if (slot->len == (uint8_t)n && memcmp(slot->id, p, (size_t)n) == 0) return slot->hash;
-    slot->hash = blake2b64(p, (size_t)n);
-    slot->len = (uint8_t)n;
-    memcpy(slot->id, p, (size_t)n);
-    return slot->hash;
-}
 
 /* SKUs and regions repeat: their str objects are cached the same way (direct mapped by
  * the bytes, exact on a hit), with their hash computed once, so a dict lookup keyed by
@@ -639,14 +629,43 @@ typedef struct {
     uint8_t bytes[STR_MAX];
     PyObject *str;
 } str_slot;
-static str_slot str_cache[STR_SLOTS];
+
+/* The lane entries met during one pageview_run call, by (SKU str, region str, grain):
+ * most views of a run repeat a (sku, region) of the same grain, and a hit saves building
+ * the key, its hash and the hot_pv lookup. Only entries of the call's catalog generation
+ * are kept; hot_pv cannot lose them during the call; cleared when the call ends. */
+#define ENTRY_SLOTS 1024
+typedef struct {
+    PyObject *sku, *region, *entry; /* strong references */
+    int64_t grain;
+} entry_slot;
+
+/* The caches of one Core (allocated with it, freed with it): nothing mutable is kept at
+ * module level, so two engines (or two interpreters) never share a slot. */
+typedef struct {
+    vcache_slot vcache[VCACHE_SLOTS];
+    str_slot strs[STR_SLOTS];
+    entry_slot entries[ENTRY_SLOTS];
+} caches_t;
+
+static uint64_t visitor_hash(caches_t *C, const uint8_t *p, Py_ssize_t n) {
+    if (n <= 0 || n > VCACHE_ID) return blake2b64(p, (size_t)n);
+    uint32_t f = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t k = 0; k < n; k++) f = (f ^ p[k]) * 16777619u;
+    vcache_slot *slot = &C->vcache[f & (VCACHE_SLOTS - 1)];
+    if (slot->len == (uint8_t)n && memcmp(slot->id, p, (size_t)n) == 0) return slot->hash;
+    slot->hash = blake2b64(p, (size_t)n);
+    slot->len = (uint8_t)n;
+    memcpy(slot->id, p, (size_t)n);
+    return slot->hash;
+}
 
 /* A str of the UTF-8 bytes (already validated): a new reference, or NULL. */
-static PyObject *cached_str(const uint8_t *p, Py_ssize_t n) {
+static PyObject *cached_str(caches_t *C, const uint8_t *p, Py_ssize_t n) {
     if (n <= 0 || n > STR_MAX) return PyUnicode_DecodeUTF8((const char *)p, n, NULL);
     uint32_t f = 2166136261u; /* FNV-1a */
     for (Py_ssize_t k = 0; k < n; k++) f = (f ^ p[k]) * 16777619u;
-    str_slot *slot = &str_cache[f & (STR_SLOTS - 1)];
+    str_slot *slot = &C->strs[f & (STR_SLOTS - 1)];
     if (slot->str != NULL && slot->len == (uint8_t)n && memcmp(slot->bytes, p, (size_t)n) == 0)
         return Py_NewRef(slot->str);
     PyObject *s = PyUnicode_DecodeUTF8((const char *)p, n, NULL);
@@ -661,22 +680,12 @@ static PyObject *cached_str(const uint8_t *p, Py_ssize_t n) {
     return s;
 }
 
-/* The lane entries met during one pageview_run call, by (SKU str, region str, grain):
- * most views of a run repeat a (sku, region) of the same grain, and a hit saves building
- * the key, its hash and the hot_pv lookup. Only entries of the call's catalog generation
- * are kept; hot_pv cannot lose them during the call; cleared when the call ends. */
-#define ENTRY_SLOTS 1024
-typedef struct {
-    PyObject *sku, *region, *entry; /* strong references */
-    int64_t grain;
-} entry_slot;
-static entry_slot entry_cache[ENTRY_SLOTS];
-
-static entry_slot *entry_cache_slot(PyObject *sku, PyObject *region, int64_t grain) {
+static entry_slot *entry_cache_slot(caches_t *C, PyObject *sku, PyObject *region,
+                                    int64_t grain) {
     const uint64_t h = ((uint64_t)(uintptr_t)sku >> 4) * 0x9E3779B97F4A7C15ULL ^
                        ((uint64_t)(uintptr_t)region >> 4) * 0xC2B2AE3D27D4EB4FULL ^
                        (uint64_t)grain * 0x165667B19E3779F9ULL;
-    return &entry_cache[(h >> 40) & (ENTRY_SLOTS - 1)];
+    return &C->entries[(h >> 40) & (ENTRY_SLOTS - 1)];
 }
 
 static void entry_cache_put(entry_slot *slot, PyObject *entry, PyObject *sku, PyObject *region,
@@ -687,28 +696,37 @@ static void entry_cache_put(entry_slot *slot, PyObject *entry, PyObject *sku, Py
     slot->grain = grain;
 }
 
-static void entry_cache_clear(void) {
+static void entry_cache_clear(caches_t *C) {
     for (int k = 0; k < ENTRY_SLOTS; k++) {
-        Py_CLEAR(entry_cache[k].entry);
-        Py_CLEAR(entry_cache[k].sku);
-        Py_CLEAR(entry_cache[k].region);
+        Py_CLEAR(C->entries[k].entry);
+        Py_CLEAR(C->entries[k].sku);
+        Py_CLEAR(C->entries[k].region);
     }
 }
 
-/* What a run works on: the partition's containers, read once per call. */
+static void caches_free(caches_t *C) {
+    if (C == NULL) return;
+    entry_cache_clear(C);
+    for (int k = 0; k < STR_SLOTS; k++) Py_CLEAR(C->strs[k].str);
+    PyMem_Free(C);
+}
+
+/* What a run works on, read once per call: the partition's containers (its LaneState),
+ * and the Core's settings and caches. */
 typedef struct {
     PyObject *seen, *buckets;          /* Deduplicator.tables() */
     PyObject *hot_pv, *hot;            /* PartitionState.hot_pv, .hot */
     PyObject *cells, *dirty, *ends;    /* PartitionState.cells, .dirty, .ends */
     PyObject *visitors;                /* PartitionState.visitors */
     PyObject *sku_buckets, *sku_dirty; /* PartitionState.skus.buckets, .dirty */
-    PyObject *products;                /* Catalog._products: sku -> (times, versions) */
-    PyObject *unknown;                 /* streams.core.catalog.UNKNOWN */
-    PyObject *sizes;                   /* tuple of window sizes (s) */
-    PyObject *visitor_sizes;           /* tuple of bools: a base size (visitor sets) */
+    PyObject *products;                /* Catalog.versions(): sku -> (times, versions) */
     PyObject *generation;              /* Catalog.generation */
-    PyObject *grains, *grain_fn;       /* MarketCalendar.grains and .grain */
     PyObject *shops;                   /* PartitionState.shops */
+    PyObject *unknown;                 /* Core: streams.core.catalog.UNKNOWN */
+    PyObject *sizes;                   /* Core: tuple of window sizes (s) */
+    PyObject *visitor_sizes;           /* Core: tuple of bools: a base size (visitor sets) */
+    PyObject *grains, *grain_fn;       /* Core: MarketCalendar.grains and .grain */
+    caches_t *caches;                  /* Core: its caches */
     int64_t grain_s;
     Py_ssize_t new_cells;              /* cells created (PartitionState.indexed) */
     int64_t last_bucket;               /* the dedup bucket of the last id, and its list */
@@ -718,16 +736,15 @@ typedef struct {
 static void lane_done(lane_t *L) { Py_CLEAR(L->last_ids); }
 
 /* ------------------------------------------------------------------ typed interface */
-/* LaneState: what a run works on, by name (made by DemandEngine._lane_state with keyword
- * arguments, each checked for its type once, here). Limits: the engine's limits, by name.
- * Both are immutable to Python (read-only members). */
+/* LaneState: the partition's containers a run works on, by name (made by
+ * DemandEngine._lane_state with keyword arguments, each checked for its type once, here).
+ * Limits: the engine's limits, by name. Core: the compiled core (below). All three are
+ * immutable to Python (read-only members). */
 #define LANE_STATE_FIELDS(X)                                                                \
     X(seen, PySet_Type) X(buckets, PyDict_Type) X(hot_pv, PyDict_Type) X(hot, PyDict_Type) \
     X(cells, PyDict_Type) X(dirty, PySet_Type) X(ends, PyDict_Type)                         \
     X(visitors, PyDict_Type) X(sku_buckets, PyDict_Type) X(sku_dirty, PySet_Type)           \
-    X(products, PyDict_Type) X(unknown, PyBaseObject_Type) X(sizes, PyTuple_Type)           \
-    X(visitor_sizes, PyTuple_Type) X(generation, PyLong_Type) X(grains, PyDict_Type)         \
-    X(grain_fn, PyBaseObject_Type) X(shops, PyDict_Type)
+    X(products, PyDict_Type) X(generation, PyLong_Type) X(shops, PyDict_Type)
 
 typedef struct {
     PyObject_HEAD
@@ -754,7 +771,7 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
     LANE_STATE_FIELDS(X)
 #undef X
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "|$O!O!O!O!O!O!O!O!O!O!O!O!O!O!O!O!O!O!:LaneState", kwlist,
+            args, kwds, "|$O!O!O!O!O!O!O!O!O!O!O!O!O!:LaneState", kwlist,
 #define X(name, type) &type, &name,
             LANE_STATE_FIELDS(X)
 #undef X
@@ -767,14 +784,6 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
     }
     LANE_STATE_FIELDS(X)
 #undef X
-    if (!PyCallable_Check(grain_fn)) {
-        PyErr_SetString(PyExc_TypeError, "LaneState: grain_fn must be callable");
-        return -1;
-    }
-    if (PyTuple_GET_SIZE(sizes) != PyTuple_GET_SIZE(visitor_sizes)) {
-        PyErr_SetString(PyExc_ValueError, "LaneState: sizes and visitor_sizes differ in length");
-        return -1;
-    }
 #define X(name, type) Py_XSETREF(self->name, Py_NewRef(name));
     LANE_STATE_FIELDS(X)
 #undef X
@@ -794,8 +803,7 @@ static PyTypeObject LaneStateType = {
     .tp_name = "streams.core._lanes.LaneState",
     .tp_doc = PyDoc_STR(
         "LaneState(*, seen, buckets, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"
-        "          sku_dirty, products, unknown, sizes, visitor_sizes, generation, grains,\n"
-        "          grain_fn, shops)\n\n"
+        "          sku_dirty, products, generation, shops)\n\n"
         "The partition's containers a lane works on (DemandEngine._lane_state)."),
     .tp_basicsize = sizeof(LaneState),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -805,12 +813,6 @@ static PyTypeObject LaneStateType = {
     .tp_members = LaneState_members,
 };
 
-static void lane_from(const LaneState *S, lane_t *L) {
-    *L = (lane_t){S->seen, S->buckets, S->hot_pv, S->hot, S->cells, S->dirty, S->ends,
-                  S->visitors, S->sku_buckets, S->sku_dirty, S->products, S->unknown,
-                  S->sizes, S->visitor_sizes, S->generation, S->grains, S->grain_fn,
-                  S->shops, 0, 0, 0, NULL};
-}
 
 #define LIMIT_FIELDS(X)                                                                     \
     X(bucket_ms) X(grain_s) X(lateness_ms) X(horizon_ms) X(max_future_ms) X(max_past_ms)    \
@@ -878,6 +880,106 @@ static PyTypeObject LimitsType = {
     .tp_init = (initproc)Limits_init,
     .tp_members = Limits_members,
 };
+
+/* Core: the compiled core of one engine. It owns what the lanes keep between calls (the
+ * visitor-hash, string and lane-entry caches: nothing mutable at module level) and the
+ * engine's settings they apply (window sizes, the calendar's grains, the limits), fixed
+ * when it is made; its methods (the lanes, hot_entry) take a partition's LaneState. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *sizes, *visitor_sizes, *grains, *grain_fn, *unknown;
+    Limits *limits;
+    caches_t *caches; /* NULL until __init__ (Core.__new__ alone is refused) */
+} Core;
+
+static void Core_dealloc(Core *self) {
+    Py_XDECREF(self->sizes);
+    Py_XDECREF(self->visitor_sizes);
+    Py_XDECREF(self->grains);
+    Py_XDECREF(self->grain_fn);
+    Py_XDECREF(self->unknown);
+    Py_XDECREF(self->limits);
+    caches_free(self->caches);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Core_init(Core *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"sizes", "visitor_sizes", "grains", "grain_fn", "unknown",
+                             "limits", NULL};
+    PyObject *sizes = NULL, *visitor_sizes = NULL, *grains = NULL, *grain_fn = NULL,
+             *unknown = NULL, *limits = NULL;
+    if (self->caches != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Core: made once (its settings are fixed)");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O!O!O!OOO!:Core", kwlist, &PyTuple_Type,
+                                     &sizes, &PyTuple_Type, &visitor_sizes, &PyDict_Type,
+                                     &grains, &grain_fn, &unknown, &LimitsType, &limits))
+        return -1;
+    if (sizes == NULL || visitor_sizes == NULL || grains == NULL || grain_fn == NULL ||
+        unknown == NULL || limits == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Core: sizes, visitor_sizes, grains, grain_fn, "
+                                         "unknown and limits are required (by keyword)");
+        return -1;
+    }
+    if (!PyCallable_Check(grain_fn)) {
+        PyErr_SetString(PyExc_TypeError, "Core: grain_fn must be callable");
+        return -1;
+    }
+    const Py_ssize_t ns = PyTuple_GET_SIZE(sizes);
+    if (ns == 0 || ns > 8 || ns != PyTuple_GET_SIZE(visitor_sizes)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "Core: 1 to 8 sizes expected, and a visitor_sizes flag for each");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < ns; k++) {
+        PyObject *f = PyTuple_GET_ITEM(visitor_sizes, k);
+        if (!PyLong_CheckExact(PyTuple_GET_ITEM(sizes, k)) || (f != Py_True && f != Py_False)) {
+            PyErr_SetString(PyExc_TypeError, "Core: sizes are ints, visitor_sizes bools");
+            return -1;
+        }
+    }
+    if (!((Limits *)limits)->ready) {
+        PyErr_SetString(PyExc_TypeError, "Core: limits made without their fields");
+        return -1;
+    }
+    self->caches = PyMem_Calloc(1, sizeof(caches_t));
+    if (self->caches == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->sizes = Py_NewRef(sizes);
+    self->visitor_sizes = Py_NewRef(visitor_sizes);
+    self->grains = Py_NewRef(grains);
+    self->grain_fn = Py_NewRef(grain_fn);
+    self->unknown = Py_NewRef(unknown);
+    self->limits = (Limits *)Py_NewRef(limits);
+    return 0;
+}
+
+static PyMemberDef Core_members[] = {
+    {"sizes", T_OBJECT_EX, offsetof(Core, sizes), READONLY, NULL},
+    {"visitor_sizes", T_OBJECT_EX, offsetof(Core, visitor_sizes), READONLY, NULL},
+    {"grains", T_OBJECT_EX, offsetof(Core, grains), READONLY, NULL},
+    {"grain_fn", T_OBJECT_EX, offsetof(Core, grain_fn), READONLY, NULL},
+    {"unknown", T_OBJECT_EX, offsetof(Core, unknown), READONLY, NULL},
+    {"limits", T_OBJECT_EX, offsetof(Core, limits), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+/* L for one call of the core on a partition's state (both checked by the caller). */
+static void lane_from(const Core *C, const LaneState *S, lane_t *L) {
+    *L = (lane_t){S->seen, S->buckets, S->hot_pv, S->hot, S->cells, S->dirty, S->ends,
+                  S->visitors, S->sku_buckets, S->sku_dirty, S->products, S->generation,
+                  S->shops, C->unknown, C->sizes, C->visitor_sizes, C->grains, C->grain_fn,
+                  C->caches, C->limits->grain_s, 0, 0, NULL};
+}
+
+static int core_ready(PyObject *self, const char *what) {
+    if (((Core *)self)->caches != NULL) return 1;
+    PyErr_Format(PyExc_TypeError, "%s: the Core was not made with its settings", what);
+    return 0;
+}
 
 /* Catalog.lookup_span(sku, first, last): a new reference to the ProductAttrs, Py_None
  * (unknown SKU) or Py_False (a version boundary inside [first, last]); NULL on error. */
@@ -1036,13 +1138,13 @@ fail:
 /* The shop of an event into the shop sets of its cells (streams.core.kanon.shop_tag: the
  * shop id's BLAKE2b-64 with its two lowest bits the family: 0 an order, 1 a page view, 2 a
  * cancel or return). 0, or -1 on error. */
-static int add_shop(PyObject *shop_sets, const span *shop_id, int family) {
+static int add_shop(lane_t *L, PyObject *shop_sets, const span *shop_id, int family) {
     if (!PyTuple_Check(shop_sets)) {
         PyErr_SetString(PyExc_TypeError, "compiled lane: bad shop sets");
         return -1;
     }
     if (PyTuple_GET_SIZE(shop_sets) == 0) return 0;
-    const uint64_t h = (visitor_hash(shop_id->p, shop_id->n) & ~(uint64_t)3) | (uint64_t)family;
+    const uint64_t h = (visitor_hash(L->caches, shop_id->p, shop_id->n) & ~(uint64_t)3) | (uint64_t)family;
     PyObject *sh = PyLong_FromUnsignedLongLong(h);
     if (sh == NULL) return -1;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(shop_sets); k++) {
@@ -1163,31 +1265,31 @@ typedef struct {
     Py_ssize_t start, consumed, processed, dups, corrected, unknown;
 } run_t;
 
-/* (run, start, state, limits, max_ts) -> L, R; 0 and an exception when wrong. */
-static int parse_args(PyObject *const *args, Py_ssize_t nargs, lane_t *L, run_t *R) {
-    if (nargs != 5 || !PyObject_TypeCheck(args[2], &LaneStateType) ||
-        !PyObject_TypeCheck(args[3], &LimitsType) || !((LaneState *)args[2])->ready ||
-        !((Limits *)args[3])->ready) {
-        PyErr_SetString(PyExc_TypeError,
-                        "(run, start, LaneState, Limits, max_ts: int | None) expected, "
-                        "both made with their keyword arguments");
+/* core.<lane>(state, run, start, max_ts) -> L, R; 0 and an exception when wrong. */
+static int parse_args(const Core *core, const char *name, PyObject *const *args,
+                      Py_ssize_t nargs, lane_t *L, run_t *R) {
+    if (!core_ready((PyObject *)core, name)) return 0;
+    if (nargs != 4 || !PyObject_TypeCheck(args[0], &LaneStateType) ||
+        !((LaneState *)args[0])->ready) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s(state: LaneState, run, start, max_ts: int | None) expected, the "
+                     "LaneState made with its keyword arguments", name);
         return 0;
     }
-    lane_from((const LaneState *)args[2], L);
-    const Limits *Lim = (const Limits *)args[3];
+    lane_from(core, (const LaneState *)args[0], L);
+    const Limits *Lim = core->limits;
     memset(R, 0, sizeof *R);
-    R->start = PyLong_AsSsize_t(args[1]);
+    R->start = PyLong_AsSsize_t(args[2]);
     if (R->start == -1 && PyErr_Occurred()) return 0;
     if (R->start < 0) R->start = 0;
     R->bucket_ms = Lim->bucket_ms;
-    L->grain_s = Lim->grain_s;
     R->lateness = Lim->lateness_ms;
     R->horizon = Lim->horizon_ms;
     R->max_future = Lim->max_future_ms;
     R->max_past = Lim->max_past_ms;
     R->max_bytes = Lim->max_bytes;
-    R->has_max = args[4] != Py_None;
-    return !(R->has_max && as_i64(args[4], "max_ts", &R->max_ts));
+    R->has_max = args[3] != Py_None;
+    return !(R->has_max && as_i64(args[3], "max_ts", &R->max_ts));
 }
 
 /* The record's value (a new reference) and Kafka timestamp: 1; 0 when Python must handle
@@ -1258,10 +1360,10 @@ static int apply_pageview(lane_t *L, run_t *R, const void *event) {
     const int64_t ts = ev->ts;
     const int64_t grain_no = ts / (L->grain_s * 1000);
     PyObject *sku = NULL, *region = NULL, *key = NULL, *e = NULL;
-    sku = cached_str(ev->sku.p, ev->sku.n);
-    region = cached_str(ev->region.p, ev->region.n);
+    sku = cached_str(L->caches, ev->sku.p, ev->sku.n);
+    region = cached_str(L->caches, ev->region.p, ev->region.n);
     if (sku == NULL || region == NULL) goto error;
-    entry_slot *slot = entry_cache_slot(sku, region, grain_no);
+    entry_slot *slot = entry_cache_slot(L->caches, sku, region, grain_no);
     if (slot->entry != NULL && slot->sku == sku && slot->region == region &&
         slot->grain == grain_no) {
         e = Py_NewRef(slot->entry); /* seen in this call: hot_pv holds the same entry */
@@ -1311,7 +1413,7 @@ static int apply_pageview(lane_t *L, run_t *R, const void *event) {
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(vecs); k++)
         if (incr(PyTuple_GET_ITEM(vecs, k), 5 /* PAGEVIEWS */) < 0) goto error;
     if (PyTuple_GET_SIZE(sets)) {
-        PyObject *vh = PyLong_FromUnsignedLongLong(visitor_hash(ev->visitor_id.p, ev->visitor_id.n));
+        PyObject *vh = PyLong_FromUnsignedLongLong(visitor_hash(L->caches, ev->visitor_id.p, ev->visitor_id.n));
         if (vh == NULL) goto error;
         for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(sets); k++) {
             PyObject *vs = PyTuple_GET_ITEM(sets, k);
@@ -1324,7 +1426,7 @@ static int apply_pageview(lane_t *L, run_t *R, const void *event) {
         }
         Py_DECREF(vh);
     }
-    if (add_shop(shop_sets, &ev->shop_id, 1) < 0) goto error;
+    if (add_shop(L, shop_sets, &ev->shop_id, 1) < 0) goto error;
     Py_DECREF(e);
     return 0;
 error:
@@ -1423,7 +1525,7 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
     const int64_t ts = ev->ts;
     PyObject *touched[MAX_LINES * 8];
     int ntouched = 0, rc = -1;
-    PyObject *region = cached_str(ev->region.p, ev->region.n);
+    PyObject *region = cached_str(L->caches, ev->region.p, ev->region.n);
     PyObject *grain = PyLong_FromLongLong(ts / 1000 / L->grain_s);
     PyObject *bounds = grain ? grain_bounds(L, grain) : NULL;
     Py_XDECREF(grain);
@@ -1431,7 +1533,7 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
     PyObject *hour = PyTuple_GET_ITEM(bounds, 0); /* the SKU hour (borrowed) */
     for (int k = 0; k < ev->nlines; k++) {
         const order_line *ln = &ev->lines[k];
-        PyObject *sku = cached_str(ln->sku.p, ln->sku.n);
+        PyObject *sku = cached_str(L->caches, ln->sku.p, ln->sku.n);
         PyObject *skey = sku ? untracked(PyTuple_Pack(2, sku, hour)) : NULL;
         PyObject *svec = skey ? get_or_new(L->sku_buckets, skey, new_sku_hour, NULL) : NULL;
         int ok = svec != NULL && PySet_Add(L->sku_dirty, skey) == 0;
@@ -1454,7 +1556,7 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
         PyObject *he = entry_of(L, attrs, region, ts);
         Py_DECREF(attrs);
         if (he == NULL) goto done;
-        if (add_shop(PyTuple_GET_ITEM(he, 2), &ev->shop_id, ev->placed ? 0 : 2) < 0) {
+        if (add_shop(L, PyTuple_GET_ITEM(he, 2), &ev->shop_id, ev->placed ? 0 : 2) < 0) {
             Py_DECREF(he);
             goto done;
         }
@@ -1533,15 +1635,12 @@ static const lane_ops ORDER_OPS = {"order_run", sizeof(order), scan_order_event,
 /* The one run loop of the three lanes: record by record from run[start], the record's
  * bytes scanned (not sure: SLOW), admitted (future, stale or too late: SLOW; a repeated
  * id: counted), then applied by the topic's lane (APPLY: Python applies it). */
-static PyObject *run_lane(PyObject *const *args, Py_ssize_t nargs, const lane_ops *ops) {
+static PyObject *run_lane(const Core *core, PyObject *const *args, Py_ssize_t nargs,
+                          const lane_ops *ops) {
     lane_t L;
     run_t R;
-    if (!parse_args(args, nargs, &L, &R)) return NULL;
-    if (ops == &ORDER_OPS && PyTuple_GET_SIZE(L.sizes) > 8) {
-        PyErr_SetString(PyExc_ValueError, "order_run: at most 8 window sizes");
-        return NULL;
-    }
-    PyObject *seq = PySequence_Fast(args[0], "a lane's run must be a sequence");
+    if (!parse_args(core, ops->name, args, nargs, &L, &R)) return NULL;
+    PyObject *seq = PySequence_Fast(args[1], "a lane's run must be a sequence");
     if (seq == NULL) return NULL;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **recs = PySequence_Fast_ITEMS(seq);
@@ -1580,13 +1679,13 @@ static PyObject *run_lane(PyObject *const *args, Py_ssize_t nargs, const lane_op
         }
         Py_CLEAR(value);
     }
-    entry_cache_clear();
+    entry_cache_clear(L.caches);
     Py_XDECREF(value);
     PyMem_Free(ev);
     Py_DECREF(seq);
     return result(i, status, &R, &L);
 error:
-    entry_cache_clear();
+    entry_cache_clear(L.caches);
     lane_done(&L);
     Py_XDECREF(value);
     PyMem_Free(ev);
@@ -1595,44 +1694,39 @@ error:
 }
 
 static PyObject *pageview_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    return run_lane(args, nargs, &PAGEVIEW_OPS);
+    return run_lane((const Core *)self, args, nargs, &PAGEVIEW_OPS);
 }
 
 static PyObject *logistics_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    return run_lane(args, nargs, &LOGISTICS_OPS);
+    return run_lane((const Core *)self, args, nargs, &LOGISTICS_OPS);
 }
 
 static PyObject *order_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    return run_lane(args, nargs, &ORDER_OPS);
+    return run_lane((const Core *)self, args, nargs, &ORDER_OPS);
 }
 
 PyDoc_STRVAR(hot_entry_doc,
-"hot_entry(state, hk, ts_s) -> (entry, new_cells)\n"
+"hot_entry(state: LaneState, hk) -> (entry, new_cells)\n"
 "\n"
 "PartitionState.hot_entry for the other paths (orders, returns): the HotEntry of\n"
-"hk = (category, color, size, price band, region, grain) at ts_s (epoch s), built,\n"
+"hk = (category, color, size, price band, region, grain), built,\n"
 "marked dirty and cached in the state's hot dict.");
 
 static PyObject *hot_entry_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 3 || !PyObject_TypeCheck(args[0], &LaneStateType) ||
+    if (!core_ready(self, "hot_entry")) return NULL;
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &LaneStateType) ||
         !((LaneState *)args[0])->ready || !PyTuple_Check(args[1]) ||
         PyTuple_GET_SIZE(args[1]) != 6) {
-        PyErr_SetString(PyExc_TypeError, "hot_entry(LaneState, hk[6], ts_s)");
+        PyErr_SetString(PyExc_TypeError, "hot_entry(state: LaneState, hk[6]) expected");
         return NULL;
     }
     lane_t L;
-    lane_from((const LaneState *)args[0], &L);
-    int64_t ts_s;
-    if (as_i64(args[2], "ts_s", &ts_s)) return NULL;
+    lane_from((const Core *)self, (const LaneState *)args[0], &L);
     PyObject *hk = args[1];
     PyObject *const dims[5] = {PyTuple_GET_ITEM(hk, 0), PyTuple_GET_ITEM(hk, 1),
                                PyTuple_GET_ITEM(hk, 2), PyTuple_GET_ITEM(hk, 3),
                                PyTuple_GET_ITEM(hk, 4)};
-    (void)ts_s; /* the grain, hk[5], fixes every window */
+    /* the grain, hk[5], fixes every window */
     PyObject *bounds = grain_bounds(&L, PyTuple_GET_ITEM(hk, 5));
     if (bounds == NULL) return NULL;
     PyObject *entry = hot_entry(&L, hk, dims, bounds);
@@ -1804,12 +1898,33 @@ static PyObject *id_hash(PyObject *self, PyObject *arg) {
     return PyLong_FromUnsignedLongLong(blake2b64(p, (size_t)n));
 }
 
-static PyMethodDef methods[] = {
+static PyMethodDef Core_methods[] = {
     {"pageview_run", (PyCFunction)(void (*)(void))pageview_run, METH_FASTCALL, pageview_run_doc},
     {"logistics_run", (PyCFunction)(void (*)(void))logistics_run, METH_FASTCALL,
      logistics_run_doc},
     {"order_run", (PyCFunction)(void (*)(void))order_run, METH_FASTCALL, order_run_doc},
     {"hot_entry", (PyCFunction)(void (*)(void))hot_entry_py, METH_FASTCALL, hot_entry_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "streams.core._lanes.Core",
+    .tp_doc = PyDoc_STR(
+        "Core(*, sizes, visitor_sizes, grains, grain_fn, unknown, limits)\n\n"
+        "The engine's compiled core: its settings, fixed here, and its caches; the lanes\n"
+        "and hot_entry as methods on a partition's LaneState (DemandEngine._core)."),
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Core_init,
+    .tp_dealloc = (destructor)Core_dealloc,
+    .tp_members = Core_members,
+    .tp_methods = Core_methods,
+};
+
+/* The stateless functions: flush rows, and the scanners, parser and hash as test hooks. */
+static PyMethodDef methods[] = {
     {"flush_rows", (PyCFunction)(void (*)(void))flush_rows, METH_FASTCALL, flush_rows_doc},
     {"decode_pageview", decode_pageview, METH_O, decode_pageview_doc},
     {"decode_logistics", decode_logistics, METH_O, decode_logistics_doc},
@@ -1819,36 +1934,51 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "streams.core._lanes",
-    "The engine's compiled lanes (see streams/core/_lanes.c).", -1, methods,
-    NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__lanes(void) {
-    S_value = PyUnicode_InternFromString("value");
-    S_timestamp = PyUnicode_InternFromString("timestamp");
-    S_category = PyUnicode_InternFromString("category");
-    S_color = PyUnicode_InternFromString("color");
-    S_size = PyUnicode_InternFromString("size");
-    S_price_band = PyUnicode_InternFromString("price_band");
-    ONE = PyLong_FromLong(1);
-    if (S_value == NULL || S_timestamp == NULL || S_category == NULL || S_color == NULL ||
-        S_size == NULL || S_price_band == NULL || ONE == NULL)
-        return NULL;
-    if (PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0) return NULL;
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL) return NULL;
-    if (PyModule_AddObjectRef(m, "LaneState", (PyObject *)&LaneStateType) < 0 ||
-        PyModule_AddObjectRef(m, "Limits", (PyObject *)&LimitsType) < 0) {
-        Py_DECREF(m);
-        return NULL;
+/* Multi-phase initialisation (PEP 489). The module keeps no mutable state: the caches
+ * belong to each Core. What stays process-wide is immutable: the interned attribute names
+ * and the constant 1 (made once), and the three static types. Static types cannot be
+ * isolated per interpreter, so subinterpreters with their own GIL are declined. */
+static int lanes_exec(PyObject *m) {
+    if (S_value == NULL) {
+        S_value = PyUnicode_InternFromString("value");
+        S_timestamp = PyUnicode_InternFromString("timestamp");
+        S_category = PyUnicode_InternFromString("category");
+        S_color = PyUnicode_InternFromString("color");
+        S_size = PyUnicode_InternFromString("size");
+        S_price_band = PyUnicode_InternFromString("price_band");
+        ONE = PyLong_FromLong(1);
+        if (S_value == NULL || S_timestamp == NULL || S_category == NULL || S_color == NULL ||
+            S_size == NULL || S_price_band == NULL || ONE == NULL) {
+            Py_CLEAR(S_value);
+            return -1;
+        }
     }
+    if (PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
+        PyType_Ready(&CoreType) < 0)
+        return -1;
+    if (PyModule_AddObjectRef(m, "LaneState", (PyObject *)&LaneStateType) < 0 ||
+        PyModule_AddObjectRef(m, "Limits", (PyObject *)&LimitsType) < 0 ||
+        PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0)
+        return -1;
     if (PyModule_AddIntConstant(m, "DONE", DONE) < 0 ||
         PyModule_AddIntConstant(m, "SLOW", SLOW) < 0 ||
-        PyModule_AddIntConstant(m, "APPLY", APPLY) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+        PyModule_AddIntConstant(m, "APPLY", APPLY) < 0)
+        return -1;
+    return 0;
 }
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, (void *)lanes_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "streams.core._lanes",
+    "The engine's compiled core (see streams/core/_lanes.c).", 0, methods,
+    slots, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__lanes(void) { return PyModuleDef_Init(&module); }

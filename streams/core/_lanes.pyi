@@ -11,7 +11,8 @@ APPLY: Final[int]
 _RunResult = tuple[int, int, int | None, int, int, int, int, int, int]
 
 class LaneState:
-    """The partition's containers a lane works on (types checked at construction)."""
+    """The partition's containers a call of the core works on (types checked at
+    construction)."""
 
     seen: set[int]
     buckets: dict[int, list[int]]
@@ -24,21 +25,14 @@ class LaneState:
     sku_buckets: dict[Any, list[int]]
     sku_dirty: set[Any]
     products: dict[str, Any]
-    unknown: object
-    sizes: tuple[int, ...]
-    visitor_sizes: tuple[bool, ...]
     generation: int
-    grains: dict[int, Any]
-    grain_fn: Callable[[int], Any]
     shops: dict[Any, set[int]]
     def __init__(
         self, *, seen: set[int], buckets: dict[int, list[int]], hot_pv: dict[Any, Any],
         hot: dict[Any, Any], cells: dict[Any, list[int]], dirty: set[Any],
         ends: dict[Any, Any], visitors: dict[Any, set[int]],
         sku_buckets: dict[Any, list[int]], sku_dirty: set[Any], products: dict[str, Any],
-        unknown: object, sizes: tuple[int, ...], visitor_sizes: tuple[bool, ...],
-        generation: int, grains: dict[int, Any], grain_fn: Callable[[int], Any],
-        shops: dict[Any, set[int]],
+        generation: int, shops: dict[Any, set[int]],
     ) -> None: ...
 
 class Limits:
@@ -56,20 +50,36 @@ class Limits:
         max_future_ms: int, max_past_ms: int, max_bytes: int,
     ) -> None: ...
 
-def pageview_run(
-    run: Sequence[Any], start: int, state: LaneState, limits: Limits, max_ts: int | None, /
-) -> _RunResult: ...
-def logistics_run(
-    run: Sequence[Any], start: int, state: LaneState, limits: Limits, max_ts: int | None, /
-) -> _RunResult: ...
-def order_run(
-    run: Sequence[Any], start: int, state: LaneState, limits: Limits, max_ts: int | None, /
-) -> _RunResult: ...
-def hot_entry(
-    state: LaneState, hk: tuple[str, str, str, str, str, int], ts_s: int, /
-) -> tuple[
-    tuple[tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]], int
-]: ...
+class Core:
+    """The engine's compiled core: its settings (fixed at construction) and the lanes'
+    caches; the lanes and ``hot_entry`` work on a partition's ``LaneState``."""
+
+    sizes: tuple[int, ...]
+    visitor_sizes: tuple[bool, ...]
+    grains: dict[int, Any]
+    grain_fn: Callable[[int], Any]
+    unknown: object
+    limits: Limits
+    def __init__(
+        self, *, sizes: tuple[int, ...], visitor_sizes: tuple[bool, ...],
+        grains: dict[int, Any], grain_fn: Callable[[int], Any], unknown: object,
+        limits: Limits,
+    ) -> None: ...
+    def pageview_run(
+        self, state: LaneState, run: Sequence[Any], start: int, max_ts: int | None, /
+    ) -> _RunResult: ...
+    def logistics_run(
+        self, state: LaneState, run: Sequence[Any], start: int, max_ts: int | None, /
+    ) -> _RunResult: ...
+    def order_run(
+        self, state: LaneState, run: Sequence[Any], start: int, max_ts: int | None, /
+    ) -> _RunResult: ...
+    def hot_entry(
+        self, state: LaneState, hk: tuple[str, str, str, str, str, int], /
+    ) -> tuple[
+        tuple[tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]], int
+    ]: ...
+
 def flush_rows(
     topic: str, partition: int, keys: Iterable[tuple[Any, ...]],
     table: dict[Any, list[int]], version: int, /

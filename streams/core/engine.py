@@ -77,12 +77,12 @@ DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
 
 #: (stop, status, max_ts, consumed, processed, duplicates, corrected, unknown_sku, new_cells)
 _LaneResult = tuple[int, int, int | None, int, int, int, int, int, int]
-_Lane = Callable[[Sequence[Any], int, _lanes.LaneState, _lanes.Limits, int | None], _LaneResult]
-#: the compiled lane of each demand topic (streams/core/_lanes.c)
-_COMPILED_LANES: dict[str, _Lane] = {
-    TOPIC_PAGEVIEWS: _lanes.pageview_run,
-    TOPIC_LOGISTICS: _lanes.logistics_run,
-    TOPIC_ORDERS: _lanes.order_run,
+_Lane = Callable[[_lanes.LaneState, Sequence[Any], int, int | None], _LaneResult]
+#: the compiled core's lane (a method of ``_lanes.Core``) of each demand topic
+_LANE_NAMES = {
+    TOPIC_PAGEVIEWS: "pageview_run",
+    TOPIC_LOGISTICS: "logistics_run",
+    TOPIC_ORDERS: "order_run",
 }
 
 
@@ -251,6 +251,14 @@ class DemandEngine:
         #: grain that never straddles an hour (the SKU counters are hourly)
         self._native = (
             self.config.fast_paths and self.config.native and 3600 % self._grain_s == 0
+            and len(self._sizes) <= 8
+        )
+        #: the compiled core (streams/core/_lanes.c): the engine's settings and the
+        #: lanes' caches, its lanes by topic
+        self._core = self._make_core() if self._native else None
+        self._lanes: dict[str, _Lane] = (
+            {t: getattr(self._core, name) for t, name in _LANE_NAMES.items()}
+            if self._core is not None else {}
         )
         self._visitor_hashes: dict[str, int] = {}
         self._shop_hashes: dict[str, int] = {}
@@ -367,7 +375,7 @@ class DemandEngine:
             lg = st.ledger
             before = (lg.consumed, lg.processed, lg.dead_lettered, lg.duplicates, lg.late,
                       lg.unknown_sku_lines)
-            lane = _COMPILED_LANES.get(topic) if native else None
+            lane = self._lanes.get(topic) if native else None
             if lane is not None:
                 self._compiled_run(lane, topic, st, run, out)
             else:
@@ -505,7 +513,7 @@ class DemandEngine:
         i = 0
         while i < n:
             stop, status, max_ts, consumed, processed, dups, corrected, unknown, new_cells = (
-                lane(run, i, self._lane_state(st), self._lane_limits(), st.watermark.max_ts)
+                lane(self._lane_state(st), run, i, st.watermark.max_ts)
             )
             st.indexed += new_cells
             st.ledger.unknown_sku_lines += unknown
@@ -555,8 +563,8 @@ class DemandEngine:
         hk = (a.category, a.color, a.size, a.price_band, region, ts_s // self._grain_s)
         entry = st.hot.get(hk)
         if entry is None:
-            if self._native:  # the same, compiled (streams/core/_lanes.c)
-                entry, new_cells = _lanes.hot_entry(self._lane_state(st), hk, ts_s)
+            if self._core is not None:  # the same, compiled (streams/core/_lanes.c)
+                entry, new_cells = self._core.hot_entry(self._lane_state(st), hk)
                 st.indexed += new_cells
             else:
                 entry = st.hot_entry(
@@ -564,27 +572,31 @@ class DemandEngine:
                 )
         return entry
 
+    def _make_core(self) -> _lanes.Core:
+        """The compiled core, with the engine's settings fixed in it: window sizes, the
+        calendar's grains, the config's limits."""
+        cfg = self.config
+        limits = _lanes.Limits(
+            bucket_ms=BUCKET_MS, grain_s=self._grain_s, lateness_ms=cfg.allowed_lateness_ms,
+            horizon_ms=cfg.correction_horizon_ms, max_future_ms=cfg.max_future_ms,
+            max_past_ms=cfg.max_past_ms, max_bytes=cfg.max_message_bytes,
+        )
+        return _lanes.Core(
+            sizes=self._sizes, visitor_sizes=self._visitor_flags, grains=self.calendar.grains,
+            grain_fn=self.calendar.grain, unknown=UNKNOWN, limits=limits,
+        )
+
     def _lane_state(self, st: PartitionState) -> _lanes.LaneState:
-        """What the compiled lanes work on: the partition's containers, read per call (a
-        flush cut replaces some of them), by name and checked for their types."""
+        """What a call of the compiled core works on: the partition's containers, read
+        per call (a flush cut replaces some of them), by name and checked for their
+        types."""
         seen, buckets = st.dedup.tables()
         catalog = self.catalog
         return _lanes.LaneState(
             seen=seen, buckets=buckets, hot_pv=st.hot_pv, hot=st.hot, cells=st.cells,
             dirty=st.dirty, ends=st.ends, visitors=st.visitors, sku_buckets=st.skus.buckets,
-            sku_dirty=st.skus.dirty, products=catalog.versions(), unknown=UNKNOWN,
-            sizes=self._sizes, visitor_sizes=self._visitor_flags,
-            generation=catalog.generation, grains=self.calendar.grains,
-            grain_fn=self.calendar.grain, shops=st.shops,
-        )
-
-    def _lane_limits(self) -> _lanes.Limits:
-        """The limits the compiled lanes apply (the config's, read per call)."""
-        cfg = self.config
-        return _lanes.Limits(
-            bucket_ms=BUCKET_MS, grain_s=self._grain_s, lateness_ms=cfg.allowed_lateness_ms,
-            horizon_ms=cfg.correction_horizon_ms, max_future_ms=cfg.max_future_ms,
-            max_past_ms=cfg.max_past_ms, max_bytes=cfg.max_message_bytes,
+            sku_dirty=st.skus.dirty, products=catalog.versions(),
+            generation=catalog.generation, shops=st.shops,
         )
 
     def _pv_entry(

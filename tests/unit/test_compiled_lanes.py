@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -451,13 +453,14 @@ def test_the_engine_runs_the_compiled_lanes(monkeypatch: pytest.MonkeyPatch) -> 
     from streams.core import engine as engine_module
 
     calls: list[str] = []
-    for topic, fn in list(engine_module._COMPILED_LANES.items()):
+    eng = DemandEngine()
+    assert eng.config.native
+    assert set(eng._lanes) == set(engine_module._LANE_NAMES)
+    for topic, fn in list(eng._lanes.items()):
         def spy(*args: Any, _fn: Any = fn, _topic: str = topic) -> Any:
             calls.append(_topic)
             return _fn(*args)
-        monkeypatch.setitem(engine_module._COMPILED_LANES, topic, spy)
-    eng = DemandEngine()
-    assert eng.config.native
+        monkeypatch.setitem(eng._lanes, topic, spy)
     out = process(eng, [
         Record("shop.orders", 0, 0, T0, None, orjson.dumps(_order())),
         Record("shop.pageviews", 0, 0, T0, None, orjson.dumps(_view())),
@@ -604,31 +607,31 @@ def test_the_sanitized_build_is_the_one_under_test() -> None:
 
 
 # ------------------------------------------------------------------ typed interface
-def test_lane_state_and_limits_are_typed_and_named() -> None:
-    """The lanes take their state and limits as named, type-checked objects: a missing or
-    mistyped field is an error at construction, and the fields read back by name."""
+def test_lane_state_limits_and_core_are_typed_and_named() -> None:
+    """The compiled core takes its settings, limits and a partition's state as named,
+    type-checked objects: a missing or mistyped field is an error at construction, and the
+    fields read back by name. The core's settings are fixed once it is made."""
     eng = DemandEngine()
     process(eng, [Record("shop.pageviews", 0, 0, T0, None, orjson.dumps(_view(event_id="a")))])
     st = eng.states[("shop.pageviews", 0)]
     state = eng._lane_state(st)
     assert state.cells is st.cells and state.shops is st.shops
-    assert state.sizes == tuple(eng.config.window_seconds)
     fields = {name: getattr(state, name) for name in (
         "seen", "buckets", "hot_pv", "hot", "cells", "dirty", "ends", "visitors",
-        "sku_buckets", "sku_dirty", "products", "unknown", "sizes", "visitor_sizes",
-        "generation", "grains", "grain_fn", "shops")}
+        "sku_buckets", "sku_dirty", "products", "generation", "shops")}
     assert isinstance(lane.LaneState(**fields), lane.LaneState)
     with pytest.raises(TypeError, match="missing shops"):
         lane.LaneState(**{k: v for k, v in fields.items() if k != "shops"})
     with pytest.raises(TypeError, match="must be dict, not list"):
         lane.LaneState(**{**fields, "cells": []})
-    with pytest.raises(ValueError, match="differ in length"):
-        lane.LaneState(**{**fields, "visitor_sizes": ()})
     with pytest.raises(TypeError):
         lane.LaneState(*fields.values())  # keywords only
     with pytest.raises(AttributeError):
         state.cells = {}  # type: ignore[misc]
-    limits = eng._lane_limits()
+    core = eng._core
+    assert core is not None
+    assert core.sizes == tuple(eng.config.window_seconds)
+    limits = core.limits
     assert limits.horizon_ms == eng.config.correction_horizon_ms
     assert limits.max_bytes == eng.config.max_message_bytes
     with pytest.raises(ValueError, match="divides an hour"):
@@ -637,12 +640,60 @@ def test_lane_state_and_limits_are_typed_and_named() -> None:
     with pytest.raises(ValueError, match="max_bytes missing"):
         lane.Limits(bucket_ms=1, grain_s=60, lateness_ms=0, horizon_ms=0, max_future_ms=0,
                     max_past_ms=0)
-    with pytest.raises(TypeError, match="LaneState, Limits"):
-        lane.pageview_run([], 0, tuple(fields.values()), limits, None)  # type: ignore[arg-type]
+    settings = {name: getattr(core, name) for name in (
+        "sizes", "visitor_sizes", "grains", "grain_fn", "unknown", "limits")}
+    assert isinstance(lane.Core(**settings), lane.Core)
+    with pytest.raises(TypeError, match="required"):
+        lane.Core(**{k: v for k, v in settings.items() if k != "limits"})
+    with pytest.raises(ValueError, match="a visitor_sizes flag for each"):
+        lane.Core(**{**settings, "visitor_sizes": ()})
+    with pytest.raises(TypeError, match="grain_fn must be callable"):
+        lane.Core(**{**settings, "grain_fn": 3})
+    with pytest.raises(TypeError, match="limits made without their fields"):
+        lane.Core(**{**settings, "limits": lane.Limits.__new__(lane.Limits)})
+    with pytest.raises(TypeError, match="made once"):
+        core.__init__(**settings)  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        core.sizes = (60,)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="LaneState"):
+        core.pageview_run(tuple(fields.values()), [], 0, None)  # type: ignore[arg-type]
     # made without their fields (__new__ alone): refused, not read
-    with pytest.raises(TypeError, match="LaneState, Limits"):
-        lane.pageview_run([], 0, lane.LaneState.__new__(lane.LaneState), limits, None)
-    with pytest.raises(TypeError, match="LaneState, Limits"):
-        lane.order_run([], 0, state, lane.Limits.__new__(lane.Limits), None)
+    with pytest.raises(TypeError, match="LaneState"):
+        core.pageview_run(lane.LaneState.__new__(lane.LaneState), [], 0, None)
+    with pytest.raises(TypeError, match="the Core was not made with its settings"):
+        lane.Core.__new__(lane.Core).order_run(state, [], 0, None)
     with pytest.raises(TypeError, match="hot_entry"):
-        lane.hot_entry(lane.LaneState.__new__(lane.LaneState), ("a", "b", "c", "d", "e", 1), 60)
+        core.hot_entry(lane.LaneState.__new__(lane.LaneState), ("a", "b", "c", "d", "e", 1))
+
+
+def test_the_core_keeps_no_state_at_module_level() -> None:
+    """The caches belong to each Core, none to the module: the only file-scope data of
+    _lanes.c (read mechanically from its source) are the types, their tables and the
+    interned names, all immutable once made; and two engines reading the same events in
+    turns, each core with its own caches, leave what one engine alone leaves."""
+    source = (Path(__file__).resolve().parents[2] / "streams/core/_lanes.c").read_text()
+    declared = set()
+    for m in re.finditer(r"^static (?!const |inline )([^(=;{]*?)(?:\[\])?\s*(?:=|;)", source,
+                         re.MULTILINE):
+        for name in m.group(1).split(","):
+            declared.add(name.strip().split()[-1].lstrip("*"))
+    assert declared == {
+        "S_value", "S_timestamp", "S_category", "S_color", "S_size", "S_price_band", "ONE",
+        "LaneState_members", "LaneStateType", "Limits_members", "LimitsType", "Core_members",
+        "Core_methods", "CoreType", "methods", "slots", "module",
+    }
+    assert "PyModuleDef_Init(&module)" in source and "PyModule_Create" not in source
+    events = [Record("shop.pageviews", 0, i, T0 + i, None, orjson.dumps(
+        _view(event_id=f"v{i}", visitor_id=f"u{i % 7}", sku=f"SKU-{i % 3}")))
+        for i in range(60)]
+    alone = DemandEngine()
+    process(alone, events)
+    a, b = DemandEngine(), DemandEngine()
+    for i in range(0, 60, 10):  # interleaved: each core's caches see every other call
+        process(a, events[i : i + 10])
+        process(b, events[i : i + 10])
+    for eng in (a, b):
+        st = eng.states[("shop.pageviews", 0)]
+        ref = alone.states[("shop.pageviews", 0)]
+        assert st.cells == ref.cells and st.visitors == ref.visitors
+        assert st.shops == ref.shops and st.skus.buckets == ref.skus.buckets
