@@ -19,7 +19,10 @@ Two measures:
   run takes about a minute for the default 40,000 events.
 
 To compare two versions, run it in two checkouts (``git worktree add``) on the same
-``--events`` and ``--seed``.
+``--events`` and ``--seed``. ``--path`` chooses the engine's path, to price the compiled
+core against what would replace it: ``compiled`` (the default: the C lanes),
+``msgspec`` (``EngineConfig(native=False)``: msgspec decoding and the Python apply),
+``pydantic`` (``fast_paths=False``: the contract decoder for every event).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import orjson
 from kafka.partitioner.default import murmur2
 
 from bench.__main__ import T0, _history
+from streams.core.config import EngineConfig
 from streams.core.engine import DemandEngine, Record, runs_of
 
 PARTITIONS = 4
@@ -73,10 +77,21 @@ def make_input(n: int, seed: int) -> tuple[list[Raw], list[list[Raw]]]:
     return prods, batches
 
 
-def run_engine(prods: list[Raw], raw_batches: list[list[Raw]], process: bool) -> tuple[int, float]:
-    """Build the engine (catalog from ``prods``); if ``process``, apply every batch with a
-    flush cut every ``FLUSH_EVERY`` batches. Returns (events, CPU seconds of the apply)."""
-    engine = DemandEngine()
+#: the engine's paths ``--path`` chooses between
+PATHS = {
+    "compiled": EngineConfig(),
+    "msgspec": EngineConfig(native=False),
+    "pydantic": EngineConfig(fast_paths=False, native=False),
+}
+
+
+def run_engine(
+    prods: list[Raw], raw_batches: list[list[Raw]], process: bool, path: str = "compiled"
+) -> tuple[int, float]:
+    """Build the engine (catalog from ``prods``) on ``path``; if ``process``, apply every
+    batch with a flush cut every ``FLUSH_EVERY`` batches. Returns (events, CPU seconds of
+    the apply)."""
+    engine = DemandEngine(PATHS[path])
     for r in prods:
         engine.apply_product(Record(*r))
     batches = [runs_of(Record(*r) for r in b) for b in raw_batches]
@@ -94,11 +109,11 @@ def run_engine(prods: list[Raw], raw_batches: list[list[Raw]], process: bool) ->
     return n, time.process_time() - t0
 
 
-def _callgrind(data: Path, process: bool) -> int:
+def _callgrind(data: Path, process: bool, path: str) -> int:
     cmd = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, "-m", "bench.engine_cost", "--child", str(data),
-        "--process" if process else "--no-process",
+        "--process" if process else "--no-process", "--path", path,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     m = re.search(r"Collected : (\d+)", out.stderr)
@@ -114,6 +129,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="CPU-time runs (median)")
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions per event with callgrind (needs valgrind)")
+    parser.add_argument("--path", choices=sorted(PATHS), default="compiled",
+                        help="the engine's path (default: compiled)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--process", action=argparse.BooleanOptionalAction, default=True,
                         help=argparse.SUPPRESS)
@@ -122,16 +139,16 @@ def main() -> None:
     if args.child is not None:  # one measured run under callgrind
         with args.child.open("rb") as f:
             prods, batches = pickle.load(f)  # noqa: S301 - written by the parent
-        run_engine(prods, batches, args.process)
+        run_engine(prods, batches, args.process, args.path)
         return
 
     prods, batches = make_input(args.events, args.seed)
     times = []
     for _ in range(args.runs):
-        n, cpu = run_engine(prods, batches, True)
+        n, cpu = run_engine(prods, batches, True, args.path)
         times.append(cpu / n * 1e6)
     times.sort()
-    print(f"{n:,} events: {times[len(times) // 2]:.2f} us CPU per event "
+    print(f"{n:,} events, {args.path} path: {times[len(times) // 2]:.2f} us CPU per event "
           f"(median of {args.runs}: {', '.join(f'{t:.2f}' for t in times)})")
     if args.instructions:
         if shutil.which("valgrind") is None:
@@ -140,8 +157,8 @@ def main() -> None:
             data = Path(tmp) / "input.pkl"
             with data.open("wb") as f:
                 pickle.dump((prods, batches), f)
-            base = _callgrind(data, False)
-            full = _callgrind(data, True)
+            base = _callgrind(data, False, args.path)
+            full = _callgrind(data, True, args.path)
         print(f"{n:,} events: {(full - base) / n:,.0f} instructions per event "
               f"(callgrind: {full:,} with processing, {base:,} without)")
 
