@@ -43,9 +43,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bench.grafana import expand
 from bench.records import Keyed
@@ -285,10 +286,14 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
 
     zone = database_timezone(client, db) or "UTC"
 
+    # the day the service last forecast up to; when the history ends at a local midnight
+    # it has not made one yet (it does once the next day's first hour is evaluated): the
+    # day that just ended, as it will
+    last_day = alerts.forecast_as_of() or datetime.fromtimestamp(
+        end_s - 1, ZoneInfo(zone)).date().toordinal()
+
     def forecast() -> Any:  # once a local day: 56 days of daily demand, then the model
-        last = alerts.forecast_as_of()
-        if last is None:
-            raise RuntimeError("no forecast was made while the history was built")
+        last = last_day
         cfg = ForecastConfig()
         demand = alerts.daily_demand(date.fromordinal(last - cfg.history_days + 1),
                                      date.fromordinal(last), zone)

@@ -194,17 +194,23 @@ def attach_checkpoint_pruning(
     app: faust.App, settings: Settings, store: DemandStore, io: Callable[..., Awaitable[Any]],
     interval_s: float = 3600.0,
 ) -> None:
-    """Hourly (and once at start) in the process that writes ClickHouse: delete the
-    superseded checkpoints older than ``C2M_RETENTION_CHECKPOINT_DAYS``."""
+    """Once at start (a task) and then every ``interval_s`` (a timer), in the process that
+    writes ClickHouse: delete the superseded checkpoints older than
+    ``C2M_RETENTION_CHECKPOINT_DAYS``."""
+
+    async def prune() -> None:
+        try:
+            await io(store.prune_checkpoints, settings.retention_checkpoint_days)
+        except SinkError as exc:
+            log.warning("checkpoint pruning deferred: %s", exc)
 
     @app.task  # type: ignore[untyped-decorator]
+    async def prune_checkpoints_at_start() -> None:
+        await prune()
+
+    @app.timer(interval=interval_s)  # type: ignore[untyped-decorator]
     async def prune_checkpoints() -> None:
-        while True:
-            try:
-                await io(store.prune_checkpoints, settings.retention_checkpoint_days)
-            except SinkError as exc:
-                log.warning("checkpoint pruning deferred: %s", exc)
-            await asyncio.sleep(interval_s)
+        await prune()
 
 
 def create_app(

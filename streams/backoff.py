@@ -9,12 +9,16 @@ it is told to retry (every other exception goes through). Every retry loop of th
 project is this one: the restore read of a partition (``DemandPipeline.restore``), the
 group's committed offset (``streams.ingest``), the wait for the writer's checkpoint
 (``streams.kafka.sink``) and the catalog topic's metadata (``streams.catalog_reader``).
+
+``poll_until``: its synchronous twin for waits with a deadline before anything runs (a
+broker coming up: ``streams.kafka.topics.probe_kafka``, ``streams.kafka.embedded``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -73,3 +77,20 @@ async def retry(
         await backoff.wait()
         if on_retry is not None:
             on_retry()
+
+
+def poll_until(
+    attempt: Callable[[float], T | None], timeout_s: float, interval_s: float
+) -> T | None:
+    """Call ``attempt(remaining_s)`` until it returns something other than None, sleeping
+    ``interval_s`` between calls; None once ``timeout_s`` has passed (the last call is made
+    at or after the deadline, so a slow start is seen). ``attempt`` raises to give up
+    early (e.g. the process it waits for has exited)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = attempt(max(deadline - time.monotonic(), 0.0))
+        if got is not None:
+            return got
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval_s)

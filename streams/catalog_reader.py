@@ -5,11 +5,11 @@ the app runs and stops with it.
 
 Every worker reads every partition of ``shop.products`` without a consumer group. At
 start it reads up to the end offsets it saw when it started, then sets ``ready``; the
-app's demand task starts the demand consumer (``streams.ingest``) only after ``ready``, so
-no order is mapped with a half-read catalog. Later upserts apply as they arrive, through
-the pipeline (``DemandPipeline.apply_product``: under its state lock, like batches,
-restores and flush cuts; the reader never touches the engine). Invalid products go to
-the dead-letter topic.
+demand consumer service (``streams.ingest.DemandConsumer``, ``start_after``) begins
+consuming only after ``ready``, so no order is mapped with a half-read catalog. Later
+upserts apply as they arrive, through the pipeline (``DemandPipeline.apply_product``:
+under its state lock, like batches, restores and flush cuts; the reader never touches
+the engine). Invalid products go to the dead-letter topic.
 
 End offsets are compared with ``>=`` on the position after each fetched batch: some
 brokers (Tansu) report a high watermark that stops at the base offset of the last

@@ -259,11 +259,6 @@ class DemandPipeline:
         """``max_pending_events`` are unflushed: fetching waits for the flush in flight."""
         return self.unflushed_events >= self.max_pending_events
 
-    @property
-    def flushing(self) -> bool:
-        """A flush is being cut, written or committed."""
-        return self._flush_mutex.locked()
-
     async def flush(self, hold_ok: bool = False) -> bool:
         """One flush attempt: ClickHouse, dead letters, then the Kafka commit.
 

@@ -566,6 +566,18 @@ static PyObject *S_value, *S_timestamp, *S_category, *S_color, *S_size, *S_price
 
 enum { DONE = 0, SLOW = 1, APPLY = 2 };
 
+/* The slots of a cell's measure vector (streams.core.demand) and of a SKU hour's vector
+ * (streams.core.inventory), by the Python names: the module exports them and a unit test
+ * checks each against its Python constant. */
+#define CELL_SLOTS(X) X(ORDERS) X(UNITS) X(GMV_E4) X(CANCELLED_UNITS) X(RETURNED_UNITS) X(PAGEVIEWS)
+#define SKU_SLOTS(X)                                                                       \
+    X(SKU_ORDERS) X(SKU_UNITS) X(SKU_CANCELLED) X(SKU_RETURNED) X(SKU_PAGEVIEWS)            \
+    X(SKU_SHIPPED) X(SKU_RECEIVED) X(SKU_COUNT_TS) X(SKU_COUNT_ON_HAND)
+#define X(name) name,
+enum { CELL_SLOTS(X) N_CELL_SLOTS };
+enum { SKU_SLOTS(X) N_SKU_SLOTS };
+#undef X
+
 /* vec[slot] += 1 on a list of ints */
 static int incr(PyObject *vec, Py_ssize_t slot) {
     if (!PyList_Check(vec) || PyList_GET_SIZE(vec) <= slot) {
@@ -1043,17 +1055,18 @@ static inline PyObject *untracked(PyObject *o) {
     return o;
 }
 
-static PyObject *new_cell(void) { /* demand.MEASURES: six zeros */
-    PyObject *v = untracked(PyList_New(6));
+static PyObject *new_cell(void) { /* demand.MEASURES: all zeros */
+    PyObject *v = untracked(PyList_New(N_CELL_SLOTS));
     if (v == NULL) return NULL;
-    for (Py_ssize_t k = 0; k < 6; k++) PyList_SET_ITEM(v, k, PyLong_FromLong(0));
+    for (Py_ssize_t k = 0; k < N_CELL_SLOTS; k++) PyList_SET_ITEM(v, k, PyLong_FromLong(0));
     return v;
 }
 
-static PyObject *new_sku_hour(void) { /* inventory.SkuHours.bucket: [0]*7 + [-1, 0] */
-    PyObject *v = untracked(PyList_New(9));
+static PyObject *new_sku_hour(void) { /* inventory.SkuHours.bucket: zeros, no count (-1) */
+    PyObject *v = untracked(PyList_New(N_SKU_SLOTS));
     if (v == NULL) return NULL;
-    for (Py_ssize_t k = 0; k < 9; k++) PyList_SET_ITEM(v, k, PyLong_FromLong(k == 7 ? -1 : 0));
+    for (Py_ssize_t k = 0; k < N_SKU_SLOTS; k++)
+        PyList_SET_ITEM(v, k, PyLong_FromLong(k == SKU_COUNT_TS ? -1 : 0));
     return v;
 }
 
@@ -1331,18 +1344,51 @@ static int admit(lane_t *L, run_t *R, int64_t ref, int64_t ts, const span *id) {
     return ADMIT;
 }
 
+/* What a lane returns, by name (a struct sequence: read by attribute). */
+static PyStructSequence_Field RunResult_fields[] = {
+    {"stop", "index of the first record not applied (len(run) when done)"},
+    {"status", "DONE, SLOW or APPLY"},
+    {"max_ts", "the partition's highest event time after the run (ms), or None"},
+    {"consumed", "records consumed in run[start:stop]"},
+    {"processed", "events applied in run[start:stop]"},
+    {"duplicates", "repeated event ids in run[start:stop]"},
+    {"corrected", "events behind the watermark, within the horizon (run[stop] on APPLY)"},
+    {"unknown_sku", "order lines of SKUs the catalog does not know"},
+    {"new_cells", "cells created (PartitionState.indexed)"},
+    {NULL, NULL},
+};
+
+static PyStructSequence_Desc RunResult_desc = {
+    "streams.core._lanes.RunResult", "What a lane of the Core returns.", RunResult_fields, 9,
+};
+
+static PyTypeObject RunResultType;
+
 static PyObject *result(Py_ssize_t stop, int status, const run_t *R, lane_t *L) {
     lane_done(L);
-    PyObject *mx = R->has_max ? PyLong_FromLongLong(R->max_ts) : Py_NewRef(Py_None);
-    if (mx == NULL) return NULL;
-    return Py_BuildValue("(niNnnnnnn)", stop, status, mx, R->consumed, R->processed, R->dups,
-                         R->corrected, R->unknown, L->new_cells);
+    PyObject *out = PyStructSequence_New(&RunResultType);
+    if (out == NULL) return NULL;
+    PyObject *v[9] = {
+        PyLong_FromSsize_t(stop), PyLong_FromLong(status),
+        R->has_max ? PyLong_FromLongLong(R->max_ts) : Py_NewRef(Py_None),
+        PyLong_FromSsize_t(R->consumed), PyLong_FromSsize_t(R->processed),
+        PyLong_FromSsize_t(R->dups), PyLong_FromSsize_t(R->corrected),
+        PyLong_FromSsize_t(R->unknown), PyLong_FromSsize_t(L->new_cells)};
+    int failed = 0;
+    for (int k = 0; k < 9; k++) {
+        if (v[k] == NULL) failed = 1;
+        PyStructSequence_SET_ITEM(out, k, v[k] != NULL ? v[k] : Py_NewRef(Py_None));
+    }
+    if (failed) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
 }
 
 #define RUN_DOC(name, topic, what)                                                            \
-    name "(run, start, state: LaneState, limits: Limits, max_ts)\n"                        \
-    "    -> (stop, status, max_ts, consumed, processed, duplicates, corrected,\n"           \
-    "        unknown_sku, new_cells)\n\n"                                                  \
+    name "(state: LaneState, run, start, max_ts) -> RunResult(stop, status, max_ts,\n"     \
+    "    consumed, processed, duplicates, corrected, unknown_sku, new_cells)\n\n"            \
     "Apply run[start:] (" topic " records of one partition, in offset order) until\n"       \
     "the end (status DONE) or the first record Python must handle: SLOW, run[stop]\n"       \
     "untouched; APPLY, run[stop] deduplicated and in the watermark (and in `corrected`)\n" \
@@ -1409,9 +1455,9 @@ static int apply_pageview(lane_t *L, run_t *R, const void *event) {
         goto error;
     }
     if (PyTuple_GET_ITEM(e, 1) == Py_True) R->unknown++;
-    if (incr(PyTuple_GET_ITEM(e, 2), 4 /* SKU_PAGEVIEWS */) < 0) goto error;
+    if (incr(PyTuple_GET_ITEM(e, 2), SKU_PAGEVIEWS) < 0) goto error;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(vecs); k++)
-        if (incr(PyTuple_GET_ITEM(vecs, k), 5 /* PAGEVIEWS */) < 0) goto error;
+        if (incr(PyTuple_GET_ITEM(vecs, k), PAGEVIEWS) < 0) goto error;
     if (PyTuple_GET_SIZE(sets)) {
         PyObject *vh = PyLong_FromUnsignedLongLong(visitor_hash(L->caches, ev->visitor_id.p, ev->visitor_id.n));
         if (vh == NULL) goto error;
@@ -1543,10 +1589,10 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
             for (int j = 0; j < k && first; j++)
                 first = !(ev->lines[j].sku.n == ln->sku.n &&
                           memcmp(ev->lines[j].sku.p, ln->sku.p, (size_t)ln->sku.n) == 0);
-            ok = add(svec, 1 /* SKU_UNITS */, ln->qty) == 0 &&
-                 (!first || add(svec, 0 /* SKU_ORDERS */, 1) == 0);
+            ok = add(svec, SKU_UNITS, ln->qty) == 0 &&
+                 (!first || add(svec, SKU_ORDERS, 1) == 0);
         } else if (ok) {
-            ok = add(svec, 2 /* SKU_CANCELLED */, ln->qty) == 0;
+            ok = add(svec, SKU_CANCELLED, ln->qty) == 0;
         }
         Py_XDECREF(svec);
         PyObject *attrs = ok ? lookup(L, sku, ts) : NULL;
@@ -1564,8 +1610,8 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
         for (Py_ssize_t v = 0; ok && v < PyTuple_GET_SIZE(vecs); v++) {
             PyObject *vec = PyTuple_GET_ITEM(vecs, v);
             if (ev->placed) {
-                ok = add(vec, 1 /* UNITS */, ln->qty) == 0 &&
-                     add(vec, 2 /* GMV_E4 */, ln->gmv_e4) == 0;
+                ok = add(vec, UNITS, ln->qty) == 0 &&
+                     add(vec, GMV_E4, ln->gmv_e4) == 0;
                 int known = 0;
                 for (int t = 0; t < ntouched && !known; t++) known = touched[t] == vec;
                 if (!known && ntouched < (int)(sizeof touched / sizeof *touched))
@@ -1575,14 +1621,14 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
                     ok = 0;
                 }
             } else {
-                ok = add(vec, 3 /* CANCELLED_UNITS */, ln->qty) == 0;
+                ok = add(vec, CANCELLED_UNITS, ln->qty) == 0;
             }
         }
         Py_DECREF(he);
         if (!ok) goto done;
     }
     for (int t = 0; t < ntouched; t++)
-        if (add(touched[t], 0 /* ORDERS */, 1) < 0) goto done;
+        if (add(touched[t], ORDERS, 1) < 0) goto done;
     rc = 0;
 done:
     for (int t = 0; t < ntouched; t++) Py_DECREF(touched[t]);
@@ -1956,10 +2002,19 @@ static int lanes_exec(PyObject *m) {
     if (PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
         PyType_Ready(&CoreType) < 0)
         return -1;
+    if (RunResultType.tp_name == NULL &&
+        PyStructSequence_InitType2(&RunResultType, &RunResult_desc) < 0)
+        return -1;
     if (PyModule_AddObjectRef(m, "LaneState", (PyObject *)&LaneStateType) < 0 ||
         PyModule_AddObjectRef(m, "Limits", (PyObject *)&LimitsType) < 0 ||
-        PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0)
+        PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||
+        PyModule_AddObjectRef(m, "RunResult", (PyObject *)&RunResultType) < 0)
         return -1;
+#define X(name)                                                                             \
+    if (PyModule_AddIntConstant(m, #name, name) < 0) return -1;
+    CELL_SLOTS(X)
+    SKU_SLOTS(X)
+#undef X
     if (PyModule_AddIntConstant(m, "DONE", DONE) < 0 ||
         PyModule_AddIntConstant(m, "SLOW", SLOW) < 0 ||
         PyModule_AddIntConstant(m, "APPLY", APPLY) < 0)

@@ -7,8 +7,46 @@ DONE: Final[int]
 SLOW: Final[int]
 APPLY: Final[int]
 
-# (stop, status, max_ts, consumed, processed, duplicates, corrected, unknown_sku, new_cells)
-_RunResult = tuple[int, int, int | None, int, int, int, int, int, int]
+# the slots of a cell's and a SKU hour's vector (streams.core.demand, .inventory)
+ORDERS: Final[int]
+UNITS: Final[int]
+GMV_E4: Final[int]
+CANCELLED_UNITS: Final[int]
+RETURNED_UNITS: Final[int]
+PAGEVIEWS: Final[int]
+SKU_ORDERS: Final[int]
+SKU_UNITS: Final[int]
+SKU_CANCELLED: Final[int]
+SKU_RETURNED: Final[int]
+SKU_PAGEVIEWS: Final[int]
+SKU_SHIPPED: Final[int]
+SKU_RECEIVED: Final[int]
+SKU_COUNT_TS: Final[int]
+SKU_COUNT_ON_HAND: Final[int]
+
+class RunResult(tuple[Any, ...]):
+    """What a lane of the Core returns, read by name."""
+
+    @property
+    def stop(self) -> int: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def max_ts(self) -> int | None: ...
+    @property
+    def consumed(self) -> int: ...
+    @property
+    def processed(self) -> int: ...
+    @property
+    def duplicates(self) -> int: ...
+    @property
+    def corrected(self) -> int: ...
+    @property
+    def unknown_sku(self) -> int: ...
+    @property
+    def new_cells(self) -> int: ...
+
+_RunResult = RunResult
 
 class LaneState:
     """The partition's containers a call of the core works on (types checked at

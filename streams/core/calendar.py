@@ -161,20 +161,11 @@ class MarketCalendar:
             self.grains[grain_no] = got
         return got
 
-    def windows_of(self, ts_s: int) -> list[tuple[int, int, int]]:
-        """(size, start, end) of every configured size at ``ts_s``."""
-        g = self.grain(ts_s // self.grain_s)
-        return [(s, g[1 + 2 * i], g[2 + 2 * i]) for i, s in enumerate(self.sizes)]
-
     def end_of(self, size: int, start_s: int) -> int:
         """End of the window of ``size`` that starts at ``start_s``."""
         return self.window(start_s, size)[1]
 
     # ---------------------------------------------------------------- local days back
-    def days_back(self, ts_s: int, n: int) -> int:
-        """Start of the local day ``n`` days before the one holding ``ts_s`` (n >= 0)."""
-        return self.date_start(self.local_date(ts_s) - timedelta(days=n))
-
     def same_hour_days_back(self, hour_s: int, n: int) -> int:
         """The hour with the same local clock time ``n`` local days before ``hour_s``: what
         "this hour on previous days" means to shoppers. Where that clock time does not

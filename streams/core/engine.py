@@ -75,9 +75,7 @@ from streams.core.windows import Watermark
 
 DEMAND_TOPICS = (TOPIC_ORDERS, TOPIC_PAGEVIEWS, TOPIC_LOGISTICS)
 
-#: (stop, status, max_ts, consumed, processed, duplicates, corrected, unknown_sku, new_cells)
-_LaneResult = tuple[int, int, int | None, int, int, int, int, int, int]
-_Lane = Callable[[_lanes.LaneState, Sequence[Any], int, int | None], _LaneResult]
+_Lane = Callable[[_lanes.LaneState, Sequence[Any], int, int | None], _lanes.RunResult]
 #: the compiled core's lane (a method of ``_lanes.Core``) of each demand topic
 _LANE_NAMES = {
     TOPIC_PAGEVIEWS: "pageview_run",
@@ -512,19 +510,19 @@ class DemandEngine:
         n = len(run)
         i = 0
         while i < n:
-            stop, status, max_ts, consumed, processed, dups, corrected, unknown, new_cells = (
-                lane(self._lane_state(st), run, i, st.watermark.max_ts)
-            )
-            st.indexed += new_cells
-            st.ledger.unknown_sku_lines += unknown
-            st.ledger.corrected += corrected  # run[stop] included when APPLY
+            got = lane(self._lane_state(st), run, i, st.watermark.max_ts)
+            stop, max_ts = got.stop, got.max_ts
+            st.indexed += got.new_cells
+            st.ledger.unknown_sku_lines += got.unknown_sku
+            st.ledger.corrected += got.corrected  # run[stop] included when APPLY
             st.watermark.max_ts = max_ts
             if stop > i:
-                self._leave(st, run[stop - 1].offset, max_ts, consumed, processed, 0, dups, 0, 0)
+                self._leave(st, run[stop - 1].offset, max_ts, got.consumed, got.processed, 0,
+                            got.duplicates, 0, 0)
             if stop >= n:
                 return
             rec = run[stop]
-            if status == _lanes.APPLY:
+            if got.status == _lanes.APPLY:
                 ev = fast_decode(topic, rec.value, cfg.max_message_bytes)
                 if ev is None:
                     ev = decode(topic, rec.value, cfg.max_message_bytes)

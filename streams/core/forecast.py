@@ -432,12 +432,6 @@ def market_growth(
     return (g, g_se) if model == "trend" else None
 
 
-def trailing_mean(values: Sequence[float], days: int = 14) -> float:
-    """The brief's former method: the mean of the last ``days`` days (a baseline)."""
-    tail = values[-days:]
-    return sum(tail) / len(tail) if tail else 0.0
-
-
 #: (factory, category, colour, size, price band, local day ordinal, demand)
 DemandRow = tuple[str, str, str, str, str, int, float]
 

@@ -11,10 +11,10 @@ import logging
 import os
 import socket
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 
+from streams.backoff import poll_until
 from streams.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -69,16 +69,25 @@ class EmbeddedBroker:
             self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise BrokerError(f"embedded broker exited with code {self._proc.returncode}")
+        proc = self._proc
+
+        def listening(_remaining_s: float) -> bool | None:
+            if proc.poll() is not None:
+                raise BrokerError(f"embedded broker exited with code {proc.returncode}")
             with contextlib.suppress(OSError), socket.create_connection(
                 (self.host, self.port), timeout=0.5
             ):
-                log.info("embedded broker listening on %s", self.bootstrap)
-                return self
-            time.sleep(0.05)
+                return True
+            return None
+
+        try:
+            up = poll_until(listening, timeout, 0.05)
+        except BrokerError:
+            self.stop()
+            raise
+        if up:
+            log.info("embedded broker listening on %s", self.bootstrap)
+            return self
         self.stop()
         raise BrokerError(f"embedded broker did not listen on {self.bootstrap} in {timeout}s")
 

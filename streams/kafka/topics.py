@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from schemas.contract import (
     TOPIC_PAGEVIEWS,
     TOPIC_PRODUCTS,
 )
+from streams.backoff import poll_until
 from streams.core.tenancy import restock_topic
 from streams.errors import BrokerError
 
@@ -154,17 +154,21 @@ def probe_kafka(bootstrap: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """BrokerError (one line, within ``timeout``) unless a bootstrap server accepts a TCP
     connection. Kafka clients would retry for half a minute and log every attempt."""
     addresses = bootstrap_addresses(bootstrap)
-    deadline = time.monotonic() + timeout
-    while True:
-        why = reachable(addresses, timeout=max(min(deadline - time.monotonic(), 2.0), 0.1))
-        if why is None:
-            return
-        if time.monotonic() >= deadline:
-            raise BrokerError(
-                f"cannot reach Kafka at {bootstrap} ({why}, waited {timeout:.0f} s): start "
-                "the broker or fix C2M_KAFKA_BOOTSTRAP (unset it to use the embedded one)"
-            )
-        time.sleep(0.25)
+    why = "not tried"
+
+    def attempt(remaining_s: float) -> bool | None:
+        nonlocal why
+        got = reachable(addresses, timeout=max(min(remaining_s, 2.0), 0.1))
+        if got is None:
+            return True
+        why = got
+        return None
+
+    if poll_until(attempt, timeout, 0.25) is None:
+        raise BrokerError(
+            f"cannot reach Kafka at {bootstrap} ({why}, waited {timeout:.0f} s): start "
+            "the broker or fix C2M_KAFKA_BOOTSTRAP (unset it to use the embedded one)"
+        )
 
 
 def ensure_topics(

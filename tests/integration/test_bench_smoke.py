@@ -39,10 +39,21 @@ def test_engine_cost_runs_at_tiny_n() -> None:
         args + (["--instructions"] if counting else []),
         cwd=ROOT, check=True, capture_output=True, text=True, timeout=400,
     ).stdout
-    assert re.search(r"^2,000 events: [\d.]+ us CPU per event", out, re.M), out
+    assert re.search(r"^2,000 events, compiled path: [\d.]+ us CPU per event", out, re.M), out
     if counting:
         m = re.search(r"^2,000 events: ([\d,]+) instructions per event", out, re.M)
         assert m is not None and int(m.group(1).replace(",", "")) > 1000, out
+
+
+def test_engine_cost_prices_the_python_paths() -> None:
+    """``--path``: the engine without its compiled core (msgspec and the Python apply, or
+    the contract decoder for every event), to price what compiling saves."""
+    for path in ("msgspec", "pydantic"):
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.engine_cost", "--events", "2000", "--runs", "1",
+             "--path", path], cwd=ROOT, check=True, capture_output=True, text=True, timeout=400,
+        ).stdout
+        assert re.search(rf"^2,000 events, {path} path: [\d.]+ us CPU per event", out, re.M), out
 
 
 def test_agent_cost_runs_at_tiny_n() -> None:

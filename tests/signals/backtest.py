@@ -34,13 +34,20 @@ from streams.core.forecast import (
     Row,
     forecast_category,
     market_growth,
-    trailing_mean,
 )
 from streams.core.pricebands import PriceBands
 from streams.core.promotions import PromotionCalendar
 from streams.sim.model import CST_OFFSET_MS, DAY_MS, ShopSimulator, SimEvent
 from streams.sim.scenario import Scenario
 from tests.signals.reference import ts_ms
+
+
+def trailing_mean(values: Sequence[float], days: int = 14) -> float:
+    """The brief's former method (the baseline the forecast is compared with): the mean
+    of the last ``days`` days."""
+    tail = values[-days:]
+    return sum(tail) / len(tail) if tail else 0.0
+
 
 #: 2026-03-02, a Monday, 00:00 China time
 START_MS = 1_772_380_800_000

@@ -680,7 +680,8 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
     assert declared == {
         "S_value", "S_timestamp", "S_category", "S_color", "S_size", "S_price_band", "ONE",
         "LaneState_members", "LaneStateType", "Limits_members", "LimitsType", "Core_members",
-        "Core_methods", "CoreType", "methods", "slots", "module",
+        "Core_methods", "CoreType", "methods", "slots", "module", "RunResult_fields",
+        "RunResult_desc", "RunResultType",
     }
     assert "PyModuleDef_Init(&module)" in source and "PyModule_Create" not in source
     events = [Record("shop.pageviews", 0, i, T0 + i, None, orjson.dumps(
@@ -697,3 +698,29 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
         ref = alone.states[("shop.pageviews", 0)]
         assert st.cells == ref.cells and st.visitors == ref.visitors
         assert st.shops == ref.shops and st.skus.buckets == ref.skus.buckets
+
+
+def test_the_core_names_the_python_constants_it_uses() -> None:
+    """The vector slots the C code writes are the Python constants by name (exported by
+    the module, equal here), not numbers mirrored by a comment; a lane's result is read
+    by name."""
+    from streams.core import demand, inventory
+
+    cell = ("ORDERS", "UNITS", "GMV_E4", "CANCELLED_UNITS", "RETURNED_UNITS", "PAGEVIEWS")
+    sku = ("SKU_ORDERS", "SKU_UNITS", "SKU_CANCELLED", "SKU_RETURNED", "SKU_PAGEVIEWS",
+           "SKU_SHIPPED", "SKU_RECEIVED", "SKU_COUNT_TS", "SKU_COUNT_ON_HAND")
+    assert [getattr(lane, n) for n in cell] == [getattr(demand, n) for n in cell]
+    assert [getattr(lane, n) for n in sku] == [getattr(inventory, n) for n in sku]
+    assert len(cell) == len(demand.MEASURES) and len(sku) == len(inventory.SKU_MEASURES)
+    source = (Path(__file__).resolve().parents[2] / "streams/core/_lanes.c").read_text()
+    assert not re.findall(r"\b\d+ /\* [A-Z][A-Z_]+ \*/", source)  # no number named by a comment
+    eng = DemandEngine()
+    st = eng.state("shop.pageviews", 0)
+    assert eng._core is not None
+    got = eng._core.pageview_run(eng._lane_state(st), [
+        Record("shop.pageviews", 0, 0, T0, None, orjson.dumps(_view(event_id="a"))),
+        Record("shop.pageviews", 0, 1, T0, None, orjson.dumps(_view(event_id="a")))], 0, None)
+    assert isinstance(got, lane.RunResult)
+    assert (got.stop, got.status, got.max_ts, got.consumed, got.processed, got.duplicates,
+            got.corrected, got.unknown_sku) == (2, lane.DONE, T0, 2, 1, 1, 0, 1)
+    assert got.new_cells == len(eng.config.window_seconds)

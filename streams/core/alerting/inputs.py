@@ -71,9 +71,6 @@ class AlertInputs:
     #: the key counted (streams.core.kanon, family ORDER): who a market signal comes from
     order_shops: dict[SignalKey, dict[int, frozenset[int]]] = field(default_factory=dict)
 
-    def factories_of(self, category: str) -> list[str]:
-        return sorted({p.factory_id for p in self.products.values() if p.category == category})
-
     def first_hour(self) -> int | None:
         hours = [h for series in self.category_orders.values() for h in series]
         hours += [h for series in self.sku_hours.values() for h in series]
