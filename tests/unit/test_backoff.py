@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from streams.backoff import Backoff
+import pytest
+
+from streams.backoff import Backoff, poll_until
 
 
 def test_doubles_up_to_the_cap_and_resets() -> None:
@@ -99,3 +101,30 @@ def test_retry_with_attempts_raises_the_last_failure() -> None:
     calls, failures = asyncio.run(run())
     assert calls == [0, 1, 2]
     assert failures == ["1", "2", "raised 3"]  # no wait after the last attempt
+
+
+def test_poll_until_returns_the_first_answer_or_none_at_the_deadline() -> None:
+    calls: list[float] = []
+
+    def third_time(remaining_s: float) -> str | None:
+        calls.append(remaining_s)
+        return "up" if len(calls) == 3 else None
+
+    assert poll_until(third_time, 5.0, 0.01) == "up"
+    assert len(calls) == 3 and all(0 < r <= 5.0 for r in calls)
+    assert calls == sorted(calls, reverse=True)  # the time left only shrinks
+    calls.clear()
+    t0 = time.monotonic()
+    assert poll_until(lambda r: calls.append(r), 0.1, 0.02) is None  # type: ignore[func-returns-value]
+    assert 0.1 <= time.monotonic() - t0 < 1.0
+    assert calls[-1] == 0.0  # a last attempt at the deadline
+
+
+def test_poll_until_lets_an_attempt_give_up_early() -> None:
+    def gone(_remaining_s: float) -> None:
+        raise RuntimeError("the process exited")
+
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="exited"):
+        poll_until(gone, 30.0, 0.01)
+    assert time.monotonic() - t0 < 1.0
