@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -237,7 +238,10 @@ def test_a_second_demo_in_the_same_folder_counts_all_of_its_events(tmp_path: Pat
 
     def run() -> tuple[int, int, str]:
         out = _c2m("demo", "--duration", "30", "--rate", "500", cwd=tmp_path, env=env)
-        consumed = int(out.split("consumed ")[1].split()[0])
+        # the closing summary's count, not the first progress line's
+        summary = re.search(r"^  consumed (\d+) events:", out, re.M)
+        assert summary, out[-2000:]
+        consumed = int(summary[1])
         units = query_chdb(tmp_path / ".c2m" / "chdb", "SELECT sum(units) FROM "
                            "c2m.demand_by_attribute WHERE window_seconds = 300")[0][0]
         return consumed, int(units), out
