@@ -261,10 +261,14 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
 
     q["alert service: input load for one hour"] = alert_inputs
 
-    # what the running service reads each hour: only the hours that may still change
-    # (InputCache; the first load after a start is the one above). Each call is the next
-    # hour, from 22 hours before ``hour`` on (at most 21 calls: the warm-up and 20 repeats)
-    kept = {"cache": InputCache(), "h": hour - 22 * HOUR}
+    # what the running service reads each hour (streams.alerting, InputCache; the first
+    # load after a start is the one above): the hours the checkpoints since the last load
+    # say changed, and the hour new to the span. The database stands still here, so the
+    # checkpoints name none: the two hours before the new one are counted as changed, as
+    # at a live market (the hour that just ended was refreshed until it ended, and late
+    # events reach back). Each call is the next hour, from 22 hours before ``hour`` on
+    # (at most 21 calls: the warm-up and 20 repeats).
+    kept: dict[str, Any] = {"cache": InputCache(), "h": hour - 22 * HOUR}
     horizon_s = math.ceil(Settings().correction_horizon_hours * 3600)
 
     def alert_inputs_kept() -> Any:
@@ -277,9 +281,16 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         cache = kept["cache"]
         settled = settled_before(marks, [], horizon_s)
         start = cache.plan(lo, hi, mf, settled, marks)
+        changes = alerts.changed_hours(cache.seen) if start is not None else None
+        also: list[int] = []
+        if start is not None and changes is not None:
+            seen, changed = changes
+            start, also = cache.partial(start, changed | {h - HOUR, h - 2 * HOUR})
+        else:
+            seen = alerts.checkpoint_positions()
         loaded = (alerts.load_inputs(lo, hi, mf) if start is None
-                  else alerts.load_inputs(start, hi))
-        return cache.take(lo, hi, mf, start, loaded, marks, settled)
+                  else alerts.load_inputs(start, hi, None, also))
+        return cache.take(lo, hi, mf, start, loaded, marks, settled, also, seen)
 
     q["alert service: input load for one hour, inputs kept (each hour after the first)"] = (
         alert_inputs_kept)

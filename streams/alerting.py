@@ -327,11 +327,23 @@ class AlertService(Service):
         settled = None if self.settled_horizon_s is None else settled_before(
             marks, self.expected_partitions(), self.settled_horizon_s)
         start = self._inputs.plan(lo, hi, movements_from, settled, marks)
+        # which kept hours changed since they were read: the checkpoints written since
+        # (read before the inputs, so a refresh landing in between is read now and again)
+        changes = None
+        if start is not None and self._inputs.seen:
+            changes = await self.io(self.store.changed_hours, self._inputs.seen)
+        also: list[int] = []
+        if start is not None and changes is not None:
+            seen, changed = changes
+            start, also = self._inputs.partial(start, changed)
+        else:
+            seen = await self.io(self.store.checkpoint_positions)
         if start is None:
             loaded = await self.io(self.store.load_inputs, lo, hi, movements_from)
         else:
-            loaded = await self.io(self.store.load_inputs, start, hi)
-        inputs = self._inputs.take(lo, hi, movements_from, start, loaded, marks, settled)
+            loaded = await self.io(self.store.load_inputs, start, hi, None, also)
+        inputs = self._inputs.take(lo, hi, movements_from, start, loaded, marks, settled,
+                                   also, seen)
         prep = PreparedInputs(inputs, first)
         for hour in hours:
             changes = self.evaluator.evaluate(hour, prep)

@@ -91,6 +91,49 @@ class AlertStore:
         )
         return int(rows[0][0]) if rows and rows[0][1] else None
 
+    def checkpoint_positions(self) -> dict[tuple[str, int], int]:
+        """The newest checkpoint position of every source partition (``changed_hours``
+        reports what was refreshed after them)."""
+        return {
+            (str(t), int(p)): int(pos)
+            for t, p, pos in self._rows(
+                "SELECT source_topic, source_partition, position "  # noqa: S608
+                f"FROM {self.db}.checkpoints_latest FINAL"
+            )
+        }
+
+    def changed_hours(
+        self, seen: dict[tuple[str, int], int]
+    ) -> tuple[dict[tuple[str, int], int], set[int]] | None:
+        """The hours whose alert inputs were refreshed after the checkpoints ``seen``
+        (position per partition), and the newest positions now: every checkpoint row after
+        them lists the hours its publish refreshed (migration 0012), and is written after
+        that refresh. None when that cannot be known: a partition seen then has no row at
+        its seen position any more (pruned, or the partition reset)."""
+        if not seen:
+            return None
+        params: dict[str, Any] = {}
+        parts, ifs = [], []
+        for i, (topic, partition) in enumerate(sorted(seen)):
+            params[f"t{i}"], params[f"p{i}"], params[f"v{i}"] = (
+                topic, partition, seen[(topic, partition)])
+            this = f"source_topic = {{t{i}:String}} AND source_partition = {{p{i}:UInt16}}"
+            parts.append(f"({this} AND position >= {{v{i}:UInt64}})")
+            ifs.append(f"{this}, {{v{i}:UInt64}}")
+        # placeholders and identifiers only: the values travel as parameters
+        rows = self._rows(
+            "SELECT source_topic, source_partition, min(position), max(position), "  # noqa: S608
+            f"groupUniqArrayArrayIf(hours, position > multiIf({', '.join(ifs)}, 0)) "
+            f"FROM {self.db}.checkpoints WHERE {' OR '.join(parts)} "
+            "GROUP BY source_topic, source_partition",
+            **params,
+        )
+        found = {(str(t), int(p)): (int(lo), int(hi), hours) for t, p, lo, hi, hours in rows}
+        if set(found) != set(seen) or any(found[k][0] != seen[k] for k in seen):
+            return None
+        changed = {_epoch(h) for _, _, hours in found.values() for h in hours}
+        return {k: v[1] for k, v in found.items()}, changed
+
     # ---------------------------------------------------------------- inputs
     def max_lead_time_days(self) -> int:
         rows = self._rows(
@@ -99,12 +142,15 @@ class AlertStore:
         return int(rows[0][0]) if rows and rows[0][1] else 0
 
     def load_inputs(
-        self, lo_s: int, hi_s: int, movements_from_s: int | None = None
+        self, lo_s: int, hi_s: int, movements_from_s: int | None = None,
+        also: Sequence[int] = (),
     ) -> AlertInputs:
-        """Products, SKU hours and cell orders per key for hours in [lo_s, hi_s); and when
-        ``movements_from_s`` is earlier, the hours in [movements_from_s, lo_s) that have
-        restock movements (shipped and received only: the restock rule's transit window
-        can reach further back than its demand history)."""
+        """Products, SKU hours and cell orders per key for hours in [lo_s, hi_s) and the
+        hours ``also``; and when ``movements_from_s`` is earlier, the hours in
+        [movements_from_s, lo_s) that have restock movements (shipped and received only:
+        the restock rule's transit window can reach further back than its demand
+        history)."""
+        extra = [_dt(h) for h in sorted(also)]
         products = {
             r[0]: Product(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), float(r[8]),
                           str(r[9]))
@@ -118,9 +164,10 @@ class AlertStore:
             "SELECT sku, toUnixTimestamp(hour_start), units, cancelled_units, "  # noqa: S608
             "restock_shipped, restock_received, count_ts, count_on_hand, orders, pageviews "
             f"FROM {self.db}.sku_hours "
-            "FINAL WHERE hour_start >= toDateTime({lo:Int64}) "
-            "AND hour_start < toDateTime({hi:Int64})",
-            lo=lo_s, hi=hi_s,
+            "FINAL WHERE (hour_start >= toDateTime({lo:Int64}) "
+            "AND hour_start < toDateTime({hi:Int64})) "
+            "OR hour_start IN {also:Array(DateTime('UTC'))}",
+            lo=lo_s, hi=hi_s, also=extra,
         ):
             sku_hours[r[0]][int(r[1])] = SkuHour(
                 int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]), int(r[8]),
@@ -146,10 +193,11 @@ class AlertStore:
             "SELECT category, color, size, price_band, toUnixTimestamp(window_start) AS h, "  # noqa: S608
             "sum(orders), groupUniqArrayArray(arrayFilter(x -> bitAnd(x, 3) = 0, shops)) "
             f"FROM {self.db}.demand_cells FINAL WHERE window_seconds = 3600 "
-            "AND window_start >= toDateTime({lo:Int64}) "
-            "AND window_start < toDateTime({hi:Int64}) "
+            "AND ((window_start >= toDateTime({lo:Int64}) "
+            "AND window_start < toDateTime({hi:Int64})) "
+            "OR window_start IN {also:Array(DateTime('UTC'))}) "
             "GROUP BY category, color, size, price_band, h HAVING sum(orders) > 0",
-            lo=lo_s, hi=hi_s,
+            lo=lo_s, hi=hi_s, also=extra,
         ):
             if cat == UNKNOWN:
                 continue

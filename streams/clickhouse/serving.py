@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.core.calendar import MarketCalendar
+from streams.core.calendar import HOUR, MarketCalendar
 from streams.core.demand import MEASURES
 
 #: The key of a cell, in the primary-key order of demand_state and demand_cells.
@@ -226,6 +226,13 @@ class RefreshSet:
 
     def __bool__(self) -> bool:
         return bool(self.versions or self.sku_versions)
+
+    def input_hours(self) -> list[datetime]:
+        """The hours whose alert inputs the refresh may change: its SKU hours and the
+        starts of its hourly windows (written with the publish's checkpoints, migration
+        0012: a reader learns from them which hours to read again)."""
+        hours = self.hours | {t for s, t in self.windows if s == HOUR}
+        return [_dt(h) for h in sorted(hours)]
 
     def params(
         self, calendar: MarketCalendar

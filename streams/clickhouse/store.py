@@ -15,7 +15,9 @@ docs/ARCHITECTURE.md, "Commit after flush: why nothing is lost or double counted
 4. the serving tables ``demand_cells`` and ``sku_hours``: the final rows of the cells and
    SKU hours of this flush (``streams.clickhouse.serving``); the market fold of what
    changed follows within ``C2M_MARKET_REFRESH_SECONDS`` (``streams.market_refresh``);
-5. ``checkpoints``: one row per partition, written last.
+5. ``checkpoints``: one row per partition, written last, with the hours whose alert inputs
+   step 4 refreshed (``hours``: the alert service reads only those again,
+   ``changed_hours``).
 
 Steps 4 and 5 are the *publish*: a caller that is behind (a backlog to work off) may write
 several flushes' rows and publish them together (``write(..., publish=False)``, then
@@ -177,10 +179,14 @@ class DemandStore:
                 raise sink_error(exc, "refresh", f"{self.db}.{table}") from exc
         if cells is not None:
             self.market_pending.add(cells["w"])
-        self._todo = serving.RefreshSet()
         if self._checkpoints:
-            self._insert("checkpoints", self._checkpoints, CHECKPOINT_COLUMNS)
+            # after the refresh: a reader that sees these rows sees what they refreshed
+            hours = self._todo.input_hours()
+            self._insert("checkpoints", [[*c, hours] for c in self._checkpoints],
+                         [*CHECKPOINT_COLUMNS, "hours"])
             self._checkpoints = []
+        # last: a publish retried after a failed checkpoint insert still knows its hours
+        self._todo = serving.RefreshSet()
 
     def _insert(self, table: str, rows: Sequence[Any], columns: list[str]) -> None:
         try:

@@ -5,6 +5,7 @@ an existing database upgrades with every number unchanged, and a database keeps 
 
 from __future__ import annotations
 
+import copy
 import itertools
 import zlib
 from collections.abc import Iterator
@@ -390,3 +391,65 @@ def test_flushes_published_together_equal_the_definition_and_checkpoint_only_the
     for (t, p), st in engine.states.items():
         snap = store.load_partition(t, p, 2**62, cfg)
         assert snap is not None and snap.checkpoint.position == st.position
+
+
+def test_checkpoints_name_the_hours_a_correction_changed_and_kept_inputs_follow(
+    engine_client: Any, db: str
+) -> None:
+    """Every checkpoint row lists the hours its publish refreshed (migration 0012): the
+    checkpoints after the positions a reader saw name exactly the hours that late orders
+    changed since, and the alert service's kept inputs, reading only those hours again,
+    equal a whole load. A partition whose seen checkpoint is gone (reset) makes the reader
+    load everything."""
+    from streams.clickhouse.alerts import AlertStore
+    from streams.core.alerting.inputs import DAY, HOUR, InputCache, settled_before
+
+    migrate(engine_client, db, timezone="Asia/Shanghai")
+    store = DemandStore(engine_client, db, MarketCalendar("Asia/Shanghai"))
+    alerts = AlertStore(engine_client, db)
+    start = 1_794_322_800_000
+    products, demand = _history(3, start, seed=13)
+    late = [Record(r.topic, r.partition, 10**6 + i, r.timestamp, r.key, r.value.replace(
+        b'"event_id":"', b'"event_id":"again-').replace(b'"order_id":"', b'"order_id":"again-'))
+        for i, r in enumerate(demand[:400]) if b'"order_placed"' in r.value][:12]
+    assert late
+    engine = _engine(products, "Asia/Shanghai")
+    for batch in _flushes(engine, demand, 1777):
+        store.write(batch)
+    horizon = 48 * HOUR
+    lo, hi = start // 1000 // HOUR * HOUR - 3 * DAY, (start // 1000 + 4 * HOUR) // HOUR * HOUR
+
+    def marks() -> dict[tuple[str, int], int]:
+        return {tp: p.watermark_ms for tp, p in alerts.partition_progress().items()}
+
+    cache = InputCache()
+    m0 = marks()
+    settled0 = settled_before(m0, [], horizon)
+    assert cache.plan(lo, hi, lo, settled0, m0) is None
+    seen0 = alerts.checkpoint_positions()
+    whole0 = alerts.load_inputs(lo, hi, lo)
+    cache.take(lo, hi, lo, None, copy.deepcopy(whole0), m0, settled0, seen=seen0)
+    assert alerts.changed_hours(seen0) == (seen0, set())  # nothing since
+
+    for batch in _flushes(engine, late, 5):
+        store.write(batch)
+    changes = alerts.changed_hours(cache.seen)
+    assert changes is not None
+    seen1, changed = changes
+    assert seen1 == alerts.checkpoint_positions() != seen0
+    assert changed == {r.timestamp // 1000 // HOUR * HOUR for r in late}
+    m1 = marks()
+    settled1 = settled_before(m1, [], horizon)
+    begin = cache.plan(lo, hi, lo, settled1, m1)
+    assert begin is not None
+    begin, also = cache.partial(begin, changed)
+    assert begin == hi and also == sorted(changed)  # no new hour: the changed ones only
+    loaded = alerts.load_inputs(begin, hi, None, also)
+    got = cache.take(lo, hi, lo, begin, loaded, m1, settled1, also, seen1)
+    whole1 = alerts.load_inputs(lo, hi, lo)
+    assert whole1 != whole0  # the late orders changed inputs
+    assert got == whole1
+
+    topic, partition = next(iter(seen1))
+    store.reset_partition(topic, partition)
+    assert alerts.changed_hours(seen1) is None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import random
 
+import pytest
+
 from streams.core.alerting.evaluator import AlertConfig, AlertEvaluator, PreparedInputs
 from streams.core.alerting.inputs import (
     DAY,
@@ -60,7 +62,25 @@ def _write_hour(truth: AlertInputs, h: int, rng: random.Random) -> None:
         truth.category_orders.setdefault(key[0], {})[h] = rng.randint(1, 20)
 
 
-def test_kept_inputs_equal_a_whole_load_hour_after_hour() -> None:
+def load_also(truth: AlertInputs, start: int, hi: int, also: list[int]) -> AlertInputs:
+    """Every hour from ``start`` and the hours ``also`` in full (``load_inputs(...,
+    also=...)``)."""
+    out = load(truth, start, hi, None)
+    for h in also:
+        one = load(truth, h, h + HOUR, None)
+        for name in ("sku_hours", "orders", "category_orders", "order_shops"):
+            for key, hours in getattr(one, name).items():
+                getattr(out, name).setdefault(key, {}).update(hours)
+    return out
+
+
+@pytest.mark.parametrize("reads", ["from the bound", "changed hours"])
+def test_kept_inputs_equal_a_whole_load_hour_after_hour(reads: str) -> None:
+    """``from the bound``: every hour from ``plan``'s start is read again. ``changed
+    hours``: only the hours written since the last load (what the checkpoints since then
+    list: ``AlertStore.changed_hours``) and the hours new to the span; hours written
+    before they entered the span (the truth holds the future from the start) must be
+    read too."""
     rng = random.Random(7)
     truth = AlertInputs(products={s: Product(s, "f1", "socks", "red", "M", "10-20", 5, 100)
                                   for s in SKUS})
@@ -90,12 +110,18 @@ def test_kept_inputs_equal_a_whole_load_hour_after_hour() -> None:
         # corrections since the last load: any hour that was still open then (the
         # watermarks have moved on since, so some of those hours are final now)
         open_from = settled if last_settled is None else min(last_settled, settled)
-        for h in {*rng.sample(range(open_from, hour + HOUR, HOUR), 3), open_from}:
+        written = {*rng.sample(range(open_from, hour + HOUR, HOUR), 3), open_from}
+        for h in written:
             _write_hour(truth, h, rng)
         lo, hi, mf = hour - 15 * DAY, hour + HOUR, hour + HOUR - transit
         start = cache.plan(lo, hi, mf, settled, marks)
-        loaded = load(truth, lo, hi, mf) if start is None else load(truth, start, hi, None)
-        got = cache.take(lo, hi, mf, start, loaded, marks, settled)
+        also: list[int] = []
+        if start is not None and reads == "changed hours":
+            start, also = cache.partial(start, written)
+            assert len(also) <= len(written)
+        loaded = (load(truth, lo, hi, mf) if start is None
+                  else load_also(truth, start, hi, also))
+        got = cache.take(lo, hi, mf, start, loaded, marks, settled, also)
         last_settled = settled
         assert got == load(truth, lo, hi, mf), step
         partial += start is not None

@@ -7,7 +7,7 @@ raw events (the signal-quality tests).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -175,11 +175,14 @@ class InputCache:
     SKU hour and cell and, for hours in [movements_from, lo), only the SKU hours with
     restock movements (``AlertStore.load_inputs``). ``plan`` says from which hour the
     next load must read: the cached hours before it were already final when they were
-    read (before the last load's ``settled_before``); every later hour is read again.
-    ``take`` merges what was read and trims the rest to exactly what a load of the whole
-    span gives (a test compares the two)."""
+    read (before the last load's ``settled_before``); every later hour may be read again.
+    Which of them changed since the last load, the store says from the checkpoints written
+    since the ones ``seen`` then (``AlertStore.changed_hours``, migration 0012): ``partial``
+    turns that into what to read, the hours after the kept span and the changed ones before
+    it. ``take`` merges what was read and trims the rest to exactly what a load of the
+    whole span gives (a test compares the two)."""
 
-    __slots__ = ("_final", "_hours", "_inputs", "_marks", "_span")
+    __slots__ = ("_final", "_hours", "_inputs", "_marks", "_seen", "_span")
 
     def __init__(self) -> None:
         self._inputs: AlertInputs | None = None
@@ -189,10 +192,26 @@ class InputCache:
         self._hours: set[int] = set()
         #: the first hour that could still change when the kept inputs were read
         self._final: int | None = None
+        #: the checkpoint position of every partition, read before the kept inputs were
+        self._seen: dict[tuple[str, int], int] = {}
 
     def clear(self) -> None:
         self._inputs, self._span, self._marks, self._hours = None, None, {}, set()
-        self._final = None
+        self._final, self._seen = None, {}
+
+    @property
+    def seen(self) -> dict[tuple[str, int], int]:
+        """The checkpoint positions read before the kept inputs (empty: none kept)."""
+        return self._seen
+
+    def partial(self, start: int, changed: set[int]) -> tuple[int, list[int]]:
+        """For a load ``plan`` starts at ``start``, given the hours ``changed`` since the
+        kept inputs were read: (read every hour from, and the changed hours before that).
+        Every hour after the kept span is new to it; before, only the changed ones."""
+        if self._span is None:
+            raise ValueError("partial() needs kept inputs (plan returned a start)")
+        range_from = max(start, self._span[1])
+        return range_from, sorted(h for h in changed if start <= h < range_from)
 
     def plan(
         self, lo: int, hi: int, movements_from: int, settled: int | None,
@@ -219,11 +238,13 @@ class InputCache:
     def take(
         self, lo: int, hi: int, movements_from: int, start: int | None, loaded: AlertInputs,
         marks: dict[tuple[str, int], int], settled: int | None = None,
+        also: Sequence[int] = (), seen: dict[tuple[str, int], int] | None = None,
     ) -> AlertInputs:
-        """The inputs of the span from what was loaded (from ``plan``'s ``start``, or
-        the whole span when None) and the cache; kept for the next evaluation, with
-        ``settled`` (what ``plan`` was given: the hours before it are final now, so the
-        next load need not read them again). The result is shared with the cache:
+        """The inputs of the span from what was loaded (every hour from ``start`` and the
+        hours ``also``, or the whole span when ``start`` is None) and the cache; kept for
+        the next evaluation, with ``settled`` (what ``plan`` was given: the hours before
+        it are final now, so the next load need not read them again) and ``seen`` (the
+        checkpoint positions read before the load). The result is shared with the cache:
         readers must not change it."""
         if start is None or self._inputs is None:
             inputs = loaded
@@ -233,7 +254,8 @@ class InputCache:
             inputs = self._inputs
             inputs.products = loaded.products
             c_lo = self._span[0] if self._span is not None else lo
-            stale = [h for h in self._hours if h >= start]
+            again = set(also)
+            stale = [h for h in self._hours if h >= start or h in again]
             gone = [h for h in self._hours if h < min(lo, movements_from)]
             # the hours that were in full and now fall before lo
             before_lo = sorted(h for h in self._hours if c_lo <= h < lo)
@@ -264,4 +286,5 @@ class InputCache:
         self._hours = present
         self._final = settled
         self._inputs, self._span, self._marks = inputs, (lo, hi, movements_from), dict(marks)
+        self._seen = dict(seen or {})
         return inputs
