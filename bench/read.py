@@ -375,6 +375,7 @@ def storage(client: Any, db: str, events: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- child and main
 def child(args: argparse.Namespace) -> dict[str, Any]:
     from streams.clickhouse.client import connect
+    from streams.clickhouse.migrations import database_timezone, migrate
     from streams.settings import Settings
 
     days = args.days[0]
@@ -399,8 +400,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         meta_path.write_text(json.dumps(meta))
     settings = Settings(data_dir=db_dir)
     client = connect(settings)
-    settle(client)
     db = settings.clickhouse_database
+    # a cached database from older code: the migrations a worker would apply at start
+    applied = migrate(client, db, timezone=database_timezone(client, db) or settings.timezone)
+    if applied:
+        print(f"D = {days}: migrations {applied} applied", file=sys.stderr)
+    settle(client)
     results = time_queries(user_queries(client, db, meta["end_s"]), args.repeats)
     return {"days": days, "build": meta, "queries": results,
             "storage": storage(client, db, meta["events"])}
