@@ -287,6 +287,7 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
             seen, changed = changes
             start, also = cache.partial(start, changed | {h - HOUR, h - 2 * HOUR})
         else:
+            start = None
             seen = alerts.checkpoint_positions()
         loaded = (alerts.load_inputs(lo, hi, mf) if start is None
                   else alerts.load_inputs(start, hi, None, also))

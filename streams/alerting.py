@@ -330,13 +330,14 @@ class AlertService(Service):
         # which kept hours changed since they were read: the checkpoints written since
         # (read before the inputs, so a refresh landing in between is read now and again)
         changes = None
-        if start is not None and self._inputs.seen:
+        if start is not None:
             changes = await self.io(self.store.changed_hours, self._inputs.seen)
         also: list[int] = []
         if start is not None and changes is not None:
             seen, changed = changes
             start, also = self._inputs.partial(start, changed)
-        else:
+        else:  # not knowable what changed (a seen checkpoint gone...): the whole span
+            start = None
             seen = await self.io(self.store.checkpoint_positions)
         if start is None:
             loaded = await self.io(self.store.load_inputs, lo, hi, movements_from)

@@ -91,48 +91,61 @@ class AlertStore:
         )
         return int(rows[0][0]) if rows and rows[0][1] else None
 
-    def checkpoint_positions(self) -> dict[tuple[str, int], int]:
-        """The newest checkpoint position of every source partition (``changed_hours``
-        reports what was refreshed after them)."""
+    def checkpoint_positions(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """The newest checkpoint of every source partition, as (position, written_at in
+        epoch ms): ``changed_hours`` reports what was refreshed after them."""
         return {
-            (str(t), int(p)): int(pos)
-            for t, p, pos in self._rows(
-                "SELECT source_topic, source_partition, position "  # noqa: S608
-                f"FROM {self.db}.checkpoints_latest FINAL"
+            (str(t), int(p)): (int(pos), int(at))
+            for t, p, pos, at in self._rows(
+                "SELECT source_topic, source_partition, position, "  # noqa: S608
+                f"toUnixTimestamp64Milli(written_at) FROM {self.db}.checkpoints_latest FINAL"
             )
         }
 
     def changed_hours(
-        self, seen: dict[tuple[str, int], int]
-    ) -> tuple[dict[tuple[str, int], int], set[int]] | None:
+        self, seen: dict[tuple[str, int], tuple[int, int]]
+    ) -> tuple[dict[tuple[str, int], tuple[int, int]], set[int]] | None:
         """The hours whose alert inputs were refreshed after the checkpoints ``seen``
-        (position per partition), and the newest positions now: every checkpoint row after
-        them lists the hours its publish refreshed (migration 0012), and is written after
-        that refresh. None when that cannot be known: a partition seen then has no row at
-        its seen position any more (pruned, or the partition reset)."""
+        (``checkpoint_positions``), and the newest checkpoints now: every checkpoint row
+        after them lists the hours its publish refreshed (migration 0012), and is written
+        after that refresh. None when that cannot be known: a partition seen then no longer
+        has that row (pruned, or reset: a row at the same position written later is
+        another), or a row after it was written without its hours (by older code)."""
         if not seen:
             return None
-        params: dict[str, Any] = {}
-        parts, ifs = [], []
-        for i, (topic, partition) in enumerate(sorted(seen)):
-            params[f"t{i}"], params[f"p{i}"], params[f"v{i}"] = (
-                topic, partition, seen[(topic, partition)])
-            this = f"source_topic = {{t{i}:String}} AND source_partition = {{p{i}:UInt16}}"
-            parts.append(f"({this} AND position >= {{v{i}:UInt64}})")
-            ifs.append(f"{this}, {{v{i}:UInt64}}")
-        # placeholders and identifiers only: the values travel as parameters
+        keys = sorted(seen)
+        params: dict[str, Any] = {"keys": keys, "pos": [seen[k][0] for k in keys],
+                                  "at": [seen[k][1] for k in keys]}
+        parts = []
+        for i, (topic, partition) in enumerate(keys):
+            params[f"t{i}"], params[f"p{i}"], params[f"v{i}"] = topic, partition, seen[
+                (topic, partition)][0]
+            parts.append(f"(source_topic = {{t{i}:String}} AND source_partition = "
+                         f"{{p{i}:UInt16}} AND position >= {{v{i}:UInt64}})")
+        # placeholders and identifiers only: the values travel as parameters; the OR of
+        # per-partition ranges reaches the primary key
         rows = self._rows(
-            "SELECT source_topic, source_partition, min(position), max(position), "  # noqa: S608
-            f"groupUniqArrayArrayIf(hours, position > multiIf({', '.join(ifs)}, 0)) "
+            "WITH indexOf({keys:Array(Tuple(String, UInt16))}, "  # noqa: S608
+            "             (source_topic, source_partition)) AS i, "
+            "     {pos:Array(UInt64)}[i] AS seen_pos, {at:Array(Int64)}[i] AS seen_at "
+            "SELECT source_topic, source_partition, "
+            "       countIf(position = seen_pos "
+            "               AND toUnixTimestamp64Milli(written_at) = seen_at) AS same, "
+            "       countIf(position > seen_pos AND hours_known = 0) AS unknown, "
+            "       max(position), "
+            "       argMax(toUnixTimestamp64Milli(written_at), (position, written_at)), "
+            "       groupUniqArrayArrayIf(hours, position > seen_pos) "
             f"FROM {self.db}.checkpoints WHERE {' OR '.join(parts)} "
             "GROUP BY source_topic, source_partition",
             **params,
         )
-        found = {(str(t), int(p)): (int(lo), int(hi), hours) for t, p, lo, hi, hours in rows}
-        if set(found) != set(seen) or any(found[k][0] != seen[k] for k in seen):
+        found = {(str(t), int(p)): r for t, p, *r in rows}
+        if set(found) != set(seen) or any(
+                int(same) == 0 or int(unknown) > 0
+                for same, unknown, *_ in found.values()):
             return None
-        changed = {_epoch(h) for _, _, hours in found.values() for h in hours}
-        return {k: v[1] for k, v in found.items()}, changed
+        changed = {_epoch(h) for *_, hours in found.values() for h in hours}
+        return {k: (int(r[2]), int(r[3])) for k, r in found.items()}, changed
 
     # ---------------------------------------------------------------- inputs
     def max_lead_time_days(self) -> int:

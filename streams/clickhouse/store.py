@@ -53,6 +53,8 @@ CHECKPOINT_COLUMNS = [
     "consumed", "processed", "dead_lettered", "duplicates", "late", "last_ts", "last_fp",
     "watermark",
 ]
+#: as written: with the hours the publish refreshed, known (migration 0012)
+CHECKPOINT_WRITE_COLUMNS = [*CHECKPOINT_COLUMNS, "hours", "hours_known"]
 VISITOR_COLUMNS = [
     "window_seconds", "window_start", "category", "color", "size", "price_band", "region",
     "visitor_hashes", "windows",
@@ -182,8 +184,8 @@ class DemandStore:
         if self._checkpoints:
             # after the refresh: a reader that sees these rows sees what they refreshed
             hours = self._todo.input_hours()
-            self._insert("checkpoints", [[*c, hours] for c in self._checkpoints],
-                         [*CHECKPOINT_COLUMNS, "hours"])
+            self._insert("checkpoints", [[*c, hours, 1] for c in self._checkpoints],
+                         CHECKPOINT_WRITE_COLUMNS)
             self._checkpoints = []
         # last: a publish retried after a failed checkpoint insert still knows its hours
         self._todo = serving.RefreshSet()
@@ -276,7 +278,7 @@ class DemandStore:
         n = offset - position
         self._insert("checkpoints", [[
             topic, partition, offset, max_ts, consumed + n, processed, dead + n, dups, late,
-            -1, 0, watermark]], CHECKPOINT_COLUMNS)
+            -1, 0, watermark, [], 1]], CHECKPOINT_WRITE_COLUMNS)  # skipped: nothing changed
         return int(position)
 
     def partitions(self) -> list[tuple[str, int, int]]:

@@ -113,6 +113,11 @@ def test_kept_inputs_equal_a_whole_load_hour_after_hour(reads: str) -> None:
         written = {*rng.sample(range(open_from, hour + HOUR, HOUR), 3), open_from}
         for h in written:
             _write_hour(truth, h, rng)
+            # a correction can also empty a key's hour (kept inputs must drop it)
+            for series in (truth.sku_hours, truth.orders, truth.order_shops):
+                held = sorted(k for k, hours in series.items() if h in hours)
+                if held and rng.random() < 0.5:
+                    del series[rng.choice(held)][h]
         lo, hi, mf = hour - 15 * DAY, hour + HOUR, hour + HOUR - transit
         start = cache.plan(lo, hi, mf, settled, marks)
         also: list[int] = []

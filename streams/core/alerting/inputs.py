@@ -192,16 +192,17 @@ class InputCache:
         self._hours: set[int] = set()
         #: the first hour that could still change when the kept inputs were read
         self._final: int | None = None
-        #: the checkpoint position of every partition, read before the kept inputs were
-        self._seen: dict[tuple[str, int], int] = {}
+        #: the newest checkpoint of every partition (position, written_at ms), read before
+        #: the kept inputs were
+        self._seen: dict[tuple[str, int], tuple[int, int]] = {}
 
     def clear(self) -> None:
         self._inputs, self._span, self._marks, self._hours = None, None, {}, set()
         self._final, self._seen = None, {}
 
     @property
-    def seen(self) -> dict[tuple[str, int], int]:
-        """The checkpoint positions read before the kept inputs (empty: none kept)."""
+    def seen(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """The checkpoints read before the kept inputs (empty: none kept)."""
         return self._seen
 
     def partial(self, start: int, changed: set[int]) -> tuple[int, list[int]]:
@@ -238,7 +239,7 @@ class InputCache:
     def take(
         self, lo: int, hi: int, movements_from: int, start: int | None, loaded: AlertInputs,
         marks: dict[tuple[str, int], int], settled: int | None = None,
-        also: Sequence[int] = (), seen: dict[tuple[str, int], int] | None = None,
+        also: Sequence[int] = (), seen: dict[tuple[str, int], tuple[int, int]] | None = None,
     ) -> AlertInputs:
         """The inputs of the span from what was loaded (every hour from ``start`` and the
         hours ``also``, or the whole span when ``start`` is None) and the cache; kept for
