@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+from typing import Any
 
 import pytest
 
@@ -114,7 +115,9 @@ def test_kept_inputs_equal_a_whole_load_hour_after_hour(reads: str) -> None:
         for h in written:
             _write_hour(truth, h, rng)
             # a correction can also empty a key's hour (kept inputs must drop it)
-            for series in (truth.sku_hours, truth.orders, truth.order_shops):
+            every: tuple[dict[Any, dict[int, Any]], ...] = (
+                truth.sku_hours, truth.orders, truth.order_shops)
+            for series in every:
                 held = sorted(k for k, hours in series.items() if h in hours)
                 if held and rng.random() < 0.5:
                     del series[rng.choice(held)][h]
