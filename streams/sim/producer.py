@@ -97,8 +97,9 @@ async def run_simulation(
       ``speed``, after which the simulation continues in real time).
     - ``rate``: cap in events per wall second (token bucket); None = as fast as possible.
       When the cap binds, simulated time falls behind instead of events piling up.
-    - Stops after ``duration_s`` wall seconds, after ``max_events`` events (catalog
-      included), or when ``stop`` is set, whichever comes first; then flushes.
+    - Stops after ``duration_s`` wall seconds of producing (counted once the producer
+      has connected), after ``max_events`` events (catalog included), or when ``stop`` is
+      set, whichever comes first; then flushes.
     - ``producer_config``: extra ``AIOKafkaProducer`` arguments (security settings...);
       they override the defaults ``acks="all"``, ``linger_ms=5``,
       ``enable_idempotence=False``.
@@ -111,7 +112,6 @@ async def run_simulation(
     if duration_s is not None and duration_s < 0:
         raise ValueError("duration_s must be >= 0")
     loop = asyncio.get_running_loop()
-    wall_start = loop.time()
     if start_ms is None:
         span_s = duration_s if duration_s is not None else DEFAULT_BACKFILL_WALL_S
         start_ms = max(0, _now_ms() - int(span_s * speed * 1000))
@@ -128,6 +128,8 @@ async def run_simulation(
     kwargs.update(producer_config or {})
     producer = AIOKafkaProducer(**kwargs)
     await producer.start()
+    # the duration counts from here: connecting to a slow broker does not eat into it
+    wall_start = loop.time()
     produced = 0
     pending: list[asyncio.Future[Any]] = []
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from streams.alerting import AlertService
 from streams.core.alerting.inputs import DAY, HOUR, AlertInputs, Product
-from tests.unit.test_alert_input_cache import SKUS, T0, _write_hour, load, load_also
+from tests.helpers.alert_inputs import SKUS, T0, load, load_also, write_hour
 
 TP = ("shop.orders", 0)
 
@@ -32,7 +32,7 @@ class FakeStore:
         self.full_loads = 0
 
     def publish(self, h: int) -> None:
-        _write_hour(self.truth, h, self.rng)
+        write_hour(self.truth, h, self.rng)
         pos = self.rows[-1][0] + 1
         self.rows.append((pos, pos, {h}))
 
@@ -76,7 +76,7 @@ def test_kept_inputs_follow_publishes_landing_before_between_and_after_the_reads
                                   for s in SKUS})
     rng = random.Random(11)
     for h in range(T0 - 16 * DAY, T0, HOUR):
-        _write_hour(truth, h, rng)
+        write_hour(truth, h, rng)
     store = FakeStore(truth)
 
     async def io(fn: Any, *args: Any) -> Any:
@@ -93,7 +93,7 @@ def test_kept_inputs_follow_publishes_landing_before_between_and_after_the_reads
 
     async def run() -> None:
         for step, hour in enumerate(range(T0, T0 + 30 * HOUR, HOUR)):
-            _write_hour(truth, hour, rng)  # the hour that just ended, before its checkpoint
+            write_hour(truth, hour, rng)  # the hour that just ended, before its checkpoint
             store.rows.append((store.rows[-1][0] + 1, store.rows[-1][0] + 1, {hour}))  # named
             store.publish(hour - rng.randint(1, 40) * HOUR)  # a late correction
             if step % 3 == 1:  # lands after the checkpoints were read, before the inputs
