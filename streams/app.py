@@ -63,8 +63,31 @@ log = logging.getLogger(__name__)
 ALERT_LEADER_PARTITION: tuple[str, int] = (TOPIC_ORDERS, 0)
 
 
+def stop_process() -> None:
+    """Stop this process as SIGTERM or Ctrl-C does: Faust's signal handlers stop every
+    service of the app cleanly (the one way the worker and the writer stop themselves)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class FatalStop:
+    """What the worker's and the writer's apps share: stop for an error that retrying
+    cannot fix, then exit with its code."""
+
+    #: set by ``fail``: the exit code the process ends with (0 = a normal stop)
+    exit_code: int
+
+    def fail(self, exc: C2MError) -> None:
+        """Stop the process for an error that retrying cannot fix: one line in the log,
+        a graceful stop (the same path as SIGTERM), then ``exc.exit_code``."""
+        if self.exit_code:
+            return
+        self.exit_code = exc.exit_code
+        log.error("stopping: %s", exc)
+        stop_process()
+
+
 @dataclass
-class PulseApp:
+class PulseApp(FatalStop):
     """The Faust app plus the objects the CLI, the demo and the tests need to reach."""
 
     app: faust.App
@@ -77,19 +100,9 @@ class PulseApp:
     ingest: DemandConsumer
     client: Any
     alerts: AlertService | None
-    #: set by ``fail``: the exit code the process ends with (0 = a normal stop)
     exit_code: int = 0
     #: the database held a previous run's data and was reset (embedded broker)
     database_reset: bool = False
-
-    def fail(self, exc: C2MError) -> None:
-        """Stop the process for an error that retrying cannot fix: one line in the log,
-        a graceful stop (the same path as SIGTERM), then ``exc.exit_code``."""
-        if self.exit_code:
-            return
-        self.exit_code = exc.exit_code
-        log.error("stopping: %s", exc)
-        os.kill(os.getpid(), signal.SIGTERM)
 
     def direct_store(self) -> DemandStore:
         """The ClickHouse store of a direct-write worker (the demo's and the CLI's)."""

@@ -7,8 +7,6 @@ import contextlib
 import gc
 import json
 import logging
-import os
-import signal
 import socket
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -16,7 +14,7 @@ from typing import Any
 
 import faust
 
-from streams.app import PulseApp, create_app
+from streams.app import PulseApp, create_app, stop_process
 from streams.errors import C2MError, ConfigError
 from streams.kafka.embedded import EmbeddedBroker
 from streams.kafka.topics import ensure_topics
@@ -203,8 +201,7 @@ def launch(
 
         async def stop_later() -> None:
             await asyncio.sleep(duration_s)
-            # Same path as Ctrl-C / SIGTERM: Faust's worker stops everything cleanly.
-            os.kill(os.getpid(), signal.SIGTERM)
+            stop_process()
 
         app.task(stop_later)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)

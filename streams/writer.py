@@ -35,10 +35,19 @@ from prometheus_client import start_http_server
 
 from streams import metrics
 from streams.alerting import AlertService
+from streams.app import (
+    FatalStop,
+    attach_alerts,
+    attach_checkpoint_pruning,
+    attach_market_refresh,
+    attach_service,
+    faust_config,
+    open_store,
+)
 from streams.clickhouse.client import connect
 from streams.clickhouse.store import DemandStore
 from streams.core.engine import FlushBatch, LateEvent
-from streams.errors import SinkError
+from streams.errors import C2MError, SinkError, SinkRejected
 from streams.kafka.topics import ensure_topics
 from streams.pausing import PausingLoop, SinkHealth
 from streams.settings import Settings
@@ -66,8 +75,10 @@ class SinkWriter(Service):
         min_interval_s: float,
         client_config: dict[str, Any] | None = None,
         topic: str = SINK_TOPIC,
+        on_fatal: Callable[[C2MError], None] | None = None,
     ) -> None:
         super().__init__()
+        self._on_fatal = on_fatal
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.store = store
@@ -103,8 +114,14 @@ class SinkWriter(Service):
 
     @Service.task
     async def _writing(self) -> None:
-        """The service's one task."""
-        await self.run()
+        """The service's one task. An error no retry can fix (ClickHouse refused a
+        write) goes to ``on_fatal`` (the app stops, as the worker's does)."""
+        try:
+            await self.run()
+        except C2MError as exc:
+            if self._on_fatal is None:
+                raise
+            self._on_fatal(exc)
 
     async def on_stop(self) -> None:
         await self.finish()
@@ -195,6 +212,11 @@ class SinkWriter(Service):
         try:
             for batch, late, lateness_ms in merge_flushes(self.pending):
                 await self.io(self.store.write, batch, late, lateness_ms)
+        except SinkRejected as exc:
+            # not an outage: the same write would be refused again; nothing is committed,
+            # so the messages are written once the cause is fixed and the writer restarted
+            self.health.failed(exc, retrying=False)
+            raise
         except SinkError as exc:
             self.health.failed(exc)
             return False
@@ -216,24 +238,16 @@ class SinkWriter(Service):
 
 
 @dataclass
-class WriterApp:
+class WriterApp(FatalStop):
     app: faust.App
     settings: Settings
     writer: SinkWriter
     store: DemandStore
     alerts: AlertService | None = None
+    exit_code: int = 0
 
 
 def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = None) -> WriterApp:
-    from streams.app import (
-        attach_alerts,
-        attach_checkpoint_pruning,
-        attach_market_refresh,
-        attach_service,
-        faust_config,
-        open_store,
-    )
-
     client = client if client is not None else connect(settings)
     store = open_store(client, settings)
     writer = SinkWriter(
@@ -241,6 +255,7 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
         batch_max_messages=settings.writer_batch_max_messages,
         min_interval_s=settings.flush_interval_seconds,
         client_config=settings.kafka_client_config(),
+        on_fatal=lambda exc: wa.fail(exc),
     )
     cfg = faust_config(settings, bootstrap) | {
         "web_host": settings.writer_host,
@@ -308,7 +323,8 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
             return web.json({"error": type(exc).__name__}, status=503)
         return web.bytes(orjson.dumps(encode_loaded(loaded)), content_type="application/json")
 
-    return WriterApp(app, settings, writer, store, alerts)
+    wa = WriterApp(app, settings, writer, store, alerts)
+    return wa
 
 
 def run_writer(settings: Settings, bootstrap: str, duration_s: float | None = None) -> None:
@@ -323,3 +339,5 @@ def run_writer(settings: Settings, bootstrap: str, duration_s: float | None = No
         launch(wa.app, settings, duration_s=duration_s)
     finally:
         wa.writer.close()
+    if wa.exit_code:
+        raise SystemExit(wa.exit_code)

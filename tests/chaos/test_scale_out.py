@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from streams.errors import EXIT_REFUSED
 from tests.chaos.cluster import (
     Writer,
     assert_metrics_ledger_balanced,
@@ -128,6 +129,42 @@ def test_writer_clickhouse_outage_is_caught_up_exactly(
                lambda: (writer.stats() or {}).get("consumed") == len(demand), 90, writer)
     assert readyz(writer.web_port)[0] == 200
     assert_metrics_ledger_balanced(worker)
+    assert worker.stop() == 0 and writer.stop() == 0
+    sizes = (300, 3600, 86400)
+    assert_matches_oracle(stored_cells(writer, sizes), oracle_cells(history), sizes)
+    assert_stored_ledger(writer.query, Counter(e.topic for e in demand))
+
+
+def test_a_refused_write_stops_the_writer_and_loses_nothing(
+    broker: Any, worker_factory: Any, tmp_path: Path
+) -> None:
+    """ClickHouse refuses the writer's write (a schema error, not an outage): the writer
+    stops at once with one line and exit code 5, as a worker does, instead of retrying
+    forever; nothing was committed, so a writer started once the cause is gone writes
+    everything exactly."""
+    history = sim_history(seed=31, hours=0.5, orders_per_hour=600)
+    demand = [e for e in history if e.topic != "shop.products"]
+    fault = tmp_path / "writer-fault"
+    writer = Writer(broker.bootstrap, tmp_path / "writer",
+                    C2M_CLICKHOUSE_FAULT_FILE=str(fault)).start()
+    worker = worker_factory(**writer.sink_env()).start()
+    wait_until("the writer running", lambda: writer.stats() is not None, 60, writer)
+    fault.write_text("refuse")
+    produce(broker.bootstrap, sim_messages(history))
+    wait_until("the worker to consume everything",
+               lambda: (worker.stats() or {}).get("consumed") == len(demand), 120, worker)
+    assert writer.proc is not None
+    wait_until("the writer to stop", lambda: writer.proc.poll() is not None, 60)
+    assert writer.proc.returncode == EXIT_REFUSED, writer.log_tail()
+    log = writer.log_tail(10**6)
+    stops = [ln for ln in log.splitlines() if "stopping:" in ln]
+    assert len(stops) == 1 and "NO_SUCH_COLUMN_IN_TABLE (16)" in stops[0], log[-3000:]
+    assert "will retry" not in log and "Traceback" not in log
+
+    fault.unlink()
+    writer.start()
+    wait_until("the restarted writer to write everything",
+               lambda: (writer.stats() or {}).get("consumed") == len(demand), 120, writer)
     assert worker.stop() == 0 and writer.stop() == 0
     sizes = (300, 3600, 86400)
     assert_matches_oracle(stored_cells(writer, sizes), oracle_cells(history), sizes)

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from streams.backoff import Backoff
-from streams.errors import SinkUnavailable
+from streams.errors import SinkRejected, SinkUnavailable
 from streams.pausing import PausingLoop
 from streams.pipeline import DemandPipeline
 from streams.writer import SinkWriter
@@ -261,3 +261,91 @@ def test_the_demand_consumer_service_waits_for_the_catalog_and_hands_on_a_fatal_
     before, ran, fatal = asyncio.run(scenario())
     assert before == [] and ran == ["run"]
     assert [type(e).__name__ for e in fatal] == ["SinkRejected"]
+
+
+class _Refusing:
+    """Every write is refused (a schema error): no retry can help."""
+
+    name = "test"
+    defers_publish = False
+
+    def write(self, batch: Any, late: Any, lateness_ms: int) -> None:
+        raise SinkRejected("refused: NO_SUCH_COLUMN_IN_TABLE")
+
+
+class _RefusingSink(_Refusing):
+    async def write(self, batch: Any, late: Any, lateness_ms: int) -> None:  # type: ignore[override]
+        super().write(batch, late, lateness_ms)
+
+    async def publish(self) -> None:  # pragma: no cover
+        raise AssertionError
+
+
+def test_a_refused_write_stops_the_worker_and_the_writer_alike(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A write ClickHouse refuses is raised at once by the pipeline (worker) and by the
+    writer, not retried: one failure counted, no retry, unhealthy, no "will retry" line,
+    and the writer keeps its messages uncommitted (the writer looped on it before)."""
+    import orjson
+
+    from streams.core.engine import DemandEngine, FlushBatch, Record
+
+    async def no_dead_letters(key: bytes | None, value: bytes) -> Any:  # pragma: no cover
+        raise AssertionError
+
+    async def worker() -> int:
+        pipeline = DemandPipeline(DemandEngine(), None, no_dead_letters,
+                                  sink=_RefusingSink())  # type: ignore[arg-type]
+        view = orjson.dumps({"event_id": "e", "ts": 1_794_398_400_000, "shop_id": "s",
+                             "event_type": "page_view", "sku": "A", "visitor_id": "v",
+                             "region": "r"})
+        try:
+            await handle(pipeline, [Record("shop.pageviews", 0, 0, 1_794_398_400_000, None, view)])
+            with pytest.raises(SinkRejected):
+                await pipeline.flush()
+            return 1
+        finally:
+            pipeline.close()
+
+    async def writer() -> int:
+        w = SinkWriter("unused:9092", "g", _Refusing(),  # type: ignore[arg-type]
+                       batch_max_messages=10, min_interval_s=1.0)
+        w.pending.append((FlushBatch([], []), [], 0))
+        try:
+            with pytest.raises(SinkRejected):
+                await w.flush()
+            return len(w.pending)
+        finally:
+            w.close()
+
+    caplog.set_level(logging.WARNING)
+    for run in (worker, writer):
+        before = _counts()
+        assert asyncio.run(run()) == 1, run.__name__
+        after = _counts()
+        assert (after[0] - before[0], after[1] - before[1], after[2]) == (1, 0, 0), run.__name__
+    assert not [r for r in caplog.records if "will retry" in r.getMessage()]
+
+
+def test_the_writer_service_hands_a_refused_write_to_on_fatal() -> None:
+    """SinkWriter is a mode.Service like the demand consumer: an error no retry can fix
+    ends its task and goes to ``on_fatal`` (the writer app stops with its exit code)."""
+    from streams.errors import C2MError
+
+    async def scenario() -> list[C2MError]:
+        fatal: list[C2MError] = []
+        w = SinkWriter("unused:9092", "g", _Refusing(),  # type: ignore[arg-type]
+                       batch_max_messages=10, min_interval_s=1.0, on_fatal=fatal.append)
+
+        async def run() -> None:
+            raise SinkRejected("refused")
+
+        w.run = run  # type: ignore[method-assign]
+        await w.start()
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(w.stop(), 5)
+        w.close()
+        return fatal
+
+    assert [type(e).__name__ for e in asyncio.run(scenario())] == ["SinkRejected"]
