@@ -7,8 +7,11 @@ success; a stop request ends a wait at once. The pausing consumer loop
 ``retry``: call an operation until it returns, waiting a ``Backoff`` after each failure
 it is told to retry (every other exception goes through). Every retry loop of the
 project is this one: the restore read of a partition (``DemandPipeline.restore``), the
-group's committed offset (``streams.ingest``), the wait for the writer's checkpoint
-(``streams.kafka.sink``) and the catalog topic's metadata (``streams.catalog_reader``).
+group's committed offset and the fetch of the record a checkpoint ends on
+(``streams.ingest``), the wait for the writer's checkpoint (``streams.kafka.sink``) and
+the catalog topic's metadata (``streams.catalog_reader``). The pausing loop's retries of
+a failed flush or write wait with a ``Backoff`` between its own polls (it must keep
+polling to stay in the group, so it cannot block in ``retry``).
 
 ``poll_until``: its synchronous twin for waits with a deadline before anything runs (a
 broker coming up: ``streams.kafka.topics.probe_kafka``, ``streams.kafka.embedded``).

@@ -71,6 +71,10 @@ def _fmt(tps: Iterable[TP]) -> str:
     return ", ".join(f"{t}{sorted(p)}" for t, p in sorted(by_topic.items())) or "none"
 
 
+class _NothingFetched(Exception):
+    """A fetch came back empty (``DemandConsumer.log_mismatch`` fetches again)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoppedPartition:
     """A source partition this worker cannot go on with: it is paused, everything else
@@ -308,7 +312,10 @@ class DemandConsumer(Service):
             return None
         where = f"offset {position - 1}"
         probe.assign([tp])
-        for _ in range(3):
+
+        async def fetch() -> list[Any] | str | None:
+            """The record at ``position - 1`` (an empty fetch raises: try again), or the
+            answer when the log no longer holds it."""
             probe.seek(tp, position - 1)
             try:
                 got = await probe.getmany(tp, timeout_ms=2000, max_records=1)
@@ -320,20 +327,29 @@ class DemandConsumer(Service):
                     return (f"records {position}..{start - 1} were deleted from the log "
                             "before they were processed (retention)")
                 return f"the log ends before the checkpoint's {where}"
-            except KafkaError as exc:
+            records: list[Any] = got.get(tp, [])
+            if not records:
+                raise _NothingFetched
+            return records
+
+        def failed(exc: BaseException, delay_s: float) -> None:
+            if not isinstance(exc, _NothingFetched):
                 log.warning("checking %s[%d] at %s: %s", tp.topic, tp.partition, where,
                             type(exc).__name__)
-                continue
-            records = got.get(tp, [])
-            if not records:
-                continue
-            rec = records[0]
-            seen = (-1 if rec.timestamp is None else rec.timestamp, record_fingerprint(rec))
-            if rec.offset == position - 1 and seen == last_record:
-                return None
-            return (f"the record at {where} is not the one the checkpoint ends on: the "
-                    "topic was recreated, the broker reset, or this is another cluster")
-        return f"no record at the checkpoint's {where}: the log ends before it"
+
+        try:
+            got = await retry(fetch, (KafkaError, _NothingFetched), attempts=3,
+                              backoff=Backoff(0.0, 0.0), on_failure=failed)
+        except (KafkaError, _NothingFetched):
+            return f"no record at the checkpoint's {where}: the log ends before it"
+        if not isinstance(got, list):
+            return got
+        rec = got[0]
+        seen = (-1 if rec.timestamp is None else rec.timestamp, record_fingerprint(rec))
+        if rec.offset == position - 1 and seen == last_record:
+            return None
+        return (f"the record at {where} is not the one the checkpoint ends on: the "
+                "topic was recreated, the broker reset, or this is another cluster")
 
     async def committed(self, tp: TopicPartition) -> int | None:
         """The group's committed offset of ``tp`` (None if there is none).

@@ -256,17 +256,6 @@ class RefreshSet:
         return cells, skus
 
 
-def flush_refresh_params(
-    rows: Sequence[Sequence[Any]], sku_rows: Sequence[Sequence[Any]],
-    calendar: MarketCalendar,
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The parameters of ``refresh_cells_sql`` and ``refresh_sku_sql`` for one flush's
-    demand_state and sku_state rows (None: nothing to refresh)."""
-    todo = RefreshSet()
-    todo.add(rows, sku_rows)
-    return todo.params(calendar)
-
-
 def months(client: Any, db: str, table: str) -> list[int]:
     """The monthly partitions (YYYYMM) ``table`` holds rows in, from its active parts."""
     rows = client.query(

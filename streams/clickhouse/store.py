@@ -161,11 +161,6 @@ class DemandStore:
         if publish:
             self.publish()
 
-    @property
-    def unpublished(self) -> bool:
-        """Flushes were written whose serving rows or checkpoints are not."""
-        return bool(self._todo) or bool(self._checkpoints)
-
     def publish(self) -> None:
         """Bring the serving rows of every cell and SKU hour written since the last publish
         up to date (``streams.clickhouse.serving``), then write those flushes'

@@ -3,7 +3,7 @@
 Cells are additive across source partitions and across any subset of dimensions, so a
 roll-up is a plain sum: no double counting as long as every event lands in exactly one
 cell per window size (it does). Unique visitors are not additive; they are counted in
-ClickHouse (see docs/ARCHITECTURE.md, "Roll-ups").
+ClickHouse (see docs/ARCHITECTURE.md, "Rolling demand and roll-ups").
 """
 
 from __future__ import annotations

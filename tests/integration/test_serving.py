@@ -226,7 +226,9 @@ def test_any_interleaving_of_two_writers_leaves_the_final_row(
         for who, i in perm:
             r = steps[who][i]
             engine_client.insert(f"{db}.demand_state", r, column_names=cols)
-            params, _ = serving.flush_refresh_params(r, [], MarketCalendar())
+            todo = serving.RefreshSet()
+            todo.add(r, [])
+            params, _ = todo.params(MarketCalendar())
             assert params is not None
             reads.append(engine_client.query(select, parameters=params).result_rows)
         for got in reversed(reads):  # the stalest read lands last
@@ -376,7 +378,6 @@ def test_flushes_published_together_equal_the_definition_and_checkpoint_only_the
     assert first and all(checkpoints.values())
     for batch in [*flushes[2:], *_flushes(engine, late, 7)]:
         store.write(batch, publish=False)
-    assert store.unpublished
     # nothing of the held flushes is served or checkpointed yet
     assert _set(engine_client, SERVED, db) == first
     assert _set(engine_client, REFERENCE, db) != first
@@ -385,7 +386,6 @@ def test_flushes_published_together_equal_the_definition_and_checkpoint_only_the
         assert again is not None and snap is not None
         assert again.checkpoint == snap.checkpoint
     store.publish()
-    assert not store.unpublished
     assert _set(engine_client, SERVED, db) == _set(engine_client, REFERENCE, db)
     assert _set(engine_client, SKU_SERVED, db) == _set(engine_client, SKU_REFERENCE, db)
     for (t, p), st in engine.states.items():
