@@ -52,7 +52,7 @@ from streams.backoff import Backoff, retry
 from streams.checkpoint import TP
 from streams.core.engine import DEMAND_TOPICS, Run, record_fingerprint
 from streams.errors import C2MError
-from streams.pausing import PausingLoop
+from streams.pausing import PausingLoop, run_until_fatal
 from streams.pipeline import DemandPipeline
 
 log = logging.getLogger(__name__)
@@ -214,12 +214,7 @@ class DemandConsumer(Service):
         """The service's one task: consume once ``start_after`` is set."""
         if self._start_after is not None:
             await self._start_after.wait()
-        try:
-            await self.run()
-        except C2MError as exc:  # e.g. ClickHouse refused a write: not an outage
-            if self._on_fatal is None:
-                raise
-            self._on_fatal(exc)
+        await run_until_fatal(self.run, self._on_fatal)
 
     async def on_stop(self) -> None:
         await self.finish()

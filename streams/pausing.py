@@ -24,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from streams import metrics
 from streams.backoff import Backoff
+from streams.errors import C2MError
 
 
 def count_failure(operation: str) -> None:
@@ -155,3 +156,17 @@ class PausingLoop:
             if flushing is not None:
                 with contextlib.suppress(Exception):
                     await flushing
+
+
+async def run_until_fatal(
+    run: Callable[[], Awaitable[None]], on_fatal: Callable[[C2MError], None] | None
+) -> None:
+    """A consuming service's task (the demand consumer's, the writer's): ``run``; an error
+    no retry can fix (a ``C2MError``: ClickHouse refused a write) goes to ``on_fatal``
+    (the app stops with its exit code), or is raised without one."""
+    try:
+        await run()
+    except C2MError as exc:
+        if on_fatal is None:
+            raise
+        on_fatal(exc)

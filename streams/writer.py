@@ -49,7 +49,7 @@ from streams.clickhouse.store import DemandStore
 from streams.core.engine import FlushBatch, LateEvent
 from streams.errors import C2MError, SinkError, SinkRejected
 from streams.kafka.topics import ensure_topics
-from streams.pausing import PausingLoop, SinkHealth
+from streams.pausing import PausingLoop, SinkHealth, run_until_fatal
 from streams.settings import Settings
 from streams.sink import SINK_TOPIC, decode_flush, encode_loaded, merge_flushes
 
@@ -116,12 +116,7 @@ class SinkWriter(Service):
     async def _writing(self) -> None:
         """The service's one task. An error no retry can fix (ClickHouse refused a
         write) goes to ``on_fatal`` (the app stops, as the worker's does)."""
-        try:
-            await self.run()
-        except C2MError as exc:
-            if self._on_fatal is None:
-                raise
-            self._on_fatal(exc)
+        await run_until_fatal(self.run, self._on_fatal)
 
     async def on_stop(self) -> None:
         await self.finish()
