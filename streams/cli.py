@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import sys
 import traceback
@@ -21,6 +22,7 @@ import click
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from streams.clickhouse import MAX_OFFSET, MAX_PARTITION
 from streams.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -214,7 +216,7 @@ def db_grant(factory: str, password_env: str | None, print_sql: bool, users_xml:
 @main.command()
 @click.option("--topic", required=True,
               type=click.Choice(["shop.orders", "shop.pageviews", "shop.logistics"]))
-@click.option("--partition", "partitions", type=int, multiple=True,
+@click.option("--partition", "partitions", type=click.IntRange(0, MAX_PARTITION), multiple=True,
               help="A partition to reset (repeat for several; default: every partition of "
                    "the topic that has a checkpoint)")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation")
@@ -250,8 +252,8 @@ def reset(topic: str, partitions: tuple[int, ...], yes: bool) -> None:
 @main.command()
 @click.option("--topic", required=True,
               type=click.Choice(["shop.orders", "shop.pageviews", "shop.logistics"]))
-@click.option("--partition", required=True, type=click.IntRange(min=0))
-@click.option("--to", "to_offset", required=True, type=click.IntRange(min=1),
+@click.option("--partition", required=True, type=click.IntRange(0, MAX_PARTITION))
+@click.option("--to", "to_offset", required=True, type=click.IntRange(1, MAX_OFFSET),
               help="The first offset to read again")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation")
 def skip(topic: str, partition: int, to_offset: int, yes: bool) -> None:
@@ -325,12 +327,26 @@ def query(sql: str) -> None:
                    "running worker; add a LIMIT or stop it to read all", err=True)
 
 
-_POSITIVE = click.FloatRange(min=0, min_open=True)
+class _Finite(click.FloatRange):
+    """A FloatRange that also refuses ``nan`` and ``inf`` (nan passes any comparison)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        out = super().convert(value, param, ctx)
+        if not math.isfinite(out):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return out
+
+
+#: wall seconds (a duration, an idle time): up to ten years
+_SECONDS = _Finite(min=0, min_open=True, max=10 * 365 * 86_400)
+#: events per second, simulated seconds per wall second
+_RATE = _Finite(min=0, min_open=True, max=1_000_000)
+_SPEED = _Finite(min=0, min_open=True, max=1_000_000)
 
 
 @main.command()
 @click.option("--web-port", type=click.IntRange(0, 65535), help="Faust web port (C2M_WEB_PORT)")
-@click.option("--duration", type=_POSITIVE, help="Stop after N seconds")
+@click.option("--duration", type=_SECONDS, help="Stop after N seconds")
 def worker(web_port: int | None, duration: float | None) -> None:
     """Run the Faust worker (starts an embedded broker if C2M_KAFKA_BOOTSTRAP is unset)."""
     from streams.runner import check_can_start, configure_logging, kafka_bootstrap, run_worker
@@ -345,7 +361,7 @@ def worker(web_port: int | None, duration: float | None) -> None:
 @main.command()
 @click.option("--port", type=click.IntRange(0, 65535),
               help="Web port for restores (C2M_WRITER_PORT)")
-@click.option("--duration", type=_POSITIVE, help="Stop after N seconds")
+@click.option("--duration", type=_SECONDS, help="Stop after N seconds")
 def writer(port: int | None, duration: float | None) -> None:
     """Run the single ClickHouse writer for workers with C2M_SINK=kafka (needs a broker)."""
     from streams.kafka.topics import probe_kafka
@@ -386,12 +402,12 @@ def broker() -> None:
 
 
 @main.command()
-@click.option("--rate", type=_POSITIVE, default=1000.0, show_default=True,
+@click.option("--rate", type=_RATE, default=1000.0, show_default=True,
               help="Events per second")
-@click.option("--duration", type=_POSITIVE, default=60.0, show_default=True,
+@click.option("--duration", type=_SECONDS, default=60.0, show_default=True,
               help="Wall seconds")
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--speed", type=_POSITIVE, default=60.0, show_default=True,
+@click.option("--speed", type=_SPEED, default=60.0, show_default=True,
               help="Simulated seconds per wall second")
 @click.option("--forever", is_flag=True,
               help="Ignore --duration: backfill ten wall minutes at --speed, then run in "
@@ -434,7 +450,7 @@ def _factory_id(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--factory", "-f", callback=_factory_id,
               help="Only this factory's alerts (e.g. F001)")
 @click.option("--lang", type=click.Choice(["both", "zh", "en"]), default="both", show_default=True)
-@click.option("--idle-exit", type=_POSITIVE, default=None,
+@click.option("--idle-exit", type=_SECONDS, default=None,
               help="Exit after N seconds without a new message (default: follow forever)")
 @click.option("--market", is_flag=True,
               help="With --factory: also the market signals (factory.demand-signals)")
@@ -574,13 +590,13 @@ def brief(category: str, factory: str, days: int, run_days: int, as_json: bool) 
 
 
 @main.command()
-@click.option("--duration", type=_POSITIVE, default=None, help="Stop after N seconds")
-@click.option("--rate", type=_POSITIVE, default=1000.0, show_default=True,
+@click.option("--duration", type=_SECONDS, default=None, help="Stop after N seconds")
+@click.option("--rate", type=_RATE, default=1000.0, show_default=True,
               help="Events per second")
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--speed", type=_POSITIVE, default=60.0, show_default=True,
+@click.option("--speed", type=_SPEED, default=60.0, show_default=True,
               help="Simulated seconds per wall second")
-@click.option("--history-days", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--history-days", type=_Finite(min=0, max=365), default=0.0, show_default=True,
               help="Start with N days of history (the alert scenario), then run live")
 def demo(
     duration: float | None, rate: float, seed: int, speed: float, history_days: float

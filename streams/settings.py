@@ -26,9 +26,10 @@ from streams.core.alerting.restock import RestockConfig
 from streams.core.alerting.surge import SurgeConfig
 from streams.core.calendar import MarketCalendar, load_zone
 from streams.core.config import EngineConfig
-from streams.core.pricebands import DEFAULT_EDGES
+from streams.core.pricebands import DEFAULT_EDGES, PriceBands
 from streams.core.promotions import PromotionCalendar
 from streams.core.windows import DEFAULT_WINDOW_SECONDS
+from streams.errors import ConfigError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -36,7 +37,8 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 class Settings(BaseSettings):
     """Effective configuration. ``c2m config`` prints it with secrets masked."""
 
-    model_config = SettingsConfigDict(env_prefix="C2M_", extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix="C2M_", extra="ignore", validate_default=True,
+                                      allow_inf_nan=False)
 
     app_id: str = Field("c2m-pulse", description="Faust app id and Kafka consumer group")
     data_dir: Path = Field(Path(".c2m"), description="Embedded ClickHouse data and logs")
@@ -244,6 +246,12 @@ class Settings(BaseSettings):
         PromotionCalendar.parse(value)  # PromotionSyntaxError (a ValueError) names the entry
         return value
 
+    @field_validator("price_band_edges")
+    @classmethod
+    def _bands(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        PriceBands(value)  # ValueError: empty, not from 0, not strictly increasing
+        return value
+
     @field_validator("window_seconds")
     @classmethod
     def _windows(cls, value: tuple[int, ...]) -> tuple[int, ...]:
@@ -381,11 +389,20 @@ class Settings(BaseSettings):
         if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
             from aiokafka.helpers import create_ssl_context
 
-            cfg["ssl_context"] = create_ssl_context(
-                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
-                certfile=str(self.kafka_ssl_certfile) if self.kafka_ssl_certfile else None,
-                keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
-            )
+            try:
+                cfg["ssl_context"] = create_ssl_context(
+                    cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
+                    certfile=str(self.kafka_ssl_certfile) if self.kafka_ssl_certfile else None,
+                    keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+                )
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                files = ", ".join(
+                    f"C2M_KAFKA_SSL_{n.upper()}={p}" for n, p in (
+                        ("cafile", self.kafka_ssl_cafile), ("certfile", self.kafka_ssl_certfile),
+                        ("keyfile", self.kafka_ssl_keyfile)) if p)
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise ConfigError(f"cannot load the Kafka TLS files ({files or 'none set'}): "
+                                  f"{why}") from None
         if self.kafka_security_protocol.startswith("SASL"):
             cfg["sasl_mechanism"] = self.kafka_sasl_mechanism
             cfg["sasl_plain_username"] = self.kafka_sasl_username

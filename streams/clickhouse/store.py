@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.clickhouse import market, serving
+from streams.clickhouse import MAX_OFFSET, MAX_PARTITION, market, serving
 from streams.clickhouse.errors import sink_error
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.core.config import EngineConfig
@@ -88,6 +88,13 @@ class PartitionSnapshot:
 #: hashes are counted with uniqExact or loaded into sets, everything else is read by
 #: version), and it costs about a quarter of the visitor expansion's CPU.
 INSERT_SETTINGS = {"optimize_on_insert": 0}
+
+
+def _check_source(partition: int, offset: int = 0) -> None:
+    if not 0 <= partition <= MAX_PARTITION:
+        raise ValueError(f"partition {partition} out of range 0..{MAX_PARTITION}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise ValueError(f"offset {offset} out of range 0..{MAX_OFFSET}")
 #: a restore reads windows whose nominal end (start + size) is this much before what it
 #: must keep: a local day can last 25 hours, and restoring a window too many is harmless
 RESTORE_SLACK_S = 3 * 3600
@@ -205,6 +212,7 @@ class DemandStore:
         ids, late events and checkpoints) and recompute the serving rows of the months it
         touched, so the partition can be read anew from the start of its (new) log.
         Run with no worker owning the partition. Returns the rows deleted per table."""
+        _check_source(partition)
         p = {"t": topic, "p": partition}
         where = "source_topic = {t:String} AND source_partition = {p:UInt16}"
         counted: dict[str, int] = {}
@@ -254,6 +262,7 @@ class DemandStore:
         read (an operator's decision): a checkpoint with the same state at ``offset``, the
         skipped records counted as consumed and dead-lettered. Returns the position it
         skipped from. Run with no worker owning the partition."""
+        _check_source(partition, offset)
         p = {"t": topic, "p": partition}
         try:
             rows = self.client.query(

@@ -53,6 +53,33 @@ def test_a_setting_that_is_not_json_names_variable_value_and_format(tmp_path: Pa
     assert "C2M_WEB_PORT='x'" in line and "expected an integer >= 0 and <= 65535" in line
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "why"),
+    [
+        ("C2M_CORRECTION_HORIZON_HOURS", "1e999", "finite"),
+        ("C2M_LIVE_RETENTION_HOURS", "nan", "finite"),
+        ("C2M_PRICE_BAND_EDGES", "[0,10,5]", "strictly increasing"),
+        ("C2M_PRICE_BAND_EDGES", "[]", "start at 0"),
+    ],
+)
+def test_a_setting_out_of_its_domain_is_a_configuration_error(
+    tmp_path: Path, variable: str, value: str, why: str
+) -> None:
+    """Values a type check lets through (inf, nan, price bands out of order) are refused
+    when the settings are read, not by the part that uses them ("unexpected" errors)."""
+    for args in (("config",), ("query", "SELECT 1")):
+        line = one_line(c2m(*args, cwd=tmp_path, env=c2m_env(**{variable: value})),
+                        EXIT_CONFIG)
+        assert f"{variable}={value!r}" in line and why in line
+
+
+def test_a_missing_tls_file_names_the_setting(tmp_path: Path) -> None:
+    env = c2m_env(C2M_KAFKA_SECURITY_PROTOCOL="SSL", C2M_KAFKA_SSL_CAFILE="/nope/ca.pem",
+                  C2M_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}")
+    line = one_line(c2m("simulate", "--duration", "1", cwd=tmp_path, env=env), EXIT_CONFIG)
+    assert "C2M_KAFKA_SSL_CAFILE=/nope/ca.pem" in line and "No such file" in line
+
+
 def test_secrets_are_not_shown_in_a_settings_error(tmp_path: Path) -> None:
     env = c2m_env(C2M_CLICKHOUSE_PASSWORD="canary-7f", C2M_CLICKHOUSE_URL="ftp://x",  # noqa: S106
                   C2M_KAFKA_SECURITY_PROTOCOL="SASL_SSL")
@@ -79,6 +106,19 @@ def test_traceback_only_with_debug(tmp_path: Path) -> None:
         (("alerts", "tail", "--factory", ""), "--factory"),
         (("brief", "--category", " "), "--category"),
         (("demo", "--duratoin", "5"), "--duratoin"),
+        # nan and inf pass a plain range check
+        (("demo", "--rate", "inf"), "--rate"),
+        (("demo", "--duration", "nan"), "--duration"),
+        (("demo", "--history-days", "nan"), "--history-days"),
+        (("worker", "--duration", "inf"), "--duration"),
+        (("simulate", "--speed", "nan"), "--speed"),
+        # ClickHouse would read partition 65536 as 0 (UInt16): reset deleted partition 0
+        (("reset", "--topic", "shop.orders", "--partition", "65536", "--yes"), "--partition"),
+        (("reset", "--topic", "shop.orders", "--partition", "-1", "--yes"), "--partition"),
+        (("skip", "--topic", "shop.orders", "--partition", "65539", "--to", "9", "--yes"),
+         "--partition"),
+        (("skip", "--topic", "shop.orders", "--partition", "1", "--to", "9" * 20, "--yes"),
+         "--to"),
     ],
 )
 def test_bad_command_line_values_are_refused(

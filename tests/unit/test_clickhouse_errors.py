@@ -51,3 +51,22 @@ def test_the_message_names_the_table_and_the_error_and_carries_no_value() -> Non
     assert msg.startswith("ClickHouse refused the write of c2m.sku_state: TYPE_MISMATCH (53)")
     assert "secret-value" not in msg and "version" not in msg
     assert error_code(DatabaseError("x", code=81)) == 81
+
+
+def test_the_store_refuses_a_partition_or_offset_its_columns_cannot_hold() -> None:
+    """``source_partition`` is a UInt16: ClickHouse reads a parameter of 65536 as 0, so a
+    reset of partition 65536 deleted partition 0. The store refuses it before any query."""
+    from streams.clickhouse import MAX_OFFSET, MAX_PARTITION
+    from streams.clickhouse.store import DemandStore
+
+    class NoQueries:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"queried ClickHouse: {name}")
+
+    store = DemandStore(NoQueries(), "c2m")
+    for call in (lambda: store.reset_partition("shop.orders", MAX_PARTITION + 1),
+                 lambda: store.reset_partition("shop.orders", -1),
+                 lambda: store.skip_to("shop.orders", MAX_PARTITION + 1, 5),
+                 lambda: store.skip_to("shop.orders", 0, MAX_OFFSET + 1)):
+        with pytest.raises(ValueError, match="out of range"):
+            call()
