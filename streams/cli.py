@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -391,6 +392,11 @@ def broker() -> None:
 
     s = _settings()
     _quiet_clients()
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops it as Ctrl-C does: the broker with it
+
+    signal.signal(signal.SIGTERM, stop)
     with EmbeddedBroker() as b:
         ensure_topics(b.bootstrap, s.topic_partitions)
         click.echo(f"embedded broker on {b.bootstrap}; export C2M_KAFKA_BOOTSTRAP={b.bootstrap}")
@@ -422,15 +428,23 @@ def simulate(rate: float, duration: float, seed: int, speed: float, forever: boo
         raise ConfigError("C2M_KAFKA_BOOTSTRAP is not set: c2m simulate produces to a "
                           "broker (host:port); or run `c2m demo`, which brings its own")
     _quiet_clients()
-    ensure_topics(s.kafka_bootstrap, s.topic_partitions, s.kafka_client_config())
-    n = asyncio.run(
-        run_simulation(
-            s.kafka_bootstrap, seed=seed, rate=rate, duration_s=None if forever else duration,
-            speed=speed,
+    bootstrap = s.kafka_bootstrap
+    ensure_topics(bootstrap, s.topic_partitions, s.kafka_client_config())
+
+    async def produce() -> int:
+        # SIGTERM and Ctrl-C end the run cleanly: what was sent is flushed and counted
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_simulation(
+            bootstrap, seed=seed, rate=rate, duration_s=None if forever else duration,
+            speed=speed, stop=stop,
             producer_config=s.kafka_producer_config(),
             sim_options={"orders_per_hour": orders_per_hour_for(rate, speed)},
         )
-    )
+
+    n = asyncio.run(produce())
     click.echo(f"produced {n} events")
 
 

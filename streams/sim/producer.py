@@ -57,12 +57,17 @@ class _TokenBucket:
         self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
         self.last = now
 
-    async def take(self) -> None:
+    async def take(self, give_up: Callable[[], bool]) -> bool:
+        """Wait for a token and take it; False (none taken) once ``give_up()`` is true,
+        asked at least every 0.1 s (at a low rate a token can be minutes away)."""
         self._refill()
         while self.tokens < 1.0:
-            await asyncio.sleep(max((1.0 - self.tokens) / self.rate, 0.002))
+            if give_up():
+                return False
+            await asyncio.sleep(min(max((1.0 - self.tokens) / self.rate, 0.002), 0.1))
             self._refill()
         self.tokens -= 1.0
+        return True
 
 
 async def _pause(stop: asyncio.Event | None, seconds: float) -> None:
@@ -150,8 +155,8 @@ async def run_simulation(
         return duration_s is not None and loop.time() - wall_start >= duration_s
 
     async def send(ev: SimEvent) -> None:
-        if bucket is not None:
-            await bucket.take()
+        if bucket is not None and not await bucket.take(done):
+            return  # the run ended while waiting for the rate
         fut = await producer.send(
             ev.topic, value=orjson.dumps(ev.value), key=ev.key.encode("utf-8")
         )

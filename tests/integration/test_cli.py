@@ -260,3 +260,48 @@ def test_a_second_demo_in_the_same_folder_counts_all_of_its_events(tmp_path: Pat
     assert 0.5 * first_units <= second_units <= 2 * first_units
     # the summary's units are the database's: nothing of the first run is left
     assert f"{second_units:,} units" in out2
+
+
+def test_broker_and_simulate_stop_cleanly_on_sigterm_and_honour_duration(
+    tmp_path: Path,
+) -> None:
+    """`c2m broker` stopped by SIGTERM takes its broker process with it (it was left
+    running); `c2m simulate --forever` stopped by SIGTERM flushes and says what it
+    produced; at a low --rate, --duration still ends the run (it waited for the next
+    token: 10 s at 0.1 events/s, forever at 0.01)."""
+    import signal
+    import socket
+
+    env = cli_env(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "broker"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"on (127\.0\.0\.1):(\d+)", line)
+        assert m, line + proc.stderr.read() if proc.stderr else line
+        host, port = m.group(1), int(m.group(2))
+        env["C2M_KAFKA_BOOTSTRAP"] = f"{host}:{port}"
+
+        started = time.monotonic()
+        out = _c2m("simulate", "--rate", "0.01", "--duration", "2", cwd=tmp_path, env=env,
+                   timeout=60)
+        assert time.monotonic() - started < 30 and out.startswith("produced ")
+
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "simulate", "--forever", "--rate", "200"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(6)
+        sim.send_signal(signal.SIGTERM)
+        stdout, stderr = sim.communicate(timeout=30)
+        assert sim.returncode == 0, stderr[-2000:]
+        assert re.fullmatch(r"produced \d+ events\n", stdout) and int(stdout.split()[1]) > 0
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        with pytest.raises(OSError), socket.create_connection((host, port), timeout=2):
+            pass  # nothing listens there any more: the broker process went with it
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
