@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
-from streams.errors import SinkUnavailable
+from streams.errors import SinkRejected, SinkUnavailable
 from streams.termtext import table
 
 #: the fewest days with demand for a quantity interval (the day-to-day spread of fewer
@@ -142,8 +142,18 @@ def fetch_brief(
         client = connect(settings)
     except SinkUnavailable as exc:
         raise SinkUnavailable(f"no c2m worker answered at {url}, and {exc}") from exc
-    return jsonable(with_moq(AlertStore(client, settings.clickhouse_database), category,
-                             factory, days, run_days))
+    db = settings.clickhouse_database
+    try:
+        return jsonable(with_moq(AlertStore(client, db), category, factory, days, run_days))
+    except SinkRejected as exc:
+        try:
+            exists = int(client.command(f"EXISTS TABLE {db}.production_brief"))
+        except Exception:  # the first error is the one to report
+            raise exc from None
+        if exists:
+            raise
+        raise SinkRejected(f"{exc} (no data yet? run `c2m demo` (or `c2m db migrate`) "
+                           "first)") from None
 
 
 def _local(cal: MarketCalendar, rfc3339: Any, fmt: str) -> str:

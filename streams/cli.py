@@ -569,13 +569,13 @@ def token_revoke(token_id: str) -> None:
 
 @main.command()
 @click.option("--category", "-c", required=True, help="Product category, e.g. 袜子")
-@click.option("--factory", "-f", default="", help="Only SKUs this factory makes")
+@click.option("--factory", "-f", callback=_factory_id, help="Only SKUs this factory makes")
 @click.option("--days", type=click.IntRange(1, 365), default=14, show_default=True,
               help="Demand over the last N days (event time)")
 @click.option("--run-days", type=click.IntRange(1, 365), default=30, show_default=True,
               help="Days of demand the production run should cover")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON")
-def brief(category: str, factory: str, days: int, run_days: int, as_json: bool) -> None:
+def brief(category: str, factory: str | None, days: int, run_days: int, as_json: bool) -> None:
     """Production brief for the next run: colour mix, size curve, price band, quantity,
     and an order plan per colour x size rounded up to the SKUs' MOQ.
 
@@ -588,6 +588,7 @@ def brief(category: str, factory: str, days: int, run_days: int, as_json: bool) 
     if not category.strip():
         raise click.BadParameter("must not be empty, e.g. --category 袜子",
                                  param_hint="'--category'")
+    factory = factory or ""
     s = _settings()
     _quiet_clients()
     rows = fetch_brief(s, category, factory, days, run_days)

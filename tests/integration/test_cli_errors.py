@@ -105,6 +105,7 @@ def test_traceback_only_with_debug(tmp_path: Path) -> None:
         (("demo", "--history-days", "-1"), "--history-days"),
         (("alerts", "tail", "--factory", ""), "--factory"),
         (("brief", "--category", " "), "--category"),
+        (("brief", "--category", "袜子", "--factory", ""), "--factory"),
         (("demo", "--duratoin", "5"), "--duratoin"),
         # nan and inf pass a plain range check
         (("demo", "--rate", "inf"), "--rate"),
@@ -127,6 +128,11 @@ def test_bad_command_line_values_are_refused(
     line = one_line(c2m(*args, cwd=tmp_path), EXIT_USAGE)
     assert wrong in line and "--help" in line
     assert not (tmp_path / ".c2m").exists()  # refused before anything started
+
+
+def test_a_brief_before_any_demo_says_what_to_run(tmp_path: Path) -> None:
+    line = one_line(c2m("brief", "--category", "袜子", cwd=tmp_path), EXIT_REFUSED)
+    assert "production_brief" in line and "run `c2m demo`" in line
 
 
 def test_several_statements_are_refused(tmp_path: Path) -> None:
