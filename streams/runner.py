@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import json
 import logging
@@ -111,9 +112,17 @@ def check_can_start(settings: Settings, ports: dict[str, tuple[str, int]]) -> No
             try:
                 sock.bind((host, port))
             except OSError as exc:
+                why = exc.strerror or str(exc)
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(
+                        f"{variable}={port}: {host}:{port} is in use ({why}), by another c2m "
+                        f"demo or worker? stop it, or set {variable} to a free port"
+                    ) from None
+                # a name that does not resolve, an address not on this machine, no permission
+                host_variable = variable.removesuffix("_PORT") + "_HOST"
                 raise ConfigError(
-                    f"{variable}={port}: {host}:{port} is in use ({exc.strerror or exc}), by "
-                    f"another c2m demo or worker? stop it, or set {variable} to a free port"
+                    f"cannot listen on {host}:{port} ({why}): check {host_variable} (an "
+                    f"address of this machine, e.g. 127.0.0.1) and {variable}"
                 ) from None
 
 

@@ -130,6 +130,15 @@ def test_bad_command_line_values_are_refused(
     assert not (tmp_path / ".c2m").exists()  # refused before anything started
 
 
+def test_a_host_this_machine_cannot_listen_on_names_its_setting(tmp_path: Path) -> None:
+    """Not "in use": the name does not resolve, or the address is not this machine's."""
+    for host in ("no-such-host.invalid", "192.0.2.1"):
+        out = c2m("demo", "--duration", "2", cwd=tmp_path, env=c2m_env(C2M_WEB_HOST=host))
+        line = one_line(out, EXIT_CONFIG)
+        assert f"cannot listen on {host}:" in line and "check C2M_WEB_HOST" in line
+        assert "in use" not in line
+
+
 def test_a_brief_before_any_demo_says_what_to_run(tmp_path: Path) -> None:
     line = one_line(c2m("brief", "--category", "袜子", cwd=tmp_path), EXIT_REFUSED)
     assert "production_brief" in line and "run `c2m demo`" in line
