@@ -23,7 +23,7 @@ import click
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from streams.clickhouse import MAX_OFFSET, MAX_PARTITION
+from streams.core.config import MAX_OFFSET, MAX_PARTITION
 from streams.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,

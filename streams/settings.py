@@ -246,6 +246,34 @@ class Settings(BaseSettings):
         PromotionCalendar.parse(value)  # PromotionSyntaxError (a ValueError) names the entry
         return value
 
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # unset or empty: the embedded broker
+        for server in value.split(","):
+            host, colon, port = server.strip().rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server.strip()!r} is not host:port (a port 1-65535)")
+        return value
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _clickhouse_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # unset or empty: chDB under C2M_DATA_DIR
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from None
+        if parts.scheme not in ("chdb", "http", "https"):
+            raise ValueError(f"unsupported scheme {parts.scheme!r}: use chdb:///path or "
+                             "http(s)://host:port")
+        if parts.scheme != "chdb" and not parts.hostname:
+            raise ValueError("no host: use http(s)://host:port")
+        return value
+
     @field_validator("price_band_edges")
     @classmethod
     def _bands(cls, value: tuple[float, ...]) -> tuple[float, ...]:
@@ -445,8 +473,12 @@ def is_loopback_host(host: str) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """Remove any password from a URL's userinfo."""
-    parts = urlsplit(url)
+    """Remove any password from a URL's userinfo (also from one that does not parse)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:**********@", url)
     if parts.password is None:
         return url
     netloc = f"{parts.username}:**********@{parts.hostname}"

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.clickhouse import MAX_OFFSET, MAX_PARTITION, market, serving
+from streams.clickhouse import market, serving
 from streams.clickhouse.errors import sink_error
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
-from streams.core.config import EngineConfig
+from streams.core.config import MAX_OFFSET, MAX_PARTITION, EngineConfig
 from streams.core.dedup import BUCKET_MS
 from streams.core.demand import MEASURES, CellKey
 from streams.core.engine import Checkpoint, FlushBatch, LateEvent

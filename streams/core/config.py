@@ -11,6 +11,13 @@ from dataclasses import dataclass
 
 from streams.core.windows import DEFAULT_WINDOW_SECONDS
 
+#: The largest source partition and offset c2m-pulse holds (ClickHouse's
+#: ``source_partition UInt16``; ``position UInt64`` written from a Kafka offset, an int64).
+#: ClickHouse would wrap a larger query parameter around (65536 reads as partition 0), so
+#: the store and the CLI refuse larger ones.
+MAX_PARTITION = 2**16 - 1
+MAX_OFFSET = 2**63 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:

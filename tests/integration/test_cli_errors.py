@@ -81,11 +81,26 @@ def test_a_missing_tls_file_names_the_setting(tmp_path: Path) -> None:
 
 
 def test_secrets_are_not_shown_in_a_settings_error(tmp_path: Path) -> None:
-    env = c2m_env(C2M_CLICKHOUSE_PASSWORD="canary-7f", C2M_CLICKHOUSE_URL="ftp://x",  # noqa: S106
+    env = c2m_env(C2M_CLICKHOUSE_PASSWORD="canary-7f",  # noqa: S106
                   C2M_KAFKA_SECURITY_PROTOCOL="SASL_SSL")
     out = c2m("query", "SELECT 1", cwd=tmp_path, env=env)
     line = one_line(out, EXIT_CONFIG)
     assert "C2M_KAFKA_SASL_MECHANISM" in line and "canary" not in out.stderr + out.stdout
+    # a URL that does not parse still has its password masked
+    for url in ("ftp://u:canary-7f@x", "http://u:canary-7f@[::1", "http://u:canary-7f@h:99999"):
+        out = c2m("query", "SELECT 1", cwd=tmp_path, env=c2m_env(C2M_CLICKHOUSE_URL=url))
+        line = one_line(out, EXIT_CONFIG)
+        assert line.startswith("c2m: error: C2M_CLICKHOUSE_URL='") and "is not valid" in line
+        assert "canary" not in out.stderr + out.stdout and "**********" in line
+
+
+def test_a_kafka_bootstrap_that_is_not_host_port_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    for value in ("abc", "127.0.0.1:99999", "127.0.0.1:9092,:1"):
+        line = one_line(c2m("config", cwd=tmp_path, env=c2m_env(C2M_KAFKA_BOOTSTRAP=value)),
+                        EXIT_CONFIG)
+        assert f"C2M_KAFKA_BOOTSTRAP={value!r} is not valid" in line and "host:port" in line
 
 
 def test_traceback_only_with_debug(tmp_path: Path) -> None:

@@ -56,8 +56,8 @@ def test_the_message_names_the_table_and_the_error_and_carries_no_value() -> Non
 def test_the_store_refuses_a_partition_or_offset_its_columns_cannot_hold() -> None:
     """``source_partition`` is a UInt16: ClickHouse reads a parameter of 65536 as 0, so a
     reset of partition 65536 deleted partition 0. The store refuses it before any query."""
-    from streams.clickhouse import MAX_OFFSET, MAX_PARTITION
     from streams.clickhouse.store import DemandStore
+    from streams.core.config import MAX_OFFSET, MAX_PARTITION
 
     class NoQueries:
         def __getattr__(self, name: str) -> object:
