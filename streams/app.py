@@ -63,6 +63,16 @@ log = logging.getLogger(__name__)
 ALERT_LEADER_PARTITION: tuple[str, int] = (TOPIC_ORDERS, 0)
 
 
+def ensure_data_dir(settings: Settings) -> None:
+    """Create C2M_DATA_DIR (the embedded stack's ClickHouse, broker log and Faust data);
+    one line naming the setting when it cannot be (a file in the way, no permission)."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"C2M_DATA_DIR={str(settings.data_dir)!r}: cannot create the data "
+                          f"directory ({exc.strerror or exc})") from None
+
+
 def stop_process() -> None:
     """Stop this process as SIGTERM or Ctrl-C does: Faust's signal handlers stop every
     service of the app cleanly (the one way the worker and the writer stop themselves)."""
@@ -235,7 +245,7 @@ def create_app(
     and the ``c2m writer`` process (which migrates) owns the database. ``fresh_log``: the
     broker starts empty (the embedded one): a database with checkpoints is reset first.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust's datadir lives in it
+    ensure_data_dir(settings)  # Faust's datadir lives in it
     engine = DemandEngine(settings.engine_config(), Catalog(PriceBands(settings.price_band_edges)))
     store: DemandStore | None = None
     sink: Sink | None = None

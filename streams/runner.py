@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from streams.app import PulseApp, create_app, stop_process
+from streams.app import PulseApp, create_app, ensure_data_dir, stop_process
 from streams.errors import C2MError, ConfigError
 from streams.kafka.embedded import EmbeddedBroker
 from streams.kafka.topics import ensure_topics
@@ -77,7 +77,7 @@ def kafka_bootstrap(settings: Settings) -> Iterator[str]:
     if settings.kafka_bootstrap:
         yield settings.kafka_bootstrap
         return
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings)
     marker = settings.data_dir / EMBEDDED_MARKER
     with EmbeddedBroker(log_path=settings.data_dir / "broker.log") as broker:
         log.info("started embedded Kafka broker (Tansu) on %s", broker.bootstrap)

@@ -246,6 +246,13 @@ class Settings(BaseSettings):
         PromotionCalendar.parse(value)  # PromotionSyntaxError (a ValueError) names the entry
         return value
 
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile",
+                     "clickhouse_fault_file", "web_tokens_file", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: Any) -> Any:
+        # an empty variable means "not set", not the current directory (Path("") is ".")
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap(cls, value: str | None) -> str | None:

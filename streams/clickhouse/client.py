@@ -65,7 +65,13 @@ def _connect(settings: Settings) -> Any:
         if scheme == "chdb":
             path = url.removeprefix("chdb://")
             if path:
-                Path(path).mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(path).mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot create the embedded ClickHouse directory {path} "
+                        f"({exc.strerror or exc}): check C2M_DATA_DIR or C2M_CLICKHOUSE_URL"
+                    ) from None
             return _open_chdb(url, path)
         if scheme in ("http", "https"):
             return clickhouse_connect.get_client(
@@ -76,7 +82,7 @@ def _connect(settings: Settings) -> Any:
                 send_receive_timeout=60,
                 autogenerate_session_id=False,
             )
-    except ChdbInUse:
+    except (ChdbInUse, ConfigError):
         raise
     except Exception as exc:
         # Never echo the DSN with credentials: mask_url removes any password.

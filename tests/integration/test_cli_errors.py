@@ -154,6 +154,16 @@ def test_a_host_this_machine_cannot_listen_on_names_its_setting(tmp_path: Path) 
         assert "in use" not in line
 
 
+def test_a_data_directory_that_cannot_be_made_names_its_setting(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    line = one_line(c2m("demo", "--duration", "2", cwd=tmp_path,
+                        env=c2m_env(C2M_DATA_DIR="afile")), EXIT_CONFIG)
+    assert "C2M_DATA_DIR='afile': cannot create the data directory (File exists)" in line
+    line = one_line(c2m("query", "SELECT 1", cwd=tmp_path,
+                        env=c2m_env(C2M_DATA_DIR="afile/sub")), EXIT_CONFIG)
+    assert "cannot create the embedded ClickHouse directory" in line and "C2M_DATA_DIR" in line
+
+
 def test_a_brief_before_any_demo_says_what_to_run(tmp_path: Path) -> None:
     line = one_line(c2m("brief", "--category", "袜子", cwd=tmp_path), EXIT_REFUSED)
     assert "production_brief" in line and "run `c2m demo`" in line

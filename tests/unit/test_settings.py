@@ -46,6 +46,33 @@ def test_secrets_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_mask_url() -> None:
     assert mask_url("http://u:p@h:8123/x") == "http://u:**********@h:8123/x"
     assert mask_url("chdb:///tmp/x") == "chdb:///tmp/x"
+    # URLs that do not parse (a port out of range, a broken IPv6 host) are masked too
+    assert mask_url("http://u:p@h:99999") == "http://u:**********@h:99999"
+    assert mask_url("http://u:p@[::1") == "http://u:**********@[::1"
+
+
+def test_empty_variables_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty path is not the current directory (it made every ClickHouse call fail as
+    a chaos drill's fault file), an empty bootstrap or URL is the embedded default."""
+    for name in ("C2M_CLICKHOUSE_FAULT_FILE", "C2M_KAFKA_SSL_CAFILE", "C2M_WEB_TOKENS_FILE",
+                 "C2M_KAFKA_BOOTSTRAP", "C2M_CLICKHOUSE_URL"):
+        monkeypatch.setenv(name, "")
+    s = Settings()
+    assert s.clickhouse_fault_file is None and s.kafka_ssl_cafile is None
+    assert s.web_tokens_file is None and s.kafka_bootstrap is None
+    assert s.effective_clickhouse_url.startswith("chdb://")
+
+
+def test_values_a_type_check_lets_through_are_refused() -> None:
+    for bad in ({"correction_horizon_hours": float("inf")},
+                {"flush_interval_seconds": float("nan")},
+                {"price_band_edges": (0, 10, 5)}, {"price_band_edges": ()},
+                {"kafka_bootstrap": "abc"}, {"kafka_bootstrap": "h:0"},
+                {"clickhouse_url": "ftp://x"}, {"clickhouse_url": "http://[::1"},
+                {"clickhouse_url": "http://:8123"}):
+        with pytest.raises(ValidationError):
+            Settings(**bad)
+    assert Settings(kafka_bootstrap="[::1]:9092,b:9093").kafka_bootstrap == "[::1]:9092,b:9093"
 
 
 def test_invalid_settings_are_rejected() -> None:
