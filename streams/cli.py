@@ -31,6 +31,7 @@ from streams.errors import (
     C2MError,
     ConfigError,
 )
+from streams.query import QueryInterrupted
 from streams.settings import Settings
 
 #: set by ``c2m --debug``
@@ -81,15 +82,25 @@ def _problem(exc: BaseException) -> tuple[int, str]:
         return EXIT_CONFIG, settings_problem(exc)
     if isinstance(exc, C2MError):
         return exc.exit_code, str(exc)
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, (KeyboardInterrupt, _Interrupted)):
         return 130, "interrupted"
     text = " ".join(str(exc).split())[:300]
     return EXIT_FAILED, (f"unexpected {type(exc).__name__}: {text or '(no message)'} (a bug? "
                          "run again with c2m --debug for the traceback and report it)")
 
 
+class _Interrupted(Exception):
+    """Ctrl-C inside a command (click would print a blank line and call it "Aborted")."""
+
+
 class C2MGroup(click.Group):
     """The ``c2m`` group: every command's expected failures as one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted from exc
 
     def main(
         self,
@@ -108,10 +119,18 @@ class C2MGroup(click.Group):
         except SystemExit:
             raise
         except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, _Interrupted)):
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # one Ctrl-C is enough
             code, line = _problem(exc)
             if _debug():
                 traceback.print_exception(exc, file=sys.stderr)
             click.echo(f"c2m: error: {line}", err=True)
+            if isinstance(exc.__cause__, QueryInterrupted):
+                # the embedded ClickHouse was cut short in a query: the interpreter's
+                # finalisation would tear chDB down under it (a segfault)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
             sys.exit(code)
         sys.exit(rv if isinstance(rv, int) else 0)
 

@@ -12,13 +12,22 @@ With the embedded ClickHouse (chDB) only one process may open the data directory
 from __future__ import annotations
 
 import json
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from streams.errors import EXIT_USAGE, C2MError, SinkRejected, SinkUnavailable
+
+T = TypeVar("T")
+
+
+class QueryInterrupted(KeyboardInterrupt):
+    """Ctrl-C while the embedded ClickHouse ran a command's query: the process must leave
+    without finalising (``os._exit``), since tearing chDB down under a query, or after
+    one cut short, crashes it."""
 
 #: ClickHouse settings of a ``c2m query`` that opens ClickHouse itself. (A worker runs
 #: the query on a session of its own made read-only once: with chDB, per-call settings
@@ -229,4 +238,30 @@ def run_query(settings: Any, sql: str) -> QueryResult:
                 "set C2M_WEB_PORT to the port of the one on this data directory"
             ) from None
         return got
-    return run_readonly(client, statement)
+    return _interruptible(run_readonly, client, statement)
+
+
+def _interruptible(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a thread of its own while this one waits in short joins, so that
+    Ctrl-C reaches the command while ClickHouse computes (chDB releases the GIL; the
+    main thread blocked inside it would see the signal only when the query ends). The
+    thread is a daemon: an interrupted query ends with the process."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="c2m-query", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        raise QueryInterrupted from None
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value

@@ -164,6 +164,24 @@ def test_a_data_directory_that_cannot_be_made_names_its_setting(tmp_path: Path) 
     assert "cannot create the embedded ClickHouse directory" in line and "C2M_DATA_DIR" in line
 
 
+def test_ctrl_c_stops_a_query_on_the_embedded_clickhouse(tmp_path: Path) -> None:
+    """chDB computes with the GIL released: the query runs in a thread so that Ctrl-C
+    reaches the command at once (it was ignored until the query ended), and the process
+    leaves without tearing chDB down under the query (which segfaulted)."""
+    import signal
+
+    assert c2m("db", "migrate", cwd=tmp_path).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "query", "SELECT count() FROM system.numbers"],
+        cwd=tmp_path, env=c2m_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    assert proc.poll() is None  # still counting
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines() == ["c2m: error: interrupted"] and stdout == ""
+
+
 def test_a_brief_before_any_demo_says_what_to_run(tmp_path: Path) -> None:
     line = one_line(c2m("brief", "--category", "袜子", cwd=tmp_path), EXIT_REFUSED)
     assert "production_brief" in line and "run `c2m demo`" in line
