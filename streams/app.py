@@ -36,7 +36,7 @@ from streams.clickhouse import market
 from streams.clickhouse.alerts import AlertStore
 from streams.clickhouse.client import connect
 from streams.clickhouse.errors import sink_error
-from streams.clickhouse.migrations import migrate
+from streams.clickhouse.migrations import database_timezone, migrate
 from streams.clickhouse.retention import apply_retention, settings_ttls
 from streams.clickhouse.store import DemandStore
 from streams.core.catalog import Catalog
@@ -162,16 +162,20 @@ def faust_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
 
 
 def reset_database(client: Any, settings: Settings) -> bool:
-    """Drop the database when it holds checkpoints: for a worker on the embedded broker,
-    which starts empty every time (memory storage), so checkpoints in ClickHouse are of a
-    log that is gone and would make the consumer skip the new one. True if it did."""
+    """Drop the database when it holds checkpoints, or was built in another time zone:
+    for a worker on the embedded broker, which starts empty every time (memory storage),
+    so checkpoints in ClickHouse are of a log that is gone and would make the consumer
+    skip the new one, and nothing in it is of the new log (a demo run before in another
+    C2M_TIMEZONE would otherwise refuse this one). True if it did."""
     db = settings.clickhouse_database
     try:
         exists = client.query(
             "SELECT count() FROM system.tables WHERE database = {d:String} "
             "AND name = 'checkpoints'", parameters={"d": db}).result_rows[0][0]
-        if exists and client.query(
-                f"SELECT count() > 0 FROM {db}.checkpoints").result_rows[0][0]:  # noqa: S608
+        if exists and (
+            client.query(f"SELECT count() > 0 FROM {db}.checkpoints").result_rows[0][0]  # noqa: S608
+            or database_timezone(client, db) not in (None, settings.timezone)
+        ):
             client.command(f"DROP DATABASE {db} SYNC")
             log.info("embedded broker: it starts empty, so database %s was reset", db)
             return True

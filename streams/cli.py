@@ -71,7 +71,8 @@ def _problem(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, click.UsageError):
         ctx = exc.ctx
         where = ctx.command_path if ctx is not None else "c2m"
-        return EXIT_USAGE, f"{where}: {exc.format_message()} (see: {where} --help)"
+        message = " ".join(exc.format_message().split())  # click lists choices on lines
+        return EXIT_USAGE, f"{where}: {message} (see: {where} --help)"
     if isinstance(exc, click.Abort):
         return EXIT_FAILED, "aborted"
     if isinstance(exc, click.ClickException):

@@ -122,6 +122,7 @@ def test_traceback_only_with_debug(tmp_path: Path) -> None:
         (("brief", "--category", " "), "--category"),
         (("brief", "--category", "袜子", "--factory", ""), "--factory"),
         (("demo", "--duratoin", "5"), "--duratoin"),
+        (("reset",), "--topic"),  # click listed the choices on four lines
         # nan and inf pass a plain range check
         (("demo", "--rate", "inf"), "--rate"),
         (("demo", "--duration", "nan"), "--duration"),

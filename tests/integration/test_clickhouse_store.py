@@ -200,3 +200,24 @@ def test_visitor_cells_upgrade_to_low_cardinality_keeps_every_row(
     ).result_rows
     assert hourly == [(3,)]  # 1, 2 and 4: the repeated hash counted once
     client.command(f"DROP DATABASE IF EXISTS {db}")
+
+
+def test_the_embedded_broker_resets_a_database_of_an_old_log_or_another_zone(
+    client: Any,
+) -> None:
+    """A worker on the embedded broker (which starts empty) drops the database when it
+    holds checkpoints of the gone log, or was built in another C2M_TIMEZONE (a demo run
+    before with C2M_TIMEZONE=UTC refused the next one); a new or same-zone database
+    without checkpoints is kept."""
+    from streams.app import reset_database
+    from streams.settings import Settings
+
+    db = "reset_zone"
+    shanghai = Settings(clickhouse_database=db, timezone="Asia/Shanghai")
+    migrate(client, db, timezone="UTC")
+    assert reset_database(client, shanghai)
+    assert not client.query("EXISTS DATABASE reset_zone").result_rows[0][0]
+    migrate(client, db, timezone="Asia/Shanghai")
+    assert not reset_database(client, shanghai)  # same zone, no checkpoints: kept
+    migrate(client, db, timezone="Asia/Shanghai")  # and it opens
+    client.command(f"DROP DATABASE IF EXISTS {db}")
