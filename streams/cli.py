@@ -197,6 +197,12 @@ def db_grant(factory: str, password_env: str | None, print_sql: bool, users_xml:
     from streams.clickhouse.access import USERS_XML_PROFILE, FactoryAccess
     from streams.core.tenancy import BadFactoryId
 
+    if print_sql and users_xml:
+        raise click.UsageError("--print-sql and --users-xml print two different things: "
+                               "choose one")
+    if password_env is not None and not password_env.strip():
+        raise click.BadParameter("must name an environment variable, or leave --password-env "
+                                 "out for a new random password", param_hint="'--password-env'")
     s = _settings()
     try:
         access = FactoryAccess(s.clickhouse_database, factory)

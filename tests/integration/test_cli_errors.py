@@ -123,6 +123,8 @@ def test_traceback_only_with_debug(tmp_path: Path) -> None:
         (("brief", "--category", "袜子", "--factory", ""), "--factory"),
         (("demo", "--duratoin", "5"), "--duratoin"),
         (("reset",), "--topic"),  # click listed the choices on four lines
+        (("db", "grant", "-f", "F001", "--print-sql", "--users-xml"), "--users-xml"),
+        (("db", "grant", "-f", "F001", "--password-env", ""), "--password-env"),
         # nan and inf pass a plain range check
         (("demo", "--rate", "inf"), "--rate"),
         (("demo", "--duration", "nan"), "--duration"),
