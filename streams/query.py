@@ -47,8 +47,8 @@ class StatementError(C2MError):
 
 
 def split_statements(sql: str) -> list[str]:
-    """The statements of ``sql`` split at ``;`` outside strings, quoted names and comments
-    (empty ones, e.g. after a trailing ``;``, dropped)."""
+    """The statements of ``sql`` split at ``;`` outside strings (also ``$$...$$``), quoted
+    names and comments (empty ones, e.g. after a trailing ``;``, dropped)."""
     out: list[str] = []
     buf: list[str] = []
     meaningful = False  # the current statement has something besides blanks and comments
@@ -70,6 +70,13 @@ def split_statements(sql: str) -> list[str]:
             buf.append(sql[i:j + 1])
             meaningful = True
             i = j + 1
+            continue
+        if sql.startswith("$$", i):  # a heredoc string: $$...$$, no escapes
+            j = sql.find("$$", i + 2)
+            j = n if j < 0 else j + 2
+            buf.append(sql[i:j])
+            meaningful = True
+            i = j
             continue
         if sql.startswith("--", i) or c == "#":
             j = sql.find("\n", i)
@@ -142,7 +149,7 @@ def run_readonly(
     try:
         result = client.query(statement, settings=settings)
     except Exception as exc:
-        if is_refused(exc):
+        if is_refused(exc) or _query_refused(exc):
             raise SinkRejected(query_problem(exc)) from exc
         raise SinkUnavailable(f"ClickHouse query failed: {query_problem(exc)}") from exc
     rows = result.result_rows
@@ -151,6 +158,38 @@ def run_readonly(
         rows = rows[:max_rows]
     return QueryResult(list(result.column_names), [[_plain(v) for v in r] for r in rows],
                        truncated)
+
+
+#: ClickHouse error codes of a query that may pass on another try (the server or the
+#: network, a limit of the moment); a query failing with any other code was refused
+#: (the pipeline's writes are judged more carefully: streams.clickhouse.errors)
+TRANSIENT_QUERY_CODES: frozenset[int] = frozenset({
+    159,  # TIMEOUT_EXCEEDED
+    160,  # TOO_SLOW
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    236,  # ABORTED
+    241,  # MEMORY_LIMIT_EXCEEDED
+    242,  # TABLE_IS_READ_ONLY (a replica that lost its keeper)
+    252,  # TOO_MANY_PARTS
+    279,  # ALL_CONNECTION_TRIES_FAILED
+    394,  # QUERY_WAS_CANCELLED
+    999,  # KEEPER_EXCEPTION
+})
+
+
+def _query_refused(exc: BaseException) -> bool:
+    """A user's query that ClickHouse ran and failed for a reason of the query itself
+    (``throwIf``, an argument out of bounds, an AST too deep, ...)."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from streams.clickhouse.errors import error_code
+
+    if not isinstance(exc, DatabaseError):
+        return False
+    code = error_code(exc)
+    return code is not None and code not in TRANSIENT_QUERY_CODES
 
 
 def query_worker(url: str, sql: str, timeout: float = 130) -> QueryResult | None:

@@ -210,6 +210,9 @@ def test_refused_queries_give_clickhouse_error_name_and_an_empty_brief_exit_1(
     assert "UNKNOWN_IDENTIFIER" in line and "unitz" in line and "DESCRIBE" in line
     line = one_line(c2m("query", "SELECT * FROM c2m.nope", cwd=tmp_path), EXIT_REFUSED)
     assert "UNKNOWN_TABLE" in line
+    # a query ClickHouse ran and failed for a reason of its own is refused too (was 4)
+    line = one_line(c2m("query", "SELECT throwIf(1)", cwd=tmp_path), EXIT_REFUSED)
+    assert "FUNCTION_THROW_IF_VALUE_IS_NON_ZERO" in line
     # the table is still there
     out = c2m("query", "SELECT count() FROM c2m.demand_state", cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.splitlines()[1] == "0"

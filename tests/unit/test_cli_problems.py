@@ -74,6 +74,8 @@ def test_secret_values_are_never_shown() -> None:
         ("SELECT 1 AS a; SELECT 2 AS b", ["SELECT 1 AS a", "SELECT 2 AS b"]),
         ("SELECT 1; SELECT 2, 3;;", ["SELECT 1", "SELECT 2, 3"]),
         (" ; -- nothing", []),
+        ("SELECT $$a;b$$ AS x", ["SELECT $$a;b$$ AS x"]),
+        ("SELECT $$a'b$$; SELECT 2", ["SELECT $$a'b$$", "SELECT 2"]),
     ],
 )
 def test_statements_are_split_outside_strings_and_comments(
