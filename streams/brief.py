@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
-from streams.errors import SinkRejected, SinkUnavailable
+from streams.errors import ConfigError, SinkRejected, SinkUnavailable
 from streams.termtext import table
 
 #: the fewest days with demand for a quantity interval (the day-to-day spread of fewer
@@ -137,12 +137,20 @@ def fetch_brief(
     from streams.app import jsonable
     from streams.clickhouse.alerts import AlertStore
     from streams.clickhouse.client import connect
+    from streams.clickhouse.migrations import database_timezone
 
     try:
         client = connect(settings)
     except SinkUnavailable as exc:
         raise SinkUnavailable(f"no c2m worker answered at {url}, and {exc}") from exc
     db = settings.clickhouse_database
+    try:
+        zone = database_timezone(client, db)
+    except Exception:  # no database yet: the read below says what to run
+        zone = None
+    if zone is not None and zone != settings.timezone:
+        raise ConfigError(f"ClickHouse database {db} holds days in time zone {zone}, but "
+                          f"C2M_TIMEZONE is {settings.timezone}: set C2M_TIMEZONE={zone}")
     try:
         return jsonable(with_moq(AlertStore(client, db), category, factory, days, run_days))
     except SinkRejected as exc:

@@ -190,6 +190,14 @@ def test_a_brief_before_any_demo_says_what_to_run(tmp_path: Path) -> None:
     assert "production_brief" in line and "run `c2m demo`" in line
 
 
+def test_a_brief_in_another_time_zone_than_the_database_is_refused(tmp_path: Path) -> None:
+    """Its local days would be another zone's (it printed a brief without a word)."""
+    assert c2m("db", "migrate", cwd=tmp_path).returncode == 0  # Asia/Shanghai
+    line = one_line(c2m("brief", "--category", "袜子", cwd=tmp_path,
+                        env=c2m_env(C2M_TIMEZONE="UTC")), EXIT_CONFIG)
+    assert "holds days in time zone Asia/Shanghai" in line and "C2M_TIMEZONE" in line
+
+
 def test_several_statements_are_refused(tmp_path: Path) -> None:
     for sql in ("SELECT 1 AS a; SELECT 2 AS b", "SELECT 1 AS a; SELECT 2 AS b, 3 AS c"):
         out = c2m("query", sql, cwd=tmp_path)
