@@ -143,8 +143,8 @@ def main(debug: bool) -> None:
     """c2m-pulse: shop events on Kafka -> demand signals for factories in ClickHouse.
 
     Errors end with one line on stderr and an exit code: 2 usage, 3 configuration,
-    4 Kafka or ClickHouse unreachable, 5 ClickHouse refused (query, schema), 1 otherwise
-    (e.g. a brief with no demand).
+    4 Kafka or ClickHouse unreachable, 5 ClickHouse refused (query, schema), 130
+    interrupted (Ctrl-C), 1 otherwise (e.g. a brief with no demand).
     """
     _DEBUG["on"] = debug
 
