@@ -39,6 +39,7 @@ from streams.clickhouse.errors import sink_error
 from streams.clickhouse.migrations import database_timezone, migrate
 from streams.clickhouse.retention import apply_retention, settings_ttls
 from streams.clickhouse.store import DemandStore
+from streams.clickhouse.views import BadRequest, int_arg, text_arg
 from streams.core.catalog import Catalog
 from streams.core.engine import DemandEngine, Run
 from streams.core.forecast import ForecastConfig
@@ -469,7 +470,10 @@ def attach_alerts(
             factory = scoped_factory(scope, request.query.getall("factory", []))
         except PermissionError as exc:
             return forbidden(web, str(exc))
-        open_only = request.query.get("all", "") == ""
+        flag = request.query.get("all", "").strip().lower()
+        if flag not in ("", "0", "false", "no", "1", "true", "yes"):
+            return web.json({"error": "all must be true or false"}, status=400)
+        open_only = flag in ("", "0", "false", "no")
         rows = await io(alert_store.alerts, factory, open_only, 200, scope.kind == "market")
         return web.json({"alerts": rows})
 
@@ -488,12 +492,12 @@ def attach_alerts(
             factory = scoped_factory(scope, request.query.getall("factory", []))
         except PermissionError as exc:
             return forbidden(web, str(exc))
-        try:
-            days = min(max(int(request.query.get("days", "14")), 1), 365)
-            run_days = min(max(int(request.query.get("run_days", "30")), 1), 365)
-        except ValueError:
-            return web.json({"error": "days and run_days must be integers"}, status=400)
-        category = request.query.get("category", "")[:128]
+        try:  # the same checks as /api/view/brief
+            days = int_arg(request.query, "days", 14, 1, 365)
+            run_days = int_arg(request.query, "run_days", 30, 1, 365)
+            category = text_arg(request.query, "category", 128)
+        except BadRequest as exc:
+            return web.json({"error": str(exc)}, status=400)
         rows = await io(with_moq, alert_store, category, factory, days, run_days)
         return web.json({"rows": jsonable(rows)})
 

@@ -161,11 +161,10 @@ def run_readonly(
 
 
 #: ClickHouse error codes of a query that may pass on another try (the server or the
-#: network, a limit of the moment); a query failing with any other code was refused
-#: (the pipeline's writes are judged more carefully: streams.clickhouse.errors)
+#: network, a limit of the moment); a query failing with any other code was refused,
+#: also one over the time limit (TIMEOUT_EXCEEDED: the same query would be again; the
+#: pipeline's writes are judged more carefully: streams.clickhouse.errors)
 TRANSIENT_QUERY_CODES: frozenset[int] = frozenset({
-    159,  # TIMEOUT_EXCEEDED
-    160,  # TOO_SLOW
     202,  # TOO_MANY_SIMULTANEOUS_QUERIES
     209,  # SOCKET_TIMEOUT
     210,  # NETWORK_ERROR

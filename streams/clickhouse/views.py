@@ -40,13 +40,17 @@ def _choice(args: Mapping[str, str], name: str, allowed: tuple[Any, ...], defaul
     raise BadRequest(f"{name} must be one of {', '.join(map(str, allowed))}")
 
 
-def _int(args: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+def int_arg(args: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    """An integer query argument in [lo, hi] (BadRequest otherwise), ``default`` when
+    absent."""
     raw = args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    # ASCII digits only (str.isdigit also takes '²', '①' and other scripts' digits)
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not lo <= int(raw) <= hi:
         raise BadRequest(f"{name} must be an integer in [{lo}, {hi}]")
     return int(raw)
+
 
 
 @dataclass(frozen=True)
@@ -168,7 +172,7 @@ LIMIT 40
 """
 
 
-def _text(args: Mapping[str, str], name: str, max_len: int) -> str:
+def text_arg(args: Mapping[str, str], name: str, max_len: int) -> str:
     raw = args.get(name, "")
     if len(raw) > max_len or any(ord(c) < 32 for c in raw):
         raise BadRequest(f"{name} must be at most {max_len} printable characters")
@@ -189,7 +193,7 @@ QUERIES: dict[str, ViewQuery] = {
         lambda a: (
             _choice(a, "dim", DIMENSIONS, "color"),
             {"horizon": _choice(a, "horizon", HORIZONS, "24h"),
-             "limit": _int(a, "limit", 12, 1, 100)},
+             "limit": int_arg(a, "limit", 12, 1, 100)},
         ),
     ),
     "series": ViewQuery(
@@ -197,22 +201,22 @@ QUERIES: dict[str, ViewQuery] = {
         lambda a: (
             _choice(a, "dim", DIMENSIONS, "color"),
             {"window": _choice(a, "window", WINDOWS, 3600),
-             "points": _int(a, "points", 24, 1, 500),
-             "top": _int(a, "top", 5, 1, 12)},
+             "points": int_arg(a, "points", 24, 1, 500),
+             "top": int_arg(a, "top", 5, 1, 12)},
         ),
     ),
     "rolling": ViewQuery(
-        {"": _ROLLING}, lambda a: ("", {"limit": _int(a, "limit", 15, 1, 200)})
+        {"": _ROLLING}, lambda a: ("", {"limit": int_arg(a, "limit", 15, 1, 200)})
     ),
     "alerts": ViewQuery(
-        {"": _ALERTS}, lambda a: ("", {"limit": _int(a, "limit", 20, 1, 200)})
+        {"": _ALERTS}, lambda a: ("", {"limit": int_arg(a, "limit", 20, 1, 200)})
     ),
     "brief": ViewQuery(
         {"": _BRIEF},
         lambda a: (
             "",
-            {"category": _text(a, "category", 128), "days": _int(a, "days", 14, 1, 365),
-             "run_days": _int(a, "run_days", 30, 1, 365)},
+            {"category": text_arg(a, "category", 128), "days": int_arg(a, "days", 14, 1, 365),
+             "run_days": int_arg(a, "run_days", 30, 1, 365)},
         ),
     ),
 }

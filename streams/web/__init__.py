@@ -94,6 +94,7 @@ def register_web_view(app: Any, pulse: Any) -> None:
 
     clickhouse = mask_url(pulse.settings.effective_clickhouse_url)
     session: list[tuple[Any, dict[str, Any] | None]] = []  # opened at the first query
+    busy: list[bool] = []  # a query is running
 
     def readonly_query(sql: str) -> Any:
         if not session:
@@ -112,14 +113,33 @@ def register_web_view(app: Any, pulse: Any) -> None:
             if not is_loopback(getattr(request, "remote", None)):
                 return self.json({"error": "c2m query through a worker is for this machine "
                                   "only"}, status=403)
+            try:
+                scope = auth.scope(request)  # a bad token, or a page of another site
+            except Unauthorized as exc:
+                return unauthorized(self, str(exc))
+            if scope.kind != "operator":
+                return self.json({"error": "c2m query reads every factory's data: not with a "
+                                  "factory token"}, status=403)
+            if request.content_type != "application/json":
+                # a page of another site can post text/plain without asking the server first
+                return self.json({"error": 'expected Content-Type: application/json'},
+                                 status=415)
             if pulse.client is None:
                 return self.json({"error": "this worker writes through c2m.sink: query the "
                                   "writer's ClickHouse"}, status=503)
             try:
                 body = await request.json()
-                sql = str(body["sql"])
-            except (ValueError, KeyError, TypeError):
+                sql = body["sql"]
+            except Exception:  # not JSON, a bad Content-Encoding, not an object
                 return self.json({"error": 'expected JSON {"sql": "..."}'}, status=400)
+            if not isinstance(sql, str):
+                return self.json({"error": 'expected JSON {"sql": "..."}'}, status=400)
+            if busy:
+                # one at a time, on the ClickHouse thread the flushes use: a queue of
+                # queries would hold the pipeline's writes and every view behind it
+                return self.json({"error": "another query is running through this worker: "
+                                  "try again when it is done"}, status=429)
+            busy.append(True)
             try:
                 result = await pulse.pipeline.io(readonly_query, sql)
             except StatementError as exc:
@@ -128,5 +148,7 @@ def register_web_view(app: Any, pulse: Any) -> None:
                 return self.json({"error": str(exc)}, status=422)
             except SinkError as exc:
                 return self.json({"error": str(exc)}, status=503)
+            finally:
+                busy.clear()
             return self.json({"columns": result.columns, "rows": result.rows,
                               "truncated": result.truncated, "clickhouse": clickhouse})
