@@ -49,6 +49,10 @@ class WebAuth:
     def __init__(self, settings: Settings) -> None:
         self.required = settings.tokens_required
         self.bind_host = settings.web_host
+        #: bound to loopback: only this machine's pages are the operator (a bind beyond
+        #: loopback without tokens, C2M_WEB_REQUIRE_TOKEN=false, is an explicit choice to
+        #: serve everyone that reaches it as the operator)
+        self.loopback = is_loopback_host(settings.web_host)
         self.store = TokenStore(settings.effective_web_tokens_file, settings.web_tokens)
 
     def scope(self, request: Any) -> Scope:
@@ -61,7 +65,8 @@ class WebAuth:
             log.warning("web tokens unavailable: %s", exc)
             raise Unauthorized("tokens unavailable") from None
         scope = scope_of(request.headers, tokens, self.required)
-        if scope.kind == "operator" and not from_this_machine(request, self.bind_host):
+        if (scope.kind == "operator" and self.loopback
+                and not from_this_machine(request, self.bind_host)):
             raise Unauthorized("without a token only this machine's own pages are served: "
                                "open the view at http://127.0.0.1:<port>/view, or send a "
                                "factory token")

@@ -55,6 +55,25 @@ def test_what_counts_as_this_machine() -> None:
         assert not from_this_machine(req, "127.0.0.1"), req.headers
 
 
+def test_the_check_guards_the_loopback_operator_only(tmp_path: Path) -> None:
+    """Bound to loopback (the default) a foreign Host is refused; a bind beyond loopback
+    with C2M_WEB_REQUIRE_TOKEN=false is an explicit choice to serve everyone as the
+    operator, and tokens (required beyond loopback by default) decide the rest."""
+    from streams.core.tokens import Unauthorized
+    from streams.settings import Settings
+    from streams.web.auth import WebAuth
+
+    loopback = WebAuth(Settings(data_dir=tmp_path))
+    with pytest.raises(Unauthorized):
+        loopback.scope(_Req(Host="attacker.example:6066"))
+    assert loopback.scope(_Req(Host="127.0.0.1:6066")).kind == "operator"
+    everyone = WebAuth(Settings(data_dir=tmp_path, web_host="0.0.0.0",  # noqa: S104
+                                web_require_token=False))
+    assert everyone.scope(_Req(Host="server.lan:6066")).kind == "operator"
+    tokens = WebAuth(Settings(data_dir=tmp_path, web_host="0.0.0.0"))  # noqa: S104
+    assert tokens.scope(_Req(Host="server.lan:6066")).kind == "market"
+
+
 def test_pages_of_other_sites_get_no_operator_data(
     worker_factory: Any, tmp_path: Path
 ) -> None:
