@@ -175,7 +175,7 @@ def reset_database(client: Any, settings: Settings) -> bool:
             "AND name = 'checkpoints'", parameters={"d": db}).result_rows[0][0]
         if exists and (
             client.query(f"SELECT count() > 0 FROM {db}.checkpoints").result_rows[0][0]  # noqa: S608
-            or database_timezone(client, db) not in (None, settings.timezone)
+            or _zone_or_none(client, db) not in (None, settings.timezone)
         ):
             client.command(f"DROP DATABASE {db} SYNC")
             log.info("embedded broker: it starts empty, so database %s was reset", db)
@@ -183,6 +183,15 @@ def reset_database(client: Any, settings: Settings) -> bool:
     except Exception as exc:
         raise sink_error(exc, "reset", db) from exc
     return False
+
+
+def _zone_or_none(client: Any, db: str) -> str | None:
+    """The database's zone; None when it cannot tell (a database from before 0007 has no
+    database_info: ``migrate`` decides then)."""
+    try:
+        return database_timezone(client, db)
+    except Exception:
+        return None
 
 
 def open_store(client: Any, settings: Settings) -> DemandStore:
@@ -399,10 +408,12 @@ def attach_alerts(
     expected_partitions: Callable[[], set[tuple[str, int]]],
     ready: asyncio.Event | None = None,
     leader: Callable[[], bool] | None = None,
+    web_host: str | None = None,
 ) -> AlertService | None:
     """The alert service of the process that owns ClickHouse (``client``): the factory
     topics, the evaluation task, ``/api/alerts`` and ``/api/brief``. Without a client
-    (a worker writing through ``c2m.sink``) the pages answer 503: ask the writer."""
+    (a worker writing through ``c2m.sink``) the pages answer 503: ask the writer.
+    ``web_host``: the address the app's web server listens on (default C2M_WEB_HOST)."""
     alert_topics: dict[str, Any] = {}
 
     async def publish_alert(topic: str, key: bytes, value: bytes) -> Any:
@@ -456,7 +467,7 @@ def attach_alerts(
             {"error": "this worker writes through c2m.sink: ask the c2m writer"}, status=503
         )
 
-    auth = WebAuth(settings)
+    auth = WebAuth(settings, web_host)
 
     @app.page("/api/alerts")
     async def api_alerts(web: Any, request: Any) -> Any:

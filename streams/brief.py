@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
-from streams.errors import ConfigError, SinkRejected, SinkUnavailable
+from streams.errors import EXIT_USAGE, C2MError, ConfigError, SinkRejected, SinkUnavailable
 from streams.termtext import table
 
 #: the fewest days with demand for a quantity interval (the day-to-day spread of fewer
@@ -112,6 +113,12 @@ def with_moq(
     return order_plan(rows, cells, run_days)
 
 
+class BadBriefRequest(C2MError):
+    """The running worker refused the brief's arguments."""
+
+    exit_code = EXIT_USAGE
+
+
 def fetch_brief(
     settings: Any, category: str, factory: str, days: int, run_days: int
 ) -> list[dict[str, Any]]:
@@ -132,6 +139,18 @@ def fetch_brief(
         with urllib.request.urlopen(url, timeout=30) as resp:
             rows: list[dict[str, Any]] = json.loads(resp.read())["rows"]
             return rows
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            pass  # not a c2m worker there: read ClickHouse directly
+        else:  # the worker answered: its answer stands (not a fallback that finds chDB busy)
+            try:
+                why = str(json.loads(exc.read()).get("error") or exc.reason)
+            except (ValueError, AttributeError):
+                why = str(exc.reason)
+            if exc.code == 400:
+                raise BadBriefRequest(why) from None
+            raise SinkUnavailable(f"the c2m worker at {url.split('?')[0]} answered "
+                                  f"{exc.code}: {why}") from None
     except OSError:
         pass  # no worker running: read ClickHouse directly
     from streams.app import jsonable

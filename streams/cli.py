@@ -458,17 +458,28 @@ def simulate(rate: float, duration: float, seed: int, speed: float, forever: boo
     ensure_topics(bootstrap, s.topic_partitions, s.kafka_client_config())
 
     async def produce() -> int:
-        # SIGTERM and Ctrl-C end the run cleanly: what was sent is flushed and counted
+        # SIGTERM and Ctrl-C end the run cleanly: what was sent is flushed and counted;
+        # a second one does not wait for that (a broker gone away can hold it ~40 s)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_signal() -> None:
+            if stop.is_set() and task is not None:
+                task.cancel()
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        return await run_simulation(
-            bootstrap, seed=seed, rate=rate, duration_s=None if forever else duration,
-            speed=speed, stop=stop,
-            producer_config=s.kafka_producer_config(),
-            sim_options={"orders_per_hour": orders_per_hour_for(rate, speed)},
-        )
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            return await run_simulation(
+                bootstrap, seed=seed, rate=rate, duration_s=None if forever else duration,
+                speed=speed, stop=stop,
+                producer_config=s.kafka_producer_config(),
+                sim_options={"orders_per_hour": orders_per_hour_for(rate, speed)},
+            )
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
 
     n = asyncio.run(produce())
     click.echo(f"produced {n} events")
@@ -613,6 +624,9 @@ def brief(category: str, factory: str | None, days: int, run_days: int, as_json:
 
     if not category.strip():
         raise click.BadParameter("must not be empty, e.g. --category 袜子",
+                                 param_hint="'--category'")
+    if len(category) > 128 or any(ord(c) < 32 for c in category):
+        raise click.BadParameter("at most 128 printable characters, e.g. --category 袜子",
                                  param_hint="'--category'")
     factory = factory or ""
     s = _settings()

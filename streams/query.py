@@ -165,7 +165,10 @@ def run_readonly(
 #: also one over the time limit (TIMEOUT_EXCEEDED: the same query would be again; the
 #: pipeline's writes are judged more carefully: streams.clickhouse.errors)
 TRANSIENT_QUERY_CODES: frozenset[int] = frozenset({
+    32,  # ATTEMPT_TO_READ_AFTER_EOF (a read cut short)
+    33,  # CANNOT_READ_ALL_DATA
     202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    203,  # NO_FREE_CONNECTION
     209,  # SOCKET_TIMEOUT
     210,  # NETWORK_ERROR
     236,  # ABORTED
@@ -173,8 +176,11 @@ TRANSIENT_QUERY_CODES: frozenset[int] = frozenset({
     242,  # TABLE_IS_READ_ONLY (a replica that lost its keeper)
     252,  # TOO_MANY_PARTS
     279,  # ALL_CONNECTION_TRIES_FAILED
+    225,  # NO_ZOOKEEPER
     394,  # QUERY_WAS_CANCELLED
+    439,  # CANNOT_SCHEDULE_TASK
     999,  # KEEPER_EXCEPTION
+    1000,  # POCO_EXCEPTION
 })
 
 

@@ -272,8 +272,10 @@ class Settings(BaseSettings):
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018 - raises ValueError for a port out of range
-        except ValueError as exc:
-            raise ValueError(f"not a URL: {exc}") from None
+        except ValueError:
+            # not the parser's text: it can quote a piece of the password
+            raise ValueError("not a URL: check the host and the port, and percent-encode "
+                             "/ ? # @ in a password") from None
         if parts.scheme not in ("chdb", "http", "https"):
             raise ValueError(f"unsupported scheme {parts.scheme!r}: use chdb:///path or "
                              "http(s)://host:port")
@@ -485,7 +487,8 @@ def mask_url(url: str) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
-        return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:**********@", url)
+        # user:password@ up to the last @ (a password may hold / ? # unencoded)
+        return re.sub(r"(//[^/@:?#]*):.*@", r"\1:**********@", url, count=1)
     if parts.password is None:
         return url
     netloc = f"{parts.username}:**********@{parts.hostname}"

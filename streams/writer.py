@@ -277,7 +277,7 @@ def create_writer_app(settings: Settings, bootstrap: str, client: Any | None = N
     # The writer owns ClickHouse, so with C2M_SINK=kafka it runs the alert rules (the
     # workers cannot). It does not consume the demand topics: partitions without any
     # checkpoint are waited for C2M_ALERT_IDLE_WALL_SECONDS after start, then ignored.
-    alerts = attach_alerts(app, settings, client, writer.io, set)
+    alerts = attach_alerts(app, settings, client, writer.io, set, web_host=settings.writer_host)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

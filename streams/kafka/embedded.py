@@ -82,7 +82,7 @@ class EmbeddedBroker:
 
         try:
             up = poll_until(listening, timeout, 0.05)
-        except BrokerError:
+        except BaseException:  # also Ctrl-C or SIGTERM while waiting: no orphan broker
             self.stop()
             raise
         if up:

@@ -46,13 +46,15 @@ def from_this_machine(request: Any, bind_host: str) -> bool:
 
 
 class WebAuth:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, bind_host: str | None = None) -> None:
+        """``bind_host``: the address the web server listens on (C2M_WEB_HOST; the
+        writer's is C2M_WRITER_HOST)."""
         self.required = settings.tokens_required
-        self.bind_host = settings.web_host
+        self.bind_host = settings.web_host if bind_host is None else bind_host
         #: bound to loopback: only this machine's pages are the operator (a bind beyond
         #: loopback without tokens, C2M_WEB_REQUIRE_TOKEN=false, is an explicit choice to
         #: serve everyone that reaches it as the operator)
-        self.loopback = is_loopback_host(settings.web_host)
+        self.loopback = is_loopback_host(self.bind_host)
         self.store = TokenStore(settings.effective_web_tokens_file, settings.web_tokens)
 
     def scope(self, request: Any) -> Scope:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -305,3 +306,24 @@ def test_broker_and_simulate_stop_cleanly_on_sigterm_and_honour_duration(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_an_interrupted_broker_start_leaves_no_broker_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C or SIGTERM (`c2m broker` raises KeyboardInterrupt for it) while the broker
+    process starts: it is stopped, not left running in its own session."""
+    import streams.kafka.embedded as embedded
+
+    started: list[Any] = []
+
+    def interrupted(attempt: Any, timeout_s: float, interval_s: float) -> Any:
+        started.append(broker._proc)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(embedded, "poll_until", interrupted)
+    broker = EmbeddedBroker()
+    with pytest.raises(KeyboardInterrupt):
+        broker.start()
+    (proc,) = started
+    assert proc is not None and proc.poll() is not None  # the child was stopped

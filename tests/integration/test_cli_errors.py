@@ -87,7 +87,8 @@ def test_secrets_are_not_shown_in_a_settings_error(tmp_path: Path) -> None:
     line = one_line(out, EXIT_CONFIG)
     assert "C2M_KAFKA_SASL_MECHANISM" in line and "canary" not in out.stderr + out.stdout
     # a URL that does not parse still has its password masked
-    for url in ("ftp://u:canary-7f@x", "http://u:canary-7f@[::1", "http://u:canary-7f@h:99999"):
+    for url in ("ftp://u:canary-7f@x", "http://u:canary-7f@[::1", "http://u:canary-7f@h:99999",
+                "http://u:canary/7f@h:8123", "http://u:canary#7f@h:8123"):
         out = c2m("query", "SELECT 1", cwd=tmp_path, env=c2m_env(C2M_CLICKHOUSE_URL=url))
         line = one_line(out, EXIT_CONFIG)
         assert line.startswith("c2m: error: C2M_CLICKHOUSE_URL='") and "is not valid" in line
@@ -121,6 +122,7 @@ def test_traceback_only_with_debug(tmp_path: Path) -> None:
         (("alerts", "tail", "--factory", ""), "--factory"),
         (("brief", "--category", " "), "--category"),
         (("brief", "--category", "袜子", "--factory", ""), "--factory"),
+        (("brief", "--category", "x" * 129), "--category"),  # /api/brief refuses it too
         (("demo", "--duratoin", "5"), "--duratoin"),
         (("reset",), "--topic"),  # click listed the choices on four lines
         (("db", "grant", "-f", "F001", "--print-sql", "--users-xml"), "--users-xml"),

@@ -72,6 +72,9 @@ def test_the_check_guards_the_loopback_operator_only(tmp_path: Path) -> None:
     assert everyone.scope(_Req(Host="server.lan:6066")).kind == "operator"
     tokens = WebAuth(Settings(data_dir=tmp_path, web_host="0.0.0.0"))  # noqa: S104
     assert tokens.scope(_Req(Host="server.lan:6066")).kind == "market"
+    # the writer's server listens on C2M_WRITER_HOST, not C2M_WEB_HOST
+    writer = WebAuth(Settings(data_dir=tmp_path, web_require_token=False), "10.0.0.5")
+    assert writer.scope(_Req(Host="10.0.0.5:6067")).kind == "operator"
 
 
 def test_pages_of_other_sites_get_no_operator_data(

@@ -49,6 +49,9 @@ def test_mask_url() -> None:
     # URLs that do not parse (a port out of range, a broken IPv6 host) are masked too
     assert mask_url("http://u:p@h:99999") == "http://u:**********@h:99999"
     assert mask_url("http://u:p@[::1") == "http://u:**********@[::1"
+    # a password with an unencoded / or # (the URL parser reads a port from it)
+    assert mask_url("http://u:s3cr/et@h:8123") == "http://u:**********@h:8123"
+    assert mask_url("http://u:s3cr#et@h:8123") == "http://u:**********@h:8123"
 
 
 def test_empty_variables_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
