@@ -15,7 +15,7 @@ from typing import Any
 
 from streams.clickhouse.errors import sink_error
 from streams.core.alerting.book import Alert
-from streams.core.alerting.inputs import DIMENSIONS, AlertInputs, Product, SkuHour
+from streams.core.alerting.inputs import DIMENSIONS, AlertInputs, Product, SkuCounts, sku_counts
 from streams.core.alerting.progress import PartitionProgress
 from streams.core.catalog import UNKNOWN
 
@@ -172,7 +172,7 @@ class AlertStore:
                 f"moq, list_price, shop_id FROM {self.db}.products_current"
             )
         }
-        sku_hours: dict[str, dict[int, SkuHour]] = defaultdict(dict)
+        sku_hours: dict[str, dict[int, SkuCounts]] = defaultdict(dict)
         for r in self._rows(
             "SELECT sku, toUnixTimestamp(hour_start), units, cancelled_units, "  # noqa: S608
             "restock_shipped, restock_received, count_ts, count_on_hand, orders, pageviews "
@@ -182,7 +182,8 @@ class AlertStore:
             "OR hour_start IN {also:Array(DateTime('UTC'))}",
             lo=lo_s, hi=hi_s, also=extra,
         ):
-            sku_hours[r[0]][int(r[1])] = SkuHour(
+            # a plain tuple in SkuHour's order (SkuCounts: untracked by the collector)
+            sku_hours[r[0]][int(r[1])] = (
                 int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]), int(r[8]),
                 int(r[9]),
             )
@@ -195,7 +196,7 @@ class AlertStore:
                 "AND (restock_shipped > 0 OR restock_received > 0)",
                 lo=movements_from_s, hi=lo_s,
             ):
-                sku_hours[sku][int(h)] = SkuHour(
+                sku_hours[sku][int(h)] = sku_counts(
                     shipped=int(shipped), received=int(received)
                 )
         orders: dict[tuple[str, str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))

@@ -21,6 +21,7 @@ import json, sys
 from datetime import UTC, datetime
 import clickhouse_connect
 from streams.clickhouse.alerts import AlertStore
+from streams.core.alerting.inputs import COUNT_ON_HAND, COUNT_TS, RECEIVED, SHIPPED, UNITS
 from streams.clickhouse.migrations import migrate
 from streams.clickhouse.store import DemandStore
 
@@ -56,7 +57,7 @@ store = AlertStore(client, "c2m")
 inputs = store.load_inputs(H - 15 * DAY, H, H - 60 * DAY)
 print(json.dumps({
     "max_lead": store.max_lead_time_days(),
-    "hours": {sku: {str(t): [h.units, h.shipped, h.received, h.count_ts, h.count_on_hand]
+    "hours": {sku: {str(t): [h[UNITS], h[SHIPPED], h[RECEIVED], h[COUNT_TS], h[COUNT_ON_HAND]]
                     for t, h in sorted(hs.items())}
               for sku, hs in inputs.sku_hours.items()},
 }))

@@ -38,7 +38,9 @@ def reference_inputs(events: list[SimEvent]) -> AlertInputs:
                 bands.label(v["list_price"]), v["lead_time_days"], v["moq"], v["list_price"],
                 v["shop_id"],
             )
-    sku_hours: dict[str, dict[int, SkuHour]] = defaultdict(dict)
+    # counters per (sku, hour), in SkuHour's field order (SkuHour is an immutable tuple)
+    sku_hours: dict[str, dict[int, list[int]]] = defaultdict(dict)
+    fields = {name: i for i, name in enumerate(SkuHour._fields)}
     orders: dict[tuple[str, str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
     cat_orders: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     # who each key's orders came from (the k-shop rule of market signals): the shop of the
@@ -46,11 +48,11 @@ def reference_inputs(events: list[SimEvent]) -> AlertInputs:
     order_shops: dict[tuple[str, str, str], dict[int, set[int]]] = defaultdict(
         lambda: defaultdict(set))
 
-    def bucket(sku: str, h: int) -> SkuHour:
+    def add(sku: str, h: int, name: str, n: int) -> None:
         b = sku_hours[sku].get(h)
         if b is None:
-            b = sku_hours[sku][h] = SkuHour()
-        return b
+            b = sku_hours[sku][h] = list(SkuHour())
+        b[fields[name]] += n
 
     for ev in events:
         v = ev.value
@@ -62,9 +64,9 @@ def reference_inputs(events: list[SimEvent]) -> AlertInputs:
         if kind == "order_placed":
             cells = set()
             for sku in {line["sku"] for line in v["lines"]}:
-                bucket(sku, h).orders += 1
+                add(sku, h, "orders", 1)
             for line in v["lines"]:
-                bucket(line["sku"], h).units += line["qty"]
+                add(line["sku"], h, "units", line["qty"])
                 p = products[line["sku"]]
                 cells.add((p.category, p.color, p.size, p.price_band, v["region"]))
             tag = shop_tag(id_hash(v["shop_id"]), ORDER)
@@ -75,20 +77,22 @@ def reference_inputs(events: list[SimEvent]) -> AlertInputs:
                     order_shops[(cat, dim, value)][h].add(tag)
         elif kind == "order_cancelled":
             for line in v["lines"]:
-                bucket(line["sku"], h).cancelled += line["qty"]
+                add(line["sku"], h, "cancelled", line["qty"])
         elif kind == "page_view":
-            bucket(v["sku"], h).pageviews += 1
+            add(v["sku"], h, "pageviews", 1)
         elif kind == "restock_shipped":
-            bucket(v["sku"], h).shipped += v["qty"]
+            add(v["sku"], h, "shipped", v["qty"])
         elif kind == "restock_received":
-            bucket(v["sku"], h).received += v["qty"]
+            add(v["sku"], h, "received", v["qty"])
         elif kind == "stock_level":
-            b = bucket(v["sku"], h)
-            if (t, v["on_hand"]) > (b.count_ts, b.count_on_hand):
-                b.count_ts, b.count_on_hand = t, v["on_hand"]
+            add(v["sku"], h, "count_ts", 0)
+            b = sku_hours[v["sku"]][h]
+            ts_i, on_hand_i = fields["count_ts"], fields["count_on_hand"]
+            if (t, v["on_hand"]) > (b[ts_i], b[on_hand_i]):
+                b[ts_i], b[on_hand_i] = t, v["on_hand"]
     return AlertInputs(
         products,
-        dict(sku_hours),
+        {sku: {h: SkuHour(*b) for h, b in hours.items()} for sku, hours in sku_hours.items()},
         {k: dict(s) for k, s in orders.items()},
         {k: dict(s) for k, s in cat_orders.items()},
         {k: {h: frozenset(t) for h, t in s.items()} for k, s in order_shops.items()},

@@ -24,17 +24,21 @@ def evaluate_restock(
     return _evaluate(product, SkuSeries.build(hours, end), end, first, cfg)
 
 
+def _set(hours: dict[int, SkuHour], t: int, **changes: int) -> None:
+    hours[t] = hours[t]._replace(**changes)
+
+
 def _steady(days: int, per_hour: int, on_hand: int) -> dict[int, SkuHour]:
     hours = {t: SkuHour(units=per_hour) for t in range(T0, T0 + days * DAY, HOUR)}
-    hours[T0].count_ts, hours[T0].count_on_hand = T0 * 1000 + 1, on_hand
+    _set(hours, T0, count_ts=T0 * 1000 + 1, count_on_hand=on_hand)
     return hours
 
 
 def test_position_counts_from_the_start_of_the_count_hour() -> None:
     hours = _steady(2, 10, 1000)
-    hours[T0 + 5 * HOUR].received = 50
-    hours[T0 + 5 * HOUR].shipped = 50
-    hours[T0 + 6 * HOUR].shipped = 80
+    _set(hours, T0 + 5 * HOUR, received=50)
+    _set(hours, T0 + 5 * HOUR, shipped=50)
+    _set(hours, T0 + 6 * HOUR, shipped=80)
     end = T0 + 10 * HOUR
     # 10 hours x 10 units since the count hour (inclusive), +50 received; 80 on the road
     assert position(hours, end, 14 * DAY, 14 * DAY) == (1000 - 100 + 50, 80)
@@ -47,9 +51,9 @@ def test_position_windows_end_at_t_whatever_else_was_loaded() -> None:
     service loads more or less history depending on how many hours one tick evaluates)."""
     end = T0 + 30 * DAY
     hours = {t: SkuHour(units=1) for t in range(T0 + 10 * DAY, end, HOUR)}
-    hours[T0 + 20 * DAY].count_ts, hours[T0 + 20 * DAY].count_on_hand = (T0 + 20 * DAY) * 1000, 500
-    hours[T0 + 12 * DAY].shipped = 300  # 18 days before T: outside a 14-day transit window
-    hours[T0 + 25 * DAY].shipped = 40
+    _set(hours, T0 + 20 * DAY, count_ts=(T0 + 20 * DAY) * 1000, count_on_hand=500)
+    _set(hours, T0 + 12 * DAY, shipped=300)  # 18 days before T: outside a 14-day transit window
+    _set(hours, T0 + 25 * DAY, shipped=40)
     sold = 10 * 24  # one unit an hour since the count hour
     assert position(hours, end, 14 * DAY, 14 * DAY) == (500 - sold, 40)
     assert position(hours, end, 14 * DAY, 20 * DAY) == (500 - sold, 340)
@@ -67,14 +71,14 @@ def test_long_lead_shipments_stay_in_transit_for_two_lead_times() -> None:
     start = T0 - 70 * DAY
     end = T0 + 14 * DAY
     hours = {t: SkuHour(units=10) for t in range(start, end, HOUR)}  # 240 a day
-    hours[T0].count_ts, hours[T0].count_on_hand = T0 * 1000 + 1, 8000
-    hours[end - 20 * DAY].shipped = 6000
+    _set(hours, T0, count_ts=T0 * 1000 + 1, count_on_hand=8000)
+    _set(hours, end - 20 * DAY, shipped=6000)
     r = evaluate_restock(slow, hours, end, start, cfg)
     assert r is not None and r.in_transit == 6000
     # on hand 8000 - 14 x 240 = 4640, + 6000 on the way > 240 x 30.08 = 7220: no alert
     assert r.on_hand == 4640 and not r.firing
-    hours[end - 20 * DAY].shipped = 0
-    hours[end - 61 * DAY].shipped = 6000  # two lead times ago, never received: lost
+    _set(hours, end - 20 * DAY, shipped=0)
+    _set(hours, end - 61 * DAY, shipped=6000)  # two lead times ago, never received: lost
     r2 = evaluate_restock(slow, hours, end, start, cfg)
     assert r2 is not None and r2.in_transit == 0 and r2.firing
 
@@ -107,7 +111,7 @@ def test_the_rate_is_per_observed_hour() -> None:
     assert r is not None and r.daily_rate == 240  # 36 hours observed, not 1.5 days / 2
     # a SKU listed later: its rate is over its own hours, not diluted by days before it
     late = {t: h for t, h in _steady(3, 10, 5000).items() if t >= T0 + 2 * DAY}
-    late[T0 + 2 * DAY].count_ts, late[T0 + 2 * DAY].count_on_hand = (T0 + 2 * DAY) * 1000, 5000
+    _set(late, T0 + 2 * DAY, count_ts=(T0 + 2 * DAY) * 1000, count_on_hand=5000)
     r2 = evaluate_restock(P, late, T0 + 3 * DAY, T0, RestockConfig())
     assert r2 is not None and r2.daily_rate == 240 and r2.observed_hours == 24
 
@@ -140,10 +144,10 @@ def test_out_of_stock_hours_are_not_zero_demand() -> None:
     out = range(T0 + 4 * DAY, T0 + 7 * DAY, HOUR)
     for t in out:
         hours[t] = SkuHour(pageviews=100, count_ts=t * 1000 + 1, count_on_hand=0)
-    hours[T0].count_ts, hours[T0].count_on_hand = T0 * 1000 + 1, 960
-    hours[T0 + 7 * DAY].received = 5000
-    hours[T0 + 9 * DAY].count_ts = (T0 + 9 * DAY) * 1000 + 1
-    hours[T0 + 9 * DAY].count_on_hand = 5000 - 10 * 24 * 2
+    _set(hours, T0, count_ts=T0 * 1000 + 1, count_on_hand=960)
+    _set(hours, T0 + 7 * DAY, received=5000)
+    _set(hours, T0 + 9 * DAY, count_ts=(T0 + 9 * DAY) * 1000 + 1)
+    _set(hours, T0 + 9 * DAY, count_on_hand=5000 - 10 * 24 * 2)
     end = T0 + 10 * DAY
     series = SkuSeries.build(hours, end)
     assert series.oos == list(out)

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 from streams.core.alerting.book import Alert, AlertBook, Finding
 from streams.core.alerting.inputs import (
+    CANCELLED,
     DIMENSIONS,
     HOUR,
+    UNITS,
     AlertInputs,
     CumSeries,
     ShopSeries,
@@ -142,7 +144,7 @@ class PreparedInputs:
                 if p is None or p.category != cat or p.value(dim) != value:
                     continue
                 for h, b in hs.items():
-                    sold[h] = sold.get(h, 0.0) + b.net
+                    sold[h] = sold.get(h, 0.0) + b[UNITS] - b[CANCELLED]
             units_keyed[key] = sold
         self.lost_by_key = {k: CumSeries(v) for k, v in lost_keyed.items()}
         self.lost_gmv_by_key = {k: CumSeries(v) for k, v in gmv_keyed.items()}

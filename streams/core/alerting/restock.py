@@ -39,7 +39,18 @@ import math
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from streams.core.alerting.inputs import DAY, HOUR, Product, SkuHour
+from streams.core.alerting.inputs import (
+    CANCELLED,
+    COUNT_ON_HAND,
+    COUNT_TS,
+    DAY,
+    HOUR,
+    RECEIVED,
+    SHIPPED,
+    UNITS,
+    Product,
+    SkuCounts,
+)
 from streams.core.alerting.stock import SkuSeries
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 
@@ -105,7 +116,7 @@ def daily_net(
 
 
 def position(
-    hours: dict[int, SkuHour], end_s: int, count_s: int, transit_s: int,
+    hours: dict[int, SkuCounts], end_s: int, count_s: int, transit_s: int,
     cal: MarketCalendar = UTC_CALENDAR,
 ) -> tuple[int, int] | None:
     """(on hand, in transit) at ``end_s``: on hand from the latest stock count in the
@@ -118,23 +129,23 @@ def position(
         t = cal.hour(end_s - 1)
         while t >= stop:
             h = hours.get(t)
-            if h is not None and 0 <= h.count_ts < end_ms:
+            if h is not None and 0 <= h[COUNT_TS] < end_ms:
                 anchor = t
                 break
             t -= HOUR
     if anchor is None:
         return None
-    on_hand = hours[anchor].count_on_hand
+    on_hand = hours[anchor][COUNT_ON_HAND]
     transit_from = end_s - transit_s
     shipped = received = 0
     for t, h in hours.items():
         if t >= end_s:
             continue
         if t >= transit_from:
-            shipped += h.shipped
-            received += h.received
+            shipped += h[SHIPPED]
+            received += h[RECEIVED]
         if t >= anchor:
-            on_hand += h.received - h.net
+            on_hand += h[RECEIVED] - h[UNITS] + h[CANCELLED]
     return on_hand, max(shipped - received, 0)
 
 

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import accumulate
 
-from streams.core.alerting.inputs import HOUR, SkuHour
+from streams.core.alerting.inputs import HOUR, ORDERS, PAGEVIEWS, UNITS, SkuCounts
 
 #: page views over in-stock hours below which a SKU's conversion is not estimated
 MIN_VIEWS = 20
@@ -47,7 +47,7 @@ CONVERSION_DAYS = 7
 class SkuSeries:
     """One SKU's hours, indexed for sums over hour ranges."""
 
-    hours: dict[int, SkuHour]
+    hours: dict[int, SkuCounts]
     #: the SKU's first hour with any data (its demand is observed from there on)
     first: int
     #: out-of-stock hours, sorted
@@ -65,7 +65,7 @@ class SkuSeries:
     _full_views: list[int] = field(default_factory=list)
 
     @classmethod
-    def build(cls, hours: dict[int, SkuHour], end_s: int) -> SkuSeries:
+    def build(cls, hours: dict[int, SkuCounts], end_s: int) -> SkuSeries:
         keys = sorted(h for h in hours if h < end_s)
         s = cls(hours, keys[0] if keys else end_s)
         s._keys = keys
@@ -79,22 +79,23 @@ class SkuSeries:
         level: int | None = None
         prev: int | None = None
         for h in keys:
-            b = hours[h]
+            units_h, cancelled, _, received, count_ts, count_on_hand, orders_h, views_h = hours[h]
+            net_h = units_h - cancelled
             if prev is not None and level is not None and level <= 0:
                 # the hours without data since the last one were out of stock too
                 oos.extend(range(prev + HOUR, h, HOUR))
-            start = b.count_on_hand if b.count_ts >= 0 else level
-            end = None if start is None else start - b.net + b.received
+            start = count_on_hand if count_ts >= 0 else level
+            end = None if start is None else start - net_h + received
             out = False
-            if start is not None and start <= 0 and b.received == 0:
+            if start is not None and start <= 0 and received == 0:
                 # nothing on hand and nothing received: out of stock unless it sold about
                 # as it does in stock (a presale); a few units back from returns do not
                 # make it in stock
-                if b.units == 0:
+                if units_h == 0:
                     out = True
                 else:
                     conv = s.own_conversion(h - back, h)  # the sums so far: hours < h
-                    out = conv is not None and b.units < 0.5 * b.pageviews * conv[0]
+                    out = conv is not None and units_h < 0.5 * views_h * conv[0]
             whole = not out and (start is None or start > 0) and (end is None or end > 0)
             if out:
                 oos.append(h)
@@ -102,14 +103,14 @@ class SkuSeries:
                 full.append(h)
             level = end
             prev = h
-            net.append(net[-1] + b.net)
-            units.append(units[-1] + b.units)
-            orders.append(orders[-1] + b.orders)
-            views.append(views[-1] + b.pageviews)
-            oos_net.append(oos_net[-1] + (b.net if out else 0))
-            f_units.append(f_units[-1] + (b.units if whole else 0))
-            f_orders.append(f_orders[-1] + (b.orders if whole else 0))
-            f_views.append(f_views[-1] + (b.pageviews if whole else 0))
+            net.append(net[-1] + net_h)
+            units.append(units[-1] + units_h)
+            orders.append(orders[-1] + orders_h)
+            views.append(views[-1] + views_h)
+            oos_net.append(oos_net[-1] + (net_h if out else 0))
+            f_units.append(f_units[-1] + (units_h if whole else 0))
+            f_orders.append(f_orders[-1] + (orders_h if whole else 0))
+            f_views.append(f_views[-1] + (views_h if whole else 0))
         if prev is not None and level is not None and level <= 0:
             oos.extend(range(prev + HOUR, end_s, HOUR))
         return s
@@ -160,15 +161,15 @@ class SkuSeries:
         back = CONVERSION_DAYS * 86_400
         for h in self.oos[bisect_left(self.oos, lo): bisect_left(self.oos, hi)]:
             b = self.hours.get(h)
-            if b is None or not b.pageviews:
+            if b is None or not b[PAGEVIEWS]:
                 continue
             conv = self.own_conversion(h - back, h)
             if conv is None and fallback is not None:
                 conv = fallback(h - back, h)
             if conv is None:
                 continue
-            units = max(b.pageviews * conv[0] - b.units, 0.0)
-            orders = max(b.pageviews * conv[1] - b.orders, 0.0)
+            units = max(b[PAGEVIEWS] * conv[0] - b[UNITS], 0.0)
+            orders = max(b[PAGEVIEWS] * conv[1] - b[ORDERS], 0.0)
             if units > 0 or orders > 0:
                 out[h] = (units, orders)
         return out
@@ -189,9 +190,9 @@ class CategoryConversion:
         for sr in series:
             for h in sr.full:
                 b = sr.hours[h]
-                units[h] = units.get(h, 0) + b.units
-                orders[h] = orders.get(h, 0) + b.orders
-                views[h] = views.get(h, 0) + b.pageviews
+                units[h] = units.get(h, 0) + b[UNITS]
+                orders[h] = orders.get(h, 0) + b[ORDERS]
+                views[h] = views.get(h, 0) + b[PAGEVIEWS]
         self._hours = sorted(views)
         self._units = [0, *accumulate(units[h] for h in self._hours)]
         self._orders = [0, *accumulate(orders[h] for h in self._hours)]
