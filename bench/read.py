@@ -190,6 +190,7 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
     from streams.clickhouse.migrations import database_timezone
     from streams.clickhouse.store import DemandStore
     from streams.clickhouse.views import run_view
+    from streams.core.alerting.book import AlertBook
     from streams.core.alerting.inputs import DAY, HOUR, InputCache, settled_before
     from streams.core.forecast import ForecastConfig, brief_forecasts
     from streams.core.promotions import NO_PROMOTIONS
@@ -312,7 +313,12 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         return brief_forecasts(demand, last, NO_PROMOTIONS, cfg)
 
     q["alert service: the daily forecast (56 days read, modelled; once a day)"] = forecast
-    q["alert service: current alerts (book reload)"] = alerts.current_alerts
+    def book_reload() -> Any:  # at a start: the open alerts and those still cooling down
+        last = alerts.last_evaluated()
+        bound = None if last is None else AlertBook().restore_bound(last + HOUR)
+        return alerts.current_alerts(bound)
+
+    q["alert service: current alerts (book reload)"] = book_reload
     day = client.query(
         f"SELECT max(window_start) FROM {db}.demand_cells WHERE window_seconds = 86400 "  # noqa: S608
         "AND window_end <= toDateTime({e:Int64})", parameters={"e": end_s}).result_rows[0][0]

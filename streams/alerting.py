@@ -242,9 +242,12 @@ class AlertService(Service):
 
     async def _reload(self) -> None:
         self._inputs.clear()
-        current = await self.io(self.store.current_alerts)
-        self.evaluator.book.restore(current)
         self.last_hour = await self.io(self.store.last_evaluated)
+        # the next hour evaluated is the one after it (_evaluate): resolved alerts whose
+        # cooldown ended before it are not read
+        book = self.evaluator.book
+        bound = None if self.last_hour is None else book.restore_bound(self.last_hour + HOUR)
+        book.restore(await self.io(self.store.current_alerts, bound))
         self._loaded = True
 
     async def tick(self) -> int:

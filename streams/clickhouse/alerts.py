@@ -229,11 +229,18 @@ class AlertStore:
         )
 
     # ---------------------------------------------------------------- alerts
-    def current_alerts(self) -> list[Alert]:
-        """The newest version of every alert (to rebuild the lifecycle book)."""
+    def current_alerts(self, resolved_after_s: int | None = None) -> list[Alert]:
+        """The newest version of every alert (to rebuild the lifecycle book); with
+        ``resolved_after_s``, of the resolved ones only those resolved in an hour after it
+        (``AlertBook.restore_bound``: the others cool down no hour still to evaluate). The
+        filter applies to the newest versions (after FINAL)."""
         cols = ", ".join(ALERT_COLUMNS[:-1])
+        sql = f"SELECT {cols} FROM {self.db}.alerts FINAL"  # noqa: S608
+        if resolved_after_s is not None:
+            sql = (f"SELECT {cols} FROM ({sql}) WHERE state != 'resolved' "  # noqa: S608
+                   "OR window_start > toDateTime({after:Int64})")
         out = []
-        for r in self._rows(f"SELECT {cols} FROM {self.db}.alerts FINAL"):  # noqa: S608
+        for r in self._rows(sql, after=resolved_after_s or 0):
             d = dict(zip(ALERT_COLUMNS, r, strict=False))
             kind = d["kind"]
             key = (d["sku"],) if kind == "restock" else (d["category"], d["dimension"], d["value"])

@@ -144,8 +144,16 @@ class AlertBook:
             return new
         return None
 
+    def restore_bound(self, next_hour: int) -> int:
+        """To evaluate ``next_hour`` and later, ``restore`` needs every open alert but, of
+        the resolved ones, only those resolved in an hour after this bound: an older one's
+        cooldown ends by ``next_hour`` (a restart reads fewer alerts than were ever
+        raised)."""
+        return next_hour - self.cooldown_hours * HOUR
+
     def restore(self, current: list[Alert]) -> None:
-        """Rebuild from the newest version of every alert (``c2m.alerts``)."""
+        """Rebuild from the newest version of every alert (``c2m.alerts``), or of every
+        alert but the resolved ones at or before ``restore_bound`` of the next hour."""
         self.open.clear()
         self.cooldown_until.clear()
         for a in current:
