@@ -7,7 +7,15 @@ import math
 from dataclasses import replace
 
 from streams.core.alerting.book import AlertBook, Finding, alert_id
-from streams.core.alerting.inputs import DAY, HOUR, CumSeries, Product, SkuHour
+from streams.core.alerting.inputs import (
+    DAY,
+    HOUR,
+    CumSeries,
+    Product,
+    SkuCounts,
+    SkuHour,
+    sku_counts,
+)
 from streams.core.alerting.progress import PartitionProgress, alert_watermark
 from streams.core.alerting.restock import RestockConfig, RestockFinding, position
 from streams.core.alerting.restock import evaluate_restock as _evaluate
@@ -19,17 +27,20 @@ P = Product("SKU1", "F001", "袜子", "白", "M", "0-10", lead_time_days=5, moq=
 
 
 def evaluate_restock(
-    product: Product, hours: dict[int, SkuHour], end: int, first: int, cfg: RestockConfig
+    product: Product, hours: dict[int, SkuCounts], end: int, first: int, cfg: RestockConfig
 ) -> RestockFinding | None:
     return _evaluate(product, SkuSeries.build(hours, end), end, first, cfg)
 
 
-def _set(hours: dict[int, SkuHour], t: int, **changes: int) -> None:
-    hours[t] = hours[t]._replace(**changes)
+def _set(hours: dict[int, SkuCounts], t: int, **changes: int) -> None:
+    """Change fields of one hour (kept as a plain tuple, as the alert service keeps it:
+    the rules must read it by index)."""
+    b = SkuHour(*hours[t])._replace(**changes)
+    hours[t] = sku_counts(*b)
 
 
-def _steady(days: int, per_hour: int, on_hand: int) -> dict[int, SkuHour]:
-    hours = {t: SkuHour(units=per_hour) for t in range(T0, T0 + days * DAY, HOUR)}
+def _steady(days: int, per_hour: int, on_hand: int) -> dict[int, SkuCounts]:
+    hours = {t: sku_counts(units=per_hour) for t in range(T0, T0 + days * DAY, HOUR)}
     _set(hours, T0, count_ts=T0 * 1000 + 1, count_on_hand=on_hand)
     return hours
 
@@ -42,7 +53,7 @@ def test_position_counts_from_the_start_of_the_count_hour() -> None:
     end = T0 + 10 * HOUR
     # 10 hours x 10 units since the count hour (inclusive), +50 received; 80 on the road
     assert position(hours, end, 14 * DAY, 14 * DAY) == (1000 - 100 + 50, 80)
-    assert position({T0: SkuHour(units=5)}, end, 14 * DAY, 14 * DAY) is None  # no count
+    assert position({T0: sku_counts(units=5)}, end, 14 * DAY, 14 * DAY) is None  # no count
 
 
 def test_position_windows_end_at_t_whatever_else_was_loaded() -> None:
@@ -50,7 +61,7 @@ def test_position_windows_end_at_t_whatever_else_was_loaded() -> None:
     transit window only. Extra hours before the windows change nothing (the alerting
     service loads more or less history depending on how many hours one tick evaluates)."""
     end = T0 + 30 * DAY
-    hours = {t: SkuHour(units=1) for t in range(T0 + 10 * DAY, end, HOUR)}
+    hours = {t: sku_counts(units=1) for t in range(T0 + 10 * DAY, end, HOUR)}
     _set(hours, T0 + 20 * DAY, count_ts=(T0 + 20 * DAY) * 1000, count_on_hand=500)
     _set(hours, T0 + 12 * DAY, shipped=300)  # 18 days before T: outside a 14-day transit window
     _set(hours, T0 + 25 * DAY, shipped=40)
@@ -58,7 +69,8 @@ def test_position_windows_end_at_t_whatever_else_was_loaded() -> None:
     assert position(hours, end, 14 * DAY, 14 * DAY) == (500 - sold, 40)
     assert position(hours, end, 14 * DAY, 20 * DAY) == (500 - sold, 340)
     assert position(hours, end, 9 * DAY, 14 * DAY) is None  # the count is 10 days old
-    more = {**{t: SkuHour(shipped=7, received=3) for t in range(T0, T0 + 10 * DAY, DAY)}, **hours}
+    more = {**{t: sku_counts(shipped=7, received=3) for t in range(T0, T0 + 10 * DAY, DAY)},
+            **hours}
     assert position(more, end, 14 * DAY, 14 * DAY) == position(hours, end, 14 * DAY, 14 * DAY)
 
 
@@ -70,7 +82,7 @@ def test_long_lead_shipments_stay_in_transit_for_two_lead_times() -> None:
     assert cfg.transit_days(30) == 60 and cfg.transit_days(5) == 14
     start = T0 - 70 * DAY
     end = T0 + 14 * DAY
-    hours = {t: SkuHour(units=10) for t in range(start, end, HOUR)}  # 240 a day
+    hours = {t: sku_counts(units=10) for t in range(start, end, HOUR)}  # 240 a day
     _set(hours, T0, count_ts=T0 * 1000 + 1, count_on_hand=8000)
     _set(hours, end - 20 * DAY, shipped=6000)
     r = evaluate_restock(slow, hours, end, start, cfg)
@@ -119,18 +131,18 @@ def test_the_rate_is_per_observed_hour() -> None:
 def test_a_new_sku_selling_out_alerts_in_its_first_hour() -> None:
     """Issue 20: 3 on hand, hundreds sold in its first hour, no earlier history: critical
     at the end of that hour; a healthy new SKU's first hour is not an alarm."""
-    hours = {T0: SkuHour(units=400, orders=300, pageviews=900, count_ts=T0 * 1000 + 5,
+    hours = {T0: sku_counts(units=400, orders=300, pageviews=900, count_ts=T0 * 1000 + 5,
                          count_on_hand=3)}
     r = evaluate_restock(P, hours, T0 + HOUR, T0, RestockConfig())
     assert r is not None and r.firing and r.severity == "critical"
     assert r.daily_rate == 400 * 24 and r.observed_hours == 1
     assert r.recommended_qty >= 400 * 24 * 5 and r.recommended_qty % P.moq == 0
-    healthy = {T0: SkuHour(units=40, count_ts=T0 * 1000 + 5, count_on_hand=20_000)}
+    healthy = {T0: sku_counts(units=40, count_ts=T0 * 1000 + 5, count_on_hand=20_000)}
     r2 = evaluate_restock(P, healthy, T0 + HOUR, T0, RestockConfig())
     assert r2 is not None and not r2.firing  # 20,000 on hand: 20 days at 960 a day
     # a few sales are no proof of a stockout: 3 sold with 200 on hand and a 5-day lead
     # time (3 x 24 x 5 = 360 at the observed rate, but 3 units say little about a rate)
-    noisy = {T0: SkuHour(units=3, count_ts=T0 * 1000 + 5, count_on_hand=200)}
+    noisy = {T0: sku_counts(units=3, count_ts=T0 * 1000 + 5, count_on_hand=200)}
     r3 = evaluate_restock(P, noisy, T0 + HOUR, T0, RestockConfig())
     assert r3 is not None and not r3.firing
 
@@ -139,11 +151,11 @@ def test_out_of_stock_hours_are_not_zero_demand() -> None:
     """Three days out of stock (views go on, no sales), then restocked: the rate is the
     in-stock rate, not diluted by the stockout; the lost units are estimated from the
     views at the in-stock conversion."""
-    hours = {t: SkuHour(units=10, orders=8, pageviews=100) for t in range(T0, T0 + 10 * DAY,
+    hours = {t: sku_counts(units=10, orders=8, pageviews=100) for t in range(T0, T0 + 10 * DAY,
                                                                           HOUR)}
     out = range(T0 + 4 * DAY, T0 + 7 * DAY, HOUR)
     for t in out:
-        hours[t] = SkuHour(pageviews=100, count_ts=t * 1000 + 1, count_on_hand=0)
+        hours[t] = sku_counts(pageviews=100, count_ts=t * 1000 + 1, count_on_hand=0)
     _set(hours, T0, count_ts=T0 * 1000 + 1, count_on_hand=960)
     _set(hours, T0 + 7 * DAY, received=5000)
     _set(hours, T0 + 9 * DAY, count_ts=(T0 + 9 * DAY) * 1000 + 1)

@@ -54,11 +54,12 @@ class SkuHour(NamedTuple):
 
 
 #: How ``AlertInputs`` keeps a SKU hour: a plain tuple in ``SkuHour``'s field order, read
-#: with the indexes below (a ``SkuHour`` is one too). Not an object: the alert service
-#: keeps 15 days of them (1.35 million at 4,000 SKUs), and Python's cyclic collector stops
-#: tracking a plain tuple of numbers (not a subclass such as a NamedTuple, not a dataclass
-#: instance), so its full collections no longer walk them: they did, 0.77 s each, a pause
-#: of the worker's event loop (bench/RESULTS.md).
+#: with the indexes below (or unpacked; a ``SkuHour`` reads the same but is kept as one
+#: only in tests). Not an object: the alert service keeps 15 days of them (1.35 million
+#: at 4,000 SKUs), and Python's cyclic collector stops tracking a plain tuple of numbers
+#: (not a subclass such as a NamedTuple, not a dataclass instance), so its full
+#: collections no longer walk them: they did, 0.76-1.04 s each, a pause of the worker's
+#: event loop (bench/RESULTS.md).
 SkuCounts = tuple[int, int, int, int, int, int, int, int]
 UNITS, CANCELLED, SHIPPED, RECEIVED, COUNT_TS, COUNT_ON_HAND, ORDERS, PAGEVIEWS = range(8)
 

@@ -36,6 +36,7 @@ For one SKU as of time T (the end of an evaluated hour):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -116,7 +117,7 @@ def daily_net(
 
 
 def position(
-    hours: dict[int, SkuCounts], end_s: int, count_s: int, transit_s: int,
+    hours: Mapping[int, SkuCounts], end_s: int, count_s: int, transit_s: int,
     cal: MarketCalendar = UTC_CALENDAR,
 ) -> tuple[int, int] | None:
     """(on hand, in transit) at ``end_s``: on hand from the latest stock count in the

@@ -31,7 +31,7 @@ with cumulative sums, so a tick evaluating many hours stays cheap.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -47,7 +47,7 @@ CONVERSION_DAYS = 7
 class SkuSeries:
     """One SKU's hours, indexed for sums over hour ranges."""
 
-    hours: dict[int, SkuCounts]
+    hours: Mapping[int, SkuCounts]
     #: the SKU's first hour with any data (its demand is observed from there on)
     first: int
     #: out-of-stock hours, sorted
@@ -65,7 +65,7 @@ class SkuSeries:
     _full_views: list[int] = field(default_factory=list)
 
     @classmethod
-    def build(cls, hours: dict[int, SkuCounts], end_s: int) -> SkuSeries:
+    def build(cls, hours: Mapping[int, SkuCounts], end_s: int) -> SkuSeries:
         keys = sorted(h for h in hours if h < end_s)
         s = cls(hours, keys[0] if keys else end_s)
         s._keys = keys
