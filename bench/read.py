@@ -138,9 +138,27 @@ def build(db_dir: Path, days: float, events_per_day: int, skus: int, shops: int,
     market.refresh_periodic(client, settings.clickhouse_database)
     write_s += time.perf_counter() - a
     build_s = time.perf_counter() - t0
+    fold_days(client, settings)
     alerts_s = evaluate_alerts(client, settings)
     return {"events": n, "flushes": flushes, "build_s": round(build_s, 1),
             "write_s": round(write_s, 1), "alerts_s": round(alerts_s, 1)}
+
+
+def fold_days(client: Any, settings: Any) -> None:
+    """The leader's SKU days fold (``streams.clickhouse.sku_days``): every settled day at
+    once here (a live leader folds each the tick after it settles; a database from before
+    migration 0014 has them all folded at the first tick)."""
+    from streams.clickhouse import sku_days
+    from streams.clickhouse.migrations import database_timezone
+    from streams.core.calendar import MarketCalendar
+
+    db = settings.clickhouse_database
+    a = time.perf_counter()
+    n = sku_days.refresh(client, db, int(settings.correction_horizon_hours * 3600),
+                         MarketCalendar(database_timezone(client, db) or "UTC"))
+    if n:
+        print(f"  SKU days: {n} days folded in {time.perf_counter() - a:.1f} s",
+              file=sys.stderr, flush=True)
 
 
 def evaluate_alerts(client: Any, settings: Any) -> float:
@@ -186,12 +204,14 @@ def settle(client: Any, timeout_s: float = 120) -> None:
 # ---------------------------------------------------------------- queries
 def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any]]:
     """name -> a call that runs one user-triggerable query."""
+    from streams.clickhouse import sku_days
     from streams.clickhouse.alerts import AlertStore
     from streams.clickhouse.migrations import database_timezone
     from streams.clickhouse.store import DemandStore
     from streams.clickhouse.views import run_view
     from streams.core.alerting.book import AlertBook
     from streams.core.alerting.inputs import DAY, HOUR, InputCache, settled_before
+    from streams.core.calendar import MarketCalendar
     from streams.core.forecast import ForecastConfig, brief_forecasts
     from streams.core.promotions import NO_PROMOTIONS
     from streams.core.tokens import Scope
@@ -319,6 +339,20 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         return alerts.current_alerts(bound)
 
     q["alert service: current alerts (book reload)"] = book_reload
+    horizon_s = int(Settings().correction_horizon_hours * 3600)
+    calendar = MarketCalendar(zone)
+    q["alert leader: SKU days, a tick with no day newly settled"] = (
+        lambda: sku_days.refresh(client, db, horizon_s, calendar))
+    # once a local day: the fold of the day that settled (its SELECT; the INSERT of 4,000
+    # rows is not timed, and the database stays as built)
+    cut = client.query(
+        f"SELECT toUnixTimestamp(cut) FROM {db}.sku_days_cut").result_rows  # noqa: S608
+    if cut and cut[0][0]:
+        settled = calendar.day(int(cut[0][0]) - 1)
+        fold = sku_days.fold_sql(db).split(") SELECT ", 1)[1]
+        q["alert leader: SKU days, the fold of a day that settled (once a day)"] = (
+            lambda: client.query("SELECT " + fold, parameters={
+                "lo": settled[0], "hi": settled[1]}).result_rows)
     day = client.query(
         f"SELECT max(window_start) FROM {db}.demand_cells WHERE window_seconds = 86400 "  # noqa: S608
         "AND window_end <= toDateTime({e:Int64})", parameters={"e": end_s}).result_rows[0][0]
@@ -412,6 +446,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     applied = migrate(client, db, timezone=database_timezone(client, db) or settings.timezone)
     if applied:
         print(f"D = {days}: migrations {applied} applied", file=sys.stderr)
+    fold_days(client, settings)  # what the leader's first tick does after an upgrade
     settle(client)
     results = time_queries(user_queries(client, db, meta["end_s"]), args.repeats)
     return {"days": days, "build": meta, "queries": results,

@@ -217,7 +217,8 @@ def attach_market_refresh(
     refresher = MarketRefresher(
         store.client, settings.clickhouse_database, io, leader=leader, flushes=flushes,
         pending=store.market_pending,
-        short_sizes=[s for s in settings.window_seconds if s < market.DAILY_SECONDS])
+        short_sizes=[s for s in settings.window_seconds if s < market.DAILY_SECONDS],
+        days=(int(settings.correction_horizon_hours * 3600), store.calendar))
     attach_service(app, refresher)
 
     @app.timer(interval=settings.market_refresh_seconds)  # type: ignore[untyped-decorator]

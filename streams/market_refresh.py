@@ -15,6 +15,10 @@ start and once when stopped (after the demand consumer's final flush: services s
 reverse order), so a stopped pipeline leaves the market rows of everything it wrote.
 Several workers on one ClickHouse: only the alert leader ticks (the fold's versions keep
 any interleaving right, but one is enough); every worker refreshes when stopped.
+
+The leader's tick also folds the local days that settled since the last tick into the SKU
+days (``streams.clickhouse.sku_days``, migration 0014): the other fold the read path
+keeps off the ingest path.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import Any
 
 from mode import Service
 
-from streams.clickhouse import market
+from streams.clickhouse import market, sku_days
+from streams.core.calendar import MarketCalendar
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +47,12 @@ class MarketRefresher(Service):
         flushes: Callable[[], int] | None = None,
         pending: market.PendingWindows | None = None,
         short_sizes: Sequence[int] = market.SHORT_SIZES,
+        days: tuple[int, MarketCalendar] | None = None,
     ) -> None:
         super().__init__()
+        #: (correction horizon in seconds, the market's calendar): fold the settled days
+        #: into the SKU days on the leader's ticks (None: not this process's job)
+        self.days = days
         #: the configured window sizes shorter than a day (the stale scans')
         self.short_sizes = tuple(short_sizes)
         #: the windows shorter than a day this process's store refreshed: re-folded by
@@ -86,10 +95,14 @@ class MarketRefresher(Service):
                 if mark != self._mark:
                     await self.io(market.refresh_periodic, self.client, self.database,
                                   self.short_sizes)
+                    if self.days is not None:
+                        await self.io(sku_days.refresh, self.client, self.database,
+                                      *self.days)
                     self._mark = mark
                     folded = True
             except Exception as exc:  # ClickHouse away: the next tick tries again
-                log.warning("market fold deferred: %s", str(exc).splitlines()[0][:300])
+                log.warning("market fold or SKU days deferred: %s",
+                            str(exc).splitlines()[0][:300])
                 return False
             self.flushes_covered = flushes
             if folded:

@@ -12,12 +12,14 @@ A factory's user may read:
 - its own alerts and the market signals (``alerts``, ``alert_history``, ``alerts_current``:
   row policy ``factory_id = F OR kind != 'restock'``);
 - its own catalog (``products``, ``products_current``: ``factory_id = F``), the hourly
-  counters of the SKUs in it (``sku_hours``, ``sku_hourly``), its lost sales
+  counters of the SKUs in it (``sku_hours``, ``sku_hourly``, and per day ``sku_days``),
+  its lost sales
   (``lost_sales``), its forecast (``brief_forecast``: its own rows, not the whole
   market's) and so its production brief (``production_brief`` runs with the caller's
   rights: it reads only what these policies let through);
 - the pipeline's progress (``source_progress``, ``checkpoints_latest``: partition
-  positions and counts; the brief reads them).
+  positions and counts; ``sku_days_folded``, ``sku_days_cut``: the day the SKU days are
+  folded up to and the watermarks it was folded under; the brief reads them).
 
 Nothing else: not the cells (``demand_state``, ``demand_cells``, ``demand_by_attribute``,
 ``demand_rolling``: other shops' and factories' numbers below k), not ``late_events``
@@ -40,8 +42,9 @@ from streams.core.tenancy import check_factory_id, clickhouse_user
 GRANTED = (
     "market_demand", "market_rolling",
     "alerts", "alert_history", "alerts_current",
-    "products", "products_current", "sku_hours", "sku_hourly", "lost_sales",
+    "products", "products_current", "sku_hours", "sku_hourly", "sku_days", "lost_sales",
     "brief_forecast", "production_brief", "source_progress", "checkpoints_latest",
+    "sku_days_folded", "sku_days_cut",
 )
 
 
@@ -72,6 +75,8 @@ class FactoryAccess:
             "products": f"factory_id = {f}",
             "sku_hours": f"sku IN (SELECT sku FROM {self.database}.products "  # noqa: S608
                          f"WHERE factory_id = {f})",
+            "sku_days": f"sku IN (SELECT sku FROM {self.database}.products "  # noqa: S608
+                        f"WHERE factory_id = {f})",
             "lost_sales": f"factory_id = {f}",
             "brief_forecast": f"factory_id = {f}",
         }

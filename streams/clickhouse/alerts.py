@@ -300,17 +300,23 @@ class AlertStore:
     ) -> list[tuple[str, str, str, str, str, int, float]]:
         """Demand per (factory, category, colour, size, price band, local day) for the
         local days first_day..last_day: net units (ordered less cancelled and returned)
-        plus the units lost to stockouts. Days as ordinals; one row per cell with any."""
+        plus the units lost to stockouts. Days as ordinals; one row per cell with any.
+        The settled days come from the SKU days, the others from the SKU hours (summed per
+        SKU and day before the catalog join either way; ``sku_days_cut``)."""
+        net = "toInt64(units) - toInt64(cancelled_units) - toInt64(returned_units)"
         rows = self._rows(
-            "SELECT factory_id, category, color, size, price_band, d, sum(x) FROM ("  # noqa: S608
+            "WITH (SELECT cut FROM " + self.db + ".sku_days_cut) AS cut, "  # noqa: S608
+            "toDateTime({lo:Date}, {tz:String}) AS lo, toDateTime({hi:Date}, {tz:String}) AS hi "
+            "SELECT factory_id, category, color, size, price_band, d, sum(x) FROM ("
             "SELECT p.factory_id AS factory_id, p.category AS category, p.color AS color, "
-            "p.size AS size, p.price_band AS price_band, toDate(h.hour_start, {tz:String}) AS d, "
-            "toFloat64(toInt64(h.units) - toInt64(h.cancelled_units) "
-            "- toInt64(h.returned_units)) AS x "
-            f"FROM {self.db}.sku_hours AS h FINAL "
-            f"INNER JOIN {self.db}.products_current AS p ON h.sku = p.sku "
-            "WHERE h.hour_start >= toDateTime({lo:Date}, {tz:String}) "
-            "AND h.hour_start < toDateTime({hi:Date}, {tz:String}) "
+            "p.size AS size, p.price_band AS price_band, s.d AS d, toFloat64(s.n) AS x FROM ("
+            f"SELECT sku, toDate(hour_start, {{tz:String}}) AS d, sum({net}) AS n "
+            f"FROM {self.db}.sku_hours FINAL "
+            "WHERE hour_start >= greatest(lo, cut) AND hour_start < hi GROUP BY sku, d "
+            f"UNION ALL SELECT sku, toDate(day_start, {{tz:String}}) AS d, {net} AS n "
+            f"FROM {self.db}.sku_days FINAL "
+            "WHERE day_start >= lo AND day_start < least(cut, hi)"
+            f") AS s INNER JOIN {self.db}.products_current AS p ON s.sku = p.sku "
             "UNION ALL "
             "SELECT factory_id, category, color, size, price_band, "
             "toDate(hour_start, {tz:String}), lost_units "

@@ -50,7 +50,8 @@ def wanted_ttls(
     - ``visitor_cells`` and ``shop_cells``: one rule for every size (only refreshes of
       windows that can still change read them: unique visitors and contributors per cell
       stay in ``demand_cells``);
-    - ``sku_state`` and the serving ``sku_hours``: on the hour start;
+    - ``sku_state`` and the serving ``sku_hours``: on the hour start; ``sku_days`` on the
+      day start (the same days);
     - ``late_events``: on the time the event was recorded (its payload is kept as long as
       the dead-letter topic keeps dead letters), not its event time.
     """
@@ -70,6 +71,7 @@ def wanted_ttls(
         "shop_cells": _expire("window_start", visitor_days) if visitor_days > 0 else "",
         "sku_state": sku,
         "sku_hours": sku,
+        "sku_days": _expire("day_start", sku_days) if sku_days > 0 else "",
         "lost_sales": sku,
         "late_events": _expire("toDateTime(recorded_at)", late_days) if late_days > 0 else "",
     }

@@ -217,6 +217,10 @@ class DemandStore:
         where = "source_topic = {t:String} AND source_partition = {p:UInt16}"
         counted: dict[str, int] = {}
         try:
+            # the SKU days folded hours of this partition in: readers go back to the SKU
+            # hours alone, and the next fold starts from scratch (streams.clickhouse.sku_days)
+            self.client.command(f"TRUNCATE TABLE {self.db}.sku_days_folded")
+            self.client.command(f"TRUNCATE TABLE {self.db}.sku_days")
             months = {int(r[0]) for r in self.client.query(
                 f"SELECT DISTINCT toYYYYMM(window_start, 'UTC') FROM {self.db}.demand_state "  # noqa: S608
                 f"WHERE {where}", parameters=p).result_rows}

@@ -81,7 +81,8 @@ def test_read_bench_runs_at_tiny_size(tmp_path: Path) -> None:
                  "/api/brief, c2m brief (category, 14 d, run 30 d)",
                  "c2m.production_brief (plain SELECT *)",
                  "alert service: input load for one hour",
-                 "alert service: the daily forecast (56 days read, modelled; once a day)"):
+                 "alert service: the daily forecast (56 days read, modelled; once a day)",
+                 "alert leader: SKU days, a tick with no day newly settled"):
         assert name in queries, name
     from bench.read import RANGES, grafana_queries
 

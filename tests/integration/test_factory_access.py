@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from streams.clickhouse import sku_days
 from streams.clickhouse.access import GRANTED, FactoryAccess
 from tests.helpers.chdb_users import as_factory, as_owner
 from tests.helpers.grafana import DASHBOARDS, expand, load_dashboard
@@ -45,6 +46,10 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
     skus, alerts = json.loads(out.stdout)
     engine = root / "data" / "chdb"
     assert as_owner(engine, "c2m", ["SELECT 1"]) == [[[1]]]
+    # SKU days of the three hours (their day is not settled: folded here so that the
+    # table holds every factory's rows)
+    fold = sku_days.fold_sql("c2m").replace("{lo:Int64}", "0").replace("{hi:Int64}", "4e9")
+    assert as_owner(engine, "c2m", [fold, "SELECT count() > 0 FROM c2m.sku_days"])[1] == [[1]]
     return engine, {"skus": {f: set(s) for f, s in skus}, "alerts": alerts}
 
 
@@ -85,6 +90,7 @@ def test_a_factory_user_reads_only_its_own(
         "SELECT DISTINCT sku FROM c2m.products",
         "SELECT DISTINCT sku FROM c2m.sku_hours",
         "SELECT DISTINCT sku FROM c2m.sku_hourly",
+        "SELECT DISTINCT sku FROM c2m.sku_days",
         "SELECT kind, factory_id, message FROM c2m.alerts FINAL",
         "SELECT kind, factory_id FROM c2m.alert_history",
         "SELECT count() FROM c2m.production_brief(days=14, run_days=30, factory='')",
@@ -103,14 +109,15 @@ def test_a_factory_user_reads_only_its_own(
         "{'c2m.products': '1'}",
     ]
     got = as_factory(path, "c2m", factory, queries)
-    factories, products, hours, hourly, alerts, history, brief, brief_other, rolling, \
-        market = got[:10]
-    denied = got[10:10 + len(DENIED)]
-    insert, unlock, tricked, union = got[10 + len(DENIED):]
+    factories, products, hours, hourly, days, alerts, history, brief, brief_other, rolling, \
+        market = got[:11]
+    denied = got[11:11 + len(DENIED)]
+    insert, unlock, tricked, union = got[11 + len(DENIED):]
     assert factories == [[factory]]
     assert {r[0] for r in products} == mine
     assert hours and {r[0] for r in hours} <= mine and {r[0] for r in hourly} <= mine
     assert not {r[0] for r in hours} & others
+    assert days and {r[0] for r in days} <= mine
     assert all(kind != "restock" or fid == factory for kind, fid, _ in alerts)
     assert all(kind != "restock" or fid == factory for kind, fid in history)
     assert any(kind != "restock" for kind, _, _ in alerts)  # the market signals

@@ -57,6 +57,10 @@ client.insert("c2m.sku_hours", [
 ], column_names=["hour_start", "sku", "orders", "units", "cancelled_units", "returned_units",
                  "pageviews", "restock_shipped", "restock_received", "count_ts",
                  "count_on_hand", "version"])
+client.insert("c2m.sku_days", [
+    [ago(days), "SKU1", 0, days, 0, 0, 0, 1] for days in (900, 100)
+], column_names=["day_start", "sku", "orders", "units", "cancelled_units", "returned_units",
+                 "pageviews", "version"])
 client.insert("c2m.visitor_cells", [
     [size, ago(days), "cups", "red", "M", "10-20", "east", days] for size, days in cells
 ], column_names=["window_seconds", "window_start", "category", "color", "size",
@@ -77,7 +81,7 @@ client.insert("c2m.late_events", [
 ], column_names=["source_topic", "source_partition", "source_offset", "event_id",
                  "event_type", "ts", "watermark", "lateness_ms", "payload", "recorded_at"])
 for table in ("demand_state", "demand_cells", "market_cells", "visitor_cells", "shop_cells",
-              "sku_state", "sku_hours", "late_events"):
+              "sku_state", "sku_hours", "sku_days", "late_events"):
     client.command(f"OPTIMIZE TABLE c2m.{table} FINAL")
 out["demand"] = sorted(client.query(
     "SELECT window_seconds, pageviews FROM c2m.demand_state").result_rows)
@@ -87,6 +91,8 @@ out["market"] = sorted(client.query(
     "SELECT window_seconds, pageviews FROM c2m.market_cells").result_rows)
 out["sku_hours"] = sorted(r[0] for r in client.query(
     "SELECT units FROM c2m.sku_hours").result_rows)
+out["sku_days"] = sorted(r[0] for r in client.query(
+    "SELECT units FROM c2m.sku_days").result_rows)
 out["visitors"] = sorted(client.query(
     "SELECT window_seconds, visitor_hash FROM c2m.visitor_cells").result_rows)
 out["shops"] = sorted(client.query(
@@ -110,7 +116,8 @@ def test_retention_expires_old_windows_and_sku_hours(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["first"] == ["demand_state", "demand_cells", "market_cells", "visitor_cells",
-                            "shop_cells", "sku_state", "sku_hours", "lost_sales", "late_events"]
+                            "shop_cells", "sku_state", "sku_hours", "sku_days", "lost_sales",
+                            "late_events"]
     assert out["again"] == []  # nothing altered when the TTLs are already in place
     # 5-minute windows: 35 days; hourly: 400 days; daily: kept (no rule); the serving
     # table keeps what the state table keeps
@@ -122,11 +129,12 @@ def test_retention_expires_old_windows_and_sku_hours(tmp_path: Path) -> None:
     assert out["shops"] == [[300, 10]]  # contributors: the same (they stay in demand_cells)
     assert out["sku"] == [100]  # 800 days
     assert out["sku_hours"] == [100]
+    assert out["sku_days"] == [100]  # the SKU days: the same days as their hours
     assert out["late"] == [2]  # recorded 40 days ago: gone after 30
     # new settings: 5-minute rule gone, a daily rule added, SKU hours kept for ever, late
     # events unchanged (not altered again)
     assert out["changed"] == ["demand_state", "demand_cells", "market_cells", "sku_state",
-                              "sku_hours", "lost_sales"]
+                              "sku_hours", "sku_days", "lost_sales"]
     assert out["ttl"] == {
         "demand_state": "window_start + toIntervalDay(400) WHERE window_seconds = 3600, "
         "window_start + toIntervalDay(3650) WHERE window_seconds = 86400",

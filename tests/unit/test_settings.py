@@ -113,6 +113,7 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
         "shop_cells": "window_start + toIntervalDay(35)",
         "sku_state": "hour_start + toIntervalDay(800)",
         "sku_hours": "hour_start + toIntervalDay(800)",
+        "sku_days": "day_start + toIntervalDay(800)",
         "lost_sales": "hour_start + toIntervalDay(800)",
         "late_events": "toDateTime(recorded_at) + toIntervalDay(30)",
     }
@@ -133,6 +134,7 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
         "shop_cells": "",
         "sku_state": "",
         "sku_hours": "",
+        "sku_days": "",
         "lost_sales": "",
         "late_events": "",
     }
