@@ -18,7 +18,8 @@ any interleaving right, but one is enough); every worker refreshes when stopped.
 
 The leader's tick also folds the local days that settled since the last tick into the SKU
 days (``streams.clickhouse.sku_days``, migration 0014): the other fold the read path
-keeps off the ingest path.
+keeps off the ingest path. Only the leader folds them, also when stopping: two processes
+redoing a voided fold at once could empty the table under each other.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ class MarketRefresher(Service):
                 if mark != self._mark:
                     await self.io(market.refresh_periodic, self.client, self.database,
                                   self.short_sizes)
-                    if self.days is not None:
+                    if self.days is not None and (self.leader is None or self.leader()):
+                        # the leader's alone, even when stopping: two processes redoing
+                        # a voided fold at once could empty the table under each other
                         await self.io(sku_days.refresh, self.client, self.database,
                                       *self.days)
                     self._mark = mark
