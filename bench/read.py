@@ -154,7 +154,7 @@ def fold_days(client: Any, settings: Any) -> None:
 
     db = settings.clickhouse_database
     a = time.perf_counter()
-    n = sku_days.refresh(client, db, int(settings.correction_horizon_hours * 3600),
+    n = sku_days.refresh(client, db, int(settings.correction_horizon_hours * 3_600_000),
                          MarketCalendar(database_timezone(client, db) or "UTC"))
     if n:
         print(f"  SKU days: {n} days folded in {time.perf_counter() - a:.1f} s",
@@ -339,10 +339,10 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         return alerts.current_alerts(bound)
 
     q["alert service: current alerts (book reload)"] = book_reload
-    horizon_s = int(Settings().correction_horizon_hours * 3600)
+    horizon_ms = int(Settings().correction_horizon_hours * 3_600_000)
     calendar = MarketCalendar(zone)
     q["alert leader: SKU days, a tick with no day newly settled"] = (
-        lambda: sku_days.refresh(client, db, horizon_s, calendar))
+        lambda: sku_days.refresh(client, db, horizon_ms, calendar))
     # once a local day: the fold of the day that settled (its SELECT; the INSERT of 4,000
     # rows is not timed, and the database stays as built)
     cut = client.query(

@@ -218,7 +218,9 @@ def attach_market_refresh(
         store.client, settings.clickhouse_database, io, leader=leader, flushes=flushes,
         pending=store.market_pending,
         short_sizes=[s for s in settings.window_seconds if s < market.DAILY_SECONDS],
-        days=(int(settings.correction_horizon_hours * 3600), store.calendar))
+        # the SKU days: folded by the process that evaluates the alerts (one per database)
+        days=(math.ceil(settings.correction_horizon_hours * 3_600_000), store.calendar)
+        if settings.alerts_enabled else None)
     attach_service(app, refresher)
 
     @app.timer(interval=settings.market_refresh_seconds)  # type: ignore[untyped-decorator]

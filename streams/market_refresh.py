@@ -18,8 +18,9 @@ any interleaving right, but one is enough); every worker refreshes when stopped.
 
 The leader's tick also folds the local days that settled since the last tick into the SKU
 days (``streams.clickhouse.sku_days``, migration 0014): the other fold the read path
-keeps off the ingest path. Only the leader folds them, also when stopping: two processes
-redoing a voided fold at once could empty the table under each other.
+keeps off the ingest path. Only the process that evaluates the alerts is given them
+(``days``), and folds them only while it leads, also when stopping: one folder per
+database (a second one at once is detected, ``sku_days.refresh``, but wastes a fold).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ class MarketRefresher(Service):
         days: tuple[int, MarketCalendar] | None = None,
     ) -> None:
         super().__init__()
-        #: (correction horizon in seconds, the market's calendar): fold the settled days
-        #: into the SKU days on the leader's ticks (None: not this process's job)
+        #: (correction horizon in ms, the market's calendar): fold the settled days into
+        #: the SKU days on the leader's ticks (None: not this process's job: only the
+        #: process that evaluates the alerts folds them)
         self.days = days
         #: the configured window sizes shorter than a day (the stale scans')
         self.short_sizes = tuple(short_sizes)
@@ -97,8 +99,7 @@ class MarketRefresher(Service):
                     await self.io(market.refresh_periodic, self.client, self.database,
                                   self.short_sizes)
                     if self.days is not None and (self.leader is None or self.leader()):
-                        # the leader's alone, even when stopping: two processes redoing
-                        # a voided fold at once could empty the table under each other
+                        # the leader's alone, even when stopping: one folder at a time
                         await self.io(sku_days.refresh, self.client, self.database,
                                       *self.days)
                     self._mark = mark

@@ -416,6 +416,8 @@ class Settings(BaseSettings):
         """What the SQL views and materialized views read from ``c2m.pipeline_settings``."""
         return {
             "idle_partition_ms": self.idle_partition_seconds * 1000,
+            # the SKU days' fold holds only while no worker's horizon is longer than its own
+            "correction_horizon_ms": math.ceil(self.correction_horizon_hours * 3_600_000),
             "min_shops": self.min_shops_per_signal,
             **{f"window_seconds.{w}": w for w in self.window_seconds},
         }

@@ -31,28 +31,35 @@ ORDER BY (day_start, sku);
 
 -- One row per fold (the newest counts): every local day before folded_before is in
 -- sku_days, folded while each partition's watermark was at least its value in marks
--- ('topic/partition' -> epoch ms). A state row, not history: no TTL (a fold missing reads
--- sku_hours alone, which is always right).
+-- ('topic/partition' -> epoch ms), under a correction horizon of horizon_ms. A fold that
+-- starts again from scratch first writes a void row (no marks). A state row, not
+-- history: no TTL (a fold missing reads sku_hours alone, which is always right).
 CREATE TABLE IF NOT EXISTS {db}.sku_days_folded
 (
     folded_before DateTime('{tz}'),
     marks         Map(String, Int64),
+    horizon_ms    Int64,
     written_at    DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree(written_at)
 ORDER BY tuple();
 
 -- The bound readers use: folded_before while the fold's watermarks hold (the same
--- partitions have checkpoints, none with a lower watermark), else the epoch (sku_hours
+-- partitions have checkpoints, none with a lower watermark) and the workers' correction
+-- horizon (pipeline_settings) is not longer than the fold's, else the epoch (sku_hours
 -- alone). One row.
 CREATE OR REPLACE VIEW {db}.sku_days_cut AS
 SELECT
-    f.n > 0 AND c.n = length(f.marks) AND c.held = length(f.marks) AS valid,
-    if(valid, f.folded_before, toDateTime(0, '{tz}'))               AS cut
+    f.n > 0 AND length(f.marks) > 0 AND c.n = length(f.marks) AND c.held = length(f.marks)
+        AND f.horizon_ms >= ifNull((SELECT argMax(value, updated_at)
+                                    FROM {db}.pipeline_settings
+                                    WHERE name = 'correction_horizon_ms'), 0) AS valid,
+    if(valid, f.folded_before, toDateTime(0, '{tz}'))                         AS cut
 FROM
 (
     SELECT argMax(folded_before, written_at) AS folded_before,
            argMax(marks, written_at)         AS marks,
+           argMax(horizon_ms, written_at)    AS horizon_ms,
            count()                           AS n
     FROM {db}.sku_days_folded
 ) AS f
@@ -68,7 +75,9 @@ CROSS JOIN
 ) AS c;
 
 -- The production brief of 0013, its SKU days read from sku_days before the cut and from
--- sku_hours after it (same columns, same rows).
+-- sku_hours after it (same columns, same rows; but for its first day, which is now the
+-- local midnight {days} - 1 dates back: 0013's was an hour off across a daylight-saving
+-- change).
 -- Query: SELECT * FROM c2m.production_brief(days=14, run_days=30, factory='')
 CREATE OR REPLACE VIEW {db}.production_brief AS
 WITH
@@ -76,7 +85,10 @@ WITH
      WHERE hour_start <= toDateTime(intDiv(ifNull((SELECT max(max_ts)
                                                   FROM {db}.source_progress), 0), 1000))
      ORDER BY hour_start DESC LIMIT 1) AS newest_hour,
-    toStartOfDay(newest_hour - 1) - toIntervalDay({days:UInt32} - 1) AS first_day,
+    -- the first local midnight of the range (0013 stepped back whole 24 h days from the
+    -- last one, an hour off across a daylight-saving change)
+    toStartOfDay(toDateTime(toDate(newest_hour - 1) - ({days:UInt32} - 1), '{tz}'))
+        AS first_day,
     -- days before day_cut from sku_days, the hours from it on from sku_hours
     least((SELECT cut FROM {db}.sku_days_cut), toStartOfDay(newest_hour - 1)) AS day_cut,
     (SELECT max(as_of_day) FROM {db}.brief_forecast

@@ -218,9 +218,9 @@ class DemandStore:
         counted: dict[str, int] = {}
         try:
             # the SKU days folded hours of this partition in: readers go back to the SKU
-            # hours alone, and the next fold starts from scratch (streams.clickhouse.sku_days)
-            self.client.command(f"TRUNCATE TABLE {self.db}.sku_days_folded")
-            self.client.command(f"TRUNCATE TABLE {self.db}.sku_days")
+            # hours alone, and the next fold starts from scratch (streams.clickhouse.sku_days;
+            # again at the end: a fold may run meanwhile, on the hours not yet recomputed)
+            self._forget_sku_days()
             months = {int(r[0]) for r in self.client.query(
                 f"SELECT DISTINCT toYYYYMM(window_start, 'UTC') FROM {self.db}.demand_state "  # noqa: S608
                 f"WHERE {where}", parameters=p).result_rows}
@@ -257,9 +257,14 @@ class DemandStore:
             if months:  # the horizons' folds, from the recomputed cells
                 self.client.command(f"TRUNCATE TABLE {self.db}.market_rolling_cells")
                 self.client.command(market.refresh_rolling_sql(self.db))
+            self._forget_sku_days()
         except Exception as exc:
             raise sink_error(exc, "reset", f"{self.db}.demand_state") from exc
         return counted
+
+    def _forget_sku_days(self) -> None:
+        self.client.command(f"TRUNCATE TABLE {self.db}.sku_days_folded")
+        self.client.command(f"TRUNCATE TABLE {self.db}.sku_days")
 
     def skip_to(self, topic: str, partition: int, offset: int) -> int:
         """Move a partition's checkpoint forward to ``offset`` over records that cannot be

@@ -120,12 +120,12 @@ def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
     first = _c2m("db", "migrate", cwd=tmp_path, env=env)
     assert f"applied migrations: {versions}" in first
     assert ("retention changed on: demand_state, demand_cells, market_cells, visitor_cells, "
-            "shop_cells, sku_state, sku_hours, lost_sales, late_events") in first
+            "shop_cells, sku_state, sku_hours, sku_days, lost_sales, late_events") in first
     again = _c2m("db", "migrate", cwd=tmp_path, env=env)
     assert "applied migrations: none (up to date)" in again
     assert "retention changed on: none (up to date)" in again
     env["C2M_RETENTION_SKU_DAYS"] = "0"  # keep SKU hours for ever: only sku_state changes
-    assert "retention changed on: sku_state, sku_hours, lost_sales\n" in _c2m(
+    assert "retention changed on: sku_state, sku_hours, sku_days, lost_sales\n" in _c2m(
         "db", "migrate", cwd=tmp_path, env=env)
     assert '"app_id": "c2m-pulse"' in _c2m("config", cwd=tmp_path, env=env)
 

@@ -28,7 +28,7 @@ def _refresher(leader: bool | None, days: bool = True) -> tuple[MarketRefresher,
         return (1, next(mark)) if fn is market.checkpoint_mark else 0
 
     r = MarketRefresher("client", "c2m", io, leader=None if leader is None else lambda: leader,
-                        days=(172_800, CAL) if days else None)
+                        days=(172_800_000, CAL) if days else None)
     return r, calls
 
 
@@ -42,7 +42,7 @@ def test_the_leader_folds_the_settled_days_after_the_market(leader: bool | None)
     assert asyncio.run(r.refresh())
     assert _called(calls) == [market.checkpoint_mark, market.refresh_periodic,
                               sku_days.refresh]
-    assert calls[-1][1] == ("client", "c2m", 172_800, CAL)
+    assert calls[-1][1] == ("client", "c2m", 172_800_000, CAL)
     calls.clear()
     assert asyncio.run(r.refresh(force=True))  # stopping: the same
     assert _called(calls)[-1] is sku_days.refresh
