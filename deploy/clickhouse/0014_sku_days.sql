@@ -47,8 +47,9 @@ ORDER BY tuple();
 -- The bound readers use: folded_before while the fold's watermarks hold (the same
 -- partitions have checkpoints, none with a lower watermark) and the workers' correction
 -- horizon (pipeline_settings) is not longer than the fold's, else the epoch (sku_hours
--- alone). One row.
-CREATE OR REPLACE VIEW {db}.sku_days_cut AS
+-- alone). One row. With its definer's rights: a factory's user reads the bound (a day),
+-- not the tables behind it.
+CREATE OR REPLACE VIEW {db}.sku_days_cut DEFINER = CURRENT_USER SQL SECURITY DEFINER AS
 SELECT
     f.n > 0 AND length(f.marks) > 0 AND c.n = length(f.marks) AND c.held = length(f.marks)
         AND f.horizon_ms >= ifNull((SELECT argMax(value, updated_at)

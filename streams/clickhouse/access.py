@@ -18,8 +18,8 @@ A factory's user may read:
   market's) and so its production brief (``production_brief`` runs with the caller's
   rights: it reads only what these policies let through);
 - the pipeline's progress (``source_progress``, ``checkpoints_latest``: partition
-  positions and counts; ``sku_days_folded``, ``sku_days_cut``: the day the SKU days are
-  folded up to and the watermarks it was folded under; the brief reads them).
+  positions and counts; ``sku_days_cut``: the day the SKU days are folded up to, a view
+  with its definer's rights; the brief reads them).
 
 Nothing else: not the cells (``demand_state``, ``demand_cells``, ``demand_by_attribute``,
 ``demand_rolling``: other shops' and factories' numbers below k), not ``late_events``
@@ -44,7 +44,7 @@ GRANTED = (
     "alerts", "alert_history", "alerts_current",
     "products", "products_current", "sku_hours", "sku_hourly", "sku_days", "lost_sales",
     "brief_forecast", "production_brief", "source_progress", "checkpoints_latest",
-    "sku_days_folded", "sku_days_cut",
+    "sku_days_cut",
 )
 
 

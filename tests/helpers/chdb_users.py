@@ -6,12 +6,12 @@ a server. So a database built by an unrestricted process is opened by another pr
 whose only user, ``default``, is the factory's user as ``c2m db grant --users-xml``
 renders it (``streams.clickhouse.access``: the same grants and row conditions as the SQL
 it runs on servers). ``c2m_owner`` stands for the operator who ran the migrations: the
-market views run with its rights (SQL SECURITY DEFINER), as they run with the migrating
-user's on a server.
+market views and ``sku_days_cut`` run with its rights (SQL SECURITY DEFINER), as they run
+with the migrating user's on a server.
 
     python -m tests.helpers.chdb_users ENGINE_DIR MODE ARG QUERIES.json
 
-MODE ``owner`` (ARG: the database) makes c2m_owner the definer of the market views; MODE
+MODE ``owner`` (ARG: the database) makes c2m_owner the definer of those views; MODE
 ``factory`` (ARG: the factory id) runs the queries as that factory. Prints a JSON list:
 rows, or ``{"error": "<CLICKHOUSE_ERROR_NAME>"}`` per query.
 """
@@ -67,7 +67,8 @@ def _run(client: Any, queries: list[str]) -> list[Any]:
     return out
 
 
-MARKET_VIEWS = ("market_demand", "market_rolling")
+#: the views that run with their definer's rights (migrations 0010, 0011, 0014)
+MARKET_VIEWS = ("market_demand", "market_rolling", "sku_days_cut")
 
 
 def main() -> None:

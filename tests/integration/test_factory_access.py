@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DENIED = ["demand_state", "demand_cells", "demand_by_attribute", "demand_rolling",
           "late_events", "visitor_cells", "shop_cells", "sku_state", "checkpoints",
-          "dedup_ids", "pipeline_settings", "alert_progress", "database_info"]
+          "dedup_ids", "pipeline_settings", "alert_progress", "database_info",
+          "sku_days_folded"]
 
 
 @pytest.fixture(scope="module")
