@@ -269,6 +269,10 @@ def run_query(settings: Any, sql: str) -> QueryResult:
     statement = one_statement(sql)
     try:
         client = connect(settings)
+    except KeyboardInterrupt:
+        # Ctrl-C while the embedded engine starts: it may be half up, and the
+        # interpreter's finalisation would tear it down under its threads (a hang)
+        raise QueryInterrupted from None
     except ChdbInUse as exc:
         url = worker_url(settings)
         got = query_worker(url, statement)
@@ -299,8 +303,8 @@ def _interruptible(fn: Callable[..., T], *args: Any) -> T:
             box["error"] = exc
 
     thread = threading.Thread(target=target, name="c2m-query", daemon=True)
-    thread.start()
     try:
+        thread.start()
         while thread.is_alive():
             thread.join(0.2)
     except KeyboardInterrupt:
