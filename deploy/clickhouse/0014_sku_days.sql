@@ -50,30 +50,20 @@ ORDER BY tuple();
 -- alone). One row. With its definer's rights: a factory's user reads the bound (a day),
 -- not the tables behind it.
 CREATE OR REPLACE VIEW {db}.sku_days_cut DEFINER = CURRENT_USER SQL SECURITY DEFINER AS
+WITH
+    (SELECT (argMax(folded_before, written_at), argMax(marks, written_at),
+             argMax(horizon_ms, written_at), count())
+     FROM {db}.sku_days_folded) AS f,
+    (SELECT CAST((groupArray(concat(source_topic, '/', toString(source_partition))),
+                  groupArray(watermark)), 'Map(String, Int64)')
+     FROM {db}.checkpoints_latest FINAL) AS now,
+    ifNull((SELECT argMax(value, updated_at) FROM {db}.pipeline_settings
+            WHERE name = 'correction_horizon_ms'), 0) AS horizon
 SELECT
-    f.n > 0 AND length(f.marks) > 0 AND c.n = length(f.marks) AND c.held = length(f.marks)
-        AND f.horizon_ms >= ifNull((SELECT argMax(value, updated_at)
-                                    FROM {db}.pipeline_settings
-                                    WHERE name = 'correction_horizon_ms'), 0) AS valid,
-    if(valid, f.folded_before, toDateTime(0, '{tz}'))                         AS cut
-FROM
-(
-    SELECT argMax(folded_before, written_at) AS folded_before,
-           argMax(marks, written_at)         AS marks,
-           argMax(horizon_ms, written_at)    AS horizon_ms,
-           count()                           AS n
-    FROM {db}.sku_days_folded
-) AS f
-CROSS JOIN
-(
-    SELECT count() AS n, countIf(mapContains(m.marks, k) AND watermark >= m.marks[k]) AS held
-    FROM
-    (
-        SELECT concat(source_topic, '/', toString(source_partition)) AS k, watermark
-        FROM {db}.checkpoints_latest FINAL
-    ) AS p
-    CROSS JOIN (SELECT argMax(marks, written_at) AS marks FROM {db}.sku_days_folded) AS m
-) AS c;
+    f.4 > 0 AND length(f.2) > 0 AND length(now) = length(f.2)
+        AND arrayAll(k -> mapContains(now, k) AND now[k] >= f.2[k], mapKeys(f.2))
+        AND f.3 >= horizon                                        AS valid,
+    if(valid, f.1, toDateTime(0, '{tz}'))                         AS cut;
 
 -- The production brief of 0013, its SKU days read from sku_days before the cut and from
 -- sku_hours after it (same columns, same rows; but for its first day, which is now the
