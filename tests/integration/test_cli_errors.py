@@ -178,7 +178,10 @@ def test_ctrl_c_stops_a_query_on_the_embedded_clickhouse(tmp_path: Path) -> None
     assert c2m("db", "migrate", cwd=tmp_path).returncode == 0
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "query", "SELECT count() FROM system.numbers"],
-        cwd=tmp_path, env=c2m_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=tmp_path, env=c2m_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as a terminal delivers it: a suite started in the background of a shell
+        # without job control inherits SIGINT ignored (and so would the command)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)
     assert proc.poll() is None  # still counting
     proc.send_signal(signal.SIGINT)
