@@ -172,21 +172,23 @@ class AlertStore:
                 f"moq, list_price, shop_id FROM {self.db}.products_current"
             )
         }
+        # one row per SKU with its hours as parallel arrays: the tuples are built by zip
+        # (a plain tuple in SkuHour's order, SkuCounts: untracked by the collector), not
+        # one Python row and eight int() calls per SKU hour (a third of a whole load's
+        # time at 1.35 million SKU hours, bench/RESULTS.md)
         sku_hours: dict[str, dict[int, SkuCounts]] = defaultdict(dict)
-        for r in self._rows(
-            "SELECT sku, toUnixTimestamp(hour_start), units, cancelled_units, "  # noqa: S608
-            "restock_shipped, restock_received, count_ts, count_on_hand, orders, pageviews "
-            f"FROM {self.db}.sku_hours "
+        for sku, hours, *counts in self._rows(
+            "SELECT sku, groupArray(toUnixTimestamp(hour_start)), groupArray(units), "  # noqa: S608
+            "groupArray(cancelled_units), groupArray(restock_shipped), "
+            "groupArray(restock_received), groupArray(count_ts), groupArray(count_on_hand), "
+            "groupArray(orders), groupArray(pageviews) "
+            f"FROM (SELECT * FROM {self.db}.sku_hours "
             "FINAL WHERE (hour_start >= toDateTime({lo:Int64}) "
             "AND hour_start < toDateTime({hi:Int64})) "
-            "OR hour_start IN {also:Array(DateTime('UTC'))}",
+            "OR hour_start IN {also:Array(DateTime('UTC'))}) GROUP BY sku",
             lo=lo_s, hi=hi_s, also=extra,
         ):
-            # a plain tuple in SkuHour's order (SkuCounts: untracked by the collector)
-            sku_hours[r[0]][int(r[1])] = (
-                int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]), int(r[8]),
-                int(r[9]),
-            )
+            sku_hours[sku].update(zip(hours, zip(*counts, strict=True), strict=True))
         if movements_from_s is not None and movements_from_s < lo_s:
             for sku, h, shipped, received in self._rows(
                 "SELECT sku, toUnixTimestamp(hour_start), restock_shipped, "  # noqa: S608
@@ -199,33 +201,38 @@ class AlertStore:
                 sku_hours[sku][int(h)] = sku_counts(
                     shipped=int(shipped), received=int(received)
                 )
-        orders: dict[tuple[str, str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        # the hourly cells with orders, summed per (category, dimension, value, hour) in
+        # ClickHouse: each cell counts once under each of its three dimensions
+        orders: dict[tuple[str, str, str], dict[int, int]] = defaultdict(dict)
         cats: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        shops: dict[tuple[str, str, str], dict[int, set[int]]] = defaultdict(
-            lambda: defaultdict(set))
-        for cat, color, size, band, h, n, tags in self._rows(
-            "SELECT category, color, size, price_band, toUnixTimestamp(window_start) AS h, "  # noqa: S608
-            "sum(orders), groupUniqArrayArray(arrayFilter(x -> bitAnd(x, 3) = 0, shops)) "
+        shops: dict[tuple[str, str, str], dict[int, frozenset[int]]] = defaultdict(dict)
+        for cat, dim, value, h, n, tags in self._rows(
+            "SELECT category, dv.1 AS dim, dv.2 AS value, h, sum(n), "  # noqa: S608
+            "groupUniqArrayArray(tags) FROM ("
+            "SELECT category, color, size, price_band, toUnixTimestamp(window_start) AS h, "
+            "sum(orders) AS n, "
+            "groupUniqArrayArray(arrayFilter(x -> bitAnd(x, 3) = 0, shops)) AS tags "
             f"FROM {self.db}.demand_cells FINAL WHERE window_seconds = 3600 "
+            "AND category != {unknown:String} "
             "AND ((window_start >= toDateTime({lo:Int64}) "
             "AND window_start < toDateTime({hi:Int64})) "
             "OR window_start IN {also:Array(DateTime('UTC'))}) "
-            "GROUP BY category, color, size, price_band, h HAVING sum(orders) > 0",
-            lo=lo_s, hi=hi_s, also=extra,
+            "GROUP BY category, color, size, price_band, h HAVING n > 0) "
+            "ARRAY JOIN arrayZip({dims:Array(String)}, [color, size, price_band]) AS dv "
+            "GROUP BY category, dim, value, h",
+            lo=lo_s, hi=hi_s, also=extra, unknown=UNKNOWN, dims=list(DIMENSIONS),
         ):
-            if cat == UNKNOWN:
-                continue
-            hour, count = int(h), int(n)
-            cats[cat][hour] += count
-            for dim, value in zip(DIMENSIONS, (color, size, band), strict=True):
-                orders[(cat, dim, value)][hour] += count
-                shops[(cat, dim, value)][hour].update(int(t) for t in tags)
+            key = (cat, dim, value)
+            orders[key][h] = n
+            shops[key][h] = frozenset(tags)
+            if dim == DIMENSIONS[0]:  # every cell has one colour: its orders, once
+                cats[cat][h] += n
         return AlertInputs(
             products,
             dict(sku_hours),
-            {k: dict(v) for k, v in orders.items()},
+            dict(orders),
             {k: dict(v) for k, v in cats.items()},
-            {k: {h: frozenset(t) for h, t in v.items()} for k, v in shops.items()},
+            dict(shops),
         )
 
     # ---------------------------------------------------------------- alerts

@@ -471,3 +471,43 @@ def test_checkpoints_name_the_hours_a_correction_changed_and_kept_inputs_follow(
     assert alerts.changed_hours(seen1) is None
     store.reset_partition(topic, partition)
     assert alerts.changed_hours(seen1) is None
+
+
+def test_the_alert_inputs_equal_the_oracle_through_a_correction(
+    engine_client: Any, db: str
+) -> None:
+    """``AlertStore.load_inputs`` (SKU hours, cell orders per key, their shops: the alert
+    rules' whole input) equals an independent aggregation of the raw events
+    (tests/signals/reference.py) for a span, for a span with restock movements before
+    it and for the changed hours alone, after a correction of already flushed hours."""
+    from streams.clickhouse.alerts import AlertStore
+    from streams.sim.model import HOUR_MS, SimEvent
+    from tests.helpers.alert_inputs import load, load_also
+    from tests.signals.reference import reference_inputs
+
+    migrate(engine_client, db, timezone="Asia/Shanghai")
+    store = DemandStore(engine_client, db, MarketCalendar("Asia/Shanghai"))
+    alerts = AlertStore(engine_client, db)
+    start = 1_794_322_800_000
+    products, demand = _history(30, start, seed=21)
+    late = [Record(r.topic, r.partition, 10**6 + i, r.timestamp, r.key, r.value.replace(
+        b'"event_id":"', b'"event_id":"again-').replace(b'"order_id":"', b'"order_id":"again-'))
+        for i, r in enumerate(demand[-3000:]) if b'"order_placed"' in r.value][:40]
+    engine = _engine(products, "Asia/Shanghai")
+    for batch in _flushes(engine, [*demand, *late], 2111):
+        store.write(batch)
+
+    def events(records: list[Record]) -> list[SimEvent]:
+        return [SimEvent(r.topic, r.key.decode(), orjson.loads(r.value), r.timestamp)
+                for r in records]
+
+    truth = reference_inputs(events([*products, *demand, *late]))
+    assert truth.order_shops and any(h.shipped or h.received
+                                     for v in truth.sku_hours.values() for h in v.values())
+    lo = start // 1000 // 3600 * 3600 + 12 * 3600
+    hi = (start + 30 * HOUR_MS) // 1000 // 3600 * 3600
+    for span in ((lo, hi, None), (lo, hi, lo - 10 * 3600), (start // 1000 - 3600, hi, None)):
+        assert alerts.load_inputs(*span) == load(truth, *span), span
+    changed = sorted({r.timestamp // 1000 // 3600 * 3600 for r in late})
+    assert changed and changed[0] < hi - 3600
+    assert alerts.load_inputs(hi, hi, None, changed) == load_also(truth, hi, hi, changed)
