@@ -44,9 +44,10 @@ in docs/ALERTS.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from operator import add
 
 from streams.core.promotions import NO_PROMOTIONS, PromotionCalendar
 
@@ -300,6 +301,16 @@ def _multiplier(prof: Profile, promos: PromotionCalendar, day: int) -> float:
     return f
 
 
+def _vsum(vectors: Iterable[Sequence[float]], length: int) -> list[float]:
+    """The element-wise sum of ``vectors`` (each at least ``length`` long), added in the
+    order given from an integer 0, as ``sum`` would add each position: the same floats,
+    without a generator per position."""
+    acc: list[float] = [0] * length  # sum() starts from the integer 0
+    for v in vectors:
+        acc = list(map(add, acc, v))
+    return acc
+
+
 def forecast_category(
     cells: Mapping[Cell, Sequence[float]],
     first_day: int,
@@ -316,7 +327,7 @@ def forecast_category(
     if not cells:
         return None
     n = len(next(iter(cells.values())))
-    total = [sum(v[t] for v in cells.values()) for t in range(n)]
+    total = _vsum(cells.values(), n)
     start = _first_positive(total)
     if start is None:
         return None
@@ -350,7 +361,8 @@ def forecast_category(
     newer = sum(v for c, v in raw.items() if c not in established)
     old = sum(raw[c] for c in established)
     if established:
-        sub = [sum(cells[c][t] for c in established) / mult[t] for t in window]
+        sub = [x / mult[t] for t, x in zip(
+            window, _vsum([cells[c][n - w:] for c in established], w), strict=True)]
         est_level, g, g_se, level_se, model = _level(sub, cfg, prior)
     else:
         est_level, g, g_se, level_se, model = 0.0, 0.0, 0.0, 0.0, "new"
@@ -383,16 +395,16 @@ def forecast_category(
         for dim, value in zip(DIMENSIONS, cell, strict=True):
             rows.setdefault((dim, value), []).append(cell)
     out = CategoryForecast(prof)
+    est_set = set(established)
     for row, members in rows.items():
-        means = [sum(cell_mean[c][h] for c in members) for h in range(H)]
-        ys_row = [sum(cells[c][t] for c in members) for t in window]
-        fit_row = [sum(cell_fit[c][i] for c in members) for i in range(len(window))]
+        means = _vsum([cell_mean[c] for c in members], H)
+        ys_row = _vsum([cells[c][n - w:] for c in members], w)
+        fit_row = _vsum([cell_fit[c] for c in members], w)
         num = sum((y - f) ** 2 for y, f in zip(ys_row, fit_row, strict=True))
         den = sum(fit_row)
         dispersion = (max(num / den, 1.0) if den > 0 and len(ys_row) >= 7
                       else max(cfg.short_dispersion, 1.0))
         row_level = sum(cell_level[c] for c in members)
-        est_set = set(established)
         share = (sum(cell_level[c] for c in members if c in est_set) / est_level
                  if est_level > 0 else 0.0)
         # the row's level error: the category's (its share of it) and its cells' mix
