@@ -135,3 +135,19 @@ def test_promotion_calendar_syntax() -> None:
                 "2026-01-01..2026-12-31", "11/11"):
         with pytest.raises(PromotionSyntaxError, match=bad.split("*")[0][:7]):
             PromotionCalendar.parse(bad)
+
+
+def test_element_wise_sums_are_the_floats_sum_gives() -> None:
+    """The model's row and day totals (``_vsum``) add in ``sum``'s order from the integer
+    0: the same floats to the last bit, so a faster total cannot move a forecast."""
+    from streams.core.forecast import _vsum
+
+    rng = random.Random(3)
+    for _ in range(200):
+        n = rng.randint(1, 30)
+        vectors = [[rng.choice([0.0, -0.0, 1e16, 1.0, rng.random() * 10 ** rng.randint(-8, 8)])
+                    for _ in range(n)] for _ in range(rng.randint(0, 9))]
+        want = [sum(v[t] for v in vectors) for t in range(n)]
+        got = _vsum(vectors, n)
+        assert [math.copysign(1, x) for x in got] == [math.copysign(1, x) for x in want]
+        assert got == want
