@@ -302,11 +302,13 @@ def _multiplier(prof: Profile, promos: PromotionCalendar, day: int) -> float:
 
 
 def _vsum(vectors: Iterable[Sequence[float]], length: int) -> list[float]:
-    """The element-wise sum of ``vectors`` (each at least ``length`` long), added in the
-    order given from an integer 0, as ``sum`` would add each position: the same floats,
-    without a generator per position."""
-    acc: list[float] = [0] * length  # sum() starts from the integer 0
+    """The element-wise sum of ``vectors`` (each ``length`` long), added left to right in
+    the order given from an integer 0 (as Python 3.11's ``sum`` adds each position; from
+    3.12 ``sum`` compensates float rounding), without a generator per position."""
+    acc: list[float] = [0] * length
     for v in vectors:
+        if len(v) != length:
+            raise ValueError(f"a vector of {len(v)} values, not {length}")
         acc = list(map(add, acc, v))
     return acc
 

@@ -137,9 +137,14 @@ def test_promotion_calendar_syntax() -> None:
             PromotionCalendar.parse(bad)
 
 
-def test_element_wise_sums_are_the_floats_sum_gives() -> None:
-    """The model's row and day totals (``_vsum``) add in ``sum``'s order from the integer
-    0: the same floats to the last bit, so a faster total cannot move a forecast."""
+def test_element_wise_sums_add_left_to_right() -> None:
+    """The model's row and day totals (``_vsum``) add each position left to right from the
+    integer 0, as the per-position ``sum`` they replaced did on Python 3.11 (the version
+    the product ships with): the same floats to the last bit, so the faster totals did not
+    move a forecast there. A vector of another length is refused."""
+    from functools import reduce
+    from operator import add
+
     from streams.core.forecast import _vsum
 
     rng = random.Random(3)
@@ -147,7 +152,9 @@ def test_element_wise_sums_are_the_floats_sum_gives() -> None:
         n = rng.randint(1, 30)
         vectors = [[rng.choice([0.0, -0.0, 1e16, 1.0, rng.random() * 10 ** rng.randint(-8, 8)])
                     for _ in range(n)] for _ in range(rng.randint(0, 9))]
-        want = [sum(v[t] for v in vectors) for t in range(n)]
+        want = [reduce(add, (v[t] for v in vectors), 0) for t in range(n)]
         got = _vsum(vectors, n)
         assert [math.copysign(1, x) for x in got] == [math.copysign(1, x) for x in want]
         assert got == want
+    with pytest.raises(ValueError, match="a vector of 2 values, not 3"):
+        _vsum([[1.0, 2.0, 3.0], [1.0, 2.0]], 3)
