@@ -134,6 +134,14 @@ def _flushes(engine: DemandEngine, demand: list[Record], size: int) -> Iterator[
         engine.flushed(batch)
 
 
+def _orders_again(records: list[Record], n: int) -> list[Record]:
+    """The first ``n`` orders of ``records`` sent again as new orders (new event and order
+    ids, the same event time): a late correction of the hours they fall in."""
+    return [Record(r.topic, r.partition, 10**6 + i, r.timestamp, r.key, r.value.replace(
+        b'"event_id":"', b'"event_id":"again-').replace(b'"order_id":"', b'"order_id":"again-'))
+        for i, r in enumerate(records) if b'"order_placed"' in r.value][:n]
+
+
 def test_serving_rows_equal_the_partition_rows_through_corrections(
     engine_client: Any, db: str
 ) -> None:
@@ -409,9 +417,7 @@ def test_checkpoints_name_the_hours_a_correction_changed_and_kept_inputs_follow(
     alerts = AlertStore(engine_client, db)
     start = 1_794_322_800_000
     products, demand = _history(3, start, seed=13)
-    late = [Record(r.topic, r.partition, 10**6 + i, r.timestamp, r.key, r.value.replace(
-        b'"event_id":"', b'"event_id":"again-').replace(b'"order_id":"', b'"order_id":"again-'))
-        for i, r in enumerate(demand[:400]) if b'"order_placed"' in r.value][:12]
+    late = _orders_again(demand[:400], 12)
     assert late
     engine = _engine(products, "Asia/Shanghai")
     for batch in _flushes(engine, demand, 1777):
@@ -490,9 +496,7 @@ def test_the_alert_inputs_equal_the_oracle_through_a_correction(
     alerts = AlertStore(engine_client, db)
     start = 1_794_322_800_000
     products, demand = _history(30, start, seed=21)
-    late = [Record(r.topic, r.partition, 10**6 + i, r.timestamp, r.key, r.value.replace(
-        b'"event_id":"', b'"event_id":"again-').replace(b'"order_id":"', b'"order_id":"again-'))
-        for i, r in enumerate(demand[-3000:]) if b'"order_placed"' in r.value][:40]
+    late = _orders_again(demand[-3000:], 40)
     # orders of a SKU the catalog does not know: its cells count under UNKNOWN, which no
     # rule reads (the oracle knows only catalog SKUs: its SKU hours are compared apart)
     unknown = []
