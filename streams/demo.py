@@ -184,6 +184,17 @@ def history_options(start_ms: int, days: float) -> dict[str, Any]:
     }
 
 
+def live_start_ms(now_ms: int, span_s: float, speed: float) -> int:
+    """Where a live demo's event time starts: ``span_s`` before now, moved back so that its
+    first hour ends 40 wall seconds into the run (at most 59 event minutes), whatever the
+    clock's minute. The brief counts hours that have ended: started at 13:01, the first
+    hour would end only 59 wall seconds in at the default speed, and a one-minute demo
+    would show no brief. Never later than ``now_ms - span_s``: no event from the future."""
+    start = int(now_ms - span_s * 1000)
+    lead = min(int(40 * speed * 1000), 59 * 60_000)
+    return start // 3_600_000 * 3_600_000 - lead
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -197,7 +208,7 @@ def run_demo(
     # One process owns the embedded ClickHouse here: the demo always writes directly.
     settings = settings.model_copy(update={"sink": "clickhouse"})
     span_s = (duration_s if duration_s is not None else 6 * 3600 / speed) * speed
-    start_ms = int((time.time() - span_s) * 1000)
+    start_ms = live_start_ms(int(time.time() * 1000), span_s, speed)
     result: dict[str, Any] = {}
     if history_days > 0:
         start_ms = int(time.time() * 1000 - history_days * 86_400_000)
