@@ -4,10 +4,10 @@ Write protocol of one flush (the argument for no double counting is in
 docs/ARCHITECTURE.md, "Commit after flush: why nothing is lost or double counted"):
 
 1. ``visitor_feed`` and ``shop_feed``: the visitors and the contributing shops per cell of
-   the base window sizes, with the windows of every size they count in, as arrays that
-   materialized views expand into ``visitor_cells`` and ``shop_cells`` (keyed: writing a
-   row twice changes nothing). First, so that a refresh that sees a flush's cells also
-   sees its visitors and shops;
+   the base window sizes, with the windows of every size they count in (each packed into
+   one integer, migration 0015), as arrays that materialized views expand into
+   ``visitor_cells`` and ``shop_cells`` (keyed: writing a row twice changes nothing).
+   First, so that a refresh that sees a flush's cells also sees its visitors and shops;
 2. ``demand_state`` rows: absolute per-partition cell values, version = partition position;
    ``sku_state`` rows (per-SKU hourly counters, versioned the same way), ``products``
    (catalog versions), ``dedup_feed`` (event ids first seen since the last flush);
@@ -90,6 +90,32 @@ class PartitionSnapshot:
 INSERT_SETTINGS = {"optimize_on_insert": 0}
 
 
+def feed_columns(rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+    """The columns of feed rows (``visitor_feed``, ``shop_feed``), their windows packed as
+    ``size << 32 | start`` (migration 0015: a tuple column cost most of the insert, and
+    handing clickhouse-connect columns spares it building them row by row). The engine
+    shares one windows list among the rows of a base window, so each list is packed once
+    (keyed by identity: the rows keep every list alive during the call)."""
+    if any(len(row) != len(VISITOR_COLUMNS) for row in rows):
+        raise ValueError("a feed row has 9 columns: the cell's 7, its hashes, its windows")
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    packed: dict[int, list[int]] = {}
+    windows = []
+    for listed in columns[8]:
+        got = packed.get(id(listed))
+        if got is None:
+            got = packed[id(listed)] = [_pack(size, start) for size, start in listed]
+        windows.append(got)
+    columns[8] = windows
+    return columns
+
+
+def _pack(size: int, start: int) -> int:
+    if not (0 <= size < 1 << 32 and 0 <= start < 1 << 32):
+        raise ValueError(f"window ({size}, {start}) does not fit 32 + 32 bits")
+    return size << 32 | start
+
+
 def _check_source(partition: int, offset: int = 0) -> None:
     if not 0 <= partition <= MAX_PARTITION:
         raise ValueError(f"partition {partition} out of range 0..{MAX_PARTITION}")
@@ -137,9 +163,9 @@ class DemandStore:
         # last checkpoint)
         self._todo.add(batch.rows, batch.sku_rows)
         if batch.visitor_rows:
-            self._insert("visitor_feed", batch.visitor_rows, VISITOR_COLUMNS)
+            self._insert("visitor_feed", batch.visitor_rows, VISITOR_COLUMNS, feed=True)
         if batch.shop_rows:
-            self._insert("shop_feed", batch.shop_rows, SHOP_COLUMNS)
+            self._insert("shop_feed", batch.shop_rows, SHOP_COLUMNS, feed=True)
         if batch.rows:
             self._insert("demand_state", batch.rows, STATE_COLUMNS)
         if batch.sku_rows:
@@ -192,10 +218,14 @@ class DemandStore:
         # last: a publish retried after a failed checkpoint insert still knows its hours
         self._todo = serving.RefreshSet()
 
-    def _insert(self, table: str, rows: Sequence[Any], columns: list[str]) -> None:
+    def _insert(
+        self, table: str, rows: Sequence[Any], names: list[str], *, feed: bool = False
+    ) -> None:
+        """Insert ``rows``; with ``feed``, rows of a flush feed (``feed_columns``)."""
         try:
             self.client.insert(
-                f"{self.db}.{table}", rows, column_names=columns, settings=INSERT_SETTINGS
+                f"{self.db}.{table}", feed_columns(rows) if feed else rows, column_names=names,
+                column_oriented=feed, settings=INSERT_SETTINGS,
             )
         except Exception as exc:
             raise sink_error(exc, "write", f"{self.db}.{table}") from exc

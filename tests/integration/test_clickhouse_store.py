@@ -202,6 +202,67 @@ def test_visitor_cells_upgrade_to_low_cardinality_keeps_every_row(
     client.command(f"DROP DATABASE IF EXISTS {db}")
 
 
+def test_packed_feed_windows_expand_to_the_rows_of_the_tuple_feeds(
+    client: Any, tmp_path: Path
+) -> None:
+    """Migration 0015 packs the feeds' windows into one integer each: the same visitor and
+    contributor rows written by a worker before it (windows as tuples) and through the
+    store after it expand to the same ``visitor_cells`` and ``shop_cells`` rows, on a
+    database upgraded with data in it. The windows cover a local day of 25 hours (Berlin,
+    2026-10-25), a 5-minute window at the last second that fits 32 bits, and rows
+    sharing and not sharing one windows list."""
+    upto_14 = tmp_path / "upto_14"
+    upto_14.mkdir()
+    for path in sorted(migrations_dir().glob("*.sql")):
+        if int(path.name[:4]) <= 14:
+            (upto_14 / path.name).write_text(path.read_text("utf-8"), "utf-8")
+    old, new = "mig_feeds_old", "mig_feeds_new"
+    assert migrate(client, old, upto_14, timezone="Europe/Berlin")[-1] == 14
+    migrate(client, new, timezone="Europe/Berlin")
+    day = 1_792_879_200  # 2026-10-25 00:00 in Berlin (CEST), a day of 25 hours
+    last = (1 << 32) - 300  # the last 5-minute window before 2106
+    shared = [(300, day + 3600), (3600, day + 3600), (86400, day)]
+    cell = ("袜子", "雾霾蓝", "1-3岁", "10-20", "浙江")
+    visitors: list[tuple[Any, ...]] = [
+        (300, day + 3600, *cell, [1, 2], shared),
+        (300, day + 3600, *EVIL[:4], EVIL[4], [3], shared),
+        (300, day + 90_000 - 300, *cell, [2**64 - 1],
+         [(300, day + 90_000 - 300), (3600, day + 90_000 - 3600), (86400, day)]),
+        (300, last, *cell, [5], [(300, last)]),
+    ]
+    shops = [(*row[:7], [(tag << 2 | 1) % 2**64 for tag in row[7]], row[8]) for row in visitors]
+    names = ["window_seconds", "window_start", "category", "color", "size", "price_band",
+             "region"]
+    client.insert(f"{old}.visitor_feed", visitors,  # as a worker of migration 14 wrote them
+                  column_names=[*names, "visitor_hashes", "windows"])
+    client.insert(f"{old}.shop_feed", shops, column_names=[*names, "shop_tags", "windows"])
+    DemandStore(client, new).write(
+        FlushBatch(rows=[], checkpoints=[], visitor_rows=visitors, shop_rows=shops))
+
+    def expanded(db: str) -> list[tuple[Any, ...]]:
+        return client.query(
+            f"SELECT * FROM (SELECT 'v', window_seconds, toUnixTimestamp(window_start), "
+            f"category, color, size, price_band, region, visitor_hash FROM {db}.visitor_cells "
+            f"UNION ALL SELECT 's', window_seconds, toUnixTimestamp(window_start), category, "
+            f"color, size, price_band, region, shop_tag FROM {db}.shop_cells) ORDER BY ALL"
+        ).result_rows
+
+    rows = expanded(new)
+    assert rows == expanded(old)
+    assert len(rows) == 2 * (3 * 2 + 3 + 3 + 1)
+    assert (("v", 86400, day, *cell, 2**64 - 1) in rows
+            and ("s", 300, last, *cell, 5 << 2 | 1) in rows)
+
+    # the old database upgraded in place: its rows stay, new flushes land packed
+    assert migrate(client, old, timezone="Europe/Berlin") == [
+        m.version for m in load() if m.version > 14]
+    DemandStore(client, old).write(FlushBatch(
+        rows=[], checkpoints=[], visitor_rows=[(300, day, *cell, [7], [(300, day)])]))
+    assert expanded(old) == sorted([*rows, ("v", 300, day, *cell, 7)])
+    for db in (old, new):
+        client.command(f"DROP DATABASE IF EXISTS {db}")
+
+
 def test_the_embedded_broker_resets_a_database_of_an_old_log_or_another_zone(
     client: Any,
 ) -> None:
