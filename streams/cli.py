@@ -435,7 +435,8 @@ def broker() -> None:
 
 @main.command()
 @click.option("--rate", type=_RATE, default=1000.0, show_default=True,
-              help="Events per second")
+              help="Events per second at the simulated day's mean traffic, and at most "
+                   "(quiet hours send fewer)")
 @click.option("--duration", type=_SECONDS, default=60.0, show_default=True,
               help="Wall seconds")
 @click.option("--seed", type=int, default=7, show_default=True)
@@ -647,7 +648,8 @@ def brief(category: str, factory: str | None, days: int, run_days: int, as_json:
 @main.command()
 @click.option("--duration", type=_SECONDS, default=None, help="Stop after N seconds")
 @click.option("--rate", type=_RATE, default=1000.0, show_default=True,
-              help="Events per second")
+              help="Events per second at the simulated day's mean traffic, and at most "
+                   "(quiet hours send fewer)")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--speed", type=_SPEED, default=60.0, show_default=True,
               help="Simulated seconds per wall second")
