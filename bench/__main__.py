@@ -114,8 +114,19 @@ async def raw_ceiling(bootstrap: str, n: int) -> float:
     return n / (time.perf_counter() - (start or time.perf_counter()))
 
 
-def _worker_env(bootstrap: str, app_id: str, port: int) -> dict[str, str]:
+def _start_worker(bootstrap: str, app_id: str, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """A ``c2m worker`` on a fresh data directory; its output goes to ``worker.log`` there
+    (named when the bench fails, so a failed run can be told apart from a slow one)."""
     data = Path(tempfile.mkdtemp(prefix="c2m-bench-"))
+    log = data / "worker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
+                                env=_worker_env(bootstrap, app_id, port, data),
+                                stdout=out, stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def _worker_env(bootstrap: str, app_id: str, port: int, data: Path) -> dict[str, str]:
     return {**os.environ, "C2M_KAFKA_BOOTSTRAP": bootstrap, "C2M_DATA_DIR": str(data),
             "C2M_WEB_PORT": str(port), "C2M_METRICS_PORT": "0", "C2M_APP_ID": app_id,
             "C2M_REBALANCE_TIMEOUT_SECONDS": "3", "C2M_SESSION_TIMEOUT_SECONDS": "6",
@@ -140,12 +151,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def pulse_end_to_end(bootstrap: str, n: int, run: int) -> float:
+def pulse_end_to_end(bootstrap: str, n: int, run: int, stall_s: float = 120) -> float:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
-                            env=_worker_env(bootstrap, f"bench-{run}", port),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, log = _start_worker(bootstrap, f"bench-{run}", port)
     first = None
+    seen, moved = -1, time.monotonic()
     try:
         while True:
             stats = _stats(port)
@@ -156,7 +166,13 @@ def pulse_end_to_end(bootstrap: str, n: int, run: int) -> float:
             if stats["consumed"] >= n and stats["pending_events"] == 0:
                 break
             if proc.poll() is not None:
-                raise RuntimeError(f"c2m worker exited with {proc.returncode}")
+                raise RuntimeError(f"c2m worker exited with {proc.returncode}; see {log}")
+            progress = stats["consumed"] - stats["pending_events"]
+            if progress != seen:
+                seen, moved = progress, time.monotonic()
+            elif time.monotonic() - moved > stall_s:
+                raise RuntimeError(f"c2m worker made no progress in {stall_s:.0f}s "
+                                   f"({stats['consumed']:,} of {n:,} consumed); see {log}")
             time.sleep(0.05)
         return n / (now - (first or now))
     finally:
@@ -212,9 +228,7 @@ def latency(rate: float, seconds: float, seed: int) -> tuple[float, float, int]:
         producer.flush()
         port = free_port()
         app_id = "bench-latency"
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
-                                env=_worker_env(broker.bootstrap, app_id, port),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc, _log = _start_worker(broker.bootstrap, app_id, port)
         try:
             _wait_ready(port)
             commits: list[tuple[float, dict[tuple[str, int], int]]] = []
