@@ -288,6 +288,7 @@ class ShopSimulator:
         ts_format_mix: bool = True,
         warm_start: bool = True,
         scenario: Scenario | None = None,
+        page_views: bool = True,
     ) -> None:
         if n_shops < 1:
             raise ValueError("n_shops must be >= 1")
@@ -318,6 +319,10 @@ class ShopSimulator:
         self.promo_multiplier = float(promo_multiplier)
         self.disorder_ms = int(disorder_ms)
         self.ts_format_mix = ts_format_mix
+        #: False: page views are simulated (the same random draws, the same event ids
+        #: given out) but not emitted, so the other events are those of a full run, made
+        #: faster for a reader of orders, returns and stock movements only
+        self.page_views = page_views
         self.scenario = scenario
         self.truth = ScenarioTruth()
         self._rate_factor = 1.0  # traffic growth from a scenario surge
@@ -794,6 +799,14 @@ class ShopSimulator:
         self._emit(TOPIC_ORDERS, order_id, ts, shop, value)
 
     def _page_view(self, i: int, visitor_id: str, region: str, ts: int) -> None:
+        if not self.page_views:
+            # what _emit draws and gives out, without the event
+            self._counter += 1
+            if self.ts_format_mix:
+                self._rng.random()
+            if self.disorder_ms:
+                self._rng.random()
+            return
         sku = self._sku_ids[i]
         shop = self._sku_shop[i]
         value = {

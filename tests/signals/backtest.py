@@ -196,7 +196,7 @@ def backtest(name: str, seeds: Sequence[int] = SEEDS, cfg: ForecastConfig = DEFA
 def _backtest_seed(name: str, seed: int, fcfg: ForecastConfig, orders_per_hour: int,
                    scores: dict[str, Score]) -> None:
     sim = ShopSimulator(seed, START_MS, n_skus=60, orders_per_hour=orders_per_hour,
-                        scenario=SCENARIOS[name])
+                        scenario=SCENARIOS[name], page_views=False)
     events = sim.catalog() + sim.events(START_MS + DAYS * DAY_MS)
     cats = daily_cells(events, DAYS)
     promos = promotions_of(name)

@@ -33,6 +33,7 @@ from streams.sim.model import (
     format_ts,
     generate_history,
 )
+from streams.sim.scenario import Scenario
 
 # 2026-11-10T16:00:00Z = 2026-11-11 00:00 China time.
 START = 1_794_326_400_000
@@ -82,6 +83,23 @@ def test_chunking_does_not_change_the_events() -> None:
         step = step * 7 % 1_000_003 + 12_345  # irregular steps, some within one tick
     assert pieces == whole
     assert sim.events(until) == []  # nothing is returned twice
+
+
+@pytest.mark.parametrize("scenario", [None, Scenario(censor_stockouts=True)])
+@pytest.mark.parametrize(("disorder_ms", "ts_format_mix"), [(180_000, True), (0, False)])
+def test_without_page_views_the_other_events_are_those_of_a_full_run(
+    scenario: Scenario | None, disorder_ms: int, ts_format_mix: bool
+) -> None:
+    def run(page_views: bool) -> list[SimEvent]:
+        sim = ShopSimulator(5, START, orders_per_hour=300, scenario=scenario,
+                            disorder_ms=disorder_ms, ts_format_mix=ts_format_mix,
+                            page_views=page_views)
+        return sim.catalog() + sim.events(START + 30 * HOUR_MS)
+
+    full = run(True)
+    others = [e for e in full if e.topic != TOPIC_PAGEVIEWS]
+    assert len(others) < len(full)
+    assert run(False) == others
 
 
 def test_catalog_is_stable_and_not_consumed() -> None:
