@@ -13,7 +13,9 @@
  * and id, and what an admitted event does. A Core (one per engine) owns what the lanes
  * keep between calls, its caches, and the engine's settings (window sizes, calendar
  * grains, the typed Limits), fixed when it is made; each call names the partition's
- * containers in a typed LaneState. All three types take named fields, checked once at
+ * containers in a typed LaneState. A partition's dedup state is a type of this module
+ * (IdSet: the ids' hashes in C arrays, streams.core.dedup.Deduplicator's methods), which
+ * the lanes add ids to without a Python object per id. All three types take named fields, checked once at
  * construction. The module itself keeps no mutable state (multi-phase initialisation).
  *
  * streams/core/engine.py is the reference. This does exactly what its Python path does
@@ -34,7 +36,7 @@
  *   future_ts / stale_ts against the record's Kafka timestamp -> stop (Python rejects);
  *   behind the watermark by more than the correction horizon  -> stop (Python decides
  *     duplicate or late event);
- *   event id seen (BLAKE2b-64, the ids' persisted hash)        -> duplicate;
+ *   event id seen (BLAKE2b-64, the ids' persisted hash; IdSet) -> duplicate;
  *   watermark (max ts) and the "corrected" count;
  *   page views: the lane entry of (sku, region, ts // grain) from hot_pv, built here
  *     (DemandEngine._pv_entry, PartitionState.hot_entry) when absent or of an older
@@ -723,10 +725,469 @@ static void caches_free(caches_t *C) {
     PyMem_Free(C);
 }
 
+/* ------------------------------------------------------------------ IdSet */
+/* The dedup state of one partition, owned here: streams.core.dedup.Deduplicator (the
+ * pure-Python reference: the same methods, the same results, checked against each other
+ * by tests/unit/test_core.py) without a Python object per id. The ids' 64-bit hashes are
+ * kept twice, as the reference keeps them: in an open-addressing table (linear probing,
+ * Fibonacci hashing, deletion by backward shift; 0 marks an empty slot, so the hash 0 is
+ * a flag) and, in arrival order, in one array per hour bucket with its cut mark. Buckets
+ * are kept in the order they were made (the reference's dict order). About 25 bytes per
+ * id against the reference's 78 (bench/dedup_memory.py); PyMem, so tracemalloc sees it. */
+
+typedef struct {
+    int64_t bucket;
+    uint64_t *ids; /* in arrival order; ids[cut:] are new since the last cut */
+    Py_ssize_t n, cap, cut;
+} idbucket_t;
+
+typedef struct {
+    PyObject_HEAD
+    uint64_t *slots;   /* 1 << bits of them, or NULL before the first id */
+    int bits;
+    Py_ssize_t used;   /* ids in slots (the hash 0 is has_zero) */
+    int has_zero;
+    idbucket_t *b;     /* nb buckets (room for bcap) */
+    Py_ssize_t nb, bcap;
+    Py_ssize_t last;   /* the bucket of the last id added (consecutive ids mostly share it) */
+    long long horizon_ms, bucket_ms;
+    int ready;         /* set by __init__ (IdSet.__new__ alone leaves bucket_ms 0) */
+} IdSet;
+
+static inline size_t ids_home(int bits, uint64_t h) {
+    return (size_t)((h * 0x9E3779B97F4A7C15ULL) >> (64 - bits));
+}
+
+static int ids_contains(const IdSet *S, uint64_t h) {
+    if (h == 0) return S->has_zero;
+    if (S->slots == NULL) return 0;
+    const size_t mask = ((size_t)1 << S->bits) - 1;
+    for (size_t i = ids_home(S->bits, h);; i = (i + 1) & mask) {
+        if (S->slots[i] == h) return 1;
+        if (S->slots[i] == 0) return 0;
+    }
+}
+
+static int ids_resize(IdSet *S, int bits) {
+    uint64_t *slots = PyMem_Calloc((size_t)1 << bits, sizeof(uint64_t));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const size_t mask = ((size_t)1 << bits) - 1;
+    const size_t old = S->slots == NULL ? 0 : (size_t)1 << S->bits;
+    for (size_t j = 0; j < old; j++) {
+        const uint64_t v = S->slots[j];
+        if (v == 0) continue;
+        size_t i = ids_home(bits, v);
+        while (slots[i] != 0) i = (i + 1) & mask;
+        slots[i] = v;
+    }
+    PyMem_Free(S->slots);
+    S->slots = slots;
+    S->bits = bits;
+    return 0;
+}
+
+/* Add h to the table: 1 added, 0 already there, -1 error. At most 3/4 full. */
+static int ids_put(IdSet *S, uint64_t h) {
+    if (h == 0) {
+        if (S->has_zero) return 0;
+        S->has_zero = 1;
+        return 1;
+    }
+    if (ids_contains(S, h)) return 0;
+    if (S->slots == NULL || (size_t)(S->used + 1) * 4 > ((size_t)3 << S->bits)) {
+        if (ids_resize(S, S->slots == NULL ? 4 : S->bits + 1) < 0) return -1;
+    }
+    const size_t mask = ((size_t)1 << S->bits) - 1;
+    size_t i = ids_home(S->bits, h);
+    while (S->slots[i] != 0) i = (i + 1) & mask;
+    S->slots[i] = h;
+    S->used++;
+    return 1;
+}
+
+/* Remove h from the table (if there), shifting back the entries after it that may move. */
+static void ids_remove(IdSet *S, uint64_t h) {
+    if (h == 0) {
+        S->has_zero = 0;
+        return;
+    }
+    if (S->slots == NULL) return;
+    const size_t mask = ((size_t)1 << S->bits) - 1;
+    size_t i = ids_home(S->bits, h);
+    for (;; i = (i + 1) & mask) {
+        if (S->slots[i] == 0) return;
+        if (S->slots[i] == h) break;
+    }
+    for (size_t j = i;;) {
+        j = (j + 1) & mask;
+        const uint64_t v = S->slots[j];
+        if (v == 0) break;
+        const size_t k = ids_home(S->bits, v);
+        /* v stays unless its home k lies outside (i, j], cyclically: then it moves to i */
+        if (j > i ? (k <= i || k > j) : (k <= i && k > j)) {
+            S->slots[i] = v;
+            i = j;
+        }
+    }
+    S->slots[i] = 0;
+    S->used--;
+}
+
+static inline int64_t floor_div(int64_t a, int64_t b) {
+    const int64_t q = a / b;
+    return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+
+/* The index of the bucket, or -1 (with create: made at the end; -2 and an exception when
+ * out of memory). */
+static Py_ssize_t ids_bucket(IdSet *S, int64_t bucket, int create) {
+    if (S->last >= 0 && S->last < S->nb && S->b[S->last].bucket == bucket) return S->last;
+    for (Py_ssize_t k = S->nb - 1; k >= 0; k--) {
+        if (S->b[k].bucket == bucket) return S->last = k;
+    }
+    if (!create) return -1;
+    if (S->nb == S->bcap) {
+        const Py_ssize_t cap = S->bcap ? 2 * S->bcap : 16;
+        idbucket_t *b = PyMem_Realloc(S->b, (size_t)cap * sizeof *b);
+        if (b == NULL) {
+            PyErr_NoMemory();
+            return -2;
+        }
+        S->b = b;
+        S->bcap = cap;
+    }
+    S->b[S->nb] = (idbucket_t){bucket, NULL, 0, 0, 0};
+    return S->last = S->nb++;
+}
+
+/* Room for `more` ids in the bucket (grown by half). 0, or -1 and an exception. */
+static int bucket_reserve(idbucket_t *B, Py_ssize_t more) {
+    if (B->n + more <= B->cap) return 0;
+    Py_ssize_t cap = B->cap + B->cap / 2 + 16;
+    if (cap < B->n + more) cap = B->n + more;
+    uint64_t *ids = PyMem_Realloc(B->ids, (size_t)cap * sizeof(uint64_t));
+    if (ids == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    B->ids = ids;
+    B->cap = cap;
+    return 0;
+}
+
+/* Deduplicator.first_time for an id already hashed: 1 first time, 0 duplicate, -1 error. */
+static int idset_add(IdSet *S, uint64_t h, int64_t ts) {
+    if (ids_contains(S, h)) return 0;
+    const Py_ssize_t k = ids_bucket(S, floor_div(ts, S->bucket_ms), 1);
+    if (k < 0 || bucket_reserve(&S->b[k], 1) < 0 || ids_put(S, h) < 0) return -1;
+    idbucket_t *B = &S->b[k];
+    B->ids[B->n++] = h;
+    return 1;
+}
+
+static int idset_ready(const IdSet *S) {
+    if (S->ready) return 1;
+    PyErr_SetString(PyExc_TypeError, "IdSet: made without its horizon_ms and bucket_ms");
+    return 0;
+}
+
+static void IdSet_dealloc(IdSet *self) {
+    for (Py_ssize_t k = 0; k < self->nb; k++) PyMem_Free(self->b[k].ids);
+    PyMem_Free(self->b);
+    PyMem_Free(self->slots);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int IdSet_init(IdSet *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"horizon_ms", "bucket_ms", NULL};
+    long long horizon_ms = -1, bucket_ms = -1;
+    if (self->ready) {
+        PyErr_SetString(PyExc_TypeError, "IdSet: made once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$LL:IdSet", kwlist, &horizon_ms,
+                                     &bucket_ms))
+        return -1;
+    if (horizon_ms < 0 || bucket_ms <= 0) {
+        PyErr_SetString(PyExc_ValueError, "IdSet: horizon_ms >= 0 and bucket_ms > 0 expected, by keyword");
+        return -1;
+    }
+    self->horizon_ms = horizon_ms;
+    self->bucket_ms = bucket_ms;
+    self->last = -1;
+    self->ready = 1;
+    return 0;
+}
+
+static Py_ssize_t IdSet_len(IdSet *self) { return self->used + self->has_zero; }
+
+static PyObject *IdSet_first_time(IdSet *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!idset_ready(self)) return NULL;
+    if (nargs != 2 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "first_time(event_id: str, ts_ms: int) expected");
+        return NULL;
+    }
+    Py_ssize_t n;
+    const char *p = PyUnicode_AsUTF8AndSize(args[0], &n);
+    if (p == NULL) return NULL;
+    const long long ts = PyLong_AsLongLong(args[1]);
+    if (ts == -1 && PyErr_Occurred()) return NULL;
+    const int first = idset_add(self, blake2b64((const uint8_t *)p, (size_t)n), ts);
+    if (first < 0) return NULL;
+    return PyBool_FromLong(first);
+}
+
+static PyObject *IdSet_pending(IdSet *self, void *closure) {
+    Py_ssize_t n = 0;
+    for (Py_ssize_t k = 0; k < self->nb; k++) n += self->b[k].n - self->b[k].cut;
+    return PyLong_FromSsize_t(n);
+}
+
+static PyObject *ids_list(const uint64_t *ids, Py_ssize_t n) {
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(ids[i]);
+        if (v == NULL) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, i, v);
+    }
+    return out;
+}
+
+static PyObject *IdSet_cut(IdSet *self, PyObject *unused) {
+    if (!idset_ready(self)) return NULL;
+    PyObject *taken = PyList_New(0), *before = PyDict_New();
+    if (taken == NULL || before == NULL) goto fail;
+    for (Py_ssize_t k = 0; k < self->nb; k++) {
+        const idbucket_t *B = &self->b[k];
+        if (B->n <= B->cut) continue;
+        PyObject *item = Py_BuildValue("(LN)", (long long)B->bucket,
+                                       ids_list(B->ids + B->cut, B->n - B->cut));
+        PyObject *bk = PyLong_FromLongLong(B->bucket), *mark = PyLong_FromSsize_t(B->cut);
+        const int bad = item == NULL || bk == NULL || mark == NULL ||
+                        PyList_Append(taken, item) < 0 || PyDict_SetItem(before, bk, mark) < 0;
+        Py_XDECREF(item);
+        Py_XDECREF(bk);
+        Py_XDECREF(mark);
+        if (bad) goto fail;
+    }
+    for (Py_ssize_t k = 0; k < self->nb; k++) self->b[k].cut = self->b[k].n;
+    return Py_BuildValue("(NN)", taken, before);
+fail:
+    Py_XDECREF(taken);
+    Py_XDECREF(before);
+    return NULL;
+}
+
+static PyObject *IdSet_uncut(IdSet *self, PyObject *cut) {
+    if (!idset_ready(self)) return NULL;
+    if (!PyTuple_Check(cut) || PyTuple_GET_SIZE(cut) != 2 ||
+        !PyDict_Check(PyTuple_GET_ITEM(cut, 1))) {
+        PyErr_SetString(PyExc_TypeError, "uncut(cut) expected what cut() returned");
+        return NULL;
+    }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(PyTuple_GET_ITEM(cut, 1), &pos, &key, &value)) {
+        const long long bucket = PyLong_AsLongLong(key);
+        const Py_ssize_t mark = PyLong_AsSsize_t(value);
+        if ((bucket == -1 || mark == -1) && PyErr_Occurred()) return NULL;
+        const Py_ssize_t k = ids_bucket(self, bucket, 0);
+        if (k >= 0 && mark < self->b[k].cut) self->b[k].cut = mark < 0 ? 0 : mark;
+    }
+    Py_RETURN_NONE;
+}
+
+/* load(pairs): (hour bucket, id hash) pairs persisted by earlier flushes, new ones put
+ * before their bucket's cut mark (not pending), in order, buckets made in the order they
+ * first appear: the reference's load. All or nothing: on an error (a malformed pair, no
+ * memory) the ids this call put in the table are taken out again. */
+static PyObject *IdSet_load(IdSet *self, PyObject *pairs) {
+    if (!idset_ready(self)) return NULL;
+    PyObject *it = PyObject_GetIter(pairs);
+    if (it == NULL) return NULL;
+    int64_t *kb = NULL;   /* the distinct buckets of the new ids, first appearance order */
+    Py_ssize_t nk = 0, kcap = 0, n = 0, cap = 0, *count = NULL, *at = NULL;
+    struct { Py_ssize_t key; uint64_t h; } *got = NULL;
+    PyObject *item, *ret = NULL;
+    while ((item = PyIter_Next(it)) != NULL) {
+        PyObject *seq = PySequence_Fast(item, "load: (bucket, id hash) pairs expected");
+        Py_DECREF(item);
+        if (seq == NULL) goto done;
+        if (PySequence_Fast_GET_SIZE(seq) != 2) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "load: (bucket, id hash) pairs expected");
+            goto done;
+        }
+        const long long bucket = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, 0));
+        const unsigned long long h =
+            (bucket == -1 && PyErr_Occurred())
+                ? 0 : PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(seq, 1));
+        Py_DECREF(seq);
+        if (PyErr_Occurred()) goto done;
+        if (ids_contains(self, h)) continue;
+        Py_ssize_t key = nk - 1;
+        while (key >= 0 && kb[key] != bucket) key--;
+        if (key < 0 && nk == kcap) {
+            kcap = kcap ? 2 * kcap : 16;
+            int64_t *b = PyMem_Realloc(kb, (size_t)kcap * sizeof *kb);
+            if (b == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            kb = b;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            void *g = PyMem_Realloc(got, (size_t)cap * sizeof *got);
+            if (g == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            got = g;
+        }
+        if (ids_put(self, h) < 0) goto done;
+        if (key < 0) kb[key = nk++] = bucket;
+        got[n].key = key;
+        got[n++].h = h;
+    }
+    if (PyErr_Occurred()) goto done;
+    count = PyMem_Calloc((size_t)nk + 1, sizeof *count);
+    at = PyMem_Calloc((size_t)nk + 1, sizeof *at);
+    if (count == NULL || at == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) count[got[i].key]++;
+    for (Py_ssize_t key = 0; key < nk; key++) { /* every allocation first */
+        at[key] = ids_bucket(self, kb[key], 1); /* (buckets are only appended here) */
+        if (at[key] < 0 || bucket_reserve(&self->b[at[key]], count[key]) < 0) goto done;
+    }
+    for (Py_ssize_t key = 0; key < nk; key++) { /* then room before each cut mark */
+        idbucket_t *B = &self->b[at[key]];
+        memmove(B->ids + B->cut + count[key], B->ids + B->cut,
+                (size_t)(B->n - B->cut) * sizeof(uint64_t));
+        B->n += count[key];
+        count[key] = B->cut; /* from here: where the bucket's next loaded id goes */
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        self->b[at[got[i].key]].ids[count[got[i].key]++] = got[i].h;
+    for (Py_ssize_t key = 0; key < nk; key++) self->b[at[key]].cut = count[key];
+    n = 0; /* placed: nothing to take back */
+    ret = Py_NewRef(Py_None);
+done:
+    for (Py_ssize_t i = 0; i < n; i++) ids_remove(self, got[i].h);
+    Py_DECREF(it);
+    PyMem_Free(kb);
+    PyMem_Free(got);
+    PyMem_Free(count);
+    PyMem_Free(at);
+    return ret;
+}
+
+static PyObject *IdSet_expire(IdSet *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"watermark_ms", NULL};
+    long long wm;
+    if (!idset_ready(self) || !PyArg_ParseTupleAndKeywords(args, kwds, "L:expire", kwlist, &wm))
+        return NULL;
+    const int64_t limit = floor_div((int64_t)wm - self->horizon_ms, self->bucket_ms);
+    Py_ssize_t dropped = 0, kept = 0;
+    for (Py_ssize_t k = 0; k < self->nb; k++) {
+        idbucket_t *B = &self->b[k];
+        if (B->bucket < limit) {
+            for (Py_ssize_t i = 0; i < B->n; i++) ids_remove(self, B->ids[i]);
+            dropped += B->n;
+            PyMem_Free(B->ids);
+        } else {
+            self->b[kept++] = *B;
+        }
+    }
+    self->nb = kept;
+    self->last = -1;
+    /* shrink a table left less than 1/8 full (an outage's backlog expired) */
+    if (self->slots != NULL && self->bits > 4 && (size_t)self->used * 8 < ((size_t)1 << self->bits)) {
+        int bits = 4;
+        while ((size_t)(self->used + 1) * 2 > ((size_t)1 << bits)) bits++;
+        if (ids_resize(self, bits) < 0) return NULL;
+    }
+    return PyLong_FromSsize_t(dropped);
+}
+
+static PyObject *IdSet_snapshot(IdSet *self, PyObject *unused) {
+    if (!idset_ready(self)) return NULL;
+    PyObject *out = PyDict_New();
+    for (Py_ssize_t k = 0; out != NULL && k < self->nb; k++) {
+        const idbucket_t *B = &self->b[k];
+        PyObject *bk = PyLong_FromLongLong(B->bucket);
+        PyObject *v = Py_BuildValue("(Nn)", ids_list(B->ids, B->n), B->cut);
+        if (bk == NULL || v == NULL || PyDict_SetItem(out, bk, v) < 0) Py_CLEAR(out);
+        Py_XDECREF(bk);
+        Py_XDECREF(v);
+    }
+    return out;
+}
+
+static PyObject *IdSet_sizeof(IdSet *self, PyObject *unused) {
+    size_t n = sizeof(IdSet) + (size_t)self->bcap * sizeof(idbucket_t);
+    if (self->slots != NULL) n += ((size_t)1 << self->bits) * sizeof(uint64_t);
+    for (Py_ssize_t k = 0; k < self->nb; k++) n += (size_t)self->b[k].cap * sizeof(uint64_t);
+    return PyLong_FromSize_t(n);
+}
+
+static PyMethodDef IdSet_methods[] = {
+    {"first_time", (PyCFunction)(void (*)(void))IdSet_first_time, METH_FASTCALL,
+     "first_time(event_id, ts_ms) -> bool: True the first time the id is offered."},
+    {"cut", (PyCFunction)IdSet_cut, METH_NOARGS,
+     "cut() -> Cut: take the ids first seen since the last cut, by hour bucket."},
+    {"uncut", (PyCFunction)IdSet_uncut, METH_O,
+     "uncut(cut): the write of a cut failed: its ids are pending again."},
+    {"load", (PyCFunction)IdSet_load, METH_O,
+     "load(pairs): restore persisted (hour bucket, id hash) pairs (not pending)."},
+    {"expire", (PyCFunction)(void (*)(void))IdSet_expire, METH_VARARGS | METH_KEYWORDS,
+     "expire(watermark_ms) -> int: forget the buckets that ended more than the horizon "
+     "before the watermark; the number of ids forgotten."},
+    {"snapshot", (PyCFunction)IdSet_snapshot, METH_NOARGS,
+     "snapshot() -> {bucket: (ids in arrival order, cut mark)}, buckets in order."},
+    {"__sizeof__", (PyCFunction)IdSet_sizeof, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef IdSet_members[] = {
+    {"horizon_ms", T_LONGLONG, offsetof(IdSet, horizon_ms), READONLY, NULL},
+    {"bucket_ms", T_LONGLONG, offsetof(IdSet, bucket_ms), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef IdSet_getset[] = {
+    {"pending", (getter)IdSet_pending, NULL, "ids first seen since the last cut", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods IdSet_as_sequence = {.sq_length = (lenfunc)IdSet_len};
+
+static PyTypeObject IdSetType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "streams.core._lanes.IdSet",
+    .tp_doc = PyDoc_STR(
+        "IdSet(*, horizon_ms, bucket_ms)\n\n"
+        "A partition's dedup state, compiled: streams.core.dedup.Deduplicator's methods."),
+    .tp_basicsize = sizeof(IdSet),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)IdSet_init,
+    .tp_dealloc = (destructor)IdSet_dealloc,
+    .tp_methods = IdSet_methods,
+    .tp_members = IdSet_members,
+    .tp_getset = IdSet_getset,
+    .tp_as_sequence = &IdSet_as_sequence,
+};
+
 /* What a run works on, read once per call: the partition's containers (its LaneState),
  * and the Core's settings and caches. */
 typedef struct {
-    PyObject *seen, *buckets;          /* Deduplicator.tables() */
+    IdSet *dedup;                      /* PartitionState.dedup */
     PyObject *hot_pv, *hot;            /* PartitionState.hot_pv, .hot */
     PyObject *cells, *dirty, *ends;    /* PartitionState.cells, .dirty, .ends */
     PyObject *visitors;                /* PartitionState.visitors */
@@ -741,11 +1202,7 @@ typedef struct {
     caches_t *caches;                  /* Core: its caches */
     int64_t grain_s;
     Py_ssize_t new_cells;              /* cells created (PartitionState.indexed) */
-    int64_t last_bucket;               /* the dedup bucket of the last id, and its list */
-    PyObject *last_ids;                /* (a strong reference; lane_done releases it) */
 } lane_t;
-
-static void lane_done(lane_t *L) { Py_CLEAR(L->last_ids); }
 
 /* ------------------------------------------------------------------ typed interface */
 /* LaneState: the partition's containers a run works on, by name (made by
@@ -753,7 +1210,7 @@ static void lane_done(lane_t *L) { Py_CLEAR(L->last_ids); }
  * Limits: the engine's limits, by name. Core: the compiled core (below). All three are
  * immutable to Python (read-only members). */
 #define LANE_STATE_FIELDS(X)                                                                \
-    X(seen, PySet_Type) X(buckets, PyDict_Type) X(hot_pv, PyDict_Type) X(hot, PyDict_Type) \
+    X(dedup, IdSetType) X(hot_pv, PyDict_Type) X(hot, PyDict_Type)                         \
     X(cells, PyDict_Type) X(dirty, PySet_Type) X(ends, PyDict_Type)                         \
     X(visitors, PyDict_Type) X(sku_buckets, PyDict_Type) X(sku_dirty, PySet_Type)           \
     X(products, PyDict_Type) X(generation, PyLong_Type) X(shops, PyDict_Type)
@@ -783,7 +1240,7 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
     LANE_STATE_FIELDS(X)
 #undef X
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "|$O!O!O!O!O!O!O!O!O!O!O!O!O!:LaneState", kwlist,
+            args, kwds, "|$O!O!O!O!O!O!O!O!O!O!O!O!:LaneState", kwlist,
 #define X(name, type) &type, &name,
             LANE_STATE_FIELDS(X)
 #undef X
@@ -796,6 +1253,7 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
     }
     LANE_STATE_FIELDS(X)
 #undef X
+    if (!idset_ready((IdSet *)dedup)) return -1;
 #define X(name, type) Py_XSETREF(self->name, Py_NewRef(name));
     LANE_STATE_FIELDS(X)
 #undef X
@@ -814,7 +1272,7 @@ static PyTypeObject LaneStateType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "streams.core._lanes.LaneState",
     .tp_doc = PyDoc_STR(
-        "LaneState(*, seen, buckets, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"
+        "LaneState(*, dedup, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"
         "          sku_dirty, products, generation, shops)\n\n"
         "The partition's containers a lane works on (DemandEngine._lane_state)."),
     .tp_basicsize = sizeof(LaneState),
@@ -827,7 +1285,7 @@ static PyTypeObject LaneStateType = {
 
 
 #define LIMIT_FIELDS(X)                                                                     \
-    X(bucket_ms) X(grain_s) X(lateness_ms) X(horizon_ms) X(max_future_ms) X(max_past_ms)    \
+    X(grain_s) X(lateness_ms) X(horizon_ms) X(max_future_ms) X(max_past_ms)    \
     X(max_bytes)
 
 typedef struct {
@@ -847,7 +1305,7 @@ static int Limits_init(Limits *self, PyObject *args, PyObject *kwds) {
 #define X(name) long long name = -1;
     LIMIT_FIELDS(X)
 #undef X
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$LLLLLLL:Limits", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$LLLLLL:Limits", kwlist,
 #define X(name) &name,
                                      LIMIT_FIELDS(X)
 #undef X
@@ -860,9 +1318,8 @@ static int Limits_init(Limits *self, PyObject *args, PyObject *kwds) {
     }
     LIMIT_FIELDS(X)
 #undef X
-    if (bucket_ms == 0 || grain_s == 0 || 3600 % grain_s != 0) {
-        PyErr_SetString(PyExc_ValueError,
-                        "Limits: bucket_ms > 0 and a grain_s that divides an hour expected");
+    if (grain_s == 0 || 3600 % grain_s != 0) {
+        PyErr_SetString(PyExc_ValueError, "Limits: a grain_s that divides an hour expected");
         return -1;
     }
 #define X(name) self->name = name;
@@ -883,8 +1340,7 @@ static PyTypeObject LimitsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "streams.core._lanes.Limits",
     .tp_doc = PyDoc_STR(
-        "Limits(*, bucket_ms, grain_s, lateness_ms, horizon_ms, max_future_ms, max_past_ms,\n"
-        "       max_bytes)\n\n"
+        "Limits(*, grain_s, lateness_ms, horizon_ms, max_future_ms, max_past_ms, max_bytes)\n\n"
         "The engine's limits a lane applies (DemandEngine: its EngineConfig)."),
     .tp_basicsize = sizeof(Limits),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -981,10 +1437,10 @@ static PyMemberDef Core_members[] = {
 
 /* L for one call of the core on a partition's state (both checked by the caller). */
 static void lane_from(const Core *C, const LaneState *S, lane_t *L) {
-    *L = (lane_t){S->seen, S->buckets, S->hot_pv, S->hot, S->cells, S->dirty, S->ends,
+    *L = (lane_t){(IdSet *)S->dedup, S->hot_pv, S->hot, S->cells, S->dirty, S->ends,
                   S->visitors, S->sku_buckets, S->sku_dirty, S->products, S->generation,
                   S->shops, C->unknown, C->sizes, C->visitor_sizes, C->grains, C->grain_fn,
-                  C->caches, C->limits->grain_s, 0, 0, NULL};
+                  C->caches, C->limits->grain_s, 0};
 }
 
 static int core_ready(PyObject *self, const char *what) {
@@ -1238,42 +1694,9 @@ done:
     return entry;
 }
 
-/* Deduplicator.first_time for an id already hashed: 1 first time, 0 duplicate, -1 error.
- * Consecutive ids mostly share an hour bucket: its list is kept for the next one. */
-static int first_time(lane_t *L, uint64_t hash, int64_t ts, int64_t bucket_ms) {
-    PyObject *h = PyLong_FromUnsignedLongLong(hash);
-    if (h == NULL) return -1;
-    int rc = PySet_Contains(L->seen, h);
-    if (rc != 0) {
-        Py_DECREF(h);
-        return rc < 0 ? -1 : 0;
-    }
-    if (PySet_Add(L->seen, h) < 0) {
-        Py_DECREF(h);
-        return -1;
-    }
-    const int64_t bucket = ts / bucket_ms;
-    if (L->last_ids == NULL || bucket != L->last_bucket) {
-        PyObject *bkey = PyLong_FromLongLong(bucket);
-        PyObject *ids = bkey ? get_or_new(L->buckets, bkey, new_list, NULL) : NULL;
-        Py_XDECREF(bkey);
-        if (ids == NULL || !PyList_Check(ids)) {
-            if (ids != NULL) PyErr_SetString(PyExc_TypeError, "a dedup bucket is not a list");
-            Py_XDECREF(ids);
-            Py_DECREF(h);
-            return -1;
-        }
-        Py_XSETREF(L->last_ids, ids);
-        L->last_bucket = bucket;
-    }
-    rc = PyList_Append(L->last_ids, h);
-    Py_DECREF(h);
-    return rc < 0 ? -1 : 1;
-}
-
 /* The limits and running counts of one call. */
 typedef struct {
-    int64_t bucket_ms, lateness, horizon, max_future, max_past, max_bytes, max_ts;
+    int64_t lateness, horizon, max_future, max_past, max_bytes, max_ts;
     int has_max;
     Py_ssize_t start, consumed, processed, dups, corrected, unknown;
 } run_t;
@@ -1295,7 +1718,6 @@ static int parse_args(const Core *core, const char *name, PyObject *const *args,
     R->start = PyLong_AsSsize_t(args[2]);
     if (R->start == -1 && PyErr_Occurred()) return 0;
     if (R->start < 0) R->start = 0;
-    R->bucket_ms = Lim->bucket_ms;
     R->lateness = Lim->lateness_ms;
     R->horizon = Lim->horizon_ms;
     R->max_future = Lim->max_future_ms;
@@ -1327,7 +1749,7 @@ static int admit(lane_t *L, run_t *R, int64_t ref, int64_t ts, const span *id) {
     if (ts > ref + R->max_future || ts < ref - R->max_past ||
         (R->has_max && R->max_ts - R->lateness - ts > R->horizon))
         return STOP;
-    const int first = first_time(L, blake2b64(id->p, (size_t)id->n), ts, R->bucket_ms);
+    const int first = idset_add(L->dedup, blake2b64(id->p, (size_t)id->n), ts);
     if (first < 0) return -1;
     if (!first) {
         R->dups++;
@@ -1365,7 +1787,6 @@ static PyStructSequence_Desc RunResult_desc = {
 static PyTypeObject RunResultType;
 
 static PyObject *result(Py_ssize_t stop, int status, const run_t *R, lane_t *L) {
-    lane_done(L);
     PyObject *out = PyStructSequence_New(&RunResultType);
     if (out == NULL) return NULL;
     PyObject *v[9] = {
@@ -1732,7 +2153,6 @@ static PyObject *run_lane(const Core *core, PyObject *const *args, Py_ssize_t na
     return result(i, status, &R, &L);
 error:
     entry_cache_clear(L.caches);
-    lane_done(&L);
     Py_XDECREF(value);
     PyMem_Free(ev);
     Py_DECREF(seq);
@@ -1999,13 +2419,14 @@ static int lanes_exec(PyObject *m) {
             return -1;
         }
     }
-    if (PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
+    if (PyType_Ready(&IdSetType) < 0 || PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
         PyType_Ready(&CoreType) < 0)
         return -1;
     if (RunResultType.tp_name == NULL &&
         PyStructSequence_InitType2(&RunResultType, &RunResult_desc) < 0)
         return -1;
-    if (PyModule_AddObjectRef(m, "LaneState", (PyObject *)&LaneStateType) < 0 ||
+    if (PyModule_AddObjectRef(m, "IdSet", (PyObject *)&IdSetType) < 0 ||
+        PyModule_AddObjectRef(m, "LaneState", (PyObject *)&LaneStateType) < 0 ||
         PyModule_AddObjectRef(m, "Limits", (PyObject *)&LimitsType) < 0 ||
         PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||
         PyModule_AddObjectRef(m, "RunResult", (PyObject *)&RunResultType) < 0)

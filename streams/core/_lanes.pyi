@@ -48,12 +48,28 @@ class RunResult(tuple[Any, ...]):
 
 _RunResult = RunResult
 
+class IdSet:
+    """A partition's dedup state, compiled (``streams.core.dedup.IdStore``; the reference
+    is ``streams.core.dedup.Deduplicator``)."""
+
+    horizon_ms: int
+    bucket_ms: int
+    def __init__(self, *, horizon_ms: int, bucket_ms: int) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    def first_time(self, event_id: str, ts_ms: int) -> bool: ...
+    def cut(self) -> tuple[list[tuple[int, list[int]]], dict[int, int]]: ...
+    def uncut(self, taken: tuple[list[tuple[int, list[int]]], dict[int, int]]) -> None: ...
+    def load(self, pairs: Iterable[tuple[int, int]]) -> None: ...
+    def expire(self, watermark_ms: int) -> int: ...
+    def snapshot(self) -> dict[int, tuple[list[int], int]]: ...
+
 class LaneState:
     """The partition's containers a call of the core works on (types checked at
     construction)."""
 
-    seen: set[int]
-    buckets: dict[int, list[int]]
+    dedup: IdSet
     hot_pv: dict[Any, Any]
     hot: dict[Any, Any]
     cells: dict[Any, list[int]]
@@ -66,7 +82,7 @@ class LaneState:
     generation: int
     shops: dict[Any, set[int]]
     def __init__(
-        self, *, seen: set[int], buckets: dict[int, list[int]], hot_pv: dict[Any, Any],
+        self, *, dedup: IdSet, hot_pv: dict[Any, Any],
         hot: dict[Any, Any], cells: dict[Any, list[int]], dirty: set[Any],
         ends: dict[Any, Any], visitors: dict[Any, set[int]],
         sku_buckets: dict[Any, list[int]], sku_dirty: set[Any], products: dict[str, Any],
@@ -76,7 +92,6 @@ class LaneState:
 class Limits:
     """The engine's limits a lane applies."""
 
-    bucket_ms: int
     grain_s: int
     lateness_ms: int
     horizon_ms: int
@@ -84,7 +99,7 @@ class Limits:
     max_past_ms: int
     max_bytes: int
     def __init__(
-        self, *, bucket_ms: int, grain_s: int, lateness_ms: int, horizon_ms: int,
+        self, *, grain_s: int, lateness_ms: int, horizon_ms: int,
         max_future_ms: int, max_past_ms: int, max_bytes: int,
     ) -> None: ...
 

@@ -10,12 +10,19 @@ The ids of a bucket are kept in arrival order, so the ids new since the last flu
 are a tail of each bucket: ``cut()`` takes those tails (and moves the marks), ``uncut()``
 gives them back when the write failed. The store persists them with the flush; a restarted
 worker reloads them and keeps deduplicating across the restart.
+
+Two implementations of one interface (``IdStore``): ``Deduplicator`` here, the reference
+(plain Python sets and lists, 78 bytes per id), and ``streams.core._lanes.IdSet``, the
+compiled core's own (the hashes in C arrays, about a third of that; the compiled lanes add
+ids to it without a Python object per id). The engine uses the compiled one when its
+compiled lanes are on; tests/unit/test_core.py runs the same operations on both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from hashlib import blake2b
+from typing import Protocol
 
 BUCKET_MS = 3_600_000
 
@@ -37,11 +44,28 @@ def id_hash(event_id: str) -> int:
 Cut = tuple[list[tuple[int, list[int]]], dict[int, int]]
 
 
-class Deduplicator:
-    __slots__ = ("_buckets", "_cut", "_seen", "horizon_ms")
+class IdStore(Protocol):
+    """What the engine needs of a partition's dedup state."""
 
-    def __init__(self, horizon_ms: int) -> None:
+    @property
+    def horizon_ms(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    def __len__(self) -> int: ...
+    def first_time(self, event_id: str, ts_ms: int) -> bool: ...
+    def cut(self) -> Cut: ...
+    def uncut(self, taken: Cut) -> None: ...
+    def load(self, pairs: Iterable[tuple[int, int]]) -> None: ...
+    def expire(self, watermark_ms: int) -> int: ...
+    def snapshot(self) -> dict[int, tuple[list[int], int]]: ...
+
+
+class Deduplicator:
+    __slots__ = ("_buckets", "_cut", "_seen", "bucket_ms", "horizon_ms")
+
+    def __init__(self, horizon_ms: int, bucket_ms: int = BUCKET_MS) -> None:
         self.horizon_ms = horizon_ms
+        self.bucket_ms = bucket_ms
         self._seen: set[int] = set()
         #: hour bucket -> id hashes, in arrival order
         self._buckets: dict[int, list[int]] = {}
@@ -60,7 +84,7 @@ class Deduplicator:
         if h in seen:
             return False
         seen.add(h)
-        bucket = ts_ms // BUCKET_MS
+        bucket = ts_ms // self.bucket_ms
         ids = self._buckets.get(bucket)
         if ids is None:
             self._buckets[bucket] = [h]
@@ -68,10 +92,10 @@ class Deduplicator:
             ids.append(h)
         return True
 
-    def tables(self) -> tuple[set[int], dict[int, list[int]]]:
-        """The id set and the hour buckets, for the compiled lanes
-        (``streams/core/_lanes.c``), which adds ids exactly as ``first_time``."""
-        return self._seen, self._buckets
+    def snapshot(self) -> dict[int, tuple[list[int], int]]:
+        """{hour bucket: (its ids in arrival order, its cut mark)}, buckets in order: the
+        whole state (the id set is their union), comparable between implementations."""
+        return {b: (list(ids), self._cut.get(b, 0)) for b, ids in self._buckets.items()}
 
     @property
     def pending(self) -> int:
@@ -116,7 +140,7 @@ class Deduplicator:
 
     def expire(self, watermark_ms: int) -> int:
         """Forget ids whose hour bucket ended more than the horizon before the watermark."""
-        limit = (watermark_ms - self.horizon_ms) // BUCKET_MS
+        limit = (watermark_ms - self.horizon_ms) // self.bucket_ms
         old = [b for b in self._buckets if b < limit]
         dropped = 0
         for b in old:

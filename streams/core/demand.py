@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
-from streams.core.dedup import Cut, Deduplicator
+from streams.core.dedup import Cut, IdStore
 from streams.core.inventory import SkuHours
 from streams.core.windows import Watermark
 
@@ -111,7 +111,7 @@ class PartitionState:
     topic: str
     partition: int
     watermark: Watermark
-    dedup: Deduplicator
+    dedup: IdStore
     position: int | None = None  # next offset to process
     cells: dict[CellKey, list[int]] = field(default_factory=dict)
     dirty: set[CellKey] = field(default_factory=set)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from schemas.contract import (
     TOPIC_LOGISTICS,
@@ -274,7 +274,8 @@ class DemandEngine:
                 topic=topic,
                 partition=partition,
                 watermark=Watermark(self.config.allowed_lateness_ms),
-                dedup=Deduplicator(self.config.dedup_horizon_ms),
+                dedup=_lanes.IdSet(horizon_ms=self.config.dedup_horizon_ms, bucket_ms=BUCKET_MS)
+                if self._native else Deduplicator(self.config.dedup_horizon_ms),
                 skus=SkuHours(hour_of=self.calendar.hour),
                 calendar=self.calendar,
             )
@@ -575,7 +576,7 @@ class DemandEngine:
         calendar's grains, the config's limits."""
         cfg = self.config
         limits = _lanes.Limits(
-            bucket_ms=BUCKET_MS, grain_s=self._grain_s, lateness_ms=cfg.allowed_lateness_ms,
+            grain_s=self._grain_s, lateness_ms=cfg.allowed_lateness_ms,
             horizon_ms=cfg.correction_horizon_ms, max_future_ms=cfg.max_future_ms,
             max_past_ms=cfg.max_past_ms, max_bytes=cfg.max_message_bytes,
         )
@@ -588,10 +589,10 @@ class DemandEngine:
         """What a call of the compiled core works on: the partition's containers, read
         per call (a flush cut replaces some of them), by name and checked for their
         types."""
-        seen, buckets = st.dedup.tables()
         catalog = self.catalog
         return _lanes.LaneState(
-            seen=seen, buckets=buckets, hot_pv=st.hot_pv, hot=st.hot, cells=st.cells,
+            dedup=cast("_lanes.IdSet", st.dedup),  # (an IdSet when native: type-checked)
+            hot_pv=st.hot_pv, hot=st.hot, cells=st.cells,
             dirty=st.dirty, ends=st.ends, visitors=st.visitors, sku_buckets=st.skus.buckets,
             sku_dirty=st.skus.dirty, products=catalog.versions(),
             generation=catalog.generation, shops=st.shops,

@@ -27,6 +27,7 @@ from schemas.contract import ContractViolation, decode
 from schemas.fastpath import fast_event_time
 from streams.core import _lanes as lane
 from streams.core.config import EngineConfig
+from streams.core.dedup import BUCKET_MS, Deduplicator, id_hash
 from streams.core.demand import price_e4
 from streams.core.engine import DemandEngine, Record
 from streams.sim.model import generate_history
@@ -303,12 +304,11 @@ def _snapshot(eng: DemandEngine) -> dict[Any, Any]:
     """Everything the engine holds per partition, comparable with ==."""
     out: dict[Any, Any] = {}
     for key, s in eng.states.items():
-        seen, buckets = s.dedup.tables()
         out[key] = {
             "position": s.position, "max_ts": s.watermark.max_ts, "ledger": s.ledger,
             "cells": s.cells, "dirty": s.dirty, "visitors": s.visitors, "shops": s.shops,
-            "skus": s.skus.buckets, "sku_dirty": s.skus.dirty, "seen": seen,
-            "buckets": buckets, "cut": s.dedup._cut, "indexed": s.indexed,
+            "skus": s.skus.buckets, "sku_dirty": s.skus.dirty,
+            "dedup": s.dedup.snapshot(), "dedup_ids": len(s.dedup), "indexed": s.indexed,
             "ends": {k: sorted(v) for k, v in s.ends.items()},
             "hot": s.hot, "hot_pv": s.hot_pv,
         }
@@ -617,13 +617,17 @@ def test_lane_state_limits_and_core_are_typed_and_named() -> None:
     state = eng._lane_state(st)
     assert state.cells is st.cells and state.shops is st.shops
     fields = {name: getattr(state, name) for name in (
-        "seen", "buckets", "hot_pv", "hot", "cells", "dirty", "ends", "visitors",
+        "dedup", "hot_pv", "hot", "cells", "dirty", "ends", "visitors",
         "sku_buckets", "sku_dirty", "products", "generation", "shops")}
     assert isinstance(lane.LaneState(**fields), lane.LaneState)
     with pytest.raises(TypeError, match="missing shops"):
         lane.LaneState(**{k: v for k, v in fields.items() if k != "shops"})
     with pytest.raises(TypeError, match="must be dict, not list"):
         lane.LaneState(**{**fields, "cells": []})
+    with pytest.raises(TypeError, match=r"must be streams\.core\._lanes\.IdSet, not Deduplicator"):
+        lane.LaneState(**{**fields, "dedup": Deduplicator(3_600_000)})
+    with pytest.raises(TypeError, match="IdSet: made without"):
+        lane.LaneState(**{**fields, "dedup": lane.IdSet.__new__(lane.IdSet)})
     with pytest.raises(TypeError):
         lane.LaneState(*fields.values())  # keywords only
     with pytest.raises(AttributeError):
@@ -635,10 +639,10 @@ def test_lane_state_limits_and_core_are_typed_and_named() -> None:
     assert limits.horizon_ms == eng.config.correction_horizon_ms
     assert limits.max_bytes == eng.config.max_message_bytes
     with pytest.raises(ValueError, match="divides an hour"):
-        lane.Limits(bucket_ms=1, grain_s=7, lateness_ms=0, horizon_ms=0, max_future_ms=0,
+        lane.Limits(grain_s=7, lateness_ms=0, horizon_ms=0, max_future_ms=0,
                     max_past_ms=0, max_bytes=1)
     with pytest.raises(ValueError, match="max_bytes missing"):
-        lane.Limits(bucket_ms=1, grain_s=60, lateness_ms=0, horizon_ms=0, max_future_ms=0,
+        lane.Limits(grain_s=60, lateness_ms=0, horizon_ms=0, max_future_ms=0,
                     max_past_ms=0)
     settings = {name: getattr(core, name) for name in (
         "sizes", "visitor_sizes", "grains", "grain_fn", "unknown", "limits")}
@@ -679,6 +683,7 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
             declared.add(name.strip().split()[-1].lstrip("*"))
     assert declared == {
         "S_value", "S_timestamp", "S_category", "S_color", "S_size", "S_price_band", "ONE",
+        "IdSet_methods", "IdSet_members", "IdSet_getset", "IdSet_as_sequence", "IdSetType",
         "LaneState_members", "LaneStateType", "Limits_members", "LimitsType", "Core_members",
         "Core_methods", "CoreType", "methods", "slots", "module", "RunResult_fields",
         "RunResult_desc", "RunResultType",
@@ -724,3 +729,119 @@ def test_the_core_names_the_python_constants_it_uses() -> None:
     assert (got.stop, got.status, got.max_ts, got.consumed, got.processed, got.duplicates,
             got.corrected, got.unknown_sku) == (2, lane.DONE, T0, 2, 1, 1, 0, 1)
     assert got.new_cells == len(eng.config.window_seconds)
+
+
+# ------------------------------------------------------------------ the dedup state
+def _idset(horizon_ms: int) -> lane.IdSet:
+    return lane.IdSet(horizon_ms=horizon_ms, bucket_ms=BUCKET_MS)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_compiled_dedup_state_does_what_the_reference_does(seed: int) -> None:
+    """IdSet against Deduplicator, operation by operation, on the same random sequence:
+    ids offered again (duplicates), ids persisted and loaded (from a small pool of raw
+    hashes with the hash 0 and neighbours in the table, so that probing chains and their
+    deletion by backward shift are exercised), cuts that fail and are given back, and
+    expiry at moving watermarks (whole buckets leave the table; a table left nearly empty
+    shrinks). Every answer, the length, the pending count and the whole state (buckets,
+    their ids in order, their cut marks) must be equal after every step."""
+    rnd = random.Random(seed)
+    horizon = rnd.choice([0, 3_600_000, 5 * 3_600_000])
+    ref, got = Deduplicator(horizon), _idset(horizon)
+    names = [f"ev-{i}-{'雾' * (i % 3)}" for i in range(3000)]
+    raw = [0, 1, 2, 2**63, 2**64 - 1] + [rnd.getrandbits(64) for _ in range(500)] + [
+        id_hash(n) for n in names[:300]] + list(range(3, 400))
+    hour = 10
+    cuts: list[Any] = []
+    for step in range(4000):
+        op = rnd.random()
+        if op < 0.6:
+            name = rnd.choice(names)
+            ts = (hour + rnd.randint(-3, 1)) * BUCKET_MS + rnd.randint(0, BUCKET_MS - 1)
+            assert got.first_time(name, ts) == ref.first_time(name, ts), step
+        elif op < 0.7:
+            pairs = [(hour + rnd.randint(-4, 0), rnd.choice(raw))
+                     for _ in range(rnd.randint(0, 40))]
+            got.load(pairs if rnd.random() < 0.5 else iter(pairs))
+            ref.load(pairs)
+        elif op < 0.8:
+            a, b = got.cut(), ref.cut()
+            assert a == b, step
+            cuts.append(a)
+        elif op < 0.85 and cuts:
+            taken = cuts.pop(rnd.randrange(len(cuts)))
+            got.uncut(taken)
+            ref.uncut(taken)
+        elif op < 0.95:
+            wm = (hour + rnd.randint(-2, 1)) * BUCKET_MS + rnd.randint(-5, 5)
+            assert got.expire(wm) == ref.expire(wm), step
+        else:
+            hour += rnd.randint(0, 3)
+        assert len(got) == len(ref) and got.pending == ref.pending, step
+        assert list(got.snapshot().items()) == list(ref.snapshot().items()), step
+    # and everything still held is found: offering each name again answers the same
+    for name in names:
+        assert got.first_time(name, hour * BUCKET_MS) == ref.first_time(name, hour * BUCKET_MS)
+
+
+def test_the_compiled_dedup_state_frees_what_it_forgets() -> None:
+    """Its memory is PyMem (traced): a million ids take about a third of the reference's
+    bytes, forgetting them gives the table and the buckets back, and so does the object."""
+    import tracemalloc
+
+    names = [f"shop-7-{i:012d}" for i in range(200_000)]
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        d = _idset(3_600_000)
+        for i, name in enumerate(names):
+            d.first_time(name, (i // 20_000) * BUCKET_MS)
+        d.cut()
+        held = tracemalloc.get_traced_memory()[0] - base
+        assert held / len(names) < 40, held / len(names)
+        assert d.__sizeof__() >= held * 0.9
+        assert d.expire(20 * BUCKET_MS) == len(names) and len(d) == 0
+        assert tracemalloc.get_traced_memory()[0] - base < 4_096
+        for name in names[:50_000]:
+            d.first_time(name, 30 * BUCKET_MS)
+        del d
+        assert tracemalloc.get_traced_memory()[0] - base < 1_024
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_compiled_dedup_state_refuses_what_it_cannot_hold() -> None:
+    with pytest.raises(TypeError, match="IdSet: made without"):
+        lane.IdSet.__new__(lane.IdSet).first_time("a", 0)
+    with pytest.raises(ValueError, match="by keyword"):
+        lane.IdSet(horizon_ms=1)
+    with pytest.raises(TypeError):
+        lane.IdSet(1, 2)  # type: ignore[misc]
+    d = _idset(0)
+    with pytest.raises(TypeError, match="made once"):
+        d.__init__(horizon_ms=1, bucket_ms=1)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="event_id: str"):
+        d.first_time(b"a", 0)  # type: ignore[arg-type]
+    with pytest.raises(OverflowError):
+        d.load([(0, -1)])
+    with pytest.raises(ValueError, match="pairs"):
+        d.load([(0, 1, 2)])
+    with pytest.raises(TypeError, match="what cut\\(\\) returned"):
+        d.uncut(([], []))  # type: ignore[arg-type]
+    with pytest.raises(UnicodeEncodeError):
+        d.first_time("\ud800", 0)
+    assert len(d) == 0 and d.snapshot() == {}
+
+
+def test_a_load_that_fails_changes_nothing() -> None:
+    """All or nothing: a malformed pair after good ones leaves the state as it was."""
+    d = _idset(3_600_000)
+    d.first_time("a", 0)
+    before = (len(d), d.pending, d.snapshot())
+    with pytest.raises(ValueError, match="pairs"):
+        d.load([(0, 11), (1, 12), (2, 13, 0)])
+    with pytest.raises(OverflowError):
+        d.load([(0, 11), (5, 2**64)])
+    assert (len(d), d.pending, d.snapshot()) == before
+    d.load([(0, 11), (1, 12)])  # and the same ids load afterwards
+    assert d.snapshot() == {0: ([11, id_hash("a")], 1), 1: ([12], 1)}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from streams.core import _lanes
 from streams.core.calendar import MarketCalendar
 from streams.core.catalog import Catalog
-from streams.core.dedup import Deduplicator
+from streams.core.dedup import BUCKET_MS, Deduplicator, IdStore
 from streams.core.pricebands import PriceBands
 from streams.core.windows import Watermark
 
@@ -73,8 +76,17 @@ def test_catalog_keeps_bounded_versions() -> None:
     assert cat.lookup("k", 0).color == "c7"
 
 
-def test_dedup_within_horizon_then_forgets() -> None:
-    d = Deduplicator(horizon_ms=2 * 3_600_000)
+def _compiled(horizon_ms: int) -> IdStore:
+    return _lanes.IdSet(horizon_ms=horizon_ms, bucket_ms=BUCKET_MS)
+
+
+#: the dedup state's two implementations: the reference and the compiled core's
+DEDUPS = pytest.mark.parametrize("make", [Deduplicator, _compiled], ids=["python", "compiled"])
+
+
+@DEDUPS
+def test_dedup_within_horizon_then_forgets(make: Any) -> None:
+    d = make(2 * 3_600_000)
     assert d.first_time("a", 0)
     assert not d.first_time("a", 0)
     assert d.first_time("b", 5 * 3_600_000)
@@ -85,10 +97,11 @@ def test_dedup_within_horizon_then_forgets() -> None:
     assert d.first_time("a", 10 * 3_600_000)  # forgotten after the horizon
 
 
-def test_dedup_cut_takes_new_ids_once_and_uncut_gives_them_back() -> None:
+@DEDUPS
+def test_dedup_cut_takes_new_ids_once_and_uncut_gives_them_back(make: Any) -> None:
     from streams.core.dedup import id_hash
 
-    d = Deduplicator(horizon_ms=48 * 3_600_000)
+    d = make(48 * 3_600_000)
     d.load([(0, id_hash("old")), (1, id_hash("older"))])  # persisted: never pending
     assert d.pending == 0 and not d.first_time("old", 0)
     for name, ts in [("a", 0), ("b", 3_600_000), ("c", 10)]:
@@ -108,7 +121,8 @@ def test_dedup_cut_takes_new_ids_once_and_uncut_gives_them_back() -> None:
     assert d.cut()[0] == [(0, [id_hash("e")])]
 
 
-def test_id_hash_is_the_persisted_blake2b_value() -> None:
+@DEDUPS
+def test_id_hash_is_the_persisted_blake2b_value(make: Any) -> None:
     """Ids are persisted (dedup_ids) and reloaded by later releases: the hash must never
     change. Pinned values, and hashlib's own BLAKE2b as the oracle; ``first_time`` hashes
     inline and must agree."""
@@ -118,7 +132,7 @@ def test_id_hash_is_the_persisted_blake2b_value() -> None:
 
     assert id_hash("a") == 3405396810240292928
     assert id_hash("订单-42") == 4782571496593221993
-    d = Deduplicator(horizon_ms=3_600_000)
+    d = make(3_600_000)
     for i in range(200):
         s = f"ev-{i}-{'é' * (i % 5)}"
         want = int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")

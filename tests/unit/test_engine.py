@@ -430,9 +430,7 @@ def test_a_batchs_counts_are_what_it_added_to_the_ledgers(native: bool) -> None:
     events.append(("shop.orders", {"event_id": "bad"}))  # dead-lettered
     old = {**events[2][1], "event_id": "old", "ts": T0 - 3 * 86_400_000}
     events.append(("shop.pageviews", old))  # behind the 48 h horizon: late
-    eng = _engine()
-    if not native:
-        eng._native = False
+    eng = _engine(native=native)
     recs = _records(events)
     totals: dict[str, list[int]] = {}
     for i in range(0, len(recs), 97):
