@@ -15,7 +15,9 @@
  * grains, the typed Limits), fixed when it is made; each call names the partition's
  * containers in a typed LaneState. A partition's dedup state is a type of this module
  * (IdSet: the ids' hashes in C arrays, streams.core.dedup.Deduplicator's methods), which
- * the lanes add ids to without a Python object per id. All three types take named fields, checked once at
+ * the lanes add ids to without a Python object per id; so is the catalog's store of
+ * versions (Versions: streams.core.catalog.CatalogVersions's methods), which they look
+ * SKUs up in. All three types take named fields, checked once at
  * construction. The module itself keeps no mutable state (multi-phase initialisation).
  *
  * streams/core/engine.py is the reference. This does exactly what its Python path does
@@ -1184,6 +1186,316 @@ static PyTypeObject IdSetType = {
     .tp_as_sequence = &IdSet_as_sequence,
 };
 
+/* ------------------------------------------------------------------ Versions */
+/* The catalog's versions, owned here: streams.core.catalog.CatalogVersions (the pure-Python
+ * reference, the same methods and results, checked against each other by
+ * tests/unit/test_compiled_lanes.py). Per SKU, up to max_versions (ts, attrs) pairs sorted
+ * by ts, in C arrays; a dict maps the SKU to its entry's index (free entries are reused).
+ * The lanes look versions up here by name and value, not by a tuple layout. */
+
+typedef struct {
+    Py_ssize_t n;     /* versions held; -1: a free entry */
+    int64_t *times;   /* [max] ascending */
+    PyObject **attrs; /* [max] strong references */
+} ventry_t;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *index;      /* sku -> int: its entry; NULL until __init__ */
+    ventry_t *e;
+    Py_ssize_t ne, ecap;  /* entries made, room */
+    Py_ssize_t free_head; /* a free entry (its times[0] links the next), or -1 */
+    Py_ssize_t max;
+    long long generation;
+} Versions;
+
+static int versions_ready(const Versions *V) {
+    if (V->index != NULL) return 1;
+    PyErr_SetString(PyExc_TypeError, "Versions: made without its max_versions");
+    return 0;
+}
+
+/* The SKU's entry, or NULL (no exception: not known; with one: an error). */
+static ventry_t *versions_entry(const Versions *V, PyObject *sku) {
+    PyObject *i = PyDict_GetItemWithError(V->index, sku);
+    if (i == NULL) return NULL;
+    const Py_ssize_t k = PyLong_AsSsize_t(i);
+    if (k < 0 || k >= V->ne) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "Versions: a bad index");
+        return NULL;
+    }
+    return &V->e[k];
+}
+
+/* bisect_right(times, t) - 1, at least 0: the version valid at t */
+static Py_ssize_t version_index(const ventry_t *E, int64_t t) {
+    Py_ssize_t lo = 0, hi = E->n;
+    while (lo < hi) {
+        const Py_ssize_t mid = (lo + hi) / 2;
+        if (t < E->times[mid]) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo - 1 > 0 ? lo - 1 : 0;
+}
+
+static void ventry_release(ventry_t *E) {
+    for (Py_ssize_t i = 0; i < E->n; i++) Py_CLEAR(E->attrs[i]);
+    E->n = 0;
+}
+
+static int Versions_traverse(Versions *self, visitproc visit, void *arg) {
+    Py_VISIT(self->index);
+    for (Py_ssize_t k = 0; k < self->ne; k++) {
+        for (Py_ssize_t i = 0; i < self->e[k].n; i++) Py_VISIT(self->e[k].attrs[i]);
+    }
+    return 0;
+}
+
+static int Versions_clear(Versions *self) {
+    Py_CLEAR(self->index);
+    for (Py_ssize_t k = 0; k < self->ne; k++) ventry_release(&self->e[k]);
+    return 0;
+}
+
+static void Versions_dealloc(Versions *self) {
+    PyObject_GC_UnTrack(self);
+    Versions_clear(self);
+    for (Py_ssize_t k = 0; k < self->ne; k++) {
+        PyMem_Free(self->e[k].times);
+        PyMem_Free(self->e[k].attrs);
+    }
+    PyMem_Free(self->e);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Versions_init(Versions *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"max_versions", NULL};
+    Py_ssize_t max = -1;
+    if (self->index != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Versions: made once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$n:Versions", kwlist, &max)) return -1;
+    if (max < 1) {
+        PyErr_SetString(PyExc_ValueError, "Versions: max_versions >= 1 expected, by keyword");
+        return -1;
+    }
+    self->index = PyDict_New();
+    if (self->index == NULL) return -1;
+    self->max = max;
+    self->free_head = -1;
+    return 0;
+}
+
+/* put(sku, ts, attrs): a version of sku valid from ts; the same ts replaces that version;
+ * beyond max_versions the oldest goes. */
+static PyObject *Versions_put(Versions *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!versions_ready(self)) return NULL;
+    if (nargs != 3 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "put(sku: str, ts: int, attrs) expected");
+        return NULL;
+    }
+    const long long ts = PyLong_AsLongLong(args[1]);
+    if (ts == -1 && PyErr_Occurred()) return NULL;
+    ventry_t *E = versions_entry(self, args[0]);
+    if (E == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_ssize_t k = self->free_head;
+        if (k >= 0) {
+            self->free_head = (Py_ssize_t)self->e[k].times[0];
+        } else {
+            if (self->ne == self->ecap) {
+                const Py_ssize_t cap = self->ecap ? 2 * self->ecap : 64;
+                ventry_t *e = PyMem_Realloc(self->e, (size_t)cap * sizeof *e);
+                if (e == NULL) return PyErr_NoMemory();
+                self->e = e;
+                self->ecap = cap;
+            }
+            ventry_t fresh = {-1, PyMem_Malloc((size_t)self->max * sizeof(int64_t)),
+                              PyMem_Malloc((size_t)self->max * sizeof(PyObject *))};
+            if (fresh.times == NULL || fresh.attrs == NULL) {
+                PyMem_Free(fresh.times);
+                PyMem_Free(fresh.attrs);
+                return PyErr_NoMemory();
+            }
+            k = self->ne++;
+            self->e[k] = fresh;
+            self->e[k].times[0] = -1; /* (a free entry's link) */
+        }
+        PyObject *i = PyLong_FromSsize_t(k);
+        if (i == NULL || PyDict_SetItem(self->index, args[0], i) < 0) {
+            Py_XDECREF(i);
+            self->e[k].times[0] = (int64_t)self->free_head; /* back on the free list */
+            self->free_head = k;
+            return NULL;
+        }
+        Py_DECREF(i);
+        E = &self->e[k];
+        E->n = 0;
+    }
+    self->generation++;
+    Py_ssize_t i = E->n;
+    while (i > 0 && E->times[i - 1] > ts) i--; /* bisect_right, from the newest end */
+    if (i > 0 && E->times[i - 1] == ts) {
+        Py_SETREF(E->attrs[i - 1], Py_NewRef(args[2]));
+        Py_RETURN_NONE;
+    }
+    if (E->n == self->max) { /* full: the oldest goes (even when it is the new one) */
+        if (i == 0) Py_RETURN_NONE;
+        PyObject *old = E->attrs[0];
+        memmove(E->times, E->times + 1, (size_t)(i - 1) * sizeof(int64_t));
+        memmove(E->attrs, E->attrs + 1, (size_t)(i - 1) * sizeof(PyObject *));
+        i--;
+        E->times[i] = ts;
+        E->attrs[i] = Py_NewRef(args[2]);
+        Py_DECREF(old);
+        Py_RETURN_NONE;
+    }
+    memmove(E->times + i + 1, E->times + i, (size_t)(E->n - i) * sizeof(int64_t));
+    memmove(E->attrs + i + 1, E->attrs + i, (size_t)(E->n - i) * sizeof(PyObject *));
+    E->times[i] = ts;
+    E->attrs[i] = Py_NewRef(args[2]);
+    E->n++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Versions_delete(Versions *self, PyObject *sku) {
+    if (!versions_ready(self)) return NULL;
+    ventry_t *E = versions_entry(self, sku);
+    if (E == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_FALSE;
+    }
+    if (PyDict_DelItem(self->index, sku) < 0) return NULL;
+    self->generation++;
+    ventry_release(E);
+    E->n = -1;
+    E->times[0] = (int64_t)self->free_head;
+    self->free_head = E - self->e;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Versions_lookup(Versions *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!versions_ready(self)) return NULL;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "lookup(sku, ts) expected");
+        return NULL;
+    }
+    const long long ts = PyLong_AsLongLong(args[1]);
+    if (ts == -1 && PyErr_Occurred()) return NULL;
+    const ventry_t *E = versions_entry(self, args[0]);
+    if (E == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    return Py_NewRef(E->attrs[version_index(E, ts)]);
+}
+
+/* lookup(sku, first) if the same version is valid through last, else False; None for a
+ * SKU not known. A new reference, NULL on error. */
+static PyObject *versions_span(const Versions *V, PyObject *sku, int64_t first, int64_t last) {
+    const ventry_t *E = versions_entry(V, sku);
+    if (E == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    const Py_ssize_t i = version_index(E, first);
+    if (i != version_index(E, last)) return Py_NewRef(Py_False);
+    return Py_NewRef(E->attrs[i]);
+}
+
+static PyObject *Versions_lookup_span(Versions *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!versions_ready(self)) return NULL;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "lookup_span(sku, first, last) expected");
+        return NULL;
+    }
+    const long long first = PyLong_AsLongLong(args[1]);
+    const long long last = first == -1 && PyErr_Occurred() ? 0 : PyLong_AsLongLong(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    return versions_span(self, args[0], first, last);
+}
+
+static PyObject *Versions_latest(Versions *self, PyObject *sku) {
+    if (!versions_ready(self)) return NULL;
+    const ventry_t *E = versions_entry(self, sku);
+    if (E == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    return Py_NewRef(E->attrs[E->n - 1]);
+}
+
+static PyObject *Versions_skus(Versions *self, PyObject *unused) {
+    if (!versions_ready(self)) return NULL;
+    return PyDict_Keys(self->index);
+}
+
+static PyObject *Versions_of(Versions *self, PyObject *sku) {
+    if (!versions_ready(self)) return NULL;
+    const ventry_t *E = versions_entry(self, sku);
+    if (E == NULL) return PyErr_Occurred() ? NULL : PyList_New(0);
+    PyObject *out = PyList_New(E->n);
+    for (Py_ssize_t i = 0; out != NULL && i < E->n; i++) {
+        PyObject *pair = Py_BuildValue("(LO)", (long long)E->times[i], E->attrs[i]);
+        if (pair == NULL) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, i, pair);
+    }
+    return out;
+}
+
+static Py_ssize_t Versions_len(Versions *self) {
+    return self->index == NULL ? 0 : PyDict_GET_SIZE(self->index);
+}
+
+static int Versions_contains(Versions *self, PyObject *sku) {
+    return self->index == NULL ? 0 : PyDict_Contains(self->index, sku);
+}
+
+static PyObject *Versions_generation(Versions *self, void *closure) {
+    return PyLong_FromLongLong(self->generation);
+}
+
+static PyMethodDef Versions_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))Versions_put, METH_FASTCALL,
+     "put(sku, ts, attrs): a version of sku valid from ts (the same ts replaces it)."},
+    {"delete", (PyCFunction)Versions_delete, METH_O,
+     "delete(sku) -> bool: forget every version of sku."},
+    {"lookup", (PyCFunction)(void (*)(void))Versions_lookup, METH_FASTCALL,
+     "lookup(sku, ts) -> attrs or None: the version valid at ts."},
+    {"lookup_span", (PyCFunction)(void (*)(void))Versions_lookup_span, METH_FASTCALL,
+     "lookup_span(sku, first, last) -> attrs, False (a version starts inside) or None."},
+    {"latest", (PyCFunction)Versions_latest, METH_O, "latest(sku) -> attrs or None."},
+    {"skus", (PyCFunction)Versions_skus, METH_NOARGS, "skus() -> the SKUs known, in order."},
+    {"versions_of", (PyCFunction)Versions_of, METH_O,
+     "versions_of(sku) -> [(ts, attrs)], oldest first."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Versions_getset[] = {
+    {"generation", (getter)Versions_generation, NULL,
+     "bumped by every put and delete: lookups cached under it stay valid", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef Versions_members[] = {
+    {"max_versions", T_PYSSIZET, offsetof(Versions, max), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PySequenceMethods Versions_as_sequence = {
+    .sq_length = (lenfunc)Versions_len, .sq_contains = (objobjproc)Versions_contains};
+
+static PyTypeObject VersionsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "streams.core._lanes.Versions",
+    .tp_doc = PyDoc_STR(
+        "Versions(*, max_versions)\n\n"
+        "The catalog's versions by SKU, compiled: streams.core.catalog.CatalogVersions."),
+    .tp_basicsize = sizeof(Versions),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Versions_init,
+    .tp_dealloc = (destructor)Versions_dealloc,
+    .tp_traverse = (traverseproc)Versions_traverse,
+    .tp_clear = (inquiry)Versions_clear,
+    .tp_methods = Versions_methods,
+    .tp_members = Versions_members,
+    .tp_getset = Versions_getset,
+    .tp_as_sequence = &Versions_as_sequence,
+};
+
 /* What a run works on, read once per call: the partition's containers (its LaneState),
  * and the Core's settings and caches. */
 typedef struct {
@@ -1192,7 +1504,7 @@ typedef struct {
     PyObject *cells, *dirty, *ends;    /* PartitionState.cells, .dirty, .ends */
     PyObject *visitors;                /* PartitionState.visitors */
     PyObject *sku_buckets, *sku_dirty; /* PartitionState.skus.buckets, .dirty */
-    PyObject *products;                /* Catalog.versions(): sku -> (times, versions) */
+    Versions *catalog;                 /* Catalog.store: the versions by SKU */
     PyObject *generation;              /* Catalog.generation */
     PyObject *shops;                   /* PartitionState.shops */
     PyObject *unknown;                 /* Core: streams.core.catalog.UNKNOWN */
@@ -1213,7 +1525,7 @@ typedef struct {
     X(dedup, IdSetType) X(hot_pv, PyDict_Type) X(hot, PyDict_Type)                         \
     X(cells, PyDict_Type) X(dirty, PySet_Type) X(ends, PyDict_Type)                         \
     X(visitors, PyDict_Type) X(sku_buckets, PyDict_Type) X(sku_dirty, PySet_Type)           \
-    X(products, PyDict_Type) X(generation, PyLong_Type) X(shops, PyDict_Type)
+    X(catalog, VersionsType) X(generation, PyLong_Type) X(shops, PyDict_Type)
 
 typedef struct {
     PyObject_HEAD
@@ -1253,7 +1565,7 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
     }
     LANE_STATE_FIELDS(X)
 #undef X
-    if (!idset_ready((IdSet *)dedup)) return -1;
+    if (!idset_ready((IdSet *)dedup) || !versions_ready((Versions *)catalog)) return -1;
 #define X(name, type) Py_XSETREF(self->name, Py_NewRef(name));
     LANE_STATE_FIELDS(X)
 #undef X
@@ -1273,7 +1585,7 @@ static PyTypeObject LaneStateType = {
     .tp_name = "streams.core._lanes.LaneState",
     .tp_doc = PyDoc_STR(
         "LaneState(*, dedup, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"
-        "          sku_dirty, products, generation, shops)\n\n"
+        "          sku_dirty, catalog, generation, shops)\n\n"
         "The partition's containers a lane works on (DemandEngine._lane_state)."),
     .tp_basicsize = sizeof(LaneState),
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -1438,7 +1750,7 @@ static PyMemberDef Core_members[] = {
 /* L for one call of the core on a partition's state (both checked by the caller). */
 static void lane_from(const Core *C, const LaneState *S, lane_t *L) {
     *L = (lane_t){(IdSet *)S->dedup, S->hot_pv, S->hot, S->cells, S->dirty, S->ends,
-                  S->visitors, S->sku_buckets, S->sku_dirty, S->products, S->generation,
+                  S->visitors, S->sku_buckets, S->sku_dirty, (Versions *)S->catalog, S->generation,
                   S->shops, C->unknown, C->sizes, C->visitor_sizes, C->grains, C->grain_fn,
                   C->caches, C->limits->grain_s, 0};
 }
@@ -1447,44 +1759,6 @@ static int core_ready(PyObject *self, const char *what) {
     if (((Core *)self)->caches != NULL) return 1;
     PyErr_Format(PyExc_TypeError, "%s: the Core was not made with its settings", what);
     return 0;
-}
-
-/* Catalog.lookup_span(sku, first, last): a new reference to the ProductAttrs, Py_None
- * (unknown SKU) or Py_False (a version boundary inside [first, last]); NULL on error. */
-static Py_ssize_t version_at(PyObject *times, int64_t t, int *err) {
-    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(times);
-    while (lo < hi) { /* bisect_right */
-        const Py_ssize_t mid = (lo + hi) / 2;
-        long long v = PyLong_AsLongLong(PyList_GET_ITEM(times, mid));
-        if (v == -1 && PyErr_Occurred()) {
-            *err = 1;
-            return 0;
-        }
-        if (t < v) hi = mid;
-        else lo = mid + 1;
-    }
-    return lo - 1 > 0 ? lo - 1 : 0;
-}
-
-static PyObject *lookup_span(lane_t *L, PyObject *sku, int64_t first, int64_t last) {
-    PyObject *entry = PyDict_GetItemWithError(L->products, sku);
-    if (entry == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
-    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 ||
-        !PyList_Check(PyTuple_GET_ITEM(entry, 0)) || !PyList_Check(PyTuple_GET_ITEM(entry, 1))) {
-        PyErr_SetString(PyExc_TypeError, "page-view lane: bad catalog entry");
-        return NULL;
-    }
-    PyObject *times = PyTuple_GET_ITEM(entry, 0), *versions = PyTuple_GET_ITEM(entry, 1);
-    int err = 0;
-    const Py_ssize_t i = version_at(times, first, &err);
-    const Py_ssize_t j = version_at(times, last, &err);
-    if (err) return NULL;
-    if (i != j) return Py_NewRef(Py_False);
-    if (i >= PyList_GET_SIZE(versions)) {
-        PyErr_SetString(PyExc_IndexError, "page-view lane: catalog versions out of step");
-        return NULL;
-    }
-    return Py_NewRef(PyList_GET_ITEM(versions, i));
 }
 
 /* d.get(key), or d[key] = make() */
@@ -1634,7 +1908,7 @@ static int add_shop(lane_t *L, PyObject *shop_sets, const span *shop_id, int fam
 static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *region, int64_t ts) {
     const int64_t grain_ms = L->grain_s * 1000;
     const int64_t first = ts - ts % grain_ms;
-    PyObject *a = lookup_span(L, sku, first, first + grain_ms - 1);
+    PyObject *a = versions_span(L->catalog, sku, first, first + grain_ms - 1);
     if (a == NULL) return NULL;
     if (a == Py_False) {
         Py_DECREF(a);
@@ -1935,22 +2209,9 @@ static int add(PyObject *vec, Py_ssize_t slot, int64_t delta) {
 
 /* Catalog.lookup(sku, ts): a new reference to the ProductAttrs, or Py_None. */
 static PyObject *lookup(lane_t *L, PyObject *sku, int64_t ts) {
-    PyObject *entry = PyDict_GetItemWithError(L->products, sku);
-    if (entry == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
-    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 ||
-        !PyList_Check(PyTuple_GET_ITEM(entry, 0)) || !PyList_Check(PyTuple_GET_ITEM(entry, 1))) {
-        PyErr_SetString(PyExc_TypeError, "compiled lane: bad catalog entry");
-        return NULL;
-    }
-    int err = 0;
-    const Py_ssize_t i = version_at(PyTuple_GET_ITEM(entry, 0), ts, &err);
-    if (err) return NULL;
-    PyObject *versions = PyTuple_GET_ITEM(entry, 1);
-    if (i >= PyList_GET_SIZE(versions)) {
-        PyErr_SetString(PyExc_IndexError, "compiled lane: catalog versions out of step");
-        return NULL;
-    }
-    return Py_NewRef(PyList_GET_ITEM(versions, i));
+    const ventry_t *E = versions_entry(L->catalog, sku);
+    if (E == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    return Py_NewRef(E->attrs[version_index(E, ts)]);
 }
 
 /* DemandEngine._entry(st, attrs or UNKNOWN_PRODUCT, region, ts): the HotEntry (new ref). */
@@ -2419,13 +2680,14 @@ static int lanes_exec(PyObject *m) {
             return -1;
         }
     }
-    if (PyType_Ready(&IdSetType) < 0 || PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
+    if (PyType_Ready(&IdSetType) < 0 || PyType_Ready(&VersionsType) < 0 || PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
         PyType_Ready(&CoreType) < 0)
         return -1;
     if (RunResultType.tp_name == NULL &&
         PyStructSequence_InitType2(&RunResultType, &RunResult_desc) < 0)
         return -1;
     if (PyModule_AddObjectRef(m, "IdSet", (PyObject *)&IdSetType) < 0 ||
+        PyModule_AddObjectRef(m, "Versions", (PyObject *)&VersionsType) < 0 ||
         PyModule_AddObjectRef(m, "LaneState", (PyObject *)&LaneStateType) < 0 ||
         PyModule_AddObjectRef(m, "Limits", (PyObject *)&LimitsType) < 0 ||
         PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||

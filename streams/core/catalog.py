@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from bisect import bisect_right, insort
 from dataclasses import dataclass
+from typing import Any, Protocol
 
+from streams.core import _lanes
 from streams.core.pricebands import PriceBands
 
 UNKNOWN = "unknown"
@@ -34,17 +36,38 @@ class ProductAttrs:
 UNKNOWN_PRODUCT = ProductAttrs(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, 0.0, 0, 1)
 
 
-class Catalog:
-    """SKU -> versions of ``ProductAttrs`` by event time."""
+class VersionStore(Protocol):
+    """What a catalog keeps its versions in (``CatalogVersions``, ``_lanes.Versions``)."""
 
-    __slots__ = ("_bands", "_max_versions", "_products", "generation")
+    @property
+    def generation(self) -> int: ...
+    @property
+    def max_versions(self) -> int: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, sku: object) -> bool: ...
+    def put(self, sku: str, ts: int, attrs: Any) -> None: ...
+    def delete(self, sku: str) -> bool: ...
+    def lookup(self, sku: str, ts: int) -> Any: ...
+    def lookup_span(self, sku: str, first: int, last: int) -> Any: ...
+    def latest(self, sku: str) -> Any: ...
+    def skus(self) -> list[str]: ...
+    def versions_of(self, sku: str) -> list[tuple[int, Any]]: ...
 
-    def __init__(self, bands: PriceBands | None = None, max_versions: int = 8) -> None:
-        self._bands = bands or PriceBands()
-        self._max_versions = max_versions
+
+class CatalogVersions:
+    """SKU -> its last ``max_versions`` versions, by event time: the pure-Python reference
+    of the compiled ``streams.core._lanes.Versions`` (the same methods and results; the
+    engine's compiled lanes look SKUs up in that one)."""
+
+    __slots__ = ("_products", "generation", "max_versions")
+
+    def __init__(self, *, max_versions: int) -> None:
+        if max_versions < 1:
+            raise ValueError("CatalogVersions: max_versions >= 1 expected, by keyword")
+        self.max_versions = max_versions
         # sku -> (sorted list of ts, parallel list of attrs)
-        self._products: dict[str, tuple[list[int], list[ProductAttrs]]] = {}
-        #: bumped by every upsert: caches of lookups are valid while it stays the same
+        self._products: dict[str, tuple[list[int], list[Any]]] = {}
+        #: bumped by every put and delete: caches of lookups are valid while it stays
         self.generation = 0
 
     def __len__(self) -> int:
@@ -52,6 +75,88 @@ class Catalog:
 
     def __contains__(self, sku: object) -> bool:
         return sku in self._products
+
+    def put(self, sku: str, ts: int, attrs: Any) -> None:
+        """A version of ``sku`` valid from ``ts``; the same ts replaces that version;
+        beyond ``max_versions`` the oldest goes."""
+        self.generation += 1
+        entry = self._products.get(sku)
+        if entry is None:
+            self._products[sku] = ([ts], [attrs])
+            return
+        times, versions = entry
+        i = bisect_right(times, ts)
+        if i and times[i - 1] == ts:
+            versions[i - 1] = attrs
+            return
+        insort(times, ts)
+        versions.insert(i, attrs)
+        if len(times) > self.max_versions:
+            del times[0]
+            del versions[0]
+
+    def delete(self, sku: str) -> bool:
+        if self._products.pop(sku, None) is None:
+            return False
+        self.generation += 1
+        return True
+
+    def lookup(self, sku: str, ts: int) -> Any:
+        entry = self._products.get(sku)
+        if entry is None:
+            return None
+        times, versions = entry
+        return versions[max(bisect_right(times, ts) - 1, 0)]
+
+    def lookup_span(self, sku: str, first: int, last: int) -> Any:
+        entry = self._products.get(sku)
+        if entry is None:
+            return None
+        times, versions = entry
+        i = max(bisect_right(times, first) - 1, 0)
+        if i != max(bisect_right(times, last) - 1, 0):
+            return False
+        return versions[i]
+
+    def latest(self, sku: str) -> Any:
+        entry = self._products.get(sku)
+        return entry[1][-1] if entry else None
+
+    def skus(self) -> list[str]:
+        return list(self._products)
+
+    def versions_of(self, sku: str) -> list[tuple[int, Any]]:
+        entry = self._products.get(sku)
+        return list(zip(*entry, strict=True)) if entry else []
+
+
+class Catalog:
+    """SKU -> versions of ``ProductAttrs`` by event time, kept in a store of versions:
+    the compiled ``streams.core._lanes.Versions`` (what the engine's compiled lanes read)
+    or, with ``compiled=False``, its pure-Python reference ``CatalogVersions``."""
+
+    __slots__ = ("_bands", "store")
+
+    def __init__(
+        self, bands: PriceBands | None = None, max_versions: int = 8, *, compiled: bool = True,
+    ) -> None:
+        self._bands = bands or PriceBands()
+        self.store: VersionStore = (
+            _lanes.Versions(max_versions=max_versions) if compiled
+            else CatalogVersions(max_versions=max_versions)
+        )
+
+    @property
+    def generation(self) -> int:
+        """Bumped by every upsert and delete: caches of lookups are valid while it stays
+        the same."""
+        return self.store.generation
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __contains__(self, sku: object) -> bool:
+        return sku in self.store
 
     def upsert(
         self,
@@ -67,8 +172,7 @@ class Catalog:
         moq: int,
     ) -> None:
         """Add a version of ``sku`` valid from ``ts``; the same ts replaces that version."""
-        self.generation += 1
-        attrs = ProductAttrs(
+        self.store.put(sku, ts, ProductAttrs(
             category=category,
             color=color,
             size=size,
@@ -77,58 +181,24 @@ class Catalog:
             list_price=list_price,
             lead_time_days=lead_time_days,
             moq=moq,
-        )
-        entry = self._products.get(sku)
-        if entry is None:
-            self._products[sku] = ([ts], [attrs])
-            return
-        times, versions = entry
-        i = bisect_right(times, ts)
-        if i and times[i - 1] == ts:
-            versions[i - 1] = attrs
-            return
-        insort(times, ts)
-        versions.insert(i, attrs)
-        if len(times) > self._max_versions:
-            del times[0]
-            del versions[0]
+        ))
 
     def delete(self, sku: str) -> bool:
         """Forget every version of ``sku`` (a tombstone on the compacted catalog topic: what
         compaction does). Demand of the SKU read afterwards counts under ``unknown``."""
-        if self._products.pop(sku, None) is None:
-            return False
-        self.generation += 1
-        return True
+        return self.store.delete(sku)
 
     def lookup(self, sku: str, ts: int) -> ProductAttrs | None:
         """Attributes of ``sku`` valid at ``ts``, or None for a SKU the catalog lacks."""
-        entry = self._products.get(sku)
-        if entry is None:
-            return None
-        times, versions = entry
-        return versions[max(bisect_right(times, ts) - 1, 0)]
+        return self.store.lookup(sku, ts)  # type: ignore[no-any-return]
 
     def lookup_span(self, sku: str, first: int, last: int) -> ProductAttrs | bool | None:
         """``lookup(sku, first)`` if the same version is valid through ``last``, else False
         (a version starts after ``first`` and at or before ``last``)."""
-        entry = self._products.get(sku)
-        if entry is None:
-            return None
-        times, versions = entry
-        i = max(bisect_right(times, first) - 1, 0)
-        if i != max(bisect_right(times, last) - 1, 0):
-            return False
-        return versions[i]
-
-    def versions(self) -> dict[str, tuple[list[int], list[ProductAttrs]]]:
-        """SKU -> (sorted version times, versions): read by the compiled lanes
-        (``streams/core/_lanes.c``), which looks up as ``lookup_span``."""
-        return self._products
+        return self.store.lookup_span(sku, first, last)  # type: ignore[no-any-return]
 
     def latest(self, sku: str) -> ProductAttrs | None:
-        entry = self._products.get(sku)
-        return entry[1][-1] if entry else None
+        return self.store.latest(sku)  # type: ignore[no-any-return]
 
     def skus(self) -> list[str]:
-        return list(self._products)
+        return self.store.skus()

@@ -235,7 +235,7 @@ class DemandEngine:
 
     def __init__(self, config: EngineConfig | None = None, catalog: Catalog | None = None) -> None:
         self.config = config or EngineConfig()
-        self.catalog = catalog if catalog is not None else Catalog()
+        self.catalog = catalog if catalog is not None else Catalog(compiled=self.config.native)
         self.states: dict[tuple[str, int], PartitionState] = {}
         #: window boundaries in the market's time zone
         self.calendar = MarketCalendar(self.config.timezone, self.config.window_seconds)
@@ -251,6 +251,9 @@ class DemandEngine:
             self.config.fast_paths and self.config.native and 3600 % self._grain_s == 0
             and len(self._sizes) <= 8
         )
+        if self._native and not isinstance(self.catalog.store, _lanes.Versions):
+            raise ValueError("the engine's compiled lanes read a compiled catalog: "
+                             "Catalog(compiled=True), or EngineConfig(native=False)")
         #: the compiled core (streams/core/_lanes.c): the engine's settings and the
         #: lanes' caches, its lanes by topic
         self._core = self._make_core() if self._native else None
@@ -594,7 +597,8 @@ class DemandEngine:
             dedup=cast("_lanes.IdSet", st.dedup),  # (an IdSet when native: type-checked)
             hot_pv=st.hot_pv, hot=st.hot, cells=st.cells,
             dirty=st.dirty, ends=st.ends, visitors=st.visitors, sku_buckets=st.skus.buckets,
-            sku_dirty=st.skus.dirty, products=catalog.versions(),
+            sku_dirty=st.skus.dirty,
+            catalog=cast("_lanes.Versions", catalog.store),  # (compiled when native: checked)
             generation=catalog.generation, shops=st.shops,
         )
 

@@ -618,7 +618,7 @@ def test_lane_state_limits_and_core_are_typed_and_named() -> None:
     assert state.cells is st.cells and state.shops is st.shops
     fields = {name: getattr(state, name) for name in (
         "dedup", "hot_pv", "hot", "cells", "dirty", "ends", "visitors",
-        "sku_buckets", "sku_dirty", "products", "generation", "shops")}
+        "sku_buckets", "sku_dirty", "catalog", "generation", "shops")}
     assert isinstance(lane.LaneState(**fields), lane.LaneState)
     with pytest.raises(TypeError, match="missing shops"):
         lane.LaneState(**{k: v for k, v in fields.items() if k != "shops"})
@@ -628,6 +628,10 @@ def test_lane_state_limits_and_core_are_typed_and_named() -> None:
         lane.LaneState(**{**fields, "dedup": Deduplicator(3_600_000)})
     with pytest.raises(TypeError, match="IdSet: made without"):
         lane.LaneState(**{**fields, "dedup": lane.IdSet.__new__(lane.IdSet)})
+    with pytest.raises(TypeError, match="Versions: made without"):
+        lane.LaneState(**{**fields, "catalog": lane.Versions.__new__(lane.Versions)})
+    with pytest.raises(TypeError, match=r"must be streams\.core\._lanes\.Versions, not dict"):
+        lane.LaneState(**{**fields, "catalog": {}})
     with pytest.raises(TypeError):
         lane.LaneState(*fields.values())  # keywords only
     with pytest.raises(AttributeError):
@@ -684,6 +688,8 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
     assert declared == {
         "S_value", "S_timestamp", "S_category", "S_color", "S_size", "S_price_band", "ONE",
         "IdSet_methods", "IdSet_members", "IdSet_getset", "IdSet_as_sequence", "IdSetType",
+        "Versions_methods", "Versions_getset", "Versions_members", "Versions_as_sequence",
+        "VersionsType",
         "LaneState_members", "LaneStateType", "Limits_members", "LimitsType", "Core_members",
         "Core_methods", "CoreType", "methods", "slots", "module", "RunResult_fields",
         "RunResult_desc", "RunResultType",
@@ -845,3 +851,85 @@ def test_a_load_that_fails_changes_nothing() -> None:
     assert (len(d), d.pending, d.snapshot()) == before
     d.load([(0, 11), (1, 12)])  # and the same ids load afterwards
     assert d.snapshot() == {0: ([11, id_hash("a")], 1), 1: ([12], 1)}
+
+
+# ------------------------------------------------------------------ the catalog's versions
+@pytest.mark.parametrize("seed", range(4))
+def test_the_compiled_catalog_versions_do_what_the_reference_does(seed: int) -> None:
+    """Versions against CatalogVersions on the same random puts (in and out of order, the
+    same ts again, beyond max_versions, older than every version held), deletes and SKUs
+    put again after a delete (a reused entry), lookups at, between and around the version
+    times, and spans across them: every answer, the generation, the length, the SKUs in
+    order and every SKU's versions equal after every step."""
+    from streams.core.catalog import CatalogVersions
+
+    rnd = random.Random(seed)
+    cap = rnd.choice([1, 2, 3, 8])
+    got, ref = lane.Versions(max_versions=cap), CatalogVersions(max_versions=cap)
+    skus = [f"SKU-{i}" for i in range(25)] + ["雾-1", ""]
+    for step in range(3000):
+        sku = rnd.choice(skus)
+        op = rnd.random()
+        if op < 0.45:
+            ts = rnd.choice([rnd.randint(-5, 40) * 1000, rnd.randint(-5, 40) * 1000 + 1])
+            attrs = (sku, ts, rnd.random())  # any object: identity is compared below
+            got.put(sku, ts, attrs)
+            ref.put(sku, ts, attrs)
+        elif op < 0.55:
+            assert got.delete(sku) == ref.delete(sku), step
+        elif op < 0.8:
+            ts = rnd.randint(-8, 45) * 1000 + rnd.choice([-1, 0, 1])
+            assert got.lookup(sku, ts) is ref.lookup(sku, ts), step
+            assert got.latest(sku) is ref.latest(sku), step
+        else:
+            first = rnd.randint(-8, 45) * 1000
+            last = first + rnd.choice([0, 999, 1000, 5000])
+            a, b = got.lookup_span(sku, first, last), ref.lookup_span(sku, first, last)
+            assert a is b or (a is False and b is False), step
+        assert got.generation == ref.generation and len(got) == len(ref), step
+        assert (sku in got) == (sku in ref) and got.skus() == ref.skus(), step
+        assert got.versions_of(sku) == ref.versions_of(sku), step
+    for sku in skus:
+        assert got.versions_of(sku) == ref.versions_of(sku)
+
+
+def test_the_compiled_catalog_versions_hold_their_references_and_refuse_misuse() -> None:
+    """What it holds is released when it is replaced, dropped or deleted (reference counts
+    back where they were), it joins the cyclic collector (a cycle through it is freed), and
+    misuse is one clear error."""
+    import gc
+    import sys
+
+    v = lane.Versions(max_versions=2)
+    attrs = [object() for _ in range(4)]
+    refs = [sys.getrefcount(a) for a in attrs]
+    for i in range(4):  # the third and fourth push out the first two
+        v.put("A", i, attrs[i])
+    v.put("A", 3, attrs[3])  # the same ts: replaced by itself
+    assert [a for _, a in v.versions_of("A")] == attrs[2:]
+    assert v.delete("A") and not v.delete("A") and len(v) == 0
+    assert [sys.getrefcount(a) for a in attrs] == refs
+
+    class Holder:
+        pass
+
+    h = Holder()
+    h.v = lane.Versions(max_versions=1)  # type: ignore[attr-defined]
+    h.v.put("A", 0, h)  # type: ignore[attr-defined]  # a cycle: h -> v -> h
+    import weakref
+
+    gone = weakref.ref(h)
+    del h
+    gc.collect()
+    assert gone() is None
+    with pytest.raises(TypeError, match="Versions: made without"):
+        lane.Versions.__new__(lane.Versions).lookup("A", 0)
+    with pytest.raises(ValueError, match="by keyword"):
+        lane.Versions()
+    with pytest.raises(TypeError, match="made once"):
+        v.__init__(max_versions=3)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="sku: str"):
+        v.put(b"A", 0, None)  # type: ignore[arg-type]
+    with pytest.raises(OverflowError):
+        v.put("A", 2**64, None)
+    assert v.lookup("A", 0) is None and v.lookup_span("A", 0, 1) is None and v.skus() == []
