@@ -49,8 +49,8 @@ class RunResult(tuple[Any, ...]):
 _RunResult = RunResult
 
 class IdSet:
-    """A partition's dedup state, compiled (``streams.core.dedup.IdStore``; the reference
-    is ``streams.core.dedup.Deduplicator``)."""
+    """A partition's dedup state, compiled (the methods of its reference,
+    ``streams.core.dedup.Deduplicator``)."""
 
     horizon_ms: int
     bucket_ms: int
@@ -66,8 +66,8 @@ class IdSet:
     def snapshot(self) -> dict[int, tuple[list[int], int]]: ...
 
 class Versions:
-    """The catalog's versions by SKU, compiled (``streams.core.catalog.VersionStore``; the
-    reference is ``streams.core.catalog.CatalogVersions``)."""
+    """The catalog's versions by SKU, compiled (the methods of its
+    reference, ``streams.core.catalog.CatalogVersions``)."""
 
     max_versions: int
     def __init__(self, *, max_versions: int) -> None: ...

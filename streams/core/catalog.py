@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_right, insort
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from streams.core import _lanes
 from streams.core.pricebands import PriceBands
@@ -35,23 +35,6 @@ class ProductAttrs:
 
 UNKNOWN_PRODUCT = ProductAttrs(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, 0.0, 0, 1)
 
-
-class VersionStore(Protocol):
-    """What a catalog keeps its versions in (``CatalogVersions``, ``_lanes.Versions``)."""
-
-    @property
-    def generation(self) -> int: ...
-    @property
-    def max_versions(self) -> int: ...
-    def __len__(self) -> int: ...
-    def __contains__(self, sku: object) -> bool: ...
-    def put(self, sku: str, ts: int, attrs: Any) -> None: ...
-    def delete(self, sku: str) -> bool: ...
-    def lookup(self, sku: str, ts: int) -> Any: ...
-    def lookup_span(self, sku: str, first: int, last: int) -> Any: ...
-    def latest(self, sku: str) -> Any: ...
-    def skus(self) -> list[str]: ...
-    def versions_of(self, sku: str) -> list[tuple[int, Any]]: ...
 
 
 class CatalogVersions:
@@ -141,7 +124,7 @@ class Catalog:
         self, bands: PriceBands | None = None, max_versions: int = 8, *, compiled: bool = True,
     ) -> None:
         self._bands = bands or PriceBands()
-        self.store: VersionStore = (
+        self.store: CatalogVersions | _lanes.Versions = (
             _lanes.Versions(max_versions=max_versions) if compiled
             else CatalogVersions(max_versions=max_versions)
         )

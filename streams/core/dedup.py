@@ -11,7 +11,7 @@ are a tail of each bucket: ``cut()`` takes those tails (and moves the marks), ``
 gives them back when the write failed. The store persists them with the flush; a restarted
 worker reloads them and keeps deduplicating across the restart.
 
-Two implementations of one interface (``IdStore``): ``Deduplicator`` here, the reference
+Two implementations with the same methods: ``Deduplicator`` here, the reference
 (plain Python sets and lists, 78 bytes per id), and ``streams.core._lanes.IdSet``, the
 compiled core's own (the hashes in C arrays, about a third of that; the compiled lanes add
 ids to it without a Python object per id). The engine uses the compiled one when its
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from hashlib import blake2b
-from typing import Protocol
 
 BUCKET_MS = 3_600_000
 
@@ -43,21 +42,6 @@ def id_hash(event_id: str) -> int:
 #: (hour bucket, new ids of the bucket) taken by a cut, and the marks before it
 Cut = tuple[list[tuple[int, list[int]]], dict[int, int]]
 
-
-class IdStore(Protocol):
-    """What the engine needs of a partition's dedup state."""
-
-    @property
-    def horizon_ms(self) -> int: ...
-    @property
-    def pending(self) -> int: ...
-    def __len__(self) -> int: ...
-    def first_time(self, event_id: str, ts_ms: int) -> bool: ...
-    def cut(self) -> Cut: ...
-    def uncut(self, taken: Cut) -> None: ...
-    def load(self, pairs: Iterable[tuple[int, int]]) -> None: ...
-    def expire(self, watermark_ms: int) -> int: ...
-    def snapshot(self) -> dict[int, tuple[list[int], int]]: ...
 
 
 class Deduplicator:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
-from streams.core.dedup import Cut, IdStore
+from streams.core.dedup import Cut, Deduplicator
 from streams.core.inventory import SkuHours
 from streams.core.windows import Watermark
+
+if TYPE_CHECKING:
+    from streams.core._lanes import IdSet
 
 #: Most hashes in one visitor or dedup row of a flush (bounds the size of a row, and of a
 #: message on ``c2m.sink``).
@@ -111,7 +114,7 @@ class PartitionState:
     topic: str
     partition: int
     watermark: Watermark
-    dedup: IdStore
+    dedup: Deduplicator | IdSet  # (the compiled one when the engine's lanes are on)
     position: int | None = None  # next offset to process
     cells: dict[CellKey, list[int]] = field(default_factory=dict)
     dirty: set[CellKey] = field(default_factory=set)

@@ -9,7 +9,7 @@ import pytest
 from streams.core import _lanes
 from streams.core.calendar import MarketCalendar
 from streams.core.catalog import Catalog
-from streams.core.dedup import BUCKET_MS, Deduplicator, IdStore
+from streams.core.dedup import BUCKET_MS, Deduplicator
 from streams.core.pricebands import PriceBands
 from streams.core.windows import Watermark
 
@@ -76,7 +76,7 @@ def test_catalog_keeps_bounded_versions() -> None:
     assert cat.lookup("k", 0).color == "c7"
 
 
-def _compiled(horizon_ms: int) -> IdStore:
+def _compiled(horizon_ms: int) -> _lanes.IdSet:
     return _lanes.IdSet(horizon_ms=horizon_ms, bucket_ms=BUCKET_MS)
 
 
