@@ -1366,12 +1366,22 @@ static PyObject *Versions_delete(Versions *self, PyObject *sku) {
         if (PyErr_Occurred()) return NULL;
         Py_RETURN_FALSE;
     }
-    if (PyDict_DelItem(self->index, sku) < 0) return NULL;
-    self->generation++;
-    ventry_release(E);
+    /* the entry is freed before its attributes are released: a release may run Python
+     * code (a __del__) that puts again, and then finds a consistent store */
+    const Py_ssize_t k = E - self->e, n = E->n;
+    PyObject **drop = PyMem_Malloc((size_t)n * sizeof(PyObject *));
+    if (drop == NULL) return PyErr_NoMemory();
+    if (PyDict_DelItem(self->index, sku) < 0) {
+        PyMem_Free(drop);
+        return NULL;
+    }
+    memcpy(drop, E->attrs, (size_t)n * sizeof(PyObject *));
     E->n = -1;
     E->times[0] = (int64_t)self->free_head;
-    self->free_head = E - self->e;
+    self->free_head = k;
+    self->generation++;
+    for (Py_ssize_t i = 0; i < n; i++) Py_DECREF(drop[i]);
+    PyMem_Free(drop);
     Py_RETURN_TRUE;
 }
 

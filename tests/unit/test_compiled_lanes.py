@@ -922,6 +922,18 @@ def test_the_compiled_catalog_versions_hold_their_references_and_refuse_misuse()
     del h
     gc.collect()
     assert gone() is None
+    # a release that runs Python code putting again (a __del__) finds a consistent store
+    w = lane.Versions(max_versions=1)
+
+    class PutsOnDel:
+        def __del__(self) -> None:
+            for i in range(200):  # enough new SKUs to move the entries' array
+                w.put(f"B{i}", i, i)
+
+    w.put("A", 0, PutsOnDel())
+    assert w.delete("A") and len(w) == 200 and w.lookup("B199", 5) == 199
+    w.put("A", 1, "again")  # an entry freed during the delete, reused
+    assert w.versions_of("A") == [(1, "again")] and len(w) == 201
     with pytest.raises(TypeError, match="Versions: made without"):
         lane.Versions.__new__(lane.Versions).lookup("A", 0)
     with pytest.raises(ValueError, match="by keyword"):
