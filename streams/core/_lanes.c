@@ -958,16 +958,54 @@ static PyObject *ids_list(const uint64_t *ids, Py_ssize_t n) {
     return out;
 }
 
+/* The ids of the buckets (from their cut marks, or all), copied out before any Python
+ * object is made: making one may run Python code (a GC callback) that adds ids. */
+typedef struct {
+    int64_t bucket;
+    Py_ssize_t from, n; /* ids[from:from + n] of the bucket */
+    uint64_t *ids;
+} idcopy_t;
+
+static idcopy_t *ids_copy(const IdSet *S, int all, Py_ssize_t *count) {
+    Py_ssize_t total = 0, nb = 0;
+    for (Py_ssize_t k = 0; k < S->nb; k++) {
+        const Py_ssize_t from = all ? 0 : S->b[k].cut;
+        if (all || S->b[k].n > from) {
+            total += S->b[k].n - from;
+            nb++;
+        }
+    }
+    idcopy_t *c = PyMem_Malloc((size_t)(nb + 1) * sizeof(idcopy_t) +
+                               (size_t)total * sizeof(uint64_t));
+    if (c == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    uint64_t *p = (uint64_t *)(c + nb + 1);
+    Py_ssize_t j = 0;
+    for (Py_ssize_t k = 0; k < S->nb; k++) {
+        const idbucket_t *B = &S->b[k];
+        const Py_ssize_t from = all ? 0 : B->cut;
+        if (!all && B->n <= from) continue;
+        c[j] = (idcopy_t){B->bucket, from, B->n - from, p};
+        memcpy(p, B->ids + from, (size_t)(B->n - from) * sizeof(uint64_t));
+        p += B->n - from;
+        j++;
+    }
+    *count = nb;
+    return c;
+}
+
 static PyObject *IdSet_cut(IdSet *self, PyObject *unused) {
     if (!idset_ready(self)) return NULL;
+    Py_ssize_t nc;
+    idcopy_t *c = ids_copy(self, 0, &nc);
+    if (c == NULL) return NULL;
     PyObject *taken = PyList_New(0), *before = PyDict_New();
     if (taken == NULL || before == NULL) goto fail;
-    for (Py_ssize_t k = 0; k < self->nb; k++) {
-        const idbucket_t *B = &self->b[k];
-        if (B->n <= B->cut) continue;
-        PyObject *item = Py_BuildValue("(LN)", (long long)B->bucket,
-                                       ids_list(B->ids + B->cut, B->n - B->cut));
-        PyObject *bk = PyLong_FromLongLong(B->bucket), *mark = PyLong_FromSsize_t(B->cut);
+    for (Py_ssize_t j = 0; j < nc; j++) {
+        PyObject *item = Py_BuildValue("(LN)", (long long)c[j].bucket, ids_list(c[j].ids, c[j].n));
+        PyObject *bk = PyLong_FromLongLong(c[j].bucket), *mark = PyLong_FromSsize_t(c[j].from);
         const int bad = item == NULL || bk == NULL || mark == NULL ||
                         PyList_Append(taken, item) < 0 || PyDict_SetItem(before, bk, mark) < 0;
         Py_XDECREF(item);
@@ -975,9 +1013,15 @@ static PyObject *IdSet_cut(IdSet *self, PyObject *unused) {
         Py_XDECREF(mark);
         if (bad) goto fail;
     }
-    for (Py_ssize_t k = 0; k < self->nb; k++) self->b[k].cut = self->b[k].n;
+    /* the marks move past what was taken (ids added meanwhile stay pending) */
+    for (Py_ssize_t j = 0; j < nc; j++) {
+        const Py_ssize_t k = ids_bucket(self, c[j].bucket, 0);
+        if (k >= 0 && self->b[k].cut < c[j].from + c[j].n) self->b[k].cut = c[j].from + c[j].n;
+    }
+    PyMem_Free(c);
     return Py_BuildValue("(NN)", taken, before);
 fail:
+    PyMem_Free(c);
     Py_XDECREF(taken);
     Py_XDECREF(before);
     return NULL;
@@ -1094,7 +1138,10 @@ static PyObject *IdSet_expire(IdSet *self, PyObject *args, PyObject *kwds) {
     long long wm;
     if (!idset_ready(self) || !PyArg_ParseTupleAndKeywords(args, kwds, "L:expire", kwlist, &wm))
         return NULL;
-    const int64_t limit = floor_div((int64_t)wm - self->horizon_ms, self->bucket_ms);
+    int64_t since;
+    if (__builtin_sub_overflow((int64_t)wm, (int64_t)self->horizon_ms, &since))
+        return PyLong_FromLong(0); /* below every bucket: nothing has ended */
+    const int64_t limit = floor_div(since, self->bucket_ms);
     Py_ssize_t dropped = 0, kept = 0;
     for (Py_ssize_t k = 0; k < self->nb; k++) {
         idbucket_t *B = &self->b[k];
@@ -1119,15 +1166,20 @@ static PyObject *IdSet_expire(IdSet *self, PyObject *args, PyObject *kwds) {
 
 static PyObject *IdSet_snapshot(IdSet *self, PyObject *unused) {
     if (!idset_ready(self)) return NULL;
+    Py_ssize_t nc;
+    idcopy_t *c = ids_copy(self, 1, &nc);
+    if (c == NULL) return NULL;
     PyObject *out = PyDict_New();
-    for (Py_ssize_t k = 0; out != NULL && k < self->nb; k++) {
-        const idbucket_t *B = &self->b[k];
-        PyObject *bk = PyLong_FromLongLong(B->bucket);
-        PyObject *v = Py_BuildValue("(Nn)", ids_list(B->ids, B->n), B->cut);
+    for (Py_ssize_t j = 0; out != NULL && j < nc; j++) {
+        const Py_ssize_t k = ids_bucket(self, c[j].bucket, 0);
+        PyObject *bk = PyLong_FromLongLong(c[j].bucket);
+        PyObject *v = Py_BuildValue("(Nn)", ids_list(c[j].ids, c[j].n),
+                                    k >= 0 ? self->b[k].cut : c[j].n);
         if (bk == NULL || v == NULL || PyDict_SetItem(out, bk, v) < 0) Py_CLEAR(out);
         Py_XDECREF(bk);
         Py_XDECREF(v);
     }
+    PyMem_Free(c);
     return out;
 }
 
@@ -1192,6 +1244,8 @@ static PyTypeObject IdSetType = {
  * tests/unit/test_compiled_lanes.py). Per SKU, up to max_versions (ts, attrs) pairs sorted
  * by ts, in C arrays; a dict maps the SKU to its entry's index (free entries are reused).
  * The lanes look versions up here by name and value, not by a tuple layout. */
+
+#define MAX_VERSIONS 65536 /* per SKU (each entry has room for max_versions up front) */
 
 typedef struct {
     Py_ssize_t n;     /* versions held; -1: a free entry */
@@ -1276,8 +1330,9 @@ static int Versions_init(Versions *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$n:Versions", kwlist, &max)) return -1;
-    if (max < 1) {
-        PyErr_SetString(PyExc_ValueError, "Versions: max_versions >= 1 expected, by keyword");
+    if (max < 1 || max > MAX_VERSIONS) {
+        PyErr_SetString(PyExc_ValueError,
+                        "Versions: 1 <= max_versions <= 65536 expected, by keyword");
         return -1;
     }
     self->index = PyDict_New();
@@ -1371,10 +1426,11 @@ static PyObject *Versions_delete(Versions *self, PyObject *sku) {
     const Py_ssize_t k = E - self->e, n = E->n;
     PyObject **drop = PyMem_Malloc((size_t)n * sizeof(PyObject *));
     if (drop == NULL) return PyErr_NoMemory();
-    if (PyDict_DelItem(self->index, sku) < 0) {
+    if (PyDict_DelItem(self->index, sku) < 0) { /* (may run Python code: a key's __eq__) */
         PyMem_Free(drop);
         return NULL;
     }
+    E = &self->e[k]; /* the entries may have moved; entry k is in neither index nor list */
     memcpy(drop, E->attrs, (size_t)n * sizeof(PyObject *));
     E->n = -1;
     E->times[0] = (int64_t)self->free_head;
@@ -1436,12 +1492,22 @@ static PyObject *Versions_of(Versions *self, PyObject *sku) {
     if (!versions_ready(self)) return NULL;
     const ventry_t *E = versions_entry(self, sku);
     if (E == NULL) return PyErr_Occurred() ? NULL : PyList_New(0);
-    PyObject *out = PyList_New(E->n);
-    for (Py_ssize_t i = 0; out != NULL && i < E->n; i++) {
-        PyObject *pair = Py_BuildValue("(LO)", (long long)E->times[i], E->attrs[i]);
+    /* copied out (attributes held) before any Python object is made: making one may run
+     * Python code that changes the store */
+    const Py_ssize_t n = E->n;
+    int64_t *times = PyMem_Malloc((size_t)n * (sizeof(int64_t) + sizeof(PyObject *)));
+    if (times == NULL) return PyErr_NoMemory();
+    PyObject **attrs = (PyObject **)(times + n);
+    memcpy(times, E->times, (size_t)n * sizeof(int64_t));
+    for (Py_ssize_t i = 0; i < n; i++) attrs[i] = Py_NewRef(E->attrs[i]);
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *pair = Py_BuildValue("(LO)", (long long)times[i], attrs[i]);
         if (pair == NULL) Py_CLEAR(out);
         else PyList_SET_ITEM(out, i, pair);
     }
+    for (Py_ssize_t i = 0; i < n; i++) Py_DECREF(attrs[i]);
+    PyMem_Free(times);
     return out;
 }
 

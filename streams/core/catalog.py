@@ -45,8 +45,8 @@ class CatalogVersions:
     __slots__ = ("_products", "generation", "max_versions")
 
     def __init__(self, *, max_versions: int) -> None:
-        if max_versions < 1:
-            raise ValueError("CatalogVersions: max_versions >= 1 expected, by keyword")
+        if not 1 <= max_versions <= 65_536:  # as the compiled one (_lanes.c, MAX_VERSIONS)
+            raise ValueError("CatalogVersions: 1 <= max_versions <= 65536 expected, by keyword")
         self.max_versions = max_versions
         # sku -> (sorted list of ts, parallel list of attrs)
         self._products: dict[str, tuple[list[int], list[Any]]] = {}

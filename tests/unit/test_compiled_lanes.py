@@ -945,3 +945,92 @@ def test_the_compiled_catalog_versions_hold_their_references_and_refuse_misuse()
     with pytest.raises(OverflowError):
         v.put("A", 2**64, None)
     assert v.lookup("A", 0) is None and v.lookup_span("A", 0, 1) is None and v.skus() == []
+
+
+def test_python_code_run_inside_a_call_finds_consistent_stores() -> None:
+    """Code a call may run (a key's __eq__ inside a dict lookup, a __del__ or a GC
+    callback while Python objects are made) can change the store: the call must not use
+    what it read before (entries that moved, ids added meanwhile). Each of these crashed
+    or lost an id before it was fixed (found by review, 2026-12-06)."""
+    import gc
+
+    v = lane.Versions(max_versions=2)
+    v.put("a", 1, "A1")
+    calls = 0
+
+    class Key:  # equal to "a"; its second comparison, inside the delete, moves entries
+        def __hash__(self) -> int:
+            return hash("a")
+
+        def __eq__(self, other: object) -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                for i in range(3000):
+                    v.put(f"s{i}", 0, i)
+            return other == "a"
+
+    assert v.delete(Key()) is True  # type: ignore[arg-type]
+    assert "a" not in v and len(v) == 3000 and v.lookup("s2999", 0) == 2999
+
+    w = lane.Versions(max_versions=4)
+    for t in range(4):
+        w.put("a", t, f"A{t}")
+
+    class Bomb:  # collected while versions_of makes its list: puts, deletes "a"
+        armed = True
+
+        def __del__(self) -> None:
+            if Bomb.armed:
+                Bomb.armed = False
+                for i in range(3000):
+                    w.put(f"s{i}", 0, i)
+                w.delete("a")
+
+    b = Bomb()
+    b.me = b  # type: ignore[attr-defined]
+    del b
+    old = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        # as it was when the call read it (or already deleted, when the collection ran
+        # before): never entries that moved, never a list with holes
+        got = w.versions_of("a")
+    finally:
+        gc.set_threshold(*old)
+    gc.collect()
+    assert got in ([(t, f"A{t}") for t in range(4)], [])
+    assert not Bomb.armed and "a" not in w and len(w) == 3000
+
+    d = _idset(0)
+    d.first_time("x", 0)
+    added = []
+
+    def late(phase: str, info: Any) -> None:  # an id added while the cut is being built
+        if phase == "start" and not added:
+            added.append(d.first_time("late", 1))
+
+    gc.set_threshold(1)
+    gc.callbacks.append(late)
+    try:
+        taken = d.cut()
+    finally:
+        gc.callbacks.remove(late)
+        gc.set_threshold(*old)
+    assert added == [True] and taken[0] == [(0, [id_hash("x")])]
+    assert d.pending == 1 and d.cut()[0] == [(0, [id_hash("late")])]  # not lost
+
+
+def test_extreme_values_are_refused_or_answered_as_the_reference_answers() -> None:
+    from streams.core.catalog import CatalogVersions
+
+    for impl in (lane.Versions, CatalogVersions):
+        with pytest.raises(ValueError, match="max_versions <= 65536"):
+            impl(max_versions=65_537)
+        assert impl(max_versions=65_536).max_versions == 65_536
+    for horizon, wm in ((1, -(2**63)), (2**62, -(2**62) - 1), (0, 2**63 - 1)):
+        got, ref = _idset(horizon), Deduplicator(horizon)
+        for d in (got, ref):
+            d.first_time("a", 0)
+            d.first_time("b", -(2**62))
+        assert got.expire(wm) == ref.expire(wm) and len(got) == len(ref), (horizon, wm)
