@@ -1627,6 +1627,10 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
 #define X(name, type) PyObject *name = NULL;
     LANE_STATE_FIELDS(X)
 #undef X
+    if (self->ready) { /* a call borrows its fields: they must not change under it */
+        PyErr_SetString(PyExc_TypeError, "LaneState: made once");
+        return -1;
+    }
     if (!PyArg_ParseTupleAndKeywords(
             args, kwds, "|$O!O!O!O!O!O!O!O!O!O!O!O!:LaneState", kwlist,
 #define X(name, type) &type, &name,

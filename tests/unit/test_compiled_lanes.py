@@ -630,6 +630,8 @@ def test_lane_state_limits_and_core_are_typed_and_named() -> None:
         lane.LaneState(**{**fields, "dedup": lane.IdSet.__new__(lane.IdSet)})
     with pytest.raises(TypeError, match="Versions: made without"):
         lane.LaneState(**{**fields, "catalog": lane.Versions.__new__(lane.Versions)})
+    with pytest.raises(TypeError, match="LaneState: made once"):
+        state.__init__(**fields)  # type: ignore[misc]
     with pytest.raises(TypeError, match=r"must be streams\.core\._lanes\.Versions, not dict"):
         lane.LaneState(**{**fields, "catalog": {}})
     with pytest.raises(TypeError):
