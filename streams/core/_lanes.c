@@ -727,6 +727,25 @@ static void caches_free(caches_t *C) {
     PyMem_Free(C);
 }
 
+/* What every type of this module has: its name, a keyword-only __init__ (Name_init)
+ * that makes it (Name.__new__ alone gives an object its methods refuse), and its doc. */
+#define LANES_TYPE(Name, flags, doc)                                                        \
+    PyVarObject_HEAD_INIT(NULL, 0) /* (ends in a comma) */                                  \
+    .tp_name = "streams.core._lanes." #Name,                                                \
+    .tp_doc = PyDoc_STR(doc), .tp_basicsize = sizeof(Name), .tp_flags = (flags),           \
+    .tp_new = PyType_GenericNew, .tp_init = (initproc)Name##_init
+
+/* A PyMem array of *cap items of `size` bytes, reallocated with twice the room (`first`
+ * items when it had none): the new array, *cap updated; NULL and MemoryError, the array
+ * and *cap unchanged. */
+static void *grown(void *p, Py_ssize_t *cap, size_t size, Py_ssize_t first) {
+    const Py_ssize_t n = *cap ? 2 * *cap : first;
+    void *q = PyMem_Realloc(p, (size_t)n * size);
+    if (q == NULL) return PyErr_NoMemory();
+    *cap = n;
+    return q;
+}
+
 /* ------------------------------------------------------------------ IdSet */
 /* The dedup state of one partition, owned here: streams.core.dedup.Deduplicator (the
  * pure-Python reference: the same methods, the same results, checked against each other
@@ -852,14 +871,9 @@ static Py_ssize_t ids_bucket(IdSet *S, int64_t bucket, int create) {
     }
     if (!create) return -1;
     if (S->nb == S->bcap) {
-        const Py_ssize_t cap = S->bcap ? 2 * S->bcap : 16;
-        idbucket_t *b = PyMem_Realloc(S->b, (size_t)cap * sizeof *b);
-        if (b == NULL) {
-            PyErr_NoMemory();
-            return -2;
-        }
+        idbucket_t *b = grown(S->b, &S->bcap, sizeof *b, 16);
+        if (b == NULL) return -2;
         S->b = b;
-        S->bcap = cap;
     }
     S->b[S->nb] = (idbucket_t){bucket, NULL, 0, 0, 0};
     return S->last = S->nb++;
@@ -1076,23 +1090,14 @@ static PyObject *IdSet_load(IdSet *self, PyObject *pairs) {
         if (ids_contains(self, h)) continue;
         Py_ssize_t key = nk - 1;
         while (key >= 0 && kb[key] != bucket) key--;
+        void *more;
         if (key < 0 && nk == kcap) {
-            kcap = kcap ? 2 * kcap : 16;
-            int64_t *b = PyMem_Realloc(kb, (size_t)kcap * sizeof *kb);
-            if (b == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            kb = b;
+            if ((more = grown(kb, &kcap, sizeof *kb, 16)) == NULL) goto done;
+            kb = more;
         }
         if (n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            void *g = PyMem_Realloc(got, (size_t)cap * sizeof *got);
-            if (g == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            got = g;
+            if ((more = grown(got, &cap, sizeof *got, 1024)) == NULL) goto done;
+            got = more;
         }
         if (ids_put(self, h) < 0) goto done;
         if (key < 0) kb[key = nk++] = bucket;
@@ -1222,15 +1227,9 @@ static PyGetSetDef IdSet_getset[] = {
 static PySequenceMethods IdSet_as_sequence = {.sq_length = (lenfunc)IdSet_len};
 
 static PyTypeObject IdSetType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "streams.core._lanes.IdSet",
-    .tp_doc = PyDoc_STR(
-        "IdSet(*, horizon_ms, bucket_ms)\n\n"
-        "A partition's dedup state, compiled: streams.core.dedup.Deduplicator's methods."),
-    .tp_basicsize = sizeof(IdSet),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)IdSet_init,
+    LANES_TYPE(IdSet, Py_TPFLAGS_DEFAULT,
+               "IdSet(*, horizon_ms, bucket_ms)\n\n"
+               "A partition's dedup state, compiled: streams.core.dedup.Deduplicator's methods."),
     .tp_dealloc = (destructor)IdSet_dealloc,
     .tp_methods = IdSet_methods,
     .tp_members = IdSet_members,
@@ -1360,11 +1359,9 @@ static PyObject *Versions_put(Versions *self, PyObject *const *args, Py_ssize_t 
             self->free_head = (Py_ssize_t)self->e[k].times[0];
         } else {
             if (self->ne == self->ecap) {
-                const Py_ssize_t cap = self->ecap ? 2 * self->ecap : 64;
-                ventry_t *e = PyMem_Realloc(self->e, (size_t)cap * sizeof *e);
-                if (e == NULL) return PyErr_NoMemory();
+                ventry_t *e = grown(self->e, &self->ecap, sizeof *e, 64);
+                if (e == NULL) return NULL;
                 self->e = e;
-                self->ecap = cap;
             }
             ventry_t fresh = {-1, PyMem_Malloc((size_t)self->max * sizeof(int64_t)),
                               PyMem_Malloc((size_t)self->max * sizeof(PyObject *))};
@@ -1441,14 +1438,25 @@ static PyObject *Versions_delete(Versions *self, PyObject *sku) {
     Py_RETURN_TRUE;
 }
 
-static PyObject *Versions_lookup(Versions *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!versions_ready(self)) return NULL;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "lookup(sku, ts) expected");
-        return NULL;
+/* (sku, t...): the count checked (a TypeError naming `call` when wrong) and the times
+ * after the SKU read into t. 1, or 0 with an exception. */
+static int sku_times(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, const char *call,
+                     long long *t) {
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s expected", call);
+        return 0;
     }
-    const long long ts = PyLong_AsLongLong(args[1]);
-    if (ts == -1 && PyErr_Occurred()) return NULL;
+    for (Py_ssize_t i = 1; i < want; i++) {
+        t[i - 1] = PyLong_AsLongLong(args[i]);
+        if (t[i - 1] == -1 && PyErr_Occurred()) return 0;
+    }
+    return 1;
+}
+
+static PyObject *Versions_lookup(Versions *self, PyObject *const *args, Py_ssize_t nargs) {
+    long long ts;
+    if (!versions_ready(self) || !sku_times(args, nargs, 2, "lookup(sku, ts)", &ts))
+        return NULL;
     const ventry_t *E = versions_entry(self, args[0]);
     if (E == NULL) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     return Py_NewRef(E->attrs[version_index(E, ts)]);
@@ -1465,15 +1473,10 @@ static PyObject *versions_span(const Versions *V, PyObject *sku, int64_t first, 
 }
 
 static PyObject *Versions_lookup_span(Versions *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!versions_ready(self)) return NULL;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "lookup_span(sku, first, last) expected");
+    long long t[2];
+    if (!versions_ready(self) || !sku_times(args, nargs, 3, "lookup_span(sku, first, last)", t))
         return NULL;
-    }
-    const long long first = PyLong_AsLongLong(args[1]);
-    const long long last = first == -1 && PyErr_Occurred() ? 0 : PyLong_AsLongLong(args[2]);
-    if (PyErr_Occurred()) return NULL;
-    return versions_span(self, args[0], first, last);
+    return versions_span(self, args[0], t[0], t[1]);
 }
 
 static PyObject *Versions_latest(Versions *self, PyObject *sku) {
@@ -1554,15 +1557,9 @@ static PySequenceMethods Versions_as_sequence = {
     .sq_length = (lenfunc)Versions_len, .sq_contains = (objobjproc)Versions_contains};
 
 static PyTypeObject VersionsType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "streams.core._lanes.Versions",
-    .tp_doc = PyDoc_STR(
-        "Versions(*, max_versions)\n\n"
-        "The catalog's versions by SKU, compiled: streams.core.catalog.CatalogVersions."),
-    .tp_basicsize = sizeof(Versions),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Versions_init,
+    LANES_TYPE(Versions, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+               "Versions(*, max_versions)\n\n"
+               "The catalog's versions by SKU, compiled: streams.core.catalog.CatalogVersions."),
     .tp_dealloc = (destructor)Versions_dealloc,
     .tp_traverse = (traverseproc)Versions_traverse,
     .tp_clear = (inquiry)Versions_clear,
@@ -1661,16 +1658,10 @@ static PyMemberDef LaneState_members[] = {
 };
 
 static PyTypeObject LaneStateType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "streams.core._lanes.LaneState",
-    .tp_doc = PyDoc_STR(
-        "LaneState(*, dedup, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"
-        "          sku_dirty, catalog, generation, shops)\n\n"
-        "The partition's containers a lane works on (DemandEngine._lane_state)."),
-    .tp_basicsize = sizeof(LaneState),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)LaneState_init,
+    LANES_TYPE(LaneState, Py_TPFLAGS_DEFAULT,
+               "LaneState(*, dedup, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"
+               "          sku_dirty, catalog, generation, shops)\n\n"
+               "The partition's containers a lane works on (DemandEngine._lane_state)."),
     .tp_dealloc = (destructor)LaneState_dealloc,
     .tp_members = LaneState_members,
 };
@@ -1729,15 +1720,10 @@ static PyMemberDef Limits_members[] = {
 };
 
 static PyTypeObject LimitsType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "streams.core._lanes.Limits",
-    .tp_doc = PyDoc_STR(
-        "Limits(*, grain_s, lateness_ms, horizon_ms, max_future_ms, max_past_ms, max_bytes)\n\n"
-        "The engine's limits a lane applies (DemandEngine: its EngineConfig)."),
-    .tp_basicsize = sizeof(Limits),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Limits_init,
+    LANES_TYPE(Limits, Py_TPFLAGS_DEFAULT,
+               "Limits(*, grain_s, lateness_ms, horizon_ms, max_future_ms, max_past_ms,\n"
+               "       max_bytes)\n\n"
+               "The engine's limits a lane applies (DemandEngine: its EngineConfig)."),
     .tp_members = Limits_members,
 };
 
@@ -2715,16 +2701,10 @@ static PyMethodDef Core_methods[] = {
 };
 
 static PyTypeObject CoreType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "streams.core._lanes.Core",
-    .tp_doc = PyDoc_STR(
-        "Core(*, sizes, visitor_sizes, grains, grain_fn, unknown, limits)\n\n"
-        "The engine's compiled core: its settings, fixed here, and its caches; the lanes\n"
-        "and hot_entry as methods on a partition's LaneState (DemandEngine._core)."),
-    .tp_basicsize = sizeof(Core),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Core_init,
+    LANES_TYPE(Core, Py_TPFLAGS_DEFAULT,
+               "Core(*, sizes, visitor_sizes, grains, grain_fn, unknown, limits)\n\n"
+               "The engine's compiled core: its settings, fixed here, and its caches; the lanes\n"
+               "and hot_entry as methods on a partition's LaneState (DemandEngine._core)."),
     .tp_dealloc = (destructor)Core_dealloc,
     .tp_members = Core_members,
     .tp_methods = Core_methods,
