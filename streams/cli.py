@@ -648,8 +648,8 @@ def brief(category: str, factory: str | None, days: int, run_days: int, as_json:
 @main.command()
 @click.option("--duration", type=_SECONDS, default=None, help="Stop after N seconds")
 @click.option("--rate", type=_RATE, default=1000.0, show_default=True,
-              help="Events per second at the simulated day's mean traffic, and at most "
-                   "(quiet hours send fewer)")
+              help="Events per second at the busiest moment of the run, and at most "
+                   "(the market is sized so that event time keeps --speed)")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--speed", type=_SPEED, default=60.0, show_default=True,
               help="Simulated seconds per wall second")
