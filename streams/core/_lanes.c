@@ -17,8 +17,9 @@
  * (IdSet: the ids' hashes in C arrays, streams.core.dedup.Deduplicator's methods), which
  * the lanes add ids to without a Python object per id; so is the catalog's store of
  * versions (Versions: streams.core.catalog.CatalogVersions's methods), which they look
- * SKUs up in. All three types take named fields, checked once at
- * construction. The module itself keeps no mutable state (multi-phase initialisation).
+ * SKUs up in, and a partition's per-SKU hourly counters (SkuHours:
+ * streams.core.inventory.SkuHours's methods), which they count into by handle. The
+ * LaneState, Limits and Core types take named fields, checked once at construction. The module itself keeps no mutable state (multi-phase initialisation).
  *
  * streams/core/engine.py is the reference. This does exactly what its Python path does
  * (same state, same values) for the messages it is sure about, and stops at the first
@@ -744,6 +745,15 @@ static void *grown(void *p, Py_ssize_t *cap, size_t size, Py_ssize_t first) {
     if (q == NULL) return PyErr_NoMemory();
     *cap = n;
     return q;
+}
+
+/* The containers the lanes add to the engine's state hold only ints, strs and other such
+ * containers, so they can never be part of a reference cycle: they are untracked by the
+ * cyclic GC (as CPython itself untracks tuples and dicts of atoms), which otherwise walks
+ * every live cell vector, visitor set and key again at each young collection. */
+static inline PyObject *untracked(PyObject *o) {
+    if (o != NULL) PyObject_GC_UnTrack(o);
+    return o;
 }
 
 /* ------------------------------------------------------------------ IdSet */
@@ -1569,6 +1579,618 @@ static PyTypeObject VersionsType = {
     .tp_as_sequence = &Versions_as_sequence,
 };
 
+/* ------------------------------------------------------------------ SkuHours */
+/* A partition's per-SKU hourly counters, owned here: streams.core.inventory.SkuHours (the
+ * pure-Python reference: the same methods and results, checked against each other by
+ * tests/unit/test_compiled_lanes.py). Each (sku, hour) held has an entry in a C array: the
+ * SKU (a str reference), the hour, its nine counters as int64 (inventory.SKU_MEASURES) and
+ * a mark (changed since the last cut); an open-addressing table of entry indices (linear
+ * probing, Fibonacci hashing of the SKU's str hash and the hour, deletion by backward
+ * shift) finds them without a Python object per lookup. Evicted entries are reused. An
+ * entry's index is its *handle*: entries never move and only unmarked ones are evicted,
+ * so a page-view lane entry (which lives until the next cut) holds it instead of a
+ * vector. The marked entries are listed in the order marked: the order of a cut's keys
+ * (the reference keeps its marks in a dict, in the same order). About 140 bytes per hour
+ * held against the reference's 275 (bench/RESULTS.md). */
+
+#define HOUR_S 3600
+
+typedef struct {
+    PyObject *sku;        /* an exact str; NULL: a free entry (next_free links the list) */
+    int64_t hour;
+    uint64_t hash;
+    int64_t v[N_SKU_SLOTS];
+    Py_ssize_t next_free;
+    int dirty;
+} shour_t;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *hour_of;    /* epoch s -> start of its hour (MarketCalendar.hour); NULL until
+                             __init__ */
+    shour_t *e;
+    Py_ssize_t ne, ecap;  /* entries made, room */
+    Py_ssize_t free_head; /* a free entry, or -1 */
+    Py_ssize_t live;      /* entries held */
+    Py_ssize_t *slots;    /* 1 << bits entry indices, -1 empty; NULL before the first */
+    int bits;
+    Py_ssize_t *marked;   /* the marked entries, in the order marked */
+    Py_ssize_t nmarked, mcap;
+} SkuHours;
+
+static int skuhours_ready(const SkuHours *S) {
+    if (S->hour_of != NULL) return 1;
+    PyErr_SetString(PyExc_TypeError, "SkuHours: made without its hour_of");
+    return 0;
+}
+
+static inline uint64_t sh_hash(PyObject *sku, int64_t hour) {
+    /* (an exact str: its hash is cached and cannot fail) */
+    return (uint64_t)PyObject_Hash(sku) ^ ((uint64_t)hour * 0xC2B2AE3D27D4EB4FULL);
+}
+
+static inline size_t sh_home(int bits, uint64_t h) {
+    return (size_t)((h * 0x9E3779B97F4A7C15ULL) >> (64 - bits));
+}
+
+/* The entry of (sku, hour), or -1. sku an exact str. No Python code runs. */
+static Py_ssize_t sh_find(const SkuHours *S, PyObject *sku, int64_t hour, uint64_t h) {
+    if (S->slots == NULL) return -1;
+    const size_t mask = ((size_t)1 << S->bits) - 1;
+    for (size_t i = sh_home(S->bits, h);; i = (i + 1) & mask) {
+        const Py_ssize_t k = S->slots[i];
+        if (k < 0) return -1;
+        const shour_t *E = &S->e[k];
+        if (E->hash == h && E->hour == hour &&
+            (E->sku == sku || PyUnicode_Compare(E->sku, sku) == 0))
+            return k;
+    }
+}
+
+static int sh_resize(SkuHours *S, int bits) {
+    Py_ssize_t *slots = PyMem_Malloc(((size_t)1 << bits) * sizeof(Py_ssize_t));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const size_t mask = ((size_t)1 << bits) - 1;
+    for (size_t i = 0; i <= mask; i++) slots[i] = -1;
+    for (Py_ssize_t k = 0; k < S->ne; k++) {
+        if (S->e[k].sku == NULL) continue;
+        size_t i = sh_home(bits, S->e[k].hash);
+        while (slots[i] >= 0) i = (i + 1) & mask;
+        slots[i] = k;
+    }
+    PyMem_Free(S->slots);
+    S->slots = slots;
+    S->bits = bits;
+    return 0;
+}
+
+static void sh_unlink(SkuHours *S, Py_ssize_t k) {
+    const size_t mask = ((size_t)1 << S->bits) - 1;
+    size_t i = sh_home(S->bits, S->e[k].hash);
+    while (S->slots[i] != k) i = (i + 1) & mask;
+    for (size_t j = i;;) {
+        j = (j + 1) & mask;
+        const Py_ssize_t v = S->slots[j];
+        if (v < 0) break;
+        const size_t home = sh_home(S->bits, S->e[v].hash);
+        /* v stays unless its home lies outside (i, j], cyclically: then it moves to i */
+        if (j > i ? (home <= i || home > j) : (home <= i && home > j)) {
+            S->slots[i] = v;
+            i = j;
+        }
+    }
+    S->slots[i] = -1;
+}
+
+static int skuhours_mark(SkuHours *S, Py_ssize_t k) {
+    if (S->e[k].dirty) return 0;
+    if (S->nmarked == S->mcap) {
+        Py_ssize_t *m = grown(S->marked, &S->mcap, sizeof *m, 64);
+        if (m == NULL) return -1;
+        S->marked = m;
+    }
+    S->marked[S->nmarked++] = k;
+    S->e[k].dirty = 1;
+    return 0;
+}
+
+/* The entry of (sku, hour) (sku an exact str), made zero (no count: -1) when new, and
+ * marked when `mark`. Its index, or -1 with an exception. */
+static Py_ssize_t skuhours_entry(SkuHours *S, PyObject *sku, int64_t hour, int mark) {
+    const uint64_t h = sh_hash(sku, hour);
+    Py_ssize_t k = sh_find(S, sku, hour, h);
+    if (k < 0) {
+        if (S->slots == NULL || (size_t)(S->live + 1) * 2 > ((size_t)1 << S->bits)) {
+            if (sh_resize(S, S->slots == NULL ? 8 : S->bits + 1) < 0) return -1;
+        }
+        if (S->free_head >= 0) {
+            k = S->free_head;
+            S->free_head = S->e[k].next_free;
+        } else {
+            if (S->ne == S->ecap) {
+                shour_t *e = grown(S->e, &S->ecap, sizeof *e, 256);
+                if (e == NULL) return -1;
+                S->e = e;
+            }
+            k = S->ne++;
+        }
+        shour_t *E = &S->e[k];
+        memset(E, 0, sizeof *E);
+        E->sku = Py_NewRef(sku);
+        E->hour = hour;
+        E->hash = h;
+        E->v[SKU_COUNT_TS] = -1;
+        E->next_free = -1;
+        const size_t mask = ((size_t)1 << S->bits) - 1;
+        size_t i = sh_home(S->bits, h);
+        while (S->slots[i] >= 0) i = (i + 1) & mask;
+        S->slots[i] = k;
+        S->live++;
+    }
+    if (mark && skuhours_mark(S, k) < 0) return -1;
+    return k;
+}
+
+static int sku_arg(PyObject *sku) {
+    if (PyUnicode_CheckExact(sku)) return 1;
+    PyErr_SetString(PyExc_TypeError, "SkuHours: the SKU must be a str");
+    return 0;
+}
+
+/* A key (sku, hour) read: 1, or 0 with an exception. */
+static int key_arg(PyObject *key, PyObject **sku, int64_t *hour) {
+    if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 2) {
+        PyErr_SetString(PyExc_TypeError, "SkuHours: a key is a (sku, hour) tuple");
+        return 0;
+    }
+    *sku = PyTuple_GET_ITEM(key, 0);
+    if (!sku_arg(*sku)) return 0;
+    *hour = PyLong_AsLongLong(PyTuple_GET_ITEM(key, 1));
+    return !(*hour == -1 && PyErr_Occurred());
+}
+
+/* The live entry of key, or -1 (no exception: not held; with one: a bad key). */
+static Py_ssize_t skuhours_find_key(const SkuHours *S, PyObject *key) {
+    PyObject *sku;
+    int64_t hour;
+    if (!key_arg(key, &sku, &hour)) return -1;
+    return sh_find(S, sku, hour, sh_hash(sku, hour));
+}
+
+/* The hour of ts_ms (hour_of(ts_ms // 1000)): 1, or 0 with an exception. */
+static int skuhours_hour(SkuHours *S, PyObject *ts_ms, int64_t *hour) {
+    const long long ts = PyLong_AsLongLong(ts_ms);
+    if (ts == -1 && PyErr_Occurred()) return 0;
+    PyObject *h = PyObject_CallFunction(S->hour_of, "L", (long long)floor_div(ts, 1000));
+    if (h == NULL) return 0;
+    *hour = PyLong_AsLongLong(h);
+    Py_DECREF(h);
+    return !(*hour == -1 && PyErr_Occurred());
+}
+
+/* The handle (entry index) arg names, checked: -1 with an exception when not live. */
+static Py_ssize_t skuhours_handle_arg(const SkuHours *S, PyObject *arg) {
+    const Py_ssize_t k = PyLong_AsSsize_t(arg);
+    if (k == -1 && PyErr_Occurred()) return -1;
+    if (k < 0 || k >= S->ne || S->e[k].sku == NULL) {
+        PyErr_SetString(PyExc_KeyError, "SkuHours: not a live handle");
+        return -1;
+    }
+    return k;
+}
+
+static int skuhours_add(SkuHours *S, Py_ssize_t k, int slot, int64_t n) {
+    int64_t sum;
+    if (__builtin_add_overflow(S->e[k].v[slot], n, &sum)) { /* (the counter unchanged) */
+        PyErr_SetString(PyExc_OverflowError, "SkuHours: a counter beyond 64 bits");
+        return -1;
+    }
+    S->e[k].v[slot] = sum;
+    return 0;
+}
+
+static PyObject *skuhours_key(const shour_t *E) {
+    PyObject *hour = PyLong_FromLongLong(E->hour);
+    if (hour == NULL) return NULL;
+    PyObject *key = untracked(PyTuple_Pack(2, E->sku, hour));
+    Py_DECREF(hour);
+    return key;
+}
+
+static PyObject *skuhours_vector(const shour_t *E) {
+    PyObject *v = PyList_New(N_SKU_SLOTS);
+    for (Py_ssize_t j = 0; v != NULL && j < N_SKU_SLOTS; j++) {
+        PyObject *x = PyLong_FromLongLong(E->v[j]);
+        if (x == NULL) Py_CLEAR(v);
+        else PyList_SET_ITEM(v, j, x);
+    }
+    return v;
+}
+
+static int SkuHours_traverse(SkuHours *self, visitproc visit, void *arg) {
+    Py_VISIT(self->hour_of);
+    return 0; /* (the SKUs are strs: they hold nothing) */
+}
+
+static void skuhours_release(SkuHours *self) {
+    for (Py_ssize_t k = 0; k < self->ne; k++) Py_CLEAR(self->e[k].sku);
+    PyMem_Free(self->e);
+    PyMem_Free(self->slots);
+    PyMem_Free(self->marked);
+    self->e = NULL;
+    self->slots = NULL;
+    self->marked = NULL;
+    self->ne = self->ecap = self->live = self->nmarked = self->mcap = 0;
+    self->free_head = -1;
+}
+
+static int SkuHours_clear(SkuHours *self) {
+    Py_CLEAR(self->hour_of);
+    return 0;
+}
+
+static void SkuHours_dealloc(SkuHours *self) {
+    PyObject_GC_UnTrack(self);
+    SkuHours_clear(self);
+    skuhours_release(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int SkuHours_init(SkuHours *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"hour_of", NULL};
+    PyObject *hour_of = NULL;
+    if (self->hour_of != NULL) {
+        PyErr_SetString(PyExc_TypeError, "SkuHours: made once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O:SkuHours", kwlist, &hour_of)) return -1;
+    if (hour_of == NULL || !PyCallable_Check(hour_of)) {
+        PyErr_SetString(PyExc_TypeError, "SkuHours: hour_of, a callable, expected by keyword");
+        return -1;
+    }
+    self->hour_of = Py_NewRef(hour_of);
+    self->free_head = -1;
+    return 0;
+}
+
+/* handle(sku, ts_ms) -> int */
+static PyObject *SkuHours_handle(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!skuhours_ready(self)) return NULL;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "handle(sku, ts_ms) expected");
+        return NULL;
+    }
+    int64_t hour;
+    if (!sku_arg(args[0]) || !skuhours_hour(self, args[1], &hour)) return NULL;
+    const Py_ssize_t k = skuhours_entry(self, args[0], hour, 1);
+    return k < 0 ? NULL : PyLong_FromSsize_t(k);
+}
+
+/* add(handle, slot, n) */
+static PyObject *SkuHours_add(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!skuhours_ready(self)) return NULL;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "add(handle, slot, n) expected");
+        return NULL;
+    }
+    const Py_ssize_t k = skuhours_handle_arg(self, args[0]);
+    if (k < 0) return NULL;
+    const long slot = PyLong_AsLong(args[1]);
+    if (slot == -1 && PyErr_Occurred()) return NULL;
+    if (slot < 0 || slot >= SKU_COUNT_TS) { /* the count's slots go through stock_count */
+        PyErr_SetString(PyExc_ValueError, "add: slot is not a counter");
+        return NULL;
+    }
+    const long long n = PyLong_AsLongLong(args[2]);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (skuhours_add(self, k, (int)slot, n) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* stock_count(sku, ts_ms, on_hand): the reference's rule, the latest count of the hour
+ * (ties: the larger count) */
+static PyObject *SkuHours_stock_count(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!skuhours_ready(self)) return NULL;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "stock_count(sku, ts_ms, on_hand) expected");
+        return NULL;
+    }
+    const long long ts = PyLong_AsLongLong(args[1]);
+    if (ts == -1 && PyErr_Occurred()) return NULL;
+    const long long on_hand = PyLong_AsLongLong(args[2]);
+    if (on_hand == -1 && PyErr_Occurred()) return NULL;
+    int64_t hour;
+    if (!sku_arg(args[0]) || !skuhours_hour(self, args[1], &hour)) return NULL;
+    const Py_ssize_t k = skuhours_entry(self, args[0], hour, 1);
+    if (k < 0) return NULL;
+    int64_t *v = self->e[k].v;
+    if (ts > v[SKU_COUNT_TS] || (ts == v[SKU_COUNT_TS] && on_hand > v[SKU_COUNT_ON_HAND])) {
+        v[SKU_COUNT_TS] = ts;
+        v[SKU_COUNT_ON_HAND] = on_hand;
+    }
+    Py_RETURN_NONE;
+}
+
+/* get(sku, hour) -> list | None */
+static PyObject *SkuHours_get(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!skuhours_ready(self)) return NULL;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "get(sku, hour) expected");
+        return NULL;
+    }
+    if (!sku_arg(args[0])) return NULL;
+    const int64_t hour = PyLong_AsLongLong(args[1]);
+    if (hour == -1 && PyErr_Occurred()) return NULL;
+    const Py_ssize_t k = sh_find(self, args[0], hour, sh_hash(args[0], hour));
+    return k < 0 ? Py_NewRef(Py_None) : skuhours_vector(&self->e[k]);
+}
+
+/* key_of(handle) -> (sku, hour) */
+static PyObject *SkuHours_key_of(SkuHours *self, PyObject *handle) {
+    if (!skuhours_ready(self)) return NULL;
+    const Py_ssize_t k = skuhours_handle_arg(self, handle);
+    return k < 0 ? NULL : skuhours_key(&self->e[k]);
+}
+
+/* The marked keys, in the order marked. */
+static PyObject *skuhours_marked_keys(const SkuHours *S) {
+    PyObject *out = PyList_New(S->nmarked);
+    for (Py_ssize_t i = 0; out != NULL && i < S->nmarked; i++) {
+        PyObject *key = skuhours_key(&S->e[S->marked[i]]);
+        if (key == NULL) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, i, key);
+    }
+    return out;
+}
+
+/* cut() -> [(sku, hour)]: the marked keys, in the order marked; the marks cleared */
+static PyObject *SkuHours_cut(SkuHours *self, PyObject *unused) {
+    if (!skuhours_ready(self)) return NULL;
+    PyObject *out = skuhours_marked_keys(self);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < self->nmarked; i++) self->e[self->marked[i]].dirty = 0;
+    self->nmarked = 0;
+    return out;
+}
+
+/* marked() -> [(sku, hour)]: the marked keys, in the order marked (the marks kept) */
+static PyObject *SkuHours_marked(SkuHours *self, PyObject *unused) {
+    if (!skuhours_ready(self)) return NULL;
+    return skuhours_marked_keys(self);
+}
+
+/* keys as a list of live entries: a PyMem array of their indices (n in *n), or NULL with
+ * an exception (KeyError for a key not held). No Python code runs after it returns. */
+static Py_ssize_t *skuhours_entries_of(const SkuHours *S, PyObject *keys, const char *what,
+                                       Py_ssize_t *n) {
+    PyObject *seq = PySequence_Fast(keys, what);
+    if (seq == NULL) return NULL;
+    *n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t *ks = PyMem_Malloc((size_t)(*n ? *n : 1) * sizeof(Py_ssize_t));
+    if (ks == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < *n; i++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
+        ks[i] = skuhours_find_key(S, key);
+        if (ks[i] < 0) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
+            PyMem_Free(ks);
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    return ks;
+}
+
+/* uncut(keys): the write of a cut failed; its keys are marked again (after newer marks) */
+static PyObject *SkuHours_uncut(SkuHours *self, PyObject *keys) {
+    if (!skuhours_ready(self)) return NULL;
+    Py_ssize_t n;
+    Py_ssize_t *ks = skuhours_entries_of(self, keys, "uncut: keys must be iterable", &n);
+    if (ks == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (skuhours_mark(self, ks[i]) < 0) {
+            PyMem_Free(ks);
+            return NULL;
+        }
+    }
+    PyMem_Free(ks);
+    Py_RETURN_NONE;
+}
+
+/* rows(topic, partition, keys, version) -> [(topic, partition, sku, hour, *v, version)] */
+static PyObject *SkuHours_rows(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!skuhours_ready(self)) return NULL;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "rows(topic, partition, keys, version) expected");
+        return NULL;
+    }
+    Py_ssize_t n;
+    Py_ssize_t *ks = skuhours_entries_of(self, args[2], "rows: keys must be iterable", &n);
+    if (ks == NULL) return NULL;
+    PyObject *rows = PyList_New(n);
+    for (Py_ssize_t i = 0; rows != NULL && i < n; i++) {
+        const shour_t *E = &self->e[ks[i]];
+        PyObject *row = untracked(PyTuple_New(5 + N_SKU_SLOTS));
+        if (row == NULL) {
+            Py_CLEAR(rows);
+            break;
+        }
+        PyList_SET_ITEM(rows, i, row);
+        PyObject *items[4 + N_SKU_SLOTS];
+        items[0] = PyLong_FromLongLong(E->hour);
+        for (Py_ssize_t j = 0; j < N_SKU_SLOTS; j++) items[1 + j] = PyLong_FromLongLong(E->v[j]);
+        int ok = 1;
+        for (Py_ssize_t j = 0; j < 1 + N_SKU_SLOTS; j++) ok = ok && items[j] != NULL;
+        if (!ok) {
+            for (Py_ssize_t j = 0; j < 1 + N_SKU_SLOTS; j++) Py_XDECREF(items[j]);
+            Py_CLEAR(rows); /* (the row's slots still NULL: freed as an empty tuple) */
+            break;
+        }
+        PyTuple_SET_ITEM(row, 0, Py_NewRef(args[0]));
+        PyTuple_SET_ITEM(row, 1, Py_NewRef(args[1]));
+        PyTuple_SET_ITEM(row, 2, Py_NewRef(E->sku));
+        for (Py_ssize_t j = 0; j < 1 + N_SKU_SLOTS; j++) PyTuple_SET_ITEM(row, 3 + j, items[j]);
+        PyTuple_SET_ITEM(row, 4 + N_SKU_SLOTS, Py_NewRef(args[3]));
+    }
+    PyMem_Free(ks);
+    return rows;
+}
+
+/* load(pairs): restore persisted ((sku, hour), counters) pairs (not marked) */
+static PyObject *SkuHours_load(SkuHours *self, PyObject *pairs) {
+    if (!skuhours_ready(self)) return NULL;
+    PyObject *it = PyObject_GetIter(pairs);
+    if (it == NULL) return NULL;
+    PyObject *pair;
+    while ((pair = PyIter_Next(it)) != NULL) {
+        PyObject *sku, *fast = NULL;
+        int64_t v[N_SKU_SLOTS], hour;
+        int ok = 0;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "load: ((sku, hour), counters) pairs expected");
+            goto next;
+        }
+        if (!key_arg(PyTuple_GET_ITEM(pair, 0), &sku, &hour)) goto next;
+        fast = PySequence_Fast(PyTuple_GET_ITEM(pair, 1), "load: the counters must be a sequence");
+        if (fast == NULL) goto next;
+        if (PySequence_Fast_GET_SIZE(fast) != N_SKU_SLOTS) {
+            PyErr_SetString(PyExc_ValueError, "load: nine counters expected");
+            goto next;
+        }
+        for (Py_ssize_t j = 0; j < N_SKU_SLOTS; j++) {
+            v[j] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(fast, j));
+            if (v[j] == -1 && PyErr_Occurred()) goto next;
+        }
+        const Py_ssize_t k = skuhours_entry(self, sku, hour, 0);
+        if (k < 0) goto next;
+        memcpy(self->e[k].v, v, sizeof v);
+        ok = 1;
+    next:
+        Py_XDECREF(fast);
+        Py_DECREF(pair);
+        if (!ok) {
+            Py_DECREF(it);
+            return NULL;
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* evict(keep_from_s) -> int: drop the unmarked hours that end at or before keep_from_s */
+static PyObject *SkuHours_evict(SkuHours *self, PyObject *arg) {
+    if (!skuhours_ready(self)) return NULL;
+    const long long keep = PyLong_AsLongLong(arg);
+    if (keep == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t dropped = 0;
+    for (Py_ssize_t k = 0; k < self->ne; k++) {
+        shour_t *E = &self->e[k];
+        if (E->sku == NULL || E->dirty || E->hour > keep - HOUR_S) continue;
+        sh_unlink(self, k);
+        PyObject *sku = E->sku;
+        E->sku = NULL;
+        E->next_free = self->free_head;
+        self->free_head = k;
+        self->live--;
+        Py_DECREF(sku); /* (a str: no Python code runs) */
+        dropped++;
+    }
+    /* shrink a table left less than 1/8 full (an outage's backlog evicted) */
+    if (self->slots != NULL && self->bits > 8 && (size_t)self->live * 8 < ((size_t)1 << self->bits)) {
+        int bits = 8;
+        while ((size_t)(self->live + 1) * 2 > ((size_t)1 << bits)) bits++;
+        if (sh_resize(self, bits) < 0) return NULL;
+    }
+    return PyLong_FromSsize_t(dropped);
+}
+
+/* snapshot() -> {(sku, hour): counters} */
+static PyObject *SkuHours_snapshot(SkuHours *self, PyObject *unused) {
+    if (!skuhours_ready(self)) return NULL;
+    PyObject *out = PyDict_New();
+    for (Py_ssize_t k = 0; out != NULL && k < self->ne; k++) {
+        const shour_t *E = &self->e[k];
+        if (E->sku == NULL) continue;
+        PyObject *key = skuhours_key(E), *v = skuhours_vector(E);
+        if (key == NULL || v == NULL || PyDict_SetItem(out, key, v) < 0) Py_CLEAR(out);
+        Py_XDECREF(key);
+        Py_XDECREF(v);
+    }
+    return out;
+}
+
+static Py_ssize_t SkuHours_len(SkuHours *self) { return self->live; }
+
+static PyObject *SkuHours_pending(SkuHours *self, void *closure) {
+    return PyLong_FromSsize_t(self->nmarked);
+}
+
+static PyObject *SkuHours_sizeof(SkuHours *self, PyObject *unused) {
+    size_t n = sizeof(SkuHours) + (size_t)self->ecap * sizeof(shour_t) +
+               (size_t)self->mcap * sizeof(Py_ssize_t);
+    if (self->slots != NULL) n += ((size_t)1 << self->bits) * sizeof(Py_ssize_t);
+    return PyLong_FromSize_t(n);
+}
+
+static PyMethodDef SkuHours_methods[] = {
+    {"handle", (PyCFunction)(void (*)(void))SkuHours_handle, METH_FASTCALL,
+     "handle(sku, ts_ms) -> int: the hour of (sku, ts_ms), made if new and marked; its "
+     "handle stays valid until the next cut."},
+    {"add", (PyCFunction)(void (*)(void))SkuHours_add, METH_FASTCALL,
+     "add(handle, slot, n): counter slot of the handle's hour += n."},
+    {"stock_count", (PyCFunction)(void (*)(void))SkuHours_stock_count, METH_FASTCALL,
+     "stock_count(sku, ts_ms, on_hand): keep the latest count of the hour (ties: the "
+     "larger)."},
+    {"get", (PyCFunction)(void (*)(void))SkuHours_get, METH_FASTCALL,
+     "get(sku, hour) -> counters or None."},
+    {"key_of", (PyCFunction)SkuHours_key_of, METH_O, "key_of(handle) -> (sku, hour)."},
+    {"cut", (PyCFunction)SkuHours_cut, METH_NOARGS,
+     "cut() -> [(sku, hour)]: take the marks (the hours changed since the last cut)."},
+    {"uncut", (PyCFunction)SkuHours_uncut, METH_O,
+     "uncut(keys): the write of a cut failed: its hours are marked again."},
+    {"rows", (PyCFunction)(void (*)(void))SkuHours_rows, METH_FASTCALL,
+     "rows(topic, partition, keys, version) -> the flush rows of those hours."},
+    {"load", (PyCFunction)SkuHours_load, METH_O,
+     "load(pairs): restore persisted ((sku, hour), counters) pairs (not marked)."},
+    {"evict", (PyCFunction)SkuHours_evict, METH_O,
+     "evict(keep_from_s) -> int: drop the clean hours that end at or before keep_from_s."},
+    {"snapshot", (PyCFunction)SkuHours_snapshot, METH_NOARGS,
+     "snapshot() -> {(sku, hour): counters}."},
+    {"marked", (PyCFunction)SkuHours_marked, METH_NOARGS,
+     "marked() -> [(sku, hour)]: the hours changed since the last cut, in order."},
+    {"__sizeof__", (PyCFunction)SkuHours_sizeof, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef SkuHours_getset[] = {
+    {"pending", (getter)SkuHours_pending, NULL, "hours changed since the last cut", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods SkuHours_as_sequence = {.sq_length = (lenfunc)SkuHours_len};
+
+static PyTypeObject SkuHoursType = {
+    LANES_TYPE(SkuHours, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+               "SkuHours(*, hour_of)\n\n"
+               "A partition's per-SKU hourly counters, compiled: "
+               "streams.core.inventory.SkuHours."),
+    .tp_dealloc = (destructor)SkuHours_dealloc,
+    .tp_traverse = (traverseproc)SkuHours_traverse,
+    .tp_clear = (inquiry)SkuHours_clear,
+    .tp_methods = SkuHours_methods,
+    .tp_getset = SkuHours_getset,
+    .tp_as_sequence = &SkuHours_as_sequence,
+};
+
 /* What a run works on, read once per call: the partition's containers (its LaneState),
  * and the Core's settings and caches. */
 typedef struct {
@@ -1576,7 +2198,7 @@ typedef struct {
     PyObject *hot_pv, *hot;            /* PartitionState.hot_pv, .hot */
     PyObject *cells, *dirty, *ends;    /* PartitionState.cells, .dirty, .ends */
     PyObject *visitors;                /* PartitionState.visitors */
-    PyObject *sku_buckets, *sku_dirty; /* PartitionState.skus.buckets, .dirty */
+    SkuHours *skus;                    /* PartitionState.skus: the SKU hours */
     Versions *catalog;                 /* Catalog.store: the versions by SKU */
     PyObject *generation;              /* Catalog.generation */
     PyObject *shops;                   /* PartitionState.shops */
@@ -1597,7 +2219,7 @@ typedef struct {
 #define LANE_STATE_FIELDS(X)                                                                \
     X(dedup, IdSetType) X(hot_pv, PyDict_Type) X(hot, PyDict_Type)                         \
     X(cells, PyDict_Type) X(dirty, PySet_Type) X(ends, PyDict_Type)                         \
-    X(visitors, PyDict_Type) X(sku_buckets, PyDict_Type) X(sku_dirty, PySet_Type)           \
+    X(visitors, PyDict_Type) X(skus, SkuHoursType)                                          \
     X(catalog, VersionsType) X(generation, PyLong_Type) X(shops, PyDict_Type)
 
 typedef struct {
@@ -1629,7 +2251,7 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "|$O!O!O!O!O!O!O!O!O!O!O!O!:LaneState", kwlist,
+            args, kwds, "|$O!O!O!O!O!O!O!O!O!O!O!:LaneState", kwlist,
 #define X(name, type) &type, &name,
             LANE_STATE_FIELDS(X)
 #undef X
@@ -1642,7 +2264,9 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
     }
     LANE_STATE_FIELDS(X)
 #undef X
-    if (!idset_ready((IdSet *)dedup) || !versions_ready((Versions *)catalog)) return -1;
+    if (!idset_ready((IdSet *)dedup) || !versions_ready((Versions *)catalog) ||
+        !skuhours_ready((SkuHours *)skus))
+        return -1;
 #define X(name, type) Py_XSETREF(self->name, Py_NewRef(name));
     LANE_STATE_FIELDS(X)
 #undef X
@@ -1659,8 +2283,8 @@ static PyMemberDef LaneState_members[] = {
 
 static PyTypeObject LaneStateType = {
     LANES_TYPE(LaneState, Py_TPFLAGS_DEFAULT,
-               "LaneState(*, dedup, hot_pv, hot, cells, dirty, ends, visitors, sku_buckets,\n"
-               "          sku_dirty, catalog, generation, shops)\n\n"
+               "LaneState(*, dedup, hot_pv, hot, cells, dirty, ends, visitors, skus, catalog,\n"
+               "          generation, shops)\n\n"
                "The partition's containers a lane works on (DemandEngine._lane_state)."),
     .tp_dealloc = (destructor)LaneState_dealloc,
     .tp_members = LaneState_members,
@@ -1816,7 +2440,7 @@ static PyMemberDef Core_members[] = {
 /* L for one call of the core on a partition's state (both checked by the caller). */
 static void lane_from(const Core *C, const LaneState *S, lane_t *L) {
     *L = (lane_t){(IdSet *)S->dedup, S->hot_pv, S->hot, S->cells, S->dirty, S->ends,
-                  S->visitors, S->sku_buckets, S->sku_dirty, (Versions *)S->catalog, S->generation,
+                  S->visitors, (SkuHours *)S->skus, (Versions *)S->catalog, S->generation,
                   S->shops, C->unknown, C->sizes, C->visitor_sizes, C->grains, C->grain_fn,
                   C->caches, C->limits->grain_s, 0};
 }
@@ -1842,27 +2466,10 @@ static PyObject *get_or_new(PyObject *d, PyObject *key, PyObject *(*make)(void),
     return v;
 }
 
-/* The containers the lanes add to the engine's state hold only ints, strs and other such
- * containers, so they can never be part of a reference cycle: they are untracked by the
- * cyclic GC (as CPython itself untracks tuples and dicts of atoms), which otherwise walks
- * every live cell vector, visitor set and key again at each young collection. */
-static inline PyObject *untracked(PyObject *o) {
-    if (o != NULL) PyObject_GC_UnTrack(o);
-    return o;
-}
-
 static PyObject *new_cell(void) { /* demand.MEASURES: all zeros */
     PyObject *v = untracked(PyList_New(N_CELL_SLOTS));
     if (v == NULL) return NULL;
     for (Py_ssize_t k = 0; k < N_CELL_SLOTS; k++) PyList_SET_ITEM(v, k, PyLong_FromLong(0));
-    return v;
-}
-
-static PyObject *new_sku_hour(void) { /* inventory.SkuHours.bucket: zeros, no count (-1) */
-    PyObject *v = untracked(PyList_New(N_SKU_SLOTS));
-    if (v == NULL) return NULL;
-    for (Py_ssize_t k = 0; k < N_SKU_SLOTS; k++)
-        PyList_SET_ITEM(v, k, PyLong_FromLong(k == SKU_COUNT_TS ? -1 : 0));
     return v;
 }
 
@@ -1983,7 +2590,7 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
     const int unknown = a == Py_None;
     PyObject *dims[5] = {NULL, NULL, NULL, NULL, region};
     PyObject *names[4] = {S_category, S_color, S_size, S_price_band};
-    PyObject *hk = NULL, *he = NULL, *skey = NULL, *svec = NULL, *bounds = NULL, *entry = NULL;
+    PyObject *hk = NULL, *he = NULL, *svec = NULL, *bounds = NULL, *entry = NULL;
     PyObject *grain = NULL;
     int ok = 0;
     for (int k = 0; k < 4; k++) {
@@ -2009,10 +2616,11 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
         PyErr_SetString(PyExc_TypeError, "page-view lane: bad hot entry");
         goto done;
     }
-    skey = untracked(PyTuple_Pack(2, sku, PyTuple_GET_ITEM(bounds, 0))); /* the SKU hour */
-    if (skey == NULL) goto done;
-    svec = get_or_new(L->sku_buckets, skey, new_sku_hour, NULL);
-    if (svec == NULL || PySet_Add(L->sku_dirty, skey) < 0) goto done;
+    const int64_t hour_s = PyLong_AsLongLong(PyTuple_GET_ITEM(bounds, 0)); /* the SKU hour */
+    if (hour_s == -1 && PyErr_Occurred()) goto done;
+    const Py_ssize_t sk = skuhours_entry(L->skus, sku, hour_s, 1);
+    svec = sk < 0 ? NULL : PyLong_FromSsize_t(sk); /* its handle */
+    if (svec == NULL) goto done;
     entry = untracked(PyTuple_Pack(6, L->generation, unknown ? Py_True : Py_False, svec,
                                    PyTuple_GET_ITEM(he, 0), PyTuple_GET_ITEM(he, 1),
                                    PyTuple_GET_ITEM(he, 2)));
@@ -2025,7 +2633,6 @@ done:
     Py_XDECREF(hk);
     Py_XDECREF(he);
     Py_XDECREF(bounds);
-    Py_XDECREF(skey);
     Py_XDECREF(svec);
     if (!ok) {
         Py_XDECREF(entry);
@@ -2216,7 +2823,8 @@ static int apply_pageview(lane_t *L, run_t *R, const void *event) {
         goto error;
     }
     if (PyTuple_GET_ITEM(e, 1) == Py_True) R->unknown++;
-    if (incr(PyTuple_GET_ITEM(e, 2), SKU_PAGEVIEWS) < 0) goto error;
+    const Py_ssize_t sk = skuhours_handle_arg(L->skus, PyTuple_GET_ITEM(e, 2));
+    if (sk < 0 || skuhours_add(L->skus, sk, SKU_PAGEVIEWS, 1) < 0) goto error;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(vecs); k++)
         if (incr(PyTuple_GET_ITEM(vecs, k), PAGEVIEWS) < 0) goto error;
     if (PyTuple_GET_SIZE(sets)) {
@@ -2324,25 +2932,23 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
     PyObject *bounds = grain ? grain_bounds(L, grain) : NULL;
     Py_XDECREF(grain);
     if (region == NULL || bounds == NULL) goto done;
-    PyObject *hour = PyTuple_GET_ITEM(bounds, 0); /* the SKU hour (borrowed) */
+    const int64_t hour_s = PyLong_AsLongLong(PyTuple_GET_ITEM(bounds, 0)); /* the SKU hour */
+    if (hour_s == -1 && PyErr_Occurred()) goto done;
     for (int k = 0; k < ev->nlines; k++) {
         const order_line *ln = &ev->lines[k];
         PyObject *sku = cached_str(L->caches, ln->sku.p, ln->sku.n);
-        PyObject *skey = sku ? untracked(PyTuple_Pack(2, sku, hour)) : NULL;
-        PyObject *svec = skey ? get_or_new(L->sku_buckets, skey, new_sku_hour, NULL) : NULL;
-        int ok = svec != NULL && PySet_Add(L->sku_dirty, skey) == 0;
-        Py_XDECREF(skey);
+        const Py_ssize_t sk = sku ? skuhours_entry(L->skus, sku, hour_s, 1) : -1;
+        int ok = sk >= 0;
         if (ok && ev->placed) {
             int first = 1; /* the order counts once per SKU */
             for (int j = 0; j < k && first; j++)
                 first = !(ev->lines[j].sku.n == ln->sku.n &&
                           memcmp(ev->lines[j].sku.p, ln->sku.p, (size_t)ln->sku.n) == 0);
-            ok = add(svec, SKU_UNITS, ln->qty) == 0 &&
-                 (!first || add(svec, SKU_ORDERS, 1) == 0);
+            ok = skuhours_add(L->skus, sk, SKU_UNITS, ln->qty) == 0 &&
+                 (!first || skuhours_add(L->skus, sk, SKU_ORDERS, 1) == 0);
         } else if (ok) {
-            ok = add(svec, SKU_CANCELLED, ln->qty) == 0;
+            ok = skuhours_add(L->skus, sk, SKU_CANCELLED, ln->qty) == 0;
         }
-        Py_XDECREF(svec);
         PyObject *attrs = ok ? lookup(L, sku, ts) : NULL;
         Py_XDECREF(sku);
         if (attrs == NULL) goto done;
@@ -2532,7 +3138,7 @@ PyDoc_STRVAR(flush_rows_doc,
 "flush_rows(topic, partition, keys, table, version) -> list[tuple]\n"
 "\n"
 "[(topic, partition, *key, *table[key], version) for key in keys]: the rows of a flush\n"
-"cut (DemandEngine.flush_batch) for the cells or SKU hours it took.");
+"cut (DemandEngine.flush_batch) for the cells it took (SkuHours.rows makes the SKU hours').");
 
 static PyObject *flush_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
@@ -2740,7 +3346,8 @@ static int lanes_exec(PyObject *m) {
             return -1;
         }
     }
-    if (PyType_Ready(&IdSetType) < 0 || PyType_Ready(&VersionsType) < 0 || PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
+    if (PyType_Ready(&IdSetType) < 0 || PyType_Ready(&VersionsType) < 0 ||
+        PyType_Ready(&SkuHoursType) < 0 || PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
         PyType_Ready(&CoreType) < 0)
         return -1;
     if (RunResultType.tp_name == NULL &&
@@ -2748,6 +3355,7 @@ static int lanes_exec(PyObject *m) {
         return -1;
     if (PyModule_AddObjectRef(m, "IdSet", (PyObject *)&IdSetType) < 0 ||
         PyModule_AddObjectRef(m, "Versions", (PyObject *)&VersionsType) < 0 ||
+        PyModule_AddObjectRef(m, "SkuHours", (PyObject *)&SkuHoursType) < 0 ||
         PyModule_AddObjectRef(m, "LaneState", (PyObject *)&LaneStateType) < 0 ||
         PyModule_AddObjectRef(m, "Limits", (PyObject *)&LimitsType) < 0 ||
         PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||

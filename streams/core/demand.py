@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.core.dedup import Cut, Deduplicator
@@ -22,6 +22,7 @@ from streams.core.windows import Watermark
 
 if TYPE_CHECKING:
     from streams.core._lanes import IdSet
+    from streams.core._lanes import SkuHours as CompiledSkuHours
 
 #: Most hashes in one visitor or dedup row of a flush (bounds the size of a row, and of a
 #: message on ``c2m.sink``).
@@ -45,10 +46,10 @@ HotKey = tuple[str, str, str, str, str, int]
 #: sets of the cells of the base sizes.
 HotEntry = tuple[tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]]
 #: The page-view lane's entry for one (sku, region, time grain): the catalog generation it
-#: was built at, whether the SKU is unknown, the SKU's hourly vector, and the HotEntry's
-#: vectors, visitor sets and shop sets.
+#: was built at, whether the SKU is unknown, the handle of the SKU's hour
+#: (``SkuHours.handle``), and the HotEntry's vectors, visitor sets and shop sets.
 PageViewEntry = tuple[
-    int, bool, list[int], tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]
+    int, bool, Any, tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]
 ]
 
 
@@ -102,7 +103,7 @@ class Detached:
     position: int
     dirty: set[CellKey]
     visitors: dict[CellKey, set[int]]
-    sku_dirty: set[tuple[str, int]]
+    sku_dirty: list[tuple[str, int]]
     dedup: Cut
     shops: dict[CellKey, set[int]] = field(default_factory=dict)
 
@@ -131,8 +132,9 @@ class PartitionState:
     #: cell -> contributor tags of the shops whose events it counted since the last flush
     #: (streams.core.kanon.shop_tag), for the cells of the base window sizes, like visitors
     shops: dict[CellKey, set[int]] = field(default_factory=dict)
-    #: per-SKU hourly counters (inventory and the production brief)
-    skus: SkuHours = field(default_factory=SkuHours)
+    #: per-SKU hourly counters (inventory and the production brief); the compiled one
+    #: when the engine's lanes are on
+    skus: SkuHours | CompiledSkuHours = field(default_factory=SkuHours)
     #: (window end s, window >= 1 h) -> the cells ending then, so eviction is O(evicted);
     #: rebuilt from ``cells`` whenever ``indexed`` says something else changed ``cells``
     ends: dict[tuple[int, bool], list[CellKey]] = field(default_factory=dict)
@@ -160,7 +162,7 @@ class PartitionState:
             self._index(key)
 
     def needs_flush(self) -> bool:
-        return bool(self.dirty) or bool(self.skus.dirty) or self.position != self.flushed_position
+        return bool(self.dirty) or self.skus.pending > 0 or self.position != self.flushed_position
 
     def hot_entry(
         self,
@@ -221,13 +223,12 @@ class PartitionState:
         """
         assert self.position is not None  # noqa: S101 - only partitions with a position
         cut = Detached(
-            self, self.position, self.dirty, self.visitors, self.skus.dirty, self.dedup.cut(),
+            self, self.position, self.dirty, self.visitors, self.skus.cut(), self.dedup.cut(),
             self.shops,
         )
         self.dirty = set()
         self.visitors = {}
         self.shops = {}
-        self.skus.dirty = set()
         self.hot.clear()
         self.hot_pv.clear()
         return cut
@@ -247,7 +248,7 @@ class PartitionState:
                 self.shops[key] = tags
             else:
                 now |= tags
-        self.skus.dirty |= cut.sku_dirty
+        self.skus.uncut(cut.sku_dirty)
         self.dedup.uncut(cut.dedup)
 
     def evict(self, horizon_ms: int, live_retention_ms: int = 0) -> int:

@@ -279,7 +279,8 @@ class DemandEngine:
                 watermark=Watermark(self.config.allowed_lateness_ms),
                 dedup=_lanes.IdSet(horizon_ms=self.config.dedup_horizon_ms, bucket_ms=BUCKET_MS)
                 if self._native else Deduplicator(self.config.dedup_horizon_ms),
-                skus=SkuHours(hour_of=self.calendar.hour),
+                skus=_lanes.SkuHours(hour_of=self.calendar.hour)
+                if self._native else SkuHours(hour_of=self.calendar.hour),
                 calendar=self.calendar,
             )
             self.states[(topic, partition)] = st
@@ -309,8 +310,7 @@ class DemandEngine:
         st.last_record = (checkpoint.last_ts, checkpoint.last_fp)
         for key, vec in rows:
             st.cells[key] = list(vec)
-        for skey, svec in sku_rows:
-            st.skus.buckets[skey] = list(svec)
+        st.skus.load(sku_rows)
         st.dedup.load(dedup_ids)
         return st
 
@@ -480,7 +480,7 @@ class DemandEngine:
                 if e is not None:
                     if e[1]:
                         st.ledger.unknown_sku_lines += 1
-                    e[2][SKU_PAGEVIEWS] += 1
+                    st.skus.add(e[2], SKU_PAGEVIEWS, 1)
                     for vec in e[3]:
                         vec[PAGEVIEWS] += 1
                     visitor = vhashes.get(ev.visitor_id)
@@ -596,8 +596,8 @@ class DemandEngine:
         return _lanes.LaneState(
             dedup=cast("_lanes.IdSet", st.dedup),  # (an IdSet when native: type-checked)
             hot_pv=st.hot_pv, hot=st.hot, cells=st.cells,
-            dirty=st.dirty, ends=st.ends, visitors=st.visitors, sku_buckets=st.skus.buckets,
-            sku_dirty=st.skus.dirty,
+            dirty=st.dirty, ends=st.ends, visitors=st.visitors,
+            skus=cast("_lanes.SkuHours", st.skus),  # (compiled when native: type-checked)
             catalog=cast("_lanes.Versions", catalog.store),  # (compiled when native: checked)
             generation=catalog.generation, shops=st.shops,
         )
@@ -615,7 +615,7 @@ class DemandEngine:
         vecs, sets, shop_sets = self._entry(
             st, UNKNOWN_PRODUCT if a is None else a, region, ts)  # type: ignore[arg-type]
         entry = st.hot_pv[(sku, region, ts // grain_ms)] = (
-            self.catalog.generation, a is None, st.skus.bucket(sku, ts), vecs, sets, shop_sets,
+            self.catalog.generation, a is None, st.skus.handle(sku, ts), vecs, sets, shop_sets,
         )
         return entry
 
@@ -642,7 +642,8 @@ class DemandEngine:
         kind = ev.event_type
         if kind == "page_view":
             sku = ev.sku
-            st.skus.bucket(sku, ts)[SKU_PAGEVIEWS] += 1
+            skus = st.skus
+            skus.add(skus.handle(sku, ts), SKU_PAGEVIEWS, 1)
             vecs, sets, shop_sets = self._entry(st, self._attrs(st, sku, ts), ev.region, ts)
             for vec in vecs:
                 vec[PAGEVIEWS] += 1
@@ -662,11 +663,11 @@ class DemandEngine:
             sku_seen: set[str] = set()
             for line in ev.lines:
                 sku, qty = line.sku, line.qty
-                sb = skus.bucket(sku, ts)
-                sb[SKU_UNITS] += qty
+                sb = skus.handle(sku, ts)
+                skus.add(sb, SKU_UNITS, qty)
                 if sku not in sku_seen:
                     sku_seen.add(sku)
-                    sb[SKU_ORDERS] += 1
+                    skus.add(sb, SKU_ORDERS, 1)
                 gmv = qty * price_e4(line.unit_price)
                 vecs, _, shop_sets = self._entry(st, self._attrs(st, sku, ts), region, ts)
                 for shops in shop_sets:
@@ -681,7 +682,7 @@ class DemandEngine:
             region = ev.region
             skus = st.skus
             for line in ev.lines:
-                skus.bucket(line.sku, ts)[SKU_CANCELLED] += line.qty
+                skus.add(skus.handle(line.sku, ts), SKU_CANCELLED, line.qty)
                 vecs, _, shop_sets = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
                 for shops in shop_sets:
                     shops.add(returner)
@@ -689,7 +690,7 @@ class DemandEngine:
                     vec[CANCELLED_UNITS] += line.qty
         elif kind == "returned":
             qty = ev.qty
-            st.skus.bucket(ev.sku, ts)[SKU_RETURNED] += qty
+            st.skus.add(st.skus.handle(ev.sku, ts), SKU_RETURNED, qty)
             vecs, _, shop_sets = self._entry(
                 st, self._attrs(st, ev.sku, ts), ev.region or UNKNOWN, ts)
             for shops in shop_sets:
@@ -697,9 +698,9 @@ class DemandEngine:
             for vec in vecs:
                 vec[RETURNED_UNITS] += qty
         elif kind == "restock_shipped":
-            st.skus.bucket(ev.sku, ts)[SKU_SHIPPED] += ev.qty
+            st.skus.add(st.skus.handle(ev.sku, ts), SKU_SHIPPED, ev.qty)
         elif kind == "restock_received":
-            st.skus.bucket(ev.sku, ts)[SKU_RECEIVED] += ev.qty
+            st.skus.add(st.skus.handle(ev.sku, ts), SKU_RECEIVED, ev.qty)
         elif kind == "stock_level":
             st.skus.stock_count(ev.sku, ts, ev.on_hand)
         # shipped / delivered movements carry no demand or stock change of their own:
@@ -759,14 +760,7 @@ class DemandEngine:
                     dedup_rows.append((topic, partition, bucket, ids[i : i + ARRAY_CHUNK], version))
             visitor_rows += visitor_rows_of(cut.visitors, self._expansions)
             shop_rows += visitor_rows_of(cut.shops, self._expansions)
-            hours = st.skus.buckets
-            if self._native:
-                sku_rows += _lanes.flush_rows(topic, partition, cut.sku_dirty, hours, version)
-            else:
-                sku_rows += [
-                    (topic, partition, sku, hour, *hours[sku, hour], version)
-                    for sku, hour in cut.sku_dirty
-                ]
+            sku_rows += st.skus.rows(topic, partition, cut.sku_dirty, version)
         return FlushBatch(
             rows, checkpoints, dedup_rows, visitor_rows, sku_rows, list(self.pending_products),
             cuts, shop_rows,

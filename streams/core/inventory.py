@@ -19,9 +19,8 @@ Inventory position at a time T (computed in ``streams.core.restock`` and in SQL)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
 
 HOUR_S: Final = 3600
 
@@ -49,35 +48,115 @@ def utc_hour(ts_s: int) -> int:
     return ts_s - ts_s % HOUR_S
 
 
-@dataclass(slots=True)
+_I64_MIN: Final = -(1 << 63)
+_I64_MAX: Final = (1 << 63) - 1
+
+
 class SkuHours:
-    """The per-SKU hourly counters of one source partition. Hours are the market's hourly
-    windows (``MarketCalendar.hour``: the UTC hour unless the zone's offset is not a whole
-    number of hours)."""
+    """The per-SKU hourly counters of one source partition: the pure-Python reference of
+    the compiled core's ``_lanes.SkuHours`` (the same methods and results; a native engine
+    uses that one, ``tests/unit/test_compiled_lanes.py`` compares the two). Hours are the
+    market's hourly windows (``hour_of``: ``MarketCalendar.hour``, the UTC hour unless
+    the zone's offset is not a whole number of hours).
 
-    buckets: dict[SkuKey, list[int]] = field(default_factory=dict)
-    dirty: set[SkuKey] = field(default_factory=set)
-    #: epoch s -> start of its hour (the engine passes ``MarketCalendar.hour``)
-    hour_of: Callable[[int], int] = utc_hour
+    An hour changed since the last cut is *marked*; ``cut`` takes the marks (a flush)
+    and ``uncut`` gives them back (its write failed). ``handle`` names an hour for
+    ``add`` (the page-view lane keeps it in its entry): here the key itself, in the
+    compiled core the entry's index; valid while the hour is held, and a marked hour
+    is never evicted."""
 
-    def bucket(self, sku: str, ts_ms: int) -> list[int]:
+    __slots__ = ("_marked", "_v", "hour_of")
+
+    def __init__(self, *, hour_of: Callable[[int], int] = utc_hour) -> None:
+        #: epoch s -> start of its hour (the engine passes ``MarketCalendar.hour``)
+        self.hour_of = hour_of
+        self._v: dict[SkuKey, list[int]] = {}
+        self._marked: dict[SkuKey, None] = {}  # (a dict: the order marked)
+
+    def __len__(self) -> int:
+        return len(self._v)
+
+    @property
+    def pending(self) -> int:
+        """Hours changed since the last cut."""
+        return len(self._marked)
+
+    def handle(self, sku: str, ts_ms: int) -> SkuKey:
+        """The hour of (``sku``, ``ts_ms``), made (zeros, no count) if new, and marked."""
         key = (sku, self.hour_of(ts_ms // 1000))
-        vec = self.buckets.get(key)
-        if vec is None:
-            vec = self.buckets[key] = [0, 0, 0, 0, 0, 0, 0, -1, 0]
-        self.dirty.add(key)
-        return vec
+        if key not in self._v:
+            if not isinstance(sku, str):
+                raise TypeError("SkuHours: the SKU must be a str")
+            self._v[key] = [0, 0, 0, 0, 0, 0, 0, -1, 0]
+        self._marked[key] = None
+        return key
+
+    def add(self, handle: SkuKey, slot: int, n: int) -> None:
+        """Counter ``slot`` of the handle's hour += ``n`` (not the stock count's slots)."""
+        if not 0 <= slot < SKU_COUNT_TS:
+            raise ValueError("add: slot is not a counter")
+        vec = self._v[handle]
+        got = vec[slot] + n
+        if not _I64_MIN <= got <= _I64_MAX:
+            raise OverflowError("SkuHours: a counter beyond 64 bits")
+        vec[slot] = got
 
     def stock_count(self, sku: str, ts_ms: int, on_hand: int) -> None:
         """Keep the latest count of the hour (ties: the larger count, so order never matters)."""
-        vec = self.bucket(sku, ts_ms)
+        vec = self._v[self.handle(sku, ts_ms)]
         if (ts_ms, on_hand) > (vec[SKU_COUNT_TS], vec[SKU_COUNT_ON_HAND]):
             vec[SKU_COUNT_TS] = ts_ms
             vec[SKU_COUNT_ON_HAND] = on_hand
 
+    def get(self, sku: str, hour: int) -> list[int] | None:
+        vec = self._v.get((sku, hour))
+        return None if vec is None else list(vec)
+
+    def key_of(self, handle: SkuKey) -> SkuKey:
+        if handle not in self._v:
+            raise KeyError("SkuHours: not a live handle")
+        return handle
+
+    def cut(self) -> list[SkuKey]:
+        """Take the marks: the hours changed since the last cut, in the order marked."""
+        keys = list(self._marked)
+        self._marked = {}
+        return keys
+
+    def uncut(self, keys: Iterable[SkuKey]) -> None:
+        """The write of a cut failed: its hours are marked again."""
+        for key in keys:
+            if key not in self._v:
+                raise KeyError(key)
+            self._marked[key] = None
+
+    def rows(
+        self, topic: str, partition: int, keys: Iterable[SkuKey], version: int
+    ) -> list[tuple[Any, ...]]:
+        """The flush rows of ``keys``: (topic, partition, sku, hour, *counters, version)."""
+        v = self._v
+        return [(topic, partition, *key, *v[key], version) for key in keys]
+
+    def load(self, pairs: Iterable[tuple[SkuKey, Sequence[int]]]) -> None:
+        """Restore persisted ((sku, hour), counters) pairs (not marked)."""
+        for (sku, hour), vec in pairs:
+            if not isinstance(sku, str):
+                raise TypeError("load: ((sku, hour), counters) pairs expected")
+            counters = [int(x) for x in vec]
+            if len(counters) != len(SKU_MEASURES):
+                raise ValueError("load: nine counters expected")
+            self._v[sku, int(hour)] = counters
+
     def evict(self, keep_from_s: int) -> int:
-        """Drop clean hours that end at or before ``keep_from_s``."""
-        stale = [k for k in self.buckets if k[1] + HOUR_S <= keep_from_s and k not in self.dirty]
+        """Drop the clean hours that end at or before ``keep_from_s``."""
+        marked = self._marked
+        stale = [k for k in self._v if k[1] + HOUR_S <= keep_from_s and k not in marked]
         for k in stale:
-            del self.buckets[k]
+            del self._v[k]
         return len(stale)
+
+    def snapshot(self) -> dict[SkuKey, list[int]]:
+        return {k: list(v) for k, v in self._v.items()}
+
+    def marked(self) -> list[SkuKey]:
+        return list(self._marked)

@@ -30,6 +30,7 @@ from streams.core.config import EngineConfig
 from streams.core.dedup import BUCKET_MS, Deduplicator, id_hash
 from streams.core.demand import price_e4
 from streams.core.engine import DemandEngine, Record
+from streams.core.inventory import SKU_COUNT_TS, SKU_PAGEVIEWS, SkuHours, utc_hour
 from streams.sim.model import generate_history
 from tests.helpers.engine import balanced, process
 from tests.helpers.mutants import mutants, ts_strings
@@ -307,10 +308,13 @@ def _snapshot(eng: DemandEngine) -> dict[Any, Any]:
         out[key] = {
             "position": s.position, "max_ts": s.watermark.max_ts, "ledger": s.ledger,
             "cells": s.cells, "dirty": s.dirty, "visitors": s.visitors, "shops": s.shops,
-            "skus": s.skus.buckets, "sku_dirty": s.skus.dirty,
+            "skus": s.skus.snapshot(), "sku_dirty": s.skus.marked(),
             "dedup": s.dedup.snapshot(), "dedup_ids": len(s.dedup), "indexed": s.indexed,
             "ends": {k: sorted(v) for k, v in s.ends.items()},
-            "hot": s.hot, "hot_pv": s.hot_pv,
+            "hot": s.hot,
+            # a page-view entry names its SKU hour by a handle (an index in the compiled
+            # one, the key in the reference): compared by the hour it names
+            "hot_pv": {k: (*e[:2], s.skus.key_of(e[2]), *e[3:]) for k, e in s.hot_pv.items()},
         }
     return out
 
@@ -516,11 +520,11 @@ def test_state_built_by_the_lanes_is_not_walked_by_the_cyclic_gc() -> None:
                         orjson.dumps(_view(event_id=f"e{i}", ts=T0 - i * 400_000)))
                  for i in range(5)])
     st = eng.states[("shop.pageviews", 0)]
-    assert st.cells and st.visitors and st.skus.buckets and st.hot_pv
+    assert st.cells and st.visitors and len(st.skus) and st.hot_pv
     assert st.shops
     objects = [*st.cells, *st.cells.values(), *st.visitors, *st.visitors.values(),
                *st.shops, *st.shops.values(),
-               *st.skus.buckets, *st.skus.buckets.values(), *st.hot_pv, *st.hot_pv.values(),
+               *st.hot_pv, *st.hot_pv.values(),
                *st.hot, *st.hot.values()]
     assert not any(gc.is_tracked(o) for o in objects)
     gc.collect()  # and nothing of it is collected: the engine goes on with the same state
@@ -618,7 +622,7 @@ def test_lane_state_limits_and_core_are_typed_and_named() -> None:
     assert state.cells is st.cells and state.shops is st.shops
     fields = {name: getattr(state, name) for name in (
         "dedup", "hot_pv", "hot", "cells", "dirty", "ends", "visitors",
-        "sku_buckets", "sku_dirty", "catalog", "generation", "shops")}
+        "skus", "catalog", "generation", "shops")}
     assert isinstance(lane.LaneState(**fields), lane.LaneState)
     with pytest.raises(TypeError, match="missing shops"):
         lane.LaneState(**{k: v for k, v in fields.items() if k != "shops"})
@@ -630,6 +634,10 @@ def test_lane_state_limits_and_core_are_typed_and_named() -> None:
         lane.LaneState(**{**fields, "dedup": lane.IdSet.__new__(lane.IdSet)})
     with pytest.raises(TypeError, match="Versions: made without"):
         lane.LaneState(**{**fields, "catalog": lane.Versions.__new__(lane.Versions)})
+    with pytest.raises(TypeError, match="SkuHours: made without"):
+        lane.LaneState(**{**fields, "skus": lane.SkuHours.__new__(lane.SkuHours)})
+    with pytest.raises(TypeError, match=r"must be streams\.core\._lanes\.SkuHours, not SkuHours"):
+        lane.LaneState(**{**fields, "skus": SkuHours()})
     with pytest.raises(TypeError, match="LaneState: made once"):
         state.__init__(**fields)  # type: ignore[misc]
     with pytest.raises(TypeError, match=r"must be streams\.core\._lanes\.Versions, not dict"):
@@ -692,6 +700,7 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
         "IdSet_methods", "IdSet_members", "IdSet_getset", "IdSet_as_sequence", "IdSetType",
         "Versions_methods", "Versions_getset", "Versions_members", "Versions_as_sequence",
         "VersionsType",
+        "SkuHours_methods", "SkuHours_getset", "SkuHours_as_sequence", "SkuHoursType",
         "LaneState_members", "LaneStateType", "Limits_members", "LimitsType", "Core_members",
         "Core_methods", "CoreType", "methods", "slots", "module", "RunResult_fields",
         "RunResult_desc", "RunResultType",
@@ -710,7 +719,7 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
         st = eng.states[("shop.pageviews", 0)]
         ref = alone.states[("shop.pageviews", 0)]
         assert st.cells == ref.cells and st.visitors == ref.visitors
-        assert st.shops == ref.shops and st.skus.buckets == ref.skus.buckets
+        assert st.shops == ref.shops and st.skus.snapshot() == ref.skus.snapshot()
 
 
 def test_the_core_names_the_python_constants_it_uses() -> None:
@@ -853,6 +862,125 @@ def test_a_load_that_fails_changes_nothing() -> None:
     assert (len(d), d.pending, d.snapshot()) == before
     d.load([(0, 11), (1, 12)])  # and the same ids load afterwards
     assert d.snapshot() == {0: ([11, id_hash("a")], 1), 1: ([12], 1)}
+
+
+# ------------------------------------------------------------------ the SKU hours
+def _half_hours(ts_s: int) -> int:
+    """An hour_of whose hours are not UTC hours (a zone 30 minutes off UTC)."""
+    return ts_s - (ts_s - 1800) % 3600
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_compiled_sku_hours_do_what_the_reference_does(seed: int) -> None:
+    """lane.SkuHours against inventory.SkuHours on the same random handles and adds,
+    stock counts (ties, older counts, negative times), cuts (some given back as after a
+    failed write, with newer marks between), loads of persisted hours, evictions (marked
+    hours kept) and hours made again after an eviction (a reused entry): every answer,
+    the marks in order, the flush rows and the whole state equal after every step."""
+    rnd = random.Random(seed)
+    hour_of = rnd.choice([utc_hour, _half_hours])
+    got, ref = lane.SkuHours(hour_of=hour_of), SkuHours(hour_of=hour_of)
+    skus = [f"SKU-{i}" for i in range(12)] + ["雾-1", ""]
+    handles: list[tuple[Any, Any]] = []
+    cuts: list[tuple[list[Any], list[Any]]] = []
+    for step in range(3000):
+        op = rnd.random()
+        sku = rnd.choice(skus)
+        ts = rnd.randint(-3, 30) * 1_800_000 + rnd.choice([0, 1, 999, 1000, -1])
+        if op < 0.3:
+            handles.append((got.handle(sku, ts), ref.handle(sku, ts)))
+            slot = rnd.randrange(SKU_COUNT_TS)
+            n = rnd.randint(-3, 50)
+            got.add(handles[-1][0], slot, n)
+            ref.add(handles[-1][1], slot, n)
+            assert got.key_of(handles[-1][0]) == ref.key_of(handles[-1][1]), step
+        elif op < 0.45 and handles:  # an older handle, while its hour is marked
+            hg, hr = rnd.choice(handles)
+            got.add(hg, SKU_PAGEVIEWS, 1)
+            ref.add(hr, SKU_PAGEVIEWS, 1)
+        elif op < 0.6:
+            on_hand = rnd.choice([0, 5, 7, rnd.randint(-2, 100)])
+            got.stock_count(sku, ts, on_hand)
+            ref.stock_count(sku, ts, on_hand)
+        elif op < 0.7:
+            a, b = got.cut(), ref.cut()
+            assert a == b, step
+            assert got.rows("t", 3, a, step) == ref.rows("t", 3, b, step), step
+            cuts.append((a, b))
+            handles.clear()  # (a cut ends the handles' life: the lane entries go with it)
+        elif op < 0.75 and cuts:  # the write of the last cut failed
+            a, b = cuts.pop()
+            got.uncut(a)
+            ref.uncut(b)
+        elif op < 0.85:
+            keep = rnd.randint(-3, 32) * 1800
+            assert got.evict(keep) == ref.evict(keep), step
+            cuts.clear()  # (only a cut that was written is evicted)
+        elif op < 0.9:
+            hour = hour_of(ts // 1000)
+            vec = [rnd.randint(-1, 9) for _ in range(9)]
+            got.load([((sku, hour), vec)])
+            ref.load([((sku, hour), tuple(vec))])
+        else:
+            hour = hour_of(ts // 1000)
+            assert got.get(sku, hour) == ref.get(sku, hour), step
+        assert got.snapshot() == ref.snapshot(), step
+        assert got.marked() == ref.marked() and got.pending == ref.pending, step
+        assert len(got) == len(ref), step
+
+
+def test_the_compiled_sku_hours_refuse_misuse() -> None:
+    """A handle of an evicted hour, a slot that is not a counter, a counter beyond 64 bits,
+    a malformed persisted row and keys no longer held are one clear error each, in both."""
+    for impl in (lane.SkuHours, SkuHours):
+        s = impl(hour_of=utc_hour)
+        h = s.handle("A", 5_000)
+        s.add(h, SKU_PAGEVIEWS, 2)
+        with pytest.raises(ValueError, match="not a counter"):
+            s.add(h, SKU_COUNT_TS, 1)
+        s.add(h, 0, (1 << 63) - 1)
+        with pytest.raises(OverflowError, match="64 bits"):
+            s.add(h, 0, 1)
+        assert s.rows("t", 0, s.cut(), 9) == [
+            ("t", 0, "A", 0, (1 << 63) - 1, 0, 0, 0, 2, 0, 0, -1, 0, 9)]
+        assert s.evict(3600) == 1 and len(s) == 0 and s.pending == 0
+        with pytest.raises(KeyError):
+            s.add(h, 0, 1)
+        with pytest.raises(KeyError):
+            s.uncut([("A", 0)])
+        with pytest.raises(KeyError):
+            s.rows("t", 0, [("A", 0)], 1)
+        with pytest.raises(ValueError, match="nine counters"):
+            s.load([(("A", 0), [1, 2])])
+        with pytest.raises(TypeError):
+            s.load([((1, 0), [0] * 9)])
+        with pytest.raises(TypeError):
+            impl(hour_of=utc_hour).handle(1, 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="hour_of"):
+        lane.SkuHours()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="made without"):
+        lane.SkuHours.__new__(lane.SkuHours).handle("A", 0)
+
+
+def test_the_compiled_sku_hours_release_their_skus() -> None:
+    """Each hour held holds its SKU once; evicting it or dropping the store releases it
+    (reference counts back where they were), and a table emptied by an eviction shrinks."""
+    import sys
+
+    skus = ["".join(["SKU-", str(i)]) for i in range(50)]  # (strs made at run time)
+    refs = [sys.getrefcount(x) for x in skus]
+    s = lane.SkuHours(hour_of=utc_hour)
+    for hour in range(40):
+        for sku in skus:
+            s.add(s.handle(sku, hour * 3_600_000), 0, 1)
+    del sku
+    big = s.__sizeof__()
+    s.cut()
+    assert s.evict(39 * 3600) == 39 * 50 and len(s) == 50
+    assert s.__sizeof__() < big - 8 * 1024  # the table shrank (entries keep their room)
+    assert [sys.getrefcount(x) for x in skus] == [r + 1 for r in refs]
+    del s
+    assert [sys.getrefcount(x) for x in skus] == refs
 
 
 # ------------------------------------------------------------------ the catalog's versions
