@@ -1,9 +1,10 @@
 /* The engine's compiled core: decode, check, deduplicate and apply a run of records of
- * one partition to the engine's own Python state (the same dicts, sets and lists). Three
+ * one partition to the engine's own state (its cells' Python dicts, sets and lists, and
+ * the state this module's types own: dedup ids, versions, SKU hours, cell hashes). Three
  * lanes, one per demand topic, methods of a Core:
  *
  *   pageview_run   shop.pageviews: everything a page view does (SKU hour, the cells of
- *                  every window size, visitor sets), including building new cells;
+ *                  every window size, visitor hashes), including building new cells;
  *   logistics_run  shop.logistics: shipped and delivered (97% of them) completely, since
  *                  they change no counter; the other types are handed back to be applied;
  *   order_run      shop.orders: orders of up to MAX_LINES lines completely (SKU hours,
@@ -17,8 +18,10 @@
  * (IdSet: the ids' hashes in C arrays, streams.core.dedup.Deduplicator's methods), which
  * the lanes add ids to without a Python object per id; so is the catalog's store of
  * versions (Versions: streams.core.catalog.CatalogVersions's methods), which they look
- * SKUs up in, and a partition's per-SKU hourly counters (SkuHours:
- * streams.core.inventory.SkuHours's methods), which they count into by handle. The
+ * SKUs up in, a partition's per-SKU hourly counters (SkuHours:
+ * streams.core.inventory.SkuHours's methods), which they count into by handle, and its
+ * cells' visitor hashes and shop tags since the last cut (CellHashes, twice:
+ * streams.core.demand.CellHashes's methods), which they add to by handle. The
  * LaneState, Limits and Core types take named fields, checked once at construction. The module itself keeps no mutable state (multi-phase initialisation).
  *
  * streams/core/engine.py is the reference. This does exactly what its Python path does
@@ -45,8 +48,8 @@
  *     (DemandEngine._pv_entry, PartitionState.hot_entry) when absent or of an older
  *     catalog generation; a catalog version starting inside the grain -> stop with APPLY
  *     (Python applies it); then SKU hour page views, the page views of the cell of every
- *     window size, the visitor hash into the visitor sets of the base sizes and the shop's
- *     view tag into their shop sets (streams.core.kanon: who contributes to a cell).
+ *     window size, the visitor hash into the base sizes' cells (CellHashes) and the
+ *     shop's view tag into their shop tags (streams.core.kanon: who contributes to a cell).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -750,7 +753,7 @@ static void *grown(void *p, Py_ssize_t *cap, size_t size, Py_ssize_t first) {
 /* The containers the lanes add to the engine's state hold only ints, strs and other such
  * containers, so they can never be part of a reference cycle: they are untracked by the
  * cyclic GC (as CPython itself untracks tuples and dicts of atoms), which otherwise walks
- * every live cell vector, visitor set and key again at each young collection. */
+ * every live cell vector and key again at each young collection. */
 static inline PyObject *untracked(PyObject *o) {
     if (o != NULL) PyObject_GC_UnTrack(o);
     return o;
@@ -1590,8 +1593,13 @@ static PyTypeObject VersionsType = {
  * entry's index is its *handle*: entries never move and only unmarked ones are evicted,
  * so a page-view lane entry (which lives until the next cut) holds it instead of a
  * vector. The marked entries are listed in the order marked: the order of a cut's keys
- * (the reference keeps its marks in a dict, in the same order). About 140 bytes per hour
- * held against the reference's 275 (bench/RESULTS.md). */
+ * (the reference keeps its marks in a dict, in the same order). 178 bytes per hour held
+ * (with the arrays' room to grow) against the reference's 275 (bench/RESULTS.md).
+ * A handle is not checked beyond "a live entry": once its hour is evicted and the entry
+ * reused, it names the new hour; the engine never keeps one past the cut (see handle).
+ * Numbers are taken only from ints (PyLong_Check), so no Python code (an __index__) runs
+ * while an index into the entries is held; where a Python object is made, which may run
+ * a finalizer that uses this object, what is read from an entry is read again after. */
 
 #define HOUR_S 3600
 
@@ -1616,6 +1624,7 @@ typedef struct {
     int bits;
     Py_ssize_t *marked;   /* the marked entries, in the order marked */
     Py_ssize_t nmarked, mcap;
+    long long cuts;       /* cuts made (one running sees if another ran meanwhile) */
 } SkuHours;
 
 static int skuhours_ready(const SkuHours *S) {
@@ -1734,6 +1743,19 @@ static Py_ssize_t skuhours_entry(SkuHours *S, PyObject *sku, int64_t hour, int m
     return k;
 }
 
+/* An int argument as int64: 1, or 0 with a TypeError/OverflowError. Only ints (not any
+ * object with __index__): no Python code runs. */
+static int int_arg(PyObject *o, int64_t *out) {
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "SkuHours: an int expected, not %.100s", Py_TYPE(o)->tp_name);
+        return 0;
+    }
+    const long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) return 0;
+    *out = v;
+    return 1;
+}
+
 static int sku_arg(PyObject *sku) {
     if (PyUnicode_CheckExact(sku)) return 1;
     PyErr_SetString(PyExc_TypeError, "SkuHours: the SKU must be a str");
@@ -1747,9 +1769,7 @@ static int key_arg(PyObject *key, PyObject **sku, int64_t *hour) {
         return 0;
     }
     *sku = PyTuple_GET_ITEM(key, 0);
-    if (!sku_arg(*sku)) return 0;
-    *hour = PyLong_AsLongLong(PyTuple_GET_ITEM(key, 1));
-    return !(*hour == -1 && PyErr_Occurred());
+    return sku_arg(*sku) && int_arg(PyTuple_GET_ITEM(key, 1), hour);
 }
 
 /* The live entry of key, or -1 (no exception: not held; with one: a bad key). */
@@ -1762,19 +1782,19 @@ static Py_ssize_t skuhours_find_key(const SkuHours *S, PyObject *key) {
 
 /* The hour of ts_ms (hour_of(ts_ms // 1000)): 1, or 0 with an exception. */
 static int skuhours_hour(SkuHours *S, PyObject *ts_ms, int64_t *hour) {
-    const long long ts = PyLong_AsLongLong(ts_ms);
-    if (ts == -1 && PyErr_Occurred()) return 0;
+    int64_t ts;
+    if (!int_arg(ts_ms, &ts)) return 0;
     PyObject *h = PyObject_CallFunction(S->hour_of, "L", (long long)floor_div(ts, 1000));
     if (h == NULL) return 0;
-    *hour = PyLong_AsLongLong(h);
+    const int ok = int_arg(h, hour);
     Py_DECREF(h);
-    return !(*hour == -1 && PyErr_Occurred());
+    return ok;
 }
 
 /* The handle (entry index) arg names, checked: -1 with an exception when not live. */
 static Py_ssize_t skuhours_handle_arg(const SkuHours *S, PyObject *arg) {
-    const Py_ssize_t k = PyLong_AsSsize_t(arg);
-    if (k == -1 && PyErr_Occurred()) return -1;
+    int64_t k;
+    if (!int_arg(arg, &k)) return -1;
     if (k < 0 || k >= S->ne || S->e[k].sku == NULL) {
         PyErr_SetString(PyExc_KeyError, "SkuHours: not a live handle");
         return -1;
@@ -1792,22 +1812,34 @@ static int skuhours_add(SkuHours *S, Py_ssize_t k, int slot, int64_t n) {
     return 0;
 }
 
+/* (sku, hour) of an entry (read before anything is made: making may run Python code) */
 static PyObject *skuhours_key(const shour_t *E) {
+    PyObject *sku = Py_NewRef(E->sku);
     PyObject *hour = PyLong_FromLongLong(E->hour);
-    if (hour == NULL) return NULL;
-    PyObject *key = untracked(PyTuple_Pack(2, E->sku, hour));
-    Py_DECREF(hour);
+    PyObject *key = hour == NULL ? NULL : untracked(PyTuple_Pack(2, sku, hour));
+    Py_DECREF(sku);
+    Py_XDECREF(hour);
     return key;
 }
 
+/* the counters of an entry, copied out first */
 static PyObject *skuhours_vector(const shour_t *E) {
+    int64_t c[N_SKU_SLOTS];
+    memcpy(c, E->v, sizeof c);
     PyObject *v = PyList_New(N_SKU_SLOTS);
     for (Py_ssize_t j = 0; v != NULL && j < N_SKU_SLOTS; j++) {
-        PyObject *x = PyLong_FromLongLong(E->v[j]);
+        PyObject *x = PyLong_FromLongLong(c[j]);
         if (x == NULL) Py_CLEAR(v);
         else PyList_SET_ITEM(v, j, x);
     }
     return v;
+}
+
+/* Entry k is still live after Python code may have run: 1, or 0 with a RuntimeError. */
+static int skuhours_still(const SkuHours *S, Py_ssize_t k) {
+    if (k < S->ne && S->e[k].sku != NULL) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "SkuHours: changed while it was being read");
+    return 0;
 }
 
 static int SkuHours_traverse(SkuHours *self, visitproc visit, void *arg) {
@@ -1876,16 +1908,14 @@ static PyObject *SkuHours_add(SkuHours *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "add(handle, slot, n) expected");
         return NULL;
     }
-    const Py_ssize_t k = skuhours_handle_arg(self, args[0]);
-    if (k < 0) return NULL;
-    const long slot = PyLong_AsLong(args[1]);
-    if (slot == -1 && PyErr_Occurred()) return NULL;
+    int64_t slot, n;
+    if (!int_arg(args[1], &slot) || !int_arg(args[2], &n)) return NULL;
     if (slot < 0 || slot >= SKU_COUNT_TS) { /* the count's slots go through stock_count */
         PyErr_SetString(PyExc_ValueError, "add: slot is not a counter");
         return NULL;
     }
-    const long long n = PyLong_AsLongLong(args[2]);
-    if (n == -1 && PyErr_Occurred()) return NULL;
+    const Py_ssize_t k = skuhours_handle_arg(self, args[0]);
+    if (k < 0) return NULL;
     if (skuhours_add(self, k, (int)slot, n) < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -1898,12 +1928,10 @@ static PyObject *SkuHours_stock_count(SkuHours *self, PyObject *const *args, Py_
         PyErr_SetString(PyExc_TypeError, "stock_count(sku, ts_ms, on_hand) expected");
         return NULL;
     }
-    const long long ts = PyLong_AsLongLong(args[1]);
-    if (ts == -1 && PyErr_Occurred()) return NULL;
-    const long long on_hand = PyLong_AsLongLong(args[2]);
-    if (on_hand == -1 && PyErr_Occurred()) return NULL;
-    int64_t hour;
-    if (!sku_arg(args[0]) || !skuhours_hour(self, args[1], &hour)) return NULL;
+    int64_t ts, on_hand, hour;
+    if (!sku_arg(args[0]) || !int_arg(args[1], &ts) || !int_arg(args[2], &on_hand) ||
+        !skuhours_hour(self, args[1], &hour))
+        return NULL;
     const Py_ssize_t k = skuhours_entry(self, args[0], hour, 1);
     if (k < 0) return NULL;
     int64_t *v = self->e[k].v;
@@ -1921,9 +1949,8 @@ static PyObject *SkuHours_get(SkuHours *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "get(sku, hour) expected");
         return NULL;
     }
-    if (!sku_arg(args[0])) return NULL;
-    const int64_t hour = PyLong_AsLongLong(args[1]);
-    if (hour == -1 && PyErr_Occurred()) return NULL;
+    int64_t hour;
+    if (!sku_arg(args[0]) || !int_arg(args[1], &hour)) return NULL;
     const Py_ssize_t k = sh_find(self, args[0], hour, sh_hash(args[0], hour));
     return k < 0 ? Py_NewRef(Py_None) : skuhours_vector(&self->e[k]);
 }
@@ -1935,11 +1962,15 @@ static PyObject *SkuHours_key_of(SkuHours *self, PyObject *handle) {
     return k < 0 ? NULL : skuhours_key(&self->e[k]);
 }
 
-/* The marked keys, in the order marked. */
-static PyObject *skuhours_marked_keys(const SkuHours *S) {
-    PyObject *out = PyList_New(S->nmarked);
-    for (Py_ssize_t i = 0; out != NULL && i < S->nmarked; i++) {
-        PyObject *key = skuhours_key(&S->e[S->marked[i]]);
+/* The first n marked keys, in the order marked (n read before anything is made). */
+static PyObject *skuhours_marked_keys(const SkuHours *S, Py_ssize_t n) {
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *key = NULL;
+        if (i < S->nmarked && skuhours_still(S, S->marked[i]))
+            key = skuhours_key(&S->e[S->marked[i]]);
+        else if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "SkuHours: changed while it was being read");
         if (key == NULL) Py_CLEAR(out);
         else PyList_SET_ITEM(out, i, key);
     }
@@ -1949,17 +1980,27 @@ static PyObject *skuhours_marked_keys(const SkuHours *S) {
 /* cut() -> [(sku, hour)]: the marked keys, in the order marked; the marks cleared */
 static PyObject *SkuHours_cut(SkuHours *self, PyObject *unused) {
     if (!skuhours_ready(self)) return NULL;
-    PyObject *out = skuhours_marked_keys(self);
+    const Py_ssize_t n = self->nmarked;
+    const long long cuts = self->cuts;
+    PyObject *out = skuhours_marked_keys(self, n);
     if (out == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < self->nmarked; i++) self->e[self->marked[i]].dirty = 0;
-    self->nmarked = 0;
+    if (self->cuts != cuts || self->nmarked < n) { /* another cut ran meanwhile */
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "SkuHours: cut while it was being cut");
+        return NULL;
+    }
+    self->cuts++;
+    for (Py_ssize_t i = 0; i < n; i++) self->e[self->marked[i]].dirty = 0;
+    /* (marks added meanwhile stay, in order) */
+    memmove(self->marked, self->marked + n, (size_t)(self->nmarked - n) * sizeof(Py_ssize_t));
+    self->nmarked -= n;
     return out;
 }
 
 /* marked() -> [(sku, hour)]: the marked keys, in the order marked (the marks kept) */
 static PyObject *SkuHours_marked(SkuHours *self, PyObject *unused) {
     if (!skuhours_ready(self)) return NULL;
-    return skuhours_marked_keys(self);
+    return skuhours_marked_keys(self, self->nmarked);
 }
 
 /* keys as a list of live entries: a PyMem array of their indices (n in *n), or NULL with
@@ -2017,26 +2058,36 @@ static PyObject *SkuHours_rows(SkuHours *self, PyObject *const *args, Py_ssize_t
     if (ks == NULL) return NULL;
     PyObject *rows = PyList_New(n);
     for (Py_ssize_t i = 0; rows != NULL && i < n; i++) {
+        if (!skuhours_still(self, ks[i])) {
+            Py_CLEAR(rows);
+            break;
+        }
+        /* read out first: making the row's objects may run Python code */
         const shour_t *E = &self->e[ks[i]];
+        PyObject *sku = Py_NewRef(E->sku);
+        int64_t c[1 + N_SKU_SLOTS];
+        c[0] = E->hour;
+        memcpy(c + 1, E->v, sizeof E->v);
         PyObject *row = untracked(PyTuple_New(5 + N_SKU_SLOTS));
         if (row == NULL) {
+            Py_DECREF(sku);
             Py_CLEAR(rows);
             break;
         }
         PyList_SET_ITEM(rows, i, row);
-        PyObject *items[4 + N_SKU_SLOTS];
-        items[0] = PyLong_FromLongLong(E->hour);
-        for (Py_ssize_t j = 0; j < N_SKU_SLOTS; j++) items[1 + j] = PyLong_FromLongLong(E->v[j]);
+        PyObject *items[1 + N_SKU_SLOTS];
+        for (Py_ssize_t j = 0; j < 1 + N_SKU_SLOTS; j++) items[j] = PyLong_FromLongLong(c[j]);
         int ok = 1;
         for (Py_ssize_t j = 0; j < 1 + N_SKU_SLOTS; j++) ok = ok && items[j] != NULL;
         if (!ok) {
             for (Py_ssize_t j = 0; j < 1 + N_SKU_SLOTS; j++) Py_XDECREF(items[j]);
+            Py_DECREF(sku);
             Py_CLEAR(rows); /* (the row's slots still NULL: freed as an empty tuple) */
             break;
         }
         PyTuple_SET_ITEM(row, 0, Py_NewRef(args[0]));
         PyTuple_SET_ITEM(row, 1, Py_NewRef(args[1]));
-        PyTuple_SET_ITEM(row, 2, Py_NewRef(E->sku));
+        PyTuple_SET_ITEM(row, 2, sku);
         for (Py_ssize_t j = 0; j < 1 + N_SKU_SLOTS; j++) PyTuple_SET_ITEM(row, 3 + j, items[j]);
         PyTuple_SET_ITEM(row, 4 + N_SKU_SLOTS, Py_NewRef(args[3]));
     }
@@ -2065,10 +2116,8 @@ static PyObject *SkuHours_load(SkuHours *self, PyObject *pairs) {
             PyErr_SetString(PyExc_ValueError, "load: nine counters expected");
             goto next;
         }
-        for (Py_ssize_t j = 0; j < N_SKU_SLOTS; j++) {
-            v[j] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(fast, j));
-            if (v[j] == -1 && PyErr_Occurred()) goto next;
-        }
+        for (Py_ssize_t j = 0; j < N_SKU_SLOTS; j++)
+            if (!int_arg(PySequence_Fast_GET_ITEM(fast, j), &v[j])) goto next;
         const Py_ssize_t k = skuhours_entry(self, sku, hour, 0);
         if (k < 0) goto next;
         memcpy(self->e[k].v, v, sizeof v);
@@ -2089,8 +2138,9 @@ static PyObject *SkuHours_load(SkuHours *self, PyObject *pairs) {
 /* evict(keep_from_s) -> int: drop the unmarked hours that end at or before keep_from_s */
 static PyObject *SkuHours_evict(SkuHours *self, PyObject *arg) {
     if (!skuhours_ready(self)) return NULL;
-    const long long keep = PyLong_AsLongLong(arg);
-    if (keep == -1 && PyErr_Occurred()) return NULL;
+    int64_t keep;
+    if (!int_arg(arg, &keep)) return NULL;
+    if (keep < INT64_MIN + HOUR_S) return PyLong_FromLong(0); /* no hour ends before it */
     Py_ssize_t dropped = 0;
     for (Py_ssize_t k = 0; k < self->ne; k++) {
         shour_t *E = &self->e[k];
@@ -2108,7 +2158,7 @@ static PyObject *SkuHours_evict(SkuHours *self, PyObject *arg) {
     if (self->slots != NULL && self->bits > 8 && (size_t)self->live * 8 < ((size_t)1 << self->bits)) {
         int bits = 8;
         while ((size_t)(self->live + 1) * 2 > ((size_t)1 << bits)) bits++;
-        if (sh_resize(self, bits) < 0) return NULL;
+        if (sh_resize(self, bits) < 0) PyErr_Clear(); /* (the larger table is still good) */
     }
     return PyLong_FromSsize_t(dropped);
 }
@@ -2118,9 +2168,9 @@ static PyObject *SkuHours_snapshot(SkuHours *self, PyObject *unused) {
     if (!skuhours_ready(self)) return NULL;
     PyObject *out = PyDict_New();
     for (Py_ssize_t k = 0; out != NULL && k < self->ne; k++) {
-        const shour_t *E = &self->e[k];
-        if (E->sku == NULL) continue;
-        PyObject *key = skuhours_key(E), *v = skuhours_vector(E);
+        if (self->e[k].sku == NULL) continue;
+        PyObject *key = skuhours_key(&self->e[k]);
+        PyObject *v = key != NULL && skuhours_still(self, k) ? skuhours_vector(&self->e[k]) : NULL;
         if (key == NULL || v == NULL || PyDict_SetItem(out, key, v) < 0) Py_CLEAR(out);
         Py_XDECREF(key);
         Py_XDECREF(v);
@@ -2191,20 +2241,437 @@ static PyTypeObject SkuHoursType = {
     .tp_as_sequence = &SkuHours_as_sequence,
 };
 
+/* ------------------------------------------------------------------ CellHashes */
+/* Per cell, the 64-bit hashes seen there since the last cut, owned here: a partition's
+ * visitor hashes and its shops' contributor tags (streams.core.demand.CellHashes is the
+ * pure-Python reference: the same methods and results, checked against each other by
+ * tests/unit/test_compiled_lanes.py). Each cell has an entry (its key, a reference to the
+ * cell's key tuple, and how many hashes it holds), found by a dict from the key to its
+ * index. A cell's *handle* is its index with the number of cuts made in the bits above
+ * HANDLE_BITS: the hot entries hold it (entries never move before the cut, and
+ * PartitionState.detach clears the hot entries with the cut), and one kept past a cut
+ * is refused. The (entry, hash) pairs sit in one open-addressing table (linear probing,
+ * Fibonacci hashing, no deletion: a cut empties it), 16-byte slots at most half full,
+ * without a Python object per hash. The cut returns each cell's hashes sorted and
+ * empties everything. */
+
+#define HANDLE_BITS 32
+
+typedef struct {
+    PyObject *key; /* the cell's key */
+    Py_ssize_t n;  /* hashes held */
+} chcell_t;
+
+typedef struct {
+    uint64_t h;
+    Py_ssize_t cell; /* -1: empty */
+} chpair_t;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *index;       /* key -> int: its entry; NULL until __init__ */
+    chcell_t *c;
+    Py_ssize_t nc, ccap;
+    chpair_t *pairs;       /* 1 << bits of them, or NULL before the first */
+    int bits;
+    Py_ssize_t used;       /* pairs held */
+    long long cuts;        /* cuts made (in a handle's high bits: one kept past a cut is
+                              refused) */
+} CellHashes;
+
+static int cellhashes_ready(const CellHashes *S) {
+    if (S->index != NULL) return 1;
+    PyErr_SetString(PyExc_TypeError, "CellHashes: made without __init__");
+    return 0;
+}
+
+static inline size_t ch_home(int bits, uint64_t h, Py_ssize_t cell) {
+    return (size_t)(((h ^ ((uint64_t)cell * 0xC2B2AE3D27D4EB4FULL)) * 0x9E3779B97F4A7C15ULL) >>
+                    (64 - bits));
+}
+
+static int ch_resize(CellHashes *S, int bits) {
+    chpair_t *p = PyMem_Malloc(((size_t)1 << bits) * sizeof(chpair_t));
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const size_t mask = ((size_t)1 << bits) - 1;
+    for (size_t i = 0; i <= mask; i++) p[i].cell = -1;
+    const size_t old = S->pairs == NULL ? 0 : (size_t)1 << S->bits;
+    for (size_t j = 0; j < old; j++) {
+        if (S->pairs[j].cell < 0) continue;
+        size_t i = ch_home(bits, S->pairs[j].h, S->pairs[j].cell);
+        while (p[i].cell >= 0) i = (i + 1) & mask;
+        p[i] = S->pairs[j];
+    }
+    PyMem_Free(S->pairs);
+    S->pairs = p;
+    S->bits = bits;
+    return 0;
+}
+
+/* hash h into cell k: 1 added, 0 already there, -1 error. No Python code runs. */
+static int cellhashes_add(CellHashes *S, Py_ssize_t k, uint64_t h) {
+    if (S->pairs == NULL || (size_t)(S->used + 1) * 2 > ((size_t)1 << S->bits)) {
+        if (ch_resize(S, S->pairs == NULL ? 10 : S->bits + 1) < 0) return -1;
+    }
+    const size_t mask = ((size_t)1 << S->bits) - 1;
+    size_t i = ch_home(S->bits, h, k);
+    for (; S->pairs[i].cell >= 0; i = (i + 1) & mask)
+        if (S->pairs[i].h == h && S->pairs[i].cell == k) return 0;
+    S->pairs[i].h = h;
+    S->pairs[i].cell = k;
+    S->used++;
+    S->c[k].n++;
+    return 1;
+}
+
+/* The entry of key (made when new): its index, or -1 with an exception. */
+static Py_ssize_t cellhashes_entry(CellHashes *S, PyObject *key) {
+    PyObject *i = PyDict_GetItemWithError(S->index, key);
+    if (i != NULL) {
+        const Py_ssize_t k = PyLong_AsSsize_t(i);
+        if (k < 0 || k >= S->nc) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "CellHashes: a bad index");
+            return -1;
+        }
+        return k;
+    }
+    if (PyErr_Occurred()) return -1;
+    if (S->nc >= ((Py_ssize_t)1 << HANDLE_BITS) - 1) {
+        PyErr_SetString(PyExc_OverflowError, "CellHashes: too many cells for one cut");
+        return -1;
+    }
+    if (S->nc == S->ccap) {
+        chcell_t *c = grown(S->c, &S->ccap, sizeof *c, 256);
+        if (c == NULL) return -1;
+        S->c = c;
+    }
+    const Py_ssize_t k = S->nc;
+    PyObject *ki = PyLong_FromSsize_t(k);
+    if (ki == NULL) return -1;
+    const long long cuts = S->cuts;
+    const int rc = PyDict_SetItem(S->index, key, ki); /* (a key's __eq__ may run) */
+    Py_DECREF(ki);
+    if (rc < 0) return -1;
+    if (S->cuts != cuts || S->nc != k) { /* (changed by that Python code) */
+        if (PyDict_DelItem(S->index, key) < 0) PyErr_Clear(); /* (not a cell: out again) */
+        PyErr_SetString(PyExc_RuntimeError, "CellHashes: changed while a cell was added");
+        return -1;
+    }
+    S->c[k].key = Py_NewRef(key);
+    S->c[k].n = 0;
+    S->nc++;
+    return k;
+}
+
+/* A handle argument: the cell's index, or -1 with an exception. */
+static Py_ssize_t cellhashes_handle_arg(const CellHashes *S, PyObject *arg) {
+    if (!PyLong_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "CellHashes: a handle is an int");
+        return -1;
+    }
+    const long long v = PyLong_AsLongLong(arg);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    const long long k = v & (((long long)1 << HANDLE_BITS) - 1);
+    if (v < 0 || (v >> HANDLE_BITS) != (S->cuts & 0x7fffffffLL) || k >= S->nc) {
+        PyErr_SetString(PyExc_KeyError, "CellHashes: not a live handle (cut since?)");
+        return -1;
+    }
+    return (Py_ssize_t)k;
+}
+
+/* the handle of cell k (a new reference) */
+static PyObject *cellhashes_handle_of(const CellHashes *S, Py_ssize_t k) {
+    return PyLong_FromLongLong(((S->cuts & 0x7fffffffLL) << HANDLE_BITS) | (long long)k);
+}
+
+/* Empty after a cut. The table keeps its size for the next cut's pairs unless this one
+ * filled less than 1/8 of it (a burst is over): then it starts small again. */
+static void cellhashes_empty(CellHashes *S) {
+    PyObject *index = S->index;
+    for (Py_ssize_t k = 0; k < S->nc; k++) Py_CLEAR(S->c[k].key);
+    S->nc = 0;
+    if (S->pairs != NULL) {
+        if (S->bits > 10 && (size_t)S->used * 8 < ((size_t)1 << S->bits)) {
+            PyMem_Free(S->pairs);
+            S->pairs = NULL;
+            S->bits = 0;
+        } else {
+            for (size_t i = 0; i < (size_t)1 << S->bits; i++) S->pairs[i].cell = -1;
+        }
+    }
+    S->used = 0;
+    if (index != NULL) PyDict_Clear(index);
+}
+
+static int CellHashes_traverse(CellHashes *self, visitproc visit, void *arg) {
+    Py_VISIT(self->index);
+    for (Py_ssize_t k = 0; k < self->nc; k++) Py_VISIT(self->c[k].key);
+    return 0;
+}
+
+static int CellHashes_clear(CellHashes *self) {
+    for (Py_ssize_t k = 0; k < self->nc; k++) Py_CLEAR(self->c[k].key);
+    self->nc = 0;
+    self->used = 0;
+    PyMem_Free(self->pairs);
+    self->pairs = NULL;
+    self->bits = 0;
+    Py_CLEAR(self->index);
+    return 0;
+}
+
+static void CellHashes_dealloc(CellHashes *self) {
+    PyObject_GC_UnTrack(self);
+    CellHashes_clear(self);
+    PyMem_Free(self->c);
+    PyMem_Free(self->pairs);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int CellHashes_init(CellHashes *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {NULL};
+    if (self->index != NULL) {
+        PyErr_SetString(PyExc_TypeError, "CellHashes: made once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, ":CellHashes", kwlist)) return -1;
+    self->index = PyDict_New();
+    return self->index == NULL ? -1 : 0;
+}
+
+/* handle(key) -> int */
+static PyObject *CellHashes_handle(CellHashes *self, PyObject *key) {
+    if (!cellhashes_ready(self)) return NULL;
+    if (!PyTuple_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "CellHashes: a cell key is a tuple");
+        return NULL;
+    }
+    const Py_ssize_t k = cellhashes_entry(self, key);
+    return k < 0 ? NULL : cellhashes_handle_of(self, k);
+}
+
+/* the hash argument: an int in [0, 2**64) */
+static int hash_arg(PyObject *o, uint64_t *h) {
+    if (!PyLong_Check(o)) {
+        PyErr_SetString(PyExc_TypeError, "CellHashes: a hash is an int");
+        return 0;
+    }
+    *h = PyLong_AsUnsignedLongLong(o);
+    return !(*h == (uint64_t)-1 && PyErr_Occurred());
+}
+
+/* add(handle, h) */
+static PyObject *CellHashes_add(CellHashes *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!cellhashes_ready(self)) return NULL;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "add(handle, h) expected");
+        return NULL;
+    }
+    uint64_t h;
+    if (!hash_arg(args[1], &h)) return NULL;
+    const Py_ssize_t k = cellhashes_handle_arg(self, args[0]);
+    if (k < 0 || cellhashes_add(self, k, h) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* key_of(handle) -> the cell key */
+static PyObject *CellHashes_key_of(CellHashes *self, PyObject *handle) {
+    if (!cellhashes_ready(self)) return NULL;
+    const Py_ssize_t k = cellhashes_handle_arg(self, handle);
+    return k < 0 ? NULL : Py_NewRef(self->c[k].key);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* [(key, [hashes ascending])] of the cells holding any, in the order the cells were made
+ * (copied out of the table before any Python object is made); NULL with an exception. */
+static PyObject *cellhashes_items(CellHashes *S, int with_empty) {
+    const Py_ssize_t nc = S->nc, used = S->used;
+    Py_ssize_t *start = PyMem_Calloc((size_t)nc + 1, sizeof(Py_ssize_t));
+    uint64_t *flat = PyMem_Malloc((size_t)(used ? used : 1) * sizeof(uint64_t));
+    PyObject **keys = PyMem_Malloc((size_t)(nc ? nc : 1) * sizeof(PyObject *));
+    PyObject *out = NULL;
+    if (start == NULL || flat == NULL || keys == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < nc; k++) {
+        start[k + 1] = start[k] + S->c[k].n;
+        keys[k] = Py_NewRef(S->c[k].key);
+    }
+    {
+        Py_ssize_t *fill = PyMem_Malloc((size_t)(nc ? nc : 1) * sizeof(Py_ssize_t));
+        if (fill == NULL) {
+            PyErr_NoMemory();
+            for (Py_ssize_t k = 0; k < nc; k++) Py_DECREF(keys[k]);
+            goto done;
+        }
+        memcpy(fill, start, (size_t)nc * sizeof(Py_ssize_t));
+        const size_t slots = S->pairs == NULL ? 0 : (size_t)1 << S->bits;
+        for (size_t i = 0; i < slots; i++)
+            if (S->pairs[i].cell >= 0) flat[fill[S->pairs[i].cell]++] = S->pairs[i].h;
+        PyMem_Free(fill);
+    }
+    for (Py_ssize_t k = 0; k < nc; k++)
+        qsort(flat + start[k], (size_t)(start[k + 1] - start[k]), sizeof(uint64_t), cmp_u64);
+    /* from here only copies are read: making objects may run Python code */
+    out = PyList_New(0);
+    for (Py_ssize_t k = 0; k < nc; k++) {
+        const Py_ssize_t n = start[k + 1] - start[k];
+        if (out == NULL || (n == 0 && !with_empty)) continue;
+        PyObject *hs = PyList_New(n);
+        for (Py_ssize_t j = 0; hs != NULL && j < n; j++) {
+            PyObject *x = PyLong_FromUnsignedLongLong(flat[start[k] + j]);
+            if (x == NULL) Py_CLEAR(hs);
+            else PyList_SET_ITEM(hs, j, x);
+        }
+        PyObject *pair = hs == NULL ? NULL : PyTuple_Pack(2, keys[k], hs);
+        Py_XDECREF(hs);
+        if (pair == NULL || PyList_Append(out, pair) < 0) Py_CLEAR(out);
+        Py_XDECREF(pair);
+    }
+    for (Py_ssize_t k = 0; k < nc; k++) Py_DECREF(keys[k]);
+done:
+    PyMem_Free(start);
+    PyMem_Free(flat);
+    PyMem_Free(keys);
+    return out;
+}
+
+/* cut() -> [(key, [hashes ascending])]: the cells' hashes since the last cut (cells
+ * without any left out); everything is emptied and every handle ends */
+static PyObject *CellHashes_cut(CellHashes *self, PyObject *unused) {
+    if (!cellhashes_ready(self)) return NULL;
+    const long long cuts = self->cuts;
+    const Py_ssize_t nc = self->nc, used = self->used;
+    PyObject *out = cellhashes_items(self, 0);
+    if (out == NULL) return NULL;
+    if (self->cuts != cuts || self->nc != nc || self->used != used) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "CellHashes: changed while it was being cut");
+        return NULL;
+    }
+    self->cuts++;
+    cellhashes_empty(self);
+    return out;
+}
+
+/* uncut(items): the write of a cut failed: its hashes are pending again (merged) */
+static PyObject *CellHashes_uncut(CellHashes *self, PyObject *items) {
+    if (!cellhashes_ready(self)) return NULL;
+    PyObject *seq = PySequence_Tuple(items); /* (a copy: a key's __eq__ cannot change it) */
+    if (seq == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(seq, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyTuple_Check(PyTuple_GET_ITEM(pair, 0)) || !PyList_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "uncut: (key, [hashes]) pairs expected");
+            goto error;
+        }
+        PyObject *hs = PyTuple_GET_ITEM(pair, 1);
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(hs); j++) {
+            uint64_t h;
+            if (!hash_arg(PyList_GET_ITEM(hs, j), &h)) goto error;
+        }
+        const Py_ssize_t k = cellhashes_entry(self, PyTuple_GET_ITEM(pair, 0));
+        if (k < 0) goto error;
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(hs); j++) {
+            uint64_t h;
+            if (!hash_arg(PyList_GET_ITEM(hs, j), &h) || cellhashes_add(self, k, h) < 0)
+                goto error;
+        }
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(seq);
+    return NULL;
+}
+
+/* snapshot() -> {key: set(hashes)} (cells without hashes included) */
+static PyObject *CellHashes_snapshot(CellHashes *self, PyObject *unused) {
+    if (!cellhashes_ready(self)) return NULL;
+    PyObject *items = cellhashes_items(self, 1);
+    if (items == NULL) return NULL;
+    PyObject *out = PyDict_New();
+    for (Py_ssize_t i = 0; out != NULL && i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        PyObject *set = PySet_New(PyTuple_GET_ITEM(pair, 1));
+        if (set == NULL || PyDict_SetItem(out, PyTuple_GET_ITEM(pair, 0), set) < 0) Py_CLEAR(out);
+        Py_XDECREF(set);
+    }
+    Py_DECREF(items);
+    return out;
+}
+
+static Py_ssize_t CellHashes_len(CellHashes *self) { return self->nc; }
+
+static PyObject *CellHashes_pending(CellHashes *self, void *closure) {
+    return PyLong_FromSsize_t(self->used);
+}
+
+static PyObject *CellHashes_sizeof(CellHashes *self, PyObject *unused) {
+    size_t n = sizeof(CellHashes) + (size_t)self->ccap * sizeof(chcell_t);
+    if (self->pairs != NULL) n += ((size_t)1 << self->bits) * sizeof(chpair_t);
+    return PyLong_FromSize_t(n);
+}
+
+static PyMethodDef CellHashes_methods[] = {
+    {"handle", (PyCFunction)CellHashes_handle, METH_O,
+     "handle(key) -> int: the cell's entry (made if new), until the next cut."},
+    {"add", (PyCFunction)(void (*)(void))CellHashes_add, METH_FASTCALL,
+     "add(handle, h): the hash h (an int in [0, 2**64)) seen in the handle's cell."},
+    {"key_of", (PyCFunction)CellHashes_key_of, METH_O, "key_of(handle) -> the cell's key."},
+    {"cut", (PyCFunction)CellHashes_cut, METH_NOARGS,
+     "cut() -> [(key, [hashes ascending])]: take everything since the last cut."},
+    {"uncut", (PyCFunction)CellHashes_uncut, METH_O,
+     "uncut(items): the write of a cut failed: its hashes are pending again."},
+    {"snapshot", (PyCFunction)CellHashes_snapshot, METH_NOARGS,
+     "snapshot() -> {key: set of hashes}, every cell made since the last cut."},
+    {"__sizeof__", (PyCFunction)CellHashes_sizeof, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef CellHashes_getset[] = {
+    {"pending", (getter)CellHashes_pending, NULL, "(cell, hash) pairs since the last cut", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods CellHashes_as_sequence = {.sq_length = (lenfunc)CellHashes_len};
+
+static PyTypeObject CellHashesType = {
+    LANES_TYPE(CellHashes, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+               "CellHashes()\n\n"
+               "Per cell, the hashes seen since the last cut, compiled: "
+               "streams.core.demand.CellHashes."),
+    .tp_dealloc = (destructor)CellHashes_dealloc,
+    .tp_traverse = (traverseproc)CellHashes_traverse,
+    .tp_clear = (inquiry)CellHashes_clear,
+    .tp_methods = CellHashes_methods,
+    .tp_getset = CellHashes_getset,
+    .tp_as_sequence = &CellHashes_as_sequence,
+};
+
 /* What a run works on, read once per call: the partition's containers (its LaneState),
  * and the Core's settings and caches. */
 typedef struct {
     IdSet *dedup;                      /* PartitionState.dedup */
     PyObject *hot_pv, *hot;            /* PartitionState.hot_pv, .hot */
     PyObject *cells, *dirty, *ends;    /* PartitionState.cells, .dirty, .ends */
-    PyObject *visitors;                /* PartitionState.visitors */
+    CellHashes *visitors;              /* PartitionState.visitors */
     SkuHours *skus;                    /* PartitionState.skus: the SKU hours */
     Versions *catalog;                 /* Catalog.store: the versions by SKU */
     PyObject *generation;              /* Catalog.generation */
-    PyObject *shops;                   /* PartitionState.shops */
+    CellHashes *shops;                 /* PartitionState.shops */
     PyObject *unknown;                 /* Core: streams.core.catalog.UNKNOWN */
     PyObject *sizes;                   /* Core: tuple of window sizes (s) */
-    PyObject *visitor_sizes;           /* Core: tuple of bools: a base size (visitor sets) */
+    PyObject *visitor_sizes;           /* Core: tuple of bools: a base size (visitor hashes) */
     PyObject *grains, *grain_fn;       /* Core: MarketCalendar.grains and .grain */
     caches_t *caches;                  /* Core: its caches */
     int64_t grain_s;
@@ -2219,8 +2686,8 @@ typedef struct {
 #define LANE_STATE_FIELDS(X)                                                                \
     X(dedup, IdSetType) X(hot_pv, PyDict_Type) X(hot, PyDict_Type)                         \
     X(cells, PyDict_Type) X(dirty, PySet_Type) X(ends, PyDict_Type)                         \
-    X(visitors, PyDict_Type) X(skus, SkuHoursType)                                          \
-    X(catalog, VersionsType) X(generation, PyLong_Type) X(shops, PyDict_Type)
+    X(visitors, CellHashesType) X(skus, SkuHoursType)                                          \
+    X(catalog, VersionsType) X(generation, PyLong_Type) X(shops, CellHashesType)
 
 typedef struct {
     PyObject_HEAD
@@ -2265,7 +2732,8 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
     LANE_STATE_FIELDS(X)
 #undef X
     if (!idset_ready((IdSet *)dedup) || !versions_ready((Versions *)catalog) ||
-        !skuhours_ready((SkuHours *)skus))
+        !skuhours_ready((SkuHours *)skus) || !cellhashes_ready((CellHashes *)visitors) ||
+        !cellhashes_ready((CellHashes *)shops))
         return -1;
 #define X(name, type) Py_XSETREF(self->name, Py_NewRef(name));
     LANE_STATE_FIELDS(X)
@@ -2440,8 +2908,8 @@ static PyMemberDef Core_members[] = {
 /* L for one call of the core on a partition's state (both checked by the caller). */
 static void lane_from(const Core *C, const LaneState *S, lane_t *L) {
     *L = (lane_t){(IdSet *)S->dedup, S->hot_pv, S->hot, S->cells, S->dirty, S->ends,
-                  S->visitors, (SkuHours *)S->skus, (Versions *)S->catalog, S->generation,
-                  S->shops, C->unknown, C->sizes, C->visitor_sizes, C->grains, C->grain_fn,
+                  (CellHashes *)S->visitors, (SkuHours *)S->skus, (Versions *)S->catalog,
+                  S->generation, (CellHashes *)S->shops, C->unknown, C->sizes, C->visitor_sizes, C->grains, C->grain_fn,
                   C->caches, C->limits->grain_s, 0};
 }
 
@@ -2474,7 +2942,6 @@ static PyObject *new_cell(void) { /* demand.MEASURES: all zeros */
 }
 
 static PyObject *new_list(void) { return untracked(PyList_New(0)); }
-static PyObject *new_set(void) { return untracked(PySet_New(NULL)); }
 
 /* MarketCalendar.grain(grain): (hour start, then start and end of the window of each size),
  * from its cache or computed by it. A new reference, or NULL. */
@@ -2491,7 +2958,7 @@ static PyObject *grain_bounds(lane_t *L, PyObject *grain) {
 }
 
 /* PartitionState.hot_entry for hk = (category, color, size, band, region, grain): the
- * vectors (marked dirty) of the cells of every size at ts_s and the visitor and shop sets
+ * vectors (marked dirty) of the cells of every size at ts_s and the visitor and shop handles
  * of the base sizes, cached in hot; ``bounds`` is MarketCalendar.grain of the grain. A new
  * reference, or NULL. */
 static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], PyObject *bounds) {
@@ -2525,11 +2992,13 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], PyO
             if (rc < 0) { Py_DECREF(key); goto fail; }
         }
         if (PySet_Add(L->dirty, key) < 0) { Py_DECREF(key); goto fail; }
-        if (PyTuple_GET_ITEM(L->visitor_sizes, k) == Py_True) {
-            PyObject *vs = get_or_new(L->visitors, key, new_set, NULL);
+        if (PyTuple_GET_ITEM(L->visitor_sizes, k) == Py_True) { /* their handles */
+            const Py_ssize_t vk = cellhashes_entry(L->visitors, key);
+            PyObject *vs = vk < 0 ? NULL : cellhashes_handle_of(L->visitors, vk);
             if (vs == NULL) { Py_DECREF(key); goto fail; }
             PyTuple_SET_ITEM(sets, kv, vs);
-            PyObject *ss = get_or_new(L->shops, key, new_set, NULL);
+            const Py_ssize_t sk = cellhashes_entry(L->shops, key);
+            PyObject *ss = sk < 0 ? NULL : cellhashes_handle_of(L->shops, sk);
             if (ss == NULL) { Py_DECREF(key); goto fail; }
             PyTuple_SET_ITEM(shop_sets, kv++, ss);
         }
@@ -2561,18 +3030,10 @@ static int add_shop(lane_t *L, PyObject *shop_sets, const span *shop_id, int fam
     }
     if (PyTuple_GET_SIZE(shop_sets) == 0) return 0;
     const uint64_t h = (visitor_hash(L->caches, shop_id->p, shop_id->n) & ~(uint64_t)3) | (uint64_t)family;
-    PyObject *sh = PyLong_FromUnsignedLongLong(h);
-    if (sh == NULL) return -1;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(shop_sets); k++) {
-        PyObject *ss = PyTuple_GET_ITEM(shop_sets, k);
-        if (!PySet_Check(ss) || PySet_Add(ss, sh) < 0) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_TypeError, "compiled lane: a shop set is not a set");
-            Py_DECREF(sh);
-            return -1;
-        }
+        const Py_ssize_t sk = cellhashes_handle_arg(L->shops, PyTuple_GET_ITEM(shop_sets, k));
+        if (sk < 0 || cellhashes_add(L->shops, sk, h) < 0) return -1;
     }
-    Py_DECREF(sh);
     return 0;
 }
 
@@ -2767,7 +3228,7 @@ PyDoc_STRVAR(pageview_run_doc, RUN_DOC("pageview_run", "shop.pageviews",
 
 /* A page view the lane admitted: its lane entry (from this call's cache, hot_pv, or
  * built), then SKU hour page views, the page views of its cells, the visitor hash into
- * the base sizes' visitor sets and the shop's view tag. 0 done, APPLY when a catalog
+ * the base sizes' visitor hashes and the shop's view tag. 0 done, APPLY when a catalog
  * version starts inside its grain (Python applies it), -1 on error. */
 static int apply_pageview(lane_t *L, run_t *R, const void *event) {
     const pageview *ev = event;
@@ -2828,18 +3289,11 @@ static int apply_pageview(lane_t *L, run_t *R, const void *event) {
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(vecs); k++)
         if (incr(PyTuple_GET_ITEM(vecs, k), PAGEVIEWS) < 0) goto error;
     if (PyTuple_GET_SIZE(sets)) {
-        PyObject *vh = PyLong_FromUnsignedLongLong(visitor_hash(L->caches, ev->visitor_id.p, ev->visitor_id.n));
-        if (vh == NULL) goto error;
+        const uint64_t vh = visitor_hash(L->caches, ev->visitor_id.p, ev->visitor_id.n);
         for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(sets); k++) {
-            PyObject *vs = PyTuple_GET_ITEM(sets, k);
-            if (!PySet_Check(vs) || PySet_Add(vs, vh) < 0) {
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_TypeError, "page-view lane: a visitor set is not a set");
-                Py_DECREF(vh);
-                goto error;
-            }
+            const Py_ssize_t vk = cellhashes_handle_arg(L->visitors, PyTuple_GET_ITEM(sets, k));
+            if (vk < 0 || cellhashes_add(L->visitors, vk, vh) < 0) goto error;
         }
-        Py_DECREF(vh);
     }
     if (add_shop(L, shop_sets, &ev->shop_id, 1) < 0) goto error;
     Py_DECREF(e);
@@ -3347,7 +3801,7 @@ static int lanes_exec(PyObject *m) {
         }
     }
     if (PyType_Ready(&IdSetType) < 0 || PyType_Ready(&VersionsType) < 0 ||
-        PyType_Ready(&SkuHoursType) < 0 || PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
+        PyType_Ready(&SkuHoursType) < 0 || PyType_Ready(&CellHashesType) < 0 || PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
         PyType_Ready(&CoreType) < 0)
         return -1;
     if (RunResultType.tp_name == NULL &&
@@ -3356,6 +3810,7 @@ static int lanes_exec(PyObject *m) {
     if (PyModule_AddObjectRef(m, "IdSet", (PyObject *)&IdSetType) < 0 ||
         PyModule_AddObjectRef(m, "Versions", (PyObject *)&VersionsType) < 0 ||
         PyModule_AddObjectRef(m, "SkuHours", (PyObject *)&SkuHoursType) < 0 ||
+        PyModule_AddObjectRef(m, "CellHashes", (PyObject *)&CellHashesType) < 0 ||
         PyModule_AddObjectRef(m, "LaneState", (PyObject *)&LaneStateType) < 0 ||
         PyModule_AddObjectRef(m, "Limits", (PyObject *)&LimitsType) < 0 ||
         PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||

@@ -106,6 +106,21 @@ class SkuHours:
     def snapshot(self) -> dict[tuple[str, int], list[int]]: ...
     def marked(self) -> list[tuple[str, int]]: ...
 
+class CellHashes:
+    """Per cell, the hashes seen since the last cut, compiled (the methods of its
+    reference, ``streams.core.demand.CellHashes``)."""
+
+    def __init__(self) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    def handle(self, key: tuple[Any, ...]) -> Any: ...
+    def add(self, handle: Any, h: int) -> None: ...
+    def key_of(self, handle: Any) -> Any: ...
+    def cut(self) -> list[tuple[Any, list[int]]]: ...
+    def uncut(self, items: Iterable[tuple[Any, list[int]]]) -> None: ...
+    def snapshot(self) -> dict[Any, set[int]]: ...
+
 class LaneState:
     """The partition's containers a call of the core works on (types checked at
     construction)."""
@@ -116,17 +131,17 @@ class LaneState:
     cells: dict[Any, list[int]]
     dirty: set[Any]
     ends: dict[Any, Any]
-    visitors: dict[Any, set[int]]
+    visitors: CellHashes
     skus: SkuHours
     catalog: Versions
     generation: int
-    shops: dict[Any, set[int]]
+    shops: CellHashes
     def __init__(
         self, *, dedup: IdSet, hot_pv: dict[Any, Any],
         hot: dict[Any, Any], cells: dict[Any, list[int]], dirty: set[Any],
-        ends: dict[Any, Any], visitors: dict[Any, set[int]],
+        ends: dict[Any, Any], visitors: CellHashes,
         skus: SkuHours, catalog: Versions,
-        generation: int, shops: dict[Any, set[int]],
+        generation: int, shops: CellHashes,
     ) -> None: ...
 
 class Limits:

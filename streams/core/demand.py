@@ -11,6 +11,7 @@ and independent of the order of addition.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -21,6 +22,7 @@ from streams.core.inventory import SkuHours
 from streams.core.windows import Watermark
 
 if TYPE_CHECKING:
+    from streams.core._lanes import CellHashes as CompiledCellHashes
     from streams.core._lanes import IdSet
     from streams.core._lanes import SkuHours as CompiledSkuHours
 
@@ -42,15 +44,13 @@ CellKey = tuple[int, int, str, str, str, str, str]
 #: (category, color, size, price band, region, time grain): the key of the hot cache
 HotKey = tuple[str, str, str, str, str, int]
 #: The hot-path cache entry of one (category, color, size, price_band, region, time grain):
-#: the measure vector of the cell of every window size, and the visitor-hash and shop-tag
-#: sets of the cells of the base sizes.
-HotEntry = tuple[tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]]
+#: the measure vector of the cell of every window size, and the handles (``CellHashes``)
+#: of the cells of the base sizes in the visitor hashes and in the shop tags.
+HotEntry = tuple[tuple[list[int], ...], tuple[Any, ...], tuple[Any, ...]]
 #: The page-view lane's entry for one (sku, region, time grain): the catalog generation it
 #: was built at, whether the SKU is unknown, the handle of the SKU's hour
-#: (``SkuHours.handle``), and the HotEntry's vectors, visitor sets and shop sets.
-PageViewEntry = tuple[
-    int, bool, Any, tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]
-]
+#: (``SkuHours.handle``), and the HotEntry's vectors, visitor handles and shop handles.
+PageViewEntry = tuple[int, bool, Any, tuple[list[int], ...], tuple[Any, ...], tuple[Any, ...]]
 
 
 def price_e4(price: float) -> int:
@@ -72,27 +72,97 @@ class Ledger:
 
 
 def visitor_rows_of(
-    visitors: dict[CellKey, set[int]],
+    cut: list[tuple[CellKey, list[int]]],
     windows: Callable[[int, int], list[tuple[int, int]]],
 ) -> list[tuple[object, ...]]:
-    """(*cell key, [visitor hashes], windows) rows for ``visitors`` (cells without
-    visitors have none), at most ``ARRAY_CHUNK`` hashes a row, sorted so the rows do not
-    depend on set order. ``windows(size, start)`` lists the (size, start) of every window
-    the base cell's visitors also count in (ClickHouse expands the row to each)."""
+    """(*cell key, [visitor hashes], windows) rows for a cut of ``CellHashes`` (cells
+    with their hashes ascending), at most ``ARRAY_CHUNK`` hashes a row.
+    ``windows(size, start)`` lists the (size, start) of every window the base cell's
+    visitors also count in (ClickHouse expands the row to each)."""
     rows: list[tuple[object, ...]] = [
-        (*key, sorted(seen), windows(key[0], key[1]))
-        for key, seen in visitors.items()
-        if 0 < len(seen) <= ARRAY_CHUNK
+        (*key, hashes, windows(key[0], key[1]))
+        for key, hashes in cut
+        if len(hashes) <= ARRAY_CHUNK
     ]
-    for key, seen in visitors.items():
-        if len(seen) > ARRAY_CHUNK:
-            hashes = sorted(seen)
+    for key, hashes in cut:
+        if len(hashes) > ARRAY_CHUNK:
             expand = windows(key[0], key[1])
             rows += [
                 (*key, hashes[i : i + ARRAY_CHUNK], expand)
                 for i in range(0, len(hashes), ARRAY_CHUNK)
             ]
     return rows
+
+
+def _hash_arg(h: object) -> None:
+    if not isinstance(h, int):
+        raise TypeError("CellHashes: a hash is an int")
+    if not 0 <= h < 1 << 64:
+        raise OverflowError("CellHashes: a hash is in [0, 2**64)")
+
+
+class CellHashes:
+    """Per cell, the 64-bit hashes seen there since the last cut (a partition's visitor
+    hashes, or its shops' contributor tags): the pure-Python reference of the compiled
+    core's ``_lanes.CellHashes`` (the same methods and results; a native engine uses that
+    one, ``tests/unit/test_compiled_lanes.py`` compares the two). ``handle`` names a
+    cell for ``add`` (the hot entries keep it): here the key itself, in the compiled core
+    the cell's index; valid until the next cut, which takes everything."""
+
+    __slots__ = ("_sets",)
+
+    def __init__(self) -> None:
+        self._sets: dict[CellKey, set[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    @property
+    def pending(self) -> int:
+        """(cell, hash) pairs since the last cut."""
+        return sum(len(v) for v in self._sets.values())
+
+    def handle(self, key: CellKey) -> Any:
+        """The cell's handle (made, with no hashes, if new)."""
+        if not isinstance(key, tuple):
+            raise TypeError("CellHashes: a cell key is a tuple")
+        if key not in self._sets:
+            self._sets[key] = set()
+        return key
+
+    def add(self, handle: Any, h: int) -> None:
+        """The hash ``h`` (an int in [0, 2**64)) seen in the handle's cell."""
+        _hash_arg(h)
+        if not isinstance(handle, tuple):
+            raise TypeError("CellHashes: a handle is a cell key here")
+        got = self._sets.get(handle)
+        if got is None:
+            raise KeyError("CellHashes: not a live handle (cut since?)")
+        got.add(h)
+
+    def key_of(self, handle: Any) -> CellKey:
+        if handle not in self._sets:
+            raise KeyError("CellHashes: not a live handle (cut since?)")
+        return handle  # type: ignore[no-any-return]
+
+    def cut(self) -> list[tuple[CellKey, list[int]]]:
+        """Take everything since the last cut: (key, hashes ascending) of the cells that
+        hold any, in the order the cells were made."""
+        out = [(k, sorted(v)) for k, v in self._sets.items() if v]
+        self._sets = {}
+        return out
+
+    def uncut(self, items: Iterable[tuple[CellKey, list[int]]]) -> None:
+        """The write of a cut failed: its hashes are pending again (merged)."""
+        for key, hashes in items:
+            for x in hashes:
+                _hash_arg(x)
+            h = self.handle(key)
+            for x in hashes:
+                self.add(h, x)
+
+    def snapshot(self) -> dict[CellKey, set[int]]:
+        return {k: set(v) for k, v in self._sets.items()}
 
 
 @dataclass(slots=True)
@@ -102,10 +172,10 @@ class Detached:
     state: PartitionState
     position: int
     dirty: set[CellKey]
-    visitors: dict[CellKey, set[int]]
+    visitors: list[tuple[CellKey, list[int]]]
     sku_dirty: list[tuple[str, int]]
     dedup: Cut
-    shops: dict[CellKey, set[int]] = field(default_factory=dict)
+    shops: list[tuple[CellKey, list[int]]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -128,10 +198,10 @@ class PartitionState:
     #: cell -> visitor hashes seen there since the last flush, for the cells of the base
     #: window sizes; unique visitors are counted in ClickHouse (uniqExact over the rows,
     #: expanded to the other sizes there), which merges partitions exactly.
-    visitors: dict[CellKey, set[int]] = field(default_factory=dict)
+    visitors: CellHashes | CompiledCellHashes = field(default_factory=CellHashes)
     #: cell -> contributor tags of the shops whose events it counted since the last flush
     #: (streams.core.kanon.shop_tag), for the cells of the base window sizes, like visitors
-    shops: dict[CellKey, set[int]] = field(default_factory=dict)
+    shops: CellHashes | CompiledCellHashes = field(default_factory=CellHashes)
     #: per-SKU hourly counters (inventory and the production brief); the compiled one
     #: when the engine's lanes are on
     skus: SkuHours | CompiledSkuHours = field(default_factory=SkuHours)
@@ -174,9 +244,10 @@ class PartitionState:
         """Cache under ``hk`` = (category, color, size, price band, region, grain) the
         vectors (marked dirty) of its cells of every window size in ``sizes``, whose
         windows are ``bounds`` (``MarketCalendar.grain`` of the grain: the SKU hour, then
-        start and end per size), and the visitor and shop sets of those whose size is in
+        start and end per size), and the visitor and shop handles of those whose size is in
         ``visitor_sizes`` (the base sizes: ClickHouse derives the visitor and shop rows of
-        the other sizes, see migrations 0005 and 0010)."""
+        the other sizes, see migrations 0005 and 0010): their handles in ``visitors`` and
+        ``shops``."""
         cells, visitors, dirty, ends = self.cells, self.visitors, self.dirty, self.ends
         shops = self.shops
         cat, color, size, band, region, _ = hk
@@ -199,20 +270,14 @@ class PartitionState:
             dirty.add(k)
             vecs.append(vec)
             if s in visitor_sizes:
-                vs = visitors.get(k)
-                if vs is None:
-                    vs = visitors[k] = set()
-                sets.append(vs)
-                ss = shops.get(k)
-                if ss is None:
-                    ss = shops[k] = set()
-                shop_sets.append(ss)
+                sets.append(visitors.handle(k))
+                shop_sets.append(shops.handle(k))
         entry = self.hot[hk] = (tuple(vecs), tuple(sets), tuple(shop_sets))
         return entry
 
     def pending_visitors(self) -> int:
         """(cell, visitor) pairs seen since the last flush."""
-        return sum(len(v) for v in self.visitors.values())
+        return self.visitors.pending
 
     def detach(self) -> Detached:
         """Take the marks of everything changed since the last cut (a flush is cut).
@@ -222,13 +287,26 @@ class PartitionState:
         marks back if the write fails, so nothing is lost.
         """
         assert self.position is not None  # noqa: S101 - only partitions with a position
-        cut = Detached(
-            self, self.position, self.dirty, self.visitors, self.skus.cut(), self.dedup.cut(),
-            self.shops,
-        )
+        dedup = self.dedup.cut()
+        sku_hours: list[tuple[str, int]] = []
+        visitors: list[tuple[CellKey, list[int]]] = []
+        try:
+            sku_hours = self.skus.cut()
+            visitors = self.visitors.cut()
+            shops = self.shops.cut()
+        except BaseException:  # give back what was taken: nothing pending is lost
+            self.hot.clear()  # (their handles ended with a cut)
+            self.hot_pv.clear()
+            # each on its own: when one fails the others are still given back
+            with contextlib.suppress(Exception):
+                self.dedup.uncut(dedup)
+            with contextlib.suppress(Exception):
+                self.skus.uncut(sku_hours)
+            with contextlib.suppress(Exception):
+                self.visitors.uncut(visitors)
+            raise
+        cut = Detached(self, self.position, self.dirty, visitors, sku_hours, dedup, shops)
         self.dirty = set()
-        self.visitors = {}
-        self.shops = {}
         self.hot.clear()
         self.hot_pv.clear()
         return cut
@@ -236,18 +314,8 @@ class PartitionState:
     def reattach(self, cut: Detached) -> None:
         """The write of ``cut`` failed: its marks are pending again (merged with newer ones)."""
         self.dirty |= cut.dirty
-        for key, seen in cut.visitors.items():
-            now = self.visitors.get(key)
-            if now is None:
-                self.visitors[key] = seen
-            else:
-                now |= seen  # in place: hot-cache entries may hold this set
-        for key, tags in cut.shops.items():
-            now = self.shops.get(key)
-            if now is None:
-                self.shops[key] = tags
-            else:
-                now |= tags
+        self.visitors.uncut(cut.visitors)  # (merged by key: hot entries' handles stay good)
+        self.shops.uncut(cut.shops)
         self.skus.uncut(cut.sku_dirty)
         self.dedup.uncut(cut.dedup)
 

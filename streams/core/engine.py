@@ -20,6 +20,7 @@ here handles every other record and is the reference the lanes are tested agains
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +52,7 @@ from streams.core.demand import (
     PAGEVIEWS,
     RETURNED_UNITS,
     UNITS,
+    CellHashes,
     CellKey,
     Detached,
     HotEntry,
@@ -281,6 +283,8 @@ class DemandEngine:
                 if self._native else Deduplicator(self.config.dedup_horizon_ms),
                 skus=_lanes.SkuHours(hour_of=self.calendar.hour)
                 if self._native else SkuHours(hour_of=self.calendar.hour),
+                visitors=_lanes.CellHashes() if self._native else CellHashes(),
+                shops=_lanes.CellHashes() if self._native else CellHashes(),
                 calendar=self.calendar,
             )
             self.states[(topic, partition)] = st
@@ -486,11 +490,13 @@ class DemandEngine:
                     visitor = vhashes.get(ev.visitor_id)
                     if visitor is None:
                         visitor = self._visitor(ev.visitor_id)
-                    for visitors in e[4]:
-                        visitors.add(visitor)
+                    vis = st.visitors
+                    for vh in e[4]:
+                        vis.add(vh, visitor)
                     viewer = self._shop(ev.shop_id) | VIEW
-                    for shops in e[5]:
-                        shops.add(viewer)
+                    shops = st.shops
+                    for sh in e[5]:
+                        shops.add(sh, viewer)
                     processed += 1
                     continue
             self._apply(st, ev)
@@ -596,10 +602,11 @@ class DemandEngine:
         return _lanes.LaneState(
             dedup=cast("_lanes.IdSet", st.dedup),  # (an IdSet when native: type-checked)
             hot_pv=st.hot_pv, hot=st.hot, cells=st.cells,
-            dirty=st.dirty, ends=st.ends, visitors=st.visitors,
+            dirty=st.dirty, ends=st.ends,
+            visitors=cast("_lanes.CellHashes", st.visitors),  # (compiled when native: checked)
             skus=cast("_lanes.SkuHours", st.skus),  # (compiled when native: type-checked)
             catalog=cast("_lanes.Versions", catalog.store),  # (compiled when native: checked)
-            generation=catalog.generation, shops=st.shops,
+            generation=catalog.generation, shops=cast("_lanes.CellHashes", st.shops),
         )
 
     def _pv_entry(
@@ -648,11 +655,13 @@ class DemandEngine:
             for vec in vecs:
                 vec[PAGEVIEWS] += 1
             visitor = self._visitor(ev.visitor_id)
-            for visitors in sets:
-                visitors.add(visitor)
+            vis = st.visitors
+            for vh in sets:
+                vis.add(vh, visitor)
             viewer = self._shop(ev.shop_id) | VIEW
-            for shops in shop_sets:
-                shops.add(viewer)
+            shops = st.shops
+            for sh in shop_sets:
+                shops.add(sh, viewer)
             return
         seller = self._shop(ev.shop_id)
         returner = seller | RETURN
@@ -670,8 +679,8 @@ class DemandEngine:
                     skus.add(sb, SKU_ORDERS, 1)
                 gmv = qty * price_e4(line.unit_price)
                 vecs, _, shop_sets = self._entry(st, self._attrs(st, sku, ts), region, ts)
-                for shops in shop_sets:
-                    shops.add(seller)
+                for sh in shop_sets:
+                    st.shops.add(sh, seller)
                 for vec in vecs:
                     vec[UNITS] += qty
                     vec[GMV_E4] += gmv
@@ -684,8 +693,8 @@ class DemandEngine:
             for line in ev.lines:
                 skus.add(skus.handle(line.sku, ts), SKU_CANCELLED, line.qty)
                 vecs, _, shop_sets = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
-                for shops in shop_sets:
-                    shops.add(returner)
+                for sh in shop_sets:
+                    st.shops.add(sh, returner)
                 for vec in vecs:
                     vec[CANCELLED_UNITS] += line.qty
         elif kind == "returned":
@@ -693,8 +702,8 @@ class DemandEngine:
             st.skus.add(st.skus.handle(ev.sku, ts), SKU_RETURNED, qty)
             vecs, _, shop_sets = self._entry(
                 st, self._attrs(st, ev.sku, ts), ev.region or UNKNOWN, ts)
-            for shops in shop_sets:
-                shops.add(returner)
+            for sh in shop_sets:
+                st.shops.add(sh, returner)
             for vec in vecs:
                 vec[RETURNED_UNITS] += qty
         elif kind == "restock_shipped":
@@ -735,6 +744,25 @@ class DemandEngine:
         shop_rows: list[VisitorRow] = []
         sku_rows: list[SkuRow] = []
         cuts: list[Detached] = []
+        try:
+            self._cut_all(cuts, rows, checkpoints, dedup_rows, visitor_rows, shop_rows, sku_rows)
+        except BaseException:  # give back the partitions cut before it: nothing is lost
+            for cut in cuts:
+                with contextlib.suppress(Exception):
+                    cut.state.reattach(cut)
+            raise
+        return FlushBatch(
+            rows, checkpoints, dedup_rows, visitor_rows, sku_rows, list(self.pending_products),
+            cuts, shop_rows,
+        )
+
+    def _cut_all(
+        self, cuts: list[Detached], rows: list[StateRow], checkpoints: list[Checkpoint],
+        dedup_rows: list[DedupRow], visitor_rows: list[VisitorRow],
+        shop_rows: list[VisitorRow], sku_rows: list[SkuRow],
+    ) -> None:
+        """flush_batch's work: each partition's cut (into ``cuts`` as soon as it is taken)
+        and its rows."""
         for st in self.states.values():
             if not st.needs_flush() or st.position is None:
                 continue
@@ -761,10 +789,6 @@ class DemandEngine:
             visitor_rows += visitor_rows_of(cut.visitors, self._expansions)
             shop_rows += visitor_rows_of(cut.shops, self._expansions)
             sku_rows += st.skus.rows(topic, partition, cut.sku_dirty, version)
-        return FlushBatch(
-            rows, checkpoints, dedup_rows, visitor_rows, sku_rows, list(self.pending_products),
-            cuts, shop_rows,
-        )
 
     def flushed(self, batch: FlushBatch) -> None:
         """The sink wrote ``batch``: its partitions are clean up to the cut; drop what can

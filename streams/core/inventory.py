@@ -83,10 +83,10 @@ class SkuHours:
 
     def handle(self, sku: str, ts_ms: int) -> SkuKey:
         """The hour of (``sku``, ``ts_ms``), made (zeros, no count) if new, and marked."""
+        if type(sku) is not str:
+            raise TypeError("SkuHours: the SKU must be a str")
         key = (sku, self.hour_of(ts_ms // 1000))
         if key not in self._v:
-            if not isinstance(sku, str):
-                raise TypeError("SkuHours: the SKU must be a str")
             self._v[key] = [0, 0, 0, 0, 0, 0, 0, -1, 0]
         self._marked[key] = None
         return key
@@ -109,6 +109,8 @@ class SkuHours:
             vec[SKU_COUNT_ON_HAND] = on_hand
 
     def get(self, sku: str, hour: int) -> list[int] | None:
+        if type(sku) is not str:
+            raise TypeError("SkuHours: the SKU must be a str")
         vec = self._v.get((sku, hour))
         return None if vec is None else list(vec)
 
@@ -124,10 +126,12 @@ class SkuHours:
         return keys
 
     def uncut(self, keys: Iterable[SkuKey]) -> None:
-        """The write of a cut failed: its hours are marked again."""
+        """The write of a cut failed: its hours are marked again (none if one is not held)."""
+        keys = list(keys)
         for key in keys:
             if key not in self._v:
                 raise KeyError(key)
+        for key in keys:
             self._marked[key] = None
 
     def rows(
@@ -140,12 +144,14 @@ class SkuHours:
     def load(self, pairs: Iterable[tuple[SkuKey, Sequence[int]]]) -> None:
         """Restore persisted ((sku, hour), counters) pairs (not marked)."""
         for (sku, hour), vec in pairs:
-            if not isinstance(sku, str):
+            if type(sku) is not str or not isinstance(hour, int):
                 raise TypeError("load: ((sku, hour), counters) pairs expected")
-            counters = [int(x) for x in vec]
+            counters = list(vec)
             if len(counters) != len(SKU_MEASURES):
                 raise ValueError("load: nine counters expected")
-            self._v[sku, int(hour)] = counters
+            if not all(isinstance(x, int) for x in counters):
+                raise TypeError("load: the counters must be ints")
+            self._v[sku, int(hour)] = [int(x) for x in counters]
 
     def evict(self, keep_from_s: int) -> int:
         """Drop the clean hours that end at or before ``keep_from_s``."""

@@ -28,7 +28,7 @@ from schemas.fastpath import fast_event_time
 from streams.core import _lanes as lane
 from streams.core.config import EngineConfig
 from streams.core.dedup import BUCKET_MS, Deduplicator, id_hash
-from streams.core.demand import price_e4
+from streams.core.demand import CellHashes, price_e4
 from streams.core.engine import DemandEngine, Record
 from streams.core.inventory import SKU_COUNT_TS, SKU_PAGEVIEWS, SkuHours, utc_hour
 from streams.sim.model import generate_history
@@ -307,16 +307,24 @@ def _snapshot(eng: DemandEngine) -> dict[Any, Any]:
     for key, s in eng.states.items():
         out[key] = {
             "position": s.position, "max_ts": s.watermark.max_ts, "ledger": s.ledger,
-            "cells": s.cells, "dirty": s.dirty, "visitors": s.visitors, "shops": s.shops,
+            "cells": s.cells, "dirty": s.dirty,
+            "visitors": s.visitors.snapshot(), "shops": s.shops.snapshot(),
             "skus": s.skus.snapshot(), "sku_dirty": s.skus.marked(),
             "dedup": s.dedup.snapshot(), "dedup_ids": len(s.dedup), "indexed": s.indexed,
             "ends": {k: sorted(v) for k, v in s.ends.items()},
-            "hot": s.hot,
-            # a page-view entry names its SKU hour by a handle (an index in the compiled
-            # one, the key in the reference): compared by the hour it names
-            "hot_pv": {k: (*e[:2], s.skus.key_of(e[2]), *e[3:]) for k, e in s.hot_pv.items()},
+            # entries name their SKU hour and their cells' visitor and shop hashes by
+            # handles (indices in the compiled types, keys in the references): compared
+            # by what they name
+            "hot": {k: (e[0], *_named(s, e[1], e[2])) for k, e in s.hot.items()},
+            "hot_pv": {k: (*e[:2], s.skus.key_of(e[2]), e[3], *_named(s, e[4], e[5]))
+                       for k, e in s.hot_pv.items()},
         }
     return out
+
+
+def _named(s: Any, visitors: Any, shops: Any) -> tuple[Any, Any]:
+    return (tuple(s.visitors.key_of(h) for h in visitors),
+            tuple(s.shops.key_of(h) for h in shops))
 
 
 def _batch(b: Any) -> tuple[Any, ...]:
@@ -520,10 +528,9 @@ def test_state_built_by_the_lanes_is_not_walked_by_the_cyclic_gc() -> None:
                         orjson.dumps(_view(event_id=f"e{i}", ts=T0 - i * 400_000)))
                  for i in range(5)])
     st = eng.states[("shop.pageviews", 0)]
-    assert st.cells and st.visitors and len(st.skus) and st.hot_pv
-    assert st.shops
-    objects = [*st.cells, *st.cells.values(), *st.visitors, *st.visitors.values(),
-               *st.shops, *st.shops.values(),
+    assert st.cells and st.visitors.pending and len(st.skus) and st.hot_pv
+    assert st.shops.pending
+    objects = [*st.cells, *st.cells.values(),
                *st.hot_pv, *st.hot_pv.values(),
                *st.hot, *st.hot.values()]
     assert not any(gc.is_tracked(o) for o in objects)
@@ -634,6 +641,8 @@ def test_lane_state_limits_and_core_are_typed_and_named() -> None:
         lane.LaneState(**{**fields, "dedup": lane.IdSet.__new__(lane.IdSet)})
     with pytest.raises(TypeError, match="Versions: made without"):
         lane.LaneState(**{**fields, "catalog": lane.Versions.__new__(lane.Versions)})
+    with pytest.raises(TypeError, match="CellHashes: made without"):
+        lane.LaneState(**{**fields, "visitors": lane.CellHashes.__new__(lane.CellHashes)})
     with pytest.raises(TypeError, match="SkuHours: made without"):
         lane.LaneState(**{**fields, "skus": lane.SkuHours.__new__(lane.SkuHours)})
     with pytest.raises(TypeError, match=r"must be streams\.core\._lanes\.SkuHours, not SkuHours"):
@@ -701,6 +710,7 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
         "Versions_methods", "Versions_getset", "Versions_members", "Versions_as_sequence",
         "VersionsType",
         "SkuHours_methods", "SkuHours_getset", "SkuHours_as_sequence", "SkuHoursType",
+        "CellHashes_methods", "CellHashes_getset", "CellHashes_as_sequence", "CellHashesType",
         "LaneState_members", "LaneStateType", "Limits_members", "LimitsType", "Core_members",
         "Core_methods", "CoreType", "methods", "slots", "module", "RunResult_fields",
         "RunResult_desc", "RunResultType",
@@ -718,8 +728,9 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
     for eng in (a, b):
         st = eng.states[("shop.pageviews", 0)]
         ref = alone.states[("shop.pageviews", 0)]
-        assert st.cells == ref.cells and st.visitors == ref.visitors
-        assert st.shops == ref.shops and st.skus.snapshot() == ref.skus.snapshot()
+        assert st.cells == ref.cells and st.visitors.snapshot() == ref.visitors.snapshot()
+        assert st.shops.snapshot() == ref.shops.snapshot()
+        assert st.skus.snapshot() == ref.skus.snapshot()
 
 
 def test_the_core_names_the_python_constants_it_uses() -> None:
@@ -930,8 +941,10 @@ def test_the_compiled_sku_hours_do_what_the_reference_does(seed: int) -> None:
 
 
 def test_the_compiled_sku_hours_refuse_misuse() -> None:
-    """A handle of an evicted hour, a slot that is not a counter, a counter beyond 64 bits,
-    a malformed persisted row and keys no longer held are one clear error each, in both."""
+    """A handle of an evicted hour (its entry not yet reused), a slot that is not a
+    counter, a counter beyond 64 bits, a malformed persisted row and keys no longer held
+    are one clear error each, in both; the compiled one takes numbers only from ints, so
+    no Python code (an ``__index__``) runs while it holds an entry."""
     for impl in (lane.SkuHours, SkuHours):
         s = impl(hour_of=utc_hour)
         h = s.handle("A", 5_000)
@@ -956,10 +969,142 @@ def test_the_compiled_sku_hours_refuse_misuse() -> None:
             s.load([((1, 0), [0] * 9)])
         with pytest.raises(TypeError):
             impl(hour_of=utc_hour).handle(1, 0)  # type: ignore[arg-type]
+    class Evicts:  # an "int" whose __index__ would evict the hour a call holds
+        def __init__(self, s: Any) -> None:
+            self.s = s
+
+        def __index__(self) -> int:
+            self.s.cut()
+            self.s.evict(1 << 40)
+            return 0
+
+    s = lane.SkuHours(hour_of=utc_hour)
+    h = s.handle("A", 0)
+    for call in (lambda: s.add(h, 0, Evicts(s)), lambda: s.uncut([("A", Evicts(s))]),
+                 lambda: s.rows("t", 0, [("A", Evicts(s))], 1),
+                 lambda: s.load([(("A", 0), [Evicts(s)] * 9)])):
+        with pytest.raises(TypeError, match="an int expected"):  # no Python code runs
+            call()
+    assert s.marked() == [("A", 0)] and s.get("A", 0) == [0] * 7 + [-1, 0]
     with pytest.raises(TypeError, match="hour_of"):
         lane.SkuHours()  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="made without"):
         lane.SkuHours.__new__(lane.SkuHours).handle("A", 0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_compiled_cell_hashes_do_what_the_reference_does(seed: int) -> None:
+    """lane.CellHashes against demand.CellHashes on the same random handles, adds (the
+    same hash again, 0 and 2**64 - 1, enough to grow the table), cuts and cuts given
+    back (merged into cells made since): every cut, the whole state and the pending
+    count equal after every step, and a handle of a cell named by the key it names."""
+    rnd = random.Random(seed)
+    got, ref = lane.CellHashes(), CellHashes()
+    keys = [(300, i, "c", "red", "M", "10-20", "华东") for i in range(40)]
+    keys.append((3600, 0, "", "", "", "", ""))
+    hashes = [0, 1, (1 << 64) - 1, 1 << 63] + [rnd.getrandbits(64) for _ in range(3000)]
+    handles: list[tuple[Any, Any]] = []
+    taken: list[tuple[Any, Any]] = []
+    for step in range(4000):
+        op = rnd.random()
+        if op < 0.2 or not handles:
+            key = rnd.choice(keys)
+            handles.append((got.handle(key), ref.handle(key)))
+            assert got.key_of(handles[-1][0]) == key == ref.key_of(handles[-1][1]), step
+        elif op < 0.9:
+            hg, hr = rnd.choice(handles)
+            h = rnd.choice(hashes[: rnd.choice([4, 50, len(hashes)])])
+            got.add(hg, h)
+            ref.add(hr, h)
+        elif op < 0.96:
+            a, b = got.cut(), ref.cut()
+            assert a == b, step
+            taken.append((a, b))
+            handles.clear()
+        elif taken:
+            a, b = taken.pop()
+            got.uncut(a)
+            ref.uncut(b)
+            handles.clear()  # (only to keep to live handles: uncut leaves them good)
+        assert got.snapshot() == ref.snapshot() and got.pending == ref.pending, step
+        assert len(got) == len(ref), step
+    assert got.cut() == ref.cut()
+
+
+def test_the_compiled_cell_hashes_refuse_misuse() -> None:
+    """A handle kept past a cut, a hash out of range or not an int, and a malformed
+    uncut are one clear error each, in both."""
+    for impl in (lane.CellHashes, CellHashes):
+        s = impl()
+        h = s.handle((300, 0, "a"))
+        s.add(h, 5)
+        with pytest.raises(OverflowError):
+            s.add(h, 1 << 64)
+        with pytest.raises(OverflowError):
+            s.add(h, -1)
+        with pytest.raises(TypeError):
+            s.add(h, 1.0)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            s.handle("not a tuple")  # type: ignore[arg-type]
+        assert s.cut() == [((300, 0, "a"), [5])] and s.pending == 0 and len(s) == 0
+        with pytest.raises(KeyError):
+            s.add(h, 6)
+        s.handle((300, 1, "b"))  # a new cell (in the compiled one, at the old index)
+        with pytest.raises(KeyError):
+            s.add(h, 6)  # the handle is still refused
+        with pytest.raises(TypeError):
+            s.uncut([((300, 0, "a"), [1.5])])
+        assert s.snapshot() == {(300, 1, "b"): set()}  # (nothing merged)
+
+
+def test_a_cut_that_fails_on_the_sku_hours_takes_no_dedup_ids_either() -> None:
+    """PartitionState.detach takes the dedup ids and the SKU hours' marks together: when
+    the second fails, the first are given back, so nothing pending is lost."""
+    from streams.core.demand import PartitionState
+    from streams.core.windows import Watermark
+
+    class Failing(SkuHours):
+        def cut(self) -> list[tuple[str, int]]:
+            raise MemoryError
+
+    st = PartitionState("t", 0, Watermark(0), Deduplicator(3_600_000), position=5,
+                        skus=Failing())
+    assert st.dedup.first_time("e1", 1_000)
+    st.skus.handle("A", 1_000)
+    with pytest.raises(MemoryError):
+        st.detach()
+    assert st.dedup.pending == 1 and st.skus.pending == 1
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_flush_cut_that_fails_gives_back_what_it_took(native: bool) -> None:
+    """When one partition's cut fails, flush_batch gives back the cuts it already took
+    from the others: the next cut writes the same rows as a cut that never failed."""
+    def engine() -> DemandEngine:
+        eng = DemandEngine(EngineConfig(native=native))
+        process(eng, [Record("shop.pageviews", p, i, T0, None, orjson.dumps(
+            _view(event_id=f"e{p}-{i}", visitor_id=f"u{i}", ts=T0 - i * 60_000)))
+            for p in (0, 1) for i in range(20)])
+        return eng
+
+    ok, failing = engine(), engine()
+
+    class Failing:  # the second partition's SKU hours fail to cut, once
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def cut(self) -> Any:
+            failing.states[("shop.pageviews", 1)].skus = self.real
+            raise MemoryError
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+    st1 = failing.states[("shop.pageviews", 1)]
+    st1.skus = Failing(st1.skus)  # type: ignore[assignment]
+    with pytest.raises(MemoryError):
+        failing.flush_batch()
+    assert _batch(failing.flush_batch()) == _batch(ok.flush_batch())
 
 
 def test_the_compiled_sku_hours_release_their_skus() -> None:
