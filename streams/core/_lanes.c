@@ -739,6 +739,14 @@ static void caches_free(caches_t *C) {
     .tp_doc = PyDoc_STR(doc), .tp_basicsize = sizeof(Name), .tp_flags = (flags),           \
     .tp_new = PyType_GenericNew, .tp_init = (initproc)Name##_init
 
+/* The slots of a store type that holds Python objects (the cyclic GC's traverse and
+ * clear), with its methods, getters and length: Name_dealloc, Name_traverse, Name_clear,
+ * Name_methods, Name_getset and Name_as_sequence. */
+#define LANES_STORE_SLOTS(Name)                                                             \
+    .tp_dealloc = (destructor)Name##_dealloc, .tp_traverse = (traverseproc)Name##_traverse,  \
+    .tp_clear = (inquiry)Name##_clear, .tp_methods = Name##_methods,                        \
+    .tp_getset = Name##_getset, .tp_as_sequence = &Name##_as_sequence
+
 /* A PyMem array of *cap items of `size` bytes, reallocated with twice the room (`first`
  * items when it had none): the new array, *cap updated; NULL and MemoryError, the array
  * and *cap unchanged. */
@@ -1573,13 +1581,8 @@ static PyTypeObject VersionsType = {
     LANES_TYPE(Versions, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
                "Versions(*, max_versions)\n\n"
                "The catalog's versions by SKU, compiled: streams.core.catalog.CatalogVersions."),
-    .tp_dealloc = (destructor)Versions_dealloc,
-    .tp_traverse = (traverseproc)Versions_traverse,
-    .tp_clear = (inquiry)Versions_clear,
-    .tp_methods = Versions_methods,
+    LANES_STORE_SLOTS(Versions),
     .tp_members = Versions_members,
-    .tp_getset = Versions_getset,
-    .tp_as_sequence = &Versions_as_sequence,
 };
 
 /* ------------------------------------------------------------------ SkuHours */
@@ -2233,12 +2236,7 @@ static PyTypeObject SkuHoursType = {
                "SkuHours(*, hour_of)\n\n"
                "A partition's per-SKU hourly counters, compiled: "
                "streams.core.inventory.SkuHours."),
-    .tp_dealloc = (destructor)SkuHours_dealloc,
-    .tp_traverse = (traverseproc)SkuHours_traverse,
-    .tp_clear = (inquiry)SkuHours_clear,
-    .tp_methods = SkuHours_methods,
-    .tp_getset = SkuHours_getset,
-    .tp_as_sequence = &SkuHours_as_sequence,
+    LANES_STORE_SLOTS(SkuHours),
 };
 
 /* ------------------------------------------------------------------ CellHashes */
@@ -2650,12 +2648,7 @@ static PyTypeObject CellHashesType = {
                "CellHashes()\n\n"
                "Per cell, the hashes seen since the last cut, compiled: "
                "streams.core.demand.CellHashes."),
-    .tp_dealloc = (destructor)CellHashes_dealloc,
-    .tp_traverse = (traverseproc)CellHashes_traverse,
-    .tp_clear = (inquiry)CellHashes_clear,
-    .tp_methods = CellHashes_methods,
-    .tp_getset = CellHashes_getset,
-    .tp_as_sequence = &CellHashes_as_sequence,
+    LANES_STORE_SLOTS(CellHashes),
 };
 
 /* What a run works on, read once per call: the partition's containers (its LaneState),
