@@ -473,7 +473,7 @@ class DemandPipeline:
     def _update_gauges(self) -> None:
         """The state-size gauges (live cells, dedup ids, pending visitors, watermark lag):
         after every flush, release and restore, and at most every GAUGE_INTERVAL_S between
-        (they walk every partition's visitor sets)."""
+        (they visit every partition)."""
         self._gauges_at = time.monotonic()
         now = time.time()
         cells = dedup_ids = visitors = 0

@@ -3013,12 +3013,12 @@ fail:
     return NULL;
 }
 
-/* The shop of an event into the shop sets of its cells (streams.core.kanon.shop_tag: the
+/* The shop of an event into the shop tags of its cells (streams.core.kanon.shop_tag: the
  * shop id's BLAKE2b-64 with its two lowest bits the family: 0 an order, 1 a page view, 2 a
  * cancel or return). 0, or -1 on error. */
 static int add_shop(lane_t *L, PyObject *shop_sets, const span *shop_id, int family) {
     if (!PyTuple_Check(shop_sets)) {
-        PyErr_SetString(PyExc_TypeError, "compiled lane: bad shop sets");
+        PyErr_SetString(PyExc_TypeError, "compiled lane: bad shop handles");
         return -1;
     }
     if (PyTuple_GET_SIZE(shop_sets) == 0) return 0;
