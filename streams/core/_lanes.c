@@ -747,6 +747,21 @@ static void caches_free(caches_t *C) {
     .tp_clear = (inquiry)Name##_clear, .tp_methods = Name##_methods,                        \
     .tp_getset = Name##_getset, .tp_as_sequence = &Name##_as_sequence
 
+/* A store type that counts what is pending (SkuHours, CellHashes): its `pending` getter, its
+ * length, and the type (LANES_STORE_SLOTS). Defines Name_getset, Name_as_sequence and
+ * NameType (file-scope tables, immutable once made) from Name_pending, Name_len and what
+ * LANES_STORE_SLOTS names. */
+#define LANES_STORE_TYPE(Name, pending_doc, doc)                                            \
+    static PyGetSetDef Name##_getset[] = {                                                  \
+        {"pending", (getter)Name##_pending, NULL, pending_doc, NULL},                       \
+        {NULL, NULL, NULL, NULL, NULL},                                                     \
+    };                                                                                      \
+    static PySequenceMethods Name##_as_sequence = {.sq_length = (lenfunc)Name##_len};       \
+    static PyTypeObject Name##Type = {                                                      \
+        LANES_TYPE(Name, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, doc),                     \
+        LANES_STORE_SLOTS(Name),                                                            \
+    }
+
 /* A PyMem array of *cap items of `size` bytes, reallocated with twice the room (`first`
  * items when it had none): the new array, *cap updated; NULL and MemoryError, the array
  * and *cap unchanged. */
@@ -2224,20 +2239,10 @@ static PyMethodDef SkuHours_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyGetSetDef SkuHours_getset[] = {
-    {"pending", (getter)SkuHours_pending, NULL, "hours changed since the last cut", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PySequenceMethods SkuHours_as_sequence = {.sq_length = (lenfunc)SkuHours_len};
-
-static PyTypeObject SkuHoursType = {
-    LANES_TYPE(SkuHours, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-               "SkuHours(*, hour_of)\n\n"
-               "A partition's per-SKU hourly counters, compiled: "
-               "streams.core.inventory.SkuHours."),
-    LANES_STORE_SLOTS(SkuHours),
-};
+LANES_STORE_TYPE(SkuHours, "hours changed since the last cut",
+                 "SkuHours(*, hour_of)\n\n"
+                 "A partition's per-SKU hourly counters, compiled: "
+                 "streams.core.inventory.SkuHours.");
 
 /* ------------------------------------------------------------------ CellHashes */
 /* Per cell, the 64-bit hashes seen there since the last cut, owned here: a partition's
@@ -2636,20 +2641,10 @@ static PyMethodDef CellHashes_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyGetSetDef CellHashes_getset[] = {
-    {"pending", (getter)CellHashes_pending, NULL, "(cell, hash) pairs since the last cut", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PySequenceMethods CellHashes_as_sequence = {.sq_length = (lenfunc)CellHashes_len};
-
-static PyTypeObject CellHashesType = {
-    LANES_TYPE(CellHashes, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-               "CellHashes()\n\n"
-               "Per cell, the hashes seen since the last cut, compiled: "
-               "streams.core.demand.CellHashes."),
-    LANES_STORE_SLOTS(CellHashes),
-};
+LANES_STORE_TYPE(CellHashes, "(cell, hash) pairs since the last cut",
+                 "CellHashes()\n\n"
+                 "Per cell, the hashes seen since the last cut, compiled: "
+                 "streams.core.demand.CellHashes.");
 
 /* What a run works on, read once per call: the partition's containers (its LaneState),
  * and the Core's settings and caches. */
