@@ -2945,6 +2945,57 @@ static PyObject *grain_bounds(lane_t *L, PyObject *grain) {
     return b;
 }
 
+/* The hot-path cache entries, by name (struct sequences): made here and by the engine's
+ * Python paths alike (streams.core.demand re-exports them), read here by the field
+ * indices below. A HotEntry per (category, color, size, price band, region, grain) in
+ * PartitionState.hot; a PageViewEntry per (sku, region, grain) in PartitionState.hot_pv.
+ * Both live until the next cut, which ends their handles. */
+static PyStructSequence_Field HotEntry_fields[] = {
+    {"vectors", "the measure vector (demand.MEASURES) of the cell of every window size"},
+    {"visitors", "the handles of the base sizes' cells in the visitor hashes (CellHashes)"},
+    {"shops", "the handles of the base sizes' cells in the shop tags (CellHashes)"},
+    {NULL, NULL},
+};
+enum { HOT_VECTORS, HOT_VISITORS, HOT_SHOPS, HOT_FIELDS };
+
+static PyStructSequence_Desc HotEntry_desc = {
+    "streams.core._lanes.HotEntry",
+    "HotEntry((vectors, visitors, shops)): the cells of every window size of one\n"
+    "(category, color, size, price band, region, time grain), cached until the next cut.",
+    HotEntry_fields, HOT_FIELDS,
+};
+
+static PyTypeObject HotEntryType;
+
+static PyStructSequence_Field PageViewEntry_fields[] = {
+    {"generation", "the catalog generation it was built at (stale once the catalog moves)"},
+    {"unknown_sku", "the catalog does not know the SKU (its cells are the unknown product's)"},
+    {"sku_hour", "the handle of the SKU's hour (SkuHours.handle)"},
+    {"vectors", "the HotEntry's vectors"},
+    {"visitors", "the HotEntry's visitor handles"},
+    {"shops", "the HotEntry's shop handles"},
+    {NULL, NULL},
+};
+enum { PV_GENERATION, PV_UNKNOWN_SKU, PV_SKU_HOUR, PV_VECTORS, PV_VISITORS, PV_SHOPS, PV_FIELDS };
+
+static PyStructSequence_Desc PageViewEntry_desc = {
+    "streams.core._lanes.PageViewEntry",
+    "PageViewEntry((generation, unknown_sku, sku_hour, vectors, visitors, shops)): the\n"
+    "page-view lane's entry of one (sku, region, time grain): its SKU hour and its cells.",
+    PageViewEntry_fields, PV_FIELDS,
+};
+
+static PyTypeObject PageViewEntryType;
+
+/* A new record of type t with the n items (new references taken), untracked by the
+ * collector (its items make no cycle); NULL on error. */
+static PyObject *record(PyTypeObject *t, PyObject *const *items, Py_ssize_t n) {
+    PyObject *o = PyStructSequence_New(t);
+    if (o == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) PyStructSequence_SET_ITEM(o, k, Py_NewRef(items[k]));
+    return untracked(o);
+}
+
 /* PartitionState.hot_entry for hk = (category, color, size, band, region, grain): the
  * vectors (marked dirty) of the cells of every size at ts_s and the visitor and shop handles
  * of the base sizes, cached in hot; ``bounds`` is MarketCalendar.grain of the grain. A new
@@ -2992,7 +3043,8 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], PyO
         }
         Py_DECREF(key);
     }
-    PyObject *entry = untracked(PyTuple_Pack(3, vecs, sets, shop_sets));
+    PyObject *const fields[HOT_FIELDS] = {vecs, sets, shop_sets};
+    PyObject *entry = record(&HotEntryType, fields, HOT_FIELDS);
     Py_DECREF(vecs);
     Py_DECREF(sets);
     Py_DECREF(shop_sets);
@@ -3061,8 +3113,8 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
         he = hot_entry(L, hk, dims, bounds);
         if (he == NULL) goto done;
     }
-    if (!PyTuple_Check(he) || PyTuple_GET_SIZE(he) != 3) {
-        PyErr_SetString(PyExc_TypeError, "page-view lane: bad hot entry");
+    if (!Py_IS_TYPE(he, &HotEntryType)) {
+        PyErr_SetString(PyExc_TypeError, "page-view lane: a hot entry is not a HotEntry");
         goto done;
     }
     const int64_t hour_s = PyLong_AsLongLong(PyTuple_GET_ITEM(bounds, 0)); /* the SKU hour */
@@ -3070,9 +3122,11 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
     const Py_ssize_t sk = skuhours_entry(L->skus, sku, hour_s, 1);
     svec = sk < 0 ? NULL : PyLong_FromSsize_t(sk); /* its handle */
     if (svec == NULL) goto done;
-    entry = untracked(PyTuple_Pack(6, L->generation, unknown ? Py_True : Py_False, svec,
-                                   PyTuple_GET_ITEM(he, 0), PyTuple_GET_ITEM(he, 1),
-                                   PyTuple_GET_ITEM(he, 2)));
+    PyObject *const fields[PV_FIELDS] = {
+        L->generation, unknown ? Py_True : Py_False, svec,
+        PyStructSequence_GET_ITEM(he, HOT_VECTORS), PyStructSequence_GET_ITEM(he, HOT_VISITORS),
+        PyStructSequence_GET_ITEM(he, HOT_SHOPS)};
+    entry = record(&PageViewEntryType, fields, PV_FIELDS);
     if (entry == NULL || PyDict_SetItem(L->hot_pv, key, entry) < 0) goto done;
     ok = 1;
 done:
@@ -3238,12 +3292,13 @@ static int apply_pageview(lane_t *L, run_t *R, const void *event) {
         e = PyDict_GetItemWithError(L->hot_pv, key);
         if (e != NULL) {
             Py_INCREF(e);
-            if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 6) {
-                PyErr_SetString(PyExc_TypeError, "page-view lane: bad hot_pv entry");
+            if (!Py_IS_TYPE(e, &PageViewEntryType)) {
+                PyErr_SetString(PyExc_TypeError,
+                                "page-view lane: a hot_pv entry is not a PageViewEntry");
                 goto error;
             }
-            const int same =
-                PyObject_RichCompareBool(PyTuple_GET_ITEM(e, 0), L->generation, Py_EQ);
+            const int same = PyObject_RichCompareBool(
+                PyStructSequence_GET_ITEM(e, PV_GENERATION), L->generation, Py_EQ);
             if (same < 0) goto error;
             if (!same) Py_CLEAR(e);
         } else if (PyErr_Occurred()) {
@@ -3260,19 +3315,21 @@ static int apply_pageview(lane_t *L, run_t *R, const void *event) {
             Py_DECREF(key);
             return APPLY;
         }
-        if (PyTuple_GET_ITEM(e, 0) == L->generation) entry_cache_put(slot, e, sku, region, grain_no);
+        if (PyStructSequence_GET_ITEM(e, PV_GENERATION) == L->generation)
+            entry_cache_put(slot, e, sku, region, grain_no);
         Py_CLEAR(key);
     }
     Py_CLEAR(sku);
     Py_CLEAR(region);
-    PyObject *vecs = PyTuple_GET_ITEM(e, 3), *sets = PyTuple_GET_ITEM(e, 4);
-    PyObject *shop_sets = PyTuple_GET_ITEM(e, 5);
+    PyObject *vecs = PyStructSequence_GET_ITEM(e, PV_VECTORS);
+    PyObject *sets = PyStructSequence_GET_ITEM(e, PV_VISITORS);
+    PyObject *shop_sets = PyStructSequence_GET_ITEM(e, PV_SHOPS);
     if (!PyTuple_Check(vecs) || !PyTuple_Check(sets) || !PyTuple_Check(shop_sets)) {
         PyErr_SetString(PyExc_TypeError, "page-view lane: bad lane entry");
         goto error;
     }
-    if (PyTuple_GET_ITEM(e, 1) == Py_True) R->unknown++;
-    const Py_ssize_t sk = skuhours_handle_arg(L->skus, PyTuple_GET_ITEM(e, 2));
+    if (PyStructSequence_GET_ITEM(e, PV_UNKNOWN_SKU) == Py_True) R->unknown++;
+    const Py_ssize_t sk = skuhours_handle_arg(L->skus, PyStructSequence_GET_ITEM(e, PV_SKU_HOUR));
     if (sk < 0 || skuhours_add(L->skus, sk, SKU_PAGEVIEWS, 1) < 0) goto error;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(vecs); k++)
         if (incr(PyTuple_GET_ITEM(vecs, k), PAGEVIEWS) < 0) goto error;
@@ -3351,10 +3408,10 @@ static PyObject *entry_of(lane_t *L, PyObject *attrs, PyObject *region, int64_t 
         he = bounds ? hot_entry(L, hk, dims, bounds) : NULL;
         Py_XDECREF(bounds);
     }
-    if (he != NULL && (!PyTuple_Check(he) || PyTuple_GET_SIZE(he) != 3 ||
-                       !PyTuple_Check(PyTuple_GET_ITEM(he, 0)) ||
-                       !PyTuple_Check(PyTuple_GET_ITEM(he, 2)))) {
-        PyErr_SetString(PyExc_TypeError, "compiled lane: bad hot entry");
+    if (he != NULL && (!Py_IS_TYPE(he, &HotEntryType) ||
+                       !PyTuple_Check(PyStructSequence_GET_ITEM(he, HOT_VECTORS)) ||
+                       !PyTuple_Check(PyStructSequence_GET_ITEM(he, HOT_SHOPS)))) {
+        PyErr_SetString(PyExc_TypeError, "compiled lane: a hot entry is not a HotEntry");
         Py_CLEAR(he);
     }
 done:
@@ -3398,11 +3455,12 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
         PyObject *he = entry_of(L, attrs, region, ts);
         Py_DECREF(attrs);
         if (he == NULL) goto done;
-        if (add_shop(L, PyTuple_GET_ITEM(he, 2), &ev->shop_id, ev->placed ? 0 : 2) < 0) {
+        if (add_shop(L, PyStructSequence_GET_ITEM(he, HOT_SHOPS), &ev->shop_id,
+                     ev->placed ? 0 : 2) < 0) {
             Py_DECREF(he);
             goto done;
         }
-        PyObject *vecs = PyTuple_GET_ITEM(he, 0);
+        PyObject *vecs = PyStructSequence_GET_ITEM(he, HOT_VECTORS);
         for (Py_ssize_t v = 0; ok && v < PyTuple_GET_SIZE(vecs); v++) {
             PyObject *vec = PyTuple_GET_ITEM(vecs, v);
             if (ev->placed) {
@@ -3547,7 +3605,7 @@ static PyObject *order_run(PyObject *self, PyObject *const *args, Py_ssize_t nar
 }
 
 PyDoc_STRVAR(hot_entry_doc,
-"hot_entry(state: LaneState, hk) -> (entry, new_cells)\n"
+"hot_entry(state: LaneState, hk) -> (HotEntry, new_cells)\n"
 "\n"
 "PartitionState.hot_entry for the other paths (orders, returns): the HotEntry of\n"
 "hk = (category, color, size, price band, region, grain), built,\n"
@@ -3792,8 +3850,12 @@ static int lanes_exec(PyObject *m) {
         PyType_Ready(&SkuHoursType) < 0 || PyType_Ready(&CellHashesType) < 0 || PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
         PyType_Ready(&CoreType) < 0)
         return -1;
-    if (RunResultType.tp_name == NULL &&
-        PyStructSequence_InitType2(&RunResultType, &RunResult_desc) < 0)
+    if ((RunResultType.tp_name == NULL &&
+         PyStructSequence_InitType2(&RunResultType, &RunResult_desc) < 0) ||
+        (HotEntryType.tp_name == NULL &&
+         PyStructSequence_InitType2(&HotEntryType, &HotEntry_desc) < 0) ||
+        (PageViewEntryType.tp_name == NULL &&
+         PyStructSequence_InitType2(&PageViewEntryType, &PageViewEntry_desc) < 0))
         return -1;
     if (PyModule_AddObjectRef(m, "IdSet", (PyObject *)&IdSetType) < 0 ||
         PyModule_AddObjectRef(m, "Versions", (PyObject *)&VersionsType) < 0 ||
@@ -3802,7 +3864,9 @@ static int lanes_exec(PyObject *m) {
         PyModule_AddObjectRef(m, "LaneState", (PyObject *)&LaneStateType) < 0 ||
         PyModule_AddObjectRef(m, "Limits", (PyObject *)&LimitsType) < 0 ||
         PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||
-        PyModule_AddObjectRef(m, "RunResult", (PyObject *)&RunResultType) < 0)
+        PyModule_AddObjectRef(m, "RunResult", (PyObject *)&RunResultType) < 0 ||
+        PyModule_AddObjectRef(m, "HotEntry", (PyObject *)&HotEntryType) < 0 ||
+        PyModule_AddObjectRef(m, "PageViewEntry", (PyObject *)&PageViewEntryType) < 0)
         return -1;
 #define X(name)                                                                             \
     if (PyModule_AddIntConstant(m, #name, name) < 0) return -1;

@@ -48,6 +48,38 @@ class RunResult(tuple[Any, ...]):
 
 _RunResult = RunResult
 
+class HotEntry(tuple[Any, ...]):
+    """The cells of every window size of one (category, color, size, price band, region,
+    time grain), cached until the next cut (``PartitionState.hot``)."""
+
+    def __new__(cls, fields: tuple[Any, Any, Any], /) -> HotEntry: ...
+    @property
+    def vectors(self) -> tuple[list[int], ...]: ...
+    @property
+    def visitors(self) -> tuple[Any, ...]: ...
+    @property
+    def shops(self) -> tuple[Any, ...]: ...
+
+class PageViewEntry(tuple[Any, ...]):
+    """The page-view lane's entry of one (sku, region, time grain): its SKU hour and its
+    cells (``PartitionState.hot_pv``)."""
+
+    def __new__(cls, fields: tuple[Any, ...], /) -> PageViewEntry: ...
+    @property
+    def generation(self) -> int: ...
+    @property
+    def unknown_sku(self) -> bool: ...
+    @property
+    def sku_hour(self) -> Any: ...
+    @property
+    def vectors(self) -> tuple[list[int], ...]: ...
+    @property
+    def visitors(self) -> tuple[Any, ...]: ...
+    @property
+    def shops(self) -> tuple[Any, ...]: ...
+
+_HotEntry = HotEntry
+
 class IdSet:
     """A partition's dedup state, compiled (the methods of its reference,
     ``streams.core.dedup.Deduplicator``)."""
@@ -184,9 +216,7 @@ class Core:
     ) -> _RunResult: ...
     def hot_entry(
         self, state: LaneState, hk: tuple[str, str, str, str, str, int], /
-    ) -> tuple[
-        tuple[tuple[list[int], ...], tuple[set[int], ...], tuple[set[int], ...]], int
-    ]: ...
+    ) -> tuple[_HotEntry, int]: ...
 
 def flush_rows(
     topic: str, partition: int, keys: Iterable[tuple[Any, ...]],

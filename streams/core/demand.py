@@ -16,6 +16,7 @@ from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from streams.core import _lanes
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.core.dedup import Cut, Deduplicator
 from streams.core.inventory import SkuHours
@@ -43,14 +44,15 @@ MEASURES: Final = ("orders", "units", "gmv_e4", "cancelled_units", "returned_uni
 CellKey = tuple[int, int, str, str, str, str, str]
 #: (category, color, size, price band, region, time grain): the key of the hot cache
 HotKey = tuple[str, str, str, str, str, int]
-#: The hot-path cache entry of one (category, color, size, price_band, region, time grain):
-#: the measure vector of the cell of every window size, and the handles (``CellHashes``)
-#: of the cells of the base sizes in the visitor hashes and in the shop tags.
-HotEntry = tuple[tuple[list[int], ...], tuple[Any, ...], tuple[Any, ...]]
-#: The page-view lane's entry for one (sku, region, time grain): the catalog generation it
-#: was built at, whether the SKU is unknown, the handle of the SKU's hour
-#: (``SkuHours.handle``), and the HotEntry's vectors, visitor handles and shop handles.
-PageViewEntry = tuple[int, bool, Any, tuple[list[int], ...], tuple[Any, ...], tuple[Any, ...]]
+#: The hot-path cache entries, by name: ``HotEntry`` of one (category, color, size, price
+#: band, region, time grain) in ``PartitionState.hot`` (the measure vector of the cell of
+#: every window size, and the handles (``CellHashes``) of the cells of the base sizes in
+#: the visitor hashes and in the shop tags); ``PageViewEntry`` of one (sku, region, time
+#: grain) in ``PartitionState.hot_pv`` (the catalog generation it was built at, whether the
+#: SKU is unknown, the handle of the SKU's hour, ``SkuHours.handle``, and the HotEntry's
+#: fields). Struct sequences of the compiled core, which reads them too: one definition.
+HotEntry = _lanes.HotEntry
+PageViewEntry = _lanes.PageViewEntry
 
 
 def price_e4(price: float) -> int:
@@ -272,7 +274,7 @@ class PartitionState:
             if s in visitor_sizes:
                 sets.append(visitors.handle(k))
                 shop_sets.append(shops.handle(k))
-        entry = self.hot[hk] = (tuple(vecs), tuple(sets), tuple(shop_sets))
+        entry = self.hot[hk] = HotEntry((tuple(vecs), tuple(sets), tuple(shop_sets)))
         return entry
 
     def pending_visitors(self) -> int:

@@ -479,23 +479,23 @@ class DemandEngine:
                 # the page-view lane: one cache lookup instead of catalog, SKU hour and cells
                 pk = (ev.sku, ev.region, ts // grain_ms)
                 e = hot_pv.get(pk)
-                if e is None or e[0] != generation:
+                if e is None or e.generation != generation:
                     e = self._pv_entry(st, ev.sku, ev.region, ts)
                 if e is not None:
-                    if e[1]:
+                    if e.unknown_sku:
                         st.ledger.unknown_sku_lines += 1
-                    st.skus.add(e[2], SKU_PAGEVIEWS, 1)
-                    for vec in e[3]:
+                    st.skus.add(e.sku_hour, SKU_PAGEVIEWS, 1)
+                    for vec in e.vectors:
                         vec[PAGEVIEWS] += 1
                     visitor = vhashes.get(ev.visitor_id)
                     if visitor is None:
                         visitor = self._visitor(ev.visitor_id)
                     vis = st.visitors
-                    for vh in e[4]:
+                    for vh in e.visitors:
                         vis.add(vh, visitor)
                     viewer = self._shop(ev.shop_id) | VIEW
                     shops = st.shops
-                    for sh in e[5]:
+                    for sh in e.shops:
                         shops.add(sh, viewer)
                     processed += 1
                     continue
@@ -619,11 +619,11 @@ class DemandEngine:
         a = self.catalog.lookup_span(sku, start, start + grain_ms - 1)
         if a is False:
             return None
-        vecs, sets, shop_sets = self._entry(
-            st, UNKNOWN_PRODUCT if a is None else a, region, ts)  # type: ignore[arg-type]
-        entry = st.hot_pv[(sku, region, ts // grain_ms)] = (
-            self.catalog.generation, a is None, st.skus.handle(sku, ts), vecs, sets, shop_sets,
-        )
+        attrs = UNKNOWN_PRODUCT if a is None else a
+        hot = self._entry(st, attrs, region, ts)  # type: ignore[arg-type]
+        entry = st.hot_pv[(sku, region, ts // grain_ms)] = PageViewEntry((
+            self.catalog.generation, a is None, st.skus.handle(sku, ts), *hot,
+        ))
         return entry
 
     def _shop(self, shop_id: str) -> int:

@@ -315,9 +315,9 @@ def _snapshot(eng: DemandEngine) -> dict[Any, Any]:
             # entries name their SKU hour and their cells' visitor and shop hashes by
             # handles (indices in the compiled types, keys in the references): compared
             # by what they name
-            "hot": {k: (e[0], *_named(s, e[1], e[2])) for k, e in s.hot.items()},
-            "hot_pv": {k: (*e[:2], s.skus.key_of(e[2]), e[3], *_named(s, e[4], e[5]))
-                       for k, e in s.hot_pv.items()},
+            "hot": {k: (e.vectors, *_named(s, e.visitors, e.shops)) for k, e in s.hot.items()},
+            "hot_pv": {k: (e.generation, e.unknown_sku, s.skus.key_of(e.sku_hour), e.vectors,
+                           *_named(s, e.visitors, e.shops)) for k, e in s.hot_pv.items()},
         }
     return out
 
@@ -719,7 +719,8 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
         "CellHashes_methods", "CellHashes_getset", "CellHashes_as_sequence", "CellHashesType",
         "LaneState_members", "LaneStateType", "Limits_members", "LimitsType", "Core_members",
         "Core_methods", "CoreType", "methods", "slots", "module", "RunResult_fields",
-        "RunResult_desc", "RunResultType",
+        "RunResult_desc", "RunResultType", "HotEntry_fields", "HotEntry_desc", "HotEntryType",
+        "PageViewEntry_fields", "PageViewEntry_desc", "PageViewEntryType",
     }
     assert "PyModuleDef_Init(&module)" in source and "PyModule_Create" not in source
     events = [Record("shop.pageviews", 0, i, T0 + i, None, orjson.dumps(
@@ -737,6 +738,44 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
         assert st.cells == ref.cells and st.visitors.snapshot() == ref.visitors.snapshot()
         assert st.shops.snapshot() == ref.shops.snapshot()
         assert st.skus.snapshot() == ref.skus.snapshot()
+
+
+def test_the_cache_entries_are_records_read_by_name() -> None:
+    """The hot-path cache entries are one named record type each (the compiled core's struct
+    sequences, made by the Python paths too), not tuples both sides read by position: the
+    Python and the native engines hold the same types, with the same fields; the lanes
+    refuse an entry of another type (a plain tuple of the same length) with a TypeError."""
+    from streams.core import demand
+
+    assert demand.HotEntry is lane.HotEntry and demand.PageViewEntry is lane.PageViewEntry
+    assert lane.HotEntry.n_fields == 3 and lane.PageViewEntry.n_fields == 6
+    assert lane.PageViewEntry((1, False, 2, "v", "s", "t"))[3:] == ("v", "s", "t")
+    views = [Record("shop.pageviews", 0, i, T0, None, orjson.dumps(_view(event_id=f"v{i}")))
+             for i in range(3)]
+    for native in (False, True):
+        eng = DemandEngine(EngineConfig(native=native))
+        process(eng, views)
+        st = eng.states[("shop.pageviews", 0)]
+        (e,) = st.hot_pv.values()
+        (h,) = st.hot.values()
+        assert type(e) is lane.PageViewEntry and type(h) is lane.HotEntry
+        assert e.generation == eng.catalog.generation and e.unknown_sku is True
+        assert e.vectors == h.vectors and len(h.vectors) == len(eng.config.window_seconds)
+        assert sum(v[demand.PAGEVIEWS] for v in h.vectors) == 3 * len(h.vectors)
+        assert st.skus.key_of(e.sku_hour)[0] == "A"
+    # the native engine's lanes read entries by type: a tuple planted in their place is
+    # refused, whichever lane finds it
+    (key,) = st.hot_pv
+    st.hot_pv[key] = tuple(e)
+    more = [Record("shop.pageviews", 0, 3, T0, None, orjson.dumps(_view(event_id="v3")))]
+    with pytest.raises(TypeError, match="not a PageViewEntry"):
+        process(eng, more)
+    st.hot_pv.clear()
+    (hk,) = st.hot
+    st.hot[hk] = tuple(h)
+    more = [Record("shop.pageviews", 0, 4, T0, None, orjson.dumps(_view(event_id="v4")))]
+    with pytest.raises(TypeError, match="not a HotEntry"):  # (v3 was admitted: a new id)
+        process(eng, more)
 
 
 def test_the_core_names_the_python_constants_it_uses() -> None:
