@@ -1,6 +1,7 @@
 /* The engine's compiled core: decode, check, deduplicate and apply a run of records of
- * one partition to the engine's own state (its cells' Python dicts, sets and lists, and
- * the state this module's types own: dedup ids, versions, SKU hours, cell hashes). Three
+ * one partition to the engine's state, which this module's types own (dedup ids, catalog
+ * versions, SKU hours, cells, cell hashes) and its hot-path caches (dicts of the named
+ * HotEntry and PageViewEntry records, which hold handles into those types). Three
  * lanes, one per demand topic, methods of a Core:
  *
  *   pageview_run   shop.pageviews: everything a page view does (SKU hour, the cells of
@@ -19,10 +20,12 @@
  * the lanes add ids to without a Python object per id; so is the catalog's store of
  * versions (Versions: streams.core.catalog.CatalogVersions's methods), which they look
  * SKUs up in, a partition's per-SKU hourly counters (SkuHours:
- * streams.core.inventory.SkuHours's methods), which they count into by handle, and its
- * cells' visitor hashes and shop tags since the last cut (CellHashes, twice:
- * streams.core.demand.CellHashes's methods), which they add to by handle. The
- * LaneState, Limits and Core types take named fields, checked once at construction. The module itself keeps no mutable state (multi-phase initialisation).
+ * streams.core.inventory.SkuHours's methods) and its cells' measures (Cells:
+ * streams.core.demand.Cells's), which they count into by handle, and its cells' visitor
+ * hashes and shop tags since the last cut (CellHashes, twice: streams.core.demand.
+ * CellHashes's methods), which they add to by handle. The LaneState, Limits and Core
+ * types take named fields, checked once at construction. The module itself keeps no
+ * mutable state (multi-phase initialisation).
  *
  * streams/core/engine.py is the reference. This does exactly what its Python path does
  * (same state, same values) for the messages it is sure about, and stops at the first
@@ -570,7 +573,7 @@ static int scan_order(const uint8_t *buf, Py_ssize_t n, order *ev) {
 
 /* ------------------------------------------------------------------ the run */
 
-static PyObject *S_value, *S_timestamp, *S_category, *S_color, *S_size, *S_price_band, *ONE;
+static PyObject *S_value, *S_timestamp, *S_category, *S_color, *S_size, *S_price_band;
 
 enum { DONE = 0, SLOW = 1, APPLY = 2 };
 
@@ -585,20 +588,6 @@ enum { DONE = 0, SLOW = 1, APPLY = 2 };
 enum { CELL_SLOTS(X) N_CELL_SLOTS };
 enum { SKU_SLOTS(X) N_SKU_SLOTS };
 #undef X
-
-/* vec[slot] += 1 on a list of ints */
-static int incr(PyObject *vec, Py_ssize_t slot) {
-    if (!PyList_Check(vec) || PyList_GET_SIZE(vec) <= slot) {
-        PyErr_SetString(PyExc_TypeError, "page-view lane: a counter vector is not a list");
-        return -1;
-    }
-    PyObject *old = PyList_GET_ITEM(vec, slot);
-    PyObject *now = PyNumber_Add(old, ONE);
-    if (now == NULL) return -1;
-    PyList_SET_ITEM(vec, slot, now);
-    Py_DECREF(old);
-    return 0;
-}
 
 static int as_i64(PyObject *o, const char *what, int64_t *out) {
     long long v = PyLong_AsLongLong(o);
@@ -1765,7 +1754,7 @@ static Py_ssize_t skuhours_entry(SkuHours *S, PyObject *sku, int64_t hour, int m
  * object with __index__): no Python code runs. */
 static int int_arg(PyObject *o, int64_t *out) {
     if (!PyLong_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "SkuHours: an int expected, not %.100s", Py_TYPE(o)->tp_name);
+        PyErr_Format(PyExc_TypeError, "an int expected, not %.100s", Py_TYPE(o)->tp_name);
         return 0;
     }
     const long long v = PyLong_AsLongLong(o);
@@ -2010,7 +1999,8 @@ static PyObject *SkuHours_cut(SkuHours *self, PyObject *unused) {
     self->cuts++;
     for (Py_ssize_t i = 0; i < n; i++) self->e[self->marked[i]].dirty = 0;
     /* (marks added meanwhile stay, in order) */
-    memmove(self->marked, self->marked + n, (size_t)(self->nmarked - n) * sizeof(Py_ssize_t));
+    if (self->nmarked > n)
+        memmove(self->marked, self->marked + n, (size_t)(self->nmarked - n) * sizeof(Py_ssize_t));
     self->nmarked -= n;
     return out;
 }
@@ -2646,12 +2636,610 @@ LANES_STORE_TYPE(CellHashes, "(cell, hash) pairs since the last cut",
                  "Per cell, the hashes seen since the last cut, compiled: "
                  "streams.core.demand.CellHashes.");
 
+/* ------------------------------------------------------------------ Cells */
+/* The measure vectors of a partition's cells, owned here: streams.core.demand.Cells (the
+ * pure-Python reference: the same methods and results, checked against each other by
+ * tests/unit/test_compiled_lanes.py). Each cell held has an entry in a C array: its key
+ * (an exact tuple (window_seconds, window_start_s, category, color, size, price_band,
+ * region) of two ints and five strs, so comparing and hashing keys runs no Python code),
+ * its window's end, its demand.MEASURES counters as int64 and a mark (changed since the
+ * last cut); a dict from the key to the entry's index finds it. The marked entries are
+ * listed in the order marked (the order of a cut's keys). A cell's *handle* is its index
+ * with the number of cuts made in the bits above HANDLE_BITS: the hot entries hold it
+ * (they are cleared with the cut), and one kept past a cut is refused. Eviction takes
+ * the cells whose windows ended at or before a bound (windows of an hour or longer have
+ * their own) from two min-heaps of (end, entry), so it costs what it evicts; a marked
+ * cell is kept. Evicted entries are reused. Counters are added without a Python object. */
+
+typedef struct {
+    PyObject *key;        /* NULL: a free entry (next_free links the list) */
+    int64_t end;          /* the window's end, epoch s */
+    int64_t v[N_CELL_SLOTS];
+    Py_ssize_t next_free;
+    int dirty;
+} cell_t;
+
+typedef struct {
+    int64_t end;
+    Py_ssize_t k;
+} cend_t;
+
+typedef struct {
+    cend_t *a;
+    Py_ssize_t n, cap;
+} cheap_t;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *end_of;     /* (size, start_s) -> end_s (MarketCalendar.end_of); NULL until
+                             __init__ */
+    PyObject *index;      /* key -> int: its entry */
+    cell_t *e;
+    Py_ssize_t ne, ecap;  /* entries made, room */
+    Py_ssize_t free_head; /* a free entry, or -1 */
+    Py_ssize_t live;      /* entries held */
+    Py_ssize_t *marked;   /* the marked entries, in the order marked */
+    Py_ssize_t nmarked, mcap;
+    cheap_t ends[2];      /* (end, entry) of the cells shorter than an hour, and the others */
+    long long cuts;       /* cuts made (in a handle's high bits) */
+} Cells;
+
+static int cells_ready(const Cells *S) {
+    if (S->end_of != NULL && S->index != NULL) return 1;
+    PyErr_SetString(PyExc_TypeError, "Cells: made without its end_of");
+    return 0;
+}
+
+/* key is a cell key (an exact tuple of two ints and five exact strs): 1, or 0 with a
+ * TypeError */
+static int cells_key_arg(PyObject *key) {
+    if (PyTuple_CheckExact(key) && PyTuple_GET_SIZE(key) == 7 &&
+        PyLong_CheckExact(PyTuple_GET_ITEM(key, 0)) && PyLong_CheckExact(PyTuple_GET_ITEM(key, 1))) {
+        int ok = 1;
+        for (Py_ssize_t j = 2; j < 7 && ok; j++) ok = PyUnicode_CheckExact(PyTuple_GET_ITEM(key, j));
+        if (ok) return 1;
+    }
+    PyErr_SetString(PyExc_TypeError, "Cells: a key is (window_seconds, window_start_s, "
+                                     "category, color, size, price_band, region)");
+    return 0;
+}
+
+/* The live entry of key (a checked key), or -1 (no exception: not held; with one: an
+ * error). No Python code runs. */
+static Py_ssize_t cells_find(const Cells *S, PyObject *key) {
+    PyObject *i = PyDict_GetItemWithError(S->index, key);
+    if (i == NULL) return -1;
+    const Py_ssize_t k = PyLong_AsSsize_t(i);
+    if (k < 0 || k >= S->ne || S->e[k].key == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "Cells: a bad index");
+        return -1;
+    }
+    return k;
+}
+
+static int cheap_push(cheap_t *H, int64_t end, Py_ssize_t k) {
+    if (H->n == H->cap) {
+        cend_t *a = grown(H->a, &H->cap, sizeof *a, 256);
+        if (a == NULL) return -1;
+        H->a = a;
+    }
+    Py_ssize_t i = H->n++;
+    while (i > 0) {
+        const Py_ssize_t up = (i - 1) / 2;
+        if (H->a[up].end <= end) break;
+        H->a[i] = H->a[up];
+        i = up;
+    }
+    H->a[i] = (cend_t){end, k};
+    return 0;
+}
+
+static cend_t cheap_pop(cheap_t *H) {
+    const cend_t top = H->a[0], last = H->a[--H->n];
+    Py_ssize_t i = 0;
+    for (;;) {
+        Py_ssize_t c = 2 * i + 1;
+        if (c >= H->n) break;
+        if (c + 1 < H->n && H->a[c + 1].end < H->a[c].end) c++;
+        if (last.end <= H->a[c].end) break;
+        H->a[i] = H->a[c];
+        i = c;
+    }
+    if (H->n > 0) H->a[i] = last;
+    return top;
+}
+
+static int cells_mark(Cells *S, Py_ssize_t k) {
+    if (S->e[k].dirty) return 0;
+    if (S->nmarked == S->mcap) {
+        Py_ssize_t *m = grown(S->marked, &S->mcap, sizeof *m, 64);
+        if (m == NULL) return -1;
+        S->marked = m;
+    }
+    S->marked[S->nmarked++] = k;
+    S->e[k].dirty = 1;
+    return 0;
+}
+
+/* The entry of key (a checked key), made zero with its window's end when new, and
+ * marked when `mark`. Its index, or -1 with an exception. */
+static Py_ssize_t cells_entry(Cells *S, PyObject *key, int64_t end, int mark) {
+    Py_ssize_t k = cells_find(S, key);
+    if (k < 0) {
+        if (PyErr_Occurred()) return -1;
+        if (S->free_head < 0 && S->ne == S->ecap) {
+            if (S->ne >= ((Py_ssize_t)1 << HANDLE_BITS) - 1) {
+                PyErr_SetString(PyExc_OverflowError, "Cells: too many cells");
+                return -1;
+            }
+            cell_t *e = grown(S->e, &S->ecap, sizeof *e, 256);
+            if (e == NULL) return -1;
+            S->e = e;
+        }
+        int64_t size;
+        if (!int_arg(PyTuple_GET_ITEM(key, 0), &size)) return -1;
+        cheap_t *H = &S->ends[size >= 3600];
+        if (H->n == H->cap) { /* room first: nothing can fail once the entry is made */
+            cend_t *a = grown(H->a, &H->cap, sizeof *a, 256);
+            if (a == NULL) return -1;
+            H->a = a;
+        }
+        k = S->free_head >= 0 ? S->free_head : S->ne;
+        const Py_ssize_t free_head = S->free_head, ne = S->ne;
+        PyObject *ki = PyLong_FromSsize_t(k);
+        if (ki == NULL) return -1;
+        const int rc = PyDict_SetItem(S->index, key, ki);
+        Py_DECREF(ki);
+        if (rc < 0) return -1;
+        if (S->free_head != free_head || S->ne != ne) { /* (a finalizer used this store) */
+            if (PyDict_DelItem(S->index, key) < 0) PyErr_Clear();
+            PyErr_SetString(PyExc_RuntimeError, "Cells: changed while a cell was added");
+            return -1;
+        }
+        if (k == S->ne) S->ne++;
+        else S->free_head = S->e[k].next_free;
+        cell_t *E = &S->e[k];
+        memset(E, 0, sizeof *E);
+        E->key = Py_NewRef(key);
+        E->end = end;
+        E->next_free = -1;
+        S->live++;
+        (void)cheap_push(H, end, k); /* (cannot fail: room made above) */
+    }
+    if (mark && cells_mark(S, k) < 0) return -1;
+    return k;
+}
+
+/* A handle argument: the cell's index, or -1 with an exception. */
+static Py_ssize_t cells_handle_arg(const Cells *S, PyObject *arg) {
+    if (!PyLong_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "Cells: a handle is an int");
+        return -1;
+    }
+    const long long v = PyLong_AsLongLong(arg);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    const long long k = v & (((long long)1 << HANDLE_BITS) - 1);
+    if (v < 0 || (v >> HANDLE_BITS) != (S->cuts & 0x7fffffffLL) || k >= S->ne ||
+        S->e[k].key == NULL) {
+        PyErr_SetString(PyExc_KeyError, "Cells: not a live handle (cut since?)");
+        return -1;
+    }
+    return (Py_ssize_t)k;
+}
+
+/* the handle of cell k (a new reference) */
+static PyObject *cells_handle_of(const Cells *S, Py_ssize_t k) {
+    return PyLong_FromLongLong(((S->cuts & 0x7fffffffLL) << HANDLE_BITS) | (long long)k);
+}
+
+static int cells_add(Cells *S, Py_ssize_t k, int slot, int64_t n) {
+    int64_t sum;
+    if (__builtin_add_overflow(S->e[k].v[slot], n, &sum)) { /* (the counter unchanged) */
+        PyErr_SetString(PyExc_OverflowError, "Cells: a counter beyond 64 bits");
+        return -1;
+    }
+    S->e[k].v[slot] = sum;
+    return 0;
+}
+
+/* Entry k is still live after Python code may have run: 1, or 0 with a RuntimeError. */
+static int cells_still(const Cells *S, Py_ssize_t k) {
+    if (k < S->ne && S->e[k].key != NULL) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "Cells: changed while it was being read");
+    return 0;
+}
+
+/* the counters of an entry, copied out first */
+static PyObject *cells_vector(const cell_t *E) {
+    int64_t c[N_CELL_SLOTS];
+    memcpy(c, E->v, sizeof c);
+    PyObject *v = PyList_New(N_CELL_SLOTS);
+    for (Py_ssize_t j = 0; v != NULL && j < N_CELL_SLOTS; j++) {
+        PyObject *x = PyLong_FromLongLong(c[j]);
+        if (x == NULL) Py_CLEAR(v);
+        else PyList_SET_ITEM(v, j, x);
+    }
+    return v;
+}
+
+static int Cells_traverse(Cells *self, visitproc visit, void *arg) {
+    Py_VISIT(self->end_of);
+    Py_VISIT(self->index);
+    return 0; /* (the keys hold ints and strs only) */
+}
+
+static int Cells_clear(Cells *self) {
+    Py_CLEAR(self->end_of);
+    Py_CLEAR(self->index);
+    return 0;
+}
+
+static void Cells_dealloc(Cells *self) {
+    PyObject_GC_UnTrack(self);
+    Cells_clear(self);
+    for (Py_ssize_t k = 0; k < self->ne; k++) Py_CLEAR(self->e[k].key);
+    PyMem_Free(self->e);
+    PyMem_Free(self->marked);
+    PyMem_Free(self->ends[0].a);
+    PyMem_Free(self->ends[1].a);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Cells_init(Cells *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"end_of", NULL};
+    PyObject *end_of = NULL;
+    if (self->end_of != NULL || self->index != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Cells: made once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O:Cells", kwlist, &end_of)) return -1;
+    if (end_of == NULL || !PyCallable_Check(end_of)) {
+        PyErr_SetString(PyExc_TypeError, "Cells: end_of, a callable, expected by keyword");
+        return -1;
+    }
+    self->index = PyDict_New();
+    if (self->index == NULL) return -1;
+    self->end_of = Py_NewRef(end_of);
+    self->free_head = -1;
+    return 0;
+}
+
+/* handle(key, end_s) -> int */
+static PyObject *Cells_handle(Cells *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!cells_ready(self)) return NULL;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "handle(key, end_s) expected");
+        return NULL;
+    }
+    int64_t end;
+    if (!cells_key_arg(args[0]) || !int_arg(args[1], &end)) return NULL;
+    const Py_ssize_t k = cells_entry(self, args[0], end, 1);
+    return k < 0 ? NULL : cells_handle_of(self, k);
+}
+
+/* add(handle, slot, n) */
+static PyObject *Cells_add(Cells *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!cells_ready(self)) return NULL;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "add(handle, slot, n) expected");
+        return NULL;
+    }
+    int64_t slot, n;
+    if (!int_arg(args[1], &slot) || !int_arg(args[2], &n)) return NULL;
+    if (slot < 0 || slot >= N_CELL_SLOTS) {
+        PyErr_SetString(PyExc_ValueError, "add: slot is not a measure");
+        return NULL;
+    }
+    const Py_ssize_t k = cells_handle_arg(self, args[0]);
+    if (k < 0 || cells_add(self, k, (int)slot, n) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* get(key) -> list | None */
+static PyObject *Cells_get(Cells *self, PyObject *key) {
+    if (!cells_ready(self) || !cells_key_arg(key)) return NULL;
+    const Py_ssize_t k = cells_find(self, key);
+    if (k < 0) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    return cells_vector(&self->e[k]);
+}
+
+/* key_of(handle) -> key */
+static PyObject *Cells_key_of(Cells *self, PyObject *handle) {
+    if (!cells_ready(self)) return NULL;
+    const Py_ssize_t k = cells_handle_arg(self, handle);
+    return k < 0 ? NULL : Py_NewRef(self->e[k].key);
+}
+
+/* The first n marked keys, in the order marked (n read before anything is made). */
+static PyObject *cells_marked_keys(const Cells *S, Py_ssize_t n) {
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    if (n > S->nmarked) { /* (a finalizer run by the allocation took marks) */
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "Cells: changed while it was being read");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) /* no Python code runs in this loop */
+        PyList_SET_ITEM(out, i, Py_NewRef(S->e[S->marked[i]].key));
+    return out;
+}
+
+/* cut() -> [key]: the marked keys, in the order marked; the marks cleared, every handle
+ * ended */
+static PyObject *Cells_cut(Cells *self, PyObject *unused) {
+    if (!cells_ready(self)) return NULL;
+    const Py_ssize_t n = self->nmarked;
+    const long long cuts = self->cuts;
+    PyObject *out = cells_marked_keys(self, n);
+    if (out == NULL) return NULL;
+    if (self->cuts != cuts) { /* another cut ran meanwhile */
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "Cells: cut while it was being cut");
+        return NULL;
+    }
+    self->cuts++;
+    for (Py_ssize_t i = 0; i < n; i++) self->e[self->marked[i]].dirty = 0;
+    /* (marks added meanwhile stay, in order) */
+    if (self->nmarked > n)
+        memmove(self->marked, self->marked + n, (size_t)(self->nmarked - n) * sizeof(Py_ssize_t));
+    self->nmarked -= n;
+    return out;
+}
+
+/* marked() -> [key]: the marked keys, in the order marked (the marks kept) */
+static PyObject *Cells_marked(Cells *self, PyObject *unused) {
+    if (!cells_ready(self)) return NULL;
+    return cells_marked_keys(self, self->nmarked);
+}
+
+/* keys as live entries: a PyMem array of their indices (n in *n), or NULL with an
+ * exception (KeyError for a key not held). No Python code runs after it returns. */
+static Py_ssize_t *cells_entries_of(const Cells *S, PyObject *keys, const char *what,
+                                    Py_ssize_t *n) {
+    PyObject *seq = PySequence_Fast(keys, what);
+    if (seq == NULL) return NULL;
+    *n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t *ks = PyMem_Malloc((size_t)(*n ? *n : 1) * sizeof(Py_ssize_t));
+    if (ks == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < *n; i++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
+        ks[i] = cells_key_arg(key) ? cells_find(S, key) : -1;
+        if (ks[i] < 0) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
+            PyMem_Free(ks);
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    return ks;
+}
+
+/* uncut(keys): the write of a cut failed; its keys are marked again (after newer marks) */
+static PyObject *Cells_uncut(Cells *self, PyObject *keys) {
+    if (!cells_ready(self)) return NULL;
+    Py_ssize_t n;
+    Py_ssize_t *ks = cells_entries_of(self, keys, "uncut: keys must be iterable", &n);
+    if (ks == NULL) return NULL;
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < n && rc == 0; i++) rc = cells_mark(self, ks[i]);
+    PyMem_Free(ks);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* rows(topic, partition, keys, version) -> [(topic, partition, *key, *counters, version)] */
+static PyObject *Cells_rows(Cells *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!cells_ready(self)) return NULL;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "rows(topic, partition, keys, version) expected");
+        return NULL;
+    }
+    Py_ssize_t n;
+    Py_ssize_t *ks = cells_entries_of(self, args[2], "rows: keys must be iterable", &n);
+    if (ks == NULL) return NULL;
+    PyObject *rows = PyList_New(n);
+    for (Py_ssize_t i = 0; rows != NULL && i < n; i++) {
+        if (!cells_still(self, ks[i])) {
+            Py_CLEAR(rows);
+            break;
+        }
+        /* read out first: making the row's objects may run Python code */
+        const cell_t *E = &self->e[ks[i]];
+        PyObject *key = Py_NewRef(E->key);
+        int64_t c[N_CELL_SLOTS];
+        memcpy(c, E->v, sizeof c);
+        PyObject *row = untracked(PyTuple_New(3 + 7 + N_CELL_SLOTS));
+        PyObject *items[N_CELL_SLOTS];
+        int ok = row != NULL;
+        for (Py_ssize_t j = 0; j < N_CELL_SLOTS; j++) {
+            items[j] = ok ? PyLong_FromLongLong(c[j]) : NULL;
+            ok = ok && items[j] != NULL;
+        }
+        if (!ok) {
+            for (Py_ssize_t j = 0; j < N_CELL_SLOTS; j++) Py_XDECREF(items[j]);
+            Py_XDECREF(row); /* (its slots still NULL: freed as an empty tuple) */
+            Py_DECREF(key);
+            Py_CLEAR(rows);
+            break;
+        }
+        PyTuple_SET_ITEM(row, 0, Py_NewRef(args[0]));
+        PyTuple_SET_ITEM(row, 1, Py_NewRef(args[1]));
+        for (Py_ssize_t j = 0; j < 7; j++)
+            PyTuple_SET_ITEM(row, 2 + j, Py_NewRef(PyTuple_GET_ITEM(key, j)));
+        for (Py_ssize_t j = 0; j < N_CELL_SLOTS; j++) PyTuple_SET_ITEM(row, 9 + j, items[j]);
+        PyTuple_SET_ITEM(row, 9 + N_CELL_SLOTS, Py_NewRef(args[3]));
+        Py_DECREF(key);
+        PyList_SET_ITEM(rows, i, row);
+    }
+    PyMem_Free(ks);
+    return rows;
+}
+
+/* load(pairs): restore persisted (key, counters) pairs (not marked); a new cell's end is
+ * end_of(size, start) */
+static PyObject *Cells_load(Cells *self, PyObject *pairs) {
+    if (!cells_ready(self)) return NULL;
+    PyObject *it = PyObject_GetIter(pairs);
+    if (it == NULL) return NULL;
+    PyObject *pair;
+    while ((pair = PyIter_Next(it)) != NULL) {
+        PyObject *key, *fast = NULL, *end_o = NULL;
+        int64_t v[N_CELL_SLOTS], end;
+        int ok = 0;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "load: (key, counters) pairs expected");
+            goto next;
+        }
+        key = PyTuple_GET_ITEM(pair, 0);
+        if (!cells_key_arg(key)) goto next;
+        fast = PySequence_Fast(PyTuple_GET_ITEM(pair, 1), "load: the counters must be a sequence");
+        if (fast == NULL) goto next;
+        if (PySequence_Fast_GET_SIZE(fast) != N_CELL_SLOTS) {
+            PyErr_SetString(PyExc_ValueError, "load: six counters expected");
+            goto next;
+        }
+        for (Py_ssize_t j = 0; j < N_CELL_SLOTS; j++)
+            if (!int_arg(PySequence_Fast_GET_ITEM(fast, j), &v[j])) goto next;
+        end_o = PyObject_CallFunctionObjArgs(self->end_of, PyTuple_GET_ITEM(key, 0),
+                                             PyTuple_GET_ITEM(key, 1), NULL);
+        if (end_o == NULL || !int_arg(end_o, &end)) goto next;
+        const Py_ssize_t k = cells_entry(self, key, end, 0);
+        if (k < 0) goto next;
+        memcpy(self->e[k].v, v, sizeof v);
+        ok = 1;
+    next:
+        Py_XDECREF(end_o);
+        Py_XDECREF(fast);
+        Py_DECREF(pair);
+        if (!ok) {
+            Py_DECREF(it);
+            return NULL;
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* evict(short_s, long_s) -> int: drop the unmarked cells whose windows ended at or before
+ * short_s (windows shorter than an hour) or long_s (the others) */
+static PyObject *Cells_evict(Cells *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!cells_ready(self)) return NULL;
+    int64_t bound[2];
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "evict(short_s, long_s) expected");
+        return NULL;
+    }
+    if (!int_arg(args[0], &bound[0]) || !int_arg(args[1], &bound[1])) return NULL;
+    Py_ssize_t dropped = 0;
+    for (int w = 0; w < 2; w++) {
+        cheap_t *H = &self->ends[w];
+        cend_t *kept = NULL;
+        Py_ssize_t nkept = 0, kcap = 0;
+        while (H->n > 0 && H->a[0].end <= bound[w]) {
+            const cend_t top = cheap_pop(H);
+            cell_t *E = &self->e[top.k];
+            if (E->dirty) { /* changed since the cut: kept, to be tried again */
+                if (nkept == kcap) {
+                    cend_t *a = grown(kept, &kcap, sizeof *a, 64);
+                    if (a == NULL) { /* (back in the heap, its room is there; tried again at
+                                        the next eviction) */
+                        PyErr_Clear();
+                        (void)cheap_push(H, top.end, top.k);
+                        break;
+                    }
+                    kept = a;
+                }
+                kept[nkept++] = top;
+                continue;
+            }
+            /* (the key and the index's int hold no Python code to run) */
+            if (PyDict_DelItem(self->index, E->key) < 0) PyErr_Clear();
+            Py_CLEAR(E->key);
+            E->next_free = self->free_head;
+            self->free_head = top.k;
+            self->live--;
+            dropped++;
+        }
+        for (Py_ssize_t i = 0; i < nkept; i++) (void)cheap_push(H, kept[i].end, kept[i].k);
+        PyMem_Free(kept);
+    }
+    return PyLong_FromSsize_t(dropped);
+}
+
+/* snapshot() -> {key: counters} */
+static PyObject *Cells_snapshot(Cells *self, PyObject *unused) {
+    if (!cells_ready(self)) return NULL;
+    PyObject *out = PyDict_New();
+    for (Py_ssize_t k = 0; out != NULL && k < self->ne; k++) {
+        if (self->e[k].key == NULL) continue;
+        PyObject *key = Py_NewRef(self->e[k].key);
+        PyObject *v = cells_vector(&self->e[k]);
+        if (v == NULL || PyDict_SetItem(out, key, v) < 0) Py_CLEAR(out);
+        Py_DECREF(key);
+        Py_XDECREF(v);
+    }
+    return out;
+}
+
+static Py_ssize_t Cells_len(Cells *self) { return self->live; }
+
+static PyObject *Cells_pending(Cells *self, void *closure) {
+    return PyLong_FromSsize_t(self->nmarked);
+}
+
+static PyObject *Cells_sizeof(Cells *self, PyObject *unused) {
+    size_t n = sizeof(Cells) + (size_t)self->ecap * sizeof(cell_t) +
+               (size_t)self->mcap * sizeof(Py_ssize_t) +
+               (size_t)(self->ends[0].cap + self->ends[1].cap) * sizeof(cend_t);
+    PyObject *d = PyObject_CallMethod(self->index, "__sizeof__", NULL); /* (a dict's) */
+    const size_t dn = d == NULL ? 0 : PyLong_AsSize_t(d);
+    Py_XDECREF(d);
+    if (PyErr_Occurred()) return NULL;
+    return PyLong_FromSize_t(n + dn);
+}
+
+static PyMethodDef Cells_methods[] = {
+    {"handle", (PyCFunction)(void (*)(void))Cells_handle, METH_FASTCALL,
+     "handle(key, end_s) -> int: the cell's entry (made zero if new, its window ending at "
+     "end_s) and marked; its handle stays valid until the next cut."},
+    {"add", (PyCFunction)(void (*)(void))Cells_add, METH_FASTCALL,
+     "add(handle, slot, n): measure slot of the handle's cell += n."},
+    {"get", (PyCFunction)Cells_get, METH_O, "get(key) -> counters or None."},
+    {"key_of", (PyCFunction)Cells_key_of, METH_O, "key_of(handle) -> the cell's key."},
+    {"cut", (PyCFunction)Cells_cut, METH_NOARGS,
+     "cut() -> [key]: take the marks (the cells changed since the last cut)."},
+    {"uncut", (PyCFunction)Cells_uncut, METH_O,
+     "uncut(keys): the write of a cut failed: its cells are marked again."},
+    {"marked", (PyCFunction)Cells_marked, METH_NOARGS,
+     "marked() -> [key]: the cells changed since the last cut, in order."},
+    {"rows", (PyCFunction)(void (*)(void))Cells_rows, METH_FASTCALL,
+     "rows(topic, partition, keys, version) -> the flush rows of those cells."},
+    {"load", (PyCFunction)Cells_load, METH_O,
+     "load(pairs): restore persisted (key, counters) pairs (not marked)."},
+    {"evict", (PyCFunction)(void (*)(void))Cells_evict, METH_FASTCALL,
+     "evict(short_s, long_s) -> int: drop the clean cells whose windows ended by then."},
+    {"snapshot", (PyCFunction)Cells_snapshot, METH_NOARGS, "snapshot() -> {key: counters}."},
+    {"__sizeof__", (PyCFunction)Cells_sizeof, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+LANES_STORE_TYPE(Cells, "cells changed since the last cut",
+                 "Cells(*, end_of)\n\n"
+                 "A partition's cells and their measures, compiled: "
+                 "streams.core.demand.Cells.");
+
 /* What a run works on, read once per call: the partition's containers (its LaneState),
  * and the Core's settings and caches. */
 typedef struct {
     IdSet *dedup;                      /* PartitionState.dedup */
     PyObject *hot_pv, *hot;            /* PartitionState.hot_pv, .hot */
-    PyObject *cells, *dirty, *ends;    /* PartitionState.cells, .dirty, .ends */
+    Cells *cells;                      /* PartitionState.cells */
     CellHashes *visitors;              /* PartitionState.visitors */
     SkuHours *skus;                    /* PartitionState.skus: the SKU hours */
     Versions *catalog;                 /* Catalog.store: the versions by SKU */
@@ -2663,7 +3251,6 @@ typedef struct {
     PyObject *grains, *grain_fn;       /* Core: MarketCalendar.grains and .grain */
     caches_t *caches;                  /* Core: its caches */
     int64_t grain_s;
-    Py_ssize_t new_cells;              /* cells created (PartitionState.indexed) */
 } lane_t;
 
 /* ------------------------------------------------------------------ typed interface */
@@ -2673,7 +3260,7 @@ typedef struct {
  * immutable to Python (read-only members). */
 #define LANE_STATE_FIELDS(X)                                                                \
     X(dedup, IdSetType) X(hot_pv, PyDict_Type) X(hot, PyDict_Type)                         \
-    X(cells, PyDict_Type) X(dirty, PySet_Type) X(ends, PyDict_Type)                         \
+    X(cells, CellsType)                                                                     \
     X(visitors, CellHashesType) X(skus, SkuHoursType)                                          \
     X(catalog, VersionsType) X(generation, PyLong_Type) X(shops, CellHashesType)
 
@@ -2705,8 +3292,11 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_TypeError, "LaneState: made once");
         return -1;
     }
+#define X(name, type) "O!"
+    static const char format[] = "|$" LANE_STATE_FIELDS(X) ":LaneState"; /* one a field */
+#undef X
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "|$O!O!O!O!O!O!O!O!O!O!O!:LaneState", kwlist,
+            args, kwds, format, kwlist,
 #define X(name, type) &type, &name,
             LANE_STATE_FIELDS(X)
 #undef X
@@ -2721,7 +3311,7 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
 #undef X
     if (!idset_ready((IdSet *)dedup) || !versions_ready((Versions *)catalog) ||
         !skuhours_ready((SkuHours *)skus) || !cellhashes_ready((CellHashes *)visitors) ||
-        !cellhashes_ready((CellHashes *)shops))
+        !cellhashes_ready((CellHashes *)shops) || !cells_ready((Cells *)cells))
         return -1;
 #define X(name, type) Py_XSETREF(self->name, Py_NewRef(name));
     LANE_STATE_FIELDS(X)
@@ -2739,7 +3329,7 @@ static PyMemberDef LaneState_members[] = {
 
 static PyTypeObject LaneStateType = {
     LANES_TYPE(LaneState, Py_TPFLAGS_DEFAULT,
-               "LaneState(*, dedup, hot_pv, hot, cells, dirty, ends, visitors, skus, catalog,\n"
+               "LaneState(*, dedup, hot_pv, hot, cells, visitors, skus, catalog,\n"
                "          generation, shops)\n\n"
                "The partition's containers a lane works on (DemandEngine._lane_state)."),
     .tp_dealloc = (destructor)LaneState_dealloc,
@@ -2895,10 +3485,10 @@ static PyMemberDef Core_members[] = {
 
 /* L for one call of the core on a partition's state (both checked by the caller). */
 static void lane_from(const Core *C, const LaneState *S, lane_t *L) {
-    *L = (lane_t){(IdSet *)S->dedup, S->hot_pv, S->hot, S->cells, S->dirty, S->ends,
+    *L = (lane_t){(IdSet *)S->dedup, S->hot_pv, S->hot, (Cells *)S->cells,
                   (CellHashes *)S->visitors, (SkuHours *)S->skus, (Versions *)S->catalog,
                   S->generation, (CellHashes *)S->shops, C->unknown, C->sizes, C->visitor_sizes, C->grains, C->grain_fn,
-                  C->caches, C->limits->grain_s, 0};
+                  C->caches, C->limits->grain_s};
 }
 
 static int core_ready(PyObject *self, const char *what) {
@@ -2906,30 +3496,6 @@ static int core_ready(PyObject *self, const char *what) {
     PyErr_Format(PyExc_TypeError, "%s: the Core was not made with its settings", what);
     return 0;
 }
-
-/* d.get(key), or d[key] = make() */
-static PyObject *get_or_new(PyObject *d, PyObject *key, PyObject *(*make)(void), int *created) {
-    PyObject *v = PyDict_GetItemWithError(d, key);
-    if (v != NULL) return Py_NewRef(v);
-    if (PyErr_Occurred()) return NULL;
-    v = make();
-    if (v == NULL) return NULL;
-    if (PyDict_SetItem(d, key, v) < 0) {
-        Py_DECREF(v);
-        return NULL;
-    }
-    if (created) *created = 1;
-    return v;
-}
-
-static PyObject *new_cell(void) { /* demand.MEASURES: all zeros */
-    PyObject *v = untracked(PyList_New(N_CELL_SLOTS));
-    if (v == NULL) return NULL;
-    for (Py_ssize_t k = 0; k < N_CELL_SLOTS; k++) PyList_SET_ITEM(v, k, PyLong_FromLong(0));
-    return v;
-}
-
-static PyObject *new_list(void) { return untracked(PyList_New(0)); }
 
 /* MarketCalendar.grain(grain): (hour start, then start and end of the window of each size),
  * from its cache or computed by it. A new reference, or NULL. */
@@ -2951,16 +3517,16 @@ static PyObject *grain_bounds(lane_t *L, PyObject *grain) {
  * PartitionState.hot; a PageViewEntry per (sku, region, grain) in PartitionState.hot_pv.
  * Both live until the next cut, which ends their handles. */
 static PyStructSequence_Field HotEntry_fields[] = {
-    {"vectors", "the measure vector (demand.MEASURES) of the cell of every window size"},
+    {"cells", "the handles (Cells) of the cell of every window size"},
     {"visitors", "the handles of the base sizes' cells in the visitor hashes (CellHashes)"},
     {"shops", "the handles of the base sizes' cells in the shop tags (CellHashes)"},
     {NULL, NULL},
 };
-enum { HOT_VECTORS, HOT_VISITORS, HOT_SHOPS, HOT_FIELDS };
+enum { HOT_CELLS, HOT_VISITORS, HOT_SHOPS, HOT_FIELDS };
 
 static PyStructSequence_Desc HotEntry_desc = {
     "streams.core._lanes.HotEntry",
-    "HotEntry((vectors, visitors, shops)): the cells of every window size of one\n"
+    "HotEntry((cells, visitors, shops)): the cells of every window size of one\n"
     "(category, color, size, price band, region, time grain), cached until the next cut.",
     HotEntry_fields, HOT_FIELDS,
 };
@@ -2971,16 +3537,16 @@ static PyStructSequence_Field PageViewEntry_fields[] = {
     {"generation", "the catalog generation it was built at (stale once the catalog moves)"},
     {"unknown_sku", "the catalog does not know the SKU (its cells are the unknown product's)"},
     {"sku_hour", "the handle of the SKU's hour (SkuHours.handle)"},
-    {"vectors", "the HotEntry's vectors"},
+    {"cells", "the HotEntry's cell handles"},
     {"visitors", "the HotEntry's visitor handles"},
     {"shops", "the HotEntry's shop handles"},
     {NULL, NULL},
 };
-enum { PV_GENERATION, PV_UNKNOWN_SKU, PV_SKU_HOUR, PV_VECTORS, PV_VISITORS, PV_SHOPS, PV_FIELDS };
+enum { PV_GENERATION, PV_UNKNOWN_SKU, PV_SKU_HOUR, PV_CELLS, PV_VISITORS, PV_SHOPS, PV_FIELDS };
 
 static PyStructSequence_Desc PageViewEntry_desc = {
     "streams.core._lanes.PageViewEntry",
-    "PageViewEntry((generation, unknown_sku, sku_hour, vectors, visitors, shops)): the\n"
+    "PageViewEntry((generation, unknown_sku, sku_hour, cells, visitors, shops)): the\n"
     "page-view lane's entry of one (sku, region, time grain): its SKU hour and its cells.",
     PageViewEntry_fields, PV_FIELDS,
 };
@@ -2997,7 +3563,7 @@ static PyObject *record(PyTypeObject *t, PyObject *const *items, Py_ssize_t n) {
 }
 
 /* PartitionState.hot_entry for hk = (category, color, size, band, region, grain): the
- * vectors (marked dirty) of the cells of every size at ts_s and the visitor and shop handles
+ * handles (marked) of the cells of every size at ts_s and the visitor and shop handles
  * of the base sizes, cached in hot; ``bounds`` is MarketCalendar.grain of the grain. A new
  * reference, or NULL. */
 static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], PyObject *bounds) {
@@ -3009,28 +3575,18 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], PyO
     PyObject *shop_sets = untracked(PyTuple_New(nv));
     if (vecs == NULL || sets == NULL || shop_sets == NULL) goto fail;
     for (Py_ssize_t k = 0, kv = 0; k < ns; k++) {
-        PyObject *size = PyTuple_GET_ITEM(L->sizes, k);
-        int64_t s;
-        if (as_i64(size, "a window size", &s)) goto fail;
+        PyObject *size = PyTuple_GET_ITEM(L->sizes, k); /* (an int: Core checked) */
         PyObject *st = PyTuple_GET_ITEM(bounds, 1 + 2 * k);
         PyObject *key =
             untracked(PyTuple_Pack(7, size, st, dims[0], dims[1], dims[2], dims[3], dims[4]));
         if (key == NULL) goto fail;
-        int created = 0;
-        PyObject *vec = get_or_new(L->cells, key, new_cell, &created);
-        if (vec == NULL) { Py_DECREF(key); goto fail; }
-        PyTuple_SET_ITEM(vecs, k, vec);
-        if (created) { /* PartitionState._index: ends[(end, size >= 1 h)].append(key) */
-            L->new_cells++;
-            PyObject *end = PyTuple_GET_ITEM(bounds, 2 + 2 * k);
-            PyObject *ek = untracked(PyTuple_Pack(2, end, s >= 3600 ? Py_True : Py_False));
-            PyObject *keys = ek ? get_or_new(L->ends, ek, new_list, NULL) : NULL;
-            Py_XDECREF(ek);
-            int rc = keys ? PyList_Append(keys, key) : -1;
-            Py_XDECREF(keys);
-            if (rc < 0) { Py_DECREF(key); goto fail; }
-        }
-        if (PySet_Add(L->dirty, key) < 0) { Py_DECREF(key); goto fail; }
+        int64_t end;
+        const Py_ssize_t ck = cells_key_arg(key) && !as_i64(PyTuple_GET_ITEM(bounds, 2 + 2 * k),
+                                                            "a window end", &end)
+                                  ? cells_entry(L->cells, key, end, 1) : -1;
+        PyObject *ch = ck < 0 ? NULL : cells_handle_of(L->cells, ck);
+        if (ch == NULL) { Py_DECREF(key); goto fail; }
+        PyTuple_SET_ITEM(vecs, k, ch);
         if (PyTuple_GET_ITEM(L->visitor_sizes, k) == Py_True) { /* their handles */
             const Py_ssize_t vk = cellhashes_entry(L->visitors, key);
             PyObject *vs = vk < 0 ? NULL : cellhashes_handle_of(L->visitors, vk);
@@ -3075,6 +3631,12 @@ static int add_shop(lane_t *L, PyObject *shop_sets, const span *shop_id, int fam
         if (sk < 0 || cellhashes_add(L->shops, sk, h) < 0) return -1;
     }
     return 0;
+}
+
+/* measure slot of the cell a handle names += n. 0, or -1 on error. */
+static int lane_cell_add(lane_t *L, PyObject *handle, int slot, int64_t n) {
+    const Py_ssize_t ck = cells_handle_arg(L->cells, handle);
+    return ck < 0 ? -1 : cells_add(L->cells, ck, slot, n);
 }
 
 /* DemandEngine._pv_entry: the lane entry of (sku, region, grain of ts), stored in hot_pv
@@ -3124,7 +3686,7 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
     if (svec == NULL) goto done;
     PyObject *const fields[PV_FIELDS] = {
         L->generation, unknown ? Py_True : Py_False, svec,
-        PyStructSequence_GET_ITEM(he, HOT_VECTORS), PyStructSequence_GET_ITEM(he, HOT_VISITORS),
+        PyStructSequence_GET_ITEM(he, HOT_CELLS), PyStructSequence_GET_ITEM(he, HOT_VISITORS),
         PyStructSequence_GET_ITEM(he, HOT_SHOPS)};
     entry = record(&PageViewEntryType, fields, PV_FIELDS);
     if (entry == NULL || PyDict_SetItem(L->hot_pv, key, entry) < 0) goto done;
@@ -3226,27 +3788,26 @@ static PyStructSequence_Field RunResult_fields[] = {
     {"duplicates", "repeated event ids in run[start:stop]"},
     {"corrected", "events behind the watermark, within the horizon (run[stop] on APPLY)"},
     {"unknown_sku", "order lines of SKUs the catalog does not know"},
-    {"new_cells", "cells created (PartitionState.indexed)"},
     {NULL, NULL},
 };
 
 static PyStructSequence_Desc RunResult_desc = {
-    "streams.core._lanes.RunResult", "What a lane of the Core returns.", RunResult_fields, 9,
+    "streams.core._lanes.RunResult", "What a lane of the Core returns.", RunResult_fields, 8,
 };
 
 static PyTypeObject RunResultType;
 
-static PyObject *result(Py_ssize_t stop, int status, const run_t *R, lane_t *L) {
+static PyObject *result(Py_ssize_t stop, int status, const run_t *R) {
     PyObject *out = PyStructSequence_New(&RunResultType);
     if (out == NULL) return NULL;
-    PyObject *v[9] = {
+    PyObject *v[8] = {
         PyLong_FromSsize_t(stop), PyLong_FromLong(status),
         R->has_max ? PyLong_FromLongLong(R->max_ts) : Py_NewRef(Py_None),
         PyLong_FromSsize_t(R->consumed), PyLong_FromSsize_t(R->processed),
         PyLong_FromSsize_t(R->dups), PyLong_FromSsize_t(R->corrected),
-        PyLong_FromSsize_t(R->unknown), PyLong_FromSsize_t(L->new_cells)};
+        PyLong_FromSsize_t(R->unknown)};
     int failed = 0;
-    for (int k = 0; k < 9; k++) {
+    for (int k = 0; k < 8; k++) {
         if (v[k] == NULL) failed = 1;
         PyStructSequence_SET_ITEM(out, k, v[k] != NULL ? v[k] : Py_NewRef(Py_None));
     }
@@ -3259,7 +3820,7 @@ static PyObject *result(Py_ssize_t stop, int status, const run_t *R, lane_t *L) 
 
 #define RUN_DOC(name, topic, what)                                                            \
     name "(state: LaneState, run, start, max_ts) -> RunResult(stop, status, max_ts,\n"     \
-    "    consumed, processed, duplicates, corrected, unknown_sku, new_cells)\n\n"            \
+    "    consumed, processed, duplicates, corrected, unknown_sku)\n\n"                       \
     "Apply run[start:] (" topic " records of one partition, in offset order) until\n"       \
     "the end (status DONE) or the first record Python must handle: SLOW, run[stop]\n"       \
     "untouched; APPLY, run[stop] deduplicated and in the watermark (and in `corrected`)\n" \
@@ -3321,7 +3882,7 @@ static int apply_pageview(lane_t *L, run_t *R, const void *event) {
     }
     Py_CLEAR(sku);
     Py_CLEAR(region);
-    PyObject *vecs = PyStructSequence_GET_ITEM(e, PV_VECTORS);
+    PyObject *vecs = PyStructSequence_GET_ITEM(e, PV_CELLS);
     PyObject *sets = PyStructSequence_GET_ITEM(e, PV_VISITORS);
     PyObject *shop_sets = PyStructSequence_GET_ITEM(e, PV_SHOPS);
     if (!PyTuple_Check(vecs) || !PyTuple_Check(sets) || !PyTuple_Check(shop_sets)) {
@@ -3332,7 +3893,7 @@ static int apply_pageview(lane_t *L, run_t *R, const void *event) {
     const Py_ssize_t sk = skuhours_handle_arg(L->skus, PyStructSequence_GET_ITEM(e, PV_SKU_HOUR));
     if (sk < 0 || skuhours_add(L->skus, sk, SKU_PAGEVIEWS, 1) < 0) goto error;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(vecs); k++)
-        if (incr(PyTuple_GET_ITEM(vecs, k), PAGEVIEWS) < 0) goto error;
+        if (lane_cell_add(L, PyTuple_GET_ITEM(vecs, k), PAGEVIEWS, 1) < 0) goto error;
     if (PyTuple_GET_SIZE(sets)) {
         const uint64_t vh = visitor_hash(L->caches, ev->visitor_id.p, ev->visitor_id.n);
         for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(sets); k++) {
@@ -3361,23 +3922,6 @@ static int apply_logistics(lane_t *L, run_t *R, const void *event) {
     (void)R;
     const logistics *ev = event;
     return ev->kind == KIND_SHIPPED || ev->kind == KIND_DELIVERED ? 0 : APPLY;
-}
-
-/* vec[slot] += delta on a list of ints */
-static int add(PyObject *vec, Py_ssize_t slot, int64_t delta) {
-    if (!PyList_Check(vec) || PyList_GET_SIZE(vec) <= slot) {
-        PyErr_SetString(PyExc_TypeError, "compiled lane: a counter vector is not a list");
-        return -1;
-    }
-    PyObject *d = PyLong_FromLongLong(delta);
-    if (d == NULL) return -1;
-    PyObject *old = PyList_GET_ITEM(vec, slot);
-    PyObject *now = PyNumber_Add(old, d);
-    Py_DECREF(d);
-    if (now == NULL) return -1;
-    PyList_SET_ITEM(vec, slot, now);
-    Py_DECREF(old);
-    return 0;
 }
 
 /* Catalog.lookup(sku, ts): a new reference to the ProductAttrs, or Py_None. */
@@ -3409,7 +3953,7 @@ static PyObject *entry_of(lane_t *L, PyObject *attrs, PyObject *region, int64_t 
         Py_XDECREF(bounds);
     }
     if (he != NULL && (!Py_IS_TYPE(he, &HotEntryType) ||
-                       !PyTuple_Check(PyStructSequence_GET_ITEM(he, HOT_VECTORS)) ||
+                       !PyTuple_Check(PyStructSequence_GET_ITEM(he, HOT_CELLS)) ||
                        !PyTuple_Check(PyStructSequence_GET_ITEM(he, HOT_SHOPS)))) {
         PyErr_SetString(PyExc_TypeError, "compiled lane: a hot entry is not a HotEntry");
         Py_CLEAR(he);
@@ -3424,7 +3968,7 @@ done:
 /* DemandEngine._apply for order_placed / order_cancelled. 0, or -1 on error. */
 static int apply_order(lane_t *L, run_t *R, const order *ev) {
     const int64_t ts = ev->ts;
-    PyObject *touched[MAX_LINES * 8];
+    Py_ssize_t touched[MAX_LINES * 8]; /* the cells the order counted in (entries) */
     int ntouched = 0, rc = -1;
     PyObject *region = cached_str(L->caches, ev->region.p, ev->region.n);
     PyObject *grain = PyLong_FromLongLong(ts / 1000 / L->grain_s);
@@ -3460,32 +4004,32 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
             Py_DECREF(he);
             goto done;
         }
-        PyObject *vecs = PyStructSequence_GET_ITEM(he, HOT_VECTORS);
+        PyObject *vecs = PyStructSequence_GET_ITEM(he, HOT_CELLS);
         for (Py_ssize_t v = 0; ok && v < PyTuple_GET_SIZE(vecs); v++) {
-            PyObject *vec = PyTuple_GET_ITEM(vecs, v);
-            if (ev->placed) {
-                ok = add(vec, UNITS, ln->qty) == 0 &&
-                     add(vec, GMV_E4, ln->gmv_e4) == 0;
+            const Py_ssize_t ck = cells_handle_arg(L->cells, PyTuple_GET_ITEM(vecs, v));
+            ok = ck >= 0;
+            if (ok && ev->placed) {
+                ok = cells_add(L->cells, ck, UNITS, ln->qty) == 0 &&
+                     cells_add(L->cells, ck, GMV_E4, ln->gmv_e4) == 0;
                 int known = 0;
-                for (int t = 0; t < ntouched && !known; t++) known = touched[t] == vec;
+                for (int t = 0; t < ntouched && !known; t++) known = touched[t] == ck;
                 if (!known && ntouched < (int)(sizeof touched / sizeof *touched))
-                    touched[ntouched++] = Py_NewRef(vec);
+                    touched[ntouched++] = ck;
                 else if (!known) { /* more cells than lines x sizes: cannot happen */
                     PyErr_SetString(PyExc_RuntimeError, "compiled lane: too many cells");
                     ok = 0;
                 }
-            } else {
-                ok = add(vec, CANCELLED_UNITS, ln->qty) == 0;
+            } else if (ok) {
+                ok = cells_add(L->cells, ck, CANCELLED_UNITS, ln->qty) == 0;
             }
         }
         Py_DECREF(he);
         if (!ok) goto done;
     }
     for (int t = 0; t < ntouched; t++)
-        if (add(touched[t], ORDERS, 1) < 0) goto done;
+        if (cells_add(L->cells, touched[t], ORDERS, 1) < 0) goto done;
     rc = 0;
 done:
-    for (int t = 0; t < ntouched; t++) Py_DECREF(touched[t]);
     Py_XDECREF(region);
     Py_XDECREF(bounds);
     return rc;
@@ -3583,7 +4127,7 @@ static PyObject *run_lane(const Core *core, PyObject *const *args, Py_ssize_t na
     Py_XDECREF(value);
     PyMem_Free(ev);
     Py_DECREF(seq);
-    return result(i, status, &R, &L);
+    return result(i, status, &R);
 error:
     entry_cache_clear(L.caches);
     Py_XDECREF(value);
@@ -3605,11 +4149,11 @@ static PyObject *order_run(PyObject *self, PyObject *const *args, Py_ssize_t nar
 }
 
 PyDoc_STRVAR(hot_entry_doc,
-"hot_entry(state: LaneState, hk) -> (HotEntry, new_cells)\n"
+"hot_entry(state: LaneState, hk) -> HotEntry\n"
 "\n"
 "PartitionState.hot_entry for the other paths (orders, returns): the HotEntry of\n"
 "hk = (category, color, size, price band, region, grain), built,\n"
-"marked dirty and cached in the state's hot dict.");
+"its cells marked, and cached in the state's hot dict.");
 
 static PyObject *hot_entry_py(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!core_ready(self, "hot_entry")) return NULL;
@@ -3630,59 +4174,7 @@ static PyObject *hot_entry_py(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (bounds == NULL) return NULL;
     PyObject *entry = hot_entry(&L, hk, dims, bounds);
     Py_DECREF(bounds);
-    if (entry == NULL) return NULL;
-    return Py_BuildValue("(Nn)", entry, L.new_cells);
-}
-
-PyDoc_STRVAR(flush_rows_doc,
-"flush_rows(topic, partition, keys, table, version) -> list[tuple]\n"
-"\n"
-"[(topic, partition, *key, *table[key], version) for key in keys]: the rows of a flush\n"
-"cut (DemandEngine.flush_batch) for the cells it took (SkuHours.rows makes the SKU hours').");
-
-static PyObject *flush_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
-    if (nargs != 5 || !PyDict_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "flush_rows(topic, partition, keys, table, version)");
-        return NULL;
-    }
-    PyObject *topic = args[0], *partition = args[1], *table = args[3], *version = args[4];
-    PyObject *keys = PySequence_Fast(args[2], "flush_rows: keys must be iterable");
-    if (keys == NULL) return NULL;
-    const Py_ssize_t n = PySequence_Fast_GET_SIZE(keys);
-    PyObject *rows = PyList_New(n);
-    if (rows == NULL) {
-        Py_DECREF(keys);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *key = PySequence_Fast_GET_ITEM(keys, i);
-        PyObject *vec = PyDict_GetItemWithError(table, key);
-        if (vec == NULL) {
-            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
-            goto error;
-        }
-        if (!PyTuple_Check(key) || !PyList_Check(vec)) {
-            PyErr_SetString(PyExc_TypeError, "flush_rows: a key is not a tuple or a vector not a list");
-            goto error;
-        }
-        const Py_ssize_t nk = PyTuple_GET_SIZE(key), nv = PyList_GET_SIZE(vec);
-        PyObject *row = untracked(PyTuple_New(3 + nk + nv));
-        if (row == NULL) goto error;
-        Py_ssize_t j = 0;
-        PyTuple_SET_ITEM(row, j++, Py_NewRef(topic));
-        PyTuple_SET_ITEM(row, j++, Py_NewRef(partition));
-        for (Py_ssize_t k = 0; k < nk; k++) PyTuple_SET_ITEM(row, j++, Py_NewRef(PyTuple_GET_ITEM(key, k)));
-        for (Py_ssize_t k = 0; k < nv; k++) PyTuple_SET_ITEM(row, j++, Py_NewRef(PyList_GET_ITEM(vec, k)));
-        PyTuple_SET_ITEM(row, j, Py_NewRef(version));
-        PyList_SET_ITEM(rows, i, row);
-    }
-    Py_DECREF(keys);
-    return rows;
-error:
-    Py_DECREF(keys);
-    Py_DECREF(rows);
-    return NULL;
+    return entry;
 }
 
 /* ------------------------------------------------------------------ test hooks */
@@ -3816,9 +4308,8 @@ static PyTypeObject CoreType = {
     .tp_methods = Core_methods,
 };
 
-/* The stateless functions: flush rows, and the scanners, parser and hash as test hooks. */
+/* The stateless functions: the scanners, parser and hash as test hooks. */
 static PyMethodDef methods[] = {
-    {"flush_rows", (PyCFunction)(void (*)(void))flush_rows, METH_FASTCALL, flush_rows_doc},
     {"decode_pageview", decode_pageview, METH_O, decode_pageview_doc},
     {"decode_logistics", decode_logistics, METH_O, decode_logistics_doc},
     {"decode_order", decode_order, METH_O, decode_order_doc},
@@ -3829,7 +4320,7 @@ static PyMethodDef methods[] = {
 
 /* Multi-phase initialisation (PEP 489). The module keeps no mutable state: the caches
  * belong to each Core. What stays process-wide is immutable: the interned attribute names
- * and the constant 1 (made once), and the three static types. Static types cannot be
+ * (made once), and the static types. Static types cannot be
  * isolated per interpreter, so subinterpreters with their own GIL are declined. */
 static int lanes_exec(PyObject *m) {
     if (S_value == NULL) {
@@ -3839,15 +4330,16 @@ static int lanes_exec(PyObject *m) {
         S_color = PyUnicode_InternFromString("color");
         S_size = PyUnicode_InternFromString("size");
         S_price_band = PyUnicode_InternFromString("price_band");
-        ONE = PyLong_FromLong(1);
         if (S_value == NULL || S_timestamp == NULL || S_category == NULL || S_color == NULL ||
-            S_size == NULL || S_price_band == NULL || ONE == NULL) {
+            S_size == NULL || S_price_band == NULL) {
             Py_CLEAR(S_value);
             return -1;
         }
     }
     if (PyType_Ready(&IdSetType) < 0 || PyType_Ready(&VersionsType) < 0 ||
-        PyType_Ready(&SkuHoursType) < 0 || PyType_Ready(&CellHashesType) < 0 || PyType_Ready(&LaneStateType) < 0 || PyType_Ready(&LimitsType) < 0 ||
+        PyType_Ready(&SkuHoursType) < 0 || PyType_Ready(&CellHashesType) < 0 ||
+        PyType_Ready(&CellsType) < 0 || PyType_Ready(&LaneStateType) < 0 ||
+        PyType_Ready(&LimitsType) < 0 ||
         PyType_Ready(&CoreType) < 0)
         return -1;
     if ((RunResultType.tp_name == NULL &&
@@ -3861,6 +4353,7 @@ static int lanes_exec(PyObject *m) {
         PyModule_AddObjectRef(m, "Versions", (PyObject *)&VersionsType) < 0 ||
         PyModule_AddObjectRef(m, "SkuHours", (PyObject *)&SkuHoursType) < 0 ||
         PyModule_AddObjectRef(m, "CellHashes", (PyObject *)&CellHashesType) < 0 ||
+        PyModule_AddObjectRef(m, "Cells", (PyObject *)&CellsType) < 0 ||
         PyModule_AddObjectRef(m, "LaneState", (PyObject *)&LaneStateType) < 0 ||
         PyModule_AddObjectRef(m, "Limits", (PyObject *)&LimitsType) < 0 ||
         PyModule_AddObjectRef(m, "Core", (PyObject *)&CoreType) < 0 ||

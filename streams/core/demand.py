@@ -12,7 +12,7 @@ and independent of the order of addition.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -24,6 +24,7 @@ from streams.core.windows import Watermark
 
 if TYPE_CHECKING:
     from streams.core._lanes import CellHashes as CompiledCellHashes
+    from streams.core._lanes import Cells as CompiledCells
     from streams.core._lanes import IdSet
     from streams.core._lanes import SkuHours as CompiledSkuHours
 
@@ -167,13 +168,162 @@ class CellHashes:
         return {k: set(v) for k, v in self._sets.items()}
 
 
+_I64_MIN: Final = -(1 << 63)
+_I64_MAX: Final = (1 << 63) - 1
+
+
+def _cell_key_arg(key: object) -> None:
+    if not (type(key) is tuple and len(key) == 7 and type(key[0]) is int
+            and type(key[1]) is int and all(type(x) is str for x in key[2:])):
+        raise TypeError("Cells: a key is (window_seconds, window_start_s, category, color, "
+                        "size, price_band, region)")
+
+
+class Cells:
+    """The measures of one source partition's cells (``CellKey`` -> a counter per
+    ``MEASURES``): the pure-Python reference of the compiled core's ``_lanes.Cells`` (the
+    same methods and results; a native engine uses that one,
+    ``tests/unit/test_compiled_lanes.py`` compares the two).
+
+    A cell changed since the last cut is *marked*; ``cut`` takes the marks (a flush) and
+    ``uncut`` gives them back (its write failed). ``handle`` names a cell for ``add`` (the
+    hot entries keep it): here the key itself, in the compiled core the entry's index with
+    the cut count (refused once a cut has been made). ``evict`` drops the clean cells whose
+    windows ended at or before its bound, one for windows shorter than an hour and one for
+    the others (kept longer for the live rolling sums); a marked cell is kept. A cell's
+    window end is given when it is made (``handle``), and computed by ``end_of``
+    (``MarketCalendar.end_of``) when it is restored (``load``)."""
+
+    __slots__ = ("_ends", "_marked", "_v", "end_of")
+
+    def __init__(self, *, end_of: Callable[[int, int], int]) -> None:
+        self.end_of = end_of
+        self._v: dict[CellKey, list[int]] = {}
+        self._marked: dict[CellKey, None] = {}  # (a dict: the order marked)
+        #: (window end s, window >= 1 h) -> the cells ending then, so eviction is
+        #: O(evicted)
+        self._ends: dict[tuple[int, bool], list[CellKey]] = {}
+
+    def __len__(self) -> int:
+        return len(self._v)
+
+    @property
+    def pending(self) -> int:
+        """Cells changed since the last cut."""
+        return len(self._marked)
+
+    def _make(self, key: CellKey, end_s: int) -> None:
+        self._v[key] = [0, 0, 0, 0, 0, 0]
+        ek = (end_s, key[0] >= 3600)
+        keys = self._ends.get(ek)
+        if keys is None:
+            self._ends[ek] = [key]
+        else:
+            keys.append(key)
+
+    def handle(self, key: CellKey, end_s: int) -> Any:
+        """The cell's handle: made (zeros, its window ending at ``end_s``) if new, and
+        marked."""
+        _cell_key_arg(key)
+        if key not in self._v:
+            if type(end_s) is not int:
+                raise TypeError("an int expected")
+            self._make(key, end_s)
+        self._marked[key] = None
+        return key
+
+    def add(self, handle: Any, slot: int, n: int) -> None:
+        """Measure ``slot`` of the handle's cell += ``n``."""
+        if not 0 <= slot < len(MEASURES):
+            raise ValueError("add: slot is not a measure")
+        vec = self._v.get(handle)
+        if vec is None:
+            raise KeyError("Cells: not a live handle (cut since?)")
+        got = vec[slot] + n
+        if not _I64_MIN <= got <= _I64_MAX:
+            raise OverflowError("Cells: a counter beyond 64 bits")
+        vec[slot] = got
+
+    def get(self, key: CellKey) -> list[int] | None:
+        _cell_key_arg(key)
+        vec = self._v.get(key)
+        return None if vec is None else list(vec)
+
+    def key_of(self, handle: Any) -> CellKey:
+        if handle not in self._v:
+            raise KeyError("Cells: not a live handle (cut since?)")
+        return handle  # type: ignore[no-any-return]
+
+    def cut(self) -> list[CellKey]:
+        """Take the marks: the cells changed since the last cut, in the order marked."""
+        keys = list(self._marked)
+        self._marked = {}
+        return keys
+
+    def uncut(self, keys: Iterable[CellKey]) -> None:
+        """The write of a cut failed: its cells are marked again (none if one is not
+        held)."""
+        keys = list(keys)
+        for key in keys:
+            _cell_key_arg(key)
+            if key not in self._v:
+                raise KeyError(key)
+        for key in keys:
+            self._marked[key] = None
+
+    def marked(self) -> list[CellKey]:
+        return list(self._marked)
+
+    def rows(
+        self, topic: str, partition: int, keys: Iterable[CellKey], version: int
+    ) -> list[tuple[Any, ...]]:
+        """The flush rows of ``keys``: (topic, partition, *key, *measures, version)."""
+        v = self._v
+        return [(topic, partition, *key, *v[key], version) for key in keys]
+
+    def load(self, pairs: Iterable[tuple[CellKey, Sequence[int]]]) -> None:
+        """Restore persisted (key, measures) pairs (not marked)."""
+        for key, vec in pairs:
+            _cell_key_arg(key)
+            counters = list(vec)
+            if len(counters) != len(MEASURES):
+                raise ValueError("load: six counters expected")
+            if not all(isinstance(x, int) for x in counters):
+                raise TypeError("load: the counters must be ints")
+            if key not in self._v:
+                end = self.end_of(key[0], key[1])
+                if not isinstance(end, int):
+                    raise TypeError("an int expected")
+                self._make(key, end)
+            self._v[key] = [int(x) for x in counters]
+
+    def evict(self, short_s: int, long_s: int) -> int:
+        """Drop the clean cells whose windows ended at or before ``short_s`` (windows
+        shorter than an hour) or ``long_s`` (the others)."""
+        marked, v, ends = self._marked, self._v, self._ends
+        evicted = 0
+        for ek in [e for e in ends if e[0] <= (long_s if e[1] else short_s)]:
+            keep = []
+            for k in ends.pop(ek):
+                if k in marked:
+                    keep.append(k)
+                elif v.pop(k, None) is not None:
+                    evicted += 1
+            if keep:
+                ends[ek] = keep
+        return evicted
+
+    def snapshot(self) -> dict[CellKey, list[int]]:
+        return {k: list(v) for k, v in self._v.items()}
+
+
 @dataclass(slots=True)
 class Detached:
     """What a flush cut took from one partition: its position then and the pending marks."""
 
     state: PartitionState
     position: int
-    dirty: set[CellKey]
+    dirty: list[CellKey]
     visitors: list[tuple[CellKey, list[int]]]
     sku_dirty: list[tuple[str, int]]
     dedup: Cut
@@ -189,13 +339,15 @@ class PartitionState:
     watermark: Watermark
     dedup: Deduplicator | IdSet  # (the compiled one when the engine's lanes are on)
     position: int | None = None  # next offset to process
-    cells: dict[CellKey, list[int]] = field(default_factory=dict)
-    dirty: set[CellKey] = field(default_factory=set)
+    #: the cells' measures, and which changed since the last cut (the compiled one when
+    #: the engine's lanes are on)
+    cells: Cells | CompiledCells = field(
+        default_factory=lambda: Cells(end_of=UTC_CALENDAR.end_of))
     ledger: Ledger = field(default_factory=Ledger)
     flushed_position: int | None = None
-    #: (dims, time grain) -> HotEntry, for the cells changed since the last flush. Every
-    #: cell in it is dirty (``cell()`` marked it); it is cleared with the dirty marks, so
-    #: it never holds a vector that a flush, eviction or restore has let go of.
+    #: (dims, time grain) -> HotEntry, for the cells changed since the last cut. Every
+    #: cell in it is marked (``hot_entry`` marked it); it is cleared with the cut, so it
+    #: never holds a handle that a cut has ended or a cell eviction could let go of.
     hot: dict[HotKey, HotEntry] = field(default_factory=dict)
     #: cell -> visitor hashes seen there since the last flush, for the cells of the base
     #: window sizes; unique visitors are counted in ClickHouse (uniqExact over the rows,
@@ -207,10 +359,6 @@ class PartitionState:
     #: per-SKU hourly counters (inventory and the production brief); the compiled one
     #: when the engine's lanes are on
     skus: SkuHours | CompiledSkuHours = field(default_factory=SkuHours)
-    #: (window end s, window >= 1 h) -> the cells ending then, so eviction is O(evicted);
-    #: rebuilt from ``cells`` whenever ``indexed`` says something else changed ``cells``
-    ends: dict[tuple[int, bool], list[CellKey]] = field(default_factory=dict)
-    indexed: int = 0
     #: page-view lane: (sku, region, time grain) -> PageViewEntry; same life as ``hot``
     hot_pv: dict[tuple[str, str, int], PageViewEntry] = field(default_factory=dict)
     #: where windows end (a local day may last 23 or 25 hours)
@@ -218,23 +366,9 @@ class PartitionState:
     #: (Kafka timestamp, fingerprint) of the last record consumed (at ``position - 1``)
     last_record: tuple[int, int] = (-1, 0)
 
-    def _index(self, key: CellKey) -> None:
-        ek = (self.calendar.end_of(key[0], key[1]), key[0] >= 3600)
-        keys = self.ends.get(ek)
-        if keys is None:
-            self.ends[ek] = [key]
-        else:
-            keys.append(key)
-        self.indexed += 1
-
-    def _reindex(self) -> None:
-        self.ends = {}
-        self.indexed = 0
-        for key in self.cells:
-            self._index(key)
-
     def needs_flush(self) -> bool:
-        return bool(self.dirty) or self.skus.pending > 0 or self.position != self.flushed_position
+        return (self.cells.pending > 0 or self.skus.pending > 0
+                or self.position != self.flushed_position)
 
     def hot_entry(
         self,
@@ -244,37 +378,24 @@ class PartitionState:
         visitor_sizes: Container[int],
     ) -> HotEntry:
         """Cache under ``hk`` = (category, color, size, price band, region, grain) the
-        vectors (marked dirty) of its cells of every window size in ``sizes``, whose
+        handles (marked) of its cells of every window size in ``sizes``, whose
         windows are ``bounds`` (``MarketCalendar.grain`` of the grain: the SKU hour, then
         start and end per size), and the visitor and shop handles of those whose size is in
         ``visitor_sizes`` (the base sizes: ClickHouse derives the visitor and shop rows of
         the other sizes, see migrations 0005 and 0010): their handles in ``visitors`` and
         ``shops``."""
-        cells, visitors, dirty, ends = self.cells, self.visitors, self.dirty, self.ends
-        shops = self.shops
+        cells, visitors, shops = self.cells, self.visitors, self.shops
         cat, color, size, band, region, _ = hk
-        vecs = []
+        handles = []
         sets = []
         shop_sets = []
         for i, s in enumerate(sizes):
-            start = bounds[1 + 2 * i]
-            k = (s, start, cat, color, size, band, region)
-            vec = cells.get(k)
-            if vec is None:
-                vec = cells[k] = [0, 0, 0, 0, 0, 0]
-                ek = (bounds[2 + 2 * i], s >= 3600)  # as _index
-                keys = ends.get(ek)
-                if keys is None:
-                    ends[ek] = [k]
-                else:
-                    keys.append(k)
-                self.indexed += 1
-            dirty.add(k)
-            vecs.append(vec)
+            k = (s, bounds[1 + 2 * i], cat, color, size, band, region)
+            handles.append(cells.handle(k, bounds[2 + 2 * i]))
             if s in visitor_sizes:
                 sets.append(visitors.handle(k))
                 shop_sets.append(shops.handle(k))
-        entry = self.hot[hk] = HotEntry((tuple(vecs), tuple(sets), tuple(shop_sets)))
+        entry = self.hot[hk] = HotEntry((tuple(handles), tuple(sets), tuple(shop_sets)))
         return entry
 
     def pending_visitors(self) -> int:
@@ -290,9 +411,11 @@ class PartitionState:
         """
         assert self.position is not None  # noqa: S101 - only partitions with a position
         dedup = self.dedup.cut()
+        dirty: list[CellKey] = []
         sku_hours: list[tuple[str, int]] = []
         visitors: list[tuple[CellKey, list[int]]] = []
         try:
+            dirty = self.cells.cut()
             sku_hours = self.skus.cut()
             visitors = self.visitors.cut()
             shops = self.shops.cut()
@@ -303,19 +426,20 @@ class PartitionState:
             with contextlib.suppress(Exception):
                 self.dedup.uncut(dedup)
             with contextlib.suppress(Exception):
+                self.cells.uncut(dirty)
+            with contextlib.suppress(Exception):
                 self.skus.uncut(sku_hours)
             with contextlib.suppress(Exception):
                 self.visitors.uncut(visitors)
             raise
-        cut = Detached(self, self.position, self.dirty, visitors, sku_hours, dedup, shops)
-        self.dirty = set()
+        cut = Detached(self, self.position, dirty, visitors, sku_hours, dedup, shops)
         self.hot.clear()
         self.hot_pv.clear()
         return cut
 
     def reattach(self, cut: Detached) -> None:
         """The write of ``cut`` failed: its marks are pending again (merged with newer ones)."""
-        self.dirty |= cut.dirty
+        self.cells.uncut(cut.dirty)
         self.visitors.uncut(cut.visitors)  # (merged by key: hot entries' handles stay good)
         self.shops.uncut(cut.shops)
         self.skus.uncut(cut.sku_dirty)
@@ -332,17 +456,4 @@ class PartitionState:
             return 0
         short_s = (wm - horizon_ms) // 1000
         long_s = (wm - max(horizon_ms, live_retention_ms)) // 1000
-        if len(self.cells) != self.indexed:
-            self._reindex()  # cells were set directly (a restore)
-        evicted = 0
-        for ek in [e for e in self.ends if e[0] <= (long_s if e[1] else short_s)]:
-            keep = []
-            for k in self.ends.pop(ek):
-                if k in self.dirty:
-                    keep.append(k)
-                elif self.cells.pop(k, None) is not None:
-                    evicted += 1
-            if keep:
-                self.ends[ek] = keep
-        self.indexed = len(self.cells)
-        return evicted + self.skus.evict(short_s)
+        return self.cells.evict(short_s, long_s) + self.skus.evict(short_s)

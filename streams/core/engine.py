@@ -54,6 +54,7 @@ from streams.core.demand import (
     UNITS,
     CellHashes,
     CellKey,
+    Cells,
     Detached,
     HotEntry,
     PageViewEntry,
@@ -283,6 +284,8 @@ class DemandEngine:
                 if self._native else Deduplicator(self.config.dedup_horizon_ms),
                 skus=_lanes.SkuHours(hour_of=self.calendar.hour)
                 if self._native else SkuHours(hour_of=self.calendar.hour),
+                cells=_lanes.Cells(end_of=self.calendar.end_of)
+                if self._native else Cells(end_of=self.calendar.end_of),
                 visitors=_lanes.CellHashes() if self._native else CellHashes(),
                 shops=_lanes.CellHashes() if self._native else CellHashes(),
                 calendar=self.calendar,
@@ -312,8 +315,7 @@ class DemandEngine:
         st.ledger.duplicates = checkpoint.duplicates
         st.ledger.late = checkpoint.late
         st.last_record = (checkpoint.last_ts, checkpoint.last_fp)
-        for key, vec in rows:
-            st.cells[key] = list(vec)
+        st.cells.load(rows)
         st.skus.load(sku_rows)
         st.dedup.load(dedup_ids)
         return st
@@ -485,8 +487,9 @@ class DemandEngine:
                     if e.unknown_sku:
                         st.ledger.unknown_sku_lines += 1
                     st.skus.add(e.sku_hour, SKU_PAGEVIEWS, 1)
-                    for vec in e.vectors:
-                        vec[PAGEVIEWS] += 1
+                    cells = st.cells
+                    for c in e.cells:
+                        cells.add(c, PAGEVIEWS, 1)
                     visitor = vhashes.get(ev.visitor_id)
                     if visitor is None:
                         visitor = self._visitor(ev.visitor_id)
@@ -522,7 +525,6 @@ class DemandEngine:
         while i < n:
             got = lane(self._lane_state(st), run, i, st.watermark.max_ts)
             stop, max_ts = got.stop, got.max_ts
-            st.indexed += got.new_cells
             st.ledger.unknown_sku_lines += got.unknown_sku
             st.ledger.corrected += got.corrected  # run[stop] included when APPLY
             st.watermark.max_ts = max_ts
@@ -572,8 +574,7 @@ class DemandEngine:
         entry = st.hot.get(hk)
         if entry is None:
             if self._core is not None:  # the same, compiled (streams/core/_lanes.c)
-                entry, new_cells = self._core.hot_entry(self._lane_state(st), hk)
-                st.indexed += new_cells
+                entry = self._core.hot_entry(self._lane_state(st), hk)
             else:
                 entry = st.hot_entry(
                     hk, self.calendar.grain(hk[5]), self._sizes, self._visitor_sizes
@@ -601,8 +602,8 @@ class DemandEngine:
         catalog = self.catalog
         return _lanes.LaneState(
             dedup=cast("_lanes.IdSet", st.dedup),  # (an IdSet when native: type-checked)
-            hot_pv=st.hot_pv, hot=st.hot, cells=st.cells,
-            dirty=st.dirty, ends=st.ends,
+            hot_pv=st.hot_pv, hot=st.hot,
+            cells=cast("_lanes.Cells", st.cells),  # (compiled when native: type-checked)
             visitors=cast("_lanes.CellHashes", st.visitors),  # (compiled when native: checked)
             skus=cast("_lanes.SkuHours", st.skus),  # (compiled when native: type-checked)
             catalog=cast("_lanes.Versions", catalog.store),  # (compiled when native: checked)
@@ -651,9 +652,10 @@ class DemandEngine:
             sku = ev.sku
             skus = st.skus
             skus.add(skus.handle(sku, ts), SKU_PAGEVIEWS, 1)
-            vecs, sets, shop_sets = self._entry(st, self._attrs(st, sku, ts), ev.region, ts)
-            for vec in vecs:
-                vec[PAGEVIEWS] += 1
+            handles, sets, shop_sets = self._entry(st, self._attrs(st, sku, ts), ev.region, ts)
+            cells = st.cells
+            for c in handles:
+                cells.add(c, PAGEVIEWS, 1)
             visitor = self._visitor(ev.visitor_id)
             vis = st.visitors
             for vh in sets:
@@ -668,7 +670,8 @@ class DemandEngine:
         if kind == "order_placed":
             region = ev.region
             skus = st.skus
-            touched: dict[int, list[int]] = {}
+            cells = st.cells
+            touched: dict[Any, None] = {}  # the cells the order counts in (handles)
             sku_seen: set[str] = set()
             for line in ev.lines:
                 sku, qty = line.sku, line.qty
@@ -678,34 +681,35 @@ class DemandEngine:
                     sku_seen.add(sku)
                     skus.add(sb, SKU_ORDERS, 1)
                 gmv = qty * price_e4(line.unit_price)
-                vecs, _, shop_sets = self._entry(st, self._attrs(st, sku, ts), region, ts)
+                handles, _, shop_sets = self._entry(st, self._attrs(st, sku, ts), region, ts)
                 for sh in shop_sets:
                     st.shops.add(sh, seller)
-                for vec in vecs:
-                    vec[UNITS] += qty
-                    vec[GMV_E4] += gmv
-                    touched[id(vec)] = vec
-            for vec in touched.values():
-                vec[ORDERS] += 1
+                for c in handles:
+                    cells.add(c, UNITS, qty)
+                    cells.add(c, GMV_E4, gmv)
+                    touched[c] = None
+            for c in touched:
+                cells.add(c, ORDERS, 1)
         elif kind == "order_cancelled":
             region = ev.region
             skus = st.skus
             for line in ev.lines:
                 skus.add(skus.handle(line.sku, ts), SKU_CANCELLED, line.qty)
-                vecs, _, shop_sets = self._entry(st, self._attrs(st, line.sku, ts), region, ts)
+                handles, _, shop_sets = self._entry(
+                    st, self._attrs(st, line.sku, ts), region, ts)
                 for sh in shop_sets:
                     st.shops.add(sh, returner)
-                for vec in vecs:
-                    vec[CANCELLED_UNITS] += line.qty
+                for c in handles:
+                    st.cells.add(c, CANCELLED_UNITS, line.qty)
         elif kind == "returned":
             qty = ev.qty
             st.skus.add(st.skus.handle(ev.sku, ts), SKU_RETURNED, qty)
-            vecs, _, shop_sets = self._entry(
+            handles, _, shop_sets = self._entry(
                 st, self._attrs(st, ev.sku, ts), ev.region or UNKNOWN, ts)
             for sh in shop_sets:
                 st.shops.add(sh, returner)
-            for vec in vecs:
-                vec[RETURNED_UNITS] += qty
+            for c in handles:
+                st.cells.add(c, RETURNED_UNITS, qty)
         elif kind == "restock_shipped":
             st.skus.add(st.skus.handle(ev.sku, ts), SKU_SHIPPED, ev.qty)
         elif kind == "restock_received":
@@ -778,11 +782,7 @@ class DemandEngine:
             )
             cut = st.detach()
             cuts.append(cut)
-            cells = st.cells
-            if self._native:  # the same rows, built in C
-                rows += _lanes.flush_rows(topic, partition, cut.dirty, cells, version)
-            else:
-                rows += [(topic, partition, *key, *cells[key], version) for key in cut.dirty]
+            rows += st.cells.rows(topic, partition, cut.dirty, version)
             for bucket, ids in cut.dedup[0]:
                 for i in range(0, len(ids), ARRAY_CHUNK):
                     dedup_rows.append((topic, partition, bucket, ids[i : i + ARRAY_CHUNK], version))

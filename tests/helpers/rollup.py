@@ -35,7 +35,7 @@ def merge_partitions(
     """Sum the cells of several source partitions (optionally one window size)."""
     out: dict[CellKey, list[int]] = {}
     for st in states:
-        for key, vec in st.cells.items():
+        for key, vec in st.cells.snapshot().items():
             if window_seconds is None or key[0] == window_seconds:
                 _accumulate(out, key, vec)
     return out

@@ -28,7 +28,7 @@ from schemas.fastpath import fast_event_time
 from streams.core import _lanes as lane
 from streams.core.config import EngineConfig
 from streams.core.dedup import BUCKET_MS, Deduplicator, id_hash
-from streams.core.demand import CellHashes, price_e4
+from streams.core.demand import PAGEVIEWS, CellHashes, Cells, price_e4
 from streams.core.engine import DemandEngine, Record
 from streams.core.inventory import SKU_COUNT_TS, SKU_PAGEVIEWS, SkuHours, utc_hour
 from streams.sim.model import generate_history
@@ -307,24 +307,24 @@ def _snapshot(eng: DemandEngine) -> dict[Any, Any]:
     for key, s in eng.states.items():
         out[key] = {
             "position": s.position, "max_ts": s.watermark.max_ts, "ledger": s.ledger,
-            "cells": s.cells, "dirty": s.dirty,
+            "cells": s.cells.snapshot(), "dirty": s.cells.marked(),
             "visitors": s.visitors.snapshot(), "shops": s.shops.snapshot(),
             "skus": s.skus.snapshot(), "sku_dirty": s.skus.marked(),
-            "dedup": s.dedup.snapshot(), "dedup_ids": len(s.dedup), "indexed": s.indexed,
-            "ends": {k: sorted(v) for k, v in s.ends.items()},
-            # entries name their SKU hour and their cells' visitor and shop hashes by
-            # handles (indices in the compiled types, keys in the references): compared
-            # by what they name
-            "hot": {k: (e.vectors, *_named(s, e.visitors, e.shops)) for k, e in s.hot.items()},
-            "hot_pv": {k: (e.generation, e.unknown_sku, s.skus.key_of(e.sku_hour), e.vectors,
-                           *_named(s, e.visitors, e.shops)) for k, e in s.hot_pv.items()},
+            "dedup": s.dedup.snapshot(), "dedup_ids": len(s.dedup), "held": len(s.cells),
+            # entries name their SKU hour, their cells and those cells' visitor and shop
+            # hashes by handles (indices in the compiled types, keys in the references):
+            # compared by what they name
+            "hot": {k: _named(s, e) for k, e in s.hot.items()},
+            "hot_pv": {k: (e.generation, e.unknown_sku, s.skus.key_of(e.sku_hour),
+                           *_named(s, e)) for k, e in s.hot_pv.items()},
         }
     return out
 
 
-def _named(s: Any, visitors: Any, shops: Any) -> tuple[Any, Any]:
-    return (tuple(s.visitors.key_of(h) for h in visitors),
-            tuple(s.shops.key_of(h) for h in shops))
+def _named(s: Any, e: Any) -> tuple[Any, Any, Any]:
+    return (tuple(s.cells.key_of(h) for h in e.cells),
+            tuple(s.visitors.key_of(h) for h in e.visitors),
+            tuple(s.shops.key_of(h) for h in e.shops))
 
 
 def _batch(b: Any) -> tuple[Any, ...]:
@@ -518,9 +518,10 @@ def test_orders_equal_the_python_lane() -> None:
 
 
 def test_state_built_by_the_lanes_is_not_walked_by_the_cyclic_gc() -> None:
-    """Cell vectors, visitor sets, SKU hours, keys and cache entries made by the lanes hold
-    only ints, strs and each other, so they are untracked (no cycle can pass through
-    them); the young-generation collections then do not walk the live state again."""
+    """Cell keys and cache entries made by the lanes hold only ints, strs and each other,
+    so they are untracked (no cycle can pass through them; the counters themselves are
+    C arrays of the store types); the young-generation collections then do not walk the
+    live state again."""
     import gc
 
     eng = DemandEngine()
@@ -528,16 +529,17 @@ def test_state_built_by_the_lanes_is_not_walked_by_the_cyclic_gc() -> None:
                         orjson.dumps(_view(event_id=f"e{i}", ts=T0 - i * 400_000)))
                  for i in range(5)])
     st = eng.states[("shop.pageviews", 0)]
-    assert st.cells and st.visitors.pending and len(st.skus) and st.hot_pv
+    assert len(st.cells) and st.visitors.pending and len(st.skus) and st.hot_pv
     assert st.shops.pending
-    objects = [*st.cells, *st.cells.values(),
+    objects = [*st.cells.marked(),
                *st.hot_pv, *st.hot_pv.values(),
                *st.hot, *st.hot.values()]
     assert not any(gc.is_tracked(o) for o in objects)
     gc.collect()  # and nothing of it is collected: the engine goes on with the same state
-    before = {k: list(v) for k, v in st.cells.items()}
+    before = st.cells.snapshot()
     process(eng, [Record("shop.pageviews", 0, 10, T0, None, orjson.dumps(_view(event_id="x")))])
-    assert sum(v[5] for v in st.cells.values()) == sum(v[5] for v in before.values()) + 3
+    after = st.cells.snapshot()
+    assert sum(v[5] for v in after.values()) == sum(v[5] for v in before.values()) + 3
 
 
 # ------------------------------------------------------------------ memory safety
@@ -628,13 +630,17 @@ def test_lane_state_limits_and_core_are_typed_and_named() -> None:
     state = eng._lane_state(st)
     assert state.cells is st.cells and state.shops is st.shops
     fields = {name: getattr(state, name) for name in (
-        "dedup", "hot_pv", "hot", "cells", "dirty", "ends", "visitors",
+        "dedup", "hot_pv", "hot", "cells", "visitors",
         "skus", "catalog", "generation", "shops")}
     assert isinstance(lane.LaneState(**fields), lane.LaneState)
     with pytest.raises(TypeError, match="missing shops"):
         lane.LaneState(**{k: v for k, v in fields.items() if k != "shops"})
     with pytest.raises(TypeError, match="must be dict, not list"):
-        lane.LaneState(**{**fields, "cells": []})
+        lane.LaneState(**{**fields, "hot": []})
+    with pytest.raises(TypeError, match=r"must be streams\.core\._lanes\.Cells, not Cells"):
+        lane.LaneState(**{**fields, "cells": Cells(end_of=lambda size, start: start + size)})
+    with pytest.raises(TypeError, match="Cells: made without"):
+        lane.LaneState(**{**fields, "cells": lane.Cells.__new__(lane.Cells)})
     with pytest.raises(TypeError, match=r"must be streams\.core\._lanes\.IdSet, not Deduplicator"):
         lane.LaneState(**{**fields, "dedup": Deduplicator(3_600_000)})
     with pytest.raises(TypeError, match="IdSet: made without"):
@@ -711,12 +717,13 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
     for name in re.findall(r"^LANES_STORE_TYPE\((\w+),", source, re.MULTILINE):
         declared |= {m.replace("Name##", name) for m in made}
     assert declared == {
-        "S_value", "S_timestamp", "S_category", "S_color", "S_size", "S_price_band", "ONE",
+        "S_value", "S_timestamp", "S_category", "S_color", "S_size", "S_price_band",
         "IdSet_methods", "IdSet_members", "IdSet_getset", "IdSet_as_sequence", "IdSetType",
         "Versions_methods", "Versions_getset", "Versions_members", "Versions_as_sequence",
         "VersionsType",
         "SkuHours_methods", "SkuHours_getset", "SkuHours_as_sequence", "SkuHoursType",
         "CellHashes_methods", "CellHashes_getset", "CellHashes_as_sequence", "CellHashesType",
+        "Cells_methods", "Cells_getset", "Cells_as_sequence", "CellsType",
         "LaneState_members", "LaneStateType", "Limits_members", "LimitsType", "Core_members",
         "Core_methods", "CoreType", "methods", "slots", "module", "RunResult_fields",
         "RunResult_desc", "RunResultType", "HotEntry_fields", "HotEntry_desc", "HotEntryType",
@@ -735,7 +742,8 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
     for eng in (a, b):
         st = eng.states[("shop.pageviews", 0)]
         ref = alone.states[("shop.pageviews", 0)]
-        assert st.cells == ref.cells and st.visitors.snapshot() == ref.visitors.snapshot()
+        assert st.cells.snapshot() == ref.cells.snapshot()
+        assert st.visitors.snapshot() == ref.visitors.snapshot()
         assert st.shops.snapshot() == ref.shops.snapshot()
         assert st.skus.snapshot() == ref.skus.snapshot()
 
@@ -760,8 +768,9 @@ def test_the_cache_entries_are_records_read_by_name() -> None:
         (h,) = st.hot.values()
         assert type(e) is lane.PageViewEntry and type(h) is lane.HotEntry
         assert e.generation == eng.catalog.generation and e.unknown_sku is True
-        assert e.vectors == h.vectors and len(h.vectors) == len(eng.config.window_seconds)
-        assert sum(v[demand.PAGEVIEWS] for v in h.vectors) == 3 * len(h.vectors)
+        assert e.cells == h.cells and len(h.cells) == len(eng.config.window_seconds)
+        assert [st.cells.get(st.cells.key_of(c))[demand.PAGEVIEWS] for c in h.cells] == [
+            3] * len(h.cells)
         assert st.skus.key_of(e.sku_hour)[0] == "A"
     # the native engine's lanes read entries by type: a tuple planted in their place is
     # refused, whichever lane finds it
@@ -801,7 +810,7 @@ def test_the_core_names_the_python_constants_it_uses() -> None:
     assert isinstance(got, lane.RunResult)
     assert (got.stop, got.status, got.max_ts, got.consumed, got.processed, got.duplicates,
             got.corrected, got.unknown_sku) == (2, lane.DONE, T0, 2, 1, 1, 0, 1)
-    assert got.new_cells == len(eng.config.window_seconds)
+    assert len(st.cells) == len(eng.config.window_seconds)
 
 
 # ------------------------------------------------------------------ the dedup state
@@ -1100,6 +1109,152 @@ def test_the_compiled_cell_hashes_refuse_misuse() -> None:
         with pytest.raises(TypeError):
             s.uncut([((300, 0, "a"), [1.5])])
         assert s.snapshot() == {(300, 1, "b"): set()}  # (nothing merged)
+
+
+# ------------------------------------------------------------------ the cells
+def _window_end(size: int, start: int) -> int:
+    """An end_of whose daily windows are not UTC days (a zone 30 minutes off UTC)."""
+    return start + size + (1800 if size >= 86_400 else 0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_compiled_cells_do_what_the_reference_does(seed: int) -> None:
+    """lane.Cells against demand.Cells on the same random handles and adds (negative,
+    large), cuts (some given back as after a failed write, with newer marks between),
+    loads of persisted cells (new ones and over held ones), evictions with two bounds
+    (marked cells kept, tried again later) and cells made again after an eviction (a
+    reused entry): every answer, the marks in order, the flush rows and the whole state
+    equal after every step."""
+    rnd = random.Random(seed)
+    got, ref = lane.Cells(end_of=_window_end), Cells(end_of=_window_end)
+    sizes = [300, 3600, 86_400]
+    keys = [(size, start, cat, "红", "M", "10-20", region)
+            for size in sizes for start in range(0, 40 * 300, size)
+            for cat in ("袜子", "") for region in ("华东", "")]
+    handles: list[tuple[Any, Any]] = []
+    cuts: list[tuple[list[Any], list[Any]]] = []
+    for step in range(3000):
+        op = rnd.random()
+        key = rnd.choice(keys)
+        if op < 0.35:
+            end = _window_end(key[0], key[1])
+            handles.append((got.handle(key, end), ref.handle(key, end)))
+            assert got.key_of(handles[-1][0]) == key == ref.key_of(handles[-1][1]), step
+            slot, n = rnd.randrange(6), rnd.choice([1, -2, 7, 1 << 40])
+            got.add(handles[-1][0], slot, n)
+            ref.add(handles[-1][1], slot, n)
+        elif op < 0.55 and handles:  # an older handle of this cut
+            hg, hr = rnd.choice(handles)
+            got.add(hg, PAGEVIEWS, 1)
+            ref.add(hr, PAGEVIEWS, 1)
+        elif op < 0.65:
+            a, b = got.cut(), ref.cut()
+            assert a == b, step
+            assert got.rows("t", 3, a, step) == ref.rows("t", 3, b, step), step
+            cuts.append((a, b))
+            handles.clear()  # (a cut ends the handles: the hot entries go with it)
+        elif op < 0.7 and cuts:  # the write of the last cut failed
+            a, b = cuts.pop()
+            got.uncut(a)
+            ref.uncut(b)
+        elif op < 0.82:
+            short, long = rnd.randint(-2, 45) * 300, rnd.randint(-30, 45) * 300
+            assert got.evict(short, long) == ref.evict(short, long), step
+            cuts.clear()  # (only a cut that was written is evicted)
+            handles.clear()
+        elif op < 0.9:
+            vec = [rnd.randint(-1, 9) for _ in range(6)]
+            got.load([(key, vec)])
+            ref.load([(key, tuple(vec))])
+        else:
+            assert got.get(key) == ref.get(key), step
+        assert got.snapshot() == ref.snapshot(), step
+        assert got.marked() == ref.marked() and got.pending == ref.pending, step
+        assert len(got) == len(ref), step
+
+
+def test_the_compiled_cells_refuse_misuse() -> None:
+    """A handle kept past a cut, a slot that is not a measure, a counter beyond 64 bits,
+    a key of the wrong shape, a malformed persisted row and keys no longer held are one
+    clear error each, in both; the compiled one takes numbers only from ints, and its
+    keys only of ints and strs, so no Python code runs while it holds an entry."""
+    key = (300, 0, "袜子", "红", "M", "10-20", "华东")
+    for impl in (lane.Cells, Cells):
+        s = impl(end_of=_window_end)
+        h = s.handle(key, 300)
+        s.add(h, PAGEVIEWS, 2)
+        with pytest.raises(ValueError, match="not a measure"):
+            s.add(h, 6, 1)
+        s.add(h, 0, (1 << 63) - 1)
+        with pytest.raises(OverflowError, match="64 bits"):
+            s.add(h, 0, 1)
+        assert s.rows("t", 0, s.cut(), 9) == [("t", 0, *key, (1 << 63) - 1, 0, 0, 0, 0, 2, 9)]
+        if impl is lane.Cells:
+            with pytest.raises(KeyError, match="cut since"):  # (the reference's is the key)
+                s.add(h, 0, 1)
+        assert s.evict(300, 0) == 1 and len(s) == 0 and s.pending == 0
+        with pytest.raises(KeyError):
+            s.add(h, 0, 1)
+        with pytest.raises(KeyError):
+            s.uncut([key])
+        with pytest.raises(KeyError):
+            s.rows("t", 0, [key], 1)
+        with pytest.raises(ValueError, match="six counters"):
+            s.load([(key, [1, 2])])
+        for bad in ((300, 0, "a"), [300, 0, "a", "b", "c", "d", "e"],
+                    (300, 0, "a", "b", "c", "d", 5), (300.0, 0, "a", "b", "c", "d", "e")):
+            with pytest.raises(TypeError, match="a key is"):
+                s.handle(bad, 300)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="a key is"):
+                s.load([(bad, [0] * 6)])  # type: ignore[list-item]
+        s.load([(key, [1, 2, 3, 4, 5, 6])])
+        assert s.get(key) == [1, 2, 3, 4, 5, 6] and s.pending == 0
+        assert s.evict(_window_end(300, 0) - 1, 0) == 0 and s.evict(300, 0) == 1
+    class Evicts:  # an "int" whose __index__ would evict the cell a call holds
+        def __init__(self, s: Any) -> None:
+            self.s = s
+
+        def __index__(self) -> int:
+            self.s.cut()
+            self.s.evict(1 << 40, 1 << 40)
+            return 0
+
+    s = lane.Cells(end_of=_window_end)
+    h = s.handle(key, 300)
+    for call in (lambda: s.add(h, 0, Evicts(s)), lambda: s.handle(key, Evicts(s)),
+                 lambda: s.load([(key, [Evicts(s)] * 6)]),
+                 lambda: s.evict(Evicts(s), 0)):
+        with pytest.raises(TypeError, match="an int expected"):  # no Python code runs
+            call()
+    assert s.marked() == [key] and s.get(key) == [0] * 6
+    with pytest.raises(TypeError, match="end_of"):
+        lane.Cells()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="made without"):
+        lane.Cells.__new__(lane.Cells).handle(key, 0)
+
+
+def test_the_compiled_cells_release_their_keys() -> None:
+    """Each cell held holds its key once (and the index once more); evicting it or
+    dropping the store releases them (reference counts back where they were), and an
+    evicted entry is used again."""
+    import sys
+
+    keys = [(3600, h * 3600, "".join(["c", str(h)]), "", "", "", "") for h in range(50)]
+    refs = [sys.getrefcount(k) for k in keys]
+    s = lane.Cells(end_of=_window_end)
+    for k in keys:
+        s.add(s.handle(k, k[1] + 3600), 1, 1)
+    del k
+    assert [sys.getrefcount(k) for k in keys] == [r + 2 for r in refs]
+    big = s.__sizeof__()
+    s.cut()
+    assert s.evict(0, 40 * 3600) == 40 and len(s) == 10
+    assert [sys.getrefcount(k) for k in keys] == [r + 2 * (i >= 40) for i, r in enumerate(refs)]
+    for k in keys[:40]:
+        s.handle(k, k[1] + 3600)
+    assert s.__sizeof__() <= big + 4096  # (the evicted entries were used again)
+    del s, k
+    assert [sys.getrefcount(k) for k in keys] == refs
 
 
 def test_a_cut_that_fails_on_the_sku_hours_takes_no_dedup_ids_either() -> None:

@@ -206,7 +206,7 @@ def test_duplicates_count_once_and_ledger_balances() -> None:
 def test_unknown_sku_counts_under_unknown() -> None:
     eng = _engine()
     process(eng, _records([("shop.orders", _order(11, T0, sku="NOPE"))], partitions=1))
-    keys = {k[2:7] for k in eng.states[("shop.orders", 0)].cells}
+    keys = {k[2:7] for k in eng.states[("shop.orders", 0)].cells.snapshot()}
     assert ("unknown", "unknown", "unknown", "unknown", "浙江") in keys
     assert eng.states[("shop.orders", 0)].ledger.unknown_sku_lines == 1
 
@@ -289,11 +289,11 @@ def test_windows_beyond_the_horizon_are_evicted() -> None:
     process(eng, _records([("shop.orders", _order(2, T0 + 3 * 86_400_000))], partitions=1))
     eng.flushed(eng.flush_batch())
     st = eng.states[("shop.orders", 0)]
-    assert all(k[1] * 1000 >= T0 + 2 * 86_400_000 for k in st.cells)
+    assert all(k[1] * 1000 >= T0 + 2 * 86_400_000 for k in st.cells.snapshot())
     # hourly and daily windows stay for the live retention, 5-minute ones only the horizon
     process(eng, _records([("shop.orders", _order(3, T0 + 4 * 86_400_000))], partitions=1)[:1])
     eng.flushed(eng.flush_batch())
-    sizes_of_day3 = {k[0] for k in st.cells if k[1] * 1000 < T0 + 4 * 86_400_000}
+    sizes_of_day3 = {k[0] for k in st.cells.snapshot() if k[1] * 1000 < T0 + 4 * 86_400_000}
     assert sizes_of_day3 == {3600, 86400}
 
 
@@ -410,7 +410,7 @@ def test_a_catalog_tombstone_deletes_the_product() -> None:
     assert eng.pending_products[-1][0] == "A" and eng.pending_products[-1][10] == 1
     # demand of the deleted SKU counts under unknown from now on
     process(eng, _records([("shop.orders", _order(1, T0))], partitions=1))
-    cells = {k[2] for k in eng.states[("shop.orders", 0)].cells}
+    cells = {k[2] for k in eng.states[("shop.orders", 0)].cells.snapshot()}
     assert "unknown" in cells and "袜子" not in cells
     # a tombstone without a key names no product: rejected, nothing deleted
     rejected = eng.apply_product(Record("shop.products", 0, 10, T0, None, None))
