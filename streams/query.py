@@ -17,7 +17,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from streams.errors import EXIT_USAGE, C2MError, SinkRejected, SinkUnavailable
 
@@ -136,6 +138,97 @@ def _plain(v: Any) -> Any:
     return str(v)
 
 
+def _clock_text(value: datetime, zone: tzinfo, digits: int | None) -> str:
+    """``value`` as ClickHouse's ``toString`` writes it in ``zone``: local wall time, no
+    offset, ``digits`` decimals for a DateTime64 (None: a DateTime). What is printed can
+    be pasted back into a WHERE clause on the same column."""
+    if value.tzinfo is None:  # clickhouse-connect hands UTC instants out naive
+        value = value.replace(tzinfo=UTC)
+    local = value.astimezone(zone)
+    text = local.strftime("%Y-%m-%d %H:%M:%S")
+    if digits:  # Python keeps microseconds: a DateTime64(7..9) ends in zeros
+        text += "." + f"{local.microsecond:06d}{'0' * 3}"[:digits]
+    return text
+
+
+def _in_column_zone(value: Any, ch_type: Any, default_zone: tzinfo) -> Any:
+    """``value`` of ClickHouse type ``ch_type`` with every DateTime/DateTime64 in it (also
+    inside Nullable, Array, Tuple, Map) written as ``toString`` writes it: in the type's
+    time zone, else ``default_zone`` (the session's). Other values as they are."""
+    from clickhouse_connect.datatypes.container import Array, Map, Tuple
+    from clickhouse_connect.datatypes.temporal import DateTime64, DateTimeBase
+
+    if value is None:
+        return None
+    if isinstance(ch_type, DateTimeBase):
+        if not isinstance(value, datetime):
+            return value
+        digits = ch_type.scale if isinstance(ch_type, DateTime64) else None
+        return _clock_text(value, ch_type.tzinfo or default_zone, digits)
+    if isinstance(ch_type, Array) and isinstance(value, (list, tuple)):
+        return [_in_column_zone(x, ch_type.element_type, default_zone) for x in value]
+    if isinstance(ch_type, Tuple) and isinstance(value, (list, tuple)) \
+            and len(value) == len(ch_type.element_types):
+        return tuple(_in_column_zone(x, t, default_zone)
+                     for x, t in zip(value, ch_type.element_types, strict=True))
+    if isinstance(ch_type, Map) and isinstance(value, dict):
+        return {_in_column_zone(k, ch_type.key_type, default_zone):
+                _in_column_zone(v, ch_type.value_type, default_zone) for k, v in value.items()}
+    return value
+
+
+def _has_time(ch_type: Any) -> bool:
+    from clickhouse_connect.datatypes.container import Array, Map, Tuple
+    from clickhouse_connect.datatypes.temporal import DateTimeBase
+
+    if isinstance(ch_type, DateTimeBase):
+        return True
+    if isinstance(ch_type, Array):
+        return _has_time(ch_type.element_type)
+    if isinstance(ch_type, Tuple):
+        return any(_has_time(t) for t in ch_type.element_types)
+    if isinstance(ch_type, Map):
+        return _has_time(ch_type.key_type) or _has_time(ch_type.value_type)
+    return False
+
+
+def _column_types(
+    client: Any, statement: str, got: Sequence[Any], settings: dict[str, Any] | None,
+) -> list[Any]:
+    """The ClickHouse types of the statement's columns, with their time zones.
+
+    The Native format that clickhouse-connect reads names a top-level ``DateTime('zone')``
+    column plain ``DateTime`` (ClickHouse does so for old clients, chDB always), and its
+    values come back in UTC: a market-time column (``window_start``, ``toTimeZone(...)``)
+    would print 8 hours off. For such a column the types are asked of ClickHouse
+    (``DESCRIBE``, which plans the query but does not run it); a statement it cannot
+    describe (``SHOW ...``) keeps the types it came with."""
+    from clickhouse_connect.datatypes.registry import get_from_name
+    from clickhouse_connect.datatypes.temporal import DateTimeBase
+
+    types = list(got)
+    if not any(isinstance(t, DateTimeBase) and t.tzinfo is None for t in types):
+        return types
+    try:
+        described = client.query(f"DESCRIBE TABLE (\n{statement}\n)",
+                                 settings=settings).result_rows
+        named = [get_from_name(str(row[1])) for row in described]
+    except Exception:  # not a SELECT (SHOW ...): the types it came with
+        return types
+    return named if len(named) == len(types) else types
+
+
+def _session_zone(client: Any) -> tzinfo:
+    """The zone ClickHouse writes a DateTime without one in (``timezone()``)."""
+    zone = getattr(client, "server_tz", None)
+    if isinstance(zone, tzinfo):
+        return zone
+    try:
+        return ZoneInfo(str(zone)) if zone else UTC
+    except (ValueError, ZoneInfoNotFoundError):
+        return UTC
+
+
 def run_readonly(
     client: Any, sql: str, max_rows: int | None = None,
     settings: dict[str, Any] | None = READONLY_SETTINGS,
@@ -156,6 +249,12 @@ def run_readonly(
     truncated = max_rows is not None and len(rows) > max_rows
     if truncated:
         rows = rows[:max_rows]
+    types = list(result.column_types or ())
+    if rows and len(types) == len(result.column_names) and any(_has_time(t) for t in types):
+        types = _column_types(client, statement, types, settings)
+        zone = _session_zone(client)
+        rows = [[_in_column_zone(v, t, zone) for v, t in zip(r, types, strict=True)]
+                for r in rows]
     return QueryResult(list(result.column_names), [[_plain(v) for v in r] for r in rows],
                        truncated)
 

@@ -130,6 +130,52 @@ def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
     assert '"app_id": "c2m-pulse"' in _c2m("config", cwd=tmp_path, env=env)
 
 
+def test_query_prints_times_in_their_columns_zone_as_toString_does(tmp_path: Path) -> None:
+    """`c2m query` printed every DateTime in UTC (chDB names a top-level DateTime('zone')
+    column plain DateTime), though the README says market time: the daily window of
+    2026-12-07 (local midnight, Asia/Shanghai) printed as `2026-12-06 16:00:00`, and that
+    text pasted back into a WHERE clause found no row. Now a value prints as ClickHouse's
+    toString writes it, in its column's zone, inside arrays too; other values unchanged."""
+    env = cli_env(tmp_path)
+    _c2m("db", "migrate", cwd=tmp_path, env=env)  # C2M_TIMEZONE: Asia/Shanghai by default
+    query_chdb(
+        tmp_path / ".c2m" / "chdb",
+        "INSERT INTO c2m.demand_cells (window_seconds, window_start, window_end, category, "
+        "color, size, price_band, region, units, version) VALUES "
+        "(86400, '2026-12-07 00:00:00', '2026-12-08 00:00:00', '袜子', '黑', 'M', '0-50', "
+        "'CN-31', 7, 1), "
+        "(3600, '2026-12-07 02:00:00', '2026-12-07 03:00:00', '袜子', '黑', 'M', '0-50', "
+        "'CN-31', 3, 1)",
+    )
+    out = _c2m(
+        "query",
+        "SELECT window_seconds, window_start, toString(window_start) AS text, "
+        "toTimeZone(window_start, 'UTC') AS utc, "
+        "toDateTime64(window_start, 3, 'Asia/Shanghai') + toIntervalMillisecond(250) AS ms, "
+        "[window_end] AS ends, toNullable(window_end) AS maybe_end, category, "
+        "units / 4 AS quarter, (units, 'x') AS pair "
+        "FROM c2m.demand_cells FINAL ORDER BY window_seconds",
+        cwd=tmp_path, env=env,
+    )
+    header, *rows = [line.split("\t") for line in out.splitlines()]
+    assert header == ["window_seconds", "window_start", "text", "utc", "ms", "ends",
+                      "maybe_end", "category", "quarter", "pair"]
+    assert rows == [
+        ["3600", "2026-12-07 02:00:00", "2026-12-07 02:00:00", "2026-12-06 18:00:00",
+         "2026-12-07 02:00:00.250", "['2026-12-07 03:00:00']", "2026-12-07 03:00:00", "袜子",
+         "0.75", "[3, 'x']"],
+        ["86400", "2026-12-07 00:00:00", "2026-12-07 00:00:00", "2026-12-06 16:00:00",
+         "2026-12-07 00:00:00.250", "['2026-12-08 00:00:00']", "2026-12-08 00:00:00", "袜子",
+         "1.75", "[7, 'x']"],
+    ]
+    # what is printed can be pasted back: it finds its row (in a view of the README too)
+    for seconds, start, *_ in rows:
+        found = _c2m("query", "SELECT count() AS n FROM c2m.demand_by_attribute WHERE "
+                     f"window_seconds = {seconds} AND window_start = '{start}'",
+                     cwd=tmp_path, env=env)
+        assert found.splitlines() == ["n", "1"], (seconds, start)
+
+
 def test_simulate_writes_valid_events_with_a_real_producer(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
