@@ -150,8 +150,9 @@ def run_readonly(
         result = client.query(statement, settings=settings)
     except Exception as exc:
         if is_refused(exc) or _query_refused(exc):
-            raise SinkRejected(query_problem(exc)) from exc
-        raise SinkUnavailable(f"ClickHouse query failed: {query_problem(exc)}") from exc
+            raise SinkRejected(query_problem(exc, statement)) from exc
+        raise SinkUnavailable(f"ClickHouse query failed: {query_problem(exc, statement)}") \
+            from exc
     rows = result.result_rows
     truncated = max_rows is not None and len(rows) > max_rows
     if truncated:
