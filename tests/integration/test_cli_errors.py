@@ -150,6 +150,22 @@ def test_bad_command_line_values_are_refused(
     assert not (tmp_path / ".c2m").exists()  # refused before anything started
 
 
+def test_usage_errors_read_as_one_sentence_each(tmp_path: Path) -> None:
+    """Not "c2m: error: c2m: No such command", a full stop before click's suggestion, and a
+    group without its subcommand in one line (it printed the whole help)."""
+    line = one_line(c2m("frobnicate", cwd=tmp_path), EXIT_USAGE)
+    assert line == "c2m: error: No such command 'frobnicate'. (see: c2m --help)"
+    line = one_line(c2m("demo", "--durration", "5", cwd=tmp_path), EXIT_USAGE)
+    assert "No such option: --durration. Did you mean --duration?" in line
+    line = one_line(c2m("alerts", cwd=tmp_path), EXIT_USAGE)
+    assert line == "c2m: error: c2m alerts: missing its command: tail (see: c2m alerts --help)"
+    line = one_line(c2m("db", cwd=tmp_path), EXIT_USAGE)
+    assert "c2m db: missing its command: one of grant, migrate" in line
+    assert not (tmp_path / ".c2m").exists()
+    out = c2m(cwd=tmp_path)  # c2m alone: its help
+    assert out.returncode == EXIT_USAGE and out.stderr.startswith("Usage: c2m ")
+
+
 def test_a_host_this_machine_cannot_listen_on_names_its_setting(tmp_path: Path) -> None:
     """Not "in use": the name does not resolve, or the address is not this machine's."""
     for host in ("no-such-host.invalid", "192.0.2.1"):
