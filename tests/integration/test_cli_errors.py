@@ -336,6 +336,28 @@ def test_alerts_tail_stops_in_one_line_when_the_broker_goes_away(tmp_path: Path)
     assert took < 20, took
 
 
+def test_a_second_demo_in_a_folder_hears_that_one_runs_there(tmp_path: Path) -> None:
+    """Also when the first does not answer (busy with its history): the second said the
+    web port was in use (set C2M_WEB_PORT), and with another port, that the embedded
+    ClickHouse was in use."""
+    import socket
+
+    from tests.helpers.processes import chdb_held_by_another
+
+    with chdb_held_by_another(tmp_path / ".c2m" / "chdb"), socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()  # the first demo's web port: taken, and no answer
+        port = taken.getsockname()[1]
+        for web_port in (port, free_port()):
+            out = c2m("demo", "--duration", "5", cwd=tmp_path,
+                      env=c2m_env(C2M_WEB_PORT=str(web_port)))
+            line = one_line(out, EXIT_UNREACHABLE)
+            assert line.startswith("c2m: error: a c2m demo or worker already runs in this "
+                                   "folder"), line
+            assert "stop it" in line and "another folder" in line
+    assert not (tmp_path / ".c2m" / "embedded.json").exists()  # nothing was started
+
+
 def test_a_demo_on_a_port_in_use_says_which_variable_to_change(tmp_path: Path) -> None:
     import socket
 
