@@ -657,17 +657,28 @@ def brief(category: str, factory: str | None, days: int, run_days: int, as_json:
     factory = factory or ""
     s = _settings()
     _quiet_clients()
-    rows = fetch_brief(s, category, factory, days, run_days)
+    answer = fetch_brief(s, category, factory, days, run_days)
+    rows = answer.rows
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
     elif rows:
         click.echo(render_brief(rows, category, factory, days, run_days, s.calendar()))
     if not rows:
-        who = f" from factory {factory}" if factory else ""
-        click.echo(f"c2m: no demand for category {category!r}{who} in the last {days} days "
-                   "of complete hours (a short demo has none yet: run it for more than an "
-                   "hour of event time, e.g. c2m demo --history-days 7)", err=True)
+        click.echo(f"c2m: {_no_brief(category, factory, days, answer.categories)}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+def _no_brief(category: str, factory: str, days: int, known: list[str] | None) -> str:
+    """Why a brief has no rows: a category that never had demand (and a few that did),
+    or none in the period."""
+    if known and category not in known:
+        shown = ", ".join(known[:5]) + (f" ... ({len(known)} in all)" if len(known) > 5 else "")
+        return (f"no demand ever for category {category!r}: not a category of this market? "
+                f"categories with demand: {shown}")
+    who = f" from factory {factory}" if factory else ""
+    return (f"no demand for category {category!r}{who} in the last {days} days of complete "
+            "hours (a short demo has none yet: run it for more than an hour of event time, "
+            "e.g. c2m demo --history-days 7)")
 
 
 @main.command()

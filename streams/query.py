@@ -269,7 +269,7 @@ def run_query(settings: Any, sql: str) -> QueryResult:
 
     statement = one_statement(sql)
     try:
-        client = connect(settings)
+        client = connect(settings, create=False)  # a read creates no .c2m/
     except KeyboardInterrupt:
         # Ctrl-C while the embedded engine starts: it may be half up, and the
         # interpreter's finalisation would tear it down under its threads (a hang)

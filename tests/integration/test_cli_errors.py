@@ -180,7 +180,7 @@ def test_a_data_directory_that_cannot_be_made_names_its_setting(tmp_path: Path) 
     line = one_line(c2m("demo", "--duration", "2", cwd=tmp_path,
                         env=c2m_env(C2M_DATA_DIR="afile")), EXIT_CONFIG)
     assert "C2M_DATA_DIR='afile': cannot create the data directory (File exists)" in line
-    line = one_line(c2m("query", "SELECT 1", cwd=tmp_path,
+    line = one_line(c2m("db", "migrate", cwd=tmp_path,
                         env=c2m_env(C2M_DATA_DIR="afile/sub")), EXIT_CONFIG)
     assert "cannot create the embedded ClickHouse directory" in line and "C2M_DATA_DIR" in line
 
@@ -207,8 +207,36 @@ def test_ctrl_c_stops_a_query_on_the_embedded_clickhouse(tmp_path: Path) -> None
 
 
 def test_a_brief_before_any_demo_says_what_to_run(tmp_path: Path) -> None:
+    (tmp_path / ".c2m" / "chdb").mkdir(parents=True)  # a data directory without the tables
     line = one_line(c2m("brief", "--category", "袜子", cwd=tmp_path), EXIT_REFUSED)
     assert "production_brief" in line and "run `c2m demo`" in line
+
+
+def test_a_read_where_no_demo_runs_says_so_and_never_reads_another_folders_demo(
+    worker_factory: Any, tmp_path: Path
+) -> None:
+    """A newcomer's case: in a folder without a demo, `c2m brief` printed the brief of the
+    demo of another folder answering on the same web port (while `c2m query` said
+    UNKNOWN_DATABASE), and left an empty .c2m/ behind."""
+    from tests.helpers.processes import chdb_held_by_another
+
+    (tmp_path / "other").mkdir()
+    other = worker_factory(tmp_path / "other" / ".c2m").start()
+    other.wait_consumed(0)  # its web server answers
+    here = tmp_path / "here"
+    here.mkdir()
+    env = c2m_env(C2M_WEB_PORT=str(other.web_port))
+    for args in (("brief", "--category", "袜子"), ("query", "SELECT 1")):
+        line = one_line(c2m(*args, cwd=here, env=env), EXIT_UNREACHABLE)
+        assert line.startswith("c2m: error: no c2m demo runs in this folder (no embedded "
+                               f"ClickHouse at {here / '.c2m' / 'chdb'})"), line
+    assert not (here / ".c2m").exists()  # a read creates nothing
+    # this folder's ClickHouse is held by a process that does not answer on that port: the
+    # worker that does is another folder's, and its brief is not this folder's
+    with chdb_held_by_another(here / ".c2m" / "chdb"):
+        line = one_line(c2m("brief", "--category", "袜子", cwd=here, env=env),
+                        EXIT_UNREACHABLE)
+    assert f"the c2m worker at http://127.0.0.1:{other.web_port} is another folder's" in line
 
 
 def test_a_brief_in_another_time_zone_than_the_database_is_refused(tmp_path: Path) -> None:
@@ -220,6 +248,7 @@ def test_a_brief_in_another_time_zone_than_the_database_is_refused(tmp_path: Pat
 
 
 def test_several_statements_are_refused(tmp_path: Path) -> None:
+    (tmp_path / ".c2m" / "chdb").mkdir(parents=True)  # c2m query creates no data directory
     for sql in ("SELECT 1 AS a; SELECT 2 AS b", "SELECT 1 AS a; SELECT 2 AS b, 3 AS c"):
         out = c2m("query", sql, cwd=tmp_path)
         line = one_line(out, EXIT_USAGE)
@@ -250,6 +279,33 @@ def test_refused_queries_give_clickhouse_error_name_and_an_empty_brief_exit_1(
     assert out.returncode == 1 and out.stdout == "", out.stderr
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith("c2m: no demand for category '袜子' in the last 14 days")
+
+
+def test_a_brief_for_a_category_that_never_had_demand_says_so_and_lists_known_ones(
+    tmp_path: Path,
+) -> None:
+    """It suggested a longer demo (--history-days 7) even while a 7-day demo ran."""
+    from tests.helpers.processes import query_chdb
+
+    assert c2m("db", "migrate", cwd=tmp_path).returncode == 0
+    query_chdb(tmp_path / ".c2m" / "chdb", (
+        "INSERT INTO c2m.demand_cells (window_seconds, window_start, window_end, category, "
+        "color, size, price_band, region, units, version) VALUES "
+        "(86400, '2026-12-01 00:00:00', '2026-12-02 00:00:00', '袜子', '黑', 'M', '10-20', "
+        "'华东', 5, 1), "
+        "(86400, '2026-12-01 00:00:00', '2026-12-02 00:00:00', 'T恤', '白', 'L', '50-100', "
+        "'华东', 9, 1), "
+        "(86400, '2026-12-01 00:00:00', '2026-12-02 00:00:00', '拖鞋', '白', 'L', '50-100', "
+        "'华东', 0, 1)"))  # page views only: no demand
+    out = c2m("brief", "--category", "不存在", cwd=tmp_path)
+    assert out.returncode == 1 and out.stdout == "", out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line == ("c2m: no demand ever for category '不存在': not a category of this "
+                    "market? categories with demand: T恤, 袜子"), line
+    # a category with demand, none in the period: the period's message
+    out = c2m("brief", "--category", "袜子", cwd=tmp_path)
+    assert out.returncode == 1 and "no demand for category '袜子' in the last 14 days" in \
+        out.stderr and "categories with demand" not in out.stderr
 
 
 def test_worker_against_a_dead_broker_says_so_in_one_line_quickly(tmp_path: Path) -> None:
