@@ -51,9 +51,9 @@ from streams.kafka.sink import KafkaSink
 from streams.kafka.topics import FactoryTopics
 from streams.market_refresh import MarketRefresher
 from streams.pipeline import DemandPipeline
-from streams.settings import Settings
+from streams.settings import Settings, mask_url
 from streams.sink import Sink
-from streams.web import register_web_view
+from streams.web import is_loopback, register_web_view
 from streams.web.auth import WebAuth, forbidden, unauthorized
 
 __version__ = importlib.metadata.version("c2m-pulse")
@@ -471,6 +471,7 @@ def attach_alerts(
         )
 
     auth = WebAuth(settings, web_host)
+    clickhouse = mask_url(settings.effective_clickhouse_url)
 
     @app.page("/api/alerts")
     async def api_alerts(web: Any, request: Any) -> Any:
@@ -513,7 +514,12 @@ def attach_alerts(
         except BadRequest as exc:
             return web.json({"error": str(exc)}, status=400)
         rows = await io(with_moq, alert_store, category, factory, days, run_days)
-        return web.json({"rows": jsonable(rows)})
+        body: dict[str, Any] = {"rows": jsonable(rows)}
+        if is_loopback(getattr(request, "remote", None)):
+            # which ClickHouse answered (masked), for `c2m brief` on this machine: the one
+            # of its folder, not another folder's demo on the same port
+            body["clickhouse"] = clickhouse
+        return web.json(body)
 
     return alerts
 

@@ -1,8 +1,10 @@
 """``c2m brief``: the production brief, fetched and rendered for a terminal.
 
 The numbers come from the ClickHouse view ``c2m.production_brief`` (one definition, used
-by the CLI, the worker's ``/api/brief`` and Grafana). With the embedded chDB only the
-worker process may open the engine, so the CLI asks the worker first.
+by the CLI, the worker's ``/api/brief`` and Grafana). With the embedded chDB only one
+process may open the engine: while a demo or worker of this folder holds it, the CLI asks
+that process (and checks that it is this folder's); else it reads ClickHouse itself, and
+creates nothing (no ``.c2m/`` where no demo ran).
 
 On top of the view, in Python (:func:`with_moq`): a factory orders SKUs, and a SKU (one
 colour x size of the category) has a minimum order quantity. The colour, size and price
@@ -20,6 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -119,49 +122,107 @@ class BadBriefRequest(C2MError):
     exit_code = EXIT_USAGE
 
 
+@dataclass
+class BriefAnswer:
+    """The brief's rows and, when there are none, the categories that ever had demand
+    (most units first; None when the source cannot say)."""
+
+    rows: list[dict[str, Any]]
+    categories: list[str] | None = None
+
+
+def _ask(url: str) -> dict[str, Any] | None:
+    """GET a brief from a c2m process; None when nothing (or no c2m worker) answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - our own URL
+            answer: dict[str, Any] = json.loads(resp.read())
+            return answer
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None  # not a c2m worker there
+        # the worker answered: its answer stands (not a fallback that finds chDB busy)
+        try:
+            why = str(json.loads(exc.read()).get("error") or exc.reason)
+        except (ValueError, AttributeError):
+            why = str(exc.reason)
+        if exc.code == 400:
+            raise BadBriefRequest(why) from None
+        raise SinkUnavailable(f"the c2m worker at {url.split('?')[0]} answered "
+                              f"{exc.code}: {why}") from None
+    except (OSError, ValueError):
+        return None  # no worker running
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a wildcard bind
+
+
 def fetch_brief(
     settings: Any, category: str, factory: str, days: int, run_days: int
-) -> list[dict[str, Any]]:
+) -> BriefAnswer:
+    """The brief from the ClickHouse of this folder (or the configured one): read directly,
+    or, while a demo or worker holds this folder's embedded ClickHouse, asked of that
+    process (checked: it says it holds this ClickHouse, not another folder's)."""
+    from streams.clickhouse.client import ChdbInUse, connect
+
     query = urllib.parse.urlencode(
         {"category": category, "factory": factory, "days": days, "run_days": run_days}
     )
-    # the process that owns ClickHouse: the worker, or the writer with C2M_SINK=kafka
-    if settings.sink == "kafka":
-        host, port = settings.writer_host, settings.writer_port
-    else:
-        from streams.runner import running_web_port
-
-        host, port = settings.web_host, running_web_port(settings)
-    if host in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard bind is reached on loopback
-        host = "127.0.0.1"
-    url = f"http://{host}:{port}/api/brief?{query}"
+    writer = None
+    if settings.sink == "kafka":  # the writer owns ClickHouse (C2M_WRITER_HOST/PORT)
+        writer = f"http://{_loopback(settings.writer_host)}:{settings.writer_port}"
+        answer = _ask(f"{writer}/api/brief?{query}")
+        if answer is not None:
+            return BriefAnswer(list(answer["rows"]))
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            rows: list[dict[str, Any]] = json.loads(resp.read())["rows"]
-            return rows
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            pass  # not a c2m worker there: read ClickHouse directly
-        else:  # the worker answered: its answer stands (not a fallback that finds chDB busy)
-            try:
-                why = str(json.loads(exc.read()).get("error") or exc.reason)
-            except (ValueError, AttributeError):
-                why = str(exc.reason)
-            if exc.code == 400:
-                raise BadBriefRequest(why) from None
-            raise SinkUnavailable(f"the c2m worker at {url.split('?')[0]} answered "
-                                  f"{exc.code}: {why}") from None
-    except OSError:
-        pass  # no worker running: read ClickHouse directly
+        client = connect(settings, create=False)  # a read creates no .c2m/
+    except ChdbInUse as exc:
+        return _from_worker(settings, exc, query)
+    except SinkUnavailable as exc:
+        if writer is None:
+            raise
+        raise SinkUnavailable(f"no c2m writer answered at {writer}, and {exc}") from exc
+    return _direct(settings, client, category, factory, days, run_days)
+
+
+def _from_worker(settings: Any, in_use: Exception, query: str) -> BriefAnswer:
+    """The brief from the demo or worker that holds this folder's embedded ClickHouse."""
+    from streams.query import query_worker
+    from streams.runner import running_web_port
+    from streams.settings import mask_url
+
+    base = f"http://{_loopback(settings.web_host)}:{running_web_port(settings)}"
+    answer = _ask(f"{base}/api/brief?{query}")
+    if answer is None:
+        raise SinkUnavailable(f"{in_use}; no c2m worker answered at {base} (set C2M_WEB_PORT "
+                              "to its port)") from None
+    ours = mask_url(settings.effective_clickhouse_url)
+    if answer.get("clickhouse") != ours:
+        raise SinkUnavailable(
+            f"{in_use}; the c2m worker at {base} is another folder's (it uses "
+            f"{answer.get('clickhouse') or 'another ClickHouse'}): set C2M_WEB_PORT to the "
+            "port of the one in this folder") from None
+    rows: list[dict[str, Any]] = list(answer["rows"])
+    if rows:
+        return BriefAnswer(rows)
+    from streams.clickhouse.alerts import DEMAND_CATEGORIES_SQL
+
+    sql = DEMAND_CATEGORIES_SQL.replace("{db}", settings.clickhouse_database)
+    try:
+        got = query_worker(f"{base}/api/query", sql, timeout=30)
+    except C2MError:
+        got = None  # the brief stands without the list
+    return BriefAnswer(rows, None if got is None else [str(r[0]) for r in got.rows])
+
+
+def _direct(
+    settings: Any, client: Any, category: str, factory: str, days: int, run_days: int
+) -> BriefAnswer:
+    """The brief read from ClickHouse by this process."""
     from streams.app import jsonable
     from streams.clickhouse.alerts import AlertStore
-    from streams.clickhouse.client import connect
     from streams.clickhouse.migrations import database_timezone
 
-    try:
-        client = connect(settings)
-    except SinkUnavailable as exc:
-        raise SinkUnavailable(f"no c2m worker answered at {url}, and {exc}") from exc
     db = settings.clickhouse_database
     try:
         zone = database_timezone(client, db)
@@ -170,8 +231,9 @@ def fetch_brief(
     if zone is not None and zone != settings.timezone:
         raise ConfigError(f"ClickHouse database {db} holds days in time zone {zone}, but "
                           f"C2M_TIMEZONE is {settings.timezone}: set C2M_TIMEZONE={zone}")
+    store = AlertStore(client, db)
     try:
-        return jsonable(with_moq(AlertStore(client, db), category, factory, days, run_days))
+        rows = jsonable(with_moq(store, category, factory, days, run_days))
     except SinkRejected as exc:
         try:
             exists = int(client.command(f"EXISTS TABLE {db}.production_brief"))
@@ -181,6 +243,12 @@ def fetch_brief(
             raise
         raise SinkRejected(f"{exc} (no data yet? run `c2m demo` (or `c2m db migrate`) "
                            "first)") from None
+    if rows:
+        return BriefAnswer(rows)
+    try:
+        return BriefAnswer(rows, store.demand_categories())
+    except C2MError:
+        return BriefAnswer(rows)
 
 
 def _local(cal: MarketCalendar, rfc3339: Any, fmt: str) -> str:

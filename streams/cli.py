@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import traceback
@@ -71,8 +72,15 @@ def _problem(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, click.UsageError):
         ctx = exc.ctx
         where = ctx.command_path if ctx is not None else "c2m"
-        message = " ".join(exc.format_message().split())  # click lists choices on lines
-        return EXIT_USAGE, f"{where}: {message} (see: {where} --help)"
+        if isinstance(exc, click.exceptions.NoArgsIsHelpError) and ctx is not None:
+            # a group without its subcommand (its help is the exception's message)
+            names = list(getattr(ctx.command, "list_commands", lambda c: [])(ctx))
+            which = ("one of " if len(names) > 1 else "") + ", ".join(names)
+            return EXIT_USAGE, f"{where}: missing its command: {which} (see: {where} --help)"
+        message = _one_line(exc.format_message())
+        # "c2m: error: c2m: ..." said c2m twice; a subcommand's path stays ("c2m demo: ")
+        said = f"{message}" if where == "c2m" else f"{where}: {message}"
+        return EXIT_USAGE, f"{said} (see: {where} --help)"
     if isinstance(exc, click.Abort):
         return EXIT_FAILED, "aborted"
     if isinstance(exc, click.ClickException):
@@ -88,6 +96,22 @@ def _problem(exc: BaseException) -> tuple[int, str]:
     text = " ".join(str(exc).split())[:300]
     return EXIT_FAILED, (f"unexpected {type(exc).__name__}: {text or '(no message)'} (a bug? "
                          "run again with c2m --debug for the traceback and report it)")
+
+
+def _one_line(text: str) -> str:
+    """Click's message on one line: it lists choices on lines ("Choose from:\n\ta,\n\tb"),
+    and puts a sentence on a line of its own without a full stop before it ("No such
+    option: --durration\nDid you mean --duration?")."""
+    out = ""
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        if not line:
+            continue
+        if out and out[-1].isalnum() and line[0].isupper():
+            out += "."
+        out = f"{out} {line}" if out else line
+    # click writes the suggestion after a space: "No such option: --durration Did you ..."
+    return re.sub(r"(?<=[\w-]) (?=Did you mean )", ". ", out)
 
 
 class _Interrupted(Exception):
@@ -114,12 +138,13 @@ class C2MGroup(click.Group):
         try:
             rv = super().main(args, prog_name or "c2m", complete_var, standalone_mode=False,
                               **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            exc.show()
-            sys.exit(EXIT_USAGE)
         except SystemExit:
             raise
         except BaseException as exc:
+            if isinstance(exc, click.exceptions.NoArgsIsHelpError) and (
+                    exc.ctx is None or exc.ctx.parent is None):
+                exc.show()  # `c2m` alone: its help (a group's missing subcommand: one line)
+                sys.exit(EXIT_USAGE)
             if isinstance(exc, (KeyboardInterrupt, _Interrupted)):
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # one Ctrl-C is enough
             code, line = _problem(exc)
@@ -632,17 +657,28 @@ def brief(category: str, factory: str | None, days: int, run_days: int, as_json:
     factory = factory or ""
     s = _settings()
     _quiet_clients()
-    rows = fetch_brief(s, category, factory, days, run_days)
+    answer = fetch_brief(s, category, factory, days, run_days)
+    rows = answer.rows
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
     elif rows:
         click.echo(render_brief(rows, category, factory, days, run_days, s.calendar()))
     if not rows:
-        who = f" from factory {factory}" if factory else ""
-        click.echo(f"c2m: no demand for category {category!r}{who} in the last {days} days "
-                   "of complete hours (a short demo has none yet: run it for more than an "
-                   "hour of event time, e.g. c2m demo --history-days 7)", err=True)
+        click.echo(f"c2m: {_no_brief(category, factory, days, answer.categories)}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+def _no_brief(category: str, factory: str, days: int, known: list[str] | None) -> str:
+    """Why a brief has no rows: a category that never had demand (and a few that did),
+    or none in the period."""
+    if known and category not in known:
+        shown = ", ".join(known[:5]) + (f" ... ({len(known)} in all)" if len(known) > 5 else "")
+        return (f"no demand ever for category {category!r}: not a category of this market? "
+                f"categories with demand: {shown}")
+    who = f" from factory {factory}" if factory else ""
+    return (f"no demand for category {category!r}{who} in the last {days} days of complete "
+            "hours (a short demo has none yet: run it for more than an hour of event time, "
+            "e.g. c2m demo --history-days 7)")
 
 
 @main.command()

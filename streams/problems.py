@@ -139,7 +139,8 @@ QUERY_HINTS: dict[str, str] = {
                 "with c2m reset / c2m skip or a ClickHouse client",
     "UNKNOWN_DATABASE": "no data yet? run `c2m demo` (or `c2m db migrate`) first",
     "UNKNOWN_TABLE": "list the tables with: c2m query \"SHOW TABLES FROM c2m\"",
-    "UNKNOWN_IDENTIFIER": "list the columns with: c2m query \"DESCRIBE c2m.demand_by_attribute\"",
+    # (with the query's own table when it names one: query_problem)
+    "UNKNOWN_IDENTIFIER": "list a table's columns with: c2m query \"DESCRIBE c2m.<table>\"",
     "SYNTAX_ERROR": "check the SQL; quote the whole query in double quotes in the shell",
 }
 
@@ -170,9 +171,36 @@ def clickhouse_message(exc: BaseException) -> tuple[str | None, str]:
     return name, text
 
 
-def query_problem(exc: BaseException) -> str:
-    """One line for a query ClickHouse refused: its error name, message and what to do."""
+#: a table a query reads: after FROM or JOIN, ``db.table`` or ``table``, plain or quoted
+#: (group 2 is "(" for a table function or a subquery: not a table)
+_TABLE = re.compile(
+    r"\b(?:FROM|JOIN)\s+((?:`[^`]+`|\"[^\"]+\"|[A-Za-z_]\w*)"
+    r"(?:\.(?:`[^`]+`|\"[^\"]+\"|[A-Za-z_]\w*))?)(\s*\(?)",
+    re.IGNORECASE,
+)
+
+
+def query_tables(sql: str) -> list[str]:
+    """The tables a query reads (after FROM and JOIN), in order, each once."""
+    out: list[str] = []
+    for m in _TABLE.finditer(sql):
+        if not m.group(2).endswith("(") and m.group(1) not in out:
+            out.append(m.group(1))
+    return out
+
+
+def query_problem(exc: BaseException, sql: str | None = None) -> str:
+    """One line for a query ClickHouse refused: its error name, message and what to do.
+    ``sql``: the query, for a hint that names its table (else ClickHouse's message may)."""
     name, text = clickhouse_message(exc)
     hint = QUERY_HINTS.get(name or "")
+    if name == "UNKNOWN_IDENTIFIER":
+        # the columns of the table the query read (ClickHouse's message quotes the query
+        # after "In scope")
+        scope = " ".join(str(exc).split()).partition(" In scope ")[2]
+        tables = query_tables(sql or "") or query_tables(scope)
+        if tables:
+            hint = "list the columns with: " + " or ".join(
+                f'c2m query "DESCRIBE {t}"' for t in tables[:2])
     return (f"ClickHouse refused the query: {name or type(exc).__name__}: {text}"
             + (f" ({hint})" if hint else ""))

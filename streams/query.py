@@ -243,8 +243,9 @@ def run_readonly(
         result = client.query(statement, settings=settings)
     except Exception as exc:
         if is_refused(exc) or _query_refused(exc):
-            raise SinkRejected(query_problem(exc)) from exc
-        raise SinkUnavailable(f"ClickHouse query failed: {query_problem(exc)}") from exc
+            raise SinkRejected(query_problem(exc, statement)) from exc
+        raise SinkUnavailable(f"ClickHouse query failed: {query_problem(exc, statement)}") \
+            from exc
     rows = result.result_rows
     truncated = max_rows is not None and len(rows) > max_rows
     if truncated:
@@ -367,7 +368,7 @@ def run_query(settings: Any, sql: str) -> QueryResult:
 
     statement = one_statement(sql)
     try:
-        client = connect(settings)
+        client = connect(settings, create=False)  # a read creates no .c2m/
     except KeyboardInterrupt:
         # Ctrl-C while the embedded engine starts: it may be half up, and the
         # interpreter's finalisation would tear it down under its threads (a hang)

@@ -99,11 +99,13 @@ def check_can_start(settings: Settings, ports: dict[str, tuple[str, int]]) -> No
     """Before a demo, worker or writer starts anything: not a second one on the same data
     directory (the embedded ClickHouse allows one process), and its ports free (``ports``:
     variable -> (host, port); port 0 = disabled). One line instead of a traceback."""
-    from streams.clickhouse.client import ChdbInUse
+    from streams.clickhouse.client import RunningHere, chdb_held, chdb_path
 
-    chdb = settings.effective_clickhouse_url.removeprefix("chdb://")
-    if settings.effective_clickhouse_url.startswith("chdb://") and _running_here(settings):
-        raise ChdbInUse(chdb)
+    chdb = chdb_path(settings)
+    # first, so that a second demo in a folder hears that, not that a port is in use (the
+    # lock needs no answer from the running one, which may be too busy to give one soon)
+    if chdb is not None and (chdb_held(chdb) or _running_here(settings)):
+        raise RunningHere(chdb)
     for variable, (host, port) in ports.items():
         if not port:
             continue
@@ -128,7 +130,8 @@ def check_can_start(settings: Settings, ports: dict[str, tuple[str, int]]) -> No
 
 def _running_here(settings: Settings) -> bool:
     """A demo or worker of this data directory answers on the port its marker names (and
-    says it holds this ClickHouse: a stale marker's port may be another folder's demo)."""
+    says it holds this ClickHouse: a stale marker's port may be another folder's demo).
+    For the moment before it opens its ClickHouse (its lock: ``chdb_held``)."""
     from streams.query import query_worker, worker_url
     from streams.settings import mask_url
 

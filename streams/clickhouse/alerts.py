@@ -48,6 +48,16 @@ def _epoch(value: datetime) -> int:
     return int(value.timestamp())
 
 
+#: the categories that ever had demand (units ordered), most units first: what ``c2m
+#: brief`` lists when asked for a category without any. The largest window size holds the
+#: fewest rows ({db}: the database identifier)
+DEMAND_CATEGORIES_SQL = (
+    "SELECT category FROM {db}.demand_cells WHERE window_seconds = "
+    "(SELECT max(window_seconds) FROM {db}.demand_cells) "
+    "GROUP BY category HAVING sum(units) > 0 ORDER BY sum(units) DESC, category LIMIT 1000"
+)
+
+
 class AlertStore:
     def __init__(self, client: Any, database: str) -> None:
         self.client = client
@@ -372,6 +382,10 @@ class AlertStore:
         except Exception as exc:
             raise sink_error(exc, "read", f"{self.db}.production_brief") from exc
         return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
+
+    def demand_categories(self) -> list[str]:
+        """The categories that ever had demand, most units first."""
+        return [str(r[0]) for r in self._rows(DEMAND_CATEGORIES_SQL.replace("{db}", self.db))]
 
     def brief_cells(
         self, category: str, factory: str, lo_s: int, hi_s: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sys
 import tempfile
@@ -29,6 +30,58 @@ class ChdbInUse(SinkUnavailable):
         self.path = path
 
 
+class RunningHere(ChdbInUse):
+    """A ``c2m demo`` or ``c2m worker`` already runs on this data directory (it holds its
+    embedded ClickHouse): a second one cannot start there."""
+
+    def __init__(self, path: str) -> None:
+        SinkUnavailable.__init__(
+            self,
+            f"a c2m demo or worker already runs in this folder (it holds the embedded "
+            f"ClickHouse at {path}): stop it (Ctrl-C in its terminal), or start this one in "
+            "another folder (or with another C2M_DATA_DIR)",
+        )
+        self.path = path
+
+
+class NoDemoHere(SinkUnavailable):
+    """A command that only reads found no embedded ClickHouse in this folder's data
+    directory: no demo runs or ran here (and a read creates nothing)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"no c2m demo runs in this folder (no embedded ClickHouse at {path}): start "
+            "`c2m demo` here, or `cd` to the folder of your demo, or set C2M_CLICKHOUSE_URL "
+            "to a ClickHouse server"
+        )
+
+
+def chdb_path(settings: Settings) -> str | None:
+    """The embedded ClickHouse's directory, or None when ClickHouse is a server."""
+    url = settings.effective_clickhouse_url
+    return url.removeprefix("chdb://") if urlsplit(url).scheme == "chdb" else None
+
+
+def chdb_held(path: str) -> bool:
+    """Does a process hold the embedded ClickHouse at ``path`` open? chDB, as the ClickHouse
+    server does, keeps an exclusive ``flock`` on ``<path>/status`` while it is open: a
+    non-blocking shared lock is refused then. (Ours is let go at once; a chDB starting in
+    that microsecond would find the directory locked, as with any other reader.)"""
+    try:
+        fd = os.open(Path(path) / "status", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # never opened (or not readable): nobody holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases our lock
+    return False
+
+
 @contextlib.contextmanager
 def _stderr_captured() -> Iterator[list[bytes]]:
     """Collect what native code writes to file descriptor 2 (chDB prints its start-up
@@ -48,8 +101,13 @@ def _stderr_captured() -> Iterator[list[bytes]]:
             got.append(tmp.read())
 
 
-def connect(settings: Settings) -> Any:
-    """A client for the configured ClickHouse. One chDB engine path per process."""
+def connect(settings: Settings, *, create: bool = True) -> Any:
+    """A client for the configured ClickHouse. One chDB engine path per process.
+    ``create=False`` (commands that only read): an embedded ClickHouse that does not exist
+    yet is not created; NoDemoHere says that no demo runs in this folder."""
+    path = chdb_path(settings)
+    if not create and path and not Path(path).exists():
+        raise NoDemoHere(path)
     client = _connect(settings)
     if settings.clickhouse_fault_file is not None:
         from streams.clickhouse.faults import FaultInjectingClient

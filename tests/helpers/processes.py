@@ -5,6 +5,7 @@ The fixtures built on them are in ``tests/helpers/fixtures.py``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,31 @@ class Worker:
     def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         """Query the worker's chDB *after it stopped* (one engine path per process)."""
         return query_chdb(self.data_dir / "chdb", sql, **params)
+
+
+_HOLD_SCRIPT = """
+import sys, time
+import clickhouse_connect
+client = clickhouse_connect.get_client(dsn="chdb://" + sys.argv[1])
+client.command("SELECT 1")  # opens it (and keeps it open while the client lives)
+print("open", flush=True)
+time.sleep(600)
+"""
+
+
+@contextlib.contextmanager
+def chdb_held_by_another(path: Path) -> Iterator[None]:
+    """Another process holds the embedded ClickHouse at ``path`` open (as a running demo
+    does), and answers nothing."""
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_SCRIPT, str(path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 _QUERY_SCRIPT = """

@@ -75,8 +75,9 @@ def test_demo_with_nothing_configured_leaves_rows(tmp_path: Path) -> None:
             [sys.executable, "-m", "streams.cli", "demo", "--duration", "5"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
         assert second.returncode == 4, second.stderr
-        assert second.stderr.startswith("c2m: error: the embedded ClickHouse at ")
-        assert second.stderr.count("\n") == 1 and "in use by another process" in second.stderr
+        assert second.stderr.startswith("c2m: error: a c2m demo or worker already runs in "
+                                        "this folder (it holds the embedded ClickHouse at ")
+        assert second.stderr.count("\n") == 1 and "stop it" in second.stderr
         assert (tmp_path / ".c2m" / "embedded.json").exists()
         assert demo.wait(timeout=120) == 0
     finally:

@@ -150,6 +150,22 @@ def test_bad_command_line_values_are_refused(
     assert not (tmp_path / ".c2m").exists()  # refused before anything started
 
 
+def test_usage_errors_read_as_one_sentence_each(tmp_path: Path) -> None:
+    """Not "c2m: error: c2m: No such command", a full stop before click's suggestion, and a
+    group without its subcommand in one line (it printed the whole help)."""
+    line = one_line(c2m("frobnicate", cwd=tmp_path), EXIT_USAGE)
+    assert line == "c2m: error: No such command 'frobnicate'. (see: c2m --help)"
+    line = one_line(c2m("demo", "--durration", "5", cwd=tmp_path), EXIT_USAGE)
+    assert "No such option: --durration. Did you mean --duration?" in line
+    line = one_line(c2m("alerts", cwd=tmp_path), EXIT_USAGE)
+    assert line == "c2m: error: c2m alerts: missing its command: tail (see: c2m alerts --help)"
+    line = one_line(c2m("db", cwd=tmp_path), EXIT_USAGE)
+    assert "c2m db: missing its command: one of grant, migrate" in line
+    assert not (tmp_path / ".c2m").exists()
+    out = c2m(cwd=tmp_path)  # c2m alone: its help
+    assert out.returncode == EXIT_USAGE and out.stderr.startswith("Usage: c2m ")
+
+
 def test_a_host_this_machine_cannot_listen_on_names_its_setting(tmp_path: Path) -> None:
     """Not "in use": the name does not resolve, or the address is not this machine's."""
     for host in ("no-such-host.invalid", "192.0.2.1"):
@@ -164,7 +180,7 @@ def test_a_data_directory_that_cannot_be_made_names_its_setting(tmp_path: Path) 
     line = one_line(c2m("demo", "--duration", "2", cwd=tmp_path,
                         env=c2m_env(C2M_DATA_DIR="afile")), EXIT_CONFIG)
     assert "C2M_DATA_DIR='afile': cannot create the data directory (File exists)" in line
-    line = one_line(c2m("query", "SELECT 1", cwd=tmp_path,
+    line = one_line(c2m("db", "migrate", cwd=tmp_path,
                         env=c2m_env(C2M_DATA_DIR="afile/sub")), EXIT_CONFIG)
     assert "cannot create the embedded ClickHouse directory" in line and "C2M_DATA_DIR" in line
 
@@ -191,8 +207,36 @@ def test_ctrl_c_stops_a_query_on_the_embedded_clickhouse(tmp_path: Path) -> None
 
 
 def test_a_brief_before_any_demo_says_what_to_run(tmp_path: Path) -> None:
+    (tmp_path / ".c2m" / "chdb").mkdir(parents=True)  # a data directory without the tables
     line = one_line(c2m("brief", "--category", "袜子", cwd=tmp_path), EXIT_REFUSED)
     assert "production_brief" in line and "run `c2m demo`" in line
+
+
+def test_a_read_where_no_demo_runs_says_so_and_never_reads_another_folders_demo(
+    worker_factory: Any, tmp_path: Path
+) -> None:
+    """A newcomer's case: in a folder without a demo, `c2m brief` printed the brief of the
+    demo of another folder answering on the same web port (while `c2m query` said
+    UNKNOWN_DATABASE), and left an empty .c2m/ behind."""
+    from tests.helpers.processes import chdb_held_by_another
+
+    (tmp_path / "other").mkdir()
+    other = worker_factory(tmp_path / "other" / ".c2m").start()
+    other.wait_consumed(0)  # its web server answers
+    here = tmp_path / "here"
+    here.mkdir()
+    env = c2m_env(C2M_WEB_PORT=str(other.web_port))
+    for args in (("brief", "--category", "袜子"), ("query", "SELECT 1")):
+        line = one_line(c2m(*args, cwd=here, env=env), EXIT_UNREACHABLE)
+        assert line.startswith("c2m: error: no c2m demo runs in this folder (no embedded "
+                               f"ClickHouse at {here / '.c2m' / 'chdb'})"), line
+    assert not (here / ".c2m").exists()  # a read creates nothing
+    # this folder's ClickHouse is held by a process that does not answer on that port: the
+    # worker that does is another folder's, and its brief is not this folder's
+    with chdb_held_by_another(here / ".c2m" / "chdb"):
+        line = one_line(c2m("brief", "--category", "袜子", cwd=here, env=env),
+                        EXIT_UNREACHABLE)
+    assert f"the c2m worker at http://127.0.0.1:{other.web_port} is another folder's" in line
 
 
 def test_a_brief_in_another_time_zone_than_the_database_is_refused(tmp_path: Path) -> None:
@@ -204,6 +248,7 @@ def test_a_brief_in_another_time_zone_than_the_database_is_refused(tmp_path: Pat
 
 
 def test_several_statements_are_refused(tmp_path: Path) -> None:
+    (tmp_path / ".c2m" / "chdb").mkdir(parents=True)  # c2m query creates no data directory
     for sql in ("SELECT 1 AS a; SELECT 2 AS b", "SELECT 1 AS a; SELECT 2 AS b, 3 AS c"):
         out = c2m("query", sql, cwd=tmp_path)
         line = one_line(out, EXIT_USAGE)
@@ -234,6 +279,33 @@ def test_refused_queries_give_clickhouse_error_name_and_an_empty_brief_exit_1(
     assert out.returncode == 1 and out.stdout == "", out.stderr
     (line,) = out.stderr.strip().splitlines()
     assert line.startswith("c2m: no demand for category '袜子' in the last 14 days")
+
+
+def test_a_brief_for_a_category_that_never_had_demand_says_so_and_lists_known_ones(
+    tmp_path: Path,
+) -> None:
+    """It suggested a longer demo (--history-days 7) even while a 7-day demo ran."""
+    from tests.helpers.processes import query_chdb
+
+    assert c2m("db", "migrate", cwd=tmp_path).returncode == 0
+    query_chdb(tmp_path / ".c2m" / "chdb", (
+        "INSERT INTO c2m.demand_cells (window_seconds, window_start, window_end, category, "
+        "color, size, price_band, region, units, version) VALUES "
+        "(86400, '2026-12-01 00:00:00', '2026-12-02 00:00:00', '袜子', '黑', 'M', '10-20', "
+        "'华东', 5, 1), "
+        "(86400, '2026-12-01 00:00:00', '2026-12-02 00:00:00', 'T恤', '白', 'L', '50-100', "
+        "'华东', 9, 1), "
+        "(86400, '2026-12-01 00:00:00', '2026-12-02 00:00:00', '拖鞋', '白', 'L', '50-100', "
+        "'华东', 0, 1)"))  # page views only: no demand
+    out = c2m("brief", "--category", "不存在", cwd=tmp_path)
+    assert out.returncode == 1 and out.stdout == "", out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line == ("c2m: no demand ever for category '不存在': not a category of this "
+                    "market? categories with demand: T恤, 袜子"), line
+    # a category with demand, none in the period: the period's message
+    out = c2m("brief", "--category", "袜子", cwd=tmp_path)
+    assert out.returncode == 1 and "no demand for category '袜子' in the last 14 days" in \
+        out.stderr and "categories with demand" not in out.stderr
 
 
 def test_worker_against_a_dead_broker_says_so_in_one_line_quickly(tmp_path: Path) -> None:
@@ -318,6 +390,28 @@ def test_alerts_tail_stops_in_one_line_when_the_broker_goes_away(tmp_path: Path)
     # before it: at most the note that nothing was there yet, no connection log lines
     assert len(lines) <= 2 and all(ln.startswith("c2m: ") for ln in lines), lines
     assert took < 20, took
+
+
+def test_a_second_demo_in_a_folder_hears_that_one_runs_there(tmp_path: Path) -> None:
+    """Also when the first does not answer (busy with its history): the second said the
+    web port was in use (set C2M_WEB_PORT), and with another port, that the embedded
+    ClickHouse was in use."""
+    import socket
+
+    from tests.helpers.processes import chdb_held_by_another
+
+    with chdb_held_by_another(tmp_path / ".c2m" / "chdb"), socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()  # the first demo's web port: taken, and no answer
+        port = taken.getsockname()[1]
+        for web_port in (port, free_port()):
+            out = c2m("demo", "--duration", "5", cwd=tmp_path,
+                      env=c2m_env(C2M_WEB_PORT=str(web_port)))
+            line = one_line(out, EXIT_UNREACHABLE)
+            assert line.startswith("c2m: error: a c2m demo or worker already runs in this "
+                                   "folder"), line
+            assert "stop it" in line and "another folder" in line
+    assert not (tmp_path / ".c2m" / "embedded.json").exists()  # nothing was started
 
 
 def test_a_demo_on_a_port_in_use_says_which_variable_to_change(tmp_path: Path) -> None:

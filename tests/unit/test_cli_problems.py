@@ -108,6 +108,25 @@ def test_clickhouse_errors_as_one_line_with_the_error_name() -> None:
                            "expression identifier `unitz`. Maybe you meant: ['units']")
 
 
+def test_a_column_typo_suggests_describing_the_table_the_query_read() -> None:
+    """Not c2m.demand_by_attribute whatever the table (a newcomer's typo on shop_cells)."""
+    typo = DatabaseError("Code: 47. DB::Exception: Unknown expression identifier `unitz`. "
+                         "In scope SELECT unitz FROM c2m.shop_cells SETTINGS readonly = '1'. "
+                         "(UNKNOWN_IDENTIFIER)")
+    for sql in ("SELECT unitz FROM c2m.shop_cells", None):  # the query, else the message
+        line = query_problem(typo, sql)
+        assert 'c2m query "DESCRIBE c2m.shop_cells"' in line, line
+        assert "demand_by_attribute" not in line
+    joined = query_problem(typo, "SELECT unitz FROM numbers(3) AS n JOIN c2m.products AS p "
+                                 "ON 1 JOIN (SELECT 1) AS q ON 1")
+    assert 'DESCRIBE c2m.products"' in joined and "numbers" not in joined
+    # no table named anywhere: no table made up either
+    bare = DatabaseError("Code: 47. DB::Exception: Unknown expression identifier `unitz`. "
+                         "In scope SELECT unitz. (UNKNOWN_IDENTIFIER)")
+    line = query_problem(bare, "SELECT unitz")
+    assert "DESCRIBE c2m.<table>" in line and "demand_by_attribute" not in line
+
+
 def test_repeated_kafka_client_logs_are_capped() -> None:
     f = RepeatFilter(interval_s=60)
 
