@@ -640,8 +640,8 @@ def brief(category: str, factory: str | None, days: int, run_days: int, as_json:
     if not rows:
         who = f" from factory {factory}" if factory else ""
         click.echo(f"c2m: no demand for category {category!r}{who} in the last {days} days "
-                   "of complete hours (a short demo has none yet: run it for more than an "
-                   "hour of event time, e.g. c2m demo --history-days 7)", err=True)
+                   "of complete hours (c2m demo completes its first hour 30 s in: let it "
+                   "run longer, or c2m demo --history-days 7 for days of demand)", err=True)
         sys.exit(EXIT_FAILED)
 
 
