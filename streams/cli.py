@@ -677,8 +677,8 @@ def _no_brief(category: str, factory: str, days: int, known: list[str] | None) -
                 f"categories with demand: {shown}")
     who = f" from factory {factory}" if factory else ""
     return (f"no demand for category {category!r}{who} in the last {days} days of complete "
-            "hours (a short demo has none yet: run it for more than an hour of event time, "
-            "e.g. c2m demo --history-days 7)")
+            "hours (c2m demo completes its first hour 30 s in: let it run longer, or "
+            "c2m demo --history-days 7 for days of demand)")
 
 
 @main.command()

@@ -17,7 +17,7 @@ from streams.app import PulseApp, ledger_totals
 from streams.runner import configure_logging, kafka_bootstrap, run_worker
 from streams.settings import Settings, mask_url
 from streams.sim.model import HOUR_MS, seasonality
-from streams.sim.producer import orders_per_hour_for, run_simulation
+from streams.sim.producer import run_simulation
 from streams.sim.scenario import Scenario
 from streams.termtext import pad
 
@@ -185,31 +185,90 @@ def history_options(start_ms: int, days: float) -> dict[str, Any]:
     }
 
 
+#: Wall seconds (at the demo's speed) after which the live demo's first hour of event time
+#: ends, whatever the clock's minute: the brief counts hours that have ended, so a
+#: one-minute demo shows one after this long. Half of the minute: a machine that sends
+#: and counts only half as many events a second as asked (a busy laptop) still gets there.
+FIRST_HOUR_WALL_S = 30
+
+#: The live demo's market (``ShopSimulator`` options): 30 shops, each product listed by 10
+#: of them (48 products), so that most cells (category, colour, size, price band) have
+#: the k = 3 shops the market numbers need (``C2M_MIN_SHOPS_PER_SIGNAL``): with the
+#: simulator's default 5 shops, each SKU its own product, nearly every cell had one shop,
+#: and the web view's colours, sizes and price bands were all folded into "其他 other".
+LIVE_MARKET: dict[str, Any] = {"n_shops": 30, "n_skus": 480, "shops_per_product": 10}
+
+#: Events the simulator emits per order of its sessions (page views, the order, its
+#: cancellation), and per order an hour of the daily mean for the shipments, deliveries
+#: and returns of the orders placed before the run (the warm start: at the daily mean
+#: rate, whatever the hour). Measured on the simulator (``tests/unit/test_demo_start.py``);
+#: ``streams.sim.producer.EVENTS_PER_ORDER`` (20, for ``c2m simulate``) is about their sum.
+SESSION_EVENTS_PER_ORDER = 19.0
+WARM_EVENTS_PER_ORDER = 2.5
+
+
 def live_start_ms(now_ms: int, span_s: float, speed: float) -> int:
     """Where a live demo's event time starts: ``span_s`` before now, moved back so that its
-    first hour ends 40 wall seconds into the run (at most 59 event minutes), whatever the
-    clock's minute. The brief counts hours that have ended: started at 13:01, the first
-    hour would end only 59 wall seconds in at the default speed, and a one-minute demo
-    would show no brief. Never later than ``now_ms - span_s``: no event from the future."""
+    first hour ends ``FIRST_HOUR_WALL_S`` wall seconds into the run (at most 59 event
+    minutes), whatever the clock's minute. The brief counts hours that have ended: started
+    at 13:01, the first hour would end only 59 wall seconds in at the default speed, and a
+    one-minute demo would show no brief. Never later than ``now_ms - span_s``: no event
+    from the future."""
     start = int(now_ms - span_s * 1000)
-    lead = min(int(40 * speed * 1000), 59 * 60_000)
+    lead = min(int(FIRST_HOUR_WALL_S * speed * 1000), 59 * 60_000)
     return start // 3_600_000 * 3_600_000 - lead
 
 
-def live_orders_per_hour(rate: float, speed: float, start_ms: int, span_s: float) -> float:
+def first_hour_end_ms(start_ms: int) -> int:
+    """The end of the first hour of event time of a run that starts at ``start_ms``."""
+    return start_ms // HOUR_MS * HOUR_MS + HOUR_MS
+
+
+def live_orders_per_hour(rate: float, speed: float, start_ms: int, span_s: float,
+                         n_skus: int = LIVE_MARKET["n_skus"]) -> float:
     """The live demo's market: as many orders an hour as put the busiest moment of its
-    event time at ``rate`` events a second at ``speed`` (the simulator's China-time
-    evening peak is 2.15x the daily mean, the night trough 0.14x). ``rate`` is a cap: a
-    market sized for the daily mean would need twice the cap in the evening, the event
-    clock would fall behind the wall clock (half speed from 20:00 to 23:00 China time),
-    and the first hour would end too late for a one-minute demo to show a brief. (The
-    promotion in the middle of the run still goes over the cap: its spike slows the clock
-    while it lasts.)"""
+    event time at ``rate`` events a second at ``speed``. The events of an hour are the
+    sessions' (orders an hour times the China-time traffic curve: the evening peak is
+    2.15x the daily mean, the night trough 0.14x) plus the warm start's logistics (at
+    the daily mean rate at any hour: at night most of the traffic) plus an hourly stock
+    level per SKU. ``rate`` is a cap: a market sized for the daily mean would need twice
+    the cap in the evening, one sized for the sessions alone 1.3x the cap at night; the
+    event clock would fall behind the wall clock and the first hour would end too late
+    for a one-minute demo to show a brief. (The promotion still goes over the cap: its
+    spike slows the clock while it lasts, which is why it starts after the first hour:
+    ``live_promotion``.)"""
     end_ms = start_ms + int(span_s * 1000)
     # the traffic curve is linear between hour boundaries: its peak is at one of them or
     # at an end of the span
     points = [start_ms, end_ms, *range(start_ms - start_ms % HOUR_MS + HOUR_MS, end_ms, HOUR_MS)]
-    return orders_per_hour_for(rate, speed) / max(seasonality(t) for t in points)
+    per_hour = rate * 3600.0 / speed  # events an hour of event time
+    # the stock levels' share, but never more than half (a tiny --rate still has orders)
+    per_hour = max(per_hour - n_skus, per_hour / 2)
+    per_order = SESSION_EVENTS_PER_ORDER * max(seasonality(t) for t in points)
+    return per_hour / (per_order + WARM_EVENTS_PER_ORDER)
+
+
+def live_promotion(start_ms: int, span_s: float) -> tuple[int, float]:
+    """(start, hours) of the live demo's promotion: in the middle of the run, so a spike
+    shows up, but never before the first hour has ended plus a twelfth of the run. Its
+    traffic (4x) goes over the rate, so event time slows while it lasts: before the end
+    of the first hour it made a one-minute demo end without a complete hour (the first
+    hour ended 70 s in instead of 40)."""
+    promo_ms = max(start_ms + int(span_s * 500),
+                   first_hour_end_ms(start_ms) + int(span_s * 1000 / 12))
+    return promo_ms, max(span_s / 3600 / 12, 1 / 12)
+
+
+def live_sim_options(rate: float, speed: float, start_ms: int, span_s: float) -> dict[str, Any]:
+    """``ShopSimulator`` options of a live demo (no ``--history-days``) whose event time
+    starts at ``start_ms`` and covers ``span_s``."""
+    promo_ms, promo_hours = live_promotion(start_ms, span_s)
+    return {
+        **LIVE_MARKET,
+        "orders_per_hour": live_orders_per_hour(rate, speed, start_ms, span_s),
+        "promo_start_ms": promo_ms,
+        "promo_hours": promo_hours,
+    }
 
 
 def run_demo(
@@ -233,12 +292,7 @@ def run_demo(
         sim_rate: float | None = None  # history as fast as it goes, then real time
         sim_speed = 1e9
     else:
-        sim_options = {
-            "orders_per_hour": live_orders_per_hour(rate, speed, start_ms, span_s),
-            # a promotion in the middle of the run, so a spike shows up
-            "promo_start_ms": start_ms + int(span_s * 500),
-            "promo_hours": max(span_s / 3600 / 6, 0.25),
-        }
+        sim_options = live_sim_options(rate, speed, start_ms, span_s)
         sim_rate, sim_speed = rate, speed
 
     async def simulator(pulse: PulseApp) -> None:

@@ -9,7 +9,10 @@ What it models:
 
 - a catalog of SKUs (``catalog()``), each sold by one shop and made by one factory
   (F001..F006), with Chinese and English attributes and list prices over every default
-  price band (0-10 .. 500+);
+  price band (0-10 .. 500+); with ``shops_per_product`` above 1, every product (category,
+  colour, size, list price, factory) is listed by that many shops, each as a SKU of its
+  own, as a factory's product is sold by several shops (a market whose cells have enough
+  shops for the k-shop rule of the market numbers);
 - browsing sessions: a skewed SKU popularity (Zipf-like, cheaper items sell more), a
   per-SKU "appeal" that makes some SKUs viewed a lot but bought little, repeat visitors
   from a fixed pool with a home region; about 20 page views per order;
@@ -40,7 +43,7 @@ import math
 import random
 import time
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from typing import Any, Final
 
@@ -279,6 +282,7 @@ class ShopSimulator:
         *,
         n_shops: int = 5,
         n_skus: int = 120,
+        shops_per_product: int = 1,
         n_regions: int = len(_REGIONS),
         orders_per_hour: float = 600.0,
         promo_start_ms: int | None = None,
@@ -294,6 +298,8 @@ class ShopSimulator:
             raise ValueError("n_shops must be >= 1")
         if n_skus < n_shops:
             raise ValueError("n_skus must be >= n_shops (every shop sells at least one SKU)")
+        if not 1 <= shops_per_product <= n_shops:
+            raise ValueError("shops_per_product must be in [1, n_shops]")
         if not 1 <= n_regions <= len(_REGIONS) + len(_MORE_REGIONS):
             raise ValueError(
                 f"n_regions must be in [1, {len(_REGIONS) + len(_MORE_REGIONS)}]"
@@ -310,6 +316,7 @@ class ShopSimulator:
         self.start_ms = start_ms
         self.n_shops = n_shops
         self.n_skus = n_skus
+        self.shops_per_product = shops_per_product
         self.n_regions = n_regions
         self.orders_per_hour = float(orders_per_hour)
         self.promo_start_ms = promo_start_ms
@@ -364,9 +371,15 @@ class ShopSimulator:
         cat_weights = [c.weight for c in _CATEGORIES]
         shop_weights = [1.0 / (i + 1) ** 0.6 for i in range(self.n_shops)]
         skus: list[_Sku] = []
+        per = self.shops_per_product
+        first_shop = 0
         for i in range(n):
-            if i < len(_FORCED_BANDS):
-                b_lo, b_hi = _FORCED_BANDS[i]
+            if i % per:  # another shop's listing of the product before it
+                shop = (first_shop + i % per) % self.n_shops
+                skus.append(replace(skus[i - 1], sku=f"SKU{i + 1:05d}", shop=shop))
+                continue
+            if i < len(_FORCED_BANDS) * per:
+                b_lo, b_hi = _FORCED_BANDS[i // per]
                 fits = [c for c in _CATEGORIES if c.lo < b_hi and c.hi > b_lo]
                 cat = fits[rng.randrange(len(fits))]
                 lo, hi = max(float(b_lo), cat.lo), min(float(b_hi), cat.hi)
@@ -375,7 +388,11 @@ class ShopSimulator:
                 lo, hi = cat.lo, cat.hi
             raw = math.exp(rng.uniform(math.log(lo), math.log(hi)))
             price = _charm_price(raw, lo, hi, rng.random())
-            shop = i if i < self.n_shops else rng.choices(range(self.n_shops), shop_weights)[0]
+            if per == 1:
+                shop = i if i < self.n_shops else rng.choices(
+                    range(self.n_shops), shop_weights)[0]
+            else:  # the first products' listings cover every shop, the others at random
+                shop = first_shop = i if i < self.n_shops else rng.randrange(self.n_shops)
             factory = cat.factory if rng.random() < 0.8 else rng.choice(_FACTORIES)
             lead = min(30, max(3, factory_lead[factory] + rng.randint(0, 6)))
             size = rng.choice(cat.sizes)
@@ -401,9 +418,15 @@ class ShopSimulator:
         self._sku_shop = [s.shop for s in skus]
 
         # Popularity: Zipf over a random ranking, cheaper items sell more. "Appeal" only
-        # drives views, so conversion varies by SKU. Promo items get an extra boost.
-        ranks = list(range(n))
-        rng.shuffle(ranks)
+        # drives views, so conversion varies by SKU. Promo items get an extra boost. The
+        # listings of one product are ranked next to each other (similar popularity).
+        if per == 1:
+            ranks = list(range(n))
+            rng.shuffle(ranks)
+        else:
+            product_ranks = list(range(-(-n // per)))
+            rng.shuffle(product_ranks)
+            ranks = [product_ranks[i // per] * per + i % per for i in range(n)]
         pop = [
             (1.0 / (ranks[i] + 1) ** 0.9) * (30.0 / (skus[i].list_price + 30.0)) ** 0.5
             for i in range(n)
@@ -451,7 +474,6 @@ class ShopSimulator:
 
     def _build_scenario(self, sc: Scenario) -> None:
         """Apply a ``Scenario``: lead times, high returns, and pick the truth SKUs."""
-        from dataclasses import replace
 
         rng = random.Random(f"scenario-{self.seed}")
         truth = self.truth

@@ -177,6 +177,26 @@ def test_query_prints_times_in_their_columns_zone_as_toString_does(tmp_path: Pat
         assert found.splitlines() == ["n", "1"], (seconds, start)
 
 
+def test_the_readme_queries_run_as_printed(tmp_path: Path) -> None:
+    """Every `c2m query` in README's code blocks runs on a migrated database, among them
+    one of the production brief: `c2m.production_brief` is a parameterized view, so the
+    README calls it with its parameters (a plain `SELECT * FROM c2m.production_brief`
+    fails with EMPTY_LIST_OF_COLUMNS_QUERIED, which is what a newcomer tried)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    queries = [q for b in blocks for q in re.findall(r'c2m query "(.*?)"', b, re.S)]
+    assert any("FROM c2m.production_brief(" in q for q in queries), queries
+    assert any("FROM c2m.demand_by_attribute" in q for q in queries), queries
+    env = cli_env(tmp_path)
+    _c2m("db", "migrate", cwd=tmp_path, env=env)
+    for q in queries:  # no demand yet: no rows, but no error either (exit code 0)
+        _c2m("query", q, cwd=tmp_path, env=env)
+    plain = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "query", "SELECT * FROM c2m.production_brief"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert plain.returncode == 5 and "EMPTY_LIST_OF_COLUMNS_QUERIED" in plain.stderr, plain
+
+
 def test_simulate_writes_valid_events_with_a_real_producer(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:

@@ -360,6 +360,14 @@ def test_web_view_after_a_60_second_demo(tmp_path: Path) -> None:
         time.sleep(max(0.0, 62 - (time.monotonic() - started)))
         pages = _visit_both(f"{url}/view", tmp_path, "web-view", "Asia/Shanghai")
         assert demo.poll() is None, "the demo stopped before the screenshots"
+        # the demo's market has enough shops per cell for the default k = 3: its colours,
+        # sizes and price bands are shown, not all folded into '其他 other'
+        for dim in ("color", "size", "price_band"):
+            with urllib.request.urlopen(  # noqa: S310
+                    f"{url}/api/view/breakdown?dim={dim}", timeout=10) as resp:
+                bars = {k: int(u) for k, u, *_ in json.loads(resp.read())["rows"]}
+            assert bars.get(OTHER, 0) <= 0.4 * sum(bars.values()), (dim, bars)
+            assert len([k for k, u in bars.items() if k != OTHER and u]) >= 3, (dim, bars)
     finally:
         demo.terminate()
         demo.wait(timeout=120)

@@ -202,3 +202,27 @@ def test_settings_and_c2m_config_need_neither_the_compiled_lanes_nor_clickhouse(
                          timeout=120, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["app_id"] == "c2m-pulse"
+
+
+def test_the_readme_lists_each_setting_once_and_only_settings() -> None:
+    """README's configuration table: every variable once (C2M_LOG_LEVEL was listed twice,
+    once without what debug does), each a setting, with the setting's default where the
+    row names a single variable and a literal default."""
+    import re
+    from collections import Counter
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [ln.split("|")[1:-1] for ln in table.splitlines() if ln.startswith("| `C2M_")]
+    names = [n for row in rows for n in re.findall(r"`(C2M_[A-Z0-9_]+)`", row[0])]
+    assert len(names) > 40
+    assert [n for n, c in Counter(names).items() if c > 1] == []
+    fields = Settings.model_fields
+    assert [n for n in names if n.removeprefix("C2M_").lower() not in fields] == []
+    for variable, default, _meaning in rows:
+        found = re.fullmatch(r" `(C2M_[A-Z0-9_]+)` ", variable)
+        literal = re.fullmatch(r" `([a-z]+)` ", default)
+        if found and literal:  # e.g. C2M_LOG_LEVEL | `warning`
+            field = found[1].removeprefix("C2M_").lower()
+            assert str(fields[field].default).lower() == literal[1], variable

@@ -111,6 +111,36 @@ def test_catalog_is_stable_and_not_consumed() -> None:
     assert len({e.key for e in first}) == 120
 
 
+def test_a_product_listed_by_several_shops() -> None:
+    """``shops_per_product``: every product (category, colour, size, list price, factory,
+    lead time, MOQ) is listed by that many distinct shops, each as a SKU of its own, and
+    every shop lists something; the listings sell (orders of several shops per product),
+    and every price band is still in the catalog."""
+    sim = ShopSimulator(5, START, n_shops=12, n_skus=120, shops_per_product=4,
+                        orders_per_hour=OPH)
+    catalog = [e.value for e in sim.catalog()]
+    assert len({p["sku"] for p in catalog}) == 120
+    products: dict[tuple[object, ...], list[str]] = defaultdict(list)
+    for p in catalog:
+        products[(p["category"], p["color"], p["size"], p["list_price"], p["factory_id"],
+                  p["lead_time_days"], p["moq"])].append(p["shop_id"])
+    assert len(products) == 30
+    assert all(len(set(shops)) == len(shops) == 4 for shops in products.values())
+    assert {p["shop_id"] for p in catalog} == {f"S{i:03d}" for i in range(1, 13)}
+    bands = PriceBands([0, 10, 20, 50, 100, 200, 500])
+    assert {bands.label(p["list_price"]) for p in catalog} == set(bands.labels)
+    product_of = {p["sku"]: (p["category"], p["color"], p["size"], p["list_price"])
+                  for p in catalog}
+    sellers: dict[tuple[object, ...], set[str]] = defaultdict(set)
+    for e in sim.events(START + 6 * HOUR_MS):
+        if e.value["event_type"] == "order_placed":
+            for line in e.value["lines"]:
+                sellers[product_of[line["sku"]]].add(e.value["shop_id"])
+    assert sum(len(s) >= 3 for s in sellers.values()) >= 10, sellers
+    # the default (one shop per product) is the catalog it always was: SKUs of 5 shops
+    assert len({e.value["shop_id"] for e in ShopSimulator(5, START).catalog()}) == 5
+
+
 # ---------------------------------------------------------------------- contract
 def test_every_event_validates_against_the_contract(history: list[SimEvent]) -> None:
     for ev in history:
@@ -403,6 +433,9 @@ def test_invalid_arguments() -> None:
         ShopSimulator(1, START, n_shops=0)
     with pytest.raises(ValueError):
         ShopSimulator(1, START, n_shops=5, n_skus=3)
+    for per in (0, 6):
+        with pytest.raises(ValueError, match="shops_per_product"):
+            ShopSimulator(1, START, n_shops=5, shops_per_product=per)
     with pytest.raises(ValueError):
         ShopSimulator(1, START, orders_per_hour=-1)
     with pytest.raises(ValueError):
