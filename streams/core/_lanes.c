@@ -1589,6 +1589,94 @@ static PyTypeObject VersionsType = {
     .tp_members = Versions_members,
 };
 
+/* ------------------------------------------------------------------ index tables */
+/* An open-addressing table of entry indices for a store of entries that keep their own
+ * 64-bit hash (SkuHours, Cells): linear probing, Fibonacci hashing, at most half full,
+ * deletion by backward shift; -1 is an empty slot. The store finds an entry by probing
+ * from it_home and comparing its own keys; it_hash_fn reads the hash of entry k (0 for a
+ * free entry, which is not in the table). */
+typedef struct {
+    Py_ssize_t *slots; /* 1 << bits entry indices, or NULL before the first */
+    int bits;
+} itable_t;
+
+typedef int (*it_hash_fn)(const void *store, Py_ssize_t k, uint64_t *h);
+
+static inline size_t it_home(int bits, uint64_t h) {
+    return (size_t)((h * 0x9E3779B97F4A7C15ULL) >> (64 - bits));
+}
+
+static inline size_t it_mask(const itable_t *T) { return ((size_t)1 << T->bits) - 1; }
+
+/* entry k, of hash h, into its slot (the table has room) */
+static void it_insert(itable_t *T, Py_ssize_t k, uint64_t h) {
+    const size_t mask = it_mask(T);
+    size_t i = it_home(T->bits, h);
+    while (T->slots[i] >= 0) i = (i + 1) & mask;
+    T->slots[i] = k;
+}
+
+/* the table remade with 1 << bits slots from the live ones of entries [0, ne): 0, or -1
+ * and MemoryError (the table unchanged) */
+static int it_resize(itable_t *T, int bits, Py_ssize_t ne, const void *store,
+                     it_hash_fn hash_at) {
+    Py_ssize_t *slots = PyMem_Malloc(((size_t)1 << bits) * sizeof(Py_ssize_t));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyMem_Free(T->slots);
+    T->slots = slots;
+    T->bits = bits;
+    for (size_t i = 0; i <= it_mask(T); i++) slots[i] = -1;
+    uint64_t h;
+    for (Py_ssize_t k = 0; k < ne; k++)
+        if (hash_at(store, k, &h)) it_insert(T, k, h);
+    return 0;
+}
+
+/* room for live + 1 entries: 0, or -1 and MemoryError */
+static int it_reserve(itable_t *T, Py_ssize_t live, Py_ssize_t ne, const void *store,
+                      it_hash_fn hash_at) {
+    if (T->slots != NULL && (size_t)(live + 1) * 2 <= ((size_t)1 << T->bits)) return 0;
+    return it_resize(T, T->slots == NULL ? 8 : T->bits + 1, ne, store, hash_at);
+}
+
+/* entry k, of hash h, out of the table (deletion by backward shift) */
+static void it_unlink(itable_t *T, Py_ssize_t k, uint64_t h, const void *store,
+                      it_hash_fn hash_at) {
+    const size_t mask = it_mask(T);
+    size_t i = it_home(T->bits, h);
+    while (T->slots[i] != k) i = (i + 1) & mask;
+    for (size_t j = i;;) {
+        j = (j + 1) & mask;
+        const Py_ssize_t v = T->slots[j];
+        if (v < 0) break;
+        uint64_t hv = 0;
+        (void)hash_at(store, v, &hv);
+        const size_t home = it_home(T->bits, hv);
+        /* v stays unless its home lies outside (i, j], cyclically: then it moves to i */
+        if (j > i ? (home <= i || home > j) : (home <= i && home > j)) {
+            T->slots[i] = v;
+            i = j;
+        }
+    }
+    T->slots[i] = -1;
+}
+
+/* a table left less than 1/8 full (a backlog evicted) made small again; best effort */
+static void it_shrink(itable_t *T, Py_ssize_t live, Py_ssize_t ne, const void *store,
+                      it_hash_fn hash_at) {
+    if (T->slots == NULL || T->bits <= 8 || (size_t)live * 8 >= ((size_t)1 << T->bits)) return;
+    int bits = 8;
+    while ((size_t)(live + 1) * 2 > ((size_t)1 << bits)) bits++;
+    if (it_resize(T, bits, ne, store, hash_at) < 0) PyErr_Clear(); /* (the larger is good) */
+}
+
+static size_t it_sizeof(const itable_t *T) {
+    return T->slots == NULL ? 0 : ((size_t)1 << T->bits) * sizeof(Py_ssize_t);
+}
+
 /* ------------------------------------------------------------------ SkuHours */
 /* A partition's per-SKU hourly counters, owned here: streams.core.inventory.SkuHours (the
  * pure-Python reference: the same methods and results, checked against each other by
@@ -1627,8 +1715,7 @@ typedef struct {
     Py_ssize_t ne, ecap;  /* entries made, room */
     Py_ssize_t free_head; /* a free entry, or -1 */
     Py_ssize_t live;      /* entries held */
-    Py_ssize_t *slots;    /* 1 << bits entry indices, -1 empty; NULL before the first */
-    int bits;
+    itable_t table;       /* the entries' indices, by (sku, hour) */
     Py_ssize_t *marked;   /* the marked entries, in the order marked */
     Py_ssize_t nmarked, mcap;
     long long cuts;       /* cuts made (one running sees if another ran meanwhile) */
@@ -1645,16 +1732,12 @@ static inline uint64_t sh_hash(PyObject *sku, int64_t hour) {
     return (uint64_t)PyObject_Hash(sku) ^ ((uint64_t)hour * 0xC2B2AE3D27D4EB4FULL);
 }
 
-static inline size_t sh_home(int bits, uint64_t h) {
-    return (size_t)((h * 0x9E3779B97F4A7C15ULL) >> (64 - bits));
-}
-
 /* The entry of (sku, hour), or -1. sku an exact str. No Python code runs. */
 static Py_ssize_t sh_find(const SkuHours *S, PyObject *sku, int64_t hour, uint64_t h) {
-    if (S->slots == NULL) return -1;
-    const size_t mask = ((size_t)1 << S->bits) - 1;
-    for (size_t i = sh_home(S->bits, h);; i = (i + 1) & mask) {
-        const Py_ssize_t k = S->slots[i];
+    if (S->table.slots == NULL) return -1;
+    const size_t mask = it_mask(&S->table);
+    for (size_t i = it_home(S->table.bits, h);; i = (i + 1) & mask) {
+        const Py_ssize_t k = S->table.slots[i];
         if (k < 0) return -1;
         const shour_t *E = &S->e[k];
         if (E->hash == h && E->hour == hour &&
@@ -1663,42 +1746,10 @@ static Py_ssize_t sh_find(const SkuHours *S, PyObject *sku, int64_t hour, uint64
     }
 }
 
-static int sh_resize(SkuHours *S, int bits) {
-    Py_ssize_t *slots = PyMem_Malloc(((size_t)1 << bits) * sizeof(Py_ssize_t));
-    if (slots == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    const size_t mask = ((size_t)1 << bits) - 1;
-    for (size_t i = 0; i <= mask; i++) slots[i] = -1;
-    for (Py_ssize_t k = 0; k < S->ne; k++) {
-        if (S->e[k].sku == NULL) continue;
-        size_t i = sh_home(bits, S->e[k].hash);
-        while (slots[i] >= 0) i = (i + 1) & mask;
-        slots[i] = k;
-    }
-    PyMem_Free(S->slots);
-    S->slots = slots;
-    S->bits = bits;
-    return 0;
-}
-
-static void sh_unlink(SkuHours *S, Py_ssize_t k) {
-    const size_t mask = ((size_t)1 << S->bits) - 1;
-    size_t i = sh_home(S->bits, S->e[k].hash);
-    while (S->slots[i] != k) i = (i + 1) & mask;
-    for (size_t j = i;;) {
-        j = (j + 1) & mask;
-        const Py_ssize_t v = S->slots[j];
-        if (v < 0) break;
-        const size_t home = sh_home(S->bits, S->e[v].hash);
-        /* v stays unless its home lies outside (i, j], cyclically: then it moves to i */
-        if (j > i ? (home <= i || home > j) : (home <= i && home > j)) {
-            S->slots[i] = v;
-            i = j;
-        }
-    }
-    S->slots[i] = -1;
+static int sh_hash_at(const void *store, Py_ssize_t k, uint64_t *h) {
+    const shour_t *E = &((const SkuHours *)store)->e[k];
+    *h = E->hash;
+    return E->sku != NULL;
 }
 
 static int skuhours_mark(SkuHours *S, Py_ssize_t k) {
@@ -1719,9 +1770,7 @@ static Py_ssize_t skuhours_entry(SkuHours *S, PyObject *sku, int64_t hour, int m
     const uint64_t h = sh_hash(sku, hour);
     Py_ssize_t k = sh_find(S, sku, hour, h);
     if (k < 0) {
-        if (S->slots == NULL || (size_t)(S->live + 1) * 2 > ((size_t)1 << S->bits)) {
-            if (sh_resize(S, S->slots == NULL ? 8 : S->bits + 1) < 0) return -1;
-        }
+        if (it_reserve(&S->table, S->live, S->ne, S, sh_hash_at) < 0) return -1;
         if (S->free_head >= 0) {
             k = S->free_head;
             S->free_head = S->e[k].next_free;
@@ -1740,10 +1789,7 @@ static Py_ssize_t skuhours_entry(SkuHours *S, PyObject *sku, int64_t hour, int m
         E->hash = h;
         E->v[SKU_COUNT_TS] = -1;
         E->next_free = -1;
-        const size_t mask = ((size_t)1 << S->bits) - 1;
-        size_t i = sh_home(S->bits, h);
-        while (S->slots[i] >= 0) i = (i + 1) & mask;
-        S->slots[i] = k;
+        it_insert(&S->table, k, h);
         S->live++;
     }
     if (mark && skuhours_mark(S, k) < 0) return -1;
@@ -1857,10 +1903,10 @@ static int SkuHours_traverse(SkuHours *self, visitproc visit, void *arg) {
 static void skuhours_release(SkuHours *self) {
     for (Py_ssize_t k = 0; k < self->ne; k++) Py_CLEAR(self->e[k].sku);
     PyMem_Free(self->e);
-    PyMem_Free(self->slots);
+    PyMem_Free(self->table.slots);
     PyMem_Free(self->marked);
     self->e = NULL;
-    self->slots = NULL;
+    self->table.slots = NULL;
     self->marked = NULL;
     self->ne = self->ecap = self->live = self->nmarked = self->mcap = 0;
     self->free_head = -1;
@@ -2153,7 +2199,7 @@ static PyObject *SkuHours_evict(SkuHours *self, PyObject *arg) {
     for (Py_ssize_t k = 0; k < self->ne; k++) {
         shour_t *E = &self->e[k];
         if (E->sku == NULL || E->dirty || E->hour > keep - HOUR_S) continue;
-        sh_unlink(self, k);
+        it_unlink(&self->table, k, E->hash, self, sh_hash_at);
         PyObject *sku = E->sku;
         E->sku = NULL;
         E->next_free = self->free_head;
@@ -2162,12 +2208,7 @@ static PyObject *SkuHours_evict(SkuHours *self, PyObject *arg) {
         Py_DECREF(sku); /* (a str: no Python code runs) */
         dropped++;
     }
-    /* shrink a table left less than 1/8 full (an outage's backlog evicted) */
-    if (self->slots != NULL && self->bits > 8 && (size_t)self->live * 8 < ((size_t)1 << self->bits)) {
-        int bits = 8;
-        while ((size_t)(self->live + 1) * 2 > ((size_t)1 << bits)) bits++;
-        if (sh_resize(self, bits) < 0) PyErr_Clear(); /* (the larger table is still good) */
-    }
+    it_shrink(&self->table, self->live, self->ne, self, sh_hash_at); /* (a backlog evicted) */
     return PyLong_FromSsize_t(dropped);
 }
 
@@ -2194,8 +2235,7 @@ static PyObject *SkuHours_pending(SkuHours *self, void *closure) {
 
 static PyObject *SkuHours_sizeof(SkuHours *self, PyObject *unused) {
     size_t n = sizeof(SkuHours) + (size_t)self->ecap * sizeof(shour_t) +
-               (size_t)self->mcap * sizeof(Py_ssize_t);
-    if (self->slots != NULL) n += ((size_t)1 << self->bits) * sizeof(Py_ssize_t);
+               (size_t)self->mcap * sizeof(Py_ssize_t) + it_sizeof(&self->table);
     return PyLong_FromSize_t(n);
 }
 
@@ -2643,7 +2683,7 @@ LANES_STORE_TYPE(CellHashes, "(cell, hash) pairs since the last cut",
  * (an exact tuple (window_seconds, window_start_s, category, color, size, price_band,
  * region) of two ints and five strs, so comparing and hashing keys runs no Python code),
  * its window's end, its demand.MEASURES counters as int64 and a mark (changed since the
- * last cut); a dict from the key to the entry's index finds it. The marked entries are
+ * last cut); a table of entry indices (the index tables above) finds it. The marked entries are
  * listed in the order marked (the order of a cut's keys). A cell's *handle* is its index
  * with the number of cuts made in the bits above HANDLE_BITS: the hot entries hold it
  * (they are cleared with the cut), and one kept past a cut is refused. Eviction takes
@@ -2653,10 +2693,11 @@ LANES_STORE_TYPE(CellHashes, "(cell, hash) pairs since the last cut",
 
 typedef struct {
     PyObject *key;        /* NULL: a free entry (next_free links the list) */
+    uint64_t hash;        /* the key's */
     int64_t end;          /* the window's end, epoch s */
     int64_t v[N_CELL_SLOTS];
-    Py_ssize_t next_free;
-    int dirty;
+    int32_t next_free;    /* a free entry's next free one, or -1 */
+    int32_t dirty;        /* marked */
 } cell_t;
 
 typedef struct {
@@ -2673,7 +2714,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *end_of;     /* (size, start_s) -> end_s (MarketCalendar.end_of); NULL until
                              __init__ */
-    PyObject *index;      /* key -> int: its entry */
+    itable_t table;       /* the entries' indices, by key */
     cell_t *e;
     Py_ssize_t ne, ecap;  /* entries made, room */
     Py_ssize_t free_head; /* a free entry, or -1 */
@@ -2685,7 +2726,7 @@ typedef struct {
 } Cells;
 
 static int cells_ready(const Cells *S) {
-    if (S->end_of != NULL && S->index != NULL) return 1;
+    if (S->end_of != NULL) return 1;
     PyErr_SetString(PyExc_TypeError, "Cells: made without its end_of");
     return 0;
 }
@@ -2704,17 +2745,27 @@ static int cells_key_arg(PyObject *key) {
     return 0;
 }
 
-/* The live entry of key (a checked key), or -1 (no exception: not held; with one: an
- * error). No Python code runs. */
-static Py_ssize_t cells_find(const Cells *S, PyObject *key) {
-    PyObject *i = PyDict_GetItemWithError(S->index, key);
-    if (i == NULL) return -1;
-    const Py_ssize_t k = PyLong_AsSsize_t(i);
-    if (k < 0 || k >= S->ne || S->e[k].key == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "Cells: a bad index");
-        return -1;
+static int cells_hash_at(const void *store, Py_ssize_t k, uint64_t *h) {
+    const cell_t *E = &((const Cells *)store)->e[k];
+    *h = E->hash;
+    return E->key != NULL;
+}
+
+/* a checked key's hash (a tuple of ints and strs: no Python code runs, it cannot fail) */
+static inline uint64_t cells_hash(PyObject *key) { return (uint64_t)PyObject_Hash(key); }
+
+/* The live entry of a checked key of hash h, or -1. No Python code runs (the keys held
+ * and key are tuples of ints and strs). */
+static Py_ssize_t cells_find(const Cells *S, PyObject *key, uint64_t h) {
+    if (S->table.slots == NULL) return -1;
+    const size_t mask = it_mask(&S->table);
+    for (size_t i = it_home(S->table.bits, h);; i = (i + 1) & mask) {
+        const Py_ssize_t k = S->table.slots[i];
+        if (k < 0) return -1;
+        const cell_t *E = &S->e[k];
+        if (E->hash == h && (E->key == key || PyObject_RichCompareBool(E->key, key, Py_EQ) == 1))
+            return k;
     }
-    return k;
 }
 
 static int cheap_push(cheap_t *H, int64_t end, Py_ssize_t k) {
@@ -2764,11 +2815,12 @@ static int cells_mark(Cells *S, Py_ssize_t k) {
 /* The entry of key (a checked key), made zero with its window's end when new, and
  * marked when `mark`. Its index, or -1 with an exception. */
 static Py_ssize_t cells_entry(Cells *S, PyObject *key, int64_t end, int mark) {
-    Py_ssize_t k = cells_find(S, key);
+    const uint64_t h = cells_hash(key);
+    Py_ssize_t k = cells_find(S, key, h);
     if (k < 0) {
-        if (PyErr_Occurred()) return -1;
+        if (it_reserve(&S->table, S->live, S->ne, S, cells_hash_at) < 0) return -1;
         if (S->free_head < 0 && S->ne == S->ecap) {
-            if (S->ne >= ((Py_ssize_t)1 << HANDLE_BITS) - 1) {
+            if (S->ne >= INT32_MAX) {
                 PyErr_SetString(PyExc_OverflowError, "Cells: too many cells");
                 return -1;
             }
@@ -2785,24 +2837,15 @@ static Py_ssize_t cells_entry(Cells *S, PyObject *key, int64_t end, int mark) {
             H->a = a;
         }
         k = S->free_head >= 0 ? S->free_head : S->ne;
-        const Py_ssize_t free_head = S->free_head, ne = S->ne;
-        PyObject *ki = PyLong_FromSsize_t(k);
-        if (ki == NULL) return -1;
-        const int rc = PyDict_SetItem(S->index, key, ki);
-        Py_DECREF(ki);
-        if (rc < 0) return -1;
-        if (S->free_head != free_head || S->ne != ne) { /* (a finalizer used this store) */
-            if (PyDict_DelItem(S->index, key) < 0) PyErr_Clear();
-            PyErr_SetString(PyExc_RuntimeError, "Cells: changed while a cell was added");
-            return -1;
-        }
         if (k == S->ne) S->ne++;
         else S->free_head = S->e[k].next_free;
         cell_t *E = &S->e[k];
         memset(E, 0, sizeof *E);
         E->key = Py_NewRef(key);
+        E->hash = h;
         E->end = end;
         E->next_free = -1;
+        it_insert(&S->table, k, h);
         S->live++;
         (void)cheap_push(H, end, k); /* (cannot fail: room made above) */
     }
@@ -2864,13 +2907,11 @@ static PyObject *cells_vector(const cell_t *E) {
 
 static int Cells_traverse(Cells *self, visitproc visit, void *arg) {
     Py_VISIT(self->end_of);
-    Py_VISIT(self->index);
     return 0; /* (the keys hold ints and strs only) */
 }
 
 static int Cells_clear(Cells *self) {
     Py_CLEAR(self->end_of);
-    Py_CLEAR(self->index);
     return 0;
 }
 
@@ -2879,6 +2920,7 @@ static void Cells_dealloc(Cells *self) {
     Cells_clear(self);
     for (Py_ssize_t k = 0; k < self->ne; k++) Py_CLEAR(self->e[k].key);
     PyMem_Free(self->e);
+    PyMem_Free(self->table.slots);
     PyMem_Free(self->marked);
     PyMem_Free(self->ends[0].a);
     PyMem_Free(self->ends[1].a);
@@ -2888,7 +2930,7 @@ static void Cells_dealloc(Cells *self) {
 static int Cells_init(Cells *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"end_of", NULL};
     PyObject *end_of = NULL;
-    if (self->end_of != NULL || self->index != NULL) {
+    if (self->end_of != NULL) {
         PyErr_SetString(PyExc_TypeError, "Cells: made once");
         return -1;
     }
@@ -2897,8 +2939,6 @@ static int Cells_init(Cells *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_TypeError, "Cells: end_of, a callable, expected by keyword");
         return -1;
     }
-    self->index = PyDict_New();
-    if (self->index == NULL) return -1;
     self->end_of = Py_NewRef(end_of);
     self->free_head = -1;
     return 0;
@@ -2938,8 +2978,8 @@ static PyObject *Cells_add(Cells *self, PyObject *const *args, Py_ssize_t nargs)
 /* get(key) -> list | None */
 static PyObject *Cells_get(Cells *self, PyObject *key) {
     if (!cells_ready(self) || !cells_key_arg(key)) return NULL;
-    const Py_ssize_t k = cells_find(self, key);
-    if (k < 0) return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    const Py_ssize_t k = cells_find(self, key, cells_hash(key));
+    if (k < 0) return Py_NewRef(Py_None);
     return cells_vector(&self->e[k]);
 }
 
@@ -3007,7 +3047,7 @@ static Py_ssize_t *cells_entries_of(const Cells *S, PyObject *keys, const char *
     }
     for (Py_ssize_t i = 0; i < *n; i++) {
         PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
-        ks[i] = cells_key_arg(key) ? cells_find(S, key) : -1;
+        ks[i] = cells_key_arg(key) ? cells_find(S, key, cells_hash(key)) : -1;
         if (ks[i] < 0) {
             if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
             PyMem_Free(ks);
@@ -3158,10 +3198,9 @@ static PyObject *Cells_evict(Cells *self, PyObject *const *args, Py_ssize_t narg
                 kept[nkept++] = top;
                 continue;
             }
-            /* (the key and the index's int hold no Python code to run) */
-            if (PyDict_DelItem(self->index, E->key) < 0) PyErr_Clear();
-            Py_CLEAR(E->key);
-            E->next_free = self->free_head;
+            it_unlink(&self->table, top.k, E->hash, self, cells_hash_at);
+            Py_CLEAR(E->key); /* (a tuple of ints and strs: no Python code runs) */
+            E->next_free = (int32_t)self->free_head;
             self->free_head = top.k;
             self->live--;
             dropped++;
@@ -3169,6 +3208,7 @@ static PyObject *Cells_evict(Cells *self, PyObject *const *args, Py_ssize_t narg
         for (Py_ssize_t i = 0; i < nkept; i++) (void)cheap_push(H, kept[i].end, kept[i].k);
         PyMem_Free(kept);
     }
+    it_shrink(&self->table, self->live, self->ne, self, cells_hash_at); /* (a backlog evicted) */
     return PyLong_FromSsize_t(dropped);
 }
 
@@ -3197,11 +3237,7 @@ static PyObject *Cells_sizeof(Cells *self, PyObject *unused) {
     size_t n = sizeof(Cells) + (size_t)self->ecap * sizeof(cell_t) +
                (size_t)self->mcap * sizeof(Py_ssize_t) +
                (size_t)(self->ends[0].cap + self->ends[1].cap) * sizeof(cend_t);
-    PyObject *d = PyObject_CallMethod(self->index, "__sizeof__", NULL); /* (a dict's) */
-    const size_t dn = d == NULL ? 0 : PyLong_AsSize_t(d);
-    Py_XDECREF(d);
-    if (PyErr_Occurred()) return NULL;
-    return PyLong_FromSize_t(n + dn);
+    return PyLong_FromSize_t(n + it_sizeof(&self->table));
 }
 
 static PyMethodDef Cells_methods[] = {

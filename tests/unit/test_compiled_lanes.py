@@ -1234,25 +1234,29 @@ def test_the_compiled_cells_refuse_misuse() -> None:
 
 
 def test_the_compiled_cells_release_their_keys() -> None:
-    """Each cell held holds its key once (and the index once more); evicting it or
-    dropping the store releases them (reference counts back where they were), and an
-    evicted entry is used again."""
+    """Each cell held holds its key once; evicting it or dropping the store releases it
+    (reference counts back where they were), an evicted entry is used again, and a table
+    emptied by an eviction shrinks."""
     import sys
 
-    keys = [(3600, h * 3600, "".join(["c", str(h)]), "", "", "", "") for h in range(50)]
+    keys = [(3600, h * 3600, "".join(["c", str(h)]), "", "", "", "") for h in range(2000)]
     refs = [sys.getrefcount(k) for k in keys]
     s = lane.Cells(end_of=_window_end)
     for k in keys:
         s.add(s.handle(k, k[1] + 3600), 1, 1)
     del k
-    assert [sys.getrefcount(k) for k in keys] == [r + 2 for r in refs]
+    assert [sys.getrefcount(k) for k in keys] == [r + 1 for r in refs]
     big = s.__sizeof__()
     s.cut()
-    assert s.evict(0, 40 * 3600) == 40 and len(s) == 10
-    assert [sys.getrefcount(k) for k in keys] == [r + 2 * (i >= 40) for i, r in enumerate(refs)]
-    for k in keys[:40]:
+    assert s.evict(0, 1990 * 3600) == 1990 and len(s) == 10
+    assert [sys.getrefcount(k) for k in keys] == [r + (i >= 1990) for i, r in enumerate(refs)]
+    small = s.__sizeof__()
+    assert small < big - 8 * 1024  # the table shrank (entries keep their room)
+    assert s.snapshot() == {k: [0, 1, 0, 0, 0, 0] for k in keys[1990:]}
+    for k in keys[:1990]:
         s.handle(k, k[1] + 3600)
-    assert s.__sizeof__() <= big + 4096  # (the evicted entries were used again)
+    assert len(s) == 2000 and s.__sizeof__() <= big  # (the evicted entries used again)
+    assert all(s.get(k) == [0] * 6 for k in keys[:1990])
     del s, k
     assert [sys.getrefcount(k) for k in keys] == refs
 
