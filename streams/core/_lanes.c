@@ -1677,6 +1677,236 @@ static size_t it_sizeof(const itable_t *T) {
     return T->slots == NULL ? 0 : ((size_t)1 << T->bits) * sizeof(Py_ssize_t);
 }
 
+/* An int argument as int64: 1, or 0 with a TypeError/OverflowError. Only ints (not any
+ * object with __index__): no Python code runs. */
+static int int_arg(PyObject *o, int64_t *out) {
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "an int expected, not %.100s", Py_TYPE(o)->tp_name);
+        return 0;
+    }
+    const long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) return 0;
+    *out = v;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ marks */
+/* What the two counter stores (SkuHours, Cells) share besides their index table: the
+ * entries changed since the last cut, *marked* and listed in the order marked (a cut
+ * takes them, its failed write gives them back), keys looked up into entries, and flush
+ * rows of (topic, partition, key..., counters..., version). A store_ops names a store's
+ * parts. */
+typedef struct {
+    Py_ssize_t *a; /* the marked entries, in the order marked */
+    Py_ssize_t n, cap;
+} marks_t;
+
+typedef struct {
+    const char *name;                                        /* in errors */
+    Py_ssize_t (*find_key)(const void *store, PyObject *key); /* -1: not held (an exception
+                                                                 when the key is bad) */
+    PyObject *(*key_of)(const void *store, Py_ssize_t k);    /* a new reference, or NULL */
+    int *(*mark_of)(void *store, Py_ssize_t k);              /* the entry's mark */
+    /* entry k's flush row (flush_row), or NULL with an exception */
+    PyObject *(*row_of)(const void *store, Py_ssize_t k, PyObject *const *args);
+} store_ops;
+
+/* mark entry k (its mark at *mark): 0, or -1 and MemoryError */
+static int marks_mark(marks_t *M, int *mark, Py_ssize_t k) {
+    if (*mark) return 0;
+    if (M->n == M->cap) {
+        Py_ssize_t *a = grown(M->a, &M->cap, sizeof *a, 64);
+        if (a == NULL) return -1;
+        M->a = a;
+    }
+    M->a[M->n++] = k;
+    *mark = 1;
+    return 0;
+}
+
+/* The keys of the first n marks, in the order marked (n read before anything is made). */
+static PyObject *marks_keys(const void *S, const marks_t *M, Py_ssize_t n, const store_ops *ops) {
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *key = NULL;
+        if (i < M->n) key = ops->key_of(S, M->a[i]);
+        else PyErr_Format(PyExc_RuntimeError, "%s: changed while it was being read", ops->name);
+        if (key == NULL) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, i, key);
+    }
+    return out;
+}
+
+/* cut() -> the marked keys, in the order marked; the marks cleared, *cuts counted */
+static PyObject *marks_cut(void *S, marks_t *M, long long *cuts, const store_ops *ops) {
+    const Py_ssize_t n = M->n;
+    const long long before = *cuts;
+    PyObject *out = marks_keys(S, M, n, ops);
+    if (out == NULL) return NULL;
+    if (*cuts != before || M->n < n) { /* another cut ran meanwhile */
+        Py_DECREF(out);
+        PyErr_Format(PyExc_RuntimeError, "%s: cut while it was being cut", ops->name);
+        return NULL;
+    }
+    (*cuts)++;
+    for (Py_ssize_t i = 0; i < n; i++) *ops->mark_of(S, M->a[i]) = 0;
+    if (M->n > n) /* (marks added meanwhile stay, in order) */
+        memmove(M->a, M->a + n, (size_t)(M->n - n) * sizeof(Py_ssize_t));
+    M->n -= n;
+    return out;
+}
+
+/* keys as live entries: a PyMem array of their indices (n in *n), or NULL with an
+ * exception (KeyError for a key not held). No Python code runs after it returns. */
+static Py_ssize_t *entries_of(const void *S, PyObject *keys, const char *what, Py_ssize_t *n,
+                              const store_ops *ops) {
+    PyObject *seq = PySequence_Fast(keys, what);
+    if (seq == NULL) return NULL;
+    *n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t *ks = PyMem_Malloc((size_t)(*n ? *n : 1) * sizeof(Py_ssize_t));
+    if (ks == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < *n; i++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
+        ks[i] = ops->find_key(S, key);
+        if (ks[i] < 0) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
+            PyMem_Free(ks);
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    return ks;
+}
+
+/* uncut(keys): the write of a cut failed; its keys are marked again (after newer marks) */
+static PyObject *marks_uncut(void *S, marks_t *M, PyObject *keys, const store_ops *ops) {
+    Py_ssize_t n;
+    Py_ssize_t *ks = entries_of(S, keys, "uncut: keys must be iterable", &n, ops);
+    if (ks == NULL) return NULL;
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < n && rc == 0; i++) rc = marks_mark(M, ops->mark_of(S, ks[i]), ks[i]);
+    PyMem_Free(ks);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* A flush row (topic, partition, *keys, *c, version): a new tuple, or NULL. The caller
+ * read c out of its entry first (making the row's ints may run Python code). */
+static PyObject *flush_row(PyObject *topic, PyObject *partition, PyObject *const *keys,
+                           Py_ssize_t nk, const int64_t *c, Py_ssize_t nc, PyObject *version) {
+    PyObject *row = untracked(PyTuple_New(3 + nk + nc));
+    if (row == NULL) return NULL;
+    for (Py_ssize_t j = 0; j < nc; j++) { /* (a slot left NULL is freed with the tuple) */
+        PyObject *x = PyLong_FromLongLong(c[j]);
+        if (x == NULL) {
+            Py_DECREF(row);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(row, 2 + nk + j, x);
+    }
+    PyTuple_SET_ITEM(row, 0, Py_NewRef(topic));
+    PyTuple_SET_ITEM(row, 1, Py_NewRef(partition));
+    for (Py_ssize_t j = 0; j < nk; j++) PyTuple_SET_ITEM(row, 2 + j, Py_NewRef(keys[j]));
+    PyTuple_SET_ITEM(row, 2 + nk + nc, Py_NewRef(version));
+    return row;
+}
+
+/* rows(topic, partition, keys, version) -> the flush rows of those keys' entries */
+static PyObject *store_rows(const void *S, PyObject *const *args, Py_ssize_t nargs,
+                            const store_ops *ops) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "rows(topic, partition, keys, version) expected");
+        return NULL;
+    }
+    Py_ssize_t n;
+    Py_ssize_t *ks = entries_of(S, args[2], "rows: keys must be iterable", &n, ops);
+    if (ks == NULL) return NULL;
+    PyObject *rows = PyList_New(n);
+    for (Py_ssize_t i = 0; rows != NULL && i < n; i++) {
+        PyObject *row = ops->row_of(S, ks[i], args);
+        if (row == NULL) Py_CLEAR(rows);
+        else PyList_SET_ITEM(rows, i, row);
+    }
+    PyMem_Free(ks);
+    return rows;
+}
+
+/* A store type's methods on its marks and rows (Name_cut, Name_marked, Name_uncut,
+ * Name_rows), from the store_ops OPS and its check `ready`. */
+#define LANES_STORE_MARK_METHODS(Name, ready, OPS)                                         \
+    static PyObject *Name##_cut(Name *self, PyObject *unused) {                            \
+        return ready(self) ? marks_cut(self, &self->marks, &self->cuts, &OPS) : NULL;      \
+    }                                                                                       \
+    static PyObject *Name##_marked(Name *self, PyObject *unused) {                         \
+        return ready(self) ? marks_keys(self, &self->marks, self->marks.n, &OPS) : NULL;   \
+    }                                                                                       \
+    static PyObject *Name##_uncut(Name *self, PyObject *keys) {                            \
+        return ready(self) ? marks_uncut(self, &self->marks, keys, &OPS) : NULL;           \
+    }                                                                                       \
+    static PyObject *Name##_rows(Name *self, PyObject *const *args, Py_ssize_t nargs) {    \
+        return ready(self) ? store_rows(self, args, nargs, &OPS) : NULL;                   \
+    }
+
+/* __init__ of a store made with one callable by keyword (SkuHours' hour_of, Cells'
+ * end_of), set once into *slot: 0, or -1 with a TypeError */
+static int init_with_callable(PyObject **slot, PyObject *args, PyObject *kwds,
+                              const char *type, const char *kw) {
+    char *kwlist[] = {(char *)kw, NULL};
+    PyObject *fn = NULL;
+    if (*slot != NULL) {
+        PyErr_Format(PyExc_TypeError, "%s: made once", type);
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O", kwlist, &fn)) return -1;
+    if (fn == NULL || !PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s, a callable, expected by keyword", type, kw);
+        return -1;
+    }
+    *slot = Py_NewRef(fn);
+    return 0;
+}
+
+/* A persisted counter vector of n ints into v: 1, or 0 with an exception. */
+static int counters_arg(PyObject *seq, int64_t *v, Py_ssize_t n, const char *wrong_size) {
+    PyObject *fast = PySequence_Fast(seq, "load: the counters must be a sequence");
+    if (fast == NULL) return 0;
+    int ok = PySequence_Fast_GET_SIZE(fast) == n;
+    if (!ok) PyErr_SetString(PyExc_ValueError, wrong_size);
+    for (Py_ssize_t j = 0; ok && j < n; j++) ok = int_arg(PySequence_Fast_GET_ITEM(fast, j), &v[j]);
+    Py_DECREF(fast);
+    return ok;
+}
+
+/* load(pairs): restore persisted (key, counters) pairs, nc counters each, by
+ * put(store, key, counters) (not marked): None, or NULL with an exception */
+static PyObject *store_load(void *S, PyObject *pairs, Py_ssize_t nc, const char *wrong_pair,
+                            const char *wrong_size,
+                            int (*put)(void *store, PyObject *key, const int64_t *v)) {
+    PyObject *it = PyObject_GetIter(pairs);
+    if (it == NULL) return NULL;
+    PyObject *pair;
+    int64_t v[16];
+    while ((pair = PyIter_Next(it)) != NULL) {
+        int ok = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2;
+        if (!ok) PyErr_SetString(PyExc_TypeError, wrong_pair);
+        ok = ok && nc <= 16 && counters_arg(PyTuple_GET_ITEM(pair, 1), v, nc, wrong_size) &&
+             put(S, PyTuple_GET_ITEM(pair, 0), v) == 0;
+        Py_DECREF(pair);
+        if (!ok) {
+            Py_DECREF(it);
+            return NULL;
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------ SkuHours */
 /* A partition's per-SKU hourly counters, owned here: streams.core.inventory.SkuHours (the
  * pure-Python reference: the same methods and results, checked against each other by
@@ -1716,8 +1946,7 @@ typedef struct {
     Py_ssize_t free_head; /* a free entry, or -1 */
     Py_ssize_t live;      /* entries held */
     itable_t table;       /* the entries' indices, by (sku, hour) */
-    Py_ssize_t *marked;   /* the marked entries, in the order marked */
-    Py_ssize_t nmarked, mcap;
+    marks_t marks;        /* the marked entries, in the order marked */
     long long cuts;       /* cuts made (one running sees if another ran meanwhile) */
 } SkuHours;
 
@@ -1752,17 +1981,7 @@ static int sh_hash_at(const void *store, Py_ssize_t k, uint64_t *h) {
     return E->sku != NULL;
 }
 
-static int skuhours_mark(SkuHours *S, Py_ssize_t k) {
-    if (S->e[k].dirty) return 0;
-    if (S->nmarked == S->mcap) {
-        Py_ssize_t *m = grown(S->marked, &S->mcap, sizeof *m, 64);
-        if (m == NULL) return -1;
-        S->marked = m;
-    }
-    S->marked[S->nmarked++] = k;
-    S->e[k].dirty = 1;
-    return 0;
-}
+static int skuhours_mark(SkuHours *S, Py_ssize_t k) { return marks_mark(&S->marks, &S->e[k].dirty, k); }
 
 /* The entry of (sku, hour) (sku an exact str), made zero (no count: -1) when new, and
  * marked when `mark`. Its index, or -1 with an exception. */
@@ -1794,19 +2013,6 @@ static Py_ssize_t skuhours_entry(SkuHours *S, PyObject *sku, int64_t hour, int m
     }
     if (mark && skuhours_mark(S, k) < 0) return -1;
     return k;
-}
-
-/* An int argument as int64: 1, or 0 with a TypeError/OverflowError. Only ints (not any
- * object with __index__): no Python code runs. */
-static int int_arg(PyObject *o, int64_t *out) {
-    if (!PyLong_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "an int expected, not %.100s", Py_TYPE(o)->tp_name);
-        return 0;
-    }
-    const long long v = PyLong_AsLongLong(o);
-    if (v == -1 && PyErr_Occurred()) return 0;
-    *out = v;
-    return 1;
 }
 
 static int sku_arg(PyObject *sku) {
@@ -1904,11 +2110,11 @@ static void skuhours_release(SkuHours *self) {
     for (Py_ssize_t k = 0; k < self->ne; k++) Py_CLEAR(self->e[k].sku);
     PyMem_Free(self->e);
     PyMem_Free(self->table.slots);
-    PyMem_Free(self->marked);
+    PyMem_Free(self->marks.a);
     self->e = NULL;
     self->table.slots = NULL;
-    self->marked = NULL;
-    self->ne = self->ecap = self->live = self->nmarked = self->mcap = 0;
+    self->marks = (marks_t){NULL, 0, 0};
+    self->ne = self->ecap = self->live = 0;
     self->free_head = -1;
 }
 
@@ -1925,18 +2131,7 @@ static void SkuHours_dealloc(SkuHours *self) {
 }
 
 static int SkuHours_init(SkuHours *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"hour_of", NULL};
-    PyObject *hour_of = NULL;
-    if (self->hour_of != NULL) {
-        PyErr_SetString(PyExc_TypeError, "SkuHours: made once");
-        return -1;
-    }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O:SkuHours", kwlist, &hour_of)) return -1;
-    if (hour_of == NULL || !PyCallable_Check(hour_of)) {
-        PyErr_SetString(PyExc_TypeError, "SkuHours: hour_of, a callable, expected by keyword");
-        return -1;
-    }
-    self->hour_of = Py_NewRef(hour_of);
+    if (init_with_callable(&self->hour_of, args, kwds, "SkuHours", "hour_of") < 0) return -1;
     self->free_head = -1;
     return 0;
 }
@@ -2015,178 +2210,56 @@ static PyObject *SkuHours_key_of(SkuHours *self, PyObject *handle) {
     return k < 0 ? NULL : skuhours_key(&self->e[k]);
 }
 
-/* The first n marked keys, in the order marked (n read before anything is made). */
-static PyObject *skuhours_marked_keys(const SkuHours *S, Py_ssize_t n) {
-    PyObject *out = PyList_New(n);
-    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
-        PyObject *key = NULL;
-        if (i < S->nmarked && skuhours_still(S, S->marked[i]))
-            key = skuhours_key(&S->e[S->marked[i]]);
-        else if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_RuntimeError, "SkuHours: changed while it was being read");
-        if (key == NULL) Py_CLEAR(out);
-        else PyList_SET_ITEM(out, i, key);
-    }
-    return out;
+static PyObject *sh_key_of(const void *store, Py_ssize_t k) {
+    const SkuHours *S = store;
+    return skuhours_still(S, k) ? skuhours_key(&S->e[k]) : NULL;
 }
 
-/* cut() -> [(sku, hour)]: the marked keys, in the order marked; the marks cleared */
-static PyObject *SkuHours_cut(SkuHours *self, PyObject *unused) {
-    if (!skuhours_ready(self)) return NULL;
-    const Py_ssize_t n = self->nmarked;
-    const long long cuts = self->cuts;
-    PyObject *out = skuhours_marked_keys(self, n);
-    if (out == NULL) return NULL;
-    if (self->cuts != cuts || self->nmarked < n) { /* another cut ran meanwhile */
-        Py_DECREF(out);
-        PyErr_SetString(PyExc_RuntimeError, "SkuHours: cut while it was being cut");
-        return NULL;
-    }
-    self->cuts++;
-    for (Py_ssize_t i = 0; i < n; i++) self->e[self->marked[i]].dirty = 0;
-    /* (marks added meanwhile stay, in order) */
-    if (self->nmarked > n)
-        memmove(self->marked, self->marked + n, (size_t)(self->nmarked - n) * sizeof(Py_ssize_t));
-    self->nmarked -= n;
-    return out;
+static Py_ssize_t sh_find_key(const void *store, PyObject *key) {
+    return skuhours_find_key(store, key);
 }
 
-/* marked() -> [(sku, hour)]: the marked keys, in the order marked (the marks kept) */
-static PyObject *SkuHours_marked(SkuHours *self, PyObject *unused) {
-    if (!skuhours_ready(self)) return NULL;
-    return skuhours_marked_keys(self, self->nmarked);
+static int *sh_mark_of(void *store, Py_ssize_t k) { return &((SkuHours *)store)->e[k].dirty; }
+
+/* entry k's flush row (topic, partition, sku, hour, *counters, version) */
+static PyObject *sh_row_of(const void *store, Py_ssize_t k, PyObject *const *args) {
+    const SkuHours *S = store;
+    if (!skuhours_still(S, k)) return NULL;
+    const shour_t *E = &S->e[k]; /* read out first */
+    PyObject *sku = Py_NewRef(E->sku);
+    int64_t c[1 + N_SKU_SLOTS];
+    c[0] = E->hour;
+    memcpy(c + 1, E->v, sizeof E->v);
+    PyObject *row = flush_row(args[0], args[1], &sku, 1, c, 1 + N_SKU_SLOTS, args[3]);
+    Py_DECREF(sku);
+    return row;
 }
 
-/* keys as a list of live entries: a PyMem array of their indices (n in *n), or NULL with
- * an exception (KeyError for a key not held). No Python code runs after it returns. */
-static Py_ssize_t *skuhours_entries_of(const SkuHours *S, PyObject *keys, const char *what,
-                                       Py_ssize_t *n) {
-    PyObject *seq = PySequence_Fast(keys, what);
-    if (seq == NULL) return NULL;
-    *n = PySequence_Fast_GET_SIZE(seq);
-    Py_ssize_t *ks = PyMem_Malloc((size_t)(*n ? *n : 1) * sizeof(Py_ssize_t));
-    if (ks == NULL) {
-        Py_DECREF(seq);
-        PyErr_NoMemory();
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < *n; i++) {
-        PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
-        ks[i] = skuhours_find_key(S, key);
-        if (ks[i] < 0) {
-            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
-            PyMem_Free(ks);
-            Py_DECREF(seq);
-            return NULL;
-        }
-    }
-    Py_DECREF(seq);
-    return ks;
-}
+static const store_ops SKUHOURS_OPS = {"SkuHours", sh_find_key, sh_key_of, sh_mark_of,
+                                       sh_row_of};
 
-/* uncut(keys): the write of a cut failed; its keys are marked again (after newer marks) */
-static PyObject *SkuHours_uncut(SkuHours *self, PyObject *keys) {
-    if (!skuhours_ready(self)) return NULL;
-    Py_ssize_t n;
-    Py_ssize_t *ks = skuhours_entries_of(self, keys, "uncut: keys must be iterable", &n);
-    if (ks == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (skuhours_mark(self, ks[i]) < 0) {
-            PyMem_Free(ks);
-            return NULL;
-        }
-    }
-    PyMem_Free(ks);
-    Py_RETURN_NONE;
-}
+/* cut() -> [(sku, hour)]: the marked keys, in the order marked, the marks cleared;
+ * marked() the same, the marks kept; uncut(keys): the write of a cut failed, its keys are
+ * marked again (after newer marks); rows(topic, partition, keys, version) -> [(topic,
+ * partition, sku, hour, *counters, version)] */
+LANES_STORE_MARK_METHODS(SkuHours, skuhours_ready, SKUHOURS_OPS)
 
-/* rows(topic, partition, keys, version) -> [(topic, partition, sku, hour, *v, version)] */
-static PyObject *SkuHours_rows(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!skuhours_ready(self)) return NULL;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "rows(topic, partition, keys, version) expected");
-        return NULL;
-    }
-    Py_ssize_t n;
-    Py_ssize_t *ks = skuhours_entries_of(self, args[2], "rows: keys must be iterable", &n);
-    if (ks == NULL) return NULL;
-    PyObject *rows = PyList_New(n);
-    for (Py_ssize_t i = 0; rows != NULL && i < n; i++) {
-        if (!skuhours_still(self, ks[i])) {
-            Py_CLEAR(rows);
-            break;
-        }
-        /* read out first: making the row's objects may run Python code */
-        const shour_t *E = &self->e[ks[i]];
-        PyObject *sku = Py_NewRef(E->sku);
-        int64_t c[1 + N_SKU_SLOTS];
-        c[0] = E->hour;
-        memcpy(c + 1, E->v, sizeof E->v);
-        PyObject *row = untracked(PyTuple_New(5 + N_SKU_SLOTS));
-        if (row == NULL) {
-            Py_DECREF(sku);
-            Py_CLEAR(rows);
-            break;
-        }
-        PyList_SET_ITEM(rows, i, row);
-        PyObject *items[1 + N_SKU_SLOTS];
-        for (Py_ssize_t j = 0; j < 1 + N_SKU_SLOTS; j++) items[j] = PyLong_FromLongLong(c[j]);
-        int ok = 1;
-        for (Py_ssize_t j = 0; j < 1 + N_SKU_SLOTS; j++) ok = ok && items[j] != NULL;
-        if (!ok) {
-            for (Py_ssize_t j = 0; j < 1 + N_SKU_SLOTS; j++) Py_XDECREF(items[j]);
-            Py_DECREF(sku);
-            Py_CLEAR(rows); /* (the row's slots still NULL: freed as an empty tuple) */
-            break;
-        }
-        PyTuple_SET_ITEM(row, 0, Py_NewRef(args[0]));
-        PyTuple_SET_ITEM(row, 1, Py_NewRef(args[1]));
-        PyTuple_SET_ITEM(row, 2, sku);
-        for (Py_ssize_t j = 0; j < 1 + N_SKU_SLOTS; j++) PyTuple_SET_ITEM(row, 3 + j, items[j]);
-        PyTuple_SET_ITEM(row, 4 + N_SKU_SLOTS, Py_NewRef(args[3]));
-    }
-    PyMem_Free(ks);
-    return rows;
+static int sh_put(void *store, PyObject *key, const int64_t *v) {
+    PyObject *sku;
+    int64_t hour;
+    if (!key_arg(key, &sku, &hour)) return -1;
+    SkuHours *S = store;
+    const Py_ssize_t k = skuhours_entry(S, sku, hour, 0);
+    if (k < 0) return -1;
+    memcpy(S->e[k].v, v, sizeof S->e[k].v);
+    return 0;
 }
 
 /* load(pairs): restore persisted ((sku, hour), counters) pairs (not marked) */
 static PyObject *SkuHours_load(SkuHours *self, PyObject *pairs) {
     if (!skuhours_ready(self)) return NULL;
-    PyObject *it = PyObject_GetIter(pairs);
-    if (it == NULL) return NULL;
-    PyObject *pair;
-    while ((pair = PyIter_Next(it)) != NULL) {
-        PyObject *sku, *fast = NULL;
-        int64_t v[N_SKU_SLOTS], hour;
-        int ok = 0;
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_TypeError, "load: ((sku, hour), counters) pairs expected");
-            goto next;
-        }
-        if (!key_arg(PyTuple_GET_ITEM(pair, 0), &sku, &hour)) goto next;
-        fast = PySequence_Fast(PyTuple_GET_ITEM(pair, 1), "load: the counters must be a sequence");
-        if (fast == NULL) goto next;
-        if (PySequence_Fast_GET_SIZE(fast) != N_SKU_SLOTS) {
-            PyErr_SetString(PyExc_ValueError, "load: nine counters expected");
-            goto next;
-        }
-        for (Py_ssize_t j = 0; j < N_SKU_SLOTS; j++)
-            if (!int_arg(PySequence_Fast_GET_ITEM(fast, j), &v[j])) goto next;
-        const Py_ssize_t k = skuhours_entry(self, sku, hour, 0);
-        if (k < 0) goto next;
-        memcpy(self->e[k].v, v, sizeof v);
-        ok = 1;
-    next:
-        Py_XDECREF(fast);
-        Py_DECREF(pair);
-        if (!ok) {
-            Py_DECREF(it);
-            return NULL;
-        }
-    }
-    Py_DECREF(it);
-    if (PyErr_Occurred()) return NULL;
-    Py_RETURN_NONE;
+    return store_load(self, pairs, N_SKU_SLOTS, "load: ((sku, hour), counters) pairs expected",
+                      "load: nine counters expected", sh_put);
 }
 
 /* evict(keep_from_s) -> int: drop the unmarked hours that end at or before keep_from_s */
@@ -2230,12 +2303,12 @@ static PyObject *SkuHours_snapshot(SkuHours *self, PyObject *unused) {
 static Py_ssize_t SkuHours_len(SkuHours *self) { return self->live; }
 
 static PyObject *SkuHours_pending(SkuHours *self, void *closure) {
-    return PyLong_FromSsize_t(self->nmarked);
+    return PyLong_FromSsize_t(self->marks.n);
 }
 
 static PyObject *SkuHours_sizeof(SkuHours *self, PyObject *unused) {
     size_t n = sizeof(SkuHours) + (size_t)self->ecap * sizeof(shour_t) +
-               (size_t)self->mcap * sizeof(Py_ssize_t) + it_sizeof(&self->table);
+               (size_t)self->marks.cap * sizeof(Py_ssize_t) + it_sizeof(&self->table);
     return PyLong_FromSize_t(n);
 }
 
@@ -2697,7 +2770,7 @@ typedef struct {
     int64_t end;          /* the window's end, epoch s */
     int64_t v[N_CELL_SLOTS];
     int32_t next_free;    /* a free entry's next free one, or -1 */
-    int32_t dirty;        /* marked */
+    int dirty;            /* marked */
 } cell_t;
 
 typedef struct {
@@ -2719,8 +2792,7 @@ typedef struct {
     Py_ssize_t ne, ecap;  /* entries made, room */
     Py_ssize_t free_head; /* a free entry, or -1 */
     Py_ssize_t live;      /* entries held */
-    Py_ssize_t *marked;   /* the marked entries, in the order marked */
-    Py_ssize_t nmarked, mcap;
+    marks_t marks;        /* the marked entries, in the order marked */
     cheap_t ends[2];      /* (end, entry) of the cells shorter than an hour, and the others */
     long long cuts;       /* cuts made (in a handle's high bits) */
 } Cells;
@@ -2800,17 +2872,7 @@ static cend_t cheap_pop(cheap_t *H) {
     return top;
 }
 
-static int cells_mark(Cells *S, Py_ssize_t k) {
-    if (S->e[k].dirty) return 0;
-    if (S->nmarked == S->mcap) {
-        Py_ssize_t *m = grown(S->marked, &S->mcap, sizeof *m, 64);
-        if (m == NULL) return -1;
-        S->marked = m;
-    }
-    S->marked[S->nmarked++] = k;
-    S->e[k].dirty = 1;
-    return 0;
-}
+static int cells_mark(Cells *S, Py_ssize_t k) { return marks_mark(&S->marks, &S->e[k].dirty, k); }
 
 /* The entry of key (a checked key), made zero with its window's end when new, and
  * marked when `mark`. Its index, or -1 with an exception. */
@@ -2921,25 +2983,14 @@ static void Cells_dealloc(Cells *self) {
     for (Py_ssize_t k = 0; k < self->ne; k++) Py_CLEAR(self->e[k].key);
     PyMem_Free(self->e);
     PyMem_Free(self->table.slots);
-    PyMem_Free(self->marked);
+    PyMem_Free(self->marks.a);
     PyMem_Free(self->ends[0].a);
     PyMem_Free(self->ends[1].a);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int Cells_init(Cells *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"end_of", NULL};
-    PyObject *end_of = NULL;
-    if (self->end_of != NULL) {
-        PyErr_SetString(PyExc_TypeError, "Cells: made once");
-        return -1;
-    }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O:Cells", kwlist, &end_of)) return -1;
-    if (end_of == NULL || !PyCallable_Check(end_of)) {
-        PyErr_SetString(PyExc_TypeError, "Cells: end_of, a callable, expected by keyword");
-        return -1;
-    }
-    self->end_of = Py_NewRef(end_of);
+    if (init_with_callable(&self->end_of, args, kwds, "Cells", "end_of") < 0) return -1;
     self->free_head = -1;
     return 0;
 }
@@ -2990,180 +3041,60 @@ static PyObject *Cells_key_of(Cells *self, PyObject *handle) {
     return k < 0 ? NULL : Py_NewRef(self->e[k].key);
 }
 
-/* The first n marked keys, in the order marked (n read before anything is made). */
-static PyObject *cells_marked_keys(const Cells *S, Py_ssize_t n) {
-    PyObject *out = PyList_New(n);
-    if (out == NULL) return NULL;
-    if (n > S->nmarked) { /* (a finalizer run by the allocation took marks) */
-        Py_DECREF(out);
-        PyErr_SetString(PyExc_RuntimeError, "Cells: changed while it was being read");
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) /* no Python code runs in this loop */
-        PyList_SET_ITEM(out, i, Py_NewRef(S->e[S->marked[i]].key));
-    return out;
+static PyObject *cells_key_of(const void *store, Py_ssize_t k) {
+    const Cells *S = store;
+    return cells_still(S, k) ? Py_NewRef(S->e[k].key) : NULL;
 }
 
-/* cut() -> [key]: the marked keys, in the order marked; the marks cleared, every handle
- * ended */
-static PyObject *Cells_cut(Cells *self, PyObject *unused) {
-    if (!cells_ready(self)) return NULL;
-    const Py_ssize_t n = self->nmarked;
-    const long long cuts = self->cuts;
-    PyObject *out = cells_marked_keys(self, n);
-    if (out == NULL) return NULL;
-    if (self->cuts != cuts) { /* another cut ran meanwhile */
-        Py_DECREF(out);
-        PyErr_SetString(PyExc_RuntimeError, "Cells: cut while it was being cut");
-        return NULL;
-    }
-    self->cuts++;
-    for (Py_ssize_t i = 0; i < n; i++) self->e[self->marked[i]].dirty = 0;
-    /* (marks added meanwhile stay, in order) */
-    if (self->nmarked > n)
-        memmove(self->marked, self->marked + n, (size_t)(self->nmarked - n) * sizeof(Py_ssize_t));
-    self->nmarked -= n;
-    return out;
+static Py_ssize_t cells_find_key(const void *store, PyObject *key) {
+    return cells_key_arg(key) ? cells_find(store, key, cells_hash(key)) : -1;
 }
 
-/* marked() -> [key]: the marked keys, in the order marked (the marks kept) */
-static PyObject *Cells_marked(Cells *self, PyObject *unused) {
-    if (!cells_ready(self)) return NULL;
-    return cells_marked_keys(self, self->nmarked);
+static int *cells_mark_of(void *store, Py_ssize_t k) { return &((Cells *)store)->e[k].dirty; }
+
+/* entry k's flush row (topic, partition, *key, *counters, version) */
+static PyObject *cells_row_of(const void *store, Py_ssize_t k, PyObject *const *args) {
+    const Cells *S = store;
+    if (!cells_still(S, k)) return NULL;
+    const cell_t *E = &S->e[k]; /* read out first */
+    PyObject *key = Py_NewRef(E->key);
+    int64_t c[N_CELL_SLOTS];
+    memcpy(c, E->v, sizeof c);
+    PyObject *row = flush_row(args[0], args[1], &PyTuple_GET_ITEM(key, 0), 7, c,
+                              N_CELL_SLOTS, args[3]);
+    Py_DECREF(key);
+    return row;
 }
 
-/* keys as live entries: a PyMem array of their indices (n in *n), or NULL with an
- * exception (KeyError for a key not held). No Python code runs after it returns. */
-static Py_ssize_t *cells_entries_of(const Cells *S, PyObject *keys, const char *what,
-                                    Py_ssize_t *n) {
-    PyObject *seq = PySequence_Fast(keys, what);
-    if (seq == NULL) return NULL;
-    *n = PySequence_Fast_GET_SIZE(seq);
-    Py_ssize_t *ks = PyMem_Malloc((size_t)(*n ? *n : 1) * sizeof(Py_ssize_t));
-    if (ks == NULL) {
-        Py_DECREF(seq);
-        PyErr_NoMemory();
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < *n; i++) {
-        PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
-        ks[i] = cells_key_arg(key) ? cells_find(S, key, cells_hash(key)) : -1;
-        if (ks[i] < 0) {
-            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
-            PyMem_Free(ks);
-            Py_DECREF(seq);
-            return NULL;
-        }
-    }
-    Py_DECREF(seq);
-    return ks;
+static const store_ops CELLS_OPS = {"Cells", cells_find_key, cells_key_of, cells_mark_of,
+                                    cells_row_of};
+
+/* cut() -> [key]: the marked keys, in the order marked, the marks cleared and every
+ * handle ended; marked() the same, the marks kept; uncut(keys): the write of a cut
+ * failed, its keys are marked again (after newer marks); rows(topic, partition, keys,
+ * version) -> [(topic, partition, *key, *counters, version)] */
+LANES_STORE_MARK_METHODS(Cells, cells_ready, CELLS_OPS)
+
+/* a persisted cell: its end from end_of(size, start) when new */
+static int cells_put(void *store, PyObject *key, const int64_t *v) {
+    Cells *S = store;
+    int64_t end;
+    if (!cells_key_arg(key)) return -1;
+    PyObject *end_o = PyObject_CallFunctionObjArgs(S->end_of, PyTuple_GET_ITEM(key, 0),
+                                                   PyTuple_GET_ITEM(key, 1), NULL);
+    const int ok = end_o != NULL && int_arg(end_o, &end);
+    Py_XDECREF(end_o);
+    const Py_ssize_t k = ok ? cells_entry(S, key, end, 0) : -1;
+    if (k < 0) return -1;
+    memcpy(S->e[k].v, v, sizeof S->e[k].v);
+    return 0;
 }
 
-/* uncut(keys): the write of a cut failed; its keys are marked again (after newer marks) */
-static PyObject *Cells_uncut(Cells *self, PyObject *keys) {
-    if (!cells_ready(self)) return NULL;
-    Py_ssize_t n;
-    Py_ssize_t *ks = cells_entries_of(self, keys, "uncut: keys must be iterable", &n);
-    if (ks == NULL) return NULL;
-    int rc = 0;
-    for (Py_ssize_t i = 0; i < n && rc == 0; i++) rc = cells_mark(self, ks[i]);
-    PyMem_Free(ks);
-    if (rc < 0) return NULL;
-    Py_RETURN_NONE;
-}
-
-/* rows(topic, partition, keys, version) -> [(topic, partition, *key, *counters, version)] */
-static PyObject *Cells_rows(Cells *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!cells_ready(self)) return NULL;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "rows(topic, partition, keys, version) expected");
-        return NULL;
-    }
-    Py_ssize_t n;
-    Py_ssize_t *ks = cells_entries_of(self, args[2], "rows: keys must be iterable", &n);
-    if (ks == NULL) return NULL;
-    PyObject *rows = PyList_New(n);
-    for (Py_ssize_t i = 0; rows != NULL && i < n; i++) {
-        if (!cells_still(self, ks[i])) {
-            Py_CLEAR(rows);
-            break;
-        }
-        /* read out first: making the row's objects may run Python code */
-        const cell_t *E = &self->e[ks[i]];
-        PyObject *key = Py_NewRef(E->key);
-        int64_t c[N_CELL_SLOTS];
-        memcpy(c, E->v, sizeof c);
-        PyObject *row = untracked(PyTuple_New(3 + 7 + N_CELL_SLOTS));
-        PyObject *items[N_CELL_SLOTS];
-        int ok = row != NULL;
-        for (Py_ssize_t j = 0; j < N_CELL_SLOTS; j++) {
-            items[j] = ok ? PyLong_FromLongLong(c[j]) : NULL;
-            ok = ok && items[j] != NULL;
-        }
-        if (!ok) {
-            for (Py_ssize_t j = 0; j < N_CELL_SLOTS; j++) Py_XDECREF(items[j]);
-            Py_XDECREF(row); /* (its slots still NULL: freed as an empty tuple) */
-            Py_DECREF(key);
-            Py_CLEAR(rows);
-            break;
-        }
-        PyTuple_SET_ITEM(row, 0, Py_NewRef(args[0]));
-        PyTuple_SET_ITEM(row, 1, Py_NewRef(args[1]));
-        for (Py_ssize_t j = 0; j < 7; j++)
-            PyTuple_SET_ITEM(row, 2 + j, Py_NewRef(PyTuple_GET_ITEM(key, j)));
-        for (Py_ssize_t j = 0; j < N_CELL_SLOTS; j++) PyTuple_SET_ITEM(row, 9 + j, items[j]);
-        PyTuple_SET_ITEM(row, 9 + N_CELL_SLOTS, Py_NewRef(args[3]));
-        Py_DECREF(key);
-        PyList_SET_ITEM(rows, i, row);
-    }
-    PyMem_Free(ks);
-    return rows;
-}
-
-/* load(pairs): restore persisted (key, counters) pairs (not marked); a new cell's end is
- * end_of(size, start) */
+/* load(pairs): restore persisted (key, counters) pairs (not marked) */
 static PyObject *Cells_load(Cells *self, PyObject *pairs) {
     if (!cells_ready(self)) return NULL;
-    PyObject *it = PyObject_GetIter(pairs);
-    if (it == NULL) return NULL;
-    PyObject *pair;
-    while ((pair = PyIter_Next(it)) != NULL) {
-        PyObject *key, *fast = NULL, *end_o = NULL;
-        int64_t v[N_CELL_SLOTS], end;
-        int ok = 0;
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_TypeError, "load: (key, counters) pairs expected");
-            goto next;
-        }
-        key = PyTuple_GET_ITEM(pair, 0);
-        if (!cells_key_arg(key)) goto next;
-        fast = PySequence_Fast(PyTuple_GET_ITEM(pair, 1), "load: the counters must be a sequence");
-        if (fast == NULL) goto next;
-        if (PySequence_Fast_GET_SIZE(fast) != N_CELL_SLOTS) {
-            PyErr_SetString(PyExc_ValueError, "load: six counters expected");
-            goto next;
-        }
-        for (Py_ssize_t j = 0; j < N_CELL_SLOTS; j++)
-            if (!int_arg(PySequence_Fast_GET_ITEM(fast, j), &v[j])) goto next;
-        end_o = PyObject_CallFunctionObjArgs(self->end_of, PyTuple_GET_ITEM(key, 0),
-                                             PyTuple_GET_ITEM(key, 1), NULL);
-        if (end_o == NULL || !int_arg(end_o, &end)) goto next;
-        const Py_ssize_t k = cells_entry(self, key, end, 0);
-        if (k < 0) goto next;
-        memcpy(self->e[k].v, v, sizeof v);
-        ok = 1;
-    next:
-        Py_XDECREF(end_o);
-        Py_XDECREF(fast);
-        Py_DECREF(pair);
-        if (!ok) {
-            Py_DECREF(it);
-            return NULL;
-        }
-    }
-    Py_DECREF(it);
-    if (PyErr_Occurred()) return NULL;
-    Py_RETURN_NONE;
+    return store_load(self, pairs, N_CELL_SLOTS, "load: (key, counters) pairs expected",
+                      "load: six counters expected", cells_put);
 }
 
 /* evict(short_s, long_s) -> int: drop the unmarked cells whose windows ended at or before
@@ -3230,12 +3161,12 @@ static PyObject *Cells_snapshot(Cells *self, PyObject *unused) {
 static Py_ssize_t Cells_len(Cells *self) { return self->live; }
 
 static PyObject *Cells_pending(Cells *self, void *closure) {
-    return PyLong_FromSsize_t(self->nmarked);
+    return PyLong_FromSsize_t(self->marks.n);
 }
 
 static PyObject *Cells_sizeof(Cells *self, PyObject *unused) {
     size_t n = sizeof(Cells) + (size_t)self->ecap * sizeof(cell_t) +
-               (size_t)self->mcap * sizeof(Py_ssize_t) +
+               (size_t)self->marks.cap * sizeof(Py_ssize_t) +
                (size_t)(self->ends[0].cap + self->ends[1].cap) * sizeof(cend_t);
     return PyLong_FromSize_t(n + it_sizeof(&self->table));
 }

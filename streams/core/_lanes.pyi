@@ -48,33 +48,24 @@ _RunResult = RunResult
 
 class HotEntry(tuple[Any, ...]):
     """The cells of every window size of one (category, color, size, price band, region,
-    time grain), cached until the next cut (``PartitionState.hot``)."""
+    time grain), cached until the next cut (``PartitionState.hot``); fields read-only."""
 
+    cells: tuple[Any, ...]
+    visitors: tuple[Any, ...]
+    shops: tuple[Any, ...]
     def __new__(cls, fields: tuple[Any, Any, Any], /) -> HotEntry: ...
-    @property
-    def cells(self) -> tuple[Any, ...]: ...
-    @property
-    def visitors(self) -> tuple[Any, ...]: ...
-    @property
-    def shops(self) -> tuple[Any, ...]: ...
 
 class PageViewEntry(tuple[Any, ...]):
     """The page-view lane's entry of one (sku, region, time grain): its SKU hour and its
-    cells (``PartitionState.hot_pv``)."""
+    cells (``PartitionState.hot_pv``); fields read-only."""
 
+    generation: int
+    unknown_sku: bool
+    sku_hour: Any
+    cells: tuple[Any, ...]
+    visitors: tuple[Any, ...]
+    shops: tuple[Any, ...]
     def __new__(cls, fields: tuple[Any, ...], /) -> PageViewEntry: ...
-    @property
-    def generation(self) -> int: ...
-    @property
-    def unknown_sku(self) -> bool: ...
-    @property
-    def sku_hour(self) -> Any: ...
-    @property
-    def cells(self) -> tuple[Any, ...]: ...
-    @property
-    def visitors(self) -> tuple[Any, ...]: ...
-    @property
-    def shops(self) -> tuple[Any, ...]: ...
 
 _HotEntry = HotEntry
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from streams.core import _lanes
 from streams.core.calendar import UTC_CALENDAR, MarketCalendar
 from streams.core.dedup import Cut, Deduplicator
-from streams.core.inventory import SkuHours
+from streams.core.inventory import CounterStore, SkuHours, add_int64
 from streams.core.windows import Watermark
 
 if TYPE_CHECKING:
@@ -168,10 +168,6 @@ class CellHashes:
         return {k: set(v) for k, v in self._sets.items()}
 
 
-_I64_MIN: Final = -(1 << 63)
-_I64_MAX: Final = (1 << 63) - 1
-
-
 def _cell_key_arg(key: object) -> None:
     if not (type(key) is tuple and len(key) == 7 and type(key[0]) is int
             and type(key[1]) is int and all(type(x) is str for x in key[2:])):
@@ -179,7 +175,7 @@ def _cell_key_arg(key: object) -> None:
                         "size, price_band, region)")
 
 
-class Cells:
+class Cells(CounterStore[CellKey]):
     """The measures of one source partition's cells (``CellKey`` -> a counter per
     ``MEASURES``): the pure-Python reference of the compiled core's ``_lanes.Cells`` (the
     same methods and results; a native engine uses that one,
@@ -194,23 +190,17 @@ class Cells:
     window end is given when it is made (``handle``), and computed by ``end_of``
     (``MarketCalendar.end_of``) when it is restored (``load``)."""
 
-    __slots__ = ("_ends", "_marked", "_v", "end_of")
+    __slots__ = ("_ends", "end_of")
 
     def __init__(self, *, end_of: Callable[[int, int], int]) -> None:
+        super().__init__()
         self.end_of = end_of
-        self._v: dict[CellKey, list[int]] = {}
-        self._marked: dict[CellKey, None] = {}  # (a dict: the order marked)
         #: (window end s, window >= 1 h) -> the cells ending then, so eviction is
         #: O(evicted)
         self._ends: dict[tuple[int, bool], list[CellKey]] = {}
 
-    def __len__(self) -> int:
-        return len(self._v)
-
-    @property
-    def pending(self) -> int:
-        """Cells changed since the last cut."""
-        return len(self._marked)
+    def _key_arg(self, key: object) -> None:
+        _cell_key_arg(key)
 
     def _make(self, key: CellKey, end_s: int) -> None:
         self._v[key] = [0, 0, 0, 0, 0, 0]
@@ -239,10 +229,7 @@ class Cells:
         vec = self._v.get(handle)
         if vec is None:
             raise KeyError("Cells: not a live handle (cut since?)")
-        got = vec[slot] + n
-        if not _I64_MIN <= got <= _I64_MAX:
-            raise OverflowError("Cells: a counter beyond 64 bits")
-        vec[slot] = got
+        add_int64(vec, slot, n, "Cells")
 
     def get(self, key: CellKey) -> list[int] | None:
         _cell_key_arg(key)
@@ -253,33 +240,6 @@ class Cells:
         if handle not in self._v:
             raise KeyError("Cells: not a live handle (cut since?)")
         return handle  # type: ignore[no-any-return]
-
-    def cut(self) -> list[CellKey]:
-        """Take the marks: the cells changed since the last cut, in the order marked."""
-        keys = list(self._marked)
-        self._marked = {}
-        return keys
-
-    def uncut(self, keys: Iterable[CellKey]) -> None:
-        """The write of a cut failed: its cells are marked again (none if one is not
-        held)."""
-        keys = list(keys)
-        for key in keys:
-            _cell_key_arg(key)
-            if key not in self._v:
-                raise KeyError(key)
-        for key in keys:
-            self._marked[key] = None
-
-    def marked(self) -> list[CellKey]:
-        return list(self._marked)
-
-    def rows(
-        self, topic: str, partition: int, keys: Iterable[CellKey], version: int
-    ) -> list[tuple[Any, ...]]:
-        """The flush rows of ``keys``: (topic, partition, *key, *measures, version)."""
-        v = self._v
-        return [(topic, partition, *key, *v[key], version) for key in keys]
 
     def load(self, pairs: Iterable[tuple[CellKey, Sequence[int]]]) -> None:
         """Restore persisted (key, measures) pairs (not marked)."""
@@ -313,8 +273,6 @@ class Cells:
                 ends[ek] = keep
         return evicted
 
-    def snapshot(self) -> dict[CellKey, list[int]]:
-        return {k: list(v) for k, v in self._v.items()}
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ Inventory position at a time T (computed in ``streams.core.restock`` and in SQL)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 HOUR_S: Final = 3600
 
@@ -52,7 +52,73 @@ _I64_MIN: Final = -(1 << 63)
 _I64_MAX: Final = (1 << 63) - 1
 
 
-class SkuHours:
+def add_int64(vec: list[int], slot: int, n: int, owner: str) -> None:
+    """``vec[slot] += n`` as the compiled stores do it: a 64-bit counter, which refuses
+    (unchanged) a sum beyond 64 bits."""
+    got = vec[slot] + n
+    if not _I64_MIN <= got <= _I64_MAX:
+        raise OverflowError(f"{owner}: a counter beyond 64 bits")
+    vec[slot] = got
+
+
+K = TypeVar("K", bound=tuple[Any, ...])
+
+
+class CounterStore(Generic[K]):
+    """What the pure-Python twins of the compiled counter stores share (``SkuHours`` here,
+    ``streams.core.demand.Cells``), as the compiled ones share their marks' code: counters
+    by key, the keys changed since the last cut *marked* in the order marked, a cut that
+    takes the marks (a flush) and gives them back (its write failed), flush rows."""
+
+    __slots__ = ("_marked", "_v")
+
+    def __init__(self) -> None:
+        self._v: dict[K, list[int]] = {}
+        self._marked: dict[K, None] = {}  # (a dict: the order marked)
+
+    def __len__(self) -> int:
+        return len(self._v)
+
+    @property
+    def pending(self) -> int:
+        """Keys changed since the last cut."""
+        return len(self._marked)
+
+    def _key_arg(self, key: object) -> None:
+        """Refuse a key of the wrong shape (TypeError); by default any is looked up."""
+
+    def cut(self) -> list[K]:
+        """Take the marks: the keys changed since the last cut, in the order marked."""
+        keys = list(self._marked)
+        self._marked = {}
+        return keys
+
+    def uncut(self, keys: Iterable[K]) -> None:
+        """The write of a cut failed: its keys are marked again (none if one is not
+        held)."""
+        keys = list(keys)
+        for key in keys:
+            self._key_arg(key)
+            if key not in self._v:
+                raise KeyError(key)
+        for key in keys:
+            self._marked[key] = None
+
+    def marked(self) -> list[K]:
+        return list(self._marked)
+
+    def rows(self, topic: str, partition: int, keys: Iterable[K], version: int
+             ) -> list[tuple[Any, ...]]:
+        """The flush rows of ``keys``: (topic, partition, *key, *counters, version)."""
+        v = self._v
+        return [(topic, partition, *key, *v[key], version)
+                for key in keys]
+
+    def snapshot(self) -> dict[K, list[int]]:
+        return {k: list(v) for k, v in self._v.items()}
+
+
+class SkuHours(CounterStore[SkuKey]):
     """The per-SKU hourly counters of one source partition: the pure-Python reference of
     the compiled core's ``_lanes.SkuHours`` (the same methods and results; a native engine
     uses that one, ``tests/unit/test_compiled_lanes.py`` compares the two). Hours are the
@@ -65,21 +131,12 @@ class SkuHours:
     compiled core the entry's index; valid while the hour is held, and a marked hour
     is never evicted."""
 
-    __slots__ = ("_marked", "_v", "hour_of")
+    __slots__ = ("hour_of",)
 
     def __init__(self, *, hour_of: Callable[[int], int] = utc_hour) -> None:
+        super().__init__()
         #: epoch s -> start of its hour (the engine passes ``MarketCalendar.hour``)
         self.hour_of = hour_of
-        self._v: dict[SkuKey, list[int]] = {}
-        self._marked: dict[SkuKey, None] = {}  # (a dict: the order marked)
-
-    def __len__(self) -> int:
-        return len(self._v)
-
-    @property
-    def pending(self) -> int:
-        """Hours changed since the last cut."""
-        return len(self._marked)
 
     def handle(self, sku: str, ts_ms: int) -> SkuKey:
         """The hour of (``sku``, ``ts_ms``), made (zeros, no count) if new, and marked."""
@@ -95,11 +152,7 @@ class SkuHours:
         """Counter ``slot`` of the handle's hour += ``n`` (not the stock count's slots)."""
         if not 0 <= slot < SKU_COUNT_TS:
             raise ValueError("add: slot is not a counter")
-        vec = self._v[handle]
-        got = vec[slot] + n
-        if not _I64_MIN <= got <= _I64_MAX:
-            raise OverflowError("SkuHours: a counter beyond 64 bits")
-        vec[slot] = got
+        add_int64(self._v[handle], slot, n, "SkuHours")
 
     def stock_count(self, sku: str, ts_ms: int, on_hand: int) -> None:
         """Keep the latest count of the hour (ties: the larger count, so order never matters)."""
@@ -118,28 +171,6 @@ class SkuHours:
         if handle not in self._v:
             raise KeyError("SkuHours: not a live handle")
         return handle
-
-    def cut(self) -> list[SkuKey]:
-        """Take the marks: the hours changed since the last cut, in the order marked."""
-        keys = list(self._marked)
-        self._marked = {}
-        return keys
-
-    def uncut(self, keys: Iterable[SkuKey]) -> None:
-        """The write of a cut failed: its hours are marked again (none if one is not held)."""
-        keys = list(keys)
-        for key in keys:
-            if key not in self._v:
-                raise KeyError(key)
-        for key in keys:
-            self._marked[key] = None
-
-    def rows(
-        self, topic: str, partition: int, keys: Iterable[SkuKey], version: int
-    ) -> list[tuple[Any, ...]]:
-        """The flush rows of ``keys``: (topic, partition, sku, hour, *counters, version)."""
-        v = self._v
-        return [(topic, partition, *key, *v[key], version) for key in keys]
 
     def load(self, pairs: Iterable[tuple[SkuKey, Sequence[int]]]) -> None:
         """Restore persisted ((sku, hour), counters) pairs (not marked)."""
@@ -161,8 +192,3 @@ class SkuHours:
             del self._v[k]
         return len(stale)
 
-    def snapshot(self) -> dict[SkuKey, list[int]]:
-        return {k: list(v) for k, v in self._v.items()}
-
-    def marked(self) -> list[SkuKey]:
-        return list(self._marked)
