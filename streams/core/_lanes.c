@@ -3078,13 +3078,16 @@ LANES_STORE_MARK_METHODS(Cells, cells_ready, CELLS_OPS)
 /* a persisted cell: its end from end_of(size, start) when new */
 static int cells_put(void *store, PyObject *key, const int64_t *v) {
     Cells *S = store;
-    int64_t end;
+    int64_t end = 0;
     if (!cells_key_arg(key)) return -1;
-    PyObject *end_o = PyObject_CallFunctionObjArgs(S->end_of, PyTuple_GET_ITEM(key, 0),
-                                                   PyTuple_GET_ITEM(key, 1), NULL);
-    const int ok = end_o != NULL && int_arg(end_o, &end);
-    Py_XDECREF(end_o);
-    const Py_ssize_t k = ok ? cells_entry(S, key, end, 0) : -1;
+    Py_ssize_t k = cells_find(S, key, cells_hash(key));
+    if (k < 0) { /* new: its end first (Python code), then the entry */
+        PyObject *end_o = PyObject_CallFunctionObjArgs(S->end_of, PyTuple_GET_ITEM(key, 0),
+                                                       PyTuple_GET_ITEM(key, 1), NULL);
+        const int ok = end_o != NULL && int_arg(end_o, &end);
+        Py_XDECREF(end_o);
+        k = ok ? cells_entry(S, key, end, 0) : -1;
+    }
     if (k < 0) return -1;
     memcpy(S->e[k].v, v, sizeof S->e[k].v);
     return 0;

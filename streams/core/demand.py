@@ -244,18 +244,14 @@ class Cells(CounterStore[CellKey]):
     def load(self, pairs: Iterable[tuple[CellKey, Sequence[int]]]) -> None:
         """Restore persisted (key, measures) pairs (not marked)."""
         for key, vec in pairs:
+            counters = self._counters(vec, len(MEASURES), "load: six counters expected")
             _cell_key_arg(key)
-            counters = list(vec)
-            if len(counters) != len(MEASURES):
-                raise ValueError("load: six counters expected")
-            if not all(isinstance(x, int) for x in counters):
-                raise TypeError("load: the counters must be ints")
             if key not in self._v:
                 end = self.end_of(key[0], key[1])
                 if not isinstance(end, int):
                     raise TypeError("an int expected")
                 self._make(key, end)
-            self._v[key] = [int(x) for x in counters]
+            self._v[key] = counters
 
     def evict(self, short_s: int, long_s: int) -> int:
         """Drop the clean cells whose windows ended at or before ``short_s`` (windows
@@ -396,12 +392,24 @@ class PartitionState:
         return cut
 
     def reattach(self, cut: Detached) -> None:
-        """The write of ``cut`` failed: its marks are pending again (merged with newer ones)."""
-        self.cells.uncut(cut.dirty)
-        self.visitors.uncut(cut.visitors)  # (merged by key: hot entries' handles stay good)
-        self.shops.uncut(cut.shops)
-        self.skus.uncut(cut.sku_dirty)
-        self.dedup.uncut(cut.dedup)
+        """The write of ``cut`` failed: its marks are pending again (merged with newer ones;
+        each store on its own, so one that fails leaves the others given back, and the
+        first error is raised)."""
+        first: BaseException | None = None
+        give_backs: list[tuple[Any, Any]] = [
+            (self.cells, cut.dirty),
+            (self.visitors, cut.visitors),  # (merged by key: hot entries' handles stay good)
+            (self.shops, cut.shops),
+            (self.skus, cut.sku_dirty),
+            (self.dedup, cut.dedup),
+        ]
+        for store, taken in give_backs:
+            try:
+                store.uncut(taken)
+            except Exception as e:  # (the others are still given back; then raised)
+                first = first or e
+        if first is not None:
+            raise first
 
     def evict(self, horizon_ms: int, live_retention_ms: int = 0) -> int:
         """Drop clean windows that no accepted event can touch any more.

@@ -107,12 +107,27 @@ class CounterStore(Generic[K]):
     def marked(self) -> list[K]:
         return list(self._marked)
 
+    @staticmethod
+    def _counters(vec: Sequence[int], n: int, wrong_size: str) -> list[int]:
+        """A persisted counter vector: n ints of 64 bits (as the compiled stores take)."""
+        counters = list(vec)
+        if len(counters) != n:
+            raise ValueError(wrong_size)
+        for x in counters:
+            if not isinstance(x, int):
+                raise TypeError("an int expected")
+            if not _I64_MIN <= x <= _I64_MAX:
+                raise OverflowError("a counter beyond 64 bits")
+        return [int(x) for x in counters]
+
     def rows(self, topic: str, partition: int, keys: Iterable[K], version: int
              ) -> list[tuple[Any, ...]]:
         """The flush rows of ``keys``: (topic, partition, *key, *counters, version)."""
+        keys = list(keys)
+        for key in keys:
+            self._key_arg(key)
         v = self._v
-        return [(topic, partition, *key, *v[key], version)
-                for key in keys]
+        return [(topic, partition, *key, *v[key], version) for key in keys]
 
     def snapshot(self) -> dict[K, list[int]]:
         return {k: list(v) for k, v in self._v.items()}
@@ -175,14 +190,10 @@ class SkuHours(CounterStore[SkuKey]):
     def load(self, pairs: Iterable[tuple[SkuKey, Sequence[int]]]) -> None:
         """Restore persisted ((sku, hour), counters) pairs (not marked)."""
         for (sku, hour), vec in pairs:
+            counters = self._counters(vec, len(SKU_MEASURES), "load: nine counters expected")
             if type(sku) is not str or not isinstance(hour, int):
                 raise TypeError("load: ((sku, hour), counters) pairs expected")
-            counters = list(vec)
-            if len(counters) != len(SKU_MEASURES):
-                raise ValueError("load: nine counters expected")
-            if not all(isinstance(x, int) for x in counters):
-                raise TypeError("load: the counters must be ints")
-            self._v[sku, int(hour)] = [int(x) for x in counters]
+            self._v[sku, int(hour)] = counters
 
     def evict(self, keep_from_s: int) -> int:
         """Drop the clean hours that end at or before ``keep_from_s``."""

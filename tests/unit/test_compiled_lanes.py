@@ -1261,6 +1261,25 @@ def test_the_compiled_cells_release_their_keys() -> None:
     assert [sys.getrefcount(k) for k in keys] == refs
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_a_give_back_that_fails_on_one_store_still_gives_back_the_others(native: bool) -> None:
+    """PartitionState.reattach gives each store its marks back on its own: when the cells
+    refuse theirs (evicted meanwhile), the visitor hashes, shop tags, SKU hours and dedup
+    ids are pending again all the same, and the cells' error is raised."""
+    eng = DemandEngine(EngineConfig(native=native))
+    process(eng, [Record("shop.pageviews", 0, i, T0, None,
+                         orjson.dumps(_view(event_id=f"v{i}", visitor_id=f"u{i}")))
+                  for i in range(3)])
+    st = eng.states[("shop.pageviews", 0)]
+    cut = st.detach()
+    assert cut.dirty and cut.visitors and cut.sku_dirty and st.visitors.pending == 0
+    assert st.cells.evict(1 << 40, 1 << 40) == len(cut.dirty)  # (clean after the cut)
+    with pytest.raises(KeyError):
+        st.reattach(cut)
+    assert st.visitors.pending == 3 and st.shops.pending and st.skus.pending == 1
+    assert st.dedup.pending == 3
+
+
 def test_a_cut_that_fails_on_the_sku_hours_takes_no_dedup_ids_either() -> None:
     """PartitionState.detach takes the dedup ids and the SKU hours' marks together: when
     the second fails, the first are given back, so nothing pending is lost."""
