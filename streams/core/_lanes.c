@@ -1690,6 +1690,13 @@ static int int_arg(PyObject *o, int64_t *out) {
     return 1;
 }
 
+/* A METH_FASTCALL method's argument count: 1, or 0 with a TypeError naming its usage. */
+static int nargs_are(Py_ssize_t nargs, Py_ssize_t n, const char *usage) {
+    if (nargs == n) return 1;
+    PyErr_Format(PyExc_TypeError, "%s expected", usage);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ marks */
 /* What the two counter stores (SkuHours, Cells) share besides their index table: the
  * entries changed since the last cut, *marked* and listed in the order marked (a cut
@@ -1819,10 +1826,7 @@ static PyObject *flush_row(PyObject *topic, PyObject *partition, PyObject *const
 /* rows(topic, partition, keys, version) -> the flush rows of those keys' entries */
 static PyObject *store_rows(const void *S, PyObject *const *args, Py_ssize_t nargs,
                             const store_ops *ops) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "rows(topic, partition, keys, version) expected");
-        return NULL;
-    }
+    if (!nargs_are(nargs, 4, "rows(topic, partition, keys, version)")) return NULL;
     Py_ssize_t n;
     Py_ssize_t *ks = entries_of(S, args[2], "rows: keys must be iterable", &n, ops);
     if (ks == NULL) return NULL;
@@ -2138,11 +2142,7 @@ static int SkuHours_init(SkuHours *self, PyObject *args, PyObject *kwds) {
 
 /* handle(sku, ts_ms) -> int */
 static PyObject *SkuHours_handle(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!skuhours_ready(self)) return NULL;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "handle(sku, ts_ms) expected");
-        return NULL;
-    }
+    if (!skuhours_ready(self) || !nargs_are(nargs, 2, "handle(sku, ts_ms)")) return NULL;
     int64_t hour;
     if (!sku_arg(args[0]) || !skuhours_hour(self, args[1], &hour)) return NULL;
     const Py_ssize_t k = skuhours_entry(self, args[0], hour, 1);
@@ -2151,11 +2151,7 @@ static PyObject *SkuHours_handle(SkuHours *self, PyObject *const *args, Py_ssize
 
 /* add(handle, slot, n) */
 static PyObject *SkuHours_add(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!skuhours_ready(self)) return NULL;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "add(handle, slot, n) expected");
-        return NULL;
-    }
+    if (!skuhours_ready(self) || !nargs_are(nargs, 3, "add(handle, slot, n)")) return NULL;
     int64_t slot, n;
     if (!int_arg(args[1], &slot) || !int_arg(args[2], &n)) return NULL;
     if (slot < 0 || slot >= SKU_COUNT_TS) { /* the count's slots go through stock_count */
@@ -2171,11 +2167,7 @@ static PyObject *SkuHours_add(SkuHours *self, PyObject *const *args, Py_ssize_t 
 /* stock_count(sku, ts_ms, on_hand): the reference's rule, the latest count of the hour
  * (ties: the larger count) */
 static PyObject *SkuHours_stock_count(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!skuhours_ready(self)) return NULL;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "stock_count(sku, ts_ms, on_hand) expected");
-        return NULL;
-    }
+    if (!skuhours_ready(self) || !nargs_are(nargs, 3, "stock_count(sku, ts_ms, on_hand)")) return NULL;
     int64_t ts, on_hand, hour;
     if (!sku_arg(args[0]) || !int_arg(args[1], &ts) || !int_arg(args[2], &on_hand) ||
         !skuhours_hour(self, args[1], &hour))
@@ -2192,11 +2184,7 @@ static PyObject *SkuHours_stock_count(SkuHours *self, PyObject *const *args, Py_
 
 /* get(sku, hour) -> list | None */
 static PyObject *SkuHours_get(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!skuhours_ready(self)) return NULL;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "get(sku, hour) expected");
-        return NULL;
-    }
+    if (!skuhours_ready(self) || !nargs_are(nargs, 2, "get(sku, hour)")) return NULL;
     int64_t hour;
     if (!sku_arg(args[0]) || !int_arg(args[1], &hour)) return NULL;
     const Py_ssize_t k = sh_find(self, args[0], hour, sh_hash(args[0], hour));
@@ -2571,11 +2559,7 @@ static int hash_arg(PyObject *o, uint64_t *h) {
 
 /* add(handle, h) */
 static PyObject *CellHashes_add(CellHashes *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!cellhashes_ready(self)) return NULL;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "add(handle, h) expected");
-        return NULL;
-    }
+    if (!cellhashes_ready(self) || !nargs_are(nargs, 2, "add(handle, h)")) return NULL;
     uint64_t h;
     if (!hash_arg(args[1], &h)) return NULL;
     const Py_ssize_t k = cellhashes_handle_arg(self, args[0]);
@@ -2997,11 +2981,7 @@ static int Cells_init(Cells *self, PyObject *args, PyObject *kwds) {
 
 /* handle(key, end_s) -> int */
 static PyObject *Cells_handle(Cells *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!cells_ready(self)) return NULL;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "handle(key, end_s) expected");
-        return NULL;
-    }
+    if (!cells_ready(self) || !nargs_are(nargs, 2, "handle(key, end_s)")) return NULL;
     int64_t end;
     if (!cells_key_arg(args[0]) || !int_arg(args[1], &end)) return NULL;
     const Py_ssize_t k = cells_entry(self, args[0], end, 1);
@@ -3010,11 +2990,7 @@ static PyObject *Cells_handle(Cells *self, PyObject *const *args, Py_ssize_t nar
 
 /* add(handle, slot, n) */
 static PyObject *Cells_add(Cells *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!cells_ready(self)) return NULL;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "add(handle, slot, n) expected");
-        return NULL;
-    }
+    if (!cells_ready(self) || !nargs_are(nargs, 3, "add(handle, slot, n)")) return NULL;
     int64_t slot, n;
     if (!int_arg(args[1], &slot) || !int_arg(args[2], &n)) return NULL;
     if (slot < 0 || slot >= N_CELL_SLOTS) {
@@ -3105,10 +3081,7 @@ static PyObject *Cells_load(Cells *self, PyObject *pairs) {
 static PyObject *Cells_evict(Cells *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!cells_ready(self)) return NULL;
     int64_t bound[2];
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "evict(short_s, long_s) expected");
-        return NULL;
-    }
+    if (!nargs_are(nargs, 2, "evict(short_s, long_s)")) return NULL;
     if (!int_arg(args[0], &bound[0]) || !int_arg(args[1], &bound[1])) return NULL;
     Py_ssize_t dropped = 0;
     for (int w = 0; w < 2; w++) {
