@@ -729,26 +729,27 @@ static void caches_free(caches_t *C) {
     .tp_new = PyType_GenericNew, .tp_init = (initproc)Name##_init
 
 /* The slots of a store type that holds Python objects (the cyclic GC's traverse and
- * clear), with its methods, getters and length: Name_dealloc, Name_traverse, Name_clear,
- * Name_methods, Name_getset and Name_as_sequence. */
-#define LANES_STORE_SLOTS(Name)                                                             \
-    .tp_dealloc = (destructor)Name##_dealloc, .tp_traverse = (traverseproc)Name##_traverse,  \
-    .tp_clear = (inquiry)Name##_clear, .tp_methods = Name##_methods,                        \
+ * clear), with its methods, getters and length: Base_dealloc, Base_traverse, Base_clear
+ * (Base: the C type it is made of; SkuHours and Cells are both a Store), Name_methods,
+ * Name_getset and Name_as_sequence. */
+#define LANES_STORE_SLOTS(Name, Base)                                                       \
+    .tp_dealloc = (destructor)Base##_dealloc, .tp_traverse = (traverseproc)Base##_traverse,  \
+    .tp_clear = (inquiry)Base##_clear, .tp_methods = Name##_methods,                        \
     .tp_getset = Name##_getset, .tp_as_sequence = &Name##_as_sequence
 
-/* A store type that counts what is pending (SkuHours, CellHashes): its `pending` getter, its
- * length, and the type (LANES_STORE_SLOTS). Defines Name_getset, Name_as_sequence and
- * NameType (file-scope tables, immutable once made) from Name_pending, Name_len and what
- * LANES_STORE_SLOTS names. */
-#define LANES_STORE_TYPE(Name, pending_doc, doc)                                            \
+/* A store type that counts what is pending (SkuHours, Cells, CellHashes): its `pending`
+ * getter, its length, and the type (LANES_STORE_SLOTS). Defines Name_getset,
+ * Name_as_sequence and NameType (file-scope tables, immutable once made) from
+ * Base_pending, Base_len and what LANES_STORE_SLOTS names. */
+#define LANES_STORE_TYPE(Name, Base, pending_doc, doc)                                      \
     static PyGetSetDef Name##_getset[] = {                                                  \
-        {"pending", (getter)Name##_pending, NULL, pending_doc, NULL},                       \
+        {"pending", (getter)Base##_pending, NULL, pending_doc, NULL},                       \
         {NULL, NULL, NULL, NULL, NULL},                                                     \
     };                                                                                      \
-    static PySequenceMethods Name##_as_sequence = {.sq_length = (lenfunc)Name##_len};       \
+    static PySequenceMethods Name##_as_sequence = {.sq_length = (lenfunc)Base##_len};       \
     static PyTypeObject Name##Type = {                                                      \
         LANES_TYPE(Name, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, doc),                     \
-        LANES_STORE_SLOTS(Name),                                                            \
+        LANES_STORE_SLOTS(Name, Base),                                                      \
     }
 
 /* A PyMem array of *cap items of `size` bytes, reallocated with twice the room (`first`
@@ -987,10 +988,12 @@ static PyObject *IdSet_pending(IdSet *self, void *closure) {
     return PyLong_FromSsize_t(n);
 }
 
-static PyObject *ids_list(const uint64_t *ids, Py_ssize_t n) {
+/* a list of the n 64-bit ints at a: unsigned (ids), or as int64 when `as_signed` */
+static PyObject *ints_list(const uint64_t *a, Py_ssize_t n, int as_signed) {
     PyObject *out = PyList_New(n);
     for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(ids[i]);
+        PyObject *v = as_signed ? PyLong_FromLongLong((long long)a[i])
+                                : PyLong_FromUnsignedLongLong(a[i]);
         if (v == NULL) Py_CLEAR(out);
         else PyList_SET_ITEM(out, i, v);
     }
@@ -1043,7 +1046,8 @@ static PyObject *IdSet_cut(IdSet *self, PyObject *unused) {
     PyObject *taken = PyList_New(0), *before = PyDict_New();
     if (taken == NULL || before == NULL) goto fail;
     for (Py_ssize_t j = 0; j < nc; j++) {
-        PyObject *item = Py_BuildValue("(LN)", (long long)c[j].bucket, ids_list(c[j].ids, c[j].n));
+        PyObject *item =
+            Py_BuildValue("(LN)", (long long)c[j].bucket, ints_list(c[j].ids, c[j].n, 0));
         PyObject *bk = PyLong_FromLongLong(c[j].bucket), *mark = PyLong_FromSsize_t(c[j].from);
         const int bad = item == NULL || bk == NULL || mark == NULL ||
                         PyList_Append(taken, item) < 0 || PyDict_SetItem(before, bk, mark) < 0;
@@ -1203,7 +1207,7 @@ static PyObject *IdSet_snapshot(IdSet *self, PyObject *unused) {
     for (Py_ssize_t j = 0; out != NULL && j < nc; j++) {
         const Py_ssize_t k = ids_bucket(self, c[j].bucket, 0);
         PyObject *bk = PyLong_FromLongLong(c[j].bucket);
-        PyObject *v = Py_BuildValue("(Nn)", ids_list(c[j].ids, c[j].n),
+        PyObject *v = Py_BuildValue("(Nn)", ints_list(c[j].ids, c[j].n, 0),
                                     k >= 0 ? self->b[k].cut : c[j].n);
         if (bk == NULL || v == NULL || PyDict_SetItem(out, bk, v) < 0) Py_CLEAR(out);
         Py_XDECREF(bk);
@@ -1585,7 +1589,7 @@ static PyTypeObject VersionsType = {
     LANES_TYPE(Versions, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
                "Versions(*, max_versions)\n\n"
                "The catalog's versions by SKU, compiled: streams.core.catalog.CatalogVersions."),
-    LANES_STORE_SLOTS(Versions),
+    LANES_STORE_SLOTS(Versions, Versions),
     .tp_members = Versions_members,
 };
 
@@ -1696,644 +1700,6 @@ static int nargs_are(Py_ssize_t nargs, Py_ssize_t n, const char *usage) {
     PyErr_Format(PyExc_TypeError, "%s expected", usage);
     return 0;
 }
-
-/* ------------------------------------------------------------------ marks */
-/* What the two counter stores (SkuHours, Cells) share besides their index table: the
- * entries changed since the last cut, *marked* and listed in the order marked (a cut
- * takes them, its failed write gives them back), keys looked up into entries, and flush
- * rows of (topic, partition, key..., counters..., version). A store_ops names a store's
- * parts. */
-typedef struct {
-    Py_ssize_t *a; /* the marked entries, in the order marked */
-    Py_ssize_t n, cap;
-} marks_t;
-
-typedef struct {
-    const char *name;                                        /* in errors */
-    Py_ssize_t (*find_key)(const void *store, PyObject *key); /* -1: not held (an exception
-                                                                 when the key is bad) */
-    PyObject *(*key_of)(const void *store, Py_ssize_t k);    /* a new reference, or NULL */
-    int *(*mark_of)(void *store, Py_ssize_t k);              /* the entry's mark */
-    /* entry k's flush row (flush_row), or NULL with an exception */
-    PyObject *(*row_of)(const void *store, Py_ssize_t k, PyObject *const *args);
-} store_ops;
-
-/* mark entry k (its mark at *mark): 0, or -1 and MemoryError */
-static int marks_mark(marks_t *M, int *mark, Py_ssize_t k) {
-    if (*mark) return 0;
-    if (M->n == M->cap) {
-        Py_ssize_t *a = grown(M->a, &M->cap, sizeof *a, 64);
-        if (a == NULL) return -1;
-        M->a = a;
-    }
-    M->a[M->n++] = k;
-    *mark = 1;
-    return 0;
-}
-
-/* The keys of the first n marks, in the order marked (n read before anything is made). */
-static PyObject *marks_keys(const void *S, const marks_t *M, Py_ssize_t n, const store_ops *ops) {
-    PyObject *out = PyList_New(n);
-    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
-        PyObject *key = NULL;
-        if (i < M->n) key = ops->key_of(S, M->a[i]);
-        else PyErr_Format(PyExc_RuntimeError, "%s: changed while it was being read", ops->name);
-        if (key == NULL) Py_CLEAR(out);
-        else PyList_SET_ITEM(out, i, key);
-    }
-    return out;
-}
-
-/* cut() -> the marked keys, in the order marked; the marks cleared, *cuts counted */
-static PyObject *marks_cut(void *S, marks_t *M, long long *cuts, const store_ops *ops) {
-    const Py_ssize_t n = M->n;
-    const long long before = *cuts;
-    PyObject *out = marks_keys(S, M, n, ops);
-    if (out == NULL) return NULL;
-    if (*cuts != before || M->n < n) { /* another cut ran meanwhile */
-        Py_DECREF(out);
-        PyErr_Format(PyExc_RuntimeError, "%s: cut while it was being cut", ops->name);
-        return NULL;
-    }
-    (*cuts)++;
-    for (Py_ssize_t i = 0; i < n; i++) *ops->mark_of(S, M->a[i]) = 0;
-    if (M->n > n) /* (marks added meanwhile stay, in order) */
-        memmove(M->a, M->a + n, (size_t)(M->n - n) * sizeof(Py_ssize_t));
-    M->n -= n;
-    return out;
-}
-
-/* keys as live entries: a PyMem array of their indices (n in *n), or NULL with an
- * exception (KeyError for a key not held). No Python code runs after it returns. */
-static Py_ssize_t *entries_of(const void *S, PyObject *keys, const char *what, Py_ssize_t *n,
-                              const store_ops *ops) {
-    PyObject *seq = PySequence_Fast(keys, what);
-    if (seq == NULL) return NULL;
-    *n = PySequence_Fast_GET_SIZE(seq);
-    Py_ssize_t *ks = PyMem_Malloc((size_t)(*n ? *n : 1) * sizeof(Py_ssize_t));
-    if (ks == NULL) {
-        Py_DECREF(seq);
-        PyErr_NoMemory();
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < *n; i++) {
-        PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
-        ks[i] = ops->find_key(S, key);
-        if (ks[i] < 0) {
-            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
-            PyMem_Free(ks);
-            Py_DECREF(seq);
-            return NULL;
-        }
-    }
-    Py_DECREF(seq);
-    return ks;
-}
-
-/* uncut(keys): the write of a cut failed; its keys are marked again (after newer marks) */
-static PyObject *marks_uncut(void *S, marks_t *M, PyObject *keys, const store_ops *ops) {
-    Py_ssize_t n;
-    Py_ssize_t *ks = entries_of(S, keys, "uncut: keys must be iterable", &n, ops);
-    if (ks == NULL) return NULL;
-    int rc = 0;
-    for (Py_ssize_t i = 0; i < n && rc == 0; i++) rc = marks_mark(M, ops->mark_of(S, ks[i]), ks[i]);
-    PyMem_Free(ks);
-    if (rc < 0) return NULL;
-    Py_RETURN_NONE;
-}
-
-/* A flush row (topic, partition, *keys, *c, version): a new tuple, or NULL. The caller
- * read c out of its entry first (making the row's ints may run Python code). */
-static PyObject *flush_row(PyObject *topic, PyObject *partition, PyObject *const *keys,
-                           Py_ssize_t nk, const int64_t *c, Py_ssize_t nc, PyObject *version) {
-    PyObject *row = untracked(PyTuple_New(3 + nk + nc));
-    if (row == NULL) return NULL;
-    for (Py_ssize_t j = 0; j < nc; j++) { /* (a slot left NULL is freed with the tuple) */
-        PyObject *x = PyLong_FromLongLong(c[j]);
-        if (x == NULL) {
-            Py_DECREF(row);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(row, 2 + nk + j, x);
-    }
-    PyTuple_SET_ITEM(row, 0, Py_NewRef(topic));
-    PyTuple_SET_ITEM(row, 1, Py_NewRef(partition));
-    for (Py_ssize_t j = 0; j < nk; j++) PyTuple_SET_ITEM(row, 2 + j, Py_NewRef(keys[j]));
-    PyTuple_SET_ITEM(row, 2 + nk + nc, Py_NewRef(version));
-    return row;
-}
-
-/* rows(topic, partition, keys, version) -> the flush rows of those keys' entries */
-static PyObject *store_rows(const void *S, PyObject *const *args, Py_ssize_t nargs,
-                            const store_ops *ops) {
-    if (!nargs_are(nargs, 4, "rows(topic, partition, keys, version)")) return NULL;
-    Py_ssize_t n;
-    Py_ssize_t *ks = entries_of(S, args[2], "rows: keys must be iterable", &n, ops);
-    if (ks == NULL) return NULL;
-    PyObject *rows = PyList_New(n);
-    for (Py_ssize_t i = 0; rows != NULL && i < n; i++) {
-        PyObject *row = ops->row_of(S, ks[i], args);
-        if (row == NULL) Py_CLEAR(rows);
-        else PyList_SET_ITEM(rows, i, row);
-    }
-    PyMem_Free(ks);
-    return rows;
-}
-
-/* A store type's methods on its marks and rows (Name_cut, Name_marked, Name_uncut,
- * Name_rows), from the store_ops OPS and its check `ready`. */
-#define LANES_STORE_MARK_METHODS(Name, ready, OPS)                                         \
-    static PyObject *Name##_cut(Name *self, PyObject *unused) {                            \
-        return ready(self) ? marks_cut(self, &self->marks, &self->cuts, &OPS) : NULL;      \
-    }                                                                                       \
-    static PyObject *Name##_marked(Name *self, PyObject *unused) {                         \
-        return ready(self) ? marks_keys(self, &self->marks, self->marks.n, &OPS) : NULL;   \
-    }                                                                                       \
-    static PyObject *Name##_uncut(Name *self, PyObject *keys) {                            \
-        return ready(self) ? marks_uncut(self, &self->marks, keys, &OPS) : NULL;           \
-    }                                                                                       \
-    static PyObject *Name##_rows(Name *self, PyObject *const *args, Py_ssize_t nargs) {    \
-        return ready(self) ? store_rows(self, args, nargs, &OPS) : NULL;                   \
-    }
-
-/* __init__ of a store made with one callable by keyword (SkuHours' hour_of, Cells'
- * end_of), set once into *slot: 0, or -1 with a TypeError */
-static int init_with_callable(PyObject **slot, PyObject *args, PyObject *kwds,
-                              const char *type, const char *kw) {
-    char *kwlist[] = {(char *)kw, NULL};
-    PyObject *fn = NULL;
-    if (*slot != NULL) {
-        PyErr_Format(PyExc_TypeError, "%s: made once", type);
-        return -1;
-    }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O", kwlist, &fn)) return -1;
-    if (fn == NULL || !PyCallable_Check(fn)) {
-        PyErr_Format(PyExc_TypeError, "%s: %s, a callable, expected by keyword", type, kw);
-        return -1;
-    }
-    *slot = Py_NewRef(fn);
-    return 0;
-}
-
-/* A persisted counter vector of n ints into v: 1, or 0 with an exception. */
-static int counters_arg(PyObject *seq, int64_t *v, Py_ssize_t n, const char *wrong_size) {
-    PyObject *fast = PySequence_Fast(seq, "load: the counters must be a sequence");
-    if (fast == NULL) return 0;
-    int ok = PySequence_Fast_GET_SIZE(fast) == n;
-    if (!ok) PyErr_SetString(PyExc_ValueError, wrong_size);
-    for (Py_ssize_t j = 0; ok && j < n; j++) ok = int_arg(PySequence_Fast_GET_ITEM(fast, j), &v[j]);
-    Py_DECREF(fast);
-    return ok;
-}
-
-/* load(pairs): restore persisted (key, counters) pairs, nc counters each, by
- * put(store, key, counters) (not marked): None, or NULL with an exception */
-static PyObject *store_load(void *S, PyObject *pairs, Py_ssize_t nc, const char *wrong_pair,
-                            const char *wrong_size,
-                            int (*put)(void *store, PyObject *key, const int64_t *v)) {
-    PyObject *it = PyObject_GetIter(pairs);
-    if (it == NULL) return NULL;
-    PyObject *pair;
-    int64_t v[16];
-    while ((pair = PyIter_Next(it)) != NULL) {
-        int ok = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2;
-        if (!ok) PyErr_SetString(PyExc_TypeError, wrong_pair);
-        ok = ok && nc <= 16 && counters_arg(PyTuple_GET_ITEM(pair, 1), v, nc, wrong_size) &&
-             put(S, PyTuple_GET_ITEM(pair, 0), v) == 0;
-        Py_DECREF(pair);
-        if (!ok) {
-            Py_DECREF(it);
-            return NULL;
-        }
-    }
-    Py_DECREF(it);
-    if (PyErr_Occurred()) return NULL;
-    Py_RETURN_NONE;
-}
-
-/* ------------------------------------------------------------------ SkuHours */
-/* A partition's per-SKU hourly counters, owned here: streams.core.inventory.SkuHours (the
- * pure-Python reference: the same methods and results, checked against each other by
- * tests/unit/test_compiled_lanes.py). Each (sku, hour) held has an entry in a C array: the
- * SKU (a str reference), the hour, its nine counters as int64 (inventory.SKU_MEASURES) and
- * a mark (changed since the last cut); an open-addressing table of entry indices (linear
- * probing, Fibonacci hashing of the SKU's str hash and the hour, deletion by backward
- * shift) finds them without a Python object per lookup. Evicted entries are reused. An
- * entry's index is its *handle*: entries never move and only unmarked ones are evicted,
- * so a page-view lane entry (which lives until the next cut) holds it instead of a
- * vector. The marked entries are listed in the order marked: the order of a cut's keys
- * (the reference keeps its marks in a dict, in the same order). 178 bytes per hour held
- * (with the arrays' room to grow) against the reference's 275 (bench/RESULTS.md).
- * A handle is not checked beyond "a live entry": once its hour is evicted and the entry
- * reused, it names the new hour; the engine never keeps one past the cut (see handle).
- * Numbers are taken only from ints (PyLong_Check), so no Python code (an __index__) runs
- * while an index into the entries is held; where a Python object is made, which may run
- * a finalizer that uses this object, what is read from an entry is read again after. */
-
-#define HOUR_S 3600
-
-typedef struct {
-    PyObject *sku;        /* an exact str; NULL: a free entry (next_free links the list) */
-    int64_t hour;
-    uint64_t hash;
-    int64_t v[N_SKU_SLOTS];
-    Py_ssize_t next_free;
-    int dirty;
-} shour_t;
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *hour_of;    /* epoch s -> start of its hour (MarketCalendar.hour); NULL until
-                             __init__ */
-    shour_t *e;
-    Py_ssize_t ne, ecap;  /* entries made, room */
-    Py_ssize_t free_head; /* a free entry, or -1 */
-    Py_ssize_t live;      /* entries held */
-    itable_t table;       /* the entries' indices, by (sku, hour) */
-    marks_t marks;        /* the marked entries, in the order marked */
-    long long cuts;       /* cuts made (one running sees if another ran meanwhile) */
-} SkuHours;
-
-static int skuhours_ready(const SkuHours *S) {
-    if (S->hour_of != NULL) return 1;
-    PyErr_SetString(PyExc_TypeError, "SkuHours: made without its hour_of");
-    return 0;
-}
-
-static inline uint64_t sh_hash(PyObject *sku, int64_t hour) {
-    /* (an exact str: its hash is cached and cannot fail) */
-    return (uint64_t)PyObject_Hash(sku) ^ ((uint64_t)hour * 0xC2B2AE3D27D4EB4FULL);
-}
-
-/* The entry of (sku, hour), or -1. sku an exact str. No Python code runs. */
-static Py_ssize_t sh_find(const SkuHours *S, PyObject *sku, int64_t hour, uint64_t h) {
-    if (S->table.slots == NULL) return -1;
-    const size_t mask = it_mask(&S->table);
-    for (size_t i = it_home(S->table.bits, h);; i = (i + 1) & mask) {
-        const Py_ssize_t k = S->table.slots[i];
-        if (k < 0) return -1;
-        const shour_t *E = &S->e[k];
-        if (E->hash == h && E->hour == hour &&
-            (E->sku == sku || PyUnicode_Compare(E->sku, sku) == 0))
-            return k;
-    }
-}
-
-static int sh_hash_at(const void *store, Py_ssize_t k, uint64_t *h) {
-    const shour_t *E = &((const SkuHours *)store)->e[k];
-    *h = E->hash;
-    return E->sku != NULL;
-}
-
-static int skuhours_mark(SkuHours *S, Py_ssize_t k) { return marks_mark(&S->marks, &S->e[k].dirty, k); }
-
-/* The entry of (sku, hour) (sku an exact str), made zero (no count: -1) when new, and
- * marked when `mark`. Its index, or -1 with an exception. */
-static Py_ssize_t skuhours_entry(SkuHours *S, PyObject *sku, int64_t hour, int mark) {
-    const uint64_t h = sh_hash(sku, hour);
-    Py_ssize_t k = sh_find(S, sku, hour, h);
-    if (k < 0) {
-        if (it_reserve(&S->table, S->live, S->ne, S, sh_hash_at) < 0) return -1;
-        if (S->free_head >= 0) {
-            k = S->free_head;
-            S->free_head = S->e[k].next_free;
-        } else {
-            if (S->ne == S->ecap) {
-                shour_t *e = grown(S->e, &S->ecap, sizeof *e, 256);
-                if (e == NULL) return -1;
-                S->e = e;
-            }
-            k = S->ne++;
-        }
-        shour_t *E = &S->e[k];
-        memset(E, 0, sizeof *E);
-        E->sku = Py_NewRef(sku);
-        E->hour = hour;
-        E->hash = h;
-        E->v[SKU_COUNT_TS] = -1;
-        E->next_free = -1;
-        it_insert(&S->table, k, h);
-        S->live++;
-    }
-    if (mark && skuhours_mark(S, k) < 0) return -1;
-    return k;
-}
-
-static int sku_arg(PyObject *sku) {
-    if (PyUnicode_CheckExact(sku)) return 1;
-    PyErr_SetString(PyExc_TypeError, "SkuHours: the SKU must be a str");
-    return 0;
-}
-
-/* A key (sku, hour) read: 1, or 0 with an exception. */
-static int key_arg(PyObject *key, PyObject **sku, int64_t *hour) {
-    if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 2) {
-        PyErr_SetString(PyExc_TypeError, "SkuHours: a key is a (sku, hour) tuple");
-        return 0;
-    }
-    *sku = PyTuple_GET_ITEM(key, 0);
-    return sku_arg(*sku) && int_arg(PyTuple_GET_ITEM(key, 1), hour);
-}
-
-/* The live entry of key, or -1 (no exception: not held; with one: a bad key). */
-static Py_ssize_t skuhours_find_key(const SkuHours *S, PyObject *key) {
-    PyObject *sku;
-    int64_t hour;
-    if (!key_arg(key, &sku, &hour)) return -1;
-    return sh_find(S, sku, hour, sh_hash(sku, hour));
-}
-
-/* The hour of ts_ms (hour_of(ts_ms // 1000)): 1, or 0 with an exception. */
-static int skuhours_hour(SkuHours *S, PyObject *ts_ms, int64_t *hour) {
-    int64_t ts;
-    if (!int_arg(ts_ms, &ts)) return 0;
-    PyObject *h = PyObject_CallFunction(S->hour_of, "L", (long long)floor_div(ts, 1000));
-    if (h == NULL) return 0;
-    const int ok = int_arg(h, hour);
-    Py_DECREF(h);
-    return ok;
-}
-
-/* The handle (entry index) arg names, checked: -1 with an exception when not live. */
-static Py_ssize_t skuhours_handle_arg(const SkuHours *S, PyObject *arg) {
-    int64_t k;
-    if (!int_arg(arg, &k)) return -1;
-    if (k < 0 || k >= S->ne || S->e[k].sku == NULL) {
-        PyErr_SetString(PyExc_KeyError, "SkuHours: not a live handle");
-        return -1;
-    }
-    return k;
-}
-
-static int skuhours_add(SkuHours *S, Py_ssize_t k, int slot, int64_t n) {
-    int64_t sum;
-    if (__builtin_add_overflow(S->e[k].v[slot], n, &sum)) { /* (the counter unchanged) */
-        PyErr_SetString(PyExc_OverflowError, "SkuHours: a counter beyond 64 bits");
-        return -1;
-    }
-    S->e[k].v[slot] = sum;
-    return 0;
-}
-
-/* (sku, hour) of an entry (read before anything is made: making may run Python code) */
-static PyObject *skuhours_key(const shour_t *E) {
-    PyObject *sku = Py_NewRef(E->sku);
-    PyObject *hour = PyLong_FromLongLong(E->hour);
-    PyObject *key = hour == NULL ? NULL : untracked(PyTuple_Pack(2, sku, hour));
-    Py_DECREF(sku);
-    Py_XDECREF(hour);
-    return key;
-}
-
-/* the counters of an entry, copied out first */
-static PyObject *skuhours_vector(const shour_t *E) {
-    int64_t c[N_SKU_SLOTS];
-    memcpy(c, E->v, sizeof c);
-    PyObject *v = PyList_New(N_SKU_SLOTS);
-    for (Py_ssize_t j = 0; v != NULL && j < N_SKU_SLOTS; j++) {
-        PyObject *x = PyLong_FromLongLong(c[j]);
-        if (x == NULL) Py_CLEAR(v);
-        else PyList_SET_ITEM(v, j, x);
-    }
-    return v;
-}
-
-/* Entry k is still live after Python code may have run: 1, or 0 with a RuntimeError. */
-static int skuhours_still(const SkuHours *S, Py_ssize_t k) {
-    if (k < S->ne && S->e[k].sku != NULL) return 1;
-    PyErr_SetString(PyExc_RuntimeError, "SkuHours: changed while it was being read");
-    return 0;
-}
-
-static int SkuHours_traverse(SkuHours *self, visitproc visit, void *arg) {
-    Py_VISIT(self->hour_of);
-    return 0; /* (the SKUs are strs: they hold nothing) */
-}
-
-static void skuhours_release(SkuHours *self) {
-    for (Py_ssize_t k = 0; k < self->ne; k++) Py_CLEAR(self->e[k].sku);
-    PyMem_Free(self->e);
-    PyMem_Free(self->table.slots);
-    PyMem_Free(self->marks.a);
-    self->e = NULL;
-    self->table.slots = NULL;
-    self->marks = (marks_t){NULL, 0, 0};
-    self->ne = self->ecap = self->live = 0;
-    self->free_head = -1;
-}
-
-static int SkuHours_clear(SkuHours *self) {
-    Py_CLEAR(self->hour_of);
-    return 0;
-}
-
-static void SkuHours_dealloc(SkuHours *self) {
-    PyObject_GC_UnTrack(self);
-    SkuHours_clear(self);
-    skuhours_release(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static int SkuHours_init(SkuHours *self, PyObject *args, PyObject *kwds) {
-    if (init_with_callable(&self->hour_of, args, kwds, "SkuHours", "hour_of") < 0) return -1;
-    self->free_head = -1;
-    return 0;
-}
-
-/* handle(sku, ts_ms) -> int */
-static PyObject *SkuHours_handle(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!skuhours_ready(self) || !nargs_are(nargs, 2, "handle(sku, ts_ms)")) return NULL;
-    int64_t hour;
-    if (!sku_arg(args[0]) || !skuhours_hour(self, args[1], &hour)) return NULL;
-    const Py_ssize_t k = skuhours_entry(self, args[0], hour, 1);
-    return k < 0 ? NULL : PyLong_FromSsize_t(k);
-}
-
-/* add(handle, slot, n) */
-static PyObject *SkuHours_add(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!skuhours_ready(self) || !nargs_are(nargs, 3, "add(handle, slot, n)")) return NULL;
-    int64_t slot, n;
-    if (!int_arg(args[1], &slot) || !int_arg(args[2], &n)) return NULL;
-    if (slot < 0 || slot >= SKU_COUNT_TS) { /* the count's slots go through stock_count */
-        PyErr_SetString(PyExc_ValueError, "add: slot is not a counter");
-        return NULL;
-    }
-    const Py_ssize_t k = skuhours_handle_arg(self, args[0]);
-    if (k < 0) return NULL;
-    if (skuhours_add(self, k, (int)slot, n) < 0) return NULL;
-    Py_RETURN_NONE;
-}
-
-/* stock_count(sku, ts_ms, on_hand): the reference's rule, the latest count of the hour
- * (ties: the larger count) */
-static PyObject *SkuHours_stock_count(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!skuhours_ready(self) || !nargs_are(nargs, 3, "stock_count(sku, ts_ms, on_hand)")) return NULL;
-    int64_t ts, on_hand, hour;
-    if (!sku_arg(args[0]) || !int_arg(args[1], &ts) || !int_arg(args[2], &on_hand) ||
-        !skuhours_hour(self, args[1], &hour))
-        return NULL;
-    const Py_ssize_t k = skuhours_entry(self, args[0], hour, 1);
-    if (k < 0) return NULL;
-    int64_t *v = self->e[k].v;
-    if (ts > v[SKU_COUNT_TS] || (ts == v[SKU_COUNT_TS] && on_hand > v[SKU_COUNT_ON_HAND])) {
-        v[SKU_COUNT_TS] = ts;
-        v[SKU_COUNT_ON_HAND] = on_hand;
-    }
-    Py_RETURN_NONE;
-}
-
-/* get(sku, hour) -> list | None */
-static PyObject *SkuHours_get(SkuHours *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!skuhours_ready(self) || !nargs_are(nargs, 2, "get(sku, hour)")) return NULL;
-    int64_t hour;
-    if (!sku_arg(args[0]) || !int_arg(args[1], &hour)) return NULL;
-    const Py_ssize_t k = sh_find(self, args[0], hour, sh_hash(args[0], hour));
-    return k < 0 ? Py_NewRef(Py_None) : skuhours_vector(&self->e[k]);
-}
-
-/* key_of(handle) -> (sku, hour) */
-static PyObject *SkuHours_key_of(SkuHours *self, PyObject *handle) {
-    if (!skuhours_ready(self)) return NULL;
-    const Py_ssize_t k = skuhours_handle_arg(self, handle);
-    return k < 0 ? NULL : skuhours_key(&self->e[k]);
-}
-
-static PyObject *sh_key_of(const void *store, Py_ssize_t k) {
-    const SkuHours *S = store;
-    return skuhours_still(S, k) ? skuhours_key(&S->e[k]) : NULL;
-}
-
-static Py_ssize_t sh_find_key(const void *store, PyObject *key) {
-    return skuhours_find_key(store, key);
-}
-
-static int *sh_mark_of(void *store, Py_ssize_t k) { return &((SkuHours *)store)->e[k].dirty; }
-
-/* entry k's flush row (topic, partition, sku, hour, *counters, version) */
-static PyObject *sh_row_of(const void *store, Py_ssize_t k, PyObject *const *args) {
-    const SkuHours *S = store;
-    if (!skuhours_still(S, k)) return NULL;
-    const shour_t *E = &S->e[k]; /* read out first */
-    PyObject *sku = Py_NewRef(E->sku);
-    int64_t c[1 + N_SKU_SLOTS];
-    c[0] = E->hour;
-    memcpy(c + 1, E->v, sizeof E->v);
-    PyObject *row = flush_row(args[0], args[1], &sku, 1, c, 1 + N_SKU_SLOTS, args[3]);
-    Py_DECREF(sku);
-    return row;
-}
-
-static const store_ops SKUHOURS_OPS = {"SkuHours", sh_find_key, sh_key_of, sh_mark_of,
-                                       sh_row_of};
-
-/* cut() -> [(sku, hour)]: the marked keys, in the order marked, the marks cleared;
- * marked() the same, the marks kept; uncut(keys): the write of a cut failed, its keys are
- * marked again (after newer marks); rows(topic, partition, keys, version) -> [(topic,
- * partition, sku, hour, *counters, version)] */
-LANES_STORE_MARK_METHODS(SkuHours, skuhours_ready, SKUHOURS_OPS)
-
-static int sh_put(void *store, PyObject *key, const int64_t *v) {
-    PyObject *sku;
-    int64_t hour;
-    if (!key_arg(key, &sku, &hour)) return -1;
-    SkuHours *S = store;
-    const Py_ssize_t k = skuhours_entry(S, sku, hour, 0);
-    if (k < 0) return -1;
-    memcpy(S->e[k].v, v, sizeof S->e[k].v);
-    return 0;
-}
-
-/* load(pairs): restore persisted ((sku, hour), counters) pairs (not marked) */
-static PyObject *SkuHours_load(SkuHours *self, PyObject *pairs) {
-    if (!skuhours_ready(self)) return NULL;
-    return store_load(self, pairs, N_SKU_SLOTS, "load: ((sku, hour), counters) pairs expected",
-                      "load: nine counters expected", sh_put);
-}
-
-/* evict(keep_from_s) -> int: drop the unmarked hours that end at or before keep_from_s */
-static PyObject *SkuHours_evict(SkuHours *self, PyObject *arg) {
-    if (!skuhours_ready(self)) return NULL;
-    int64_t keep;
-    if (!int_arg(arg, &keep)) return NULL;
-    if (keep < INT64_MIN + HOUR_S) return PyLong_FromLong(0); /* no hour ends before it */
-    Py_ssize_t dropped = 0;
-    for (Py_ssize_t k = 0; k < self->ne; k++) {
-        shour_t *E = &self->e[k];
-        if (E->sku == NULL || E->dirty || E->hour > keep - HOUR_S) continue;
-        it_unlink(&self->table, k, E->hash, self, sh_hash_at);
-        PyObject *sku = E->sku;
-        E->sku = NULL;
-        E->next_free = self->free_head;
-        self->free_head = k;
-        self->live--;
-        Py_DECREF(sku); /* (a str: no Python code runs) */
-        dropped++;
-    }
-    it_shrink(&self->table, self->live, self->ne, self, sh_hash_at); /* (a backlog evicted) */
-    return PyLong_FromSsize_t(dropped);
-}
-
-/* snapshot() -> {(sku, hour): counters} */
-static PyObject *SkuHours_snapshot(SkuHours *self, PyObject *unused) {
-    if (!skuhours_ready(self)) return NULL;
-    PyObject *out = PyDict_New();
-    for (Py_ssize_t k = 0; out != NULL && k < self->ne; k++) {
-        if (self->e[k].sku == NULL) continue;
-        PyObject *key = skuhours_key(&self->e[k]);
-        PyObject *v = key != NULL && skuhours_still(self, k) ? skuhours_vector(&self->e[k]) : NULL;
-        if (key == NULL || v == NULL || PyDict_SetItem(out, key, v) < 0) Py_CLEAR(out);
-        Py_XDECREF(key);
-        Py_XDECREF(v);
-    }
-    return out;
-}
-
-static Py_ssize_t SkuHours_len(SkuHours *self) { return self->live; }
-
-static PyObject *SkuHours_pending(SkuHours *self, void *closure) {
-    return PyLong_FromSsize_t(self->marks.n);
-}
-
-static PyObject *SkuHours_sizeof(SkuHours *self, PyObject *unused) {
-    size_t n = sizeof(SkuHours) + (size_t)self->ecap * sizeof(shour_t) +
-               (size_t)self->marks.cap * sizeof(Py_ssize_t) + it_sizeof(&self->table);
-    return PyLong_FromSize_t(n);
-}
-
-static PyMethodDef SkuHours_methods[] = {
-    {"handle", (PyCFunction)(void (*)(void))SkuHours_handle, METH_FASTCALL,
-     "handle(sku, ts_ms) -> int: the hour of (sku, ts_ms), made if new and marked; its "
-     "handle stays valid until the next cut."},
-    {"add", (PyCFunction)(void (*)(void))SkuHours_add, METH_FASTCALL,
-     "add(handle, slot, n): counter slot of the handle's hour += n."},
-    {"stock_count", (PyCFunction)(void (*)(void))SkuHours_stock_count, METH_FASTCALL,
-     "stock_count(sku, ts_ms, on_hand): keep the latest count of the hour (ties: the "
-     "larger)."},
-    {"get", (PyCFunction)(void (*)(void))SkuHours_get, METH_FASTCALL,
-     "get(sku, hour) -> counters or None."},
-    {"key_of", (PyCFunction)SkuHours_key_of, METH_O, "key_of(handle) -> (sku, hour)."},
-    {"cut", (PyCFunction)SkuHours_cut, METH_NOARGS,
-     "cut() -> [(sku, hour)]: take the marks (the hours changed since the last cut)."},
-    {"uncut", (PyCFunction)SkuHours_uncut, METH_O,
-     "uncut(keys): the write of a cut failed: its hours are marked again."},
-    {"rows", (PyCFunction)(void (*)(void))SkuHours_rows, METH_FASTCALL,
-     "rows(topic, partition, keys, version) -> the flush rows of those hours."},
-    {"load", (PyCFunction)SkuHours_load, METH_O,
-     "load(pairs): restore persisted ((sku, hour), counters) pairs (not marked)."},
-    {"evict", (PyCFunction)SkuHours_evict, METH_O,
-     "evict(keep_from_s) -> int: drop the clean hours that end at or before keep_from_s."},
-    {"snapshot", (PyCFunction)SkuHours_snapshot, METH_NOARGS,
-     "snapshot() -> {(sku, hour): counters}."},
-    {"marked", (PyCFunction)SkuHours_marked, METH_NOARGS,
-     "marked() -> [(sku, hour)]: the hours changed since the last cut, in order."},
-    {"__sizeof__", (PyCFunction)SkuHours_sizeof, METH_NOARGS, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
-LANES_STORE_TYPE(SkuHours, "hours changed since the last cut",
-                 "SkuHours(*, hour_of)\n\n"
-                 "A partition's per-SKU hourly counters, compiled: "
-                 "streams.core.inventory.SkuHours.");
 
 /* ------------------------------------------------------------------ CellHashes */
 /* Per cell, the 64-bit hashes seen there since the last cut, owned here: a partition's
@@ -2583,11 +1949,13 @@ static int cmp_u64(const void *a, const void *b) {
  * (copied out of the table before any Python object is made); NULL with an exception. */
 static PyObject *cellhashes_items(CellHashes *S, int with_empty) {
     const Py_ssize_t nc = S->nc, used = S->used;
-    Py_ssize_t *start = PyMem_Calloc((size_t)nc + 1, sizeof(Py_ssize_t));
-    uint64_t *flat = PyMem_Malloc((size_t)(used ? used : 1) * sizeof(uint64_t));
-    PyObject **keys = PyMem_Malloc((size_t)(nc ? nc : 1) * sizeof(PyObject *));
+    /* one block (zeroed): start[nc + 1], flat[used], keys[nc], all of 8-byte items */
+    _Static_assert(sizeof(Py_ssize_t) == 8 && sizeof(PyObject *) == 8, "a 64-bit build");
+    Py_ssize_t *start = PyMem_Calloc((size_t)(nc + 1) + (size_t)used + (size_t)nc, 8);
+    uint64_t *flat = (uint64_t *)(start + nc + 1);
+    PyObject **keys = (PyObject **)(flat + used);
     PyObject *out = NULL;
-    if (start == NULL || flat == NULL || keys == NULL) {
+    if (start == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -2629,8 +1997,6 @@ static PyObject *cellhashes_items(CellHashes *S, int with_empty) {
     for (Py_ssize_t k = 0; k < nc; k++) Py_DECREF(keys[k]);
 done:
     PyMem_Free(start);
-    PyMem_Free(flat);
-    PyMem_Free(keys);
     return out;
 }
 
@@ -2717,9 +2083,9 @@ static PyMethodDef CellHashes_methods[] = {
      "handle(key) -> int: the cell's entry (made if new), until the next cut."},
     {"add", (PyCFunction)(void (*)(void))CellHashes_add, METH_FASTCALL,
      "add(handle, h): the hash h (an int in [0, 2**64)) seen in the handle's cell."},
-    {"key_of", (PyCFunction)CellHashes_key_of, METH_O, "key_of(handle) -> the cell's key."},
     {"cut", (PyCFunction)CellHashes_cut, METH_NOARGS,
      "cut() -> [(key, [hashes ascending])]: take everything since the last cut."},
+    {"key_of", (PyCFunction)CellHashes_key_of, METH_O, "key_of(handle) -> the cell's key."},
     {"uncut", (PyCFunction)CellHashes_uncut, METH_O,
      "uncut(items): the write of a cut failed: its hashes are pending again."},
     {"snapshot", (PyCFunction)CellHashes_snapshot, METH_NOARGS,
@@ -2728,34 +2094,48 @@ static PyMethodDef CellHashes_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-LANES_STORE_TYPE(CellHashes, "(cell, hash) pairs since the last cut",
+LANES_STORE_TYPE(CellHashes, CellHashes, "(cell, hash) pairs since the last cut",
                  "CellHashes()\n\n"
                  "Per cell, the hashes seen since the last cut, compiled: "
                  "streams.core.demand.CellHashes.");
 
-/* ------------------------------------------------------------------ Cells */
-/* The measure vectors of a partition's cells, owned here: streams.core.demand.Cells (the
- * pure-Python reference: the same methods and results, checked against each other by
- * tests/unit/test_compiled_lanes.py). Each cell held has an entry in a C array: its key
- * (an exact tuple (window_seconds, window_start_s, category, color, size, price_band,
- * region) of two ints and five strs, so comparing and hashing keys runs no Python code),
- * its window's end, its demand.MEASURES counters as int64 and a mark (changed since the
- * last cut); a table of entry indices (the index tables above) finds it. The marked entries are
- * listed in the order marked (the order of a cut's keys). A cell's *handle* is its index
- * with the number of cuts made in the bits above HANDLE_BITS: the hot entries hold it
- * (they are cleared with the cut), and one kept past a cut is refused. Eviction takes
- * the cells whose windows ended at or before a bound (windows of an hour or longer have
- * their own) from two min-heaps of (end, entry), so it costs what it evicts; a marked
- * cell is kept. Evicted entries are reused. Counters are added without a Python object. */
+/* ------------------------------------------------------------------ counter stores */
+/* A partition's counters, owned here, in two types of one implementation (Store):
+ * - SkuHours: per (sku, hour), the counters of inventory.SKU_MEASURES (its pure-Python
+ *   reference: streams.core.inventory.SkuHours);
+ * - Cells: per cell (window_seconds, window_start_s, category, color, size, price_band,
+ *   region), the demand.MEASURES (its reference: streams.core.demand.Cells).
+ * Each type and its reference have the same methods and results, checked against each
+ * other by tests/unit/test_compiled_lanes.py. Each key held has an entry in a C array:
+ * a reference to the key's Python part (the SKU, an exact str; the cell's key, an exact
+ * tuple of two ints and five strs: so comparing and hashing keys runs no Python code), a
+ * 64-bit `at` (the SKU's hour, part of its key; the cell's window end), the counters as
+ * int64 and a mark (changed since the last cut). A table of entry indices (the index
+ * tables above) finds an entry without a Python object per lookup. The marked entries
+ * are listed in the order marked, the order of a cut's keys (the references keep theirs
+ * in a dict, in the same order): a cut takes them, and uncut gives them back when the
+ * cut's write failed. An entry's *handle* is its index with the number of cuts made in
+ * the bits above HANDLE_BITS: the lanes' hot entries hold it (they are cleared with the
+ * cut), and one kept past a cut is refused. Eviction takes the entries whose time ended
+ * at or before a bound (an hour's end; a window's end, windows of an hour or longer with
+ * a bound of their own) from min-heaps of (end, entry), so it costs what it evicts; a
+ * marked entry is kept, and evicted entries are reused. Numbers are taken only from ints
+ * (PyLong_Check), so no Python code (an __index__) runs while an index into the entries
+ * is held; where a Python object is made, which may run a finalizer that uses this
+ * object, what is read from an entry is read again after. */
+
+#define HOUR_S 3600
+#define MAX_SLOTS 16
+_Static_assert(N_SKU_SLOTS <= MAX_SLOTS && N_CELL_SLOTS <= MAX_SLOTS, "MAX_SLOTS");
 
 typedef struct {
-    PyObject *key;        /* NULL: a free entry (next_free links the list) */
-    uint64_t hash;        /* the key's */
-    int64_t end;          /* the window's end, epoch s */
-    int64_t v[N_CELL_SLOTS];
-    int32_t next_free;    /* a free entry's next free one, or -1 */
-    int dirty;            /* marked */
-} cell_t;
+    PyObject *key;     /* SkuHours: the SKU; Cells: the key. NULL: a free entry */
+    uint64_t hash;     /* the key's (with the hour, for a SKU's) */
+    int64_t at;        /* SkuHours: the hour (in the key); Cells: the window's end */
+    int32_t next_free; /* a free entry's next free one, or -1 */
+    int dirty;         /* marked */
+    int64_t v[];       /* the counters: kind_t.nv */
+} entry_t;
 
 typedef struct {
     int64_t end;
@@ -2768,22 +2148,66 @@ typedef struct {
 } cheap_t;
 
 typedef struct {
+    Py_ssize_t *a; /* the marked entries, in the order marked */
+    Py_ssize_t n, cap;
+} marks_t;
+
+/* What sets the two types apart, besides their methods' arguments. */
+typedef struct {
+    const char *name, *fn_kw; /* the type's, and its callable's keyword */
+    Py_ssize_t nv;            /* counters an entry */
+    Py_ssize_t addable;       /* add() takes slots [0, addable) */
+    int sku_hours;            /* the key is (sku, at) */
+    const char *slot_error, *pair_error, *size_error; /* add's and load's errors */
+    const char *evict_usage;
+} kind_t;
+
+static const kind_t SKU_HOURS = {"SkuHours", "hour_of", N_SKU_SLOTS, SKU_COUNT_TS, 1,
+                                 "add: slot is not a counter",
+                                 "load: ((sku, hour), counters) pairs expected",
+                                 "load: nine counters expected", "evict(keep_from_s)"};
+static const kind_t CELLS = {"Cells", "end_of", N_CELL_SLOTS, N_CELL_SLOTS, 0,
+                             "add: slot is not a measure",
+                             "load: (key, counters) pairs expected",
+                             "load: six counters expected", "evict(short_s, long_s)"};
+
+typedef struct {
     PyObject_HEAD
-    PyObject *end_of;     /* (size, start_s) -> end_s (MarketCalendar.end_of); NULL until
+    PyObject *fn;         /* SkuHours: hour_of (epoch s -> its hour: MarketCalendar.hour);
+                             Cells: end_of ((size, start_s) -> end_s: .end_of); NULL until
                              __init__ */
-    itable_t table;       /* the entries' indices, by key */
-    cell_t *e;
+    const kind_t *kind;   /* SKU_HOURS or CELLS, from __init__ */
+    size_t stride;        /* bytes an entry */
+    char *e;              /* the entries */
     Py_ssize_t ne, ecap;  /* entries made, room */
     Py_ssize_t free_head; /* a free entry, or -1 */
     Py_ssize_t live;      /* entries held */
+    itable_t table;       /* the entries' indices, by key */
     marks_t marks;        /* the marked entries, in the order marked */
-    cheap_t ends[2];      /* (end, entry) of the cells shorter than an hour, and the others */
+    cheap_t ends[2];      /* (end, entry) of SkuHours' hours and of Cells' windows shorter
+                             than an hour; of Cells' others */
     long long cuts;       /* cuts made (in a handle's high bits) */
-} Cells;
+} Store;
 
-static int cells_ready(const Cells *S) {
-    if (S->end_of != NULL) return 1;
-    PyErr_SetString(PyExc_TypeError, "Cells: made without its end_of");
+typedef Store SkuHours;
+typedef Store Cells;
+
+static PyTypeObject CellsType;
+
+static inline entry_t *ent(const Store *S, Py_ssize_t k) {
+    return (entry_t *)(S->e + (size_t)k * S->stride);
+}
+
+static int store_ready(const Store *S) {
+    if (S->fn != NULL) return 1;
+    const kind_t *K = Py_IS_TYPE(S, &CellsType) ? &CELLS : &SKU_HOURS;
+    PyErr_Format(PyExc_TypeError, "%s: made without its %s", K->name, K->fn_kw);
+    return 0;
+}
+
+static int sku_arg(PyObject *sku) {
+    if (PyUnicode_CheckExact(sku)) return 1;
+    PyErr_SetString(PyExc_TypeError, "SkuHours: the SKU must be a str");
     return 0;
 }
 
@@ -2801,35 +2225,68 @@ static int cells_key_arg(PyObject *key) {
     return 0;
 }
 
-static int cells_hash_at(const void *store, Py_ssize_t k, uint64_t *h) {
-    const cell_t *E = &((const Cells *)store)->e[k];
+/* A key argument read: its Python part (borrowed) into *part and, for a SKU hour, its
+ * hour into *at; 1, or 0 with an exception. */
+static int store_key_arg(const Store *S, PyObject *key, PyObject **part, int64_t *at) {
+    *part = key;
+    *at = 0;
+    if (!S->kind->sku_hours) return cells_key_arg(key);
+    if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 2) {
+        PyErr_SetString(PyExc_TypeError, "SkuHours: a key is a (sku, hour) tuple");
+        return 0;
+    }
+    *part = PyTuple_GET_ITEM(key, 0);
+    return sku_arg(*part) && int_arg(PyTuple_GET_ITEM(key, 1), at);
+}
+
+/* a checked key's hash (an exact str or a tuple of ints and strs: it cannot fail and no
+ * Python code runs), mixed with the hour for a SKU hour */
+static inline uint64_t store_hash(const Store *S, PyObject *part, int64_t at) {
+    const uint64_t h = (uint64_t)PyObject_Hash(part);
+    return S->kind->sku_hours ? h ^ ((uint64_t)at * 0xC2B2AE3D27D4EB4FULL) : h;
+}
+
+static int store_hash_at(const void *store, Py_ssize_t k, uint64_t *h) {
+    const entry_t *E = ent(store, k);
     *h = E->hash;
     return E->key != NULL;
 }
 
-/* a checked key's hash (a tuple of ints and strs: no Python code runs, it cannot fail) */
-static inline uint64_t cells_hash(PyObject *key) { return (uint64_t)PyObject_Hash(key); }
-
-/* The live entry of a checked key of hash h, or -1. No Python code runs (the keys held
- * and key are tuples of ints and strs). */
-static Py_ssize_t cells_find(const Cells *S, PyObject *key, uint64_t h) {
+/* The live entry of a checked key of hash h (store_hash), or -1. No Python code runs.
+ * A SKU hour's hash mixes in the hour by an odd (so invertible) multiplier: one SKU at two
+ * hours never has the same hash, so an entry of hash h and that SKU is of that hour. */
+static Py_ssize_t store_find(const Store *S, PyObject *part, uint64_t h) {
     if (S->table.slots == NULL) return -1;
     const size_t mask = it_mask(&S->table);
     for (size_t i = it_home(S->table.bits, h);; i = (i + 1) & mask) {
         const Py_ssize_t k = S->table.slots[i];
         if (k < 0) return -1;
-        const cell_t *E = &S->e[k];
-        if (E->hash == h && (E->key == key || PyObject_RichCompareBool(E->key, key, Py_EQ) == 1))
+        const entry_t *E = ent(S, k);
+        if (E->hash == h &&
+            (E->key == part || PyObject_RichCompareBool(E->key, part, Py_EQ) == 1))
             return k;
     }
 }
 
-static int cheap_push(cheap_t *H, int64_t end, Py_ssize_t k) {
-    if (H->n == H->cap) {
-        cend_t *a = grown(H->a, &H->cap, sizeof *a, 256);
-        if (a == NULL) return -1;
-        H->a = a;
-    }
+/* The live entry of a key argument, or -1 (no exception: not held; with one: a bad key). */
+static Py_ssize_t store_find_key(const Store *S, PyObject *key) {
+    PyObject *part;
+    int64_t at;
+    if (!store_key_arg(S, key, &part, &at)) return -1;
+    return store_find(S, part, store_hash(S, part, at));
+}
+
+/* room for one more in heap H: 0, or -1 and MemoryError */
+static int cheap_room(cheap_t *H) {
+    if (H->n < H->cap) return 0;
+    cend_t *a = grown(H->a, &H->cap, sizeof *a, 256);
+    if (a == NULL) return -1;
+    H->a = a;
+    return 0;
+}
+
+/* (end, k) into heap H, which has room */
+static void cheap_push(cheap_t *H, int64_t end, Py_ssize_t k) {
     Py_ssize_t i = H->n++;
     while (i > 0) {
         const Py_ssize_t up = (i - 1) / 2;
@@ -2838,7 +2295,6 @@ static int cheap_push(cheap_t *H, int64_t end, Py_ssize_t k) {
         i = up;
     }
     H->a[i] = (cend_t){end, k};
-    return 0;
 }
 
 static cend_t cheap_pop(cheap_t *H) {
@@ -2856,115 +2312,277 @@ static cend_t cheap_pop(cheap_t *H) {
     return top;
 }
 
-static int cells_mark(Cells *S, Py_ssize_t k) { return marks_mark(&S->marks, &S->e[k].dirty, k); }
+/* mark entry k: 0, or -1 and MemoryError */
+static int store_mark(Store *S, Py_ssize_t k) {
+    marks_t *M = &S->marks;
+    if (ent(S, k)->dirty) return 0;
+    if (M->n == M->cap) {
+        Py_ssize_t *a = grown(M->a, &M->cap, sizeof *a, 64);
+        if (a == NULL) return -1;
+        M->a = a;
+    }
+    M->a[M->n++] = k;
+    ent(S, k)->dirty = 1;
+    return 0;
+}
 
-/* The entry of key (a checked key), made zero with its window's end when new, and
- * marked when `mark`. Its index, or -1 with an exception. */
-static Py_ssize_t cells_entry(Cells *S, PyObject *key, int64_t end, int mark) {
-    const uint64_t h = cells_hash(key);
-    Py_ssize_t k = cells_find(S, key, h);
+/* The entry of a checked key at `at` (a SKU's hour, a cell's window end), made when new
+ * (zero; a SKU hour without a count) and marked when `mark`. Its index, or -1 with an
+ * exception. */
+static Py_ssize_t store_entry(Store *S, PyObject *part, int64_t at, int mark) {
+    const uint64_t h = store_hash(S, part, at);
+    Py_ssize_t k = store_find(S, part, h);
     if (k < 0) {
-        if (it_reserve(&S->table, S->live, S->ne, S, cells_hash_at) < 0) return -1;
+        int64_t end = at, size = 0;
+        if (S->kind->sku_hours) end = at > INT64_MAX - HOUR_S ? INT64_MAX : at + HOUR_S;
+        else if (!int_arg(PyTuple_GET_ITEM(part, 0), &size)) return -1;
+        cheap_t *H = &S->ends[size >= HOUR_S];
+        if (it_reserve(&S->table, S->live, S->ne, S, store_hash_at) < 0 || cheap_room(H) < 0)
+            return -1; /* (room first: nothing can fail once the entry is made) */
         if (S->free_head < 0 && S->ne == S->ecap) {
             if (S->ne >= INT32_MAX) {
-                PyErr_SetString(PyExc_OverflowError, "Cells: too many cells");
+                PyErr_Format(PyExc_OverflowError, "%s: too many entries", S->kind->name);
                 return -1;
             }
-            cell_t *e = grown(S->e, &S->ecap, sizeof *e, 256);
+            char *e = grown(S->e, &S->ecap, S->stride, 256);
             if (e == NULL) return -1;
             S->e = e;
         }
-        int64_t size;
-        if (!int_arg(PyTuple_GET_ITEM(key, 0), &size)) return -1;
-        cheap_t *H = &S->ends[size >= 3600];
-        if (H->n == H->cap) { /* room first: nothing can fail once the entry is made */
-            cend_t *a = grown(H->a, &H->cap, sizeof *a, 256);
-            if (a == NULL) return -1;
-            H->a = a;
-        }
         k = S->free_head >= 0 ? S->free_head : S->ne;
         if (k == S->ne) S->ne++;
-        else S->free_head = S->e[k].next_free;
-        cell_t *E = &S->e[k];
-        memset(E, 0, sizeof *E);
-        E->key = Py_NewRef(key);
+        else S->free_head = ent(S, k)->next_free;
+        entry_t *E = ent(S, k);
+        memset(E, 0, S->stride);
+        E->key = Py_NewRef(part);
         E->hash = h;
-        E->end = end;
+        E->at = at;
         E->next_free = -1;
+        if (S->kind->sku_hours) E->v[SKU_COUNT_TS] = -1;
         it_insert(&S->table, k, h);
         S->live++;
-        (void)cheap_push(H, end, k); /* (cannot fail: room made above) */
+        cheap_push(H, end, k);
     }
-    if (mark && cells_mark(S, k) < 0) return -1;
+    if (mark && store_mark(S, k) < 0) return -1;
     return k;
 }
 
-/* A handle argument: the cell's index, or -1 with an exception. */
-static Py_ssize_t cells_handle_arg(const Cells *S, PyObject *arg) {
+/* A handle argument: its entry's index, or -1 with an exception. */
+static Py_ssize_t store_handle_arg(const Store *S, PyObject *arg) {
     if (!PyLong_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "Cells: a handle is an int");
+        PyErr_Format(PyExc_TypeError, "%s: a handle is an int", S->kind->name);
         return -1;
     }
     const long long v = PyLong_AsLongLong(arg);
     if (v == -1 && PyErr_Occurred()) return -1;
     const long long k = v & (((long long)1 << HANDLE_BITS) - 1);
     if (v < 0 || (v >> HANDLE_BITS) != (S->cuts & 0x7fffffffLL) || k >= S->ne ||
-        S->e[k].key == NULL) {
-        PyErr_SetString(PyExc_KeyError, "Cells: not a live handle (cut since?)");
+        ent(S, k)->key == NULL) {
+        PyErr_Format(PyExc_KeyError, "%s: not a live handle (cut since?)", S->kind->name);
         return -1;
     }
     return (Py_ssize_t)k;
 }
 
-/* the handle of cell k (a new reference) */
-static PyObject *cells_handle_of(const Cells *S, Py_ssize_t k) {
+/* the handle of entry k (a new reference) */
+static PyObject *store_handle_of(const Store *S, Py_ssize_t k) {
     return PyLong_FromLongLong(((S->cuts & 0x7fffffffLL) << HANDLE_BITS) | (long long)k);
 }
 
-static int cells_add(Cells *S, Py_ssize_t k, int slot, int64_t n) {
+static int store_add(Store *S, Py_ssize_t k, int slot, int64_t n) {
+    int64_t *c = &ent(S, k)->v[slot];
     int64_t sum;
-    if (__builtin_add_overflow(S->e[k].v[slot], n, &sum)) { /* (the counter unchanged) */
-        PyErr_SetString(PyExc_OverflowError, "Cells: a counter beyond 64 bits");
+    if (__builtin_add_overflow(*c, n, &sum)) { /* (the counter unchanged) */
+        PyErr_Format(PyExc_OverflowError, "%s: a counter beyond 64 bits", S->kind->name);
         return -1;
     }
-    S->e[k].v[slot] = sum;
+    *c = sum;
     return 0;
 }
 
 /* Entry k is still live after Python code may have run: 1, or 0 with a RuntimeError. */
-static int cells_still(const Cells *S, Py_ssize_t k) {
-    if (k < S->ne && S->e[k].key != NULL) return 1;
-    PyErr_SetString(PyExc_RuntimeError, "Cells: changed while it was being read");
+static int store_still(const Store *S, Py_ssize_t k) {
+    if (k < S->ne && ent(S, k)->key != NULL) return 1;
+    PyErr_Format(PyExc_RuntimeError, "%s: changed while it was being read", S->kind->name);
     return 0;
 }
 
-/* the counters of an entry, copied out first */
-static PyObject *cells_vector(const cell_t *E) {
-    int64_t c[N_CELL_SLOTS];
-    memcpy(c, E->v, sizeof c);
-    PyObject *v = PyList_New(N_CELL_SLOTS);
-    for (Py_ssize_t j = 0; v != NULL && j < N_CELL_SLOTS; j++) {
-        PyObject *x = PyLong_FromLongLong(c[j]);
-        if (x == NULL) Py_CLEAR(v);
-        else PyList_SET_ITEM(v, j, x);
-    }
-    return v;
+/* entry k's key, a new reference: the cell's, or (sku, hour) made (read out first) */
+static PyObject *store_key(const Store *S, Py_ssize_t k) {
+    const entry_t *E = ent(S, k);
+    if (!S->kind->sku_hours) return Py_NewRef(E->key);
+    PyObject *sku = Py_NewRef(E->key);
+    PyObject *hour = PyLong_FromLongLong(E->at);
+    PyObject *key = hour == NULL ? NULL : untracked(PyTuple_Pack(2, sku, hour));
+    Py_DECREF(sku);
+    Py_XDECREF(hour);
+    return key;
 }
 
-static int Cells_traverse(Cells *self, visitproc visit, void *arg) {
-    Py_VISIT(self->end_of);
+/* entry k's counters as a list, copied out first */
+static PyObject *store_vector(const Store *S, Py_ssize_t k) {
+    uint64_t c[MAX_SLOTS];
+    memcpy(c, ent(S, k)->v, (size_t)S->kind->nv * sizeof *c);
+    return ints_list(c, S->kind->nv, 1);
+}
+
+/* The keys of the first n marks, in the order marked (n read before anything is made). */
+static PyObject *marks_keys(const Store *S, Py_ssize_t n) {
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out != NULL && i < n; i++) {
+        PyObject *key = NULL;
+        if (i >= S->marks.n)
+            PyErr_Format(PyExc_RuntimeError, "%s: changed while it was being read", S->kind->name);
+        else if (store_still(S, S->marks.a[i])) key = store_key(S, S->marks.a[i]);
+        if (key == NULL) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, i, key);
+    }
+    return out;
+}
+
+/* keys as live entries: a PyMem array of their indices (n in *n), or NULL with an
+ * exception (KeyError for a key not held). No Python code runs after it returns. */
+static Py_ssize_t *entries_of(const Store *S, PyObject *keys, const char *what, Py_ssize_t *n) {
+    PyObject *seq = PySequence_Fast(keys, what);
+    if (seq == NULL) return NULL;
+    *n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t *ks = PyMem_Malloc((size_t)(*n ? *n : 1) * sizeof(Py_ssize_t));
+    if (ks == NULL) PyErr_NoMemory();
+    for (Py_ssize_t i = 0; ks != NULL && i < *n; i++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
+        ks[i] = store_find_key(S, key);
+        if (ks[i] >= 0) continue;
+        if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, key);
+        PyMem_Free(ks);
+        ks = NULL;
+    }
+    Py_DECREF(seq);
+    return ks;
+}
+
+/* A flush row (topic, partition, *keys, *c, version): a new tuple, or NULL. The caller
+ * read c out of its entry first (making the row's ints may run Python code). */
+static PyObject *flush_row(PyObject *topic, PyObject *partition, PyObject *const *keys,
+                           Py_ssize_t nk, const int64_t *c, Py_ssize_t nc, PyObject *version) {
+    PyObject *row = untracked(PyTuple_New(3 + nk + nc));
+    if (row == NULL) return NULL;
+    for (Py_ssize_t j = 0; j < nc; j++) { /* (a slot left NULL is freed with the tuple) */
+        PyObject *x = PyLong_FromLongLong(c[j]);
+        if (x == NULL) {
+            Py_DECREF(row);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(row, 2 + nk + j, x);
+    }
+    PyTuple_SET_ITEM(row, 0, Py_NewRef(topic));
+    PyTuple_SET_ITEM(row, 1, Py_NewRef(partition));
+    for (Py_ssize_t j = 0; j < nk; j++) PyTuple_SET_ITEM(row, 2 + j, Py_NewRef(keys[j]));
+    PyTuple_SET_ITEM(row, 2 + nk + nc, Py_NewRef(version));
+    return row;
+}
+
+/* entry k's flush row: (topic, partition, sku, hour, *counters, version) or (topic,
+ * partition, *key, *counters, version); args are rows' */
+static PyObject *store_row(const Store *S, Py_ssize_t k, PyObject *const *args) {
+    if (!store_still(S, k)) return NULL;
+    const entry_t *E = ent(S, k); /* read out first */
+    const Py_ssize_t nv = S->kind->nv;
+    PyObject *key = Py_NewRef(E->key);
+    int64_t c[1 + MAX_SLOTS];
+    c[0] = E->at;
+    memcpy(c + 1, E->v, (size_t)nv * sizeof *c);
+    PyObject *row = S->kind->sku_hours
+                        ? flush_row(args[0], args[1], &key, 1, c, 1 + nv, args[3])
+                        : flush_row(args[0], args[1], &PyTuple_GET_ITEM(key, 0), 7, c + 1, nv,
+                                    args[3]);
+    Py_DECREF(key);
+    return row;
+}
+
+/* drop the unmarked entries whose end is at or before bound[w], of heap w: how many */
+static Py_ssize_t store_evict(Store *S, const int64_t bound[2]) {
+    Py_ssize_t dropped = 0;
+    for (int w = 0; w < 2; w++) {
+        cheap_t *H = &S->ends[w];
+        cend_t *kept = NULL;
+        Py_ssize_t nkept = 0, kcap = 0;
+        while (H->n > 0 && H->a[0].end <= bound[w]) {
+            const cend_t top = cheap_pop(H);
+            entry_t *E = ent(S, top.k);
+            if (E->dirty) { /* changed since the cut: kept, to be tried again */
+                if (nkept == kcap) {
+                    cend_t *a = grown(kept, &kcap, sizeof *a, 64);
+                    if (a == NULL) { /* (back in the heap, its room is there; tried again at
+                                        the next eviction) */
+                        PyErr_Clear();
+                        cheap_push(H, top.end, top.k);
+                        break;
+                    }
+                    kept = a;
+                }
+                kept[nkept++] = top;
+                continue;
+            }
+            it_unlink(&S->table, top.k, E->hash, S, store_hash_at);
+            Py_CLEAR(E->key); /* (a str or a tuple of ints and strs: no Python code runs) */
+            E->next_free = (int32_t)S->free_head;
+            S->free_head = top.k;
+            S->live--;
+            dropped++;
+        }
+        for (Py_ssize_t i = 0; i < nkept; i++) cheap_push(H, kept[i].end, kept[i].k);
+        PyMem_Free(kept);
+    }
+    it_shrink(&S->table, S->live, S->ne, S, store_hash_at); /* (a backlog evicted) */
+    return dropped;
+}
+
+/* a persisted entry (not marked): 0, or -1 with an exception; a new cell's end from
+ * end_of(size, start) */
+static int store_put(Store *S, PyObject *key, const int64_t *v) {
+    PyObject *part;
+    int64_t at;
+    if (!store_key_arg(S, key, &part, &at)) return -1;
+    Py_ssize_t k = store_find(S, part, store_hash(S, part, at));
+    if (k < 0 && !S->kind->sku_hours) { /* new: its end first (Python code), then the entry */
+        PyObject *end = PyObject_CallFunctionObjArgs(S->fn, PyTuple_GET_ITEM(key, 0),
+                                                     PyTuple_GET_ITEM(key, 1), NULL);
+        const int ok = end != NULL && int_arg(end, &at);
+        Py_XDECREF(end);
+        if (!ok) return -1;
+    }
+    if (k < 0) k = store_entry(S, part, at, 0);
+    if (k < 0) return -1;
+    memcpy(ent(S, k)->v, v, (size_t)S->kind->nv * sizeof *v);
+    return 0;
+}
+
+/* A persisted counter vector of n ints into v: 1, or 0 with an exception. */
+static int counters_arg(PyObject *seq, int64_t *v, Py_ssize_t n, const char *wrong_size) {
+    PyObject *fast = PySequence_Fast(seq, "load: the counters must be a sequence");
+    if (fast == NULL) return 0;
+    int ok = PySequence_Fast_GET_SIZE(fast) == n;
+    if (!ok) PyErr_SetString(PyExc_ValueError, wrong_size);
+    for (Py_ssize_t j = 0; ok && j < n; j++) ok = int_arg(PySequence_Fast_GET_ITEM(fast, j), &v[j]);
+    Py_DECREF(fast);
+    return ok;
+}
+
+/* Python's methods. Both types: */
+
+static int Store_traverse(Store *self, visitproc visit, void *arg) {
+    Py_VISIT(self->fn);
     return 0; /* (the keys hold ints and strs only) */
 }
 
-static int Cells_clear(Cells *self) {
-    Py_CLEAR(self->end_of);
+static int Store_clear(Store *self) {
+    Py_CLEAR(self->fn);
     return 0;
 }
 
-static void Cells_dealloc(Cells *self) {
+static void Store_dealloc(Store *self) {
     PyObject_GC_UnTrack(self);
-    Cells_clear(self);
-    for (Py_ssize_t k = 0; k < self->ne; k++) Py_CLEAR(self->e[k].key);
+    Store_clear(self);
+    for (Py_ssize_t k = 0; k < self->ne; k++) Py_CLEAR(ent(self, k)->key);
     PyMem_Free(self->e);
     PyMem_Free(self->table.slots);
     PyMem_Free(self->marks.a);
@@ -2973,209 +2591,284 @@ static void Cells_dealloc(Cells *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static int Cells_init(Cells *self, PyObject *args, PyObject *kwds) {
-    if (init_with_callable(&self->end_of, args, kwds, "Cells", "end_of") < 0) return -1;
+/* __init__(*, hour_of | end_of), once */
+static int store_init(Store *self, PyObject *args, PyObject *kwds, const kind_t *K) {
+    char *kwlist[] = {(char *)K->fn_kw, NULL};
+    PyObject *fn = NULL;
+    if (self->fn != NULL) {
+        PyErr_Format(PyExc_TypeError, "%s: made once", K->name);
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$O", kwlist, &fn)) return -1;
+    if (fn == NULL || !PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s, a callable, expected by keyword", K->name, K->fn_kw);
+        return -1;
+    }
+    self->kind = K;
+    self->stride = sizeof(entry_t) + (size_t)K->nv * sizeof(int64_t);
     self->free_head = -1;
+    self->fn = Py_NewRef(fn);
     return 0;
-}
-
-/* handle(key, end_s) -> int */
-static PyObject *Cells_handle(Cells *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!cells_ready(self) || !nargs_are(nargs, 2, "handle(key, end_s)")) return NULL;
-    int64_t end;
-    if (!cells_key_arg(args[0]) || !int_arg(args[1], &end)) return NULL;
-    const Py_ssize_t k = cells_entry(self, args[0], end, 1);
-    return k < 0 ? NULL : cells_handle_of(self, k);
 }
 
 /* add(handle, slot, n) */
-static PyObject *Cells_add(Cells *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!cells_ready(self) || !nargs_are(nargs, 3, "add(handle, slot, n)")) return NULL;
+static PyObject *Store_add(Store *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!store_ready(self) || !nargs_are(nargs, 3, "add(handle, slot, n)")) return NULL;
     int64_t slot, n;
     if (!int_arg(args[1], &slot) || !int_arg(args[2], &n)) return NULL;
-    if (slot < 0 || slot >= N_CELL_SLOTS) {
-        PyErr_SetString(PyExc_ValueError, "add: slot is not a measure");
+    if (slot < 0 || slot >= self->kind->addable) {
+        PyErr_SetString(PyExc_ValueError, self->kind->slot_error);
         return NULL;
     }
-    const Py_ssize_t k = cells_handle_arg(self, args[0]);
-    if (k < 0 || cells_add(self, k, (int)slot, n) < 0) return NULL;
+    const Py_ssize_t k = store_handle_arg(self, args[0]);
+    if (k < 0 || store_add(self, k, (int)slot, n) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
-/* get(key) -> list | None */
-static PyObject *Cells_get(Cells *self, PyObject *key) {
-    if (!cells_ready(self) || !cells_key_arg(key)) return NULL;
-    const Py_ssize_t k = cells_find(self, key, cells_hash(key));
-    if (k < 0) return Py_NewRef(Py_None);
-    return cells_vector(&self->e[k]);
-}
-
 /* key_of(handle) -> key */
-static PyObject *Cells_key_of(Cells *self, PyObject *handle) {
-    if (!cells_ready(self)) return NULL;
-    const Py_ssize_t k = cells_handle_arg(self, handle);
-    return k < 0 ? NULL : Py_NewRef(self->e[k].key);
+static PyObject *Store_key_of(Store *self, PyObject *handle) {
+    const Py_ssize_t k = store_ready(self) ? store_handle_arg(self, handle) : -1;
+    return k < 0 ? NULL : store_key(self, k);
 }
-
-static PyObject *cells_key_of(const void *store, Py_ssize_t k) {
-    const Cells *S = store;
-    return cells_still(S, k) ? Py_NewRef(S->e[k].key) : NULL;
-}
-
-static Py_ssize_t cells_find_key(const void *store, PyObject *key) {
-    return cells_key_arg(key) ? cells_find(store, key, cells_hash(key)) : -1;
-}
-
-static int *cells_mark_of(void *store, Py_ssize_t k) { return &((Cells *)store)->e[k].dirty; }
-
-/* entry k's flush row (topic, partition, *key, *counters, version) */
-static PyObject *cells_row_of(const void *store, Py_ssize_t k, PyObject *const *args) {
-    const Cells *S = store;
-    if (!cells_still(S, k)) return NULL;
-    const cell_t *E = &S->e[k]; /* read out first */
-    PyObject *key = Py_NewRef(E->key);
-    int64_t c[N_CELL_SLOTS];
-    memcpy(c, E->v, sizeof c);
-    PyObject *row = flush_row(args[0], args[1], &PyTuple_GET_ITEM(key, 0), 7, c,
-                              N_CELL_SLOTS, args[3]);
-    Py_DECREF(key);
-    return row;
-}
-
-static const store_ops CELLS_OPS = {"Cells", cells_find_key, cells_key_of, cells_mark_of,
-                                    cells_row_of};
 
 /* cut() -> [key]: the marked keys, in the order marked, the marks cleared and every
- * handle ended; marked() the same, the marks kept; uncut(keys): the write of a cut
- * failed, its keys are marked again (after newer marks); rows(topic, partition, keys,
- * version) -> [(topic, partition, *key, *counters, version)] */
-LANES_STORE_MARK_METHODS(Cells, cells_ready, CELLS_OPS)
-
-/* a persisted cell: its end from end_of(size, start) when new */
-static int cells_put(void *store, PyObject *key, const int64_t *v) {
-    Cells *S = store;
-    int64_t end = 0;
-    if (!cells_key_arg(key)) return -1;
-    Py_ssize_t k = cells_find(S, key, cells_hash(key));
-    if (k < 0) { /* new: its end first (Python code), then the entry */
-        PyObject *end_o = PyObject_CallFunctionObjArgs(S->end_of, PyTuple_GET_ITEM(key, 0),
-                                                       PyTuple_GET_ITEM(key, 1), NULL);
-        const int ok = end_o != NULL && int_arg(end_o, &end);
-        Py_XDECREF(end_o);
-        k = ok ? cells_entry(S, key, end, 0) : -1;
+ * handle ended */
+static PyObject *Store_cut(Store *self, PyObject *unused) {
+    if (!store_ready(self)) return NULL;
+    const Py_ssize_t n = self->marks.n;
+    const long long before = self->cuts;
+    PyObject *out = marks_keys(self, n);
+    if (out == NULL) return NULL;
+    if (self->cuts != before || self->marks.n < n) { /* another cut ran meanwhile */
+        Py_DECREF(out);
+        PyErr_Format(PyExc_RuntimeError, "%s: cut while it was being cut", self->kind->name);
+        return NULL;
     }
-    if (k < 0) return -1;
-    memcpy(S->e[k].v, v, sizeof S->e[k].v);
-    return 0;
+    self->cuts++;
+    marks_t *M = &self->marks;
+    for (Py_ssize_t i = 0; i < n; i++) ent(self, M->a[i])->dirty = 0;
+    if (M->n > n) /* (marks added meanwhile stay, in order) */
+        memmove(M->a, M->a + n, (size_t)(M->n - n) * sizeof(Py_ssize_t));
+    M->n -= n;
+    return out;
+}
+
+/* marked() -> [key]: the marked keys, in the order marked, the marks kept */
+static PyObject *Store_marked(Store *self, PyObject *unused) {
+    return store_ready(self) ? marks_keys(self, self->marks.n) : NULL;
+}
+
+/* uncut(keys): the write of a cut failed; its keys are marked again (after newer marks) */
+static PyObject *Store_uncut(Store *self, PyObject *keys) {
+    Py_ssize_t n = 0;
+    Py_ssize_t *ks = store_ready(self) ? entries_of(self, keys, "uncut: keys must be iterable", &n)
+                                       : NULL;
+    if (ks == NULL) return NULL;
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < n && rc == 0; i++) rc = store_mark(self, ks[i]);
+    PyMem_Free(ks);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* rows(topic, partition, keys, version) -> the flush rows of those keys' entries */
+static PyObject *Store_rows(Store *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!store_ready(self) || !nargs_are(nargs, 4, "rows(topic, partition, keys, version)"))
+        return NULL;
+    Py_ssize_t n;
+    Py_ssize_t *ks = entries_of(self, args[2], "rows: keys must be iterable", &n);
+    if (ks == NULL) return NULL;
+    PyObject *rows = PyList_New(n);
+    for (Py_ssize_t i = 0; rows != NULL && i < n; i++) {
+        PyObject *row = store_row(self, ks[i], args);
+        if (row == NULL) Py_CLEAR(rows);
+        else PyList_SET_ITEM(rows, i, row);
+    }
+    PyMem_Free(ks);
+    return rows;
 }
 
 /* load(pairs): restore persisted (key, counters) pairs (not marked) */
-static PyObject *Cells_load(Cells *self, PyObject *pairs) {
-    if (!cells_ready(self)) return NULL;
-    return store_load(self, pairs, N_CELL_SLOTS, "load: (key, counters) pairs expected",
-                      "load: six counters expected", cells_put);
-}
-
-/* evict(short_s, long_s) -> int: drop the unmarked cells whose windows ended at or before
- * short_s (windows shorter than an hour) or long_s (the others) */
-static PyObject *Cells_evict(Cells *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (!cells_ready(self)) return NULL;
-    int64_t bound[2];
-    if (!nargs_are(nargs, 2, "evict(short_s, long_s)")) return NULL;
-    if (!int_arg(args[0], &bound[0]) || !int_arg(args[1], &bound[1])) return NULL;
-    Py_ssize_t dropped = 0;
-    for (int w = 0; w < 2; w++) {
-        cheap_t *H = &self->ends[w];
-        cend_t *kept = NULL;
-        Py_ssize_t nkept = 0, kcap = 0;
-        while (H->n > 0 && H->a[0].end <= bound[w]) {
-            const cend_t top = cheap_pop(H);
-            cell_t *E = &self->e[top.k];
-            if (E->dirty) { /* changed since the cut: kept, to be tried again */
-                if (nkept == kcap) {
-                    cend_t *a = grown(kept, &kcap, sizeof *a, 64);
-                    if (a == NULL) { /* (back in the heap, its room is there; tried again at
-                                        the next eviction) */
-                        PyErr_Clear();
-                        (void)cheap_push(H, top.end, top.k);
-                        break;
-                    }
-                    kept = a;
-                }
-                kept[nkept++] = top;
-                continue;
-            }
-            it_unlink(&self->table, top.k, E->hash, self, cells_hash_at);
-            Py_CLEAR(E->key); /* (a tuple of ints and strs: no Python code runs) */
-            E->next_free = (int32_t)self->free_head;
-            self->free_head = top.k;
-            self->live--;
-            dropped++;
+static PyObject *Store_load(Store *self, PyObject *pairs) {
+    PyObject *it = store_ready(self) ? PyObject_GetIter(pairs) : NULL;
+    if (it == NULL) return NULL;
+    PyObject *pair;
+    int64_t v[MAX_SLOTS];
+    while ((pair = PyIter_Next(it)) != NULL) {
+        int ok = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2;
+        if (!ok) PyErr_SetString(PyExc_TypeError, self->kind->pair_error);
+        ok = ok && counters_arg(PyTuple_GET_ITEM(pair, 1), v, self->kind->nv,
+                                self->kind->size_error) &&
+             store_put(self, PyTuple_GET_ITEM(pair, 0), v) == 0;
+        Py_DECREF(pair);
+        if (!ok) {
+            Py_DECREF(it);
+            return NULL;
         }
-        for (Py_ssize_t i = 0; i < nkept; i++) (void)cheap_push(H, kept[i].end, kept[i].k);
-        PyMem_Free(kept);
     }
-    it_shrink(&self->table, self->live, self->ne, self, cells_hash_at); /* (a backlog evicted) */
-    return PyLong_FromSsize_t(dropped);
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
 }
 
 /* snapshot() -> {key: counters} */
-static PyObject *Cells_snapshot(Cells *self, PyObject *unused) {
-    if (!cells_ready(self)) return NULL;
-    PyObject *out = PyDict_New();
+static PyObject *Store_snapshot(Store *self, PyObject *unused) {
+    PyObject *out = store_ready(self) ? PyDict_New() : NULL;
     for (Py_ssize_t k = 0; out != NULL && k < self->ne; k++) {
-        if (self->e[k].key == NULL) continue;
-        PyObject *key = Py_NewRef(self->e[k].key);
-        PyObject *v = cells_vector(&self->e[k]);
+        if (ent(self, k)->key == NULL) continue;
+        PyObject *key = store_key(self, k);
+        PyObject *v = key != NULL && store_still(self, k) ? store_vector(self, k) : NULL;
         if (v == NULL || PyDict_SetItem(out, key, v) < 0) Py_CLEAR(out);
-        Py_DECREF(key);
+        Py_XDECREF(key);
         Py_XDECREF(v);
     }
     return out;
 }
 
-static Py_ssize_t Cells_len(Cells *self) { return self->live; }
+/* evict(*bounds) -> int: drop the unmarked entries that ended at or before their bound
+ * (SkuHours' evict(keep_from_s), Cells' evict(short_s, long_s)) */
+static PyObject *Store_evict(Store *self, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t bound[2] = {0, INT64_MIN};
+    if (!store_ready(self) || !nargs_are(nargs, 2 - self->kind->sku_hours, self->kind->evict_usage))
+        return NULL;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        if (!int_arg(args[i], &bound[i])) return NULL;
+    return PyLong_FromSsize_t(store_evict(self, bound));
+}
 
-static PyObject *Cells_pending(Cells *self, void *closure) {
+static Py_ssize_t Store_len(Store *self) { return self->live; }
+
+static PyObject *Store_pending(Store *self, void *closure) {
     return PyLong_FromSsize_t(self->marks.n);
 }
 
-static PyObject *Cells_sizeof(Cells *self, PyObject *unused) {
-    size_t n = sizeof(Cells) + (size_t)self->ecap * sizeof(cell_t) +
+static PyObject *Store_sizeof(Store *self, PyObject *unused) {
+    size_t n = sizeof(Store) + (size_t)self->ecap * self->stride +
                (size_t)self->marks.cap * sizeof(Py_ssize_t) +
                (size_t)(self->ends[0].cap + self->ends[1].cap) * sizeof(cend_t);
     return PyLong_FromSize_t(n + it_sizeof(&self->table));
 }
 
-static PyMethodDef Cells_methods[] = {
-    {"handle", (PyCFunction)(void (*)(void))Cells_handle, METH_FASTCALL,
-     "handle(key, end_s) -> int: the cell's entry (made zero if new, its window ending at "
-     "end_s) and marked; its handle stays valid until the next cut."},
-    {"add", (PyCFunction)(void (*)(void))Cells_add, METH_FASTCALL,
-     "add(handle, slot, n): measure slot of the handle's cell += n."},
-    {"get", (PyCFunction)Cells_get, METH_O, "get(key) -> counters or None."},
-    {"key_of", (PyCFunction)Cells_key_of, METH_O, "key_of(handle) -> the cell's key."},
-    {"cut", (PyCFunction)Cells_cut, METH_NOARGS,
-     "cut() -> [key]: take the marks (the cells changed since the last cut)."},
-    {"uncut", (PyCFunction)Cells_uncut, METH_O,
-     "uncut(keys): the write of a cut failed: its cells are marked again."},
-    {"marked", (PyCFunction)Cells_marked, METH_NOARGS,
-     "marked() -> [key]: the cells changed since the last cut, in order."},
-    {"rows", (PyCFunction)(void (*)(void))Cells_rows, METH_FASTCALL,
-     "rows(topic, partition, keys, version) -> the flush rows of those cells."},
-    {"load", (PyCFunction)Cells_load, METH_O,
-     "load(pairs): restore persisted (key, counters) pairs (not marked)."},
-    {"evict", (PyCFunction)(void (*)(void))Cells_evict, METH_FASTCALL,
-     "evict(short_s, long_s) -> int: drop the clean cells whose windows ended by then."},
-    {"snapshot", (PyCFunction)Cells_snapshot, METH_NOARGS, "snapshot() -> {key: counters}."},
-    {"__sizeof__", (PyCFunction)Cells_sizeof, METH_NOARGS, NULL},
-    {NULL, NULL, 0, NULL},
-};
+/* The methods both types have; `what` names their entries, `key` a key, in the docs. */
+#define STORE_METHODS(what, key, evict_doc)                                                 \
+    {"evict", (PyCFunction)(void (*)(void))Store_evict, METH_FASTCALL, evict_doc},          \
+    {"add", (PyCFunction)(void (*)(void))Store_add, METH_FASTCALL,                          \
+     "add(handle, slot, n): counter slot of the handle's " what " += n."},                   \
+    {"key_of", (PyCFunction)Store_key_of, METH_O, "key_of(handle) -> " key "."},             \
+    {"cut", (PyCFunction)Store_cut, METH_NOARGS,                                            \
+     "cut() -> [" key "]: take the marks (the " what "s changed since the last cut)."},     \
+    {"uncut", (PyCFunction)Store_uncut, METH_O,                                             \
+     "uncut(keys): the write of a cut failed: its " what "s are marked again."},            \
+    {"marked", (PyCFunction)Store_marked, METH_NOARGS,                                      \
+     "marked() -> [" key "]: the " what "s changed since the last cut, in order."},         \
+    {"rows", (PyCFunction)(void (*)(void))Store_rows, METH_FASTCALL,                        \
+     "rows(topic, partition, keys, version) -> the flush rows of those " what "s."},        \
+    {"load", (PyCFunction)Store_load, METH_O,                                               \
+     "load(pairs): restore persisted (" key ", counters) pairs (not marked)."},             \
+    {"snapshot", (PyCFunction)Store_snapshot, METH_NOARGS,                                  \
+     "snapshot() -> {" key ": counters}."},                                                  \
+    {"__sizeof__", (PyCFunction)Store_sizeof, METH_NOARGS, NULL}
 
-LANES_STORE_TYPE(Cells, "cells changed since the last cut",
-                 "Cells(*, end_of)\n\n"
-                 "A partition's cells and their measures, compiled: "
-                 "streams.core.demand.Cells.");
+/* A store type of kind KIND (LANES_STORE_TYPE): its __init__, and its methods: its own
+ * (the arguments after doc) and STORE_METHODS (evict_doc: evict's doc). */
+#define STORE_TYPE(Name, KIND, what, key, pending_doc, evict_doc, doc, ...)                 \
+    static int Name##_init(Store *self, PyObject *args, PyObject *kwds) {                   \
+        return store_init(self, args, kwds, &KIND);                                         \
+    }                                                                                       \
+    static PyMethodDef Name##_methods[] = {__VA_ARGS__, STORE_METHODS(what, key, evict_doc), \
+                                           {NULL, NULL, 0, NULL}};                          \
+    LANES_STORE_TYPE(Name, Store, pending_doc, doc)
+
+/* SkuHours' own: */
+
+/* The hour of ts_ms (hour_of(ts_ms // 1000)): 1, or 0 with an exception. */
+static int skuhours_hour(Store *S, PyObject *ts_ms, int64_t *hour) {
+    int64_t ts;
+    if (!int_arg(ts_ms, &ts)) return 0;
+    PyObject *h = PyObject_CallFunction(S->fn, "L", (long long)floor_div(ts, 1000));
+    if (h == NULL) return 0;
+    const int ok = int_arg(h, hour);
+    Py_DECREF(h);
+    return ok;
+}
+
+/* handle(sku, ts_ms) -> int */
+static PyObject *SkuHours_handle(Store *self, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t hour = 0;
+    Py_ssize_t k = -1;
+    if (store_ready(self) && nargs_are(nargs, 2, "handle(sku, ts_ms)") && sku_arg(args[0]) &&
+        skuhours_hour(self, args[1], &hour))
+        k = store_entry(self, args[0], hour, 1);
+    return k < 0 ? NULL : store_handle_of(self, k);
+}
+
+/* get(sku, hour) -> list | None */
+static PyObject *SkuHours_get(Store *self, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t hour;
+    if (!store_ready(self) || !nargs_are(nargs, 2, "get(sku, hour)") || !sku_arg(args[0]) ||
+        !int_arg(args[1], &hour))
+        return NULL;
+    const Py_ssize_t k = store_find(self, args[0], store_hash(self, args[0], hour));
+    return k < 0 ? Py_NewRef(Py_None) : store_vector(self, k);
+}
+
+/* stock_count(sku, ts_ms, on_hand): the reference's rule, the latest count of the hour
+ * (ties: the larger count) */
+static PyObject *SkuHours_stock_count(Store *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!store_ready(self) || !nargs_are(nargs, 3, "stock_count(sku, ts_ms, on_hand)")) return NULL;
+    int64_t ts, on_hand, hour;
+    if (!sku_arg(args[0]) || !int_arg(args[1], &ts) || !int_arg(args[2], &on_hand) ||
+        !skuhours_hour(self, args[1], &hour))
+        return NULL;
+    const Py_ssize_t k = store_entry(self, args[0], hour, 1);
+    if (k < 0) return NULL;
+    int64_t *v = ent(self, k)->v;
+    if (ts > v[SKU_COUNT_TS] || (ts == v[SKU_COUNT_TS] && on_hand > v[SKU_COUNT_ON_HAND])) {
+        v[SKU_COUNT_TS] = ts;
+        v[SKU_COUNT_ON_HAND] = on_hand;
+    }
+    Py_RETURN_NONE;
+}
+
+STORE_TYPE(SkuHours, SKU_HOURS, "hour", "(sku, hour)", "hours changed since the last cut",
+           "evict(keep_from_s) -> int: drop the clean hours that end at or before keep_from_s.",
+           "SkuHours(*, hour_of)\n\nA partition's per-SKU hourly counters, compiled: "
+           "streams.core.inventory.SkuHours.",
+           {"handle", (PyCFunction)(void (*)(void))SkuHours_handle, METH_FASTCALL,
+            "handle(sku, ts_ms) -> int: the hour of (sku, ts_ms), made if new and marked; "
+            "its handle stays valid until the next cut."},
+           {"stock_count", (PyCFunction)(void (*)(void))SkuHours_stock_count, METH_FASTCALL,
+            "stock_count(sku, ts_ms, on_hand): keep the latest count of the hour (ties: "
+            "the larger)."},
+           {"get", (PyCFunction)(void (*)(void))SkuHours_get, METH_FASTCALL,
+            "get(sku, hour) -> counters or None."});
+
+/* Cells' own: */
+
+/* get(key) -> list | None */
+static PyObject *Cells_get(Store *self, PyObject *key) {
+    if (!store_ready(self) || !cells_key_arg(key)) return NULL;
+    const Py_ssize_t k = store_find(self, key, store_hash(self, key, 0));
+    return k < 0 ? Py_NewRef(Py_None) : store_vector(self, k);
+}
+
+/* handle(key, end_s) -> int */
+static PyObject *Cells_handle(Store *self, PyObject *const *args, Py_ssize_t nargs) {
+    int64_t end = 0;
+    const int ok = store_ready(self) && nargs_are(nargs, 2, "handle(key, end_s)") &&
+                   cells_key_arg(args[0]) && int_arg(args[1], &end);
+    const Py_ssize_t k = ok ? store_entry(self, args[0], end, 1) : -1;
+    return k < 0 ? NULL : store_handle_of(self, k);
+}
+
+STORE_TYPE(Cells, CELLS, "cell", "key", "cells changed since the last cut",
+           "evict(short_s, long_s) -> int: drop the clean cells whose windows ended by then.",
+           "Cells(*, end_of)\n\nA partition's cells and their measures, compiled: "
+           "streams.core.demand.Cells.",
+           {"get", (PyCFunction)Cells_get, METH_O, "get(key) -> counters or None."},
+           {"handle", (PyCFunction)(void (*)(void))Cells_handle, METH_FASTCALL,
+            "handle(key, end_s) -> int: the cell's entry (made zero if new, its window "
+            "ending at end_s) and marked; its handle stays valid until the next cut."});
 
 /* What a run works on, read once per call: the partition's containers (its LaneState),
  * and the Core's settings and caches. */
@@ -3253,8 +2946,8 @@ static int LaneState_init(LaneState *self, PyObject *args, PyObject *kwds) {
     LANE_STATE_FIELDS(X)
 #undef X
     if (!idset_ready((IdSet *)dedup) || !versions_ready((Versions *)catalog) ||
-        !skuhours_ready((SkuHours *)skus) || !cellhashes_ready((CellHashes *)visitors) ||
-        !cellhashes_ready((CellHashes *)shops) || !cells_ready((Cells *)cells))
+        !store_ready((Store *)skus) || !cellhashes_ready((CellHashes *)visitors) ||
+        !cellhashes_ready((CellHashes *)shops) || !store_ready((Store *)cells))
         return -1;
 #define X(name, type) Py_XSETREF(self->name, Py_NewRef(name));
     LANE_STATE_FIELDS(X)
@@ -3526,8 +3219,8 @@ static PyObject *hot_entry(lane_t *L, PyObject *hk, PyObject *const dims[5], PyO
         int64_t end;
         const Py_ssize_t ck = cells_key_arg(key) && !as_i64(PyTuple_GET_ITEM(bounds, 2 + 2 * k),
                                                             "a window end", &end)
-                                  ? cells_entry(L->cells, key, end, 1) : -1;
-        PyObject *ch = ck < 0 ? NULL : cells_handle_of(L->cells, ck);
+                                  ? store_entry(L->cells, key, end, 1) : -1;
+        PyObject *ch = ck < 0 ? NULL : store_handle_of(L->cells, ck);
         if (ch == NULL) { Py_DECREF(key); goto fail; }
         PyTuple_SET_ITEM(vecs, k, ch);
         if (PyTuple_GET_ITEM(L->visitor_sizes, k) == Py_True) { /* their handles */
@@ -3578,8 +3271,8 @@ static int add_shop(lane_t *L, PyObject *shop_sets, const span *shop_id, int fam
 
 /* measure slot of the cell a handle names += n. 0, or -1 on error. */
 static int lane_cell_add(lane_t *L, PyObject *handle, int slot, int64_t n) {
-    const Py_ssize_t ck = cells_handle_arg(L->cells, handle);
-    return ck < 0 ? -1 : cells_add(L->cells, ck, slot, n);
+    const Py_ssize_t ck = store_handle_arg(L->cells, handle);
+    return ck < 0 ? -1 : store_add(L->cells, ck, slot, n);
 }
 
 /* DemandEngine._pv_entry: the lane entry of (sku, region, grain of ts), stored in hot_pv
@@ -3624,8 +3317,8 @@ static PyObject *pv_entry(lane_t *L, PyObject *key, PyObject *sku, PyObject *reg
     }
     const int64_t hour_s = PyLong_AsLongLong(PyTuple_GET_ITEM(bounds, 0)); /* the SKU hour */
     if (hour_s == -1 && PyErr_Occurred()) goto done;
-    const Py_ssize_t sk = skuhours_entry(L->skus, sku, hour_s, 1);
-    svec = sk < 0 ? NULL : PyLong_FromSsize_t(sk); /* its handle */
+    const Py_ssize_t sk = store_entry(L->skus, sku, hour_s, 1);
+    svec = sk < 0 ? NULL : store_handle_of(L->skus, sk);
     if (svec == NULL) goto done;
     PyObject *const fields[PV_FIELDS] = {
         L->generation, unknown ? Py_True : Py_False, svec,
@@ -3833,8 +3526,8 @@ static int apply_pageview(lane_t *L, run_t *R, const void *event) {
         goto error;
     }
     if (PyStructSequence_GET_ITEM(e, PV_UNKNOWN_SKU) == Py_True) R->unknown++;
-    const Py_ssize_t sk = skuhours_handle_arg(L->skus, PyStructSequence_GET_ITEM(e, PV_SKU_HOUR));
-    if (sk < 0 || skuhours_add(L->skus, sk, SKU_PAGEVIEWS, 1) < 0) goto error;
+    const Py_ssize_t sk = store_handle_arg(L->skus, PyStructSequence_GET_ITEM(e, PV_SKU_HOUR));
+    if (sk < 0 || store_add(L->skus, sk, SKU_PAGEVIEWS, 1) < 0) goto error;
     for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(vecs); k++)
         if (lane_cell_add(L, PyTuple_GET_ITEM(vecs, k), PAGEVIEWS, 1) < 0) goto error;
     if (PyTuple_GET_SIZE(sets)) {
@@ -3923,17 +3616,17 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
     for (int k = 0; k < ev->nlines; k++) {
         const order_line *ln = &ev->lines[k];
         PyObject *sku = cached_str(L->caches, ln->sku.p, ln->sku.n);
-        const Py_ssize_t sk = sku ? skuhours_entry(L->skus, sku, hour_s, 1) : -1;
+        const Py_ssize_t sk = sku ? store_entry(L->skus, sku, hour_s, 1) : -1;
         int ok = sk >= 0;
         if (ok && ev->placed) {
             int first = 1; /* the order counts once per SKU */
             for (int j = 0; j < k && first; j++)
                 first = !(ev->lines[j].sku.n == ln->sku.n &&
                           memcmp(ev->lines[j].sku.p, ln->sku.p, (size_t)ln->sku.n) == 0);
-            ok = skuhours_add(L->skus, sk, SKU_UNITS, ln->qty) == 0 &&
-                 (!first || skuhours_add(L->skus, sk, SKU_ORDERS, 1) == 0);
+            ok = store_add(L->skus, sk, SKU_UNITS, ln->qty) == 0 &&
+                 (!first || store_add(L->skus, sk, SKU_ORDERS, 1) == 0);
         } else if (ok) {
-            ok = skuhours_add(L->skus, sk, SKU_CANCELLED, ln->qty) == 0;
+            ok = store_add(L->skus, sk, SKU_CANCELLED, ln->qty) == 0;
         }
         PyObject *attrs = ok ? lookup(L, sku, ts) : NULL;
         Py_XDECREF(sku);
@@ -3949,11 +3642,11 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
         }
         PyObject *vecs = PyStructSequence_GET_ITEM(he, HOT_CELLS);
         for (Py_ssize_t v = 0; ok && v < PyTuple_GET_SIZE(vecs); v++) {
-            const Py_ssize_t ck = cells_handle_arg(L->cells, PyTuple_GET_ITEM(vecs, v));
+            const Py_ssize_t ck = store_handle_arg(L->cells, PyTuple_GET_ITEM(vecs, v));
             ok = ck >= 0;
             if (ok && ev->placed) {
-                ok = cells_add(L->cells, ck, UNITS, ln->qty) == 0 &&
-                     cells_add(L->cells, ck, GMV_E4, ln->gmv_e4) == 0;
+                ok = store_add(L->cells, ck, UNITS, ln->qty) == 0 &&
+                     store_add(L->cells, ck, GMV_E4, ln->gmv_e4) == 0;
                 int known = 0;
                 for (int t = 0; t < ntouched && !known; t++) known = touched[t] == ck;
                 if (!known && ntouched < (int)(sizeof touched / sizeof *touched))
@@ -3963,14 +3656,14 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
                     ok = 0;
                 }
             } else if (ok) {
-                ok = cells_add(L->cells, ck, CANCELLED_UNITS, ln->qty) == 0;
+                ok = store_add(L->cells, ck, CANCELLED_UNITS, ln->qty) == 0;
             }
         }
         Py_DECREF(he);
         if (!ok) goto done;
     }
     for (int t = 0; t < ntouched; t++)
-        if (cells_add(L->cells, touched[t], ORDERS, 1) < 0) goto done;
+        if (store_add(L->cells, touched[t], ORDERS, 1) < 0) goto done;
     rc = 0;
 done:
     Py_XDECREF(region);

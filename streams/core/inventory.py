@@ -143,8 +143,8 @@ class SkuHours(CounterStore[SkuKey]):
     An hour changed since the last cut is *marked*; ``cut`` takes the marks (a flush)
     and ``uncut`` gives them back (its write failed). ``handle`` names an hour for
     ``add`` (the page-view lane keeps it in its entry): here the key itself, in the
-    compiled core the entry's index; valid while the hour is held, and a marked hour
-    is never evicted."""
+    compiled core the entry's index with the number of cuts made (refused after the
+    next cut); a marked hour is never evicted."""
 
     __slots__ = ("hour_of",)
 

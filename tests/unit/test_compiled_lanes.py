@@ -710,12 +710,19 @@ def test_the_core_keeps_no_state_at_module_level() -> None:
                          re.MULTILINE):
         for name in m.group(1).split(","):
             declared.add(name.strip().split()[-1].lstrip("*"))
-    macro = re.search(r"^#define LANES_STORE_TYPE\(.*?\n(?:.*\\\n)*.*\n", source, re.MULTILINE)
-    assert macro is not None  # the store types' tables, declared by a macro: read them too
-    made = re.findall(r"static [^=]*?(Name##\w+)(?:\[\])? =", macro.group(0))
-    assert made == ["Name##_getset", "Name##_as_sequence", "Name##Type"]
-    for name in re.findall(r"^LANES_STORE_TYPE\((\w+),", source, re.MULTILINE):
-        declared |= {m.replace("Name##", name) for m in made}
+    # the store types' tables, declared by macros (STORE_TYPE's use LANES_STORE_TYPE's):
+    # read them too
+    made: dict[str, list[str]] = {}
+    for macro in ("LANES_STORE_TYPE", "STORE_TYPE"):
+        m = re.search(rf"^#define {macro}\(.*?\n(?:.*\\\n)*.*\n", source, re.MULTILINE)
+        assert m is not None
+        made[macro] = re.findall(r"static [^=(]*?(Name##\w+)(?:\[\])? =", m.group(0))
+    assert made == {"LANES_STORE_TYPE": ["Name##_getset", "Name##_as_sequence", "Name##Type"],
+                    "STORE_TYPE": ["Name##_methods"]}
+    for macro, tables in (("LANES_STORE_TYPE", made["LANES_STORE_TYPE"]),
+                          ("STORE_TYPE", made["STORE_TYPE"] + made["LANES_STORE_TYPE"])):
+        for name in re.findall(rf"^{macro}\((\w+),", source, re.MULTILINE):
+            declared |= {t.replace("Name##", name) for t in tables}
     assert declared == {
         "S_value", "S_timestamp", "S_category", "S_color", "S_size", "S_price_band",
         "IdSet_methods", "IdSet_members", "IdSet_getset", "IdSet_as_sequence", "IdSetType",
@@ -1033,6 +1040,10 @@ def test_the_compiled_sku_hours_refuse_misuse() -> None:
             return 0
 
     s = lane.SkuHours(hour_of=utc_hour)
+    h = s.handle("A", 0)
+    s.cut()  # a handle ends with the cut, even while its hour is held
+    with pytest.raises(KeyError, match="cut since"):
+        s.add(h, 0, 1)
     h = s.handle("A", 0)
     for call in (lambda: s.add(h, 0, Evicts(s)), lambda: s.uncut([("A", Evicts(s))]),
                  lambda: s.rows("t", 0, [("A", Evicts(s))], 1),
