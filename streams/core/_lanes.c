@@ -1952,13 +1952,10 @@ static PyObject *cellhashes_items(CellHashes *S, int with_empty) {
     /* one block (zeroed): start[nc + 1], flat[used], keys[nc], all of 8-byte items */
     _Static_assert(sizeof(Py_ssize_t) == 8 && sizeof(PyObject *) == 8, "a 64-bit build");
     Py_ssize_t *start = PyMem_Calloc((size_t)(nc + 1) + (size_t)used + (size_t)nc, 8);
+    if (start == NULL) return PyErr_NoMemory();
     uint64_t *flat = (uint64_t *)(start + nc + 1);
     PyObject **keys = (PyObject **)(flat + used);
     PyObject *out = NULL;
-    if (start == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
     for (Py_ssize_t k = 0; k < nc; k++) {
         start[k + 1] = start[k] + S->c[k].n;
         keys[k] = Py_NewRef(S->c[k].key);
@@ -2333,11 +2330,14 @@ static Py_ssize_t store_entry(Store *S, PyObject *part, int64_t at, int mark) {
     const uint64_t h = store_hash(S, part, at);
     Py_ssize_t k = store_find(S, part, h);
     if (k < 0) {
-        int64_t end = at, size = 0;
-        if (S->kind->sku_hours) end = at > INT64_MAX - HOUR_S ? INT64_MAX : at + HOUR_S;
-        else if (!int_arg(PyTuple_GET_ITEM(part, 0), &size)) return -1;
-        cheap_t *H = &S->ends[size >= HOUR_S];
-        if (it_reserve(&S->table, S->live, S->ne, S, store_hash_at) < 0 || cheap_room(H) < 0)
+        /* an hour's end (one that ends after INT64_MAX is never evicted: in no heap), a
+         * window's end */
+        const int endless = S->kind->sku_hours && at > INT64_MAX - HOUR_S;
+        int64_t end = S->kind->sku_hours && !endless ? at + HOUR_S : at, size = 0;
+        if (!S->kind->sku_hours && !int_arg(PyTuple_GET_ITEM(part, 0), &size)) return -1;
+        cheap_t *H = endless ? NULL : &S->ends[size >= HOUR_S];
+        if (it_reserve(&S->table, S->live, S->ne, S, store_hash_at) < 0 ||
+            (H != NULL && cheap_room(H) < 0))
             return -1; /* (room first: nothing can fail once the entry is made) */
         if (S->free_head < 0 && S->ne == S->ecap) {
             if (S->ne >= INT32_MAX) {
@@ -2360,7 +2360,7 @@ static Py_ssize_t store_entry(Store *S, PyObject *part, int64_t at, int mark) {
         if (S->kind->sku_hours) E->v[SKU_COUNT_TS] = -1;
         it_insert(&S->table, k, h);
         S->live++;
-        cheap_push(H, end, k);
+        if (H != NULL) cheap_push(H, end, k);
     }
     if (mark && store_mark(S, k) < 0) return -1;
     return k;
@@ -2406,15 +2406,21 @@ static int store_still(const Store *S, Py_ssize_t k) {
     return 0;
 }
 
-/* entry k's key, a new reference: the cell's, or (sku, hour) made (read out first) */
-static PyObject *store_key(const Store *S, Py_ssize_t k) {
-    const entry_t *E = ent(S, k);
-    if (!S->kind->sku_hours) return Py_NewRef(E->key);
-    PyObject *sku = Py_NewRef(E->key);
-    PyObject *hour = PyLong_FromLongLong(E->at);
-    PyObject *key = hour == NULL ? NULL : untracked(PyTuple_Pack(2, sku, hour));
-    Py_DECREF(sku);
+/* a key, a new reference, from the parts read out of its entry (part held by the
+ * caller): the cell's, or (sku, hour) made */
+static PyObject *key_from(const Store *S, PyObject *part, int64_t at) {
+    if (!S->kind->sku_hours) return Py_NewRef(part);
+    PyObject *hour = PyLong_FromLongLong(at);
+    PyObject *key = hour == NULL ? NULL : untracked(PyTuple_Pack(2, part, hour));
     Py_XDECREF(hour);
+    return key;
+}
+
+/* entry k's key, a new reference */
+static PyObject *store_key(const Store *S, Py_ssize_t k) {
+    PyObject *part = Py_NewRef(ent(S, k)->key);
+    PyObject *key = key_from(S, part, ent(S, k)->at); /* (at read before anything is made) */
+    Py_DECREF(part);
     return key;
 }
 
@@ -2715,9 +2721,15 @@ static PyObject *Store_load(Store *self, PyObject *pairs) {
 static PyObject *Store_snapshot(Store *self, PyObject *unused) {
     PyObject *out = store_ready(self) ? PyDict_New() : NULL;
     for (Py_ssize_t k = 0; out != NULL && k < self->ne; k++) {
-        if (ent(self, k)->key == NULL) continue;
-        PyObject *key = store_key(self, k);
-        PyObject *v = key != NULL && store_still(self, k) ? store_vector(self, k) : NULL;
+        const entry_t *E = ent(self, k);
+        if (E->key == NULL) continue;
+        PyObject *part = Py_NewRef(E->key); /* the entry read out before anything is made */
+        const int64_t at = E->at;
+        uint64_t c[MAX_SLOTS];
+        memcpy(c, E->v, (size_t)self->kind->nv * sizeof *c);
+        PyObject *key = key_from(self, part, at);
+        Py_DECREF(part);
+        PyObject *v = key == NULL ? NULL : ints_list(c, self->kind->nv, 1);
         if (v == NULL || PyDict_SetItem(out, key, v) < 0) Py_CLEAR(out);
         Py_XDECREF(key);
         Py_XDECREF(v);
@@ -3606,6 +3618,7 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
     const int64_t ts = ev->ts;
     Py_ssize_t touched[MAX_LINES * 8]; /* the cells the order counted in (entries) */
     int ntouched = 0, rc = -1;
+    const long long cuts = L->cells->cuts; /* (touched cells are marked: kept until a cut) */
     PyObject *region = cached_str(L->caches, ev->region.p, ev->region.n);
     PyObject *grain = PyLong_FromLongLong(ts / 1000 / L->grain_s);
     PyObject *bounds = grain ? grain_bounds(L, grain) : NULL;
@@ -3661,6 +3674,10 @@ static int apply_order(lane_t *L, run_t *R, const order *ev) {
         }
         Py_DECREF(he);
         if (!ok) goto done;
+    }
+    if (L->cells->cuts != cuts) { /* Python code above cut the cells: touched[] is stale */
+        PyErr_SetString(PyExc_RuntimeError, "compiled lane: the cells were cut during an order");
+        goto done;
     }
     for (int t = 0; t < ntouched; t++)
         if (store_add(L->cells, touched[t], ORDERS, 1) < 0) goto done;

@@ -1030,6 +1030,9 @@ def test_the_compiled_sku_hours_refuse_misuse() -> None:
             s.load([((1, 0), [0] * 9)])
         with pytest.raises(TypeError):
             impl(hour_of=utc_hour).handle(1, 0)  # type: ignore[arg-type]
+        last = (1 << 63) - 1  # an hour that ends after the largest bound: never evicted
+        s.load([(("B", last), [0] * 9), (("B", last - 3600), [0] * 9)])
+        assert s.evict(last) == 1 and s.get("B", last) == [0] * 9 and len(s) == 1
     class Evicts:  # an "int" whose __index__ would evict the hour a call holds
         def __init__(self, s: Any) -> None:
             self.s = s
