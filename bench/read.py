@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import json
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -45,7 +46,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from bench.grafana import expand
@@ -179,7 +180,9 @@ def evaluate_alerts(client: Any, settings: Any) -> float:
         service = AlertService(AlertStore(client, settings.clickhouse_database), publish, io,
                                settings.alert_config(), idle_wall_s=0,
                                calendar=settings.calendar(),
-                               promotions=settings.promotions(), forecast=ForecastConfig())
+                               promotions=settings.promotions(), forecast=ForecastConfig(),
+                               resolved_keep_s=settings.retention_resolved_alert_days * 86_400
+                               or None)
         while await service.tick():
             pass
 
@@ -202,8 +205,36 @@ def settle(client: Any, timeout_s: float = 120) -> None:
 
 
 # ---------------------------------------------------------------- queries
-def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any]]:
-    """name -> a call that runs one user-triggerable query."""
+class Query(NamedTuple):
+    """One user-triggerable query: the call that runs it, and how far back from the end of
+    the history it reads (seconds of event time), or None when it reads no time range (a
+    current state: open alerts, the catalog, progress). The span says which histories hold
+    all of its range: ``report`` compares its time with the smallest of them too."""
+
+    run: Callable[[], Any]
+    span_s: int | None
+
+
+#: how far back each call of the web page reads (``streams.clickhouse.views``): the 24 h
+#: horizon, 24 hourly points, the brief's 14 days, the rolling view's 7-day horizon
+VIEW_SPANS: dict[str, int | None] = {"summary": 86_400, "breakdown": 86_400,
+                                     "series": 86_400, "alerts": None,
+                                     "brief": 14 * 86_400, "rolling": 7 * 86_400}
+
+
+def panel_span(sql: str, range_s: int) -> int | None:
+    """How far back a Grafana panel reads for a dashboard range of ``range_s``: the
+    production brief its own days, the rolling table its 24 h horizon, a panel with the
+    time macros the range, any other panel (open alerts) no range."""
+    if m := re.search(r"production_brief\(days=(\d+)", sql):
+        return int(m.group(1)) * 86_400
+    if "market_rolling" in sql:
+        return 86_400
+    return range_s if "$__" in sql else None
+
+
+def user_queries(client: Any, db: str, end_s: int) -> dict[str, Query]:
+    """name -> one user-triggerable query."""
     from streams.clickhouse import sku_days
     from streams.clickhouse.alerts import AlertStore
     from streams.clickhouse.migrations import database_timezone
@@ -224,18 +255,22 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
     factory = client.query(
         f"SELECT factory_id FROM {db}.products_current GROUP BY factory_id "  # noqa: S608
         "ORDER BY count() DESC LIMIT 1").result_rows[0][0]
-    q: dict[str, Callable[[], Any]] = {}
+    q: dict[str, Query] = {}
+
+    def add(name: str, span_s: int | None, run: Callable[[], Any]) -> None:
+        q[name] = Query(run, span_s)
+
     settings = {"A": {"window": "3600", "category": "__all", "factory": "__all"},
                 "B": {"window": "300", "category": top_cat, "factory": factory}}
     for board, title, raw in grafana_queries():
         raw = raw.replace("c2m.", f"{db}.")
         if "$" not in raw:  # no range, no variable: one query
-            q[f"grafana {board}: {title}"] = lambda sql=raw: client.query(sql).result_rows
+            add(f"grafana {board}: {title}", None, lambda sql=raw: client.query(sql).result_rows)
             continue
         for rname, (span, interval) in RANGES.items():
             for vname, variables in settings.items():
                 sql = expand(raw, end_s - span, end_s, interval, variables)
-                q[f"grafana {board}: {title} [{rname}, {vname}]"] = (
+                add(f"grafana {board}: {title} [{rname}, {vname}]", panel_span(raw, span),
                     lambda sql=sql: client.query(sql).result_rows)
     page: list[Callable[[], Any]] = []
     factory_page: list[Callable[[], Any]] = []
@@ -255,23 +290,23 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         def as_factory(view: str = view, args: dict[str, str] = args) -> Any:
             return run_view(client, db, view, args, Scope("factory", factory))
 
-        q[name] = call
+        add(name, VIEW_SPANS[view], call)
         page.append(call)
         factory_page.append(as_factory)
     for h in ("1h", "7d"):
-        q[f"/api/view/summary?horizon={h}"] = lambda h=h: run_view(client, db, "summary",
-                                                                   {"horizon": h})
-    q["web view page (all its API calls)"] = lambda: [c() for c in page]
-    q["web view page with a factory's token (all its API calls)"] = lambda: [
-        c() for c in factory_page]
-    q["/api/alerts?factory=F"] = lambda: alerts.alerts(factory)
-    q["/api/alerts (all)"] = lambda: alerts.alerts("")
-    q["/api/brief, c2m brief (category, 14 d, run 30 d)"] = lambda: alerts.brief(
-        top_cat, "", 14, 30)
-    q["/api/brief for one factory"] = lambda: alerts.brief(top_cat, factory, 14, 30)
-    q["c2m.production_brief (plain SELECT *)"] = lambda: client.query(
+        add(f"/api/view/summary?horizon={h}", {"1h": HOUR, "7d": 7 * DAY}[h],
+            lambda h=h: run_view(client, db, "summary", {"horizon": h}))
+    add("web view page (all its API calls)", 14 * DAY, lambda: [c() for c in page])
+    add("web view page with a factory's token (all its API calls)", 14 * DAY,
+        lambda: [c() for c in factory_page])
+    add("/api/alerts?factory=F", None, lambda: alerts.alerts(factory))
+    add("/api/alerts (all)", None, lambda: alerts.alerts(""))
+    add("/api/brief, c2m brief (category, 14 d, run 30 d)", 14 * DAY,
+        lambda: alerts.brief(top_cat, "", 14, 30))
+    add("/api/brief for one factory", 14 * DAY, lambda: alerts.brief(top_cat, factory, 14, 30))
+    add("c2m.production_brief (plain SELECT *)", 14 * DAY, lambda: client.query(
         f"SELECT * FROM {db}.production_brief(days=14, run_days=30, factory='')"  # noqa: S608
-    ).result_rows
+    ).result_rows)
     hour = end_s - end_s % HOUR - 2 * HOUR
 
     def alert_inputs() -> Any:
@@ -280,7 +315,10 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
         lead = alerts.max_lead_time_days()
         return alerts.load_inputs(hour - 14 * DAY, hour + HOUR, hour + HOUR - 2 * lead * DAY)
 
-    q["alert service: input load for one hour"] = alert_inputs
+    # 14 days before the hour and the hour; restock movements from twice the longest lead
+    # time before it (the simulator's leads are 2-4 days)
+    inputs_span = 15 * DAY
+    add("alert service: input load for one hour", inputs_span, alert_inputs)
 
     # what the running service reads each hour (streams.alerting, InputCache; the first
     # load after a start is the one above): the hours the checkpoints since the last load
@@ -314,8 +352,8 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
                   else alerts.load_inputs(start, hi, None, also))
         return cache.take(lo, hi, mf, start, loaded, marks, settled, also, seen)
 
-    q["alert service: input load for one hour, inputs kept (each hour after the first)"] = (
-        alert_inputs_kept)
+    add("alert service: input load for one hour, inputs kept (each hour after the first)",
+        inputs_span, alert_inputs_kept)
 
     zone = database_timezone(client, db) or "UTC"
 
@@ -332,16 +370,17 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
                                      date.fromordinal(last), zone)
         return brief_forecasts(demand, last, NO_PROMOTIONS, cfg)
 
-    q["alert service: the daily forecast (56 days read, modelled; once a day)"] = forecast
+    add("alert service: the daily forecast (56 days read, modelled; once a day)",
+        ForecastConfig().history_days * DAY, forecast)
     def book_reload() -> Any:  # at a start: the open alerts and those still cooling down
         last = alerts.last_evaluated()
         bound = None if last is None else AlertBook().restore_bound(last + HOUR)
         return alerts.current_alerts(bound)
 
-    q["alert service: current alerts (book reload)"] = book_reload
+    add("alert service: current alerts (book reload)", None, book_reload)
     horizon_ms = int(Settings().correction_horizon_hours * 3_600_000)
     calendar = MarketCalendar(zone)
-    q["alert leader: SKU days, a tick with no day newly settled"] = (
+    add("alert leader: SKU days, a tick with no day newly settled", None,
         lambda: sku_days.refresh(client, db, horizon_ms, calendar))
     # once a local day: the fold of the day that settled (its SELECT; the INSERT of 4,000
     # rows is not timed, and the database stays as built)
@@ -350,18 +389,18 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
     if cut and cut[0][0]:
         settled = calendar.day(int(cut[0][0]) - 1)
         fold = sku_days.fold_sql(db).split(") SELECT ", 1)[1]
-        q["alert leader: SKU days, the fold of a day that settled (once a day)"] = (
+        add("alert leader: SKU days, the fold of a day that settled (once a day)", DAY, (
             lambda: client.query("SELECT " + fold, parameters={
-                "lo": settled[0], "hi": settled[1]}).result_rows)
+                "lo": settled[0], "hi": settled[1]}).result_rows))
     day = client.query(
         f"SELECT max(window_start) FROM {db}.demand_cells WHERE window_seconds = 86400 "  # noqa: S608
         "AND window_end <= toDateTime({e:Int64})", parameters={"e": end_s}).result_rows[0][0]
-    q["plain SELECT of one local day (demand_by_attribute)"] = lambda: client.query(
+    add("plain SELECT of one local day (demand_by_attribute)", DAY, lambda: client.query(
         f"SELECT * FROM {db}.demand_by_attribute WHERE window_seconds = 86400 "  # noqa: S608
-        "AND window_start = {d:DateTime}", parameters={"d": day}).result_rows
+        "AND window_start = {d:DateTime}", parameters={"d": day}).result_rows)
     store = DemandStore(client, db)
-    q["demo live table (top cells of the newest 5-minute window)"] = lambda: store.top_cells(
-        300, 8)
+    add("demo live table (top cells of the newest 5-minute window)", 300,
+        lambda: store.top_cells(300, 8))
     # the market views (cells of fewer than k shops folded: stored by the writer) against
     # the same sums of every cell
     for label, seconds, span in (("5-minute windows, last 24 h", 300, 86_400),
@@ -369,24 +408,26 @@ def user_queries(client: Any, db: str, end_s: int) -> dict[str, Callable[[], Any
                                  ("hourly windows, last 7 d", 3600, 7 * 86_400),
                                  ("daily windows, last 30 d", 86_400, 30 * 86_400)):
         p = {"s": seconds, "lo": end_s - span, "hi": end_s}
-        q[f"units by colour, {label}: demand_by_attribute"] = lambda p=p: client.query(
+        add(f"units by colour, {label}: demand_by_attribute", span, lambda p=p: client.query(
             f"SELECT color, sum(units) FROM {db}.demand_by_attribute "  # noqa: S608
             "WHERE window_seconds = {s:UInt32} AND window_start >= toDateTime({lo:Int64}) "
             "AND window_start < toDateTime({hi:Int64}) GROUP BY color", parameters=p
-        ).result_rows
-        q[f"units by colour, {label}: market_demand"] = lambda p=p: client.query(
+        ).result_rows)
+        add(f"units by colour, {label}: market_demand", span, lambda p=p: client.query(
             f"SELECT color, sum(units) FROM {db}.market_demand(seconds={{s:UInt32}}, "  # noqa: S608
-            "from_s={lo:Int64}, to_s={hi:Int64}) GROUP BY color", parameters=p).result_rows
+            "from_s={lo:Int64}, to_s={hi:Int64}) GROUP BY color", parameters=p).result_rows)
     for view in ("demand_rolling", "market_rolling"):
-        q[f"units by colour per horizon: {view}"] = lambda view=view: client.query(
+        add(f"units by colour per horizon: {view}", 7 * DAY, lambda view=view: client.query(
             f"SELECT horizon, color, sum(units) FROM {db}.{view} "  # noqa: S608
-            "GROUP BY horizon, color").result_rows
+            "GROUP BY horizon, color").result_rows)
     return q
 
 
-def time_queries(queries: dict[str, Callable[[], Any]], repeats: int) -> dict[str, Any]:
+def time_queries(queries: dict[str, Query], repeats: int) -> dict[str, Any]:
+    """p50 and p95 (nearest rank: with 20 repeats the second slowest) of every query, after
+    one untimed run."""
     out = {}
-    for name, fn in queries.items():
+    for name, (fn, span_s) in queries.items():
         fn()  # first run: warm caches (a dashboard is opened more than once a day)
         ts = []
         for _ in range(repeats):
@@ -395,7 +436,8 @@ def time_queries(queries: dict[str, Callable[[], Any]], repeats: int) -> dict[st
             ts.append((time.perf_counter() - t0) * 1000)
         ts.sort()
         p95 = ts[min(len(ts) - 1, round(0.95 * (len(ts) - 1)))]
-        out[name] = {"p50_ms": round(statistics.median(ts), 1), "p95_ms": round(p95, 1)}
+        out[name] = {"p50_ms": round(statistics.median(ts), 1), "p95_ms": round(p95, 1),
+                     "span_s": span_s}
         print(f"  {out[name]['p50_ms']:9.1f} {out[name]['p95_ms']:9.1f}  {name}",
               file=sys.stderr, flush=True)
     return out
@@ -447,6 +489,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     if applied:
         print(f"D = {days}: migrations {applied} applied", file=sys.stderr)
     fold_days(client, settings)  # what the leader's first tick does after an upgrade
+    # and the alert service's (an hour the build left unevaluated, the resolved alerts'
+    # retention: a database from older code kept every alert in c2m.alerts)
+    evaluate_alerts(client, settings)
     settle(client)
     results = time_queries(user_queries(client, db, meta["end_s"]), args.repeats)
     return {"days": days, "build": meta, "queries": results,
@@ -462,7 +507,7 @@ def main() -> None:
     p.add_argument("--regions", type=int, default=30)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--flush-events", type=int, default=5000)
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--workdir", default=str(ROOT / ".bench-read"))
     p.add_argument("--rebuild", action="store_true", help="ignore a cached database")
     p.add_argument("--json", help="write all results to this file")
@@ -486,24 +531,56 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(results, indent=1, ensure_ascii=False))
 
 
+def held_by(results: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """The result of the smallest history in the run that holds all of the query's range
+    (the first, when the query reads no range), if smaller than the last."""
+    span = results[-1]["queries"][name].get("span_s")
+    for r in results[:-1]:
+        if span is None or r["days"] * 86_400 >= span:
+            return r
+    return None
+
+
 def report(results: list[dict[str, Any]]) -> None:
+    """Markdown tables: each query's p50 / p95 per D, with two ratios of the p95 at the
+    largest D: to the smallest D (issue 17's fixed-range criterion; for a range longer
+    than that history it also counts the data in range that the smaller history does not
+    hold), and to the smallest D that holds all of the query's range ("held": what the
+    history outside the range costs)."""
     days = [r["days"] for r in results]
     print("\nbuild: " + "; ".join(
         f"D={r['days']:g}: {r['build']['events']:,} events, {r['build']['flushes']} flushes, "
         f"{r['build']['build_s']} s ({r['build']['write_s']} s writes), alerts "
         f"{r['build']['alerts_s']} s" for r in results))
     head = " | ".join(f"D={d:g} p50 / p95 ms" for d in days)
-    ratio = f" | p95 D={days[-1]:g} / D={days[0]:g}" if len(days) > 1 else ""
-    print(f"\n| query | {head}{ratio} |\n|---|" + "---|" * (len(days) + (1 if ratio else 0)))
-    for name in results[0]["queries"]:
+    many = len(days) > 1
+    ratio = (f" | p95 D={days[-1]:g} / D={days[0]:g} | p95 D={days[-1]:g} / the smallest D "
+             "holding the range" if many else "")
+    print(f"\n| query | {head}{ratio} |\n|---|" + "---|" * (len(days) + (2 if many else 0)))
+    over = {"first": 0, "held": 0, "unheld": 0}
+    for name in results[-1]["queries"]:
         cells = [f"{r['queries'][name]['p50_ms']:.0f} / {r['queries'][name]['p95_ms']:.0f}"
-                 for r in results]
+                 if name in r["queries"] else "-" for r in results]
         line = f"| {name} | " + " | ".join(cells)
-        if ratio:
-            first = results[0]["queries"][name]["p95_ms"]
+        if many and name in results[0]["queries"]:
             last = results[-1]["queries"][name]["p95_ms"]
-            line += f" | {last / max(first, 0.1):.2f}"
+            x = last / max(results[0]["queries"][name]["p95_ms"], 0.1)
+            over["first"] += x > 1.5
+            line += f" | {x:.2f}"
+            held = held_by(results, name)
+            if held is None:
+                over["unheld"] += 1
+                line += " | -"
+            else:
+                y = last / max(held["queries"][name]["p95_ms"], 0.1)
+                over["held"] += y > 1.5
+                line += f" | {y:.2f} (D={held['days']:g})"
         print(line + " |")
+    if many:
+        n = len(results[-1]["queries"])
+        print(f"\n{n} queries; p95 at D={days[-1]:g} over 1.5x: {over['first']} against "
+              f"D={days[0]:g}, {over['held']} against the smallest D holding their range "
+              f"({over['unheld']} read a range only D={days[-1]:g} holds)")
     print("\n| table | " + " | ".join(f"D={d:g} bytes / 1M events (rows / event)"
                                        for d in days) + " |\n|---|" + "---|" * len(days))
     tables = sorted({t for r in results for t in r["storage"]})

@@ -194,8 +194,15 @@ class AlertService(Service):
         ready: asyncio.Event | None = None,
         evaluate_at_start: bool = False,
         settled_horizon_s: int | None = None,
+        resolved_keep_s: int | None = None,
     ) -> None:
         super().__init__()
+        #: how long (event time) a resolved alert stays in ``c2m.alerts`` after the hour
+        #: that resolved it (``AlertStore.prune_resolved``, at most once a day); None: kept.
+        #: At least the cooldown: a restart's ``restore`` reads the resolved alerts still
+        #: cooling down (``AlertBook.restore_bound``)
+        self.resolved_keep_s = resolved_keep_s
+        self._pruned_before: int | None = None
         #: the engine's correction horizon: hours older than every partition's watermark
         #: minus this are final, so the inputs of the last evaluation are kept and only
         #: newer hours read again (``InputCache``); None: read the whole history each time
@@ -278,7 +285,25 @@ class AlertService(Service):
         marks = {tp: p.watermark_ms for tp, p in progress.items()}
         n = await self._evaluate(done_until, marks)
         await self._refresh_forecast(done_until)
+        await self._prune_resolved()
         return n
+
+    async def _prune_resolved(self) -> None:
+        """Resolved alerts older than ``resolved_keep_s`` leave ``c2m.alerts``, so that
+        what reads the current alerts (the web view, ``/api/alerts``, Grafana, a restart's
+        book) reads the open and recent ones, not every alert ever raised. The bound moves
+        a day at a time (whole UTC days of event time): one delete a day."""
+        if self.resolved_keep_s is None or self.last_hour is None:
+            return
+        bound = self.last_hour + HOUR - self.resolved_keep_s
+        bound -= bound % DAY
+        if self._pruned_before is not None and bound <= self._pruned_before:
+            return
+        n = await self.io(self.store.prune_resolved, bound)
+        self._pruned_before = bound
+        if n:
+            log.info("%d alerts resolved before %s left c2m.alerts (c2m.alert_history "
+                     "keeps them)", n, _iso(bound))
 
     async def _refresh_forecast(self, done_until: int) -> None:
         """Once a local day: the brief's forecast from the days complete by

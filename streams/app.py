@@ -451,6 +451,7 @@ def attach_alerts(
             evaluate_at_start=settings.alerts_enabled,
             # rounded up: a later bound could take an hour still open for final
             settled_horizon_s=math.ceil(settings.correction_horizon_hours * 3600),
+            resolved_keep_s=settings.retention_resolved_alert_days * 86_400 or None,
         )
         if alert_store is not None
         else None

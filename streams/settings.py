@@ -220,6 +220,10 @@ class Settings(BaseSettings):
         7, ge=1, description="Days superseded checkpoints are kept (the latest of every "
         "partition is always kept); pruned hourly"
     )
+    retention_resolved_alert_days: int = Field(
+        7, ge=0, description="Days a resolved alert stays in c2m.alerts after the hour that "
+        "resolved it (event time; 0: kept); c2m.alert_history keeps every version"
+    )
     retention_late_days: int = Field(
         30, ge=0, description="Days late events (with payload) stay in late_events after "
         "they were recorded (0: kept); the dead-letter topic keeps 30 days too"
@@ -336,6 +340,11 @@ class Settings(BaseSettings):
             if days < need:
                 problems.append(f"retention_days: windows of {size} s kept {days} days, but "
                                 f"{why} needs {need} (C2M_RETENTION_DAYS)")
+        if 0 < self.retention_resolved_alert_days * 24 < self.alert_cooldown_hours:
+            problems.append(f"retention_resolved_alert_days: resolved alerts kept "
+                            f"{self.retention_resolved_alert_days} days, but the alert "
+                            f"cooldown ({self.alert_cooldown_hours} h) needs them longer "
+                            "(C2M_RETENTION_RESOLVED_ALERT_DAYS)")
         if self.retention_visitor_days:
             need = math.ceil((self.correction_horizon_hours * 3600 + max(self.window_seconds))
                              / 86_400) + 1

@@ -243,6 +243,25 @@ class AlertStore:
         )
 
     # ---------------------------------------------------------------- alerts
+    def prune_resolved(self, before_s: int) -> int:
+        """Delete from ``alerts`` every alert resolved by the evaluation of an hour before
+        ``before_s`` (event time), every version of it, and return how many: the current
+        table then holds the open alerts and the recently resolved ones, however long the
+        history (``alert_history`` keeps every version). A resolved alert never changes
+        again (an alert that fires anew is a new episode, with a new id), so deleting all
+        its versions at once leaves no older version to show through ``FINAL``."""
+        where = (f"SELECT alert_id FROM {self.db}.alerts FINAL "  # noqa: S608
+                 "WHERE state = 'resolved' AND window_start < toDateTime({before:Int64})")
+        (n,), = self._rows(f"SELECT count() FROM ({where})", before=before_s)  # noqa: S608
+        if n:
+            try:
+                self.client.command(
+                    f"DELETE FROM {self.db}.alerts WHERE alert_id IN ({where})",  # noqa: S608
+                    parameters={"before": before_s})
+            except Exception as exc:
+                raise sink_error(exc, "delete", f"{self.db}.alerts") from exc
+        return int(n)
+
     def current_alerts(self, resolved_after_s: int | None = None) -> list[Alert]:
         """The newest version of every alert (to rebuild the lifecycle book); with
         ``resolved_after_s``, of the resolved ones only those resolved in an hour after it

@@ -81,3 +81,82 @@ def test_reload_reads_open_alerts_and_those_cooling_down(tmp_path: Path) -> None
     assert got["needed"] == [["A", 1, "open"], ["C", 2, "resolved"]]
     assert got["open_same"]
     assert got["cooling_part"] == got["cooling_full"] == [["C", N + 14 * HOUR]]
+
+
+_PRUNE = """
+import json, sys
+import clickhouse_connect
+from streams.clickhouse.alerts import AlertStore
+from streams.clickhouse.migrations import migrate
+from streams.core.alerting.book import Alert, AlertBook
+
+path, N = sys.argv[1], int(sys.argv[2])
+H, D = 3600, 86400
+client = clickhouse_connect.get_client(dsn="chdb://" + path)
+migrate(client, "c2m")
+store = AlertStore(client, "c2m")
+
+def alert(name, version, state, hour):
+    return Alert(name, version, "restock", state, "warning", (name,), "F1", ("F1",), "cups",
+                 name, "", "", hour, hour + H, hour + H, 1.0, 2.0, 0.5)
+
+changes = [
+    ("A", 1, "open", N - 20 * D), ("A", 2, "updated", N - 19 * D),   # open for 20 days
+    ("B", 1, "open", N - 20 * D), ("B", 2, "updated", N - 15 * D),
+    ("B", 3, "resolved", N - 10 * D),                                 # resolved 10 days ago
+    ("E", 1, "open", N - 9 * D), ("E", 2, "resolved", N - 7 * D - H),  # just before the bound
+    ("C", 1, "open", N - 6 * D), ("C", 2, "resolved", N - 7 * D),      # at the bound: kept
+    ("F", 1, "open", N - 2 * D), ("F", 2, "resolved", N - 10 * H),     # cooling down
+]
+# one insert per version, as the service writes hour by hour, and no merge before the
+# prune: each version in a part of its own (an older version left by a prune would show)
+client.command("ALTER TABLE c2m.alerts MODIFY SETTING max_bytes_to_merge_at_max_space_in_pool = 1")
+for name, version, state, hour in sorted(changes, key=lambda c: c[3]):
+    store.write([(alert(name, version, state, hour), "m")], hour)
+store.write([], N - H)
+parts = client.query("SELECT count() FROM system.parts WHERE database = 'c2m' "
+                     "AND table = 'alerts' AND active").result_rows[0][0]
+bound = AlertBook(cooldown_hours=24).restore_bound(N)
+def current():
+    return sorted([a.alert_id, a.version, a.state] for a in store.current_alerts())
+def book(alerts):
+    b = AlertBook(cooldown_hours=24)
+    b.restore(alerts)
+    return sorted(map(str, b.open.items())), sorted(map(str, b.cooldown_until.items()))
+before, restored_before = current(), book(store.current_alerts(bound))
+pruned = store.prune_resolved(N - 7 * D)
+again = store.prune_resolved(N - 7 * D)
+after = current()
+client.command("ALTER TABLE c2m.alerts RESET SETTING max_bytes_to_merge_at_max_space_in_pool")
+client.command("OPTIMIZE TABLE c2m.alerts FINAL")
+merged = current()
+print(json.dumps({
+    "before": before, "after": after, "merged": merged, "pruned": pruned, "again": again,
+    "rows_left": client.query("SELECT alert_id, count() FROM c2m.alerts "
+                              "GROUP BY alert_id ORDER BY alert_id").result_rows,
+    "history": client.query("SELECT count() FROM c2m.alert_history").result_rows[0][0],
+    "same_book": book(store.current_alerts(bound)) == restored_before, "parts": parts,
+}))
+"""
+
+
+def test_resolved_alerts_leave_the_current_table_after_their_retention(tmp_path: Path) -> None:
+    """``AlertStore.prune_resolved`` (the service's retention of resolved alerts): every
+    version of an alert resolved before the bound leaves ``c2m.alerts`` (none shows
+    through FINAL, also after a merge), open and later resolved ones stay, the history
+    keeps every version, and the book a restart restores is the same as before."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PRUNE, str(tmp_path / "chdb"), str(N)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout)
+    assert got["before"] == [["A", 2, "updated"], ["B", 3, "resolved"], ["C", 2, "resolved"],
+                             ["E", 2, "resolved"], ["F", 2, "resolved"]]
+    kept = [["A", 2, "updated"], ["C", 2, "resolved"], ["F", 2, "resolved"]]
+    assert got["parts"] == 11
+    assert got["pruned"] == 2 and got["again"] == 0
+    assert got["after"] == got["merged"] == kept
+    assert [r[0] for r in got["rows_left"]] == ["A", "C", "F"]
+    assert got["history"] == 11
+    assert got["same_book"]

@@ -83,3 +83,36 @@ def test_the_first_evaluation_comes_at_start_once_ready_not_a_timer_interval_lat
 
     before, calls = asyncio.run(scenario())
     assert before == [] and calls == [0]
+
+
+def test_resolved_alerts_are_pruned_at_most_once_a_day_behind_the_retention() -> None:
+    """``_prune_resolved`` (after every evaluation): the bound is the last evaluated hour's
+    end less the retention, floored to a whole day, and the store is asked again only
+    when that bound moved; without a retention, or before any hour, never."""
+    day, hour = 86_400, 3600
+    asked: list[int] = []
+
+    class Store:
+        def prune_resolved(self, before_s: int) -> int:
+            asked.append(before_s)
+            return 1
+
+    async def io(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    async def scenario(keep: int | None) -> list[int]:
+        asked.clear()
+        svc = AlertService(Store(), None, io, resolved_keep_s=keep)  # type: ignore[arg-type]
+        await svc._prune_resolved()  # nothing evaluated yet
+        t0 = 20 * day
+        for h in range(0, 3 * 24):  # three days of hours, 10:00 on
+            svc.last_hour = t0 + 10 * hour + h * hour
+            await svc._prune_resolved()
+        return list(asked)
+
+    got = asyncio.run(scenario(7 * day))
+    # the first hour ends at 20d 11:00 -> bound 13d 11:00, floored to 13d; then one more
+    # day with the first hour of each new day (21d, 22d, 23d 00:00); the last hour ends at
+    # 23d 10:00
+    assert got == [13 * day, 14 * day, 15 * day, 16 * day]
+    assert asyncio.run(scenario(None)) == []

@@ -161,6 +161,9 @@ def test_retention_from_env_and_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None
          "SKU hours kept 730 days, but restock alerts read up to 731"),
         ({"C2M_RETENTION_SKU_DAYS": "1000", "C2M_ALERT_TRANSIT_LEAD_MULTIPLE": "3"},
          "read up to 1096"),
+        # a restart's book reads the resolved alerts still cooling down
+        ({"C2M_RETENTION_RESOLVED_ALERT_DAYS": "1", "C2M_ALERT_COOLDOWN_HOURS": "25"},
+         r"resolved alerts kept 1 days, but the alert cooldown \(25 h\)"),
     ],
 )
 def test_retention_shorter_than_what_is_read_back_is_rejected(
@@ -176,6 +179,10 @@ def test_retention_at_the_limits_is_accepted(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("C2M_RETENTION_DAYS", '{"300": 4, "3600": 16, "86400": 9}')
     monkeypatch.setenv("C2M_RETENTION_SKU_DAYS", "731")
     monkeypatch.setenv("C2M_RETENTION_VISITOR_DAYS", "4")
+    monkeypatch.setenv("C2M_RETENTION_RESOLVED_ALERT_DAYS", "1")  # the 24 h cooldown
+    assert Settings().retention_problems() == []
+    monkeypatch.setenv("C2M_RETENTION_RESOLVED_ALERT_DAYS", "0")  # kept
+    monkeypatch.setenv("C2M_ALERT_COOLDOWN_HOURS", "1000")
     assert Settings().retention_problems() == []
 
 
