@@ -249,7 +249,10 @@ class AlertStore:
         table then holds the open alerts and the recently resolved ones, however long the
         history (``alert_history`` keeps every version). A resolved alert never changes
         again (an alert that fires anew is a new episode, with a new id), so deleting all
-        its versions at once leaves no older version to show through ``FINAL``."""
+        its versions at once leaves no older version to show through ``FINAL``. The table
+        (the open alerts and the recently resolved ones: a few hundred KB) is then merged
+        into one part, so that no reader reads the deleted rows' masks and messages until
+        ClickHouse would merge it."""
         where = (f"SELECT alert_id FROM {self.db}.alerts FINAL "  # noqa: S608
                  "WHERE state = 'resolved' AND window_start < toDateTime({before:Int64})")
         (n,), = self._rows(f"SELECT count() FROM ({where})", before=before_s)  # noqa: S608
@@ -258,6 +261,7 @@ class AlertStore:
                 self.client.command(
                     f"DELETE FROM {self.db}.alerts WHERE alert_id IN ({where})",  # noqa: S608
                     parameters={"before": before_s})
+                self.client.command(f"OPTIMIZE TABLE {self.db}.alerts FINAL")
             except Exception as exc:
                 raise sink_error(exc, "delete", f"{self.db}.alerts") from exc
         return int(n)

@@ -127,6 +127,8 @@ before, restored_before = current(), book(store.current_alerts(bound))
 pruned = store.prune_resolved(N - 7 * D)
 again = store.prune_resolved(N - 7 * D)
 after = current()
+left = client.query("SELECT sum(rows) FROM system.parts WHERE database = 'c2m' "
+                    "AND table = 'alerts' AND active").result_rows[0][0]
 client.command("ALTER TABLE c2m.alerts RESET SETTING max_bytes_to_merge_at_max_space_in_pool")
 client.command("OPTIMIZE TABLE c2m.alerts FINAL")
 merged = current()
@@ -136,6 +138,7 @@ print(json.dumps({
                               "GROUP BY alert_id ORDER BY alert_id").result_rows,
     "history": client.query("SELECT count() FROM c2m.alert_history").result_rows[0][0],
     "same_book": book(store.current_alerts(bound)) == restored_before, "parts": parts,
+    "left": left,
 }))
 """
 
@@ -155,6 +158,7 @@ def test_resolved_alerts_leave_the_current_table_after_their_retention(tmp_path:
                              ["E", 2, "resolved"], ["F", 2, "resolved"]]
     kept = [["A", 2, "updated"], ["C", 2, "resolved"], ["F", 2, "resolved"]]
     assert got["parts"] == 11
+    assert got["left"] == 3  # merged: one row per alert kept, no deleted row left
     assert got["pruned"] == 2 and got["again"] == 0
     assert got["after"] == got["merged"] == kept
     assert [r[0] for r in got["rows_left"]] == ["A", "C", "F"]
