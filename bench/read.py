@@ -28,6 +28,14 @@ For each D, in a child process (chDB opens one engine path per process):
    fewer than k shops) against the same sums over every cell;
 3. print the compressed bytes of every table per million events.
 
+With several D the report gives two ratios of each query's p95 at the largest D: to the
+smallest D (issue 17's criterion), and to the smallest D that holds all of the range the
+query reads (its span: the dashboard range, the view's horizon, the brief's days, the
+alert rules' 15 days, the forecast's 56). The first also counts the data in range that a
+one-day history does not have; the second is what the history outside the range costs.
+``--rounds N`` times every D N times, D after D, and reports the medians: the machine's
+speed drifts by tens of percent within a run, and rounds spread that over every D.
+
 Results go to bench/RESULTS.md by hand, with the date and commit. Not a timed test: CI
 runs it once at a tiny size (tests/integration/test_bench_smoke.py).
 """
@@ -508,6 +516,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--flush-events", type=int, default=5000)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="time every D this many times, D after D, and report the medians")
     p.add_argument("--workdir", default=str(ROOT / ".bench-read"))
     p.add_argument("--rebuild", action="store_true", help="ignore a cached database")
     p.add_argument("--json", help="write all results to this file")
@@ -516,19 +526,42 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args)))
         return
-    results = []
-    for d in args.days:
-        cmd = [sys.executable, "-m", "bench.read", "--child", "--days", str(d)]
-        for opt in ("events_per_day", "skus", "shops", "regions", "seed", "flush_events",
-                    "repeats", "workdir"):
-            cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
-        if args.rebuild:
-            cmd.append("--rebuild")
-        out = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, check=True, text=True)
-        results.append(json.loads(out.stdout))
+    rounds: list[list[dict[str, Any]]] = []
+    for i in range(args.rounds):
+        rounds.append([])
+        for d in args.days:
+            cmd = [sys.executable, "-m", "bench.read", "--child", "--days", str(d)]
+            for opt in ("events_per_day", "skus", "shops", "regions", "seed", "flush_events",
+                        "repeats", "workdir"):
+                cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
+            if args.rebuild and i == 0:
+                cmd.append("--rebuild")
+            out = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, check=True, text=True)
+            rounds[-1].append(json.loads(out.stdout))
+    results = merge_rounds(rounds)
     report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, ensure_ascii=False))
+
+
+def merge_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One result per D from several rounds (each round times every D once, in order, so
+    that the machine's drift during a run falls on every D alike): per query the median
+    of the rounds' p50 and of their p95 (the rounds' own numbers stay under "rounds")."""
+    if len(rounds) == 1:
+        return rounds[0]
+    out = []
+    for per_d in zip(*rounds, strict=True):
+        merged = dict(per_d[0])
+        merged["queries"] = {
+            name: {**q, "p50_ms": round(statistics.median(r["queries"][name]["p50_ms"]
+                                                          for r in per_d), 1),
+                   "p95_ms": round(statistics.median(r["queries"][name]["p95_ms"]
+                                                     for r in per_d), 1)}
+            for name, q in per_d[0]["queries"].items()}
+        merged["rounds"] = [r["queries"] for r in per_d]
+        out.append(merged)
+    return out
 
 
 def held_by(results: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
